@@ -1,0 +1,165 @@
+# keel - a Temporal worker written in C. `make help` lists the targets.
+#
+# Outputs go to build/ (build/asan/ for the sanitizer build). The Temporal API protos are fetched
+# into build/proto by tools/fetch-protos; the targets that compile them run in a second make so
+# that the list of generated files is known when that make reads this file.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+
+BUILD := build
+PROTO := $(BUILD)/proto
+SAN ?= 0
+ifeq ($(SAN),1)
+OUT := $(BUILD)/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+OUT := $(BUILD)
+SANFLAGS :=
+endif
+
+CC ?= gcc
+PKGS := grpc libprotobuf-c libcjson
+TEST_PKGS := check
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_LIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+# -std=c11, not gnu11: GNU mode predefines `linux`, which the Temporal API uses as a field name.
+WARN := -Wall -Wextra -Werror
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
+              -Iinclude -Isrc -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRCS := $(filter-out %_main.c,$(wildcard src/*.c src/*/*.c))
+GEN_SRCS := $(shell find $(PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+INTEGRATION_SRCS := $(wildcard tests/integration/*.c)
+TEST_SUPPORT := tests/support/check_main.c
+
+obj = $(patsubst %.c,$(OUT)/obj/%.o,$(1))
+LIB := $(OUT)/libkeel.a
+KEELCTL := $(OUT)/bin/keelctl
+WORKER := $(OUT)/bin/keel-worker
+UNIT := $(OUT)/tests/unit
+INTEGRATION := $(OUT)/tests/integration
+
+DEVSTACK := tools/devstack
+
+.PHONY: help all deps protos binaries test test-unit test-integration test-asan check run \
+        worker devstack-up devstack-down devstack-status format format-check \
+        determinism-check clean distclean
+
+help: ## List the targets
+	@echo "keel - a Temporal worker in C"
+	@echo
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 28
+	@echo
+	@echo "  SAN=1 builds with AddressSanitizer and UBSan into build/asan/."
+
+all: protos ## Build libkeel, keelctl, keel-worker and the tests
+	@$(MAKE) --no-print-directory binaries
+
+deps: ## Install the Debian packages keel needs (no-op when present)
+	@tools/install-deps
+
+protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
+	@tools/fetch-protos $(PROTO)
+
+binaries: $(LIB) $(KEELCTL) $(WORKER) $(UNIT) $(INTEGRATION)
+
+$(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(OUT)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c
+	@mkdir -p $(@D)
+	@$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(WORKER): $(call obj,src/worker/keel_worker_main.c) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(UNIT): $(call obj,$(UNIT_SRCS) $(TEST_SUPPORT)) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+
+$(INTEGRATION): $(call obj,$(INTEGRATION_SRCS) $(TEST_SUPPORT)) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+
+# ---- tests ----
+
+test-unit: all ## Run the unit tests (no server needed)
+	$(UNIT)
+
+test-integration: all devstack-up ## Run the integration tests against the dev stack
+	KEELCTL=$(abspath $(KEELCTL)) $(INTEGRATION)
+
+test: test-unit test-integration determinism-check ## Build, start the dev stack, run all tests
+
+test-asan: ## Run all tests built with AddressSanitizer + UBSan
+	@$(MAKE) --no-print-directory SAN=1 test
+
+# The CI entry point (.ci/run): install, build, start the stack, run everything twice: plain and
+# under the sanitizers. Each step is its own make so that a fresh machine gets its packages
+# before anything reads pkg-config.
+check: ## Install deps, check formatting, run all tests plain and under sanitizers (CI)
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory test-asan
+
+determinism-check: ## Check that workflows/ uses no clock, randomness, threads, files or network
+	@tools/check-determinism workflows
+
+# ---- running ----
+
+run: ## Install deps, build, start the dev stack and run keel-worker (Ctrl-C stops it)
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory devstack-up
+	@eval "$$($(DEVSTACK) env)" && exec $(WORKER)
+
+worker: all ## Build keel-worker
+	@true
+
+# The dev stack registers its namespace with the plain keelctl, whatever SAN says.
+devstack-up: ## Start Temporal server, Web UI and PostgreSQL (idempotent)
+	@$(MAKE) --no-print-directory SAN=0 all
+	@KEELCTL=$(abspath $(BUILD)/bin/keelctl) $(DEVSTACK) up
+
+devstack-down: ## Stop the dev stack
+	@$(DEVSTACK) down
+
+devstack-status: ## Show what the dev stack is running
+	@$(DEVSTACK) status
+
+# ---- housekeeping ----
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src include tools tests workflows activities -name '*.[ch]')
+
+format: ## Reformat the C sources with clang-format
+	clang-format -i $(FORMAT_FILES)
+
+format-check: ## Fail if clang-format would change a C source
+	@clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean: ## Remove build outputs (keeps the fetched protos and the dev stack's data)
+	rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/libkeel.a $(BUILD)/asan
+
+distclean: devstack-down ## Remove everything under build/
+	rm -rf $(BUILD)
+
+-include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,11 @@
+/* keel/keel.h - everything public in keel. */
+#ifndef KEEL_KEEL_H
+#define KEEL_KEEL_H
+
+#include "keel/client.h"
+#include "keel/duration.h"
+#include "keel/error.h"
+#include "keel/options.h"
+#include "keel/version.h"
+
+#endif

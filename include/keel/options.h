@@ -1,0 +1,78 @@
+/*
+ * keel/options.h - how to reach a Temporal frontend: address, namespace, TLS, API key.
+ *
+ * Options follow one pattern: a struct whose first field is `version`, a KEEL_..._INIT
+ * initialiser, and an `_init` function that fills in the defaults. Unset string fields are NULL.
+ * String fields are borrowed: keel copies what it keeps, so they only need to outlive the call
+ * they are passed to.
+ */
+#ifndef KEEL_OPTIONS_H
+#define KEEL_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keel/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KEEL_DEFAULT_ADDRESS          "localhost:7233"
+#define KEEL_DEFAULT_NAMESPACE        "default"
+#define KEEL_DEFAULT_RPC_TIMEOUT_MS   10000
+#define KEEL_CONNECT_OPTIONS_VERSION  1
+
+typedef enum keel_tls_mode {
+    KEEL_TLS_AUTO = 0, /* TLS when an API key or any TLS path is set, plaintext otherwise */
+    KEEL_TLS_OFF,
+    KEEL_TLS_ON,
+} keel_tls_mode;
+
+typedef struct keel_connect_options {
+    unsigned int version;
+    const char *address;   /* host:port of the frontend; default KEEL_DEFAULT_ADDRESS */
+    const char *namespace; /* default KEEL_DEFAULT_NAMESPACE */
+    const char *identity;  /* recorded in history events; default "<pid>@<hostname>" */
+
+    keel_tls_mode tls;
+    const char *tls_ca_path;     /* PEM roots to verify the server; NULL: system roots */
+    const char *tls_cert_path;   /* client certificate (PEM) for mTLS */
+    const char *tls_key_path;    /* client private key (PEM) for mTLS */
+    const char *tls_server_name; /* overrides the name checked in the server certificate */
+
+    const char *api_key; /* sent as `authorization: Bearer <key>`; never logged */
+
+    /* Deadline of one ordinary (non-long-poll) call attempt, and of its retries together. */
+    int64_t rpc_timeout_ms;
+} keel_connect_options;
+
+#define KEEL_CONNECT_OPTIONS_INIT {KEEL_CONNECT_OPTIONS_VERSION}
+
+/* Fill *opts with the defaults. Always succeeds for a non-NULL opts and the current version. */
+int keel_connect_options_init(keel_connect_options *opts, unsigned int version);
+
+/*
+ * Overlay the TEMPORAL_* environment variables on *opts:
+ *   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+ *   TEMPORAL_TLS (true/false/1/0), TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+ *   TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME.
+ * The strings point into the environment (borrowed). Fails with KEEL_EINVAL naming the variable
+ * when a value is malformed, leaving *opts as it was.
+ */
+int keel_connect_options_from_env(keel_connect_options *opts, keel_error *err);
+
+/*
+ * Check that the options make sense together: a client certificate needs its key and the other
+ * way round, TLS paths with TLS switched off are a contradiction, the timeout is positive.
+ */
+int keel_connect_options_validate(const keel_connect_options *opts, keel_error *err);
+
+/* Whether these options connect with TLS (resolves KEEL_TLS_AUTO). */
+bool keel_connect_options_use_tls(const keel_connect_options *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

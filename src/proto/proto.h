@@ -1,0 +1,31 @@
+/*
+ * proto - glue between keel and the protobuf-c code generated from the Temporal API (build/).
+ *
+ * Generated headers are included from here so that the rest of src/ names one header. Helpers
+ * convert between well-known types and plain C values.
+ */
+#ifndef KEEL_PROTO_H
+#define KEEL_PROTO_H
+
+#include <stdint.h>
+
+#include "google/protobuf/duration.pb-c.h"
+#include "google/protobuf/timestamp.pb-c.h"
+#include "temporal/api/operatorservice/v1/request_response.pb-c.h"
+#include "temporal/api/workflowservice/v1/request_response.pb-c.h"
+
+/* Fill a Duration from milliseconds (d is caller storage, typically on the stack). */
+void keel_proto_duration_set(Google__Protobuf__Duration *d, int64_t ms);
+
+/* Milliseconds in a Duration; 0 for NULL. Saturates instead of overflowing. */
+int64_t keel_proto_duration_ms(const Google__Protobuf__Duration *d);
+
+/* protobuf-c leaves absent strings as "" but a hand-built message may hold NULL: this treats both
+ * the same. Returns a new heap copy (NULL only when out of memory). */
+char *keel_proto_strdup(const char *s);
+
+/* The name of an enum value as written in the .proto ("INDEXED_VALUE_TYPE_KEYWORD"), or NULL
+ * for a value this build does not know. Static storage. */
+const char *keel_proto_enum_name(const ProtobufCEnumDescriptor *desc, int value);
+
+#endif

@@ -1,0 +1,465 @@
+/* transport - unary gRPC calls to a Temporal frontend over gRPC C core. */
+#include "transport/transport.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "google/rpc/status.pb-c.h"
+#include "keel/version.h"
+
+struct keel_transport {
+    grpc_channel *channel;
+    char *address;
+    char *namespace;
+    char *identity;
+    char *authorization; /* "Bearer <key>", or NULL */
+    int64_t rpc_timeout_ms;
+    uint32_t jitter_state; /* xorshift state for backoff jitter; not shared with workflows */
+};
+
+/* Keepalive as the Go SDK does it: a ping every 30 s, 15 s to answer, also when idle. The server
+ * sends GOAWAY to clients that ping more often than every 10 s. */
+#define KEEPALIVE_TIME_MS    30000
+#define KEEPALIVE_TIMEOUT_MS 15000
+
+#define PEM_MAX_BYTES (1024 * 1024)
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read a PEM file named by an option. `what` names the option in the error. */
+static int read_pem(const char *path, const char *what, char **out, keel_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return keel_error_set(err, KEEL_EIO, "cannot open %s '%s': %s", what, path,
+                              strerror(errno));
+    char *buf = malloc(PEM_MAX_BYTES + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory reading %s", what);
+    }
+    size_t n = fread(buf, 1, PEM_MAX_BYTES + 1, f);
+    int read_failed = ferror(f);
+    fclose(f);
+    if (read_failed) {
+        free(buf);
+        return keel_error_set(err, KEEL_EIO, "cannot read %s '%s'", what, path);
+    }
+    if (n > PEM_MAX_BYTES) {
+        free(buf);
+        return keel_error_set(err, KEEL_EINVAL, "%s '%s' is larger than %d bytes", what, path,
+                              PEM_MAX_BYTES);
+    }
+    buf[n] = '\0';
+    if (strlen(buf) != n || strstr(buf, "-----BEGIN ") == NULL) {
+        free(buf);
+        return keel_error_set(err, KEEL_EINVAL, "%s '%s' is not a PEM file", what, path);
+    }
+    *out = buf;
+    return KEEL_OK;
+}
+
+static void free_secret(char *s)
+{
+    if (s == NULL)
+        return;
+    /* Key material should not linger in freed heap memory. */
+    volatile char *p = s;
+    while (*p)
+        *p++ = '\0';
+    free(s);
+}
+
+static int make_credentials(const keel_connect_options *opts, grpc_channel_credentials **out,
+                            keel_error *err)
+{
+    if (!keel_connect_options_use_tls(opts)) {
+        *out = grpc_insecure_credentials_create();
+        return KEEL_OK;
+    }
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    int rc = KEEL_OK;
+    if (opts->tls_ca_path)
+        rc = read_pem(opts->tls_ca_path, "server CA certificate", &ca, err);
+    if (rc == KEEL_OK && opts->tls_cert_path)
+        rc = read_pem(opts->tls_cert_path, "client certificate", &cert, err);
+    if (rc == KEEL_OK && opts->tls_key_path)
+        rc = read_pem(opts->tls_key_path, "client key", &key, err);
+    if (rc == KEEL_OK) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+        /* NULL roots: gRPC's default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH or its bundle). */
+        *out = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+        if (*out == NULL)
+            rc = keel_error_set(err, KEEL_EINVAL, "gRPC refused the TLS credentials");
+    }
+    free(ca);
+    free(cert);
+    free_secret(key);
+    return rc;
+}
+
+static char *default_identity(void)
+{
+    char host[256] = "unknown-host";
+    if (gethostname(host, sizeof host - 1) != 0)
+        strcpy(host, "unknown-host");
+    host[sizeof host - 1] = '\0';
+    char buf[300];
+    snprintf(buf, sizeof buf, "%ld@%s", (long)getpid(), host);
+    return strdup(buf);
+}
+
+int keel_transport_new(keel_transport **out, const keel_connect_options *opts, keel_error *err)
+{
+    *out = NULL;
+    int rc = keel_connect_options_validate(opts, err);
+    if (rc != KEEL_OK)
+        return rc;
+
+    grpc_init();
+    keel_transport *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        grpc_shutdown();
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
+    }
+    t->address = strdup(opts->address);
+    t->namespace = strdup(opts->namespace);
+    t->identity = opts->identity ? strdup(opts->identity) : default_identity();
+    t->rpc_timeout_ms = opts->rpc_timeout_ms;
+    t->jitter_state = (uint32_t)now_ms() ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
+    if (t->jitter_state == 0)
+        t->jitter_state = 1;
+    if (opts->api_key) {
+        size_t n = strlen(opts->api_key) + sizeof "Bearer ";
+        t->authorization = malloc(n);
+        if (t->authorization)
+            snprintf(t->authorization, n, "Bearer %s", opts->api_key);
+    }
+    if (!t->address || !t->namespace || !t->identity || (opts->api_key && !t->authorization)) {
+        keel_transport_free(t);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
+    }
+
+    grpc_channel_credentials *creds = NULL;
+    rc = make_credentials(opts, &creds, err);
+    if (rc != KEEL_OK) {
+        keel_transport_free(t);
+        return rc;
+    }
+
+    char user_agent[] = KEEL_CLIENT_NAME "/" KEEL_VERSION;
+    grpc_arg args[6];
+    size_t nargs = 0;
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                               .value.integer = KEEL_MAX_RECEIVE_BYTES};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = GRPC_ARG_KEEPALIVE_TIME_MS,
+                               .value.integer = KEEPALIVE_TIME_MS};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               .value.integer = KEEPALIVE_TIMEOUT_MS};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                               .value.integer = 1};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                               .key = GRPC_ARG_PRIMARY_USER_AGENT_STRING,
+                               .value.string = user_agent};
+    if (opts->tls_server_name && keel_connect_options_use_tls(opts))
+        args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                                   .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                                   .value.string = (char *)opts->tls_server_name};
+    grpc_channel_args channel_args = {.num_args = nargs, .args = args};
+
+    t->channel = grpc_channel_create(t->address, creds, &channel_args);
+    grpc_channel_credentials_release(creds);
+    if (t->channel == NULL) {
+        keel_transport_free(t);
+        return keel_error_set(err, KEEL_EINVAL, "cannot create a gRPC channel to '%s'",
+                              opts->address);
+    }
+    *out = t;
+    return KEEL_OK;
+}
+
+void keel_transport_free(keel_transport *t)
+{
+    if (t == NULL)
+        return;
+    if (t->channel)
+        grpc_channel_destroy(t->channel);
+    free(t->address);
+    free(t->namespace);
+    free(t->identity);
+    free_secret(t->authorization);
+    free(t);
+    grpc_shutdown();
+}
+
+const char *keel_transport_address(const keel_transport *t)
+{
+    return t->address;
+}
+
+const char *keel_transport_identity(const keel_transport *t)
+{
+    return t->identity;
+}
+
+const char *keel_transport_namespace(const keel_transport *t)
+{
+    return t->namespace;
+}
+
+int64_t keel_transport_backoff_ms(int attempt, int64_t budget_ms, uint32_t random)
+{
+    int64_t cap = budget_ms / 10;
+    if (cap < 200)
+        cap = 200;
+    int64_t d = 200;
+    for (int i = 1; i < attempt && d < cap; i++)
+        d *= 2;
+    if (d > cap)
+        d = cap;
+    /* +/-20 %: random maps onto [-d/5, +d/5]. */
+    int64_t span = d / 5;
+    return d - span + (int64_t)(random % (uint32_t)(2 * span + 1));
+}
+
+static uint32_t next_jitter(keel_transport *t)
+{
+    uint32_t x = t->jitter_state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    t->jitter_state = x;
+    return x;
+}
+
+/* ---- one attempt ---- */
+
+static grpc_metadata md(const char *key, const char *value)
+{
+    grpc_metadata m;
+    memset(&m, 0, sizeof m);
+    m.key = grpc_slice_from_static_string(key);
+    m.value = grpc_slice_from_copied_string(value);
+    return m;
+}
+
+/* The short name of a typed error detail: "type.googleapis.com/a.b.NotFoundFailure" ->
+ * "NotFoundFailure". */
+static void detail_type(const char *type_url, char *out, size_t outsz)
+{
+    const char *dot = strrchr(type_url, '.');
+    const char *slash = strrchr(type_url, '/');
+    const char *name = dot ? dot + 1 : (slash ? slash + 1 : type_url);
+    snprintf(out, outsz, "%s", name);
+}
+
+/* Pull the typed error detail out of grpc-status-details-bin, if the server sent one. A detail
+ * that does not decode is ignored: the status code and message already say what failed. */
+static void read_status_details(const grpc_metadata_array *trailers, keel_error *err)
+{
+    for (size_t i = 0; i < trailers->count; i++) {
+        const grpc_metadata *m = &trailers->metadata[i];
+        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") != 0)
+            continue;
+        Google__Rpc__Status *st = google__rpc__status__unpack(
+            NULL, GRPC_SLICE_LENGTH(m->value), GRPC_SLICE_START_PTR(m->value));
+        if (st == NULL)
+            return;
+        if (st->n_details > 0 && st->details[0]->type_url)
+            detail_type(st->details[0]->type_url, err->failure_type, sizeof err->failure_type);
+        google__rpc__status__free_unpacked(st, NULL);
+        return;
+    }
+}
+
+static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    grpc_slice s = grpc_slice_malloc(n);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
+                  ProtobufCMessage **out, const char *what, keel_error *err)
+{
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, bb))
+        return keel_error_set(err, KEEL_EPROTOCOL, "%s: cannot read the response", what);
+    grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    size_t n = GRPC_SLICE_LENGTH(s);
+    *out = protobuf_c_message_unpack(type, NULL, n, GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    if (*out == NULL)
+        return keel_error_set(err, KEEL_EPROTOCOL, "%s: the response (%zu bytes) is not a valid %s",
+                              what, n, type->name);
+    return KEEL_OK;
+}
+
+/* One attempt. err is never NULL here: keel_transport_call() supplies its own when needed. */
+static int call_once(keel_transport *t, const char *path, const char *what,
+                     const ProtobufCMessage *request,
+                     const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
+                     int64_t timeout_ms, const char *namespace, keel_error *err)
+{
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    grpc_slice method = grpc_slice_from_static_string(path);
+    grpc_call *call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                               method, NULL, deadline, NULL);
+
+    grpc_metadata meta[4];
+    size_t nmeta = 0;
+    meta[nmeta++] = md("client-name", KEEL_CLIENT_NAME);
+    meta[nmeta++] = md("client-version", KEEL_VERSION);
+    if (namespace)
+        meta[nmeta++] = md("temporal-namespace", namespace);
+    if (t->authorization)
+        meta[nmeta++] = md("authorization", t->authorization);
+
+    grpc_byte_buffer *req = encode(request);
+    grpc_byte_buffer *resp = NULL;
+    grpc_metadata_array initial, trailers;
+    grpc_metadata_array_init(&initial);
+    grpc_metadata_array_init(&trailers);
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    const char *error_string = NULL;
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = nmeta;
+    ops[0].data.send_initial_metadata.metadata = meta;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = req;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &resp;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trailers;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    ops[5].data.recv_status_on_client.error_string = &error_string;
+
+    int rc = KEEL_OK;
+    void *tag = (void *)call;
+    grpc_call_error ce = grpc_call_start_batch(call, ops, 6, tag, NULL);
+    if (ce != GRPC_CALL_OK) {
+        rc = keel_error_set(err, KEEL_EINTERNAL, "%s: gRPC refused to start the call (error %d)",
+                            what, (int)ce);
+    } else {
+        grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                                    NULL);
+        if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
+            rc = keel_error_set(err, KEEL_EINTERNAL, "%s: the gRPC batch did not complete", what);
+        } else if (status != GRPC_STATUS_OK) {
+            char *msg = grpc_slice_to_c_string(details);
+            rc = keel_error_set(err, keel_error_code_from_grpc(status), "%s failed: %s: %s", what,
+                                keel_grpc_status_name(status),
+                                msg[0] ? msg : (error_string ? error_string : "(no message)"));
+            err->grpc_status = status;
+            err->retryable = keel_grpc_status_retryable(status, msg, false);
+            read_status_details(&trailers, err);
+            gpr_free(msg);
+        } else if (resp == NULL) {
+            rc = keel_error_set(err, KEEL_EPROTOCOL, "%s: the server sent OK without a response",
+                                what);
+        } else {
+            rc = decode(resp, response_type, response, what, err);
+        }
+    }
+
+    for (size_t i = 0; i < nmeta; i++)
+        grpc_slice_unref(meta[i].value);
+    grpc_byte_buffer_destroy(req);
+    if (resp)
+        grpc_byte_buffer_destroy(resp);
+    grpc_metadata_array_destroy(&initial);
+    grpc_metadata_array_destroy(&trailers);
+    grpc_slice_unref(details);
+    if (error_string)
+        gpr_free((void *)error_string);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+    return rc;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
+                        const ProtobufCMessageDescriptor *response_type,
+                        ProtobufCMessage **response, const keel_call_options *opts,
+                        keel_error *err)
+{
+    *response = NULL;
+    keel_call_options o = {.retry = true};
+    if (opts)
+        o = *opts;
+    int64_t budget = o.timeout_ms > 0 ? o.timeout_ms : t->rpc_timeout_ms;
+
+    char path[256], what[256];
+    int n = snprintf(path, sizeof path, "/%s/%s", rpc.service, rpc.method);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return keel_error_set(err, KEEL_EINVAL, "RPC name too long: %s", rpc.method);
+    snprintf(what, sizeof what, "%s to %s", rpc.method, t->address);
+
+    int64_t start = now_ms();
+    keel_error local;
+    keel_error *e = err ? err : &local;
+    for (int attempt = 1;; attempt++) {
+        int64_t left = budget - (now_ms() - start);
+        if (left < 1)
+            left = 1;
+        int rc = call_once(t, path, what, request, response_type, response, left, o.namespace, e);
+        if (rc == KEEL_OK)
+            return KEEL_OK;
+        if (!o.retry || !e->retryable)
+            return rc;
+        int64_t delay = keel_transport_backoff_ms(attempt, budget, next_jitter(t));
+        if (now_ms() + delay - start >= budget) {
+            /* Out of time: say so, keeping the last status for the caller. */
+            size_t len = strlen(e->message);
+            snprintf(e->message + len, sizeof e->message - len, " (gave up after %d attempts in %lld ms)",
+                     attempt, (long long)(now_ms() - start));
+            return rc;
+        }
+        sleep_ms(delay);
+    }
+}

@@ -1,0 +1,84 @@
+/*
+ * transport - one gRPC channel to a Temporal frontend, and unary calls over it.
+ *
+ * A transport owns a gRPC C core channel built from keel_connect_options (plaintext, TLS, mTLS,
+ * API key). Every call carries the metadata the official SDKs send (client-name,
+ * client-version, temporal-namespace, authorization) and a deadline, and maps the gRPC status
+ * into a keel_error whose message names the RPC, the address and the status.
+ *
+ * Thread safety: a transport may be used by many threads at once (the channel is thread-safe and
+ * each call has its own completion queue). It must outlive every call made on it.
+ */
+#ifndef KEEL_TRANSPORT_H
+#define KEEL_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "keel/error.h"
+#include "keel/options.h"
+
+#define KEEL_WORKFLOW_SERVICE "temporal.api.workflowservice.v1.WorkflowService"
+#define KEEL_OPERATOR_SERVICE "temporal.api.operatorservice.v1.OperatorService"
+
+/* Responses up to this size are accepted: history pages can be large (the SDKs use the same). */
+#define KEEL_MAX_RECEIVE_BYTES (128 * 1024 * 1024)
+
+typedef struct keel_transport keel_transport;
+
+/* One RPC: its service, its method name (for the path and for error messages). */
+typedef struct keel_rpc {
+    const char *service; /* KEEL_WORKFLOW_SERVICE, KEEL_OPERATOR_SERVICE */
+    const char *method;  /* "GetSystemInfo" */
+} keel_rpc;
+
+typedef struct keel_call_options {
+    /* Overall deadline for the call, retries included; 0 means the transport's rpc_timeout_ms. */
+    int64_t timeout_ms;
+    /* Retry retryable failures with exponential backoff until the deadline. */
+    bool retry;
+    /* Sent as the temporal-namespace header; NULL for calls that name no namespace. */
+    const char *namespace;
+} keel_call_options;
+
+/*
+ * Create a transport. The channel connects lazily, on the first call, so an unreachable
+ * server is reported by that call. Files named in opts (CA, client cert and key) are read now and
+ * must be PEM. On success the caller owns *out and frees it with keel_transport_free().
+ */
+int keel_transport_new(keel_transport **out, const keel_connect_options *opts, keel_error *err);
+
+/* Close the channel and free the transport. NULL is allowed. */
+void keel_transport_free(keel_transport *t);
+
+/* The address the transport connects to. Borrowed: valid until keel_transport_free(). */
+const char *keel_transport_address(const keel_transport *t);
+
+/* The identity given in the options, or the default "<pid>@<hostname>". Borrowed. */
+const char *keel_transport_identity(const keel_transport *t);
+
+/* The namespace given in the options. Borrowed. */
+const char *keel_transport_namespace(const keel_transport *t);
+
+/*
+ * Make a unary call: encode request, send it, decode the answer as response_type.
+ * On success *response is a new message the caller frees with
+ * protobuf_c_message_free_unpacked(*response, NULL). On failure *response is NULL and err says
+ * what happened; a response the peer sent that does not decode is KEEL_EPROTOCOL.
+ * opts may be NULL (defaults: transport timeout, retry on).
+ */
+int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
+                        const ProtobufCMessageDescriptor *response_type,
+                        ProtobufCMessage **response, const keel_call_options *opts,
+                        keel_error *err);
+
+/*
+ * The delay before retry number `attempt` (1-based) with a budget of budget_ms: 200 ms doubling
+ * up to a tenth of the budget (at least 200 ms), then jittered by +/-20 % using `random`
+ * (any 32-bit value). Exposed for the unit tests.
+ */
+int64_t keel_transport_backoff_ms(int attempt, int64_t budget_ms, uint32_t random);
+
+#endif

@@ -1,0 +1,15 @@
+/* The integration test binary: suites that talk to the dev stack's real Temporal server. */
+#include "suites.h"
+
+Suite *rpc_suite(void);
+Suite *keelctl_suite(void);
+
+const keel_test_suite *keel_test_suites(void)
+{
+    static const keel_test_suite suites[] = {
+        {"rpc", rpc_suite},
+        {"keelctl", keelctl_suite},
+        {NULL, NULL},
+    };
+    return suites;
+}

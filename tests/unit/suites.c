@@ -1,0 +1,19 @@
+/* The unit test binary: suites that need no server. */
+#include "suites.h"
+
+Suite *error_suite(void);
+Suite *options_suite(void);
+Suite *duration_suite(void);
+Suite *transport_suite(void);
+Suite *proto_suite(void);
+Suite *client_suite(void);
+
+const keel_test_suite *keel_test_suites(void)
+{
+    static const keel_test_suite suites[] = {
+        {"error", error_suite},         {"options", options_suite}, {"duration", duration_suite},
+        {"transport", transport_suite}, {"proto", proto_suite},     {"client", client_suite},
+        {NULL, NULL},
+    };
+    return suites;
+}

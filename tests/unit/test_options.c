@@ -1,0 +1,142 @@
+/* src/client/options.c: defaults, the TEMPORAL_* environment, validation. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/options.h"
+
+static const char *vars[] = {
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_SERVER_NAME",
+};
+
+static void clear_env(void)
+{
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+}
+
+static keel_connect_options defaults(void)
+{
+    keel_connect_options o;
+    ck_assert_int_eq(keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION), KEEL_OK);
+    return o;
+}
+
+START_TEST(defaults_are_local_plaintext)
+{
+    keel_connect_options o = defaults();
+    ck_assert_str_eq(o.address, "localhost:7233");
+    ck_assert_str_eq(o.namespace, "default");
+    ck_assert_int_eq(o.rpc_timeout_ms, 10000);
+    ck_assert(!keel_connect_options_use_tls(&o));
+    ck_assert_int_eq(keel_connect_options_validate(&o, NULL), KEEL_OK);
+    ck_assert_int_eq(keel_connect_options_init(&o, 99), KEEL_EINVAL);
+}
+END_TEST
+
+START_TEST(environment_overrides_defaults)
+{
+    clear_env();
+    setenv("TEMPORAL_ADDRESS", "temporal.example:7233", 1);
+    setenv("TEMPORAL_NAMESPACE", "procurement", 1);
+    setenv("TEMPORAL_TLS_SERVER_NAME", "frontend.example", 1);
+    keel_connect_options o = defaults();
+    keel_error err;
+    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_OK);
+    ck_assert_str_eq(o.address, "temporal.example:7233");
+    ck_assert_str_eq(o.namespace, "procurement");
+    ck_assert_str_eq(o.tls_server_name, "frontend.example");
+    ck_assert(keel_connect_options_use_tls(&o)); /* a TLS setting implies TLS */
+    clear_env();
+}
+END_TEST
+
+START_TEST(empty_variables_count_as_unset)
+{
+    clear_env();
+    setenv("TEMPORAL_ADDRESS", "", 1);
+    keel_connect_options o = defaults();
+    ck_assert_int_eq(keel_connect_options_from_env(&o, NULL), KEEL_OK);
+    ck_assert_str_eq(o.address, "localhost:7233");
+    clear_env();
+}
+END_TEST
+
+START_TEST(api_key_turns_tls_on_unless_disabled)
+{
+    clear_env();
+    setenv("TEMPORAL_API_KEY", "secret", 1);
+    keel_connect_options o = defaults();
+    ck_assert_int_eq(keel_connect_options_from_env(&o, NULL), KEEL_OK);
+    ck_assert_str_eq(o.api_key, "secret");
+    ck_assert(keel_connect_options_use_tls(&o));
+
+    setenv("TEMPORAL_TLS", "false", 1);
+    o = defaults();
+    ck_assert_int_eq(keel_connect_options_from_env(&o, NULL), KEEL_OK);
+    ck_assert(!keel_connect_options_use_tls(&o));
+    clear_env();
+}
+END_TEST
+
+START_TEST(bad_values_name_the_variable_and_change_nothing)
+{
+    clear_env();
+    setenv("TEMPORAL_ADDRESS", "other:7233", 1);
+    setenv("TEMPORAL_TLS", "maybe", 1);
+    keel_connect_options o = defaults();
+    keel_error err;
+    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "TEMPORAL_TLS"));
+    ck_assert_ptr_nonnull(strstr(err.message, "maybe"));
+    ck_assert_str_eq(o.address, "localhost:7233");
+
+    setenv("TEMPORAL_TLS", "true", 1);
+    setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", "/tmp/cert.pem", 1);
+    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "TEMPORAL_TLS_CLIENT_KEY_PATH"));
+    clear_env();
+}
+END_TEST
+
+START_TEST(validation_catches_contradictions)
+{
+    keel_connect_options o = defaults();
+    keel_error err;
+    o.address = "localhost";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "no port"));
+    o = defaults();
+    o.tls = KEEL_TLS_OFF;
+    o.tls_ca_path = "/tmp/ca.pem";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    o = defaults();
+    o.rpc_timeout_ms = 0;
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    o = defaults();
+    o.namespace = "";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    ck_assert_int_eq(keel_connect_options_validate(NULL, &err), KEEL_EINVAL);
+}
+END_TEST
+
+Suite *options_suite(void)
+{
+    Suite *s = suite_create("options");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, defaults_are_local_plaintext);
+    tcase_add_test(tc, environment_overrides_defaults);
+    tcase_add_test(tc, empty_variables_count_as_unset);
+    tcase_add_test(tc, api_key_turns_tls_on_unless_disabled);
+    tcase_add_test(tc, bad_values_name_the_variable_and_change_nothing);
+    tcase_add_test(tc, validation_catches_contradictions);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,484 @@
+/*
+ * keelctl - keel's command-line client for a Temporal server.
+ *
+ *   keelctl [global options] system-info
+ *   keelctl [global options] namespace register NAME [--retention D] [--description T]
+ *                                                    [--owner-email E] [--if-not-exists]
+ *   keelctl [global options] namespace describe NAME
+ *   keelctl [global options] namespace list
+ *   keelctl [global options] search-attribute add --name N --type T [--if-not-exists]
+ *   keelctl [global options] search-attribute list
+ *
+ * Exit status: 0 success, 1 the call failed, 2 bad usage.
+ */
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/keel.h"
+
+#define EXIT_CALL  1
+#define EXIT_USAGE 2
+
+static const char usage[] =
+    "usage: keelctl [global options] COMMAND\n"
+    "\n"
+    "Commands:\n"
+    "  system-info                      the server's version and capabilities\n"
+    "  namespace register NAME          register a namespace\n"
+    "      --retention D (default 72h)  --description TEXT  --owner-email EMAIL\n"
+    "      --if-not-exists              succeed if it exists already\n"
+    "  namespace describe NAME          show one namespace\n"
+    "  namespace list                   list all namespaces\n"
+    "  search-attribute add --name N --type T [--if-not-exists]\n"
+    "                                   register a custom search attribute (types: Text,\n"
+    "                                   Keyword, Int, Double, Bool, Datetime, KeywordList)\n"
+    "  search-attribute list            list the namespace's search attributes\n"
+    "\n"
+    "Global options (the TEMPORAL_* environment variables set the defaults):\n"
+    "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
+    "  --namespace NAME      namespace (TEMPORAL_NAMESPACE, default 'default')\n"
+    "  --timeout D           deadline per command, retries included (default 10s)\n"
+    "  --tls                 use TLS (TEMPORAL_TLS); TEMPORAL_API_KEY also turns it on\n"
+    "  --tls-ca FILE --tls-cert FILE --tls-key FILE --tls-server-name NAME\n"
+    "  --json                print JSON instead of text\n"
+    "  --help, --version\n";
+
+/* Parsed command line. Strings point into argv. */
+typedef struct cli {
+    const char *address, *namespace, *timeout;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+    bool tls, json, if_not_exists;
+    const char *retention, *description, *owner_email;
+    const char *sa_name, *sa_type;
+    const char *args[4];
+    int nargs;
+} cli;
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "keelctl: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n(keelctl --help for usage)\n");
+    return EXIT_USAGE;
+}
+
+static const char **option_slot(cli *c, const char *name)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } valued[] = {
+        {"address", offsetof(cli, address)},
+        {"namespace", offsetof(cli, namespace)},
+        {"timeout", offsetof(cli, timeout)},
+        {"tls-ca", offsetof(cli, tls_ca)},
+        {"tls-cert", offsetof(cli, tls_cert)},
+        {"tls-key", offsetof(cli, tls_key)},
+        {"tls-server-name", offsetof(cli, tls_server_name)},
+        {"retention", offsetof(cli, retention)},
+        {"description", offsetof(cli, description)},
+        {"owner-email", offsetof(cli, owner_email)},
+        {"name", offsetof(cli, sa_name)},
+        {"type", offsetof(cli, sa_type)},
+    };
+    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
+        if (strcmp(name, valued[i].name) == 0)
+            return (const char **)((char *)c + valued[i].offset);
+    return NULL;
+}
+
+/* Returns -1 to go on, or an exit status. */
+static int parse(int argc, char **argv, cli *c)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (c->nargs == (int)(sizeof c->args / sizeof c->args[0]))
+                return usage_error("too many arguments at '%s'", a);
+            c->args[c->nargs++] = a;
+            continue;
+        }
+        const char *name = a + 2;
+        if (strcmp(name, "help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(name, "version") == 0) {
+            printf("keelctl %s\n", KEEL_VERSION);
+            return 0;
+        }
+        if (strcmp(name, "json") == 0) {
+            c->json = true;
+            continue;
+        }
+        if (strcmp(name, "tls") == 0) {
+            c->tls = true;
+            continue;
+        }
+        if (strcmp(name, "if-not-exists") == 0) {
+            c->if_not_exists = true;
+            continue;
+        }
+        /* --key=value or --key value */
+        char key[64];
+        const char *eq = strchr(name, '=');
+        size_t klen = eq ? (size_t)(eq - name) : strlen(name);
+        if (klen >= sizeof key)
+            return usage_error("unknown option '%s'", a);
+        memcpy(key, name, klen);
+        key[klen] = '\0';
+        const char **slot = option_slot(c, key);
+        if (slot == NULL)
+            return usage_error("unknown option '%s'", a);
+        if (eq) {
+            *slot = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return usage_error("option '%s' needs a value", a);
+            *slot = argv[++i];
+        }
+    }
+    return -1;
+}
+
+static int fail(const keel_error *err)
+{
+    if (err->failure_type[0])
+        fprintf(stderr, "keelctl: %s [%s]\n", err->message, err->failure_type);
+    else
+        fprintf(stderr, "keelctl: %s\n", err->message);
+    return EXIT_CALL;
+}
+
+static int print_json(cJSON *j)
+{
+    char *s = j ? cJSON_Print(j) : NULL;
+    cJSON_Delete(j);
+    if (s == NULL) {
+        fprintf(stderr, "keelctl: out of memory printing JSON\n");
+        return EXIT_CALL;
+    }
+    puts(s);
+    free(s);
+    return 0;
+}
+
+/* supports_schedules -> supportsSchedules, as protobuf's JSON mapping names fields. */
+static void camel(const char *in, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (bool up = false; *in && o + 1 < outsz; in++) {
+        if (*in == '_') {
+            up = true;
+            continue;
+        }
+        out[o++] = up && *in >= 'a' && *in <= 'z' ? (char)(*in - 'a' + 'A') : *in;
+        up = false;
+    }
+    out[o] = '\0';
+}
+
+/* ---- commands ---- */
+
+static int cmd_system_info(keel_client *client, const cli *c)
+{
+    keel_system_info info;
+    keel_error err;
+    if (keel_client_system_info(client, &info, &err) != KEEL_OK)
+        return fail(&err);
+    int rc = 0;
+    if (c->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "address", keel_client_address(client));
+        cJSON_AddStringToObject(j, "serverVersion", info.server_version);
+        cJSON *caps = cJSON_AddObjectToObject(j, "capabilities");
+        for (size_t i = 0; i < info.n_capabilities; i++) {
+            char name[96];
+            camel(info.capabilities[i].name, name, sizeof name);
+            cJSON_AddBoolToObject(caps, name, info.capabilities[i].enabled);
+        }
+        rc = print_json(j);
+    } else {
+        printf("Address         %s\n", keel_client_address(client));
+        printf("Server version  %s\n", info.server_version);
+        printf("Capabilities   ");
+        size_t shown = 0;
+        for (size_t i = 0; i < info.n_capabilities; i++)
+            if (info.capabilities[i].enabled)
+                printf("%s %s", shown++ ? "," : "", info.capabilities[i].name);
+        printf("%s\n", shown ? "" : " (none)");
+    }
+    keel_system_info_dispose(&info);
+    return rc;
+}
+
+static cJSON *namespace_json(const keel_namespace_info *ns)
+{
+    char retention[64];
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "name", ns->name);
+    cJSON_AddStringToObject(j, "id", ns->id);
+    cJSON_AddStringToObject(j, "state", keel_namespace_state_name(ns->state));
+    cJSON_AddStringToObject(j, "description", ns->description);
+    cJSON_AddStringToObject(j, "ownerEmail", ns->owner_email);
+    cJSON_AddStringToObject(j, "retention",
+                            keel_duration_format(ns->retention_ms, retention, sizeof retention));
+    cJSON_AddBoolToObject(j, "isGlobalNamespace", ns->is_global);
+    cJSON_AddStringToObject(j, "activeClusterName", ns->active_cluster);
+    cJSON *data = cJSON_AddObjectToObject(j, "data");
+    for (size_t i = 0; i < ns->n_data; i++)
+        cJSON_AddStringToObject(data, ns->data[i].key, ns->data[i].value);
+    return j;
+}
+
+static void namespace_text(const keel_namespace_info *ns)
+{
+    char retention[64];
+    printf("Name            %s\n", ns->name);
+    printf("Id              %s\n", ns->id);
+    printf("State           %s\n", keel_namespace_state_name(ns->state));
+    printf("Description     %s\n", ns->description);
+    printf("Owner email     %s\n", ns->owner_email);
+    printf("Retention       %s\n",
+           keel_duration_format(ns->retention_ms, retention, sizeof retention));
+    printf("Global          %s\n", ns->is_global ? "yes" : "no");
+    printf("Active cluster  %s\n", ns->active_cluster);
+    for (size_t i = 0; i < ns->n_data; i++)
+        printf("Data            %s=%s\n", ns->data[i].key, ns->data[i].value);
+}
+
+static int cmd_namespace_register(keel_client *client, const cli *c)
+{
+    if (c->nargs != 3)
+        return usage_error("%s", "namespace register needs exactly one NAME");
+    keel_namespace_register_options o;
+    keel_namespace_register_options_init(&o, KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION);
+    o.name = c->args[2];
+    o.description = c->description;
+    o.owner_email = c->owner_email;
+    keel_error err;
+    if (c->retention && keel_duration_parse(c->retention, &o.retention_ms, &err) != KEEL_OK)
+        return usage_error("--retention: %s", err.message);
+    int rc = keel_client_namespace_register(client, &o, &err);
+    bool existed = rc == KEEL_EEXISTS && c->if_not_exists;
+    if (rc != KEEL_OK && !existed)
+        return fail(&err);
+    if (c->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "namespace", o.name);
+        cJSON_AddBoolToObject(j, "created", !existed);
+        return print_json(j);
+    }
+    printf("Namespace %s %s.\n", o.name, existed ? "already exists" : "registered");
+    return 0;
+}
+
+static int cmd_namespace_describe(keel_client *client, const cli *c)
+{
+    if (c->nargs != 3)
+        return usage_error("%s", "namespace describe needs exactly one NAME");
+    keel_namespace_info ns;
+    keel_error err;
+    if (keel_client_namespace_describe(client, c->args[2], &ns, &err) != KEEL_OK)
+        return fail(&err);
+    int rc = 0;
+    if (c->json)
+        rc = print_json(namespace_json(&ns));
+    else
+        namespace_text(&ns);
+    keel_namespace_info_dispose(&ns);
+    return rc;
+}
+
+static int cmd_namespace_list(keel_client *client, const cli *c)
+{
+    keel_namespace_list list;
+    keel_error err;
+    if (keel_client_namespace_list(client, &list, &err) != KEEL_OK)
+        return fail(&err);
+    int rc = 0;
+    if (c->json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (size_t i = 0; i < list.count; i++)
+            cJSON_AddItemToArray(arr, namespace_json(&list.items[i]));
+        rc = print_json(arr);
+    } else {
+        printf("%-32s %-11s %-10s %s\n", "NAME", "STATE", "RETENTION", "DESCRIPTION");
+        for (size_t i = 0; i < list.count; i++) {
+            char retention[64];
+            const keel_namespace_info *ns = &list.items[i];
+            printf("%-32s %-11s %-10s %s\n", ns->name, keel_namespace_state_name(ns->state),
+                   keel_duration_format(ns->retention_ms, retention, sizeof retention),
+                   ns->description);
+        }
+    }
+    keel_namespace_list_dispose(&list);
+    return rc;
+}
+
+/* Look an attribute up in a list; NULL when absent. */
+static const keel_search_attribute *find_attribute(const keel_search_attribute_list *l,
+                                                   const char *name)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (strcmp(l->items[i].name, name) == 0)
+            return &l->items[i];
+    return NULL;
+}
+
+static int cmd_search_attribute_add(keel_client *client, const cli *c)
+{
+    if (c->nargs != 2)
+        return usage_error("%s", "search-attribute add takes --name and --type, no arguments");
+    if (c->sa_name == NULL || c->sa_type == NULL)
+        return usage_error("%s", "search-attribute add needs --name and --type");
+    keel_error err;
+    keel_indexed_value_type type;
+    if (keel_indexed_value_type_parse(c->sa_type, &type, &err) != KEEL_OK)
+        return usage_error("--type: %s", err.message);
+
+    /* With --if-not-exists, look first: the server's answer to a duplicate differs between
+     * visibility stores, and a duplicate with another type must still be an error. */
+    bool existed = false;
+    if (c->if_not_exists) {
+        keel_search_attribute_list list;
+        if (keel_client_search_attributes_list(client, NULL, &list, &err) != KEEL_OK)
+            return fail(&err);
+        const keel_search_attribute *have = find_attribute(&list, c->sa_name);
+        if (have && have->type != (int)type) {
+            fprintf(stderr,
+                    "keelctl: search attribute %s exists in namespace %s with type %s, not %s\n",
+                    c->sa_name, keel_client_namespace(client),
+                    keel_indexed_value_type_name(have->type), keel_indexed_value_type_name(type));
+            keel_search_attribute_list_dispose(&list);
+            return EXIT_CALL;
+        }
+        existed = have != NULL;
+        keel_search_attribute_list_dispose(&list);
+    }
+    if (!existed) {
+        keel_search_attribute sa = {.name = (char *)c->sa_name, .type = (int)type};
+        int rc = keel_client_search_attributes_add(client, NULL, &sa, 1, &err);
+        if (rc == KEEL_EEXISTS && c->if_not_exists)
+            existed = true;
+        else if (rc != KEEL_OK)
+            return fail(&err);
+    }
+    if (c->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "namespace", keel_client_namespace(client));
+        cJSON_AddStringToObject(j, "name", c->sa_name);
+        cJSON_AddStringToObject(j, "type", keel_indexed_value_type_name(type));
+        cJSON_AddBoolToObject(j, "added", !existed);
+        return print_json(j);
+    }
+    printf("Search attribute %s (%s) %s in namespace %s.\n", c->sa_name,
+           keel_indexed_value_type_name(type), existed ? "already exists" : "added",
+           keel_client_namespace(client));
+    return 0;
+}
+
+static int cmd_search_attribute_list(keel_client *client, const cli *c)
+{
+    keel_search_attribute_list list;
+    keel_error err;
+    if (keel_client_search_attributes_list(client, NULL, &list, &err) != KEEL_OK)
+        return fail(&err);
+    int rc = 0;
+    if (c->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON *custom = cJSON_AddObjectToObject(j, "customAttributes");
+        cJSON *system = cJSON_AddObjectToObject(j, "systemAttributes");
+        for (size_t i = 0; i < list.count; i++)
+            cJSON_AddStringToObject(list.items[i].is_system ? system : custom, list.items[i].name,
+                                    keel_indexed_value_type_name(list.items[i].type));
+        rc = print_json(j);
+    } else {
+        printf("%-36s %-12s %s\n", "NAME", "TYPE", "KIND");
+        for (size_t i = 0; i < list.count; i++)
+            printf("%-36s %-12s %s\n", list.items[i].name,
+                   keel_indexed_value_type_name(list.items[i].type),
+                   list.items[i].is_system ? "system" : "custom");
+    }
+    keel_search_attribute_list_dispose(&list);
+    return rc;
+}
+
+static const struct command {
+    const char *group, *verb;
+    int (*run)(keel_client *, const cli *);
+} commands[] = {
+    {"system-info", NULL, cmd_system_info},
+    {"namespace", "register", cmd_namespace_register},
+    {"namespace", "describe", cmd_namespace_describe},
+    {"namespace", "list", cmd_namespace_list},
+    {"search-attribute", "add", cmd_search_attribute_add},
+    {"search-attribute", "list", cmd_search_attribute_list},
+};
+
+static const struct command *find_command(const cli *c)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const struct command *cmd = &commands[i];
+        if (strcmp(c->args[0], cmd->group) != 0)
+            continue;
+        if (cmd->verb == NULL || (c->nargs > 1 && strcmp(c->args[1], cmd->verb) == 0))
+            return cmd;
+    }
+    return NULL;
+}
+
+static int connect_options(const cli *c, keel_connect_options *o, keel_error *err)
+{
+    keel_connect_options_init(o, KEEL_CONNECT_OPTIONS_VERSION);
+    int rc = keel_connect_options_from_env(o, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if (c->address)
+        o->address = c->address;
+    if (c->namespace)
+        o->namespace = c->namespace;
+    if (c->tls)
+        o->tls = KEEL_TLS_ON;
+    if (c->tls_ca)
+        o->tls_ca_path = c->tls_ca;
+    if (c->tls_cert)
+        o->tls_cert_path = c->tls_cert;
+    if (c->tls_key)
+        o->tls_key_path = c->tls_key;
+    if (c->tls_server_name)
+        o->tls_server_name = c->tls_server_name;
+    if (c->timeout && (rc = keel_duration_parse(c->timeout, &o->rpc_timeout_ms, err)) != KEEL_OK)
+        return rc;
+    return keel_connect_options_validate(o, err);
+}
+
+int main(int argc, char **argv)
+{
+    cli c;
+    memset(&c, 0, sizeof c);
+    int rc = parse(argc, argv, &c);
+    if (rc >= 0)
+        return rc;
+    if (c.nargs == 0)
+        return usage_error("%s", "no command given");
+    const struct command *cmd = find_command(&c);
+    if (cmd == NULL)
+        return usage_error("unknown command '%s'", c.nargs > 1 ? c.args[1] : c.args[0]);
+    if (cmd->verb == NULL && c.nargs > 1)
+        return usage_error("%s takes no arguments", cmd->group);
+
+    keel_connect_options o;
+    keel_error err;
+    if (connect_options(&c, &o, &err) != KEEL_OK)
+        return usage_error("%s", err.message);
+    keel_client *client;
+    if (keel_client_new(&client, &o, &err) != KEEL_OK)
+        return fail(&err);
+    rc = cmd->run(client, &c);
+    keel_client_free(client);
+    return rc;
+}
