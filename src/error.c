@@ -7,10 +7,22 @@
 
 /* gRPC status codes, as numbered by the gRPC protocol (grpc/status.h). */
 static const char *const grpc_status_names[] = {
-    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
     "UNAUTHENTICATED",
 };
 
@@ -64,9 +76,9 @@ int keel_error_set(keel_error *err, keel_error_code code, const char *fmt, ...)
 const char *keel_error_code_name(int code)
 {
     static const char *const names[] = {
-        "OK",         "EINVAL",     "ENOMEM",       "EUNAVAILABLE",   "ETIMEOUT",
-        "ENOTFOUND",  "EEXISTS",    "EDENIED",      "EEXHAUSTED",     "EPRECONDITION",
-        "EUNIMPLEMENTED", "ECANCELLED", "EPROTOCOL", "EINTERNAL",     "EIO",
+        "OK",        "EINVAL",    "ENOMEM",     "EUNAVAILABLE",  "ETIMEOUT",       "ENOTFOUND",
+        "EEXISTS",   "EDENIED",   "EEXHAUSTED", "EPRECONDITION", "EUNIMPLEMENTED", "ECANCELLED",
+        "EPROTOCOL", "EINTERNAL", "EIO",
     };
     if (code > 0 || -code >= (int)(sizeof names / sizeof names[0]))
         return "EUNKNOWN";

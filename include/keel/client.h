@@ -102,18 +102,21 @@ typedef struct keel_namespace_register_options {
 } keel_namespace_register_options;
 
 #define KEEL_DEFAULT_RETENTION_MS (72LL * 3600 * 1000)
-#define KEEL_NAMESPACE_REGISTER_OPTIONS_INIT {KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION}
+#define KEEL_NAMESPACE_REGISTER_OPTIONS_INIT                                                       \
+    {                                                                                              \
+        KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION                                                    \
+    }
 
 int keel_namespace_register_options_init(keel_namespace_register_options *opts,
                                          unsigned int version);
 
 /* RegisterNamespace. A namespace that exists already fails with KEEL_EEXISTS. */
-int keel_client_namespace_register(keel_client *client,
-                                   const keel_namespace_register_options *opts, keel_error *err);
+int keel_client_namespace_register(keel_client *client, const keel_namespace_register_options *opts,
+                                   keel_error *err);
 
 /* DescribeNamespace. An unknown name fails with KEEL_ENOTFOUND. */
-int keel_client_namespace_describe(keel_client *client, const char *name,
-                                   keel_namespace_info *out, keel_error *err);
+int keel_client_namespace_describe(keel_client *client, const char *name, keel_namespace_info *out,
+                                   keel_error *err);
 
 typedef struct keel_namespace_list {
     size_t count;

@@ -18,10 +18,10 @@
 extern "C" {
 #endif
 
-#define KEEL_DEFAULT_ADDRESS          "localhost:7233"
-#define KEEL_DEFAULT_NAMESPACE        "default"
-#define KEEL_DEFAULT_RPC_TIMEOUT_MS   10000
-#define KEEL_CONNECT_OPTIONS_VERSION  1
+#define KEEL_DEFAULT_ADDRESS         "localhost:7233"
+#define KEEL_DEFAULT_NAMESPACE       "default"
+#define KEEL_DEFAULT_RPC_TIMEOUT_MS  10000
+#define KEEL_CONNECT_OPTIONS_VERSION 1
 
 typedef enum keel_tls_mode {
     KEEL_TLS_AUTO = 0, /* TLS when an API key or any TLS path is set, plaintext otherwise */
@@ -47,7 +47,10 @@ typedef struct keel_connect_options {
     int64_t rpc_timeout_ms;
 } keel_connect_options;
 
-#define KEEL_CONNECT_OPTIONS_INIT {KEEL_CONNECT_OPTIONS_VERSION}
+#define KEEL_CONNECT_OPTIONS_INIT                                                                  \
+    {                                                                                              \
+        KEEL_CONNECT_OPTIONS_VERSION                                                               \
+    }
 
 /* Fill *opts with the defaults. Always succeeds for a non-NULL opts and the current version. */
 int keel_connect_options_init(keel_connect_options *opts, unsigned int version);

@@ -71,8 +71,7 @@ static void read_capabilities(const ProtobufCMessage *caps, keel_system_info *ou
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->type != PROTOBUF_C_TYPE_BOOL || f->label == PROTOBUF_C_LABEL_REPEATED)
             continue;
-        const protobuf_c_boolean *v =
-            (const protobuf_c_boolean *)((const char *)caps + f->offset);
+        const protobuf_c_boolean *v = (const protobuf_c_boolean *)((const char *)caps + f->offset);
         out->capabilities[out->n_capabilities].name = f->name;
         out->capabilities[out->n_capabilities].enabled = *v != 0;
         out->n_capabilities++;
@@ -197,8 +196,8 @@ int keel_namespace_register_options_init(keel_namespace_register_options *opts,
     return KEEL_OK;
 }
 
-int keel_client_namespace_register(keel_client *client,
-                                   const keel_namespace_register_options *opts, keel_error *err)
+int keel_client_namespace_register(keel_client *client, const keel_namespace_register_options *opts,
+                                   keel_error *err)
 {
     if (opts == NULL || opts->version != KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION)
         return keel_error_set(err, KEEL_EINVAL, "namespace register options not initialised");
@@ -251,8 +250,8 @@ int keel_client_namespace_register(keel_client *client,
     return rc;
 }
 
-int keel_client_namespace_describe(keel_client *client, const char *name,
-                                   keel_namespace_info *out, keel_error *err)
+int keel_client_namespace_describe(keel_client *client, const char *name, keel_namespace_info *out,
+                                   keel_error *err)
 {
     memset(out, 0, sizeof *out);
     if (name == NULL || name[0] == '\0')
@@ -367,8 +366,8 @@ int keel_indexed_value_type_parse(const char *s, keel_indexed_value_type *out, k
     for (int i = 1; i < N_INDEXED_TYPES; i++) {
         /* "KEYWORD_LIST" (proto spelling) and "KeywordList" both name type 7. */
         char proto[32];
-        const char *pn = keel_proto_enum_name(
-            &temporal__api__enums__v1__indexed_value_type__descriptor, i);
+        const char *pn =
+            keel_proto_enum_name(&temporal__api__enums__v1__indexed_value_type__descriptor, i);
         snprintf(proto, sizeof proto, "%s", pn ? pn + strlen(prefix) : "");
         if (strcasecmp(name, indexed_type_names[i]) == 0 || strcasecmp(name, proto) == 0) {
             *out = (keel_indexed_value_type)i;
@@ -449,8 +448,7 @@ int keel_client_search_attributes_list(keel_client *client, const char *namespac
 }
 
 int keel_client_search_attributes_add(keel_client *client, const char *namespace,
-                                      const keel_search_attribute *attrs, size_t n,
-                                      keel_error *err)
+                                      const keel_search_attribute *attrs, size_t n, keel_error *err)
 {
     if (n == 0)
         return keel_error_set(err, KEEL_EINVAL, "no search attributes to add");
@@ -463,8 +461,8 @@ int keel_client_search_attributes_add(keel_client *client, const char *namespace
                                   attrs[i].name);
     }
     const char *ns = namespace ? namespace : keel_transport_namespace(client->transport);
-    Temporal__Api__Operatorservice__V1__AddSearchAttributesRequest__SearchAttributesEntry
-        *entries = calloc(n, sizeof *entries);
+    Temporal__Api__Operatorservice__V1__AddSearchAttributesRequest__SearchAttributesEntry *entries =
+        calloc(n, sizeof *entries);
     Temporal__Api__Operatorservice__V1__AddSearchAttributesRequest__SearchAttributesEntry **ptrs =
         calloc(n, sizeof *ptrs);
     if (entries == NULL || ptrs == NULL) {
@@ -488,8 +486,8 @@ int keel_client_search_attributes_add(keel_client *client, const char *namespace
     keel_call_options co = {.retry = true, .namespace = ns};
     int rc = keel_transport_call(
         client->transport, OP("AddSearchAttributes"), MSG(&req),
-        &temporal__api__operatorservice__v1__add_search_attributes_response__descriptor, &resp,
-        &co, err);
+        &temporal__api__operatorservice__v1__add_search_attributes_response__descriptor, &resp, &co,
+        err);
     free(entries);
     free(ptrs);
     if (resp)

@@ -101,8 +101,7 @@ int keel_connect_options_validate(const keel_connect_options *o, keel_error *err
         return keel_error_set(err, KEEL_EINVAL, "the Temporal address is empty");
     if (strchr(o->address, ':') == NULL)
         return keel_error_set(err, KEEL_EINVAL,
-                              "Temporal address '%s' has no port (expected host:port)",
-                              o->address);
+                              "Temporal address '%s' has no port (expected host:port)", o->address);
     if (o->namespace == NULL || o->namespace[0] == '\0')
         return keel_error_set(err, KEEL_EINVAL, "the Temporal namespace is empty");
     if ((o->tls_cert_path == NULL) != (o->tls_key_path == NULL))

@@ -99,8 +99,8 @@ char *keel_duration_format(int64_t ms, char *buf, size_t bufsz)
             f /= 10;
             digits--;
         }
-        len += snprintf(tmp + len, sizeof tmp - len, "%llu.%0*llus", (unsigned long long)s,
-                        digits, f);
+        len +=
+            snprintf(tmp + len, sizeof tmp - len, "%llu.%0*llus", (unsigned long long)s, digits, f);
     } else if (s)
         len += snprintf(tmp + len, sizeof tmp - len, "%llus", (unsigned long long)s);
     else if (milli)

@@ -282,8 +282,8 @@ static void read_status_details(const grpc_metadata_array *trailers, keel_error 
         const grpc_metadata *m = &trailers->metadata[i];
         if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") != 0)
             continue;
-        Google__Rpc__Status *st = google__rpc__status__unpack(
-            NULL, GRPC_SLICE_LENGTH(m->value), GRPC_SLICE_START_PTR(m->value));
+        Google__Rpc__Status *st = google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(m->value),
+                                                              GRPC_SLICE_START_PTR(m->value));
         if (st == NULL)
             return;
         if (st->n_details > 0 && st->details[0]->type_url)
@@ -327,8 +327,8 @@ static int call_once(keel_transport *t, const char *path, const char *what,
                      int64_t timeout_ms, const char *namespace, keel_error *err)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
     grpc_slice method = grpc_slice_from_static_string(path);
     grpc_call *call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                                method, NULL, deadline, NULL);
@@ -376,8 +376,8 @@ static int call_once(keel_transport *t, const char *path, const char *what,
         rc = keel_error_set(err, KEEL_EINTERNAL, "%s: gRPC refused to start the call (error %d)",
                             what, (int)ce);
     } else {
-        grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                    NULL);
+        grpc_event ev =
+            grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
             rc = keel_error_set(err, KEEL_EINTERNAL, "%s: the gRPC batch did not complete", what);
         } else if (status != GRPC_STATUS_OK) {
@@ -425,8 +425,7 @@ static void sleep_ms(int64_t ms)
 
 int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
                         const ProtobufCMessageDescriptor *response_type,
-                        ProtobufCMessage **response, const keel_call_options *opts,
-                        keel_error *err)
+                        ProtobufCMessage **response, const keel_call_options *opts, keel_error *err)
 {
     *response = NULL;
     keel_call_options o = {.retry = true};
@@ -456,8 +455,9 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
         if (now_ms() + delay - start >= budget) {
             /* Out of time: say so, keeping the last status for the caller. */
             size_t len = strlen(e->message);
-            snprintf(e->message + len, sizeof e->message - len, " (gave up after %d attempts in %lld ms)",
-                     attempt, (long long)(now_ms() - start));
+            snprintf(e->message + len, sizeof e->message - len,
+                     " (gave up after %d attempts in %lld ms)", attempt,
+                     (long long)(now_ms() - start));
             return rc;
         }
         sleep_ms(delay);

@@ -6,50 +6,71 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
-/* Run keelctl with args; return its exit status and what it printed (stdout then stderr). */
-static int keelctl(const char *args, char *out, size_t outsz)
+/* What keelctl printed: stdout and stderr apart, so that JSON is parsed from stdout alone. */
+typedef struct {
+    char out[8192];
+    char err[8192];
+} output;
+
+static void slurp(FILE *f, char *buf, size_t n)
+{
+    size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+}
+
+/* Run keelctl with args; return its exit status. */
+static int keelctl(const char *args, output *o)
 {
     const char *bin = getenv("KEELCTL");
     ck_assert_msg(bin != NULL, "KEELCTL is not set");
+    char errpath[] = "/tmp/keelctl-stderr-XXXXXX";
+    int fd = mkstemp(errpath);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s", bin, args, errpath);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, outsz - 1, p);
-    out[n] = '\0';
+    slurp(p, o->out, sizeof o->out);
     int st = pclose(p);
+    FILE *e = fopen(errpath, "r");
+    ck_assert_ptr_nonnull(e);
+    slurp(e, o->err, sizeof o->err);
+    fclose(e);
+    unlink(errpath);
     ck_assert(WIFEXITED(st));
     return WEXITSTATUS(st);
 }
 
 START_TEST(system_info_json_names_the_version)
 {
-    char out[8192];
-    ck_assert_int_eq(keelctl("--json system-info", out, sizeof out), 0);
-    cJSON *j = cJSON_Parse(out);
-    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    output o;
+    ck_assert_int_eq(keelctl("--json system-info", &o), 0);
+    cJSON *j = cJSON_Parse(o.out);
+    ck_assert_msg(j != NULL, "not JSON: %s", o.out);
     cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "serverVersion");
     ck_assert(cJSON_IsString(v) && strlen(v->valuestring) >= 5);
     cJSON *caps = cJSON_GetObjectItemCaseSensitive(j, "capabilities");
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(caps, "supportsSchedules")));
     cJSON_Delete(j);
 
-    ck_assert_int_eq(keelctl("system-info", out, sizeof out), 0);
-    ck_assert_ptr_nonnull(strstr(out, "Server version"));
+    ck_assert_int_eq(keelctl("system-info", &o), 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "Server version"));
 }
 END_TEST
 
 START_TEST(namespace_describe_default)
 {
-    char out[8192];
-    ck_assert_int_eq(keelctl("namespace describe default", out, sizeof out), 0);
-    ck_assert_ptr_nonnull(strstr(out, "Name            default"));
-    ck_assert_ptr_nonnull(strstr(out, "Registered"));
+    output o;
+    ck_assert_int_eq(keelctl("namespace describe default", &o), 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "Name            default"));
+    ck_assert_ptr_nonnull(strstr(o.out, "Registered"));
 
-    ck_assert_int_eq(keelctl("--json namespace describe default", out, sizeof out), 0);
-    cJSON *j = cJSON_Parse(out);
-    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    ck_assert_int_eq(keelctl("--json namespace describe default", &o), 0);
+    cJSON *j = cJSON_Parse(o.out);
+    ck_assert_msg(j != NULL, "not JSON: %s", o.out);
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "name")->valuestring, "default");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "state")->valuestring, "Registered");
     cJSON_Delete(j);
@@ -58,54 +79,53 @@ END_TEST
 
 START_TEST(errors_name_address_rpc_and_status)
 {
-    char out[8192];
-    ck_assert_int_eq(keelctl("namespace describe keel-no-such-namespace", out, sizeof out), 1);
-    ck_assert_ptr_nonnull(strstr(out, "DescribeNamespace"));
-    ck_assert_ptr_nonnull(strstr(out, "NOT_FOUND"));
-    ck_assert_ptr_nonnull(strstr(out, ":7233"));
+    output o;
+    ck_assert_int_eq(keelctl("namespace describe keel-no-such-namespace", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "DescribeNamespace"));
+    ck_assert_ptr_nonnull(strstr(o.err, "NOT_FOUND"));
+    ck_assert_ptr_nonnull(strstr(o.err, ":7233"));
 
-    ck_assert_int_eq(keelctl("--address 127.0.0.1:1 --timeout 1s system-info", out, sizeof out),
-                     1);
-    ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:1"));
-    ck_assert_ptr_nonnull(strstr(out, "UNAVAILABLE"));
+    ck_assert_int_eq(keelctl("--address 127.0.0.1:1 --timeout 1s system-info", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "127.0.0.1:1"));
+    ck_assert_ptr_nonnull(strstr(o.err, "UNAVAILABLE"));
 }
 END_TEST
 
 START_TEST(usage_errors_exit_2)
 {
-    char out[8192];
-    ck_assert_int_eq(keelctl("", out, sizeof out), 2);
-    ck_assert_int_eq(keelctl("frobnicate", out, sizeof out), 2);
-    ck_assert_ptr_nonnull(strstr(out, "frobnicate"));
-    ck_assert_int_eq(keelctl("--bogus system-info", out, sizeof out), 2);
-    ck_assert_int_eq(keelctl("namespace register", out, sizeof out), 2);
-    ck_assert_int_eq(keelctl("namespace register x --retention 5parsecs", out, sizeof out), 2);
-    ck_assert_ptr_nonnull(strstr(out, "5parsecs"));
-    ck_assert_int_eq(keelctl("search-attribute add --name X --type Money", out, sizeof out), 2);
-    ck_assert_int_eq(keelctl("--timeout soon system-info", out, sizeof out), 2);
-    ck_assert_int_eq(keelctl("--help", out, sizeof out), 0);
-    ck_assert_ptr_nonnull(strstr(out, "usage: keelctl"));
+    output o;
+    ck_assert_int_eq(keelctl("", &o), 2);
+    ck_assert_int_eq(keelctl("frobnicate", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "frobnicate"));
+    ck_assert_int_eq(keelctl("--bogus system-info", &o), 2);
+    ck_assert_int_eq(keelctl("namespace register", &o), 2);
+    ck_assert_int_eq(keelctl("namespace register x --retention 5parsecs", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "5parsecs"));
+    ck_assert_int_eq(keelctl("search-attribute add --name X --type Money", &o), 2);
+    ck_assert_int_eq(keelctl("--timeout soon system-info", &o), 2);
+    ck_assert_int_eq(keelctl("--help", &o), 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "usage: keelctl"));
 }
 END_TEST
 
 START_TEST(if_not_exists_makes_registration_idempotent)
 {
-    char out[8192];
-    ck_assert_int_eq(keelctl("namespace register default --if-not-exists", out, sizeof out), 0);
-    ck_assert_ptr_nonnull(strstr(out, "already exists"));
-    ck_assert_int_eq(keelctl("namespace register default", out, sizeof out), 1);
-    ck_assert_ptr_nonnull(strstr(out, "ALREADY_EXISTS"));
+    output o;
+    ck_assert_int_eq(keelctl("namespace register default --if-not-exists", &o), 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "already exists"));
+    ck_assert_int_eq(keelctl("namespace register default", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "ALREADY_EXISTS"));
     ck_assert_int_eq(keelctl("--namespace default search-attribute add --name ProcurementStage "
                              "--type Keyword --if-not-exists",
-                             out, sizeof out),
+                             &o),
                      0);
-    ck_assert_ptr_nonnull(strstr(out, "already exists"));
+    ck_assert_ptr_nonnull(strstr(o.out, "already exists"));
     /* Same name, other type: an error even with --if-not-exists. */
     ck_assert_int_eq(keelctl("--namespace default search-attribute add --name ProcurementStage "
                              "--type Int --if-not-exists",
-                             out, sizeof out),
+                             &o),
                      1);
-    ck_assert_ptr_nonnull(strstr(out, "Keyword"));
+    ck_assert_ptr_nonnull(strstr(o.err, "Keyword"));
 }
 END_TEST
 

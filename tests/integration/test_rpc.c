@@ -82,8 +82,7 @@ START_TEST(namespace_register_then_describe_round_trips)
     ck_assert_msg(keel_client_namespace_register(c, &r, &err) == KEEL_OK, "%s", err.message);
 
     keel_namespace_info ns;
-    ck_assert_msg(keel_client_namespace_describe(c, name, &ns, &err) == KEEL_OK, "%s",
-                  err.message);
+    ck_assert_msg(keel_client_namespace_describe(c, name, &ns, &err) == KEEL_OK, "%s", err.message);
     ck_assert_str_eq(ns.name, name);
     ck_assert_str_eq(ns.description, "keel integration test");
     ck_assert_str_eq(ns.owner_email, "ops@keel.test");

@@ -11,8 +11,12 @@ Suite *client_suite(void);
 const keel_test_suite *keel_test_suites(void)
 {
     static const keel_test_suite suites[] = {
-        {"error", error_suite},         {"options", options_suite}, {"duration", duration_suite},
-        {"transport", transport_suite}, {"proto", proto_suite},     {"client", client_suite},
+        {"error", error_suite},
+        {"options", options_suite},
+        {"duration", duration_suite},
+        {"transport", transport_suite},
+        {"proto", proto_suite},
+        {"client", client_suite},
         {NULL, NULL},
     };
     return suites;

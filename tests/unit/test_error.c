@@ -37,12 +37,12 @@ END_TEST
 
 START_TEST(retry_classification_follows_the_sdks)
 {
-    ck_assert(keel_grpc_status_retryable(14, "", false));  /* UNAVAILABLE */
-    ck_assert(keel_grpc_status_retryable(10, "", false));  /* ABORTED */
-    ck_assert(keel_grpc_status_retryable(2, "", false));   /* UNKNOWN */
+    ck_assert(keel_grpc_status_retryable(14, "", false)); /* UNAVAILABLE */
+    ck_assert(keel_grpc_status_retryable(10, "", false)); /* ABORTED */
+    ck_assert(keel_grpc_status_retryable(2, "", false));  /* UNKNOWN */
     ck_assert(keel_grpc_status_retryable(8, "busy", false));
-    ck_assert(!keel_grpc_status_retryable(8, "grpc: received message larger than max (5 vs 4)",
-                                          false));
+    ck_assert(
+        !keel_grpc_status_retryable(8, "grpc: received message larger than max (5 vs 4)", false));
     ck_assert(keel_grpc_status_retryable(13, "", false));
     ck_assert(!keel_grpc_status_retryable(13, "", true)); /* internal_error_differentiation */
     ck_assert(!keel_grpc_status_retryable(5, "", false));

@@ -44,11 +44,9 @@ START_TEST(system_info_round_trip_skips_unknown_fields)
 
     /* Every truncation of the message either fails cleanly or decodes: never crashes. */
     for (size_t cut = 0; cut < n; cut++) {
-        back = temporal__api__workflowservice__v1__get_system_info_response__unpack(NULL, cut,
-                                                                                    buf);
+        back = temporal__api__workflowservice__v1__get_system_info_response__unpack(NULL, cut, buf);
         if (back)
-            temporal__api__workflowservice__v1__get_system_info_response__free_unpacked(back,
-                                                                                        NULL);
+            temporal__api__workflowservice__v1__get_system_info_response__free_unpacked(back, NULL);
     }
     /* Cutting inside the version string must fail. */
     ck_assert_ptr_null(
