@@ -80,7 +80,7 @@ const char *keel_error_code_name(int code)
         "EEXISTS",   "EDENIED",   "EEXHAUSTED", "EPRECONDITION", "EUNIMPLEMENTED", "ECANCELLED",
         "EPROTOCOL", "EINTERNAL", "EIO",
     };
-    if (code > 0 || -code >= (int)(sizeof names / sizeof names[0]))
+    if (code > 0 || code <= -(int)(sizeof names / sizeof names[0]))
         return "EUNKNOWN";
     return names[-code];
 }

@@ -4,7 +4,10 @@
  * A keel_client holds one connection (one gRPC channel) to a Temporal frontend. It is safe to use
  * from several threads at once. Results come back in caller-owned structs that own their strings;
  * release them with the matching `_dispose` function (which frees what the struct points to, not
- * the struct itself). Every call retries retryable failures within the client's RPC timeout.
+ * the struct itself). On failure the out struct is left zeroed and needs no dispose. Every call
+ * retries retryable failures within the client's RPC timeout; a call that does not change
+ * anything on a second try (RegisterNamespace, AddSearchAttributes) may therefore report
+ * KEEL_EEXISTS when its first attempt landed but the answer was lost.
  */
 #ifndef KEEL_CLIENT_H
 #define KEEL_CLIENT_H
@@ -37,7 +40,9 @@ const char *keel_client_namespace(const keel_client *client);
 
 /* ---- server ---- */
 
-#define KEEL_MAX_CAPABILITIES 32
+/* The server's capabilities beyond this many (the API defines 13 today) are dropped and
+ * capabilities_truncated is set. */
+#define KEEL_MAX_CAPABILITIES 64
 
 typedef struct keel_capability {
     const char *name; /* the proto field name, e.g. "supports_schedules"; static storage */
@@ -48,6 +53,7 @@ typedef struct keel_system_info {
     char *server_version; /* owned */
     size_t n_capabilities;
     keel_capability capabilities[KEEL_MAX_CAPABILITIES];
+    bool capabilities_truncated;
 } keel_system_info;
 
 /* GetSystemInfo: the server's version and capabilities. Release with keel_system_info_dispose. */
@@ -66,7 +72,7 @@ typedef enum keel_namespace_state {
     KEEL_NAMESPACE_STATE_DELETED = 3,
 } keel_namespace_state;
 
-/* "Registered", "Deprecated", "Deleted", "Unspecified"; "Unknown" otherwise. Static storage. */
+/* "Unspecified", "Registered", "Deprecated", "Deleted"; "Unknown" for other values. Static. */
 const char *keel_namespace_state_name(int state);
 
 typedef struct keel_kv {
@@ -96,7 +102,7 @@ typedef struct keel_namespace_register_options {
     const char *name; /* required */
     const char *description;
     const char *owner_email;
-    int64_t retention_ms; /* 0: KEEL_DEFAULT_RETENTION_MS */
+    int64_t retention_ms; /* must be positive; _init sets KEEL_DEFAULT_RETENTION_MS */
     size_t n_data;
     const keel_kv *data;
 } keel_namespace_register_options;
@@ -157,13 +163,14 @@ typedef struct keel_search_attribute_list {
     keel_search_attribute *items; /* custom attributes first, then system ones, each by name */
 } keel_search_attribute_list;
 
-/* OperatorService.ListSearchAttributes for the client's namespace (or `namespace` if not NULL). */
-int keel_client_search_attributes_list(keel_client *client, const char *namespace,
+/* OperatorService.ListSearchAttributes for the client's namespace (or `ns` if not NULL). */
+int keel_client_search_attributes_list(keel_client *client, const char *ns,
                                        keel_search_attribute_list *out, keel_error *err);
 void keel_search_attribute_list_dispose(keel_search_attribute_list *list);
 
-/* OperatorService.AddSearchAttributes. Attributes that exist already fail with KEEL_EEXISTS. */
-int keel_client_search_attributes_add(keel_client *client, const char *namespace,
+/* OperatorService.AddSearchAttributes in the client's namespace (or `ns` if not NULL).
+ * Attributes that exist already fail with KEEL_EEXISTS. */
+int keel_client_search_attributes_add(keel_client *client, const char *ns,
                                       const keel_search_attribute *attrs, size_t n,
                                       keel_error *err);
 

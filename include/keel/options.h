@@ -31,9 +31,11 @@ typedef enum keel_tls_mode {
 
 typedef struct keel_connect_options {
     unsigned int version;
-    const char *address;   /* host:port of the frontend; default KEEL_DEFAULT_ADDRESS */
-    const char *namespace; /* default KEEL_DEFAULT_NAMESPACE */
-    const char *identity;  /* recorded in history events; default "<pid>@<hostname>" */
+    /* host:port of the frontend (or a gRPC target URI: dns:, ipv4:, ipv6:, unix:);
+     * default KEEL_DEFAULT_ADDRESS */
+    const char *address;
+    const char *namespace_; /* default KEEL_DEFAULT_NAMESPACE (named so C++ can include this) */
+    const char *identity;   /* recorded in history events; default "<pid>@<hostname>" */
 
     keel_tls_mode tls;
     const char *tls_ca_path;     /* PEM roots to verify the server; NULL: system roots */
@@ -61,15 +63,22 @@ int keel_connect_options_init(keel_connect_options *opts, unsigned int version);
  *   TEMPORAL_TLS (true/false/1/0), TEMPORAL_TLS_SERVER_CA_CERT_PATH,
  *   TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME.
  * The strings point into the environment (borrowed). Fails with KEEL_EINVAL naming the variable
- * when a value is malformed, leaving *opts as it was.
+ * when a value is malformed, leaving *opts as it was. It does not check that the settings fit
+ * together, so that a caller can apply its own overrides (command-line flags) first: call
+ * keel_connect_options_validate() last (keel_client_new() does too).
  */
 int keel_connect_options_from_env(keel_connect_options *opts, keel_error *err);
 
 /*
- * Check that the options make sense together: a client certificate needs its key and the other
- * way round, TLS paths with TLS switched off are a contradiction, the timeout is positive.
+ * Check that the options make sense together: the address has a port (1-65535), a client
+ * certificate needs its key and the other way round, TLS paths with TLS switched off are a
+ * contradiction, the namespace and API key can travel in a gRPC header, the timeout is positive.
+ * Error messages never contain the API key.
  */
 int keel_connect_options_validate(const keel_connect_options *opts, keel_error *err);
+
+/* Whether s can be sent as a gRPC header value: printable ASCII only (0x20-0x7e). */
+bool keel_header_value_ok(const char *s);
 
 /* Whether these options connect with TLS (resolves KEEL_TLS_AUTO). */
 bool keel_connect_options_use_tls(const keel_connect_options *opts);

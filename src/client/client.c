@@ -19,6 +19,8 @@ struct keel_client {
 
 /* ListNamespaces page size; the server caps it anyway. */
 #define NAMESPACE_PAGE_SIZE 100
+/* A listing longer than this many pages is taken for a server that never stops paging. */
+#define MAX_NAMESPACE_PAGES 1000
 
 int keel_client_new(keel_client **out, const keel_connect_options *opts, keel_error *err)
 {
@@ -67,10 +69,14 @@ static void read_capabilities(const ProtobufCMessage *caps, keel_system_info *ou
     if (caps == NULL)
         return;
     const ProtobufCMessageDescriptor *d = caps->descriptor;
-    for (unsigned i = 0; i < d->n_fields && out->n_capabilities < KEEL_MAX_CAPABILITIES; i++) {
+    for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->type != PROTOBUF_C_TYPE_BOOL || f->label == PROTOBUF_C_LABEL_REPEATED)
             continue;
+        if (out->n_capabilities == KEEL_MAX_CAPABILITIES) {
+            out->capabilities_truncated = true;
+            break;
+        }
         const protobuf_c_boolean *v = (const protobuf_c_boolean *)((const char *)caps + f->offset);
         out->capabilities[out->n_capabilities].name = f->name;
         out->capabilities[out->n_capabilities].enabled = *v != 0;
@@ -203,14 +209,14 @@ int keel_client_namespace_register(keel_client *client, const keel_namespace_reg
         return keel_error_set(err, KEEL_EINVAL, "namespace register options not initialised");
     if (opts->name == NULL || opts->name[0] == '\0')
         return keel_error_set(err, KEEL_EINVAL, "a namespace needs a name");
-    if (opts->retention_ms < 0)
-        return keel_error_set(err, KEEL_EINVAL, "namespace retention cannot be negative");
+    if (opts->retention_ms <= 0)
+        return keel_error_set(err, KEEL_EINVAL, "namespace retention must be positive, not %lld ms",
+                              (long long)opts->retention_ms);
 
     Temporal__Api__Workflowservice__V1__RegisterNamespaceRequest req =
         TEMPORAL__API__WORKFLOWSERVICE__V1__REGISTER_NAMESPACE_REQUEST__INIT;
     Google__Protobuf__Duration retention;
-    keel_proto_duration_set(&retention,
-                            opts->retention_ms ? opts->retention_ms : KEEL_DEFAULT_RETENTION_MS);
+    keel_proto_duration_set(&retention, opts->retention_ms);
     req.namespace_ = (char *)opts->name;
     req.description = (char *)(opts->description ? opts->description : "");
     req.owner_email = (char *)(opts->owner_email ? opts->owner_email : "");
@@ -308,7 +314,14 @@ int keel_client_namespace_list(keel_client *client, keel_namespace_list *out, ke
     ProtobufCBinaryData token = {0, NULL};
     uint8_t *token_copy = NULL;
     int rc = KEEL_OK;
+    int pages = 0;
     do {
+        if (++pages > MAX_NAMESPACE_PAGES) {
+            rc = keel_error_set(err, KEEL_EPROTOCOL,
+                                "ListNamespaces to %s: still paging after %d pages; giving up",
+                                keel_transport_address(client->transport), MAX_NAMESPACE_PAGES);
+            break;
+        }
         Temporal__Api__Workflowservice__V1__ListNamespacesRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__LIST_NAMESPACES_REQUEST__INIT;
         req.page_size = NAMESPACE_PAGE_SIZE;
@@ -321,6 +334,12 @@ int keel_client_namespace_list(keel_client *client, keel_namespace_list *out, ke
         if (rc != KEEL_OK)
             break;
         rc = append_namespaces(out, resp, err);
+        if (rc == KEEL_OK && token.len > 0 && resp->next_page_token.len == token.len &&
+            memcmp(resp->next_page_token.data, token.data, token.len) == 0)
+            rc = keel_error_set(err, KEEL_EPROTOCOL,
+                                "ListNamespaces to %s: the server returned the same page token "
+                                "twice",
+                                keel_transport_address(client->transport));
         /* The next request needs the token after this response is freed: keep a copy. */
         free(token_copy);
         token_copy = NULL;
@@ -411,11 +430,11 @@ static int append_attribute(keel_search_attribute_list *out, const char *name, i
     return KEEL_OK;
 }
 
-int keel_client_search_attributes_list(keel_client *client, const char *namespace,
+int keel_client_search_attributes_list(keel_client *client, const char *ns_arg,
                                        keel_search_attribute_list *out, keel_error *err)
 {
     memset(out, 0, sizeof *out);
-    const char *ns = namespace ? namespace : keel_transport_namespace(client->transport);
+    const char *ns = ns_arg ? ns_arg : keel_transport_namespace(client->transport);
     Temporal__Api__Operatorservice__V1__ListSearchAttributesRequest req =
         TEMPORAL__API__OPERATORSERVICE__V1__LIST_SEARCH_ATTRIBUTES_REQUEST__INIT;
     req.namespace_ = (char *)ns;
@@ -447,7 +466,7 @@ int keel_client_search_attributes_list(keel_client *client, const char *namespac
     return KEEL_OK;
 }
 
-int keel_client_search_attributes_add(keel_client *client, const char *namespace,
+int keel_client_search_attributes_add(keel_client *client, const char *ns_arg,
                                       const keel_search_attribute *attrs, size_t n, keel_error *err)
 {
     if (n == 0)
@@ -460,7 +479,7 @@ int keel_client_search_attributes_add(keel_client *client, const char *namespace
             return keel_error_set(err, KEEL_EINVAL, "search attribute '%s' has no valid type",
                                   attrs[i].name);
     }
-    const char *ns = namespace ? namespace : keel_transport_namespace(client->transport);
+    const char *ns = ns_arg ? ns_arg : keel_transport_namespace(client->transport);
     Temporal__Api__Operatorservice__V1__AddSearchAttributesRequest__SearchAttributesEntry *entries =
         calloc(n, sizeof *entries);
     Temporal__Api__Operatorservice__V1__AddSearchAttributesRequest__SearchAttributesEntry **ptrs =

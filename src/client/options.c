@@ -1,6 +1,7 @@
 /* Connection options: defaults, the TEMPORAL_* environment, and consistency checks. */
 #include "keel/options.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,7 +13,7 @@ int keel_connect_options_init(keel_connect_options *opts, unsigned int version)
     memset(opts, 0, sizeof *opts);
     opts->version = version;
     opts->address = KEEL_DEFAULT_ADDRESS;
-    opts->namespace = KEEL_DEFAULT_NAMESPACE;
+    opts->namespace_ = KEEL_DEFAULT_NAMESPACE;
     opts->tls = KEEL_TLS_AUTO;
     opts->rpc_timeout_ms = KEEL_DEFAULT_RPC_TIMEOUT_MS;
     return KEEL_OK;
@@ -49,7 +50,7 @@ int keel_connect_options_from_env(keel_connect_options *opts, keel_error *err)
     if ((v = env("TEMPORAL_ADDRESS")))
         o.address = v;
     if ((v = env("TEMPORAL_NAMESPACE")))
-        o.namespace = v;
+        o.namespace_ = v;
     if ((v = env("TEMPORAL_API_KEY")))
         o.api_key = v;
     if ((v = env("TEMPORAL_TLS"))) {
@@ -68,11 +69,39 @@ int keel_connect_options_from_env(keel_connect_options *opts, keel_error *err)
     if ((v = env("TEMPORAL_TLS_SERVER_NAME")))
         o.tls_server_name = v;
 
-    int rc = keel_connect_options_validate(&o, err);
-    if (rc != KEEL_OK)
-        return rc;
     *opts = o;
     return KEEL_OK;
+}
+
+bool keel_header_value_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+/* gRPC target URI schemes passed through as they are. */
+static bool is_target_uri(const char *a)
+{
+    static const char *const schemes[] = {"dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+        if (strncmp(a, schemes[i], strlen(schemes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* host:port or [v6]:port with a port of 1-65535. */
+static bool has_valid_port(const char *a)
+{
+    const char *colon = strrchr(a, ':');
+    if (colon == NULL || colon == a || colon[1] == '\0' || strlen(colon + 1) > 5)
+        return false;
+    for (const char *p = colon + 1; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    long port = strtol(colon + 1, NULL, 10);
+    return port >= 1 && port <= 65535;
 }
 
 static bool any_tls_path(const keel_connect_options *o)
@@ -99,11 +128,23 @@ int keel_connect_options_validate(const keel_connect_options *o, keel_error *err
         return keel_error_set(err, KEEL_EINVAL, "connect options not initialised");
     if (o->address == NULL || o->address[0] == '\0')
         return keel_error_set(err, KEEL_EINVAL, "the Temporal address is empty");
-    if (strchr(o->address, ':') == NULL)
+    if (!is_target_uri(o->address) && !has_valid_port(o->address))
         return keel_error_set(err, KEEL_EINVAL,
-                              "Temporal address '%s' has no port (expected host:port)", o->address);
-    if (o->namespace == NULL || o->namespace[0] == '\0')
+                              "Temporal address '%s' has no port (expected host:port, "
+                              "port 1-65535)",
+                              o->address);
+    if (o->namespace_ == NULL || o->namespace_[0] == '\0')
         return keel_error_set(err, KEEL_EINVAL, "the Temporal namespace is empty");
+    if (!keel_header_value_ok(o->namespace_))
+        return keel_error_set(err, KEEL_EINVAL,
+                              "the Temporal namespace '%s' has a character a gRPC header cannot "
+                              "carry (only printable ASCII)",
+                              o->namespace_);
+    /* Never echo the key: a control character here is usually a trailing newline from a file. */
+    if (o->api_key && !keel_header_value_ok(o->api_key))
+        return keel_error_set(err, KEEL_EINVAL,
+                              "the API key has a control or non-ASCII character (a trailing "
+                              "newline?); it cannot be sent in a gRPC header");
     if ((o->tls_cert_path == NULL) != (o->tls_key_path == NULL))
         return keel_error_set(err, KEEL_EINVAL,
                               "mTLS needs both a client certificate and its key "

@@ -64,7 +64,11 @@ int keel_duration_parse(const char *text, int64_t *out_ms, keel_error *err)
         p += strlen(u->name);
         if (whole > (max - total) / u->ms)
             return keel_error_set(err, KEEL_EINVAL, "duration '%s' is too large", text);
-        total += whole * u->ms + frac * u->ms / scale;
+        int64_t part = whole * u->ms + frac * u->ms / scale;
+        if (part == 0 && (whole != 0 || frac != 0))
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "duration '%s' has a part shorter than a millisecond", text);
+        total += part;
     }
     *out_ms = total;
     return KEEL_OK;

@@ -14,11 +14,13 @@ int64_t keel_proto_duration_ms(const Google__Protobuf__Duration *d)
 {
     if (d == NULL)
         return 0;
-    if (d->seconds > INT64_MAX / 1000)
-        return INT64_MAX;
-    if (d->seconds < INT64_MIN / 1000)
-        return INT64_MIN;
-    return d->seconds * 1000 + d->nanos / 1000000;
+    /* Both fields come off the wire: nanos may be out of its documented range, and seconds may
+     * be anything. */
+    int64_t ms;
+    if (__builtin_mul_overflow(d->seconds, (int64_t)1000, &ms) ||
+        __builtin_add_overflow(ms, (int64_t)(d->nanos / 1000000), &ms))
+        return d->seconds < 0 ? INT64_MIN : INT64_MAX;
+    return ms;
 }
 
 char *keel_proto_strdup(const char *s)

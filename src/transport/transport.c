@@ -25,8 +25,11 @@ struct keel_transport {
     char *identity;
     char *authorization; /* "Bearer <key>", or NULL */
     int64_t rpc_timeout_ms;
-    uint32_t jitter_state; /* xorshift state for backoff jitter; not shared with workflows */
 };
+
+/* Backoff jitter: an xorshift state per thread, so that threads sharing a transport need no lock.
+ * Seeded lazily from the clock, the pid and the state's own address (which differs per thread). */
+static _Thread_local uint32_t jitter_state;
 
 /* Keepalive as the Go SDK does it: a ping every 30 s, 15 s to answer, also when idle. The server
  * sends GOAWAY to clients that ping more often than every 10 s. */
@@ -34,6 +37,9 @@ struct keel_transport {
 #define KEEPALIVE_TIMEOUT_MS 15000
 
 #define PEM_MAX_BYTES (1024 * 1024)
+
+/* A retry is not started with less time than this left. */
+#define MIN_ATTEMPT_MS 100
 
 static int64_t now_ms(void)
 {
@@ -140,12 +146,9 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *opts, k
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
     }
     t->address = strdup(opts->address);
-    t->namespace = strdup(opts->namespace);
+    t->namespace = strdup(opts->namespace_);
     t->identity = opts->identity ? strdup(opts->identity) : default_identity();
     t->rpc_timeout_ms = opts->rpc_timeout_ms;
-    t->jitter_state = (uint32_t)now_ms() ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
-    if (t->jitter_state == 0)
-        t->jitter_state = 1;
     if (opts->api_key) {
         size_t n = strlen(opts->api_key) + sizeof "Bearer ";
         t->authorization = malloc(n);
@@ -243,13 +246,16 @@ int64_t keel_transport_backoff_ms(int attempt, int64_t budget_ms, uint32_t rando
     return d - span + (int64_t)(random % (uint32_t)(2 * span + 1));
 }
 
-static uint32_t next_jitter(keel_transport *t)
+static uint32_t next_jitter(void)
 {
-    uint32_t x = t->jitter_state;
+    uint32_t x = jitter_state;
+    if (x == 0)
+        x = ((uint32_t)now_ms() ^ ((uint32_t)getpid() << 16) ^ (uint32_t)(uintptr_t)&jitter_state) |
+            1u;
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
-    t->jitter_state = x;
+    jitter_state = x;
     return x;
 }
 
@@ -268,10 +274,10 @@ static grpc_metadata md(const char *key, const char *value)
  * "NotFoundFailure". */
 static void detail_type(const char *type_url, char *out, size_t outsz)
 {
-    const char *dot = strrchr(type_url, '.');
     const char *slash = strrchr(type_url, '/');
-    const char *name = dot ? dot + 1 : (slash ? slash + 1 : type_url);
-    snprintf(out, outsz, "%s", name);
+    const char *full = slash ? slash + 1 : type_url;
+    const char *dot = strrchr(full, '.');
+    snprintf(out, outsz, "%s", dot ? dot + 1 : full);
 }
 
 /* Pull the typed error detail out of grpc-status-details-bin, if the server sent one. A detail
@@ -329,9 +335,10 @@ static int call_once(keel_transport *t, const char *path, const char *what,
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-    grpc_slice method = grpc_slice_from_static_string(path);
+    grpc_slice method = grpc_slice_from_copied_string(path);
     grpc_call *call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                                method, NULL, deadline, NULL);
+    grpc_slice_unref(method);
 
     grpc_metadata meta[4];
     size_t nmeta = 0;
@@ -438,6 +445,11 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
     if (n < 0 || (size_t)n >= sizeof path)
         return keel_error_set(err, KEEL_EINVAL, "RPC name too long: %s", rpc.method);
     snprintf(what, sizeof what, "%s to %s", rpc.method, t->address);
+    if (o.namespace && !keel_header_value_ok(o.namespace))
+        return keel_error_set(err, KEEL_EINVAL,
+                              "%s: namespace '%s' has a character a gRPC header cannot carry "
+                              "(only printable ASCII)",
+                              what, o.namespace);
 
     int64_t start = now_ms();
     keel_error local;
@@ -451,8 +463,10 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
             return KEEL_OK;
         if (!o.retry || !e->retryable)
             return rc;
-        int64_t delay = keel_transport_backoff_ms(attempt, budget, next_jitter(t));
-        if (now_ms() + delay - start >= budget) {
+        int64_t delay = keel_transport_backoff_ms(attempt, budget, next_jitter());
+        /* An attempt with almost no time left can only end in DEADLINE_EXCEEDED, which would
+         * hide the real cause: give up with the last real error instead. */
+        if (now_ms() + delay - start >= budget - MIN_ATTEMPT_MS) {
             /* Out of time: say so, keeping the last status for the caller. */
             size_t len = strlen(e->message);
             snprintf(e->message + len, sizeof e->message - len,

@@ -25,7 +25,8 @@ int main(void)
     keel_connect_options opts;
     keel_error err;
     keel_connect_options_init(&opts, KEEL_CONNECT_OPTIONS_VERSION);
-    if (keel_connect_options_from_env(&opts, &err) != KEEL_OK) {
+    if (keel_connect_options_from_env(&opts, &err) != KEEL_OK ||
+        keel_connect_options_validate(&opts, &err) != KEEL_OK) {
         fprintf(stderr, "keel-worker: %s\n", err.message);
         return 2;
     }

@@ -96,13 +96,25 @@ START_TEST(usage_errors_exit_2)
     output o;
     ck_assert_int_eq(keelctl("", &o), 2);
     ck_assert_int_eq(keelctl("frobnicate", &o), 2);
-    ck_assert_ptr_nonnull(strstr(o.err, "frobnicate"));
+    ck_assert_ptr_nonnull(strstr(o.err, "unknown command 'frobnicate'"));
+    ck_assert_int_eq(keelctl("namspace list", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "unknown command 'namspace'"));
+    ck_assert_int_eq(keelctl("namespace lst", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "unknown subcommand 'lst'"));
+    ck_assert_int_eq(keelctl("namespace", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "needs a subcommand"));
+    ck_assert_int_eq(keelctl("--address 127.0.0.1:abc system-info", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "127.0.0.1:abc"));
+    ck_assert_int_eq(keelctl("--timeout 0.1ms system-info", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "--timeout"));
     ck_assert_int_eq(keelctl("--bogus system-info", &o), 2);
     ck_assert_int_eq(keelctl("namespace register", &o), 2);
     ck_assert_int_eq(keelctl("namespace register x --retention 5parsecs", &o), 2);
     ck_assert_ptr_nonnull(strstr(o.err, "5parsecs"));
     ck_assert_int_eq(keelctl("search-attribute add --name X --type Money", &o), 2);
     ck_assert_int_eq(keelctl("--timeout soon system-info", &o), 2);
+    ck_assert_int_eq(keelctl("--help >/dev/full", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "could not write"));
     ck_assert_int_eq(keelctl("--help", &o), 0);
     ck_assert_ptr_nonnull(strstr(o.out, "usage: keelctl"));
 }
@@ -113,7 +125,7 @@ START_TEST(if_not_exists_makes_registration_idempotent)
     output o;
     ck_assert_int_eq(keelctl("namespace register default --if-not-exists", &o), 0);
     ck_assert_ptr_nonnull(strstr(o.out, "already exists"));
-    ck_assert_int_eq(keelctl("namespace register default", &o), 1);
+    ck_assert_int_eq(keelctl("-- namespace register default", &o), 1);
     ck_assert_ptr_nonnull(strstr(o.err, "ALREADY_EXISTS"));
     ck_assert_int_eq(keelctl("--namespace default search-attribute add --name ProcurementStage "
                              "--type Keyword --if-not-exists",

@@ -54,6 +54,13 @@ START_TEST(arguments_are_checked_before_any_call)
     r.name = "x";
     r.retention_ms = -1;
     ck_assert_int_eq(keel_client_namespace_register(c, &r, &err), KEEL_EINVAL);
+    r.retention_ms = 0;
+    ck_assert_int_eq(keel_client_namespace_register(c, &r, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "retention"));
+    /* A namespace a header cannot carry is refused before any call. */
+    keel_search_attribute_list l;
+    ck_assert_int_eq(keel_client_search_attributes_list(c, "bad\nns", &l, &err), KEEL_EINVAL);
+    ck_assert_int_eq(err.grpc_status, KEEL_NO_GRPC_STATUS);
 
     keel_namespace_info ns;
     ck_assert_int_eq(keel_client_namespace_describe(c, "", &ns, &err), KEEL_EINVAL);

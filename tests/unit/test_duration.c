@@ -28,8 +28,19 @@ END_TEST
 
 START_TEST(rejects_malformed_text)
 {
-    const char *bad[] = {
-        "", "10", "s", "-5s", "1x", "1.5", "5 s", "1h junk", ".s", "10sm", "99999999999999999999h"};
+    const char *bad[] = {"",
+                         "10",
+                         "s",
+                         "-5s",
+                         "1x",
+                         "1.5",
+                         "5 s",
+                         "1h junk",
+                         ".s",
+                         "10sm",
+                         "99999999999999999999h",
+                         "0.5ms",
+                         "0.0001s"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms = 42;
         keel_error err;

@@ -33,7 +33,7 @@ START_TEST(defaults_are_local_plaintext)
 {
     keel_connect_options o = defaults();
     ck_assert_str_eq(o.address, "localhost:7233");
-    ck_assert_str_eq(o.namespace, "default");
+    ck_assert_str_eq(o.namespace_, "default");
     ck_assert_int_eq(o.rpc_timeout_ms, 10000);
     ck_assert(!keel_connect_options_use_tls(&o));
     ck_assert_int_eq(keel_connect_options_validate(&o, NULL), KEEL_OK);
@@ -51,7 +51,7 @@ START_TEST(environment_overrides_defaults)
     keel_error err;
     ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_OK);
     ck_assert_str_eq(o.address, "temporal.example:7233");
-    ck_assert_str_eq(o.namespace, "procurement");
+    ck_assert_str_eq(o.namespace_, "procurement");
     ck_assert_str_eq(o.tls_server_name, "frontend.example");
     ck_assert(keel_connect_options_use_tls(&o)); /* a TLS setting implies TLS */
     clear_env();
@@ -98,10 +98,14 @@ START_TEST(bad_values_name_the_variable_and_change_nothing)
     ck_assert_ptr_nonnull(strstr(err.message, "maybe"));
     ck_assert_str_eq(o.address, "localhost:7233");
 
+    /* A half mTLS pair is read as it is (a flag may complete it) and refused by validate. */
     setenv("TEMPORAL_TLS", "true", 1);
     setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", "/tmp/cert.pem", 1);
-    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_EINVAL);
+    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_OK);
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.message, "TEMPORAL_TLS_CLIENT_KEY_PATH"));
+    o.tls_key_path = "/tmp/key.pem";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_OK);
     clear_env();
 }
 END_TEST
@@ -121,9 +125,54 @@ START_TEST(validation_catches_contradictions)
     o.rpc_timeout_ms = 0;
     ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
     o = defaults();
-    o.namespace = "";
+    o.namespace_ = "";
     ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
     ck_assert_int_eq(keel_connect_options_validate(NULL, &err), KEEL_EINVAL);
+}
+END_TEST
+
+START_TEST(addresses_need_a_real_port)
+{
+    const char *good[] = {"localhost:7233",
+                          "127.0.0.1:1",
+                          "[::1]:7233",
+                          "h:65535",
+                          "dns:///temporal.example:7233",
+                          "unix:/run/temporal.sock"};
+    const char *bad[] = {"localhost:abc", "localhost:", ":7233",     "h:0",
+                         "h:65536",       "h:123456",   "[::1:7233x"};
+    keel_error err;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        keel_connect_options o = defaults();
+        o.address = good[i];
+        ck_assert_msg(keel_connect_options_validate(&o, &err) == KEEL_OK, "%s: %s", good[i],
+                      err.message);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        keel_connect_options o = defaults();
+        o.address = bad[i];
+        ck_assert_msg(keel_connect_options_validate(&o, &err) == KEEL_EINVAL, "accepted %s",
+                      bad[i]);
+        ck_assert_ptr_nonnull(strstr(err.message, bad[i]));
+    }
+}
+END_TEST
+
+START_TEST(header_values_must_be_printable_ascii)
+{
+    keel_connect_options o = defaults();
+    keel_error err;
+    o.namespace_ = "caf\xc3\xa9";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "namespace"));
+    o = defaults();
+    o.api_key = "sekrit-key\n";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "API key"));
+    ck_assert_ptr_null(strstr(err.message, "sekrit")); /* never echoed */
+    ck_assert(keel_header_value_ok("Bearer abc-123_XYZ.~"));
+    ck_assert(!keel_header_value_ok("a\tb"));
+    ck_assert(!keel_header_value_ok("\x7f"));
 }
 END_TEST
 
@@ -137,6 +186,8 @@ Suite *options_suite(void)
     tcase_add_test(tc, api_key_turns_tls_on_unless_disabled);
     tcase_add_test(tc, bad_values_name_the_variable_and_change_nothing);
     tcase_add_test(tc, validation_catches_contradictions);
+    tcase_add_test(tc, addresses_need_a_real_port);
+    tcase_add_test(tc, header_values_must_be_printable_ascii);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,16 @@ START_TEST(duration_conversions)
     ck_assert_int_eq(keel_proto_duration_ms(NULL), 0);
     d.seconds = INT64_MAX;
     ck_assert_int_eq(keel_proto_duration_ms(&d), INT64_MAX);
+    /* Hostile values at the edges saturate instead of overflowing (UBSan checks this). */
+    d.seconds = INT64_MAX / 1000;
+    d.nanos = 999999999;
+    ck_assert_int_eq(keel_proto_duration_ms(&d), INT64_MAX);
+    d.seconds = INT64_MIN / 1000;
+    d.nanos = -999999999;
+    ck_assert_int_eq(keel_proto_duration_ms(&d), INT64_MIN);
+    d.seconds = 1;
+    d.nanos = INT32_MAX; /* out of its documented range: still no overflow */
+    ck_assert_int_eq(keel_proto_duration_ms(&d), 1000 + INT32_MAX / 1000000);
 }
 END_TEST
 

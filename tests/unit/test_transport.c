@@ -73,7 +73,7 @@ START_TEST(transport_keeps_its_settings)
     keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION);
     char address[] = "127.0.0.1:7233";
     o.address = address;
-    o.namespace = "ns1";
+    o.namespace_ = "ns1";
     o.identity = "me@here";
     o.api_key = "k";
     o.tls = KEEL_TLS_OFF;

@@ -40,7 +40,7 @@ static const char usage[] =
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
     "  --namespace NAME      namespace (TEMPORAL_NAMESPACE, default 'default')\n"
-    "  --timeout D           deadline per command, retries included (default 10s)\n"
+    "  --timeout D           deadline of each call, retries included (default 10s)\n"
     "  --tls                 use TLS (TEMPORAL_TLS); TEMPORAL_API_KEY also turns it on\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE --tls-server-name NAME\n"
     "  --json                print JSON instead of text\n"
@@ -93,9 +93,14 @@ static const char **option_slot(cli *c, const char *name)
 /* Returns -1 to go on, or an exit status. */
 static int parse(int argc, char **argv, cli *c)
 {
+    bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+        if (!options_done && strcmp(a, "--") == 0) {
+            options_done = true; /* everything after "--" is an argument */
+            continue;
+        }
+        if (options_done || strncmp(a, "--", 2) != 0) {
             if (c->nargs == (int)(sizeof c->args / sizeof c->args[0]))
                 return usage_error("too many arguments at '%s'", a);
             c->args[c->nargs++] = a;
@@ -419,15 +424,24 @@ static const struct command {
     {"search-attribute", "list", cmd_search_attribute_list},
 };
 
+/* The command named by the arguments, or NULL after saying what is wrong with them. */
 static const struct command *find_command(const cli *c)
 {
+    bool group_known = false;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         const struct command *cmd = &commands[i];
         if (strcmp(c->args[0], cmd->group) != 0)
             continue;
+        group_known = true;
         if (cmd->verb == NULL || (c->nargs > 1 && strcmp(c->args[1], cmd->verb) == 0))
             return cmd;
     }
+    if (!group_known)
+        usage_error("unknown command '%s'", c->args[0]);
+    else if (c->nargs < 2)
+        usage_error("'%s' needs a subcommand", c->args[0]);
+    else
+        usage_error("unknown subcommand '%s'", c->args[1]);
     return NULL;
 }
 
@@ -440,7 +454,7 @@ static int connect_options(const cli *c, keel_connect_options *o, keel_error *er
     if (c->address)
         o->address = c->address;
     if (c->namespace)
-        o->namespace = c->namespace;
+        o->namespace_ = c->namespace;
     if (c->tls)
         o->tls = KEEL_TLS_ON;
     if (c->tls_ca)
@@ -451,9 +465,24 @@ static int connect_options(const cli *c, keel_connect_options *o, keel_error *er
         o->tls_key_path = c->tls_key;
     if (c->tls_server_name)
         o->tls_server_name = c->tls_server_name;
-    if (c->timeout && (rc = keel_duration_parse(c->timeout, &o->rpc_timeout_ms, err)) != KEEL_OK)
-        return rc;
+    if (c->timeout) {
+        keel_error e;
+        if (keel_duration_parse(c->timeout, &o->rpc_timeout_ms, &e) != KEEL_OK)
+            return keel_error_set(err, KEEL_EINVAL, "--timeout: %s", e.message);
+        if (o->rpc_timeout_ms <= 0)
+            return keel_error_set(err, KEEL_EINVAL, "--timeout must be positive");
+    }
     return keel_connect_options_validate(o, err);
+}
+
+/* Output that did not reach its file (a full disk, a closed pipe) is a failure. */
+static int finish(int rc)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "keelctl: could not write the output\n");
+        return rc == 0 ? EXIT_CALL : rc;
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -462,12 +491,12 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     int rc = parse(argc, argv, &c);
     if (rc >= 0)
-        return rc;
+        return finish(rc);
     if (c.nargs == 0)
         return usage_error("%s", "no command given");
     const struct command *cmd = find_command(&c);
     if (cmd == NULL)
-        return usage_error("unknown command '%s'", c.nargs > 1 ? c.args[1] : c.args[0]);
+        return EXIT_USAGE;
     if (cmd->verb == NULL && c.nargs > 1)
         return usage_error("%s takes no arguments", cmd->group);
 
@@ -480,5 +509,5 @@ int main(int argc, char **argv)
         return fail(&err);
     rc = cmd->run(client, &c);
     keel_client_free(client);
-    return rc;
+    return finish(rc);
 }
