@@ -40,6 +40,15 @@ INTEGRATION_SRCS := $(wildcard tests/integration/*.c)
 TEST_SUPPORT := tests/support/check_main.c
 
 obj = $(patsubst %.c,$(OUT)/obj/%.o,$(1))
+
+# Short lines (CC file, LINK file) unless V=1: the link lines alone are pages of -labsl_*.
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = echo "  $(1)	$(2)";
+endif
 LIB := $(OUT)/libkeel.a
 KEELCTL := $(OUT)/bin/keelctl
 WORKER := $(OUT)/bin/keel-worker
@@ -57,10 +66,12 @@ help: ## List the targets
 	@echo
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 28
 	@echo
-	@echo "  SAN=1 builds with AddressSanitizer and UBSan into build/asan/."
+	@echo "  SAN=1 builds with AddressSanitizer and UBSan into build/asan/; V=1 prints full commands."
+
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 all: protos ## Build libkeel, keelctl, keel-worker and the tests
-	@$(MAKE) --no-print-directory binaries
+	@$(MAKE) --no-print-directory -j$(NPROC) binaries
 
 deps: ## Install the Debian packages keel needs (no-op when present)
 	@tools/install-deps
@@ -73,31 +84,31 @@ binaries: $(LIB) $(KEELCTL) $(WORKER) $(UNIT) $(INTEGRATION)
 $(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
 	@mkdir -p $(@D)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c
 	@mkdir -p $(@D)
-	@$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(WORKER): $(call obj,src/worker/keel_worker_main.c) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(UNIT): $(call obj,$(UNIT_SRCS) $(TEST_SUPPORT)) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
 $(INTEGRATION): $(call obj,$(INTEGRATION_SRCS) $(TEST_SUPPORT)) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
 # ---- tests ----
 
@@ -109,8 +120,14 @@ export LSAN_OPTIONS := suppressions=$(abspath tests/support/lsan.supp):print_sup
 test-unit: all ## Run the unit tests (no server needed)
 	$(UNIT)
 
+# The TLS suite goes through nginx in front of the dev stack (tests/support/tls-proxy).
+TLS_PROXY_DIR := $(abspath $(BUILD)/run/tls-proxy)
+
 test-integration: all devstack-up ## Run the integration tests against the dev stack
-	eval "$$($(DEVSTACK) env)" && KEELCTL=$(abspath $(KEELCTL)) $(INTEGRATION)
+	@tests/support/tls-proxy up $(TLS_PROXY_DIR)
+	eval "$$($(DEVSTACK) env)" && KEELCTL=$(abspath $(KEELCTL)) \
+	  KEEL_TLS_PROXY_DIR=$(TLS_PROXY_DIR) $(INTEGRATION); \
+	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); exit $$rc
 
 test: test-unit test-integration determinism-check ## Build, start the dev stack, run all tests
 

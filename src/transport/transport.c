@@ -2,6 +2,7 @@
 #include "transport/transport.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "google/rpc/status.pb-c.h"
@@ -132,8 +134,25 @@ static char *default_identity(void)
     return strdup(buf);
 }
 
+/* gRPC core logs connection trouble to stderr on its own (hpack errors, handshake failures).
+ * keel reports the outcome of every call in its keel_error, so that output is noise to a user of
+ * keelctl or the worker; it stays on when the user asked gRPC for it (GRPC_VERBOSITY or
+ * GRPC_TRACE). The log function is process-wide, so it is installed once. */
+static void drop_grpc_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
+static void quiet_grpc_logs(void)
+{
+    if (getenv("GRPC_VERBOSITY") == NULL && getenv("GRPC_TRACE") == NULL)
+        gpr_set_log_function(drop_grpc_log);
+}
+
 int keel_transport_new(keel_transport **out, const keel_connect_options *opts, keel_error *err)
 {
+    static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+    pthread_once(&quiet_once, quiet_grpc_logs);
     *out = NULL;
     int rc = keel_connect_options_validate(opts, err);
     if (rc != KEEL_OK)
