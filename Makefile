@@ -71,7 +71,7 @@ help: ## List the targets
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 all: protos ## Build libkeel, keelctl, keel-worker and the tests
-	@$(MAKE) --no-print-directory -j$(NPROC) binaries
+	@$(MAKE) --no-print-directory $(if $(findstring j,$(firstword $(filter-out --%,$(MAKEFLAGS)))),,-j$(NPROC)) binaries
 
 deps: ## Install the Debian packages keel needs (no-op when present)
 	@tools/install-deps

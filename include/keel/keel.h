@@ -5,6 +5,7 @@
 #include "keel/client.h"
 #include "keel/duration.h"
 #include "keel/error.h"
+#include "keel/execution.h"
 #include "keel/options.h"
 #include "keel/version.h"
 

@@ -1,5 +1,5 @@
 /* client - system info, namespaces and search attributes over the transport. */
-#include "keel/client.h"
+#include "client/client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +43,11 @@ void keel_client_free(keel_client *client)
         return;
     keel_transport_free(client->transport);
     free(client);
+}
+
+keel_transport *keel_client_transport(const keel_client *client)
+{
+    return client->transport;
 }
 
 const char *keel_client_address(const keel_client *client)

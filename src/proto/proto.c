@@ -23,6 +23,17 @@ int64_t keel_proto_duration_ms(const Google__Protobuf__Duration *d)
     return ms;
 }
 
+int64_t keel_proto_timestamp_ms(const Google__Protobuf__Timestamp *ts)
+{
+    if (ts == NULL)
+        return 0;
+    int64_t ms;
+    if (__builtin_mul_overflow(ts->seconds, (int64_t)1000, &ms) ||
+        __builtin_add_overflow(ms, (int64_t)(ts->nanos / 1000000), &ms))
+        return ts->seconds < 0 ? INT64_MIN : INT64_MAX;
+    return ms;
+}
+
 char *keel_proto_strdup(const char *s)
 {
     return strdup(s ? s : "");

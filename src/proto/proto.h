@@ -20,6 +20,9 @@ void keel_proto_duration_set(Google__Protobuf__Duration *d, int64_t ms);
 /* Milliseconds in a Duration; 0 for NULL. Saturates instead of overflowing. */
 int64_t keel_proto_duration_ms(const Google__Protobuf__Duration *d);
 
+/* Unix milliseconds in a Timestamp; 0 for NULL. Saturates instead of overflowing. */
+int64_t keel_proto_timestamp_ms(const Google__Protobuf__Timestamp *ts);
+
 /* protobuf-c leaves absent strings as "" but a hand-built message may hold NULL: this treats both
  * the same. Returns a new heap copy (NULL only when out of memory). */
 char *keel_proto_strdup(const char *s);

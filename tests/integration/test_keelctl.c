@@ -141,6 +141,67 @@ START_TEST(if_not_exists_makes_registration_idempotent)
 }
 END_TEST
 
+START_TEST(workflow_commands_round_trip)
+{
+    output o;
+    char args[512], id[96];
+    snprintf(id, sizeof id, "keelctl-wf-%ld", (long)getpid());
+    snprintf(args, sizeof args,
+             "--json workflow start --id %s --type Procurement --task-queue keelctl-q "
+             "--input '{\"item\":\"desk\"}' --memo 'note=\"hi\"' "
+             "--search-attribute 'ProcurementStage=\"intake\"' --id-conflict-policy fail",
+             id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    cJSON *j = cJSON_Parse(o.out);
+    ck_assert_msg(j != NULL, "not JSON: %s", o.out);
+    char run[64];
+    snprintf(run, sizeof run, "%s", cJSON_GetObjectItemCaseSensitive(j, "runId")->valuestring);
+    cJSON_Delete(j);
+
+    snprintf(args, sizeof args, "workflow signal --id %s --name approve --input '{\"ok\":true}'",
+             id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    snprintf(args, sizeof args, "--json workflow describe --id %s", id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    j = cJSON_Parse(o.out);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "runId")->valuestring, run);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "status")->valuestring, "Running");
+    cJSON *memo = cJSON_GetObjectItemCaseSensitive(j, "memo");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(memo, "note")->valuestring, "hi");
+    cJSON_Delete(j);
+
+    snprintf(args, sizeof args, "workflow terminate --id %s --reason 'cli test'", id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    /* The result of a run that did not complete: exit 1, the reason on stderr. */
+    snprintf(args, sizeof args, "workflow result --id %s", id);
+    ck_assert_int_eq(keelctl(args, &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "Terminated: cli test"));
+}
+END_TEST
+
+START_TEST(workflow_usage_errors)
+{
+    output o;
+    ck_assert_int_eq(keelctl("workflow start --type T --task-queue q", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "--id"));
+    ck_assert_int_eq(keelctl("workflow start --id x --task-queue q", &o), 2);
+    ck_assert_int_eq(keelctl("workflow start --id x --type T --task-queue q --input '{bad'", &o),
+                     1);
+    ck_assert_ptr_nonnull(strstr(o.err, "not valid JSON"));
+    ck_assert_int_eq(
+        keelctl("workflow start --id x --type T --task-queue q --id-reuse-policy sometimes", &o),
+        2);
+    ck_assert_ptr_nonnull(strstr(o.err, "reject-duplicate"));
+    ck_assert_int_eq(
+        keelctl("workflow start --id x --type T --task-queue q --search-attribute Nope=1", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "'Nope' is not registered"));
+    ck_assert_int_eq(keelctl("workflow start --id x --type T --task-queue q --memo novalue", &o),
+                     2);
+    ck_assert_int_eq(keelctl("workflow signal --id x", &o), 2);
+    ck_assert_int_eq(keelctl("workflow list --limit lots", &o), 2);
+}
+END_TEST
+
 Suite *keelctl_suite(void)
 {
     Suite *s = suite_create("keelctl");
@@ -151,6 +212,8 @@ Suite *keelctl_suite(void)
     tcase_add_test(tc, errors_name_address_rpc_and_status);
     tcase_add_test(tc, usage_errors_exit_2);
     tcase_add_test(tc, if_not_exists_makes_registration_idempotent);
+    tcase_add_test(tc, workflow_commands_round_trip);
+    tcase_add_test(tc, workflow_usage_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,6 +8,7 @@
  *   keelctl [global options] namespace list
  *   keelctl [global options] search-attribute add --name N --type T [--if-not-exists]
  *   keelctl [global options] search-attribute list
+ *   keelctl [global options] workflow start|signal|describe|result|cancel|terminate|list ...
  *
  * Exit status: 0 success, 1 the call failed, 2 bad usage.
  */
@@ -17,10 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keel/keel.h"
-
-#define EXIT_CALL  1
-#define EXIT_USAGE 2
+#include "keelctl.h"
 
 static const char usage[] =
     "usage: keelctl [global options] COMMAND\n"
@@ -36,6 +34,17 @@ static const char usage[] =
     "                                   register a custom search attribute (types: Text,\n"
     "                                   Keyword, Int, Double, Bool, Datetime, KeywordList)\n"
     "  search-attribute list            list the namespace's search attributes\n"
+    "  workflow start --id ID --type T --task-queue Q [--input JSON] [--wait]\n"
+    "      [--execution-timeout D] [--run-timeout D] [--task-timeout D] [--cron EXPR]\n"
+    "      [--id-reuse-policy allow-duplicate|allow-duplicate-failed-only|reject-duplicate]\n"
+    "      [--id-conflict-policy fail|use-existing|terminate-existing]\n"
+    "      [--memo KEY=JSON]... [--search-attribute NAME=JSON]... [--request-id ID]\n"
+    "  workflow signal --id ID [--run-id R] --name SIGNAL [--input JSON]\n"
+    "  workflow describe --id ID [--run-id R]\n"
+    "  workflow result --id ID [--run-id R] [--wait-timeout D]\n"
+    "                                   wait for the result (exit 1 unless it completed)\n"
+    "  workflow cancel|terminate --id ID [--run-id R] [--reason TEXT]\n"
+    "  workflow list [--query VISIBILITY-QUERY] [--limit N]\n"
     "\n"
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
@@ -46,18 +55,7 @@ static const char usage[] =
     "  --json                print JSON instead of text\n"
     "  --help, --version\n";
 
-/* Parsed command line. Strings point into argv. */
-typedef struct cli {
-    const char *address, *namespace, *timeout;
-    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
-    bool tls, json, if_not_exists;
-    const char *retention, *description, *owner_email;
-    const char *sa_name, *sa_type;
-    const char *args[4];
-    int nargs;
-} cli;
-
-static int usage_error(const char *fmt, const char *what)
+int usage_error(const char *fmt, const char *what)
 {
     fprintf(stderr, "keelctl: ");
     fprintf(stderr, fmt, what);
@@ -81,13 +79,60 @@ static const char **option_slot(cli *c, const char *name)
         {"retention", offsetof(cli, retention)},
         {"description", offsetof(cli, description)},
         {"owner-email", offsetof(cli, owner_email)},
-        {"name", offsetof(cli, sa_name)},
-        {"type", offsetof(cli, sa_type)},
+        {"name", offsetof(cli, name)},
+        {"type", offsetof(cli, type)},
+        {"id", offsetof(cli, workflow_id)},
+        {"run-id", offsetof(cli, run_id)},
+        {"task-queue", offsetof(cli, task_queue)},
+        {"input", offsetof(cli, input)},
+        {"execution-timeout", offsetof(cli, execution_timeout)},
+        {"run-timeout", offsetof(cli, run_timeout)},
+        {"task-timeout", offsetof(cli, task_timeout)},
+        {"id-reuse-policy", offsetof(cli, id_reuse_policy)},
+        {"id-conflict-policy", offsetof(cli, id_conflict_policy)},
+        {"cron", offsetof(cli, cron)},
+        {"reason", offsetof(cli, reason)},
+        {"query", offsetof(cli, query)},
+        {"limit", offsetof(cli, limit)},
+        {"wait-timeout", offsetof(cli, wait_timeout)},
+        {"request-id", offsetof(cli, request_id)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
             return (const char **)((char *)c + valued[i].offset);
     return NULL;
+}
+
+/* --memo and --search-attribute may be given many times. Returns -2 when it consumed one,
+ * -1 when `name` is not one of them, or an exit status. */
+static int parse_repeated(cli *c, const char *name, int argc, char **argv, int *i)
+{
+    const char **slots;
+    int *count;
+    const char *key = name;
+    if (strncmp(name, "memo", 4) == 0 && (name[4] == '\0' || name[4] == '=')) {
+        slots = c->memo;
+        count = &c->n_memo;
+        key = "--memo";
+    } else if (strncmp(name, "search-attribute", 16) == 0 &&
+               (name[16] == '\0' || name[16] == '=')) {
+        slots = c->search_attributes;
+        count = &c->n_search_attributes;
+        key = "--search-attribute";
+    } else {
+        return -1;
+    }
+    const char *eq = strchr(name, '=');
+    const char *value = eq ? eq + 1 : NULL;
+    if (value == NULL) {
+        if (*i + 1 >= argc)
+            return usage_error("option '%s' needs a value", key);
+        value = argv[++*i];
+    }
+    if (*count == KEELCTL_MAX_REPEATED)
+        return usage_error("too many %s options", key);
+    slots[(*count)++] = value;
+    return -2;
 }
 
 /* Returns -1 to go on, or an exit status. */
@@ -127,6 +172,15 @@ static int parse(int argc, char **argv, cli *c)
             c->if_not_exists = true;
             continue;
         }
+        if (strcmp(name, "wait") == 0) {
+            c->wait = true;
+            continue;
+        }
+        int rep = parse_repeated(c, name, argc, argv, &i);
+        if (rep >= 0)
+            return rep;
+        if (rep == -2)
+            continue;
         /* --key=value or --key value */
         char key[64];
         const char *eq = strchr(name, '=');
@@ -149,7 +203,7 @@ static int parse(int argc, char **argv, cli *c)
     return -1;
 }
 
-static int fail(const keel_error *err)
+int fail(const keel_error *err)
 {
     if (err->failure_type[0])
         fprintf(stderr, "keelctl: %s [%s]\n", err->message, err->failure_type);
@@ -158,7 +212,7 @@ static int fail(const keel_error *err)
     return EXIT_CALL;
 }
 
-static int print_json(cJSON *j)
+int print_json(cJSON *j)
 {
     char *s = j ? cJSON_Print(j) : NULL;
     cJSON_Delete(j);
@@ -325,8 +379,7 @@ static int cmd_namespace_list(keel_client *client, const cli *c)
 }
 
 /* Look an attribute up in a list; NULL when absent. */
-static const keel_search_attribute *find_attribute(const keel_search_attribute_list *l,
-                                                   const char *name)
+const keel_search_attribute *find_attribute(const keel_search_attribute_list *l, const char *name)
 {
     for (size_t i = 0; i < l->count; i++)
         if (strcmp(l->items[i].name, name) == 0)
@@ -338,11 +391,11 @@ static int cmd_search_attribute_add(keel_client *client, const cli *c)
 {
     if (c->nargs != 2)
         return usage_error("%s", "search-attribute add takes --name and --type, no arguments");
-    if (c->sa_name == NULL || c->sa_type == NULL)
+    if (c->name == NULL || c->type == NULL)
         return usage_error("%s", "search-attribute add needs --name and --type");
     keel_error err;
     keel_indexed_value_type type;
-    if (keel_indexed_value_type_parse(c->sa_type, &type, &err) != KEEL_OK)
+    if (keel_indexed_value_type_parse(c->type, &type, &err) != KEEL_OK)
         return usage_error("--type: %s", err.message);
 
     /* With --if-not-exists, look first: the server's answer to a duplicate differs between
@@ -352,11 +405,11 @@ static int cmd_search_attribute_add(keel_client *client, const cli *c)
         keel_search_attribute_list list;
         if (keel_client_search_attributes_list(client, NULL, &list, &err) != KEEL_OK)
             return fail(&err);
-        const keel_search_attribute *have = find_attribute(&list, c->sa_name);
+        const keel_search_attribute *have = find_attribute(&list, c->name);
         if (have && have->type != (int)type) {
             fprintf(stderr,
                     "keelctl: search attribute %s exists in namespace %s with type %s, not %s\n",
-                    c->sa_name, keel_client_namespace(client),
+                    c->name, keel_client_namespace(client),
                     keel_indexed_value_type_name(have->type), keel_indexed_value_type_name(type));
             keel_search_attribute_list_dispose(&list);
             return EXIT_CALL;
@@ -365,7 +418,7 @@ static int cmd_search_attribute_add(keel_client *client, const cli *c)
         keel_search_attribute_list_dispose(&list);
     }
     if (!existed) {
-        keel_search_attribute sa = {.name = (char *)c->sa_name, .type = (int)type};
+        keel_search_attribute sa = {.name = (char *)c->name, .type = (int)type};
         int rc = keel_client_search_attributes_add(client, NULL, &sa, 1, &err);
         if (rc == KEEL_EEXISTS && c->if_not_exists)
             existed = true;
@@ -375,12 +428,12 @@ static int cmd_search_attribute_add(keel_client *client, const cli *c)
     if (c->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "namespace", keel_client_namespace(client));
-        cJSON_AddStringToObject(j, "name", c->sa_name);
+        cJSON_AddStringToObject(j, "name", c->name);
         cJSON_AddStringToObject(j, "type", keel_indexed_value_type_name(type));
         cJSON_AddBoolToObject(j, "added", !existed);
         return print_json(j);
     }
-    printf("Search attribute %s (%s) %s in namespace %s.\n", c->sa_name,
+    printf("Search attribute %s (%s) %s in namespace %s.\n", c->name,
            keel_indexed_value_type_name(type), existed ? "already exists" : "added",
            keel_client_namespace(client));
     return 0;
@@ -422,6 +475,13 @@ static const struct command {
     {"namespace", "list", cmd_namespace_list},
     {"search-attribute", "add", cmd_search_attribute_add},
     {"search-attribute", "list", cmd_search_attribute_list},
+    {"workflow", "start", keelctl_workflow_start},
+    {"workflow", "signal", keelctl_workflow_signal},
+    {"workflow", "describe", keelctl_workflow_describe},
+    {"workflow", "result", keelctl_workflow_result},
+    {"workflow", "cancel", keelctl_workflow_cancel},
+    {"workflow", "terminate", keelctl_workflow_terminate},
+    {"workflow", "list", keelctl_workflow_list},
 };
 
 /* The command named by the arguments, or NULL after saying what is wrong with them. */

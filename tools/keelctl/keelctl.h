@@ -1,0 +1,54 @@
+/* keelctl - what the command files share: the parsed command line and output helpers. */
+#ifndef KEELCTL_H
+#define KEELCTL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "keel/keel.h"
+
+#define EXIT_CALL  1 /* the call failed, or the workflow did not complete */
+#define EXIT_USAGE 2
+
+#define KEELCTL_MAX_REPEATED 32
+
+/* Parsed command line. Strings point into argv. */
+typedef struct cli {
+    const char *address, *namespace, *timeout;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+    bool tls, json, if_not_exists, wait;
+    const char *retention, *description, *owner_email;
+    const char *name, *type;
+    const char *workflow_id, *run_id, *task_queue, *input, *request_id;
+    const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
+    const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit;
+    const char *memo[KEELCTL_MAX_REPEATED];
+    int n_memo;
+    const char *search_attributes[KEELCTL_MAX_REPEATED];
+    int n_search_attributes;
+    const char *args[4];
+    int nargs;
+} cli;
+
+/* Print "keelctl: <fmt with what>" and the usage hint to stderr; returns EXIT_USAGE. */
+int usage_error(const char *fmt, const char *what);
+
+/* Print the error to stderr; returns EXIT_CALL. */
+int fail(const keel_error *err);
+
+/* Print j to stdout and delete it; returns 0, or EXIT_CALL when it cannot be printed. */
+int print_json(cJSON *j);
+
+/* The attribute named name in l, or NULL. Borrowed from l. */
+const keel_search_attribute *find_attribute(const keel_search_attribute_list *l, const char *name);
+
+/* The workflow commands (workflow.c). */
+int keelctl_workflow_start(keel_client *client, const cli *c);
+int keelctl_workflow_signal(keel_client *client, const cli *c);
+int keelctl_workflow_describe(keel_client *client, const cli *c);
+int keelctl_workflow_result(keel_client *client, const cli *c);
+int keelctl_workflow_cancel(keel_client *client, const cli *c);
+int keelctl_workflow_terminate(keel_client *client, const cli *c);
+int keelctl_workflow_list(keel_client *client, const cli *c);
+
+#endif
