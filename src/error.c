@@ -76,9 +76,9 @@ int keel_error_set(keel_error *err, keel_error_code code, const char *fmt, ...)
 const char *keel_error_code_name(int code)
 {
     static const char *const names[] = {
-        "OK",        "EINVAL",    "ENOMEM",     "EUNAVAILABLE",  "ETIMEOUT",       "ENOTFOUND",
-        "EEXISTS",   "EDENIED",   "EEXHAUSTED", "EPRECONDITION", "EUNIMPLEMENTED", "ECANCELLED",
-        "EPROTOCOL", "EINTERNAL", "EIO",
+        "OK",        "EINVAL",    "ENOMEM",     "EUNAVAILABLE",    "ETIMEOUT",       "ENOTFOUND",
+        "EEXISTS",   "EDENIED",   "EEXHAUSTED", "EPRECONDITION",   "EUNIMPLEMENTED", "ECANCELLED",
+        "EPROTOCOL", "EINTERNAL", "EIO",        "ENONDETERMINISM",
     };
     if (code > 0 || code <= -(int)(sizeof names / sizeof names[0]))
         return "EUNKNOWN";

@@ -18,20 +18,21 @@ extern "C" {
 
 typedef enum keel_error_code {
     KEEL_OK = 0,
-    KEEL_EINVAL = -1,          /* bad input: an argument, a setting, a file, a peer's bytes */
-    KEEL_ENOMEM = -2,          /* out of memory */
-    KEEL_EUNAVAILABLE = -3,    /* the server could not be reached, or the connection dropped */
-    KEEL_ETIMEOUT = -4,        /* the deadline passed before an answer came */
-    KEEL_ENOTFOUND = -5,       /* the named namespace, workflow, ... does not exist */
-    KEEL_EEXISTS = -6,         /* it exists already */
-    KEEL_EDENIED = -7,         /* unauthenticated or not permitted */
-    KEEL_EEXHAUSTED = -8,      /* rate limited, or a size limit was hit */
-    KEEL_EPRECONDITION = -9,   /* the server refused the call in its current state */
-    KEEL_EUNIMPLEMENTED = -10, /* the server does not offer this call */
-    KEEL_ECANCELLED = -11,     /* the call was cancelled */
-    KEEL_EPROTOCOL = -12,      /* the peer sent something that could not be decoded */
-    KEEL_EINTERNAL = -13,      /* the server failed internally, or the status was unknown */
-    KEEL_EIO = -14,            /* a local file or system call failed */
+    KEEL_EINVAL = -1,           /* bad input: an argument, a setting, a file, a peer's bytes */
+    KEEL_ENOMEM = -2,           /* out of memory */
+    KEEL_EUNAVAILABLE = -3,     /* the server could not be reached, or the connection dropped */
+    KEEL_ETIMEOUT = -4,         /* the deadline passed before an answer came */
+    KEEL_ENOTFOUND = -5,        /* the named namespace, workflow, ... does not exist */
+    KEEL_EEXISTS = -6,          /* it exists already */
+    KEEL_EDENIED = -7,          /* unauthenticated or not permitted */
+    KEEL_EEXHAUSTED = -8,       /* rate limited, or a size limit was hit */
+    KEEL_EPRECONDITION = -9,    /* the server refused the call in its current state */
+    KEEL_EUNIMPLEMENTED = -10,  /* the server does not offer this call */
+    KEEL_ECANCELLED = -11,      /* the call was cancelled */
+    KEEL_EPROTOCOL = -12,       /* the peer sent something that could not be decoded */
+    KEEL_EINTERNAL = -13,       /* the server failed internally, or the status was unknown */
+    KEEL_EIO = -14,             /* a local file or system call failed */
+    KEEL_ENONDETERMINISM = -15, /* workflow code issued commands that differ from its history */
 } keel_error_code;
 
 /* No gRPC status: the error did not come from a remote call. */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "client/client.h"
+#include "converter/failure.h"
 #include "converter/payload.h"
 #include "proto/proto.h"
 
@@ -643,24 +644,6 @@ void keel_workflow_outcome_dispose(keel_workflow_outcome *o)
     memset(o, 0, sizeof *o);
 }
 
-/* "message: cause message: ..." down a failure's cause chain (bounded: the chain came off the
- * wire). */
-static char *failure_text(const Temporal__Api__Failure__V1__Failure *f)
-{
-    char buf[4096] = "";
-    size_t len = 0;
-    for (int depth = 0; f && depth < 32 && len < sizeof buf - 1; f = f->cause, depth++) {
-        int n = snprintf(buf + len, sizeof buf - len, "%s%s", depth ? ": " : "",
-                         f->message && f->message[0] ? f->message : "(no message)");
-        if (n < 0)
-            break;
-        len += (size_t)n;
-    }
-    if (len >= sizeof buf - 1)
-        memcpy(buf + sizeof buf - 4, "...", 4);
-    return strdup(buf);
-}
-
 typedef Temporal__Api__History__V1__HistoryEvent pb_event;
 
 /* Read the close event into *out. Sets *next_run to the run to follow (or NULL: done). */
@@ -688,7 +671,7 @@ static int read_close_event(const pb_event *e, keel_workflow_outcome *out, const
             e->workflow_execution_failed_event_attributes;
         follow = a->new_execution_run_id;
         out->status = KEEL_WORKFLOW_STATUS_FAILED;
-        out->failure_message = failure_text(a->failure);
+        out->failure_message = keel_failure_text(a->failure);
         ok = out->failure_message != NULL;
         if (a->failure &&
             a->failure->failure_info_case ==

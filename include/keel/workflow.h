@@ -1,0 +1,136 @@
+/*
+ * keel/workflow.h - writing a workflow: a deterministic state machine over Temporal's history.
+ *
+ * A workflow type is a table of callbacks over a state struct that the engine owns:
+ *
+ *   start(ctx, state, input_json)     the first activation, with the workflow's input;
+ *   on_event(ctx, state, event)       an activity finished, a timer fired, a signal or a
+ *                                     cancellation request arrived;
+ *   query(state, name, args, result)  read-only questions from clients and the Web UI.
+ *
+ * Callbacks act only through the context: schedule activities, start and cancel timers, complete,
+ * fail or continue as new, read workflow time, draw deterministic random numbers. They must not
+ * read the clock, draw real randomness, touch files, threads or the network, or keep pointers to
+ * the strings an event carries: the engine replays the same callbacks over the recorded history
+ * after a restart, and they must issue the same commands in the same order every time. A command
+ * that differs from the history is reported as a non-determinism failure, naming both.
+ *
+ * The state is plain memory of `state_size` bytes, zeroed before start. Keep it self-contained
+ * (fixed-size arrays, no heap pointers), or give the type a `dispose` callback that frees what
+ * the state points to.
+ *
+ * A callback returns KEEL_OK, or a negative keel_error_code after calling keel_workflow_error():
+ * that reports a bug (the workflow task fails and is retried, so fixed code can continue the run)
+ * and never crashes the worker. A business failure is keel_workflow_fail() instead: the run ends
+ * as Failed.
+ */
+#ifndef KEEL_WORKFLOW_H
+#define KEEL_WORKFLOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/error.h"
+#include "keel/execution.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct keel_workflow_ctx keel_workflow_ctx;
+
+typedef enum keel_workflow_event_kind {
+    KEEL_EVENT_ACTIVITY_COMPLETED = 1, /* json: the result */
+    KEEL_EVENT_ACTIVITY_FAILED,        /* failure_*: after the server's retries gave up */
+    KEEL_EVENT_ACTIVITY_CANCELED,      /* after keel_workflow_cancel_activity() */
+    KEEL_EVENT_TIMER_FIRED,
+    KEEL_EVENT_SIGNAL,           /* name, json: the signal and its argument */
+    KEEL_EVENT_CANCEL_REQUESTED, /* a client asked the run to cancel; json: the reason */
+} keel_workflow_event_kind;
+
+/* What an on_event callback receives. Every pointer is borrowed for the callback's duration. */
+typedef struct keel_workflow_event {
+    keel_workflow_event_kind kind;
+    uint32_t seq;                /* the activity's or timer's sequence number */
+    const char *name;            /* activity type or signal name */
+    const char *json;            /* result, signal argument or reason as JSON ("null": none) */
+    const char *failure_message; /* ACTIVITY_FAILED: the failure and its causes */
+    const char *failure_type;    /* ACTIVITY_FAILED: application type, "Timeout", or "" */
+} keel_workflow_event;
+
+typedef struct keel_workflow_type {
+    const char *name; /* the workflow type clients start */
+    size_t state_size;
+    int (*start)(keel_workflow_ctx *ctx, void *state, const char *input_json);
+    int (*on_event)(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *event);
+    /* Optional. Answer `name` with JSON in a new string (*result_json, caller of the engine
+     * frees). Return KEEL_EINVAL for an unknown query name. */
+    int (*query)(const void *state, const char *name, const char *args_json, char **result_json);
+    /* Optional. One line on where the state machine stands ("waiting for approval by ana"),
+     * shown in the Web UI's stack trace view. Writes at most n bytes. */
+    void (*describe)(const void *state, char *buf, size_t n);
+    /* Optional. Free what the state points to. */
+    void (*dispose)(void *state);
+} keel_workflow_type;
+
+typedef struct keel_activity_options {
+    const char *task_queue;       /* NULL: the workflow's own task queue */
+    int64_t schedule_to_close_ms; /* this or start_to_close_ms must be set */
+    int64_t start_to_close_ms;
+    int64_t schedule_to_start_ms;
+    int64_t heartbeat_ms;           /* 0: no heartbeat timeout */
+    const keel_retry_policy *retry; /* NULL: the server's default (retry until timeouts) */
+} keel_activity_options;
+
+/*
+ * Schedule activity `type` with one JSON argument (NULL: none). Returns its sequence number
+ * (1, 2, ...; also its activity id), which the completion event carries; 0 on error (then the
+ * callback should return the error: see keel_workflow_error()).
+ */
+uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const char *input_json,
+                                const keel_activity_options *opts);
+
+/* Ask the server to cancel a scheduled activity; a KEEL_EVENT_ACTIVITY_CANCELED (or its
+ * completion, if it won the race) follows. */
+int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t activity_seq);
+
+/* Start a durable timer; KEEL_EVENT_TIMER_FIRED with the returned seq follows. 0 on error. */
+uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms);
+
+/* Cancel a timer that has not fired; no event follows. */
+int keel_workflow_cancel_timer(keel_workflow_ctx *ctx, uint32_t timer_seq);
+
+/* End the run: completed with a JSON result (NULL: none), failed with an application failure,
+ * or continued as a new run of the same type with new input. Nothing runs after these. */
+int keel_workflow_complete(keel_workflow_ctx *ctx, const char *result_json);
+int keel_workflow_fail(keel_workflow_ctx *ctx, const char *type, const char *message,
+                       bool non_retryable);
+int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json);
+
+/* Workflow time: when the current workflow task started, as recorded in history (ms since the
+ * Unix epoch). The same on every replay. */
+int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx);
+
+/* Deterministic randomness, seeded from the run: the same sequence on every replay. */
+uint64_t keel_workflow_random(keel_workflow_ctx *ctx);
+void keel_workflow_uuid(keel_workflow_ctx *ctx, char out[37]);
+
+/* True while the engine replays history that already happened (for logging only). */
+bool keel_workflow_is_replaying(const keel_workflow_ctx *ctx);
+
+/* The run. Borrowed strings, valid for the callback. */
+const char *keel_workflow_id(const keel_workflow_ctx *ctx);
+const char *keel_workflow_run_id(const keel_workflow_ctx *ctx);
+const char *keel_workflow_task_queue(const keel_workflow_ctx *ctx);
+
+/* Describe the bug a callback is about to return; the message goes into the workflow task
+ * failure. Returns KEEL_EINVAL so that callbacks can `return keel_workflow_error(ctx, ...)`. */
+int keel_workflow_error(keel_workflow_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,1194 @@
+/*
+ * engine - a workflow run as a state machine over its history.
+ *
+ * Reading guide: keel_engine_feed() walks events. Events that carry news for the workflow
+ * (started, activity results, timers, signals, cancel requests) become deliveries queued for the
+ * next activation. A WorkflowTaskStarted followed by WorkflowTaskCompleted runs an activation in
+ * replay; the command events that follow are matched against what it issued. keel_engine_finish()
+ * runs the last, current activation.
+ */
+#include "worker/engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "converter/failure.h"
+#include "converter/payload.h"
+#include "proto/proto.h"
+#include "temporal/api/enums/v1/event_type.pb-c.h"
+
+#define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
+
+/* ---- types ---- */
+
+typedef struct delivery {
+    bool is_start;
+    keel_workflow_event ev; /* its strings point at the owned copies below */
+    char *name, *json, *failure_message, *failure_type;
+} delivery;
+
+typedef enum cmd_kind {
+    CMD_ACTIVITY,
+    CMD_CANCEL_ACTIVITY,
+    CMD_TIMER,
+    CMD_CANCEL_TIMER,
+    CMD_COMPLETE,
+    CMD_FAIL,
+    CMD_CONTINUE_AS_NEW,
+} cmd_kind;
+
+typedef struct command {
+    cmd_kind kind;
+    uint32_t seq;        /* activity or timer sequence number */
+    bool dropped;        /* cancelled in the activation that issued it: never sent */
+    char what[160];      /* for non-determinism messages */
+    keel_pb_command *pb; /* what goes to the server */
+} command;
+
+typedef enum { OPEN_UNSENT, OPEN, CLOSED } item_state;
+
+/* An activity or a timer the workflow created: sequence number <-> the event that recorded it. */
+typedef struct item {
+    uint32_t seq;
+    int64_t event_id; /* ActivityTaskScheduled / TimerStarted; 0 until recorded */
+    item_state state;
+    char *type; /* activity type */
+} item;
+
+typedef struct item_list {
+    item *v;
+    size_t n, cap;
+} item_list;
+
+struct keel_workflow_ctx {
+    keel_engine *engine;
+};
+
+struct keel_engine {
+    struct keel_workflow_ctx ctx;
+    const keel_workflow_type *type;
+    void *state;
+    char *workflow_id, *run_id, *task_queue;
+
+    int64_t last_event_id;
+    int64_t pending_started_id; /* a WorkflowTaskStarted not yet known to be completed */
+    int64_t pending_started_ms;
+    int64_t last_started_id;
+    int64_t answered_started_id; /* the task keel_engine_finish() produced commands for */
+    bool in_command_events;      /* right after a WorkflowTaskCompleted */
+
+    delivery *deliveries;
+    size_t n_deliveries, cap_deliveries;
+
+    command *cmds; /* issued by the last activation */
+    size_t n_cmds, cap_cmds, matched;
+    keel_pb_command **out;
+    size_t n_out;
+
+    item_list activities, timers;
+    uint32_t next_activity_seq, next_timer_seq;
+
+    uint64_t rng;
+    int64_t now_ms;
+    bool replaying, closing;
+    char error[KEEL_ERROR_MESSAGE_MAX]; /* set by keel_workflow_error() or API misuse */
+};
+
+/* ---- small helpers ---- */
+
+static int oom(keel_error *err)
+{
+    return keel_error_set(err, KEEL_ENOMEM, "out of memory in the workflow engine");
+}
+
+static bool grow(void **v, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : 8;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(*v, c * elem);
+    if (p == NULL)
+        return false;
+    *v = p;
+    *cap = c;
+    return true;
+}
+
+static const char *event_name(const keel_pb_event *ev)
+{
+    const char *n = keel_proto_enum_name(&temporal__api__enums__v1__event_type__descriptor,
+                                         (int)ev->event_type);
+    const char *prefix = "EVENT_TYPE_";
+    return n ? (strncmp(n, prefix, strlen(prefix)) == 0 ? n + strlen(prefix) : n) : "UNKNOWN";
+}
+
+/* The engine's own misuse messages go where keel_workflow_error() puts the workflow's. */
+static void engine_error(keel_engine *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void engine_error(keel_engine *e, const char *fmt, ...)
+{
+    if (e->error[0])
+        return; /* keep the first */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->error, sizeof e->error, fmt, ap);
+    va_end(ap);
+}
+
+/* splitmix64: small, fast, and fully determined by the seed. */
+static uint64_t next_random(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t seed_from(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; s && *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+/* ---- lifecycle ---- */
+
+int keel_engine_new(keel_engine **out, const keel_workflow_type *type, const char *workflow_id,
+                    const char *run_id, const char *task_queue, keel_error *err)
+{
+    *out = NULL;
+    if (type == NULL || type->start == NULL || type->on_event == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "a workflow type needs start and on_event");
+    keel_engine *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return oom(err);
+    e->ctx.engine = e;
+    e->type = type;
+    e->state = calloc(1, type->state_size ? type->state_size : 1);
+    e->workflow_id = strdup(workflow_id ? workflow_id : "");
+    e->run_id = strdup(run_id ? run_id : "");
+    e->task_queue = strdup(task_queue ? task_queue : "");
+    e->next_activity_seq = 1;
+    e->next_timer_seq = 1;
+    e->rng = seed_from(run_id);
+    if (!e->state || !e->workflow_id || !e->run_id || !e->task_queue) {
+        keel_engine_free(e);
+        return oom(err);
+    }
+    *out = e;
+    return KEEL_OK;
+}
+
+static void free_deliveries(keel_engine *e)
+{
+    for (size_t i = 0; i < e->n_deliveries; i++) {
+        delivery *d = &e->deliveries[i];
+        free(d->name);
+        free(d->json);
+        free(d->failure_message);
+        free(d->failure_type);
+    }
+    e->n_deliveries = 0;
+}
+
+static void free_commands(keel_engine *e)
+{
+    for (size_t i = 0; i < e->n_cmds; i++)
+        if (e->cmds[i].pb)
+            FREE_PB(e->cmds[i].pb);
+    e->n_cmds = 0;
+    e->matched = 0;
+    free(e->out);
+    e->out = NULL;
+    e->n_out = 0;
+}
+
+static void free_items(item_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].type);
+    free(l->v);
+}
+
+void keel_engine_free(keel_engine *e)
+{
+    if (e == NULL)
+        return;
+    if (e->state && e->type && e->type->dispose)
+        e->type->dispose(e->state);
+    free(e->state);
+    free(e->workflow_id);
+    free(e->run_id);
+    free(e->task_queue);
+    free_deliveries(e);
+    free(e->deliveries);
+    free_commands(e);
+    free(e->cmds);
+    free_items(&e->activities);
+    free_items(&e->timers);
+    free(e);
+}
+
+/* ---- items: activities and timers ---- */
+
+static item *add_item(item_list *l, uint32_t seq, const char *type)
+{
+    if (!grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v))
+        return NULL;
+    item *it = &l->v[l->n];
+    memset(it, 0, sizeof *it);
+    it->seq = seq;
+    it->state = OPEN_UNSENT;
+    if (type && (it->type = strdup(type)) == NULL)
+        return NULL;
+    l->n++;
+    return it;
+}
+
+static item *find_seq(item_list *l, uint32_t seq)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].seq == seq)
+            return &l->v[i];
+    return NULL;
+}
+
+static item *find_event(item_list *l, int64_t event_id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].event_id == event_id)
+            return &l->v[i];
+    return NULL;
+}
+
+/* ---- commands the workflow issues ---- */
+
+static keel_pb_command *new_pb_command(Temporal__Api__Enums__V1__CommandType type,
+                                       Temporal__Api__Command__V1__Command__AttributesCase which)
+{
+    keel_pb_command *c = malloc(sizeof *c);
+    if (c) {
+        temporal__api__command__v1__command__init(c);
+        c->command_type = type;
+        c->attributes_case = which;
+    }
+    return c;
+}
+
+/* Append a command; takes pb (freed on failure). NULL when it cannot be added. */
+static command *push_command(keel_engine *e, cmd_kind kind, uint32_t seq, keel_pb_command *pb)
+{
+    if (pb == NULL || !grow((void **)&e->cmds, &e->cap_cmds, e->n_cmds + 1, sizeof *e->cmds)) {
+        if (pb)
+            FREE_PB(pb);
+        engine_error(e, "out of memory issuing a command");
+        return NULL;
+    }
+    command *c = &e->cmds[e->n_cmds++];
+    memset(c, 0, sizeof *c);
+    c->kind = kind;
+    c->seq = seq;
+    c->pb = pb;
+    return c;
+}
+
+/* Commands after the run closed are a workflow bug: the server would reject the task. */
+static bool may_issue(keel_engine *e, const char *what)
+{
+    if (e->closing) {
+        engine_error(e, "the workflow issued %s after it had already closed the run", what);
+        return false;
+    }
+    return true;
+}
+
+static char *seq_str(uint32_t seq)
+{
+    char buf[16];
+    snprintf(buf, sizeof buf, "%u", seq);
+    return strdup(buf);
+}
+
+static Google__Protobuf__Duration *dur(int64_t ms)
+{
+    if (ms <= 0)
+        return NULL;
+    Google__Protobuf__Duration *d = malloc(sizeof *d);
+    if (d)
+        keel_proto_duration_set(d, ms);
+    return d;
+}
+
+static Temporal__Api__Taskqueue__V1__TaskQueue *new_task_queue(const char *name)
+{
+    Temporal__Api__Taskqueue__V1__TaskQueue *q = malloc(sizeof *q);
+    if (q) {
+        temporal__api__taskqueue__v1__task_queue__init(q);
+        q->name = strdup(name);
+        q->kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+        if (q->name == NULL) {
+            free(q);
+            q = NULL;
+        }
+    }
+    return q;
+}
+
+static Temporal__Api__Common__V1__RetryPolicy *new_retry(const keel_retry_policy *p)
+{
+    Temporal__Api__Common__V1__RetryPolicy *r = malloc(sizeof *r);
+    if (r == NULL)
+        return NULL;
+    temporal__api__common__v1__retry_policy__init(r);
+    r->initial_interval = dur(p->initial_interval_ms);
+    r->maximum_interval = dur(p->maximum_interval_ms);
+    r->backoff_coefficient = p->backoff_coefficient;
+    r->maximum_attempts = p->maximum_attempts;
+    if (p->n_non_retryable_error_types) {
+        r->non_retryable_error_types = calloc(p->n_non_retryable_error_types, sizeof(char *));
+        for (size_t i = 0; r->non_retryable_error_types && i < p->n_non_retryable_error_types;
+             i++) {
+            r->non_retryable_error_types[i] = strdup(p->non_retryable_error_types[i]);
+            r->n_non_retryable_error_types = i + 1;
+        }
+    }
+    return r;
+}
+
+uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const char *input_json,
+                                const keel_activity_options *opts)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "ScheduleActivityTask"))
+        return 0;
+    if (type == NULL || type[0] == '\0' || opts == NULL) {
+        engine_error(e, "keel_workflow_activity needs an activity type and options");
+        return 0;
+    }
+    if (opts->schedule_to_close_ms <= 0 && opts->start_to_close_ms <= 0) {
+        engine_error(e, "activity %s needs schedule_to_close_ms or start_to_close_ms", type);
+        return 0;
+    }
+    uint32_t seq = e->next_activity_seq;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_SCHEDULE_ACTIVITY_TASK_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory scheduling activity %s", type);
+        return 0;
+    }
+    temporal__api__command__v1__schedule_activity_task_command_attributes__init(a);
+    pb->schedule_activity_task_command_attributes = a;
+    a->activity_id = seq_str(seq);
+    if ((a->activity_type = malloc(sizeof *a->activity_type)) != NULL) {
+        temporal__api__common__v1__activity_type__init(a->activity_type);
+        a->activity_type->name = strdup(type);
+    }
+    a->task_queue = new_task_queue(opts->task_queue ? opts->task_queue : e->task_queue);
+    a->schedule_to_close_timeout = dur(opts->schedule_to_close_ms);
+    a->start_to_close_timeout = dur(opts->start_to_close_ms);
+    a->schedule_to_start_timeout = dur(opts->schedule_to_start_ms);
+    a->heartbeat_timeout = dur(opts->heartbeat_ms);
+    if (opts->retry)
+        a->retry_policy = new_retry(opts->retry);
+    char what[160];
+    snprintf(what, sizeof what, "activity %s input", type);
+    keel_error perr;
+    if (keel_payloads_new_json(input_json, what, &a->input, &perr) != KEEL_OK) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return 0;
+    }
+    command *c = push_command(e, CMD_ACTIVITY, seq, pb);
+    if (c == NULL || add_item(&e->activities, seq, type) == NULL) {
+        engine_error(e, "out of memory scheduling activity %s", type);
+        return 0;
+    }
+    snprintf(c->what, sizeof c->what, "ScheduleActivityTask (activity %u, type %s)", seq, type);
+    e->next_activity_seq++;
+    return seq;
+}
+
+int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
+{
+    keel_engine *e = ctx->engine;
+    item *it = find_seq(&e->activities, seq);
+    if (it == NULL || it->state == CLOSED)
+        return KEEL_OK; /* unknown or already finished: nothing to cancel */
+    if (it->state == OPEN_UNSENT) {
+        /* Scheduled in this activation: never send it. */
+        for (size_t i = 0; i < e->n_cmds; i++)
+            if (e->cmds[i].kind == CMD_ACTIVITY && e->cmds[i].seq == seq)
+                e->cmds[i].dropped = true;
+        it->state = CLOSED;
+        return KEEL_OK;
+    }
+    if (!may_issue(e, "RequestCancelActivityTask"))
+        return KEEL_EINVAL;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_REQUEST_CANCEL_ACTIVITY_TASK_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__RequestCancelActivityTaskCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory cancelling activity %u", seq);
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__request_cancel_activity_task_command_attributes__init(a);
+    a->scheduled_event_id = it->event_id;
+    pb->request_cancel_activity_task_command_attributes = a;
+    command *c = push_command(e, CMD_CANCEL_ACTIVITY, seq, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "RequestCancelActivityTask (activity %u)", seq);
+    return KEEL_OK;
+}
+
+uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "StartTimer"))
+        return 0;
+    if (duration_ms <= 0) {
+        engine_error(e, "a timer needs a positive duration, not %lld ms", (long long)duration_ms);
+        return 0;
+    }
+    uint32_t seq = e->next_timer_seq;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_TIMER,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_START_TIMER_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__StartTimerCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory starting a timer");
+        return 0;
+    }
+    temporal__api__command__v1__start_timer_command_attributes__init(a);
+    a->timer_id = seq_str(seq);
+    a->start_to_fire_timeout = dur(duration_ms);
+    pb->start_timer_command_attributes = a;
+    command *c = push_command(e, CMD_TIMER, seq, pb);
+    if (c == NULL || add_item(&e->timers, seq, NULL) == NULL) {
+        engine_error(e, "out of memory starting a timer");
+        return 0;
+    }
+    snprintf(c->what, sizeof c->what, "StartTimer (timer %u)", seq);
+    e->next_timer_seq++;
+    return seq;
+}
+
+int keel_workflow_cancel_timer(keel_workflow_ctx *ctx, uint32_t seq)
+{
+    keel_engine *e = ctx->engine;
+    item *it = find_seq(&e->timers, seq);
+    if (it == NULL || it->state == CLOSED)
+        return KEEL_OK;
+    if (it->state == OPEN_UNSENT) {
+        for (size_t i = 0; i < e->n_cmds; i++)
+            if (e->cmds[i].kind == CMD_TIMER && e->cmds[i].seq == seq)
+                e->cmds[i].dropped = true;
+        it->state = CLOSED;
+        return KEEL_OK;
+    }
+    if (!may_issue(e, "CancelTimer"))
+        return KEEL_EINVAL;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CANCEL_TIMER,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CANCEL_TIMER_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__CancelTimerCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory cancelling timer %u", seq);
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__cancel_timer_command_attributes__init(a);
+    a->timer_id = seq_str(seq);
+    pb->cancel_timer_command_attributes = a;
+    command *c = push_command(e, CMD_CANCEL_TIMER, seq, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "CancelTimer (timer %u)", seq);
+    it->state = CLOSED; /* no event will be delivered for it */
+    return KEEL_OK;
+}
+
+int keel_workflow_complete(keel_workflow_ctx *ctx, const char *result_json)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "CompleteWorkflowExecution"))
+        return KEEL_EINVAL;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_COMPLETE_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__CompleteWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory completing the workflow");
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__complete_workflow_execution_command_attributes__init(a);
+    pb->complete_workflow_execution_command_attributes = a;
+    keel_error perr;
+    if (keel_payloads_new_json(result_json, "workflow result", &a->result, &perr) != KEEL_OK) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return perr.code;
+    }
+    command *c = push_command(e, CMD_COMPLETE, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "CompleteWorkflowExecution");
+    e->closing = true;
+    return KEEL_OK;
+}
+
+int keel_workflow_fail(keel_workflow_ctx *ctx, const char *type, const char *message,
+                       bool non_retryable)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "FailWorkflowExecution"))
+        return KEEL_EINVAL;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_FAIL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__FailWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory failing the workflow");
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__fail_workflow_execution_command_attributes__init(a);
+    pb->fail_workflow_execution_command_attributes = a;
+    keel_error ferr;
+    if ((a->failure = keel_failure_new_application(type, message, non_retryable, &ferr)) == NULL) {
+        FREE_PB(pb);
+        engine_error(e, "%s", ferr.message);
+        return KEEL_ENOMEM;
+    }
+    command *c = push_command(e, CMD_FAIL, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "FailWorkflowExecution");
+    e->closing = true;
+    return KEEL_OK;
+}
+
+int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "ContinueAsNewWorkflowExecution"))
+        return KEEL_EINVAL;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CONTINUE_AS_NEW_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__ContinueAsNewWorkflowExecutionCommandAttributes *a =
+        malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory continuing as new");
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__continue_as_new_workflow_execution_command_attributes__init(a);
+    pb->continue_as_new_workflow_execution_command_attributes = a;
+    if ((a->workflow_type = malloc(sizeof *a->workflow_type)) != NULL) {
+        temporal__api__common__v1__workflow_type__init(a->workflow_type);
+        a->workflow_type->name = strdup(e->type->name);
+    }
+    a->task_queue = new_task_queue(e->task_queue);
+    keel_error perr;
+    if (keel_payloads_new_json(input_json, "continue-as-new input", &a->input, &perr) != KEEL_OK) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return perr.code;
+    }
+    command *c = push_command(e, CMD_CONTINUE_AS_NEW, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "ContinueAsNewWorkflowExecution");
+    e->closing = true;
+    return KEEL_OK;
+}
+
+/* ---- the rest of the context ---- */
+
+int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
+{
+    return ctx->engine->now_ms;
+}
+
+uint64_t keel_workflow_random(keel_workflow_ctx *ctx)
+{
+    return next_random(&ctx->engine->rng);
+}
+
+void keel_workflow_uuid(keel_workflow_ctx *ctx, char out[37])
+{
+    uint64_t a = keel_workflow_random(ctx), b = keel_workflow_random(ctx);
+    uint8_t x[16];
+    for (int i = 0; i < 8; i++) {
+        x[i] = (uint8_t)(a >> (8 * i));
+        x[8 + i] = (uint8_t)(b >> (8 * i));
+    }
+    x[6] = (uint8_t)((x[6] & 0x0f) | 0x40);
+    x[8] = (uint8_t)((x[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", x[0],
+             x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12], x[13],
+             x[14], x[15]);
+}
+
+bool keel_workflow_is_replaying(const keel_workflow_ctx *ctx)
+{
+    return ctx->engine->replaying;
+}
+
+const char *keel_workflow_id(const keel_workflow_ctx *ctx)
+{
+    return ctx->engine->workflow_id;
+}
+
+const char *keel_workflow_run_id(const keel_workflow_ctx *ctx)
+{
+    return ctx->engine->run_id;
+}
+
+const char *keel_workflow_task_queue(const keel_workflow_ctx *ctx)
+{
+    return ctx->engine->task_queue;
+}
+
+int keel_workflow_error(keel_workflow_ctx *ctx, const char *fmt, ...)
+{
+    keel_engine *e = ctx->engine;
+    if (e->error[0] == '\0') {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->error, sizeof e->error, fmt, ap);
+        va_end(ap);
+    }
+    return KEEL_EINVAL;
+}
+
+/* ---- activations ---- */
+
+static int nondeterminism(keel_engine *e, keel_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int nondeterminism(keel_engine *e, keel_error *err, const char *fmt, ...)
+{
+    char msg[KEEL_ERROR_MESSAGE_MAX - 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return keel_error_set(err, KEEL_ENONDETERMINISM,
+                          "[TMPRL1100] non-deterministic workflow %s (%s): %s", e->type->name,
+                          e->workflow_id, msg);
+}
+
+/* The next command of the last activation that still has to meet its event, or NULL. */
+static command *next_unmatched(keel_engine *e)
+{
+    while (e->matched < e->n_cmds && e->cmds[e->matched].dropped)
+        e->matched++;
+    return e->matched < e->n_cmds ? &e->cmds[e->matched] : NULL;
+}
+
+/* A non-command event ends the command events of the last completed task: every command the
+ * replayed activation issued must have met its event by now. */
+static int end_command_events(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    if (!e->in_command_events)
+        return KEEL_OK;
+    e->in_command_events = false;
+    command *c = next_unmatched(e);
+    if (c)
+        return nondeterminism(e, err,
+                              "the workflow issued %s, but its history has no such command: "
+                              "event %lld is %s",
+                              c->what, (long long)ev->event_id, event_name(ev));
+    return KEEL_OK;
+}
+
+static int run_callback(keel_engine *e, const delivery *d, keel_error *err)
+{
+    int rc = d->is_start ? e->type->start(&e->ctx, e->state, d->json)
+                         : e->type->on_event(&e->ctx, e->state, &d->ev);
+    if (rc == KEEL_OK && e->error[0] == '\0')
+        return KEEL_OK;
+    return keel_error_set(err, KEEL_EINVAL, "workflow %s (%s) %s: %s", e->type->name,
+                          e->workflow_id, d->is_start ? "start" : "on_event",
+                          e->error[0] ? e->error
+                                      : "the callback failed without saying why "
+                                        "(use keel_workflow_error)");
+}
+
+/* Run the workflow over the queued deliveries. Its commands replace the previous activation's
+ * (which have all met their events by now). */
+static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *err)
+{
+    free_commands(e);
+    e->now_ms = now_ms;
+    e->replaying = replaying;
+    e->error[0] = '\0';
+    int rc = KEEL_OK;
+    for (size_t i = 0; i < e->n_deliveries && rc == KEEL_OK; i++) {
+        if (e->closing)
+            break; /* the run is over: later news has nobody to go to */
+        rc = run_callback(e, &e->deliveries[i], err);
+    }
+    free_deliveries(e);
+    /* Timers and activities issued now are open once sent (or recorded, in replay). */
+    for (size_t i = 0; i < e->activities.n; i++)
+        if (e->activities.v[i].state == OPEN_UNSENT)
+            e->activities.v[i].state = OPEN;
+    for (size_t i = 0; i < e->timers.n; i++)
+        if (e->timers.v[i].state == OPEN_UNSENT)
+            e->timers.v[i].state = OPEN;
+    return rc;
+}
+
+static delivery *new_delivery(keel_engine *e, keel_error *err)
+{
+    if (!grow((void **)&e->deliveries, &e->cap_deliveries, e->n_deliveries + 1,
+              sizeof *e->deliveries)) {
+        oom(err);
+        return NULL;
+    }
+    delivery *d = &e->deliveries[e->n_deliveries++];
+    memset(d, 0, sizeof *d);
+    return d;
+}
+
+/* Point the event's strings at the delivery's owned copies; fill absent ones. */
+static int seal(delivery *d, keel_error *err)
+{
+    if ((d->name == NULL && (d->name = strdup("")) == NULL) ||
+        (d->json == NULL && (d->json = strdup("null")) == NULL) ||
+        (d->failure_message == NULL && (d->failure_message = strdup("")) == NULL) ||
+        (d->failure_type == NULL && (d->failure_type = strdup("")) == NULL))
+        return oom(err);
+    d->ev.name = d->name;
+    d->ev.json = d->json;
+    d->ev.failure_message = d->failure_message;
+    d->ev.failure_type = d->failure_type;
+    return KEEL_OK;
+}
+
+/* ---- matching command events ---- */
+
+static bool same(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Whether the recorded event is the one command c produced; fills how it looks for messages. */
+static bool matches(keel_engine *e, command *c, const keel_pb_event *ev, char *seen, size_t n)
+{
+    snprintf(seen, n, "%s", event_name(ev));
+    switch (ev->attributes_case) {
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES: {
+        const Temporal__Api__History__V1__ActivityTaskScheduledEventAttributes *a =
+            ev->activity_task_scheduled_event_attributes;
+        const char *type = a->activity_type ? a->activity_type->name : "";
+        snprintf(seen, n, "ActivityTaskScheduled (activity %s, type %s)", a->activity_id, type);
+        const item *it = find_seq(&e->activities, c->seq);
+        char id[16];
+        snprintf(id, sizeof id, "%u", c->seq);
+        return c->kind == CMD_ACTIVITY && same(a->activity_id, id) && it && same(it->type, type);
+    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCEL_REQUESTED_EVENT_ATTRIBUTES: {
+        const item *it = find_seq(&e->activities, c->seq);
+        return c->kind == CMD_CANCEL_ACTIVITY && it &&
+               it->event_id ==
+                   ev->activity_task_cancel_requested_event_attributes->scheduled_event_id;
+    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES: {
+        const char *id = ev->timer_started_event_attributes->timer_id;
+        snprintf(seen, n, "TimerStarted (timer %s)", id);
+        char want[16];
+        snprintf(want, sizeof want, "%u", c->seq);
+        return c->kind == CMD_TIMER && same(id, want);
+    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES: {
+        const char *id = ev->timer_canceled_event_attributes->timer_id;
+        snprintf(seen, n, "TimerCanceled (timer %s)", id);
+        char want[16];
+        snprintf(want, sizeof want, "%u", c->seq);
+        return c->kind == CMD_CANCEL_TIMER && same(id, want);
+    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_COMPLETED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_COMPLETE;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_FAIL;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_CONTINUED_AS_NEW_EVENT_ATTRIBUTES:
+        return c->kind == CMD_CONTINUE_AS_NEW;
+    default:
+        return false; /* a command event keel workflows cannot issue yet */
+    }
+}
+
+/* Remember which event recorded the command, so that its results find their way back. */
+static void record(keel_engine *e, const command *c, const keel_pb_event *ev)
+{
+    item *it = NULL;
+    if (c->kind == CMD_ACTIVITY)
+        it = find_seq(&e->activities, c->seq);
+    else if (c->kind == CMD_TIMER)
+        it = find_seq(&e->timers, c->seq);
+    if (it)
+        it->event_id = ev->event_id;
+}
+
+static int match_command_event(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    command *c = e->in_command_events ? next_unmatched(e) : NULL;
+    char seen[256];
+    if (c == NULL) {
+        (void)matches(e, &(command){.kind = CMD_COMPLETE}, ev, seen, sizeof seen);
+        return nondeterminism(e, err,
+                              "history event %lld is %s, but the workflow issued no command "
+                              "for it",
+                              (long long)ev->event_id, seen);
+    }
+    if (!matches(e, c, ev, seen, sizeof seen))
+        return nondeterminism(e, err, "the workflow issued %s where history event %lld is %s",
+                              c->what, (long long)ev->event_id, seen);
+    record(e, c, ev);
+    e->matched++;
+    return KEEL_OK;
+}
+
+static bool is_command_event(const keel_pb_event *ev)
+{
+    switch (ev->event_type) {
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_TIMER_STARTED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_TIMER_CANCELED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_MARKER_RECORDED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ---- events that bring news ---- */
+
+static int64_t event_ms(const keel_pb_event *ev)
+{
+    return keel_proto_timestamp_ms(ev->event_time);
+}
+
+static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    const Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a =
+        ev->workflow_execution_started_event_attributes;
+    if (ev->event_id != 1)
+        return keel_error_set(err, KEEL_EINVAL, "WorkflowExecutionStarted is event %lld, not 1",
+                              (long long)ev->event_id);
+    /* Randomness follows the first run of a retry/cron chain, as the SDKs seed it. */
+    const char *seed = a->original_execution_run_id && a->original_execution_run_id[0]
+                           ? a->original_execution_run_id
+                           : e->run_id;
+    e->rng = seed_from(seed);
+    e->now_ms = event_ms(ev);
+    if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
+        char *q = strdup(a->task_queue->name);
+        if (q == NULL)
+            return oom(err);
+        free(e->task_queue);
+        e->task_queue = q;
+    }
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->is_start = true;
+    int rc = keel_payloads_to_json(a->input, "workflow input", &d->json, err);
+    return rc == KEEL_OK ? seal(d, err) : rc;
+}
+
+static item *activity_for(keel_engine *e, const keel_pb_event *ev, int64_t scheduled_id,
+                          keel_error *err)
+{
+    item *it = find_event(&e->activities, scheduled_id);
+    if (it == NULL || it->state == CLOSED)
+        nondeterminism(e, err,
+                       "history event %lld (%s) is for the activity scheduled at event %lld, "
+                       "which the workflow did not schedule or already saw finish",
+                       (long long)ev->event_id, event_name(ev), (long long)scheduled_id);
+    return it && it->state != CLOSED ? it : NULL;
+}
+
+static int on_activity_closed(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    int64_t scheduled = 0;
+    const Temporal__Api__Failure__V1__Failure *failure = NULL;
+    const Temporal__Api__Common__V1__Payloads *result = NULL;
+    keel_workflow_event_kind kind;
+    switch (ev->attributes_case) {
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_COMPLETED_EVENT_ATTRIBUTES:
+        scheduled = ev->activity_task_completed_event_attributes->scheduled_event_id;
+        result = ev->activity_task_completed_event_attributes->result;
+        kind = KEEL_EVENT_ACTIVITY_COMPLETED;
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_FAILED_EVENT_ATTRIBUTES:
+        scheduled = ev->activity_task_failed_event_attributes->scheduled_event_id;
+        failure = ev->activity_task_failed_event_attributes->failure;
+        kind = KEEL_EVENT_ACTIVITY_FAILED;
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_TIMED_OUT_EVENT_ATTRIBUTES:
+        scheduled = ev->activity_task_timed_out_event_attributes->scheduled_event_id;
+        failure = ev->activity_task_timed_out_event_attributes->failure;
+        kind = KEEL_EVENT_ACTIVITY_FAILED;
+        break;
+    default: /* canceled */
+        scheduled = ev->activity_task_canceled_event_attributes->scheduled_event_id;
+        kind = KEEL_EVENT_ACTIVITY_CANCELED;
+        break;
+    }
+    item *it = activity_for(e, ev, scheduled, err);
+    if (it == NULL)
+        return KEEL_ENONDETERMINISM;
+    it->state = CLOSED;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = kind;
+    d->ev.seq = it->seq;
+    d->name = strdup(it->type ? it->type : "");
+    if (kind == KEEL_EVENT_ACTIVITY_COMPLETED) {
+        char what[160];
+        snprintf(what, sizeof what, "result of activity %u (%s)", it->seq, it->type);
+        int rc = keel_payloads_to_json(result, what, &d->json, err);
+        if (rc != KEEL_OK)
+            return rc;
+    } else if (kind == KEEL_EVENT_ACTIVITY_FAILED) {
+        d->failure_message = keel_failure_text(failure);
+        d->failure_type = keel_failure_type(failure);
+        if (d->failure_message == NULL || d->failure_type == NULL)
+            return oom(err);
+    }
+    return seal(d, err);
+}
+
+static int on_timer_fired(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    int64_t started = ev->timer_fired_event_attributes->started_event_id;
+    item *it = find_event(&e->timers, started);
+    if (it == NULL || it->state == CLOSED)
+        return nondeterminism(e, err,
+                              "history event %lld fires the timer started at event %lld, which "
+                              "the workflow did not start or already cancelled",
+                              (long long)ev->event_id, (long long)started);
+    it->state = CLOSED;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = KEEL_EVENT_TIMER_FIRED;
+    d->ev.seq = it->seq;
+    return seal(d, err);
+}
+
+static int on_signal(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    const Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a =
+        ev->workflow_execution_signaled_event_attributes;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = KEEL_EVENT_SIGNAL;
+    d->name = strdup(a->signal_name ? a->signal_name : "");
+    char what[160];
+    snprintf(what, sizeof what, "argument of signal '%s'", a->signal_name);
+    int rc = keel_payloads_to_json(a->input, what, &d->json, err);
+    return rc == KEEL_OK ? seal(d, err) : rc;
+}
+
+static int on_cancel_requested(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    const char *cause = ev->workflow_execution_cancel_requested_event_attributes->cause;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = KEEL_EVENT_CANCEL_REQUESTED;
+    /* The reason as a JSON string; cJSON would be heavier than escaping these few cases. */
+    size_t n = strlen(cause ? cause : "");
+    if ((d->json = malloc(2 * n + 3)) == NULL)
+        return oom(err);
+    char *p = d->json;
+    *p++ = '"';
+    for (const char *s = cause ? cause : ""; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            *p++ = '\\';
+        *p++ = ch < 0x20 ? ' ' : (char)ch;
+    }
+    *p++ = '"';
+    *p = '\0';
+    return seal(d, err);
+}
+
+/* ---- feeding ---- */
+
+static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    if (ev->event_id != e->last_event_id + 1)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "history is not contiguous: event %lld follows event %lld",
+                              (long long)ev->event_id, (long long)e->last_event_id);
+    e->last_event_id = ev->event_id;
+
+    if (is_command_event(ev))
+        return match_command_event(e, ev, err);
+    int rc = end_command_events(e, ev, err);
+    if (rc != KEEL_OK)
+        return rc;
+
+    switch (ev->event_type) {
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        return on_started(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_STARTED:
+        e->pending_started_id = ev->event_id;
+        e->pending_started_ms = event_ms(ev);
+        e->last_started_id = ev->event_id;
+        return KEEL_OK;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_COMPLETED: {
+        int64_t started = ev->workflow_task_completed_event_attributes->started_event_id;
+        if (e->answered_started_id != 0 && started == e->answered_started_id) {
+            /* The task this engine answered live: its commands follow now. */
+            e->answered_started_id = 0;
+            e->in_command_events = true;
+            return KEEL_OK;
+        }
+        if (e->pending_started_id == 0 || started != e->pending_started_id)
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "history event %lld completes workflow task %lld, which is not "
+                                  "the one that started",
+                                  (long long)ev->event_id, (long long)started);
+        e->pending_started_id = 0;
+        rc = activate(e, e->pending_started_ms, true, err);
+        e->in_command_events = true;
+        return rc;
+    }
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_FAILED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+        /* That attempt never happened for the workflow: its news goes to the next one. */
+        e->pending_started_id = 0;
+        return KEEL_OK;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_STARTED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        return KEEL_OK;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_FAILED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+        return on_activity_closed(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_TIMER_FIRED:
+        return on_timer_fired(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+        return on_signal(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+        return on_cancel_requested(e, ev, err);
+    default:
+        if (ev->worker_may_ignore)
+            return KEEL_OK;
+        return keel_error_set(err, KEEL_EUNIMPLEMENTED,
+                              "history event %lld is %s, which keel cannot handle yet",
+                              (long long)ev->event_id, event_name(ev));
+    }
+}
+
+int keel_engine_feed(keel_engine *e, keel_pb_event *const *events, size_t n, keel_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (events[i] == NULL)
+            return keel_error_set(err, KEEL_EINVAL, "history holds an empty event");
+        int rc = feed_one(e, events[i], err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    return KEEL_OK;
+}
+
+int keel_engine_finish(keel_engine *e, keel_error *err)
+{
+    if (e->pending_started_id == 0) {
+        /* No task to work on: a closed run, or a replay that ends between tasks. The commands
+         * of the last completed task must all have met their events. */
+        command *c = e->in_command_events ? next_unmatched(e) : NULL;
+        if (c)
+            return nondeterminism(e, err, "the workflow issued %s, but its history ends without it",
+                                  c->what);
+        free_commands(e);
+        return KEEL_OK;
+    }
+    int rc = activate(e, e->pending_started_ms, false, err);
+    e->pending_started_id = 0;
+    if (rc != KEEL_OK)
+        return rc;
+    /* The answer: what was issued and not cancelled before it was sent. */
+    e->out = calloc(e->n_cmds ? e->n_cmds : 1, sizeof *e->out);
+    if (e->out == NULL)
+        return oom(err);
+    for (size_t i = 0; i < e->n_cmds; i++)
+        if (!e->cmds[i].dropped)
+            e->out[e->n_out++] = e->cmds[i].pb;
+    /* The server records them right after this task's WorkflowTaskCompleted: match them then. */
+    e->answered_started_id = e->last_started_id;
+    return KEEL_OK;
+}
+
+size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out)
+{
+    *out = e->out;
+    return e->n_out;
+}
+
+int64_t keel_engine_last_event_id(const keel_engine *e)
+{
+    return e->last_event_id;
+}
+
+int64_t keel_engine_last_started_id(const keel_engine *e)
+{
+    return e->last_started_id;
+}
+
+bool keel_engine_closing(const keel_engine *e)
+{
+    return e->closing;
+}
+
+const void *keel_engine_state(const keel_engine *e)
+{
+    return e->state;
+}
+
+const keel_workflow_type *keel_engine_type(const keel_engine *e)
+{
+    return e->type;
+}

@@ -1,0 +1,71 @@
+/*
+ * engine - one workflow run: history in, commands out. No I/O.
+ *
+ * Feed the run's history events in order. The engine groups them into workflow-task batches the
+ * way the official SDKs do (a batch ends at a WorkflowTaskStarted that is followed by
+ * WorkflowTaskCompleted, or that ends the history; a started attempt that failed or timed out is
+ * folded into the next), and runs the workflow's callbacks once per batch:
+ *
+ * - for a batch whose task completed (replay), the commands the callbacks issue are matched one
+ *   by one against the command events recorded after that WorkflowTaskCompleted; any difference
+ *   is KEEL_ENONDETERMINISM with a message naming the command and the event;
+ * - for the last batch (the task being worked on), the commands are the answer to send:
+ *   keel_engine_commands() after keel_engine_finish().
+ *
+ * The same engine serves the worker (history from the server) and the offline replayer (history
+ * from a file). It is not thread-safe: one thread drives one run at a time.
+ */
+#ifndef KEEL_ENGINE_H
+#define KEEL_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/workflow.h"
+#include "temporal/api/command/v1/message.pb-c.h"
+#include "temporal/api/history/v1/message.pb-c.h"
+
+typedef Temporal__Api__History__V1__HistoryEvent keel_pb_event;
+typedef Temporal__Api__Command__V1__Command keel_pb_command;
+
+typedef struct keel_engine keel_engine;
+
+/* A run of `type`. The strings are copied. On success the caller owns *out. */
+int keel_engine_new(keel_engine **out, const keel_workflow_type *type, const char *workflow_id,
+                    const char *run_id, const char *task_queue, keel_error *err);
+
+/* Free the run: the state (through the type's dispose), pending commands, everything. */
+void keel_engine_free(keel_engine *e);
+
+/*
+ * Feed events, in history order, continuing from the last one fed (ids must be consecutive).
+ * Replayed batches run as their boundaries appear. The events are only read during the call.
+ * Errors: KEEL_ENONDETERMINISM, KEEL_EINVAL (a callback reported a bug, or the history is
+ * malformed), KEEL_EUNIMPLEMENTED (an event type keel cannot handle yet).
+ */
+int keel_engine_feed(keel_engine *e, keel_pb_event *const *events, size_t n, keel_error *err);
+
+/*
+ * The history fed so far is all there is. If it ends in a WorkflowTaskStarted, run that batch
+ * (not replaying): its commands become keel_engine_commands(). Otherwise nothing runs and there
+ * are no commands (an offline replay of a closed run ends here).
+ */
+int keel_engine_finish(keel_engine *e, keel_error *err);
+
+/* The commands of the current task, in the order the server must record them. Borrowed:
+ * valid until the next feed, finish or free. */
+size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out);
+
+/* Id of the last event fed; of the last WorkflowTaskStarted fed. */
+int64_t keel_engine_last_event_id(const keel_engine *e);
+int64_t keel_engine_last_started_id(const keel_engine *e);
+
+/* Whether the workflow issued a command that closes the run. */
+bool keel_engine_closing(const keel_engine *e);
+
+/* The workflow's state (for queries and the stack trace view). Borrowed. */
+const void *keel_engine_state(const keel_engine *e);
+const keel_workflow_type *keel_engine_type(const keel_engine *e);
+
+#endif

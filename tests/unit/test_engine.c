@@ -1,0 +1,617 @@
+/*
+ * src/worker/engine.c over hand-built histories: batching, replay, command matching, the
+ * non-determinism checks, and what the workflow sees.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "converter/payload.h"
+#include "worker/engine.h"
+
+#define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
+
+/* ---- a history builder ---- */
+
+typedef struct history {
+    keel_pb_event *ev[64];
+    size_t n;
+} history;
+
+static keel_pb_event *add(history *h, Temporal__Api__Enums__V1__EventType type,
+                          Temporal__Api__History__V1__HistoryEvent__AttributesCase which)
+{
+    ck_assert_uint_lt(h->n, 64);
+    keel_pb_event *e = calloc(1, sizeof *e);
+    temporal__api__history__v1__history_event__init(e);
+    e->event_id = (int64_t)h->n + 1;
+    e->event_type = type;
+    e->attributes_case = which;
+    e->event_time = malloc(sizeof *e->event_time);
+    google__protobuf__timestamp__init(e->event_time);
+    e->event_time->seconds = 1800000000 + e->event_id; /* one second per event */
+    h->ev[h->n++] = e;
+    return e;
+}
+
+#define ATTR(x) TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_##x##_EVENT_ATTRIBUTES
+#define TYPE(x) TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_##x
+#define NEW(var, T, init)                                                                          \
+    T *var = malloc(sizeof *var);                                                                  \
+    init(var)
+
+static Temporal__Api__Common__V1__Payloads *json(const char *s)
+{
+    Temporal__Api__Common__V1__Payloads *p = NULL;
+    ck_assert_int_eq(keel_payloads_new_json(s, "test", &p, NULL), KEEL_OK);
+    return p;
+}
+
+static void started(history *h, const char *input)
+{
+    keel_pb_event *e = add(h, TYPE(WORKFLOW_EXECUTION_STARTED), ATTR(WORKFLOW_EXECUTION_STARTED));
+    NEW(a, Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes,
+        temporal__api__history__v1__workflow_execution_started_event_attributes__init);
+    a->input = json(input);
+    a->original_execution_run_id = strdup("run-1");
+    e->workflow_execution_started_event_attributes = a;
+}
+
+/* WorkflowTaskScheduled + WorkflowTaskStarted, and Completed unless open. */
+static void task(history *h, bool complete)
+{
+    add(h, TYPE(WORKFLOW_TASK_SCHEDULED), 0);
+    keel_pb_event *s = add(h, TYPE(WORKFLOW_TASK_STARTED), 0);
+    if (!complete)
+        return;
+    keel_pb_event *e = add(h, TYPE(WORKFLOW_TASK_COMPLETED), ATTR(WORKFLOW_TASK_COMPLETED));
+    NEW(a, Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes,
+        temporal__api__history__v1__workflow_task_completed_event_attributes__init);
+    a->started_event_id = s->event_id;
+    e->workflow_task_completed_event_attributes = a;
+}
+
+static void task_failed(history *h)
+{
+    add(h, TYPE(WORKFLOW_TASK_SCHEDULED), 0);
+    add(h, TYPE(WORKFLOW_TASK_STARTED), 0);
+    add(h, TYPE(WORKFLOW_TASK_FAILED), 0);
+}
+
+static int64_t activity_scheduled(history *h, const char *id, const char *type)
+{
+    keel_pb_event *e = add(h, TYPE(ACTIVITY_TASK_SCHEDULED), ATTR(ACTIVITY_TASK_SCHEDULED));
+    NEW(a, Temporal__Api__History__V1__ActivityTaskScheduledEventAttributes,
+        temporal__api__history__v1__activity_task_scheduled_event_attributes__init);
+    a->activity_id = strdup(id);
+    NEW(t, Temporal__Api__Common__V1__ActivityType, temporal__api__common__v1__activity_type__init);
+    t->name = strdup(type);
+    a->activity_type = t;
+    e->activity_task_scheduled_event_attributes = a;
+    return e->event_id;
+}
+
+static void activity_completed(history *h, int64_t scheduled, const char *result)
+{
+    add(h, TYPE(ACTIVITY_TASK_STARTED), 0);
+    keel_pb_event *e = add(h, TYPE(ACTIVITY_TASK_COMPLETED), ATTR(ACTIVITY_TASK_COMPLETED));
+    NEW(a, Temporal__Api__History__V1__ActivityTaskCompletedEventAttributes,
+        temporal__api__history__v1__activity_task_completed_event_attributes__init);
+    a->scheduled_event_id = scheduled;
+    a->result = json(result);
+    e->activity_task_completed_event_attributes = a;
+}
+
+static int64_t timer_started(history *h, const char *id)
+{
+    keel_pb_event *e = add(h, TYPE(TIMER_STARTED), ATTR(TIMER_STARTED));
+    NEW(a, Temporal__Api__History__V1__TimerStartedEventAttributes,
+        temporal__api__history__v1__timer_started_event_attributes__init);
+    a->timer_id = strdup(id);
+    e->timer_started_event_attributes = a;
+    return e->event_id;
+}
+
+static void timer_fired(history *h, const char *id, int64_t started_id)
+{
+    keel_pb_event *e = add(h, TYPE(TIMER_FIRED), ATTR(TIMER_FIRED));
+    NEW(a, Temporal__Api__History__V1__TimerFiredEventAttributes,
+        temporal__api__history__v1__timer_fired_event_attributes__init);
+    a->timer_id = strdup(id);
+    a->started_event_id = started_id;
+    e->timer_fired_event_attributes = a;
+}
+
+static void signaled(history *h, const char *name, const char *arg)
+{
+    keel_pb_event *e = add(h, TYPE(WORKFLOW_EXECUTION_SIGNALED), ATTR(WORKFLOW_EXECUTION_SIGNALED));
+    NEW(a, Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes,
+        temporal__api__history__v1__workflow_execution_signaled_event_attributes__init);
+    a->signal_name = strdup(name);
+    a->input = json(arg);
+    e->workflow_execution_signaled_event_attributes = a;
+}
+
+static void completed(history *h)
+{
+    keel_pb_event *e =
+        add(h, TYPE(WORKFLOW_EXECUTION_COMPLETED), ATTR(WORKFLOW_EXECUTION_COMPLETED));
+    NEW(a, Temporal__Api__History__V1__WorkflowExecutionCompletedEventAttributes,
+        temporal__api__history__v1__workflow_execution_completed_event_attributes__init);
+    e->workflow_execution_completed_event_attributes = a;
+}
+
+static void free_history(history *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        FREE_PB(h->ev[i]);
+}
+
+/* ---- the workflow under test: charge, wait a second, complete; a "stop" signal fails it ---- */
+
+typedef struct order {
+    int step;
+    uint32_t charge, pause;
+    char charged[64];
+    uint64_t random;
+    int64_t started_at;
+    int signals;
+} order;
+
+static int order_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    order *o = state;
+    if (strstr(input, "\"bad\""))
+        return keel_workflow_error(ctx, "input %s is bad", input);
+    o->random = keel_workflow_random(ctx);
+    o->started_at = keel_workflow_now_ms(ctx);
+    keel_activity_options opts = {.start_to_close_ms = 10000};
+    o->charge =
+        keel_workflow_activity(ctx, strstr(input, "refund") ? "refund" : "charge", input, &opts);
+    o->step = 1;
+    return o->charge ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int order_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    order *o = state;
+    switch (ev->kind) {
+    case KEEL_EVENT_ACTIVITY_COMPLETED:
+        ck_assert_uint_eq(ev->seq, o->charge);
+        snprintf(o->charged, sizeof o->charged, "%s", ev->json);
+        o->pause = keel_workflow_timer(ctx, 1000);
+        o->step = 2;
+        return KEEL_OK;
+    case KEEL_EVENT_TIMER_FIRED:
+        ck_assert_uint_eq(ev->seq, o->pause);
+        o->step = 3;
+        return keel_workflow_complete(ctx, o->charged);
+    case KEEL_EVENT_SIGNAL:
+        o->signals++;
+        if (strcmp(ev->name, "stop") == 0)
+            return keel_workflow_fail(ctx, "Stopped", ev->json, true);
+        return KEEL_OK;
+    default:
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    }
+}
+
+static const keel_workflow_type order_type = {
+    .name = "Order",
+    .state_size = sizeof(order),
+    .start = order_start,
+    .on_event = order_event,
+};
+
+/* Feed h and finish; returns the engine (caller frees) and the outcome. */
+static keel_engine *run(history *h, int *rc, keel_error *err)
+{
+    keel_engine *e;
+    ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", err), KEEL_OK);
+    *rc = keel_engine_feed(e, h->ev, h->n, err);
+    if (*rc == KEEL_OK)
+        *rc = keel_engine_finish(e, err);
+    return e;
+}
+
+static const keel_pb_command *only_command(keel_engine *e)
+{
+    keel_pb_command *const *cmds;
+    ck_assert_uint_eq(keel_engine_commands(e, &cmds), 1);
+    return cmds[0];
+}
+
+START_TEST(first_task_schedules_the_activity)
+{
+    history h = {0};
+    started(&h, "{\"amount\":10}");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(c->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK);
+    const Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
+        c->schedule_activity_task_command_attributes;
+    ck_assert_str_eq(a->activity_id, "1");
+    ck_assert_str_eq(a->activity_type->name, "charge");
+    ck_assert_str_eq(a->task_queue->name, "q");
+    ck_assert_int_eq(a->start_to_close_timeout->seconds, 10);
+    ck_assert_uint_eq(a->input->payloads[0]->data.len, strlen("{\"amount\":10}"));
+    /* Workflow time is the task's start, from history. */
+    const order *o = keel_engine_state(e);
+    ck_assert_int_eq(o->started_at, (1800000000LL + 3) * 1000);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
+/* The whole happy path, built up task by task. */
+static void happy(history *h, bool close)
+{
+    started(h, "{\"amount\":10}");
+    task(h, true);
+    int64_t s = activity_scheduled(h, "1", "charge");
+    activity_completed(h, s, "{\"receipt\":\"r-9\"}");
+    task(h, true);
+    int64_t t = timer_started(h, "1");
+    timer_fired(h, "1", t);
+    task(h, close);
+    if (close)
+        completed(h);
+}
+
+START_TEST(replay_then_work_on_the_current_task)
+{
+    history h = {0};
+    started(&h, "{\"amount\":10}");
+    task(&h, true);
+    int64_t s = activity_scheduled(&h, "1", "charge");
+    activity_completed(&h, s, "{\"receipt\":\"r-9\"}");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(c->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_TIMER);
+    ck_assert_str_eq(c->start_timer_command_attributes->timer_id, "1");
+    ck_assert_int_eq(c->start_timer_command_attributes->start_to_fire_timeout->seconds, 1);
+    const order *o = keel_engine_state(e);
+    ck_assert_str_eq(o->charged, "{\"receipt\":\"r-9\"}");
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* One step further: the timer fired, the workflow completes with the receipt. */
+    history h2 = {0};
+    happy(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    c = only_command(e);
+    ck_assert_int_eq(
+        c->command_type,
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION);
+    const Temporal__Api__Common__V1__Payloads *r =
+        c->complete_workflow_execution_command_attributes->result;
+    ck_assert_int_eq(memcmp(r->payloads[0]->data.data, "{\"receipt\":\"r-9\"}", 17), 0);
+    ck_assert(keel_engine_closing(e));
+    keel_engine_free(e);
+    free_history(&h2);
+}
+END_TEST
+
+START_TEST(a_closed_run_replays_with_nothing_to_send)
+{
+    history h = {0};
+    happy(&h, true);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_pb_command *const *cmds;
+    ck_assert_uint_eq(keel_engine_commands(e, &cmds), 0);
+    ck_assert_int_eq(((const order *)keel_engine_state(e))->step, 3);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
+START_TEST(feeding_in_pieces_is_the_same_as_at_once)
+{
+    /* As a worker with a cached run sees it: the first task answered live, then new events. */
+    history h = {0};
+    happy(&h, false);
+    keel_engine *e;
+    keel_error err;
+    ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", &err), KEEL_OK);
+    size_t cut[] = {3, 8, h.n};
+    size_t from = 0;
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_msg(keel_engine_feed(e, h.ev + from, cut[i] - from, &err) == KEEL_OK, "%s",
+                      err.message);
+        ck_assert_msg(keel_engine_finish(e, &err) == KEEL_OK, "%s", err.message);
+        from = cut[i];
+    }
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(
+        c->command_type,
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
+START_TEST(a_different_command_is_non_determinism)
+{
+    /* History says the first task started a timer; the code schedules an activity. */
+    history h = {0};
+    started(&h, "{\"amount\":10}");
+    task(&h, true);
+    timer_started(&h, "1");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "[TMPRL1100]"));
+    ck_assert_ptr_nonnull(strstr(err.message, "ScheduleActivityTask (activity 1, type charge)"));
+    ck_assert_ptr_nonnull(strstr(err.message, "event 5 is TimerStarted (timer 1)"));
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* Same activity id, another type: the code changed what it runs. */
+    history h2 = {0};
+    started(&h2, "{\"refund\":true}");
+    task(&h2, true);
+    activity_scheduled(&h2, "1", "charge");
+    task(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "type refund"));
+    ck_assert_ptr_nonnull(strstr(err.message, "type charge"));
+    keel_engine_free(e);
+    free_history(&h2);
+}
+END_TEST
+
+START_TEST(missing_and_extra_commands_are_non_determinism)
+{
+    /* History has a second command the code does not issue. */
+    history h = {0};
+    started(&h, "{}");
+    task(&h, true);
+    activity_scheduled(&h, "1", "charge");
+    timer_started(&h, "1");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "issued no command"));
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* The code issues a command the completed task never recorded. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    task(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "no such command"));
+    ck_assert_ptr_nonnull(strstr(err.message, "ScheduleActivityTask"));
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* A result for an activity the code never scheduled. */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, true);
+    activity_scheduled(&h3, "1", "charge");
+    activity_completed(&h3, 99, "1");
+    task(&h3, false);
+    e = run(&h3, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "scheduled at event 99"));
+    keel_engine_free(e);
+    free_history(&h3);
+}
+END_TEST
+
+START_TEST(a_failed_task_attempt_is_folded_into_the_next)
+{
+    history h = {0};
+    started(&h, "{}");
+    task_failed(&h);
+    signaled(&h, "note", "\"hello\"");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const order *o = keel_engine_state(e);
+    ck_assert_int_eq(o->step, 1);    /* start ran once */
+    ck_assert_int_eq(o->signals, 1); /* and the signal came with it */
+    ck_assert_int_eq(only_command(e)->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK);
+    /* Time is the last (successful) attempt's. */
+    ck_assert_int_eq(o->started_at, (1800000000LL + 7) * 1000);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
+START_TEST(a_signal_can_fail_the_workflow_with_its_argument)
+{
+    history h = {0};
+    started(&h, "{}");
+    task(&h, true);
+    activity_scheduled(&h, "1", "charge");
+    signaled(&h, "stop", "\"customer asked\"");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(c->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION);
+    const Temporal__Api__Failure__V1__Failure *f =
+        c->fail_workflow_execution_command_attributes->failure;
+    ck_assert_str_eq(f->message, "\"customer asked\"");
+    ck_assert_str_eq(f->application_failure_info->type, "Stopped");
+    ck_assert(f->application_failure_info->non_retryable);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
+START_TEST(bugs_and_bad_histories_are_errors_not_crashes)
+{
+    int rc;
+    keel_error err;
+    history h = {0};
+    started(&h, "{\"bad\":1}");
+    task(&h, false);
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "Order (wf-1) start: input"));
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* A gap in event ids. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, false);
+    h2.ev[2]->event_id = 7;
+    e = run(&h2, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "not contiguous"));
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* An event type keel does not handle, and one the server says may be ignored. */
+    history h3 = {0};
+    started(&h3, "{}");
+    add(&h3, TYPE(WORKFLOW_EXECUTION_OPTIONS_UPDATED), 0);
+    task(&h3, false);
+    e = run(&h3, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EUNIMPLEMENTED);
+    ck_assert_ptr_nonnull(strstr(err.message, "WORKFLOW_EXECUTION_OPTIONS_UPDATED"));
+    keel_engine_free(e);
+    h3.ev[1]->worker_may_ignore = 1;
+    e = run(&h3, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_engine_free(e);
+    free_history(&h3);
+
+    /* Input that is not JSON. */
+    history h4 = {0};
+    started(&h4, "{}");
+    keel_payload_set_metadata(
+        h4.ev[0]->workflow_execution_started_event_attributes->input->payloads[0], "encoding",
+        "binary/encrypted", NULL);
+    task(&h4, false);
+    e = run(&h4, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "binary/encrypted"));
+    keel_engine_free(e);
+    free_history(&h4);
+}
+END_TEST
+
+START_TEST(randomness_and_time_replay_identically)
+{
+    history h = {0};
+    happy(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *a = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_OK);
+    keel_engine *b = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_OK);
+    const order *oa = keel_engine_state(a), *ob = keel_engine_state(b);
+    ck_assert_uint_eq(oa->random, ob->random);
+    ck_assert_uint_ne(oa->random, 0);
+    keel_engine_free(a);
+    keel_engine_free(b);
+    free_history(&h);
+}
+END_TEST
+
+/* A workflow that starts a timer and cancels it at once: nothing reaches the server. */
+static int cancel_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    (void)input;
+    uint32_t t = keel_workflow_timer(ctx, 5000);
+    keel_workflow_cancel_timer(ctx, t);
+    keel_activity_options none = {0};
+    if (strcmp(input, "\"misuse\"") == 0)
+        keel_workflow_activity(ctx, "x", NULL, &none); /* no timeouts: refused */
+    if (strcmp(input, "\"twice\"") == 0) {
+        keel_workflow_complete(ctx, NULL);
+        keel_workflow_complete(ctx, NULL);
+    }
+    return KEEL_OK;
+}
+
+static int no_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)ctx;
+    (void)state;
+    (void)ev;
+    return KEEL_OK;
+}
+
+START_TEST(cancelled_before_sent_and_misuse)
+{
+    static const keel_workflow_type t = {
+        .name = "Canceller", .state_size = 1, .start = cancel_start, .on_event = no_event};
+    const char *inputs[] = {"\"plain\"", "\"misuse\"", "\"twice\""};
+    for (size_t i = 0; i < 3; i++) {
+        history h = {0};
+        started(&h, inputs[i]);
+        task(&h, false);
+        keel_engine *e;
+        keel_error err;
+        ck_assert_int_eq(keel_engine_new(&e, &t, "wf", "run", "q", &err), KEEL_OK);
+        ck_assert_int_eq(keel_engine_feed(e, h.ev, h.n, &err), KEEL_OK);
+        int rc = keel_engine_finish(e, &err);
+        if (i == 0) {
+            ck_assert_int_eq(rc, KEEL_OK);
+            keel_pb_command *const *cmds;
+            ck_assert_uint_eq(keel_engine_commands(e, &cmds), 0);
+        } else {
+            ck_assert_int_eq(rc, KEEL_EINVAL);
+            ck_assert_ptr_nonnull(
+                strstr(err.message, i == 1 ? "start_to_close_ms" : "already closed the run"));
+        }
+        keel_engine_free(e);
+        free_history(&h);
+    }
+}
+END_TEST
+
+Suite *engine_suite(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, first_task_schedules_the_activity);
+    tcase_add_test(tc, replay_then_work_on_the_current_task);
+    tcase_add_test(tc, a_closed_run_replays_with_nothing_to_send);
+    tcase_add_test(tc, feeding_in_pieces_is_the_same_as_at_once);
+    tcase_add_test(tc, a_different_command_is_non_determinism);
+    tcase_add_test(tc, missing_and_extra_commands_are_non_determinism);
+    tcase_add_test(tc, a_failed_task_attempt_is_folded_into_the_next);
+    tcase_add_test(tc, a_signal_can_fail_the_workflow_with_its_argument);
+    tcase_add_test(tc, bugs_and_bad_histories_are_errors_not_crashes);
+    tcase_add_test(tc, randomness_and_time_replay_identically);
+    tcase_add_test(tc, cancelled_before_sent_and_misuse);
+    suite_add_tcase(s, tc);
+    return s;
+}
