@@ -182,6 +182,16 @@ void keel_workflow_outcome_dispose(keel_workflow_outcome *outcome);
 int keel_client_workflow_result(keel_client *client, const char *workflow_id, const char *run_id,
                                 int64_t timeout_ms, keel_workflow_outcome *out, keel_error *err);
 
+/*
+ * QueryWorkflow: ask a run a read-only question; a worker replays the run and answers. The answer
+ * is JSON in *result_json (caller frees). "__stack_trace" is answered for every keel workflow
+ * with where its state machine stands. A query the workflow refuses fails with KEEL_EINVAL and
+ * the workflow's message.
+ */
+int keel_client_workflow_query(keel_client *client, const char *workflow_id, const char *run_id,
+                               const char *query_type, const char *args_json, char **result_json,
+                               keel_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,11 +2,14 @@
 #ifndef KEEL_KEEL_H
 #define KEEL_KEEL_H
 
+#include "keel/activity.h"
 #include "keel/client.h"
 #include "keel/duration.h"
 #include "keel/error.h"
 #include "keel/execution.h"
 #include "keel/options.h"
 #include "keel/version.h"
+#include "keel/worker.h"
+#include "keel/workflow.h"
 
 #endif

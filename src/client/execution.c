@@ -631,6 +631,55 @@ int keel_client_workflow_list(keel_client *client, const char *query, size_t lim
     return rc;
 }
 
+/* ---- query ---- */
+
+int keel_client_workflow_query(keel_client *client, const char *workflow_id, const char *run_id,
+                               const char *query_type, const char *args_json, char **result_json,
+                               keel_error *err)
+{
+    *result_json = NULL;
+    keel_error local;
+    err = err ? err : &local;
+    if (check_target(workflow_id, err) != KEEL_OK)
+        return err->code;
+    if (empty(query_type))
+        return keel_error_set(err, KEEL_EINVAL, "a query needs a name");
+    keel_transport *t = keel_client_transport(client);
+    const char *ns = keel_transport_namespace(t);
+    Temporal__Api__Workflowservice__V1__QueryWorkflowRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__QUERY_WORKFLOW_REQUEST__INIT;
+    pb_execution exec = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    exec.workflow_id = (char *)workflow_id;
+    exec.run_id = (char *)(run_id ? run_id : "");
+    Temporal__Api__Query__V1__WorkflowQuery q = TEMPORAL__API__QUERY__V1__WORKFLOW_QUERY__INIT;
+    q.query_type = (char *)query_type;
+    char what[160];
+    snprintf(what, sizeof what, "arguments of query '%s'", query_type);
+    int rc = keel_payloads_new_json(args_json, what, &q.query_args, err);
+    if (rc != KEEL_OK)
+        return rc;
+    req.namespace_ = (char *)ns;
+    req.execution = &exec;
+    req.query = &q;
+    Temporal__Api__Workflowservice__V1__QueryWorkflowResponse *resp = NULL;
+    keel_call_options co = {.retry = true, .namespace = ns};
+    rc = keel_transport_call(
+        t, WF("QueryWorkflow"), (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__query_workflow_response__descriptor,
+        (ProtobufCMessage **)&resp, &co, err);
+    if (q.query_args)
+        FREE_PB(q.query_args);
+    if (rc != KEEL_OK)
+        return rc;
+    if (resp->query_rejected)
+        rc = keel_error_set(err, KEEL_EPRECONDITION, "query '%s' was rejected: the run is closed",
+                            query_type);
+    else
+        rc = keel_payloads_to_json(resp->query_result, "query result", result_json, err);
+    FREE_PB(resp);
+    return rc;
+}
+
 /* ---- result ---- */
 
 void keel_workflow_outcome_dispose(keel_workflow_outcome *o)

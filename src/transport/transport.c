@@ -43,6 +43,67 @@ static _Thread_local uint32_t jitter_state;
 /* A retry is not started with less time than this left. */
 #define MIN_ATTEMPT_MS 100
 
+struct keel_call_cancel {
+    pthread_mutex_t mu;
+    grpc_call *call; /* the call in flight, or NULL */
+    bool triggered;
+};
+
+keel_call_cancel *keel_call_cancel_new(void)
+{
+    keel_call_cancel *c = calloc(1, sizeof *c);
+    if (c)
+        pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+void keel_call_cancel_trigger(keel_call_cancel *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->triggered = true;
+    if (c->call)
+        grpc_call_cancel(c->call, NULL);
+    pthread_mutex_unlock(&c->mu);
+}
+
+bool keel_call_cancel_triggered(keel_call_cancel *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool t = c->triggered;
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+void keel_call_cancel_free(keel_call_cancel *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* Register the call so that a trigger can reach it; false when already triggered. */
+static bool cancel_attach(keel_call_cancel *c, grpc_call *call)
+{
+    if (c == NULL)
+        return true;
+    pthread_mutex_lock(&c->mu);
+    bool ok = !c->triggered;
+    if (ok)
+        c->call = call;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static void cancel_detach(keel_call_cancel *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->call = NULL;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -349,7 +410,8 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
 static int call_once(keel_transport *t, const char *path, const char *what,
                      const ProtobufCMessage *request,
                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
-                     int64_t timeout_ms, const char *namespace, keel_error *err)
+                     int64_t timeout_ms, const char *namespace, keel_call_cancel *cancel,
+                     keel_error *err)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     gpr_timespec deadline =
@@ -397,8 +459,10 @@ static int call_once(keel_transport *t, const char *path, const char *what,
 
     int rc = KEEL_OK;
     void *tag = (void *)call;
-    grpc_call_error ce = grpc_call_start_batch(call, ops, 6, tag, NULL);
-    if (ce != GRPC_CALL_OK) {
+    grpc_call_error ce;
+    if (!cancel_attach(cancel, call)) {
+        rc = keel_error_set(err, KEEL_ECANCELLED, "%s: cancelled", what);
+    } else if ((ce = grpc_call_start_batch(call, ops, 6, tag, NULL)) != GRPC_CALL_OK) {
         rc = keel_error_set(err, KEEL_EINTERNAL, "%s: gRPC refused to start the call (error %d)",
                             what, (int)ce);
     } else {
@@ -423,6 +487,7 @@ static int call_once(keel_transport *t, const char *path, const char *what,
         }
     }
 
+    cancel_detach(cancel);
     for (size_t i = 0; i < nmeta; i++)
         grpc_slice_unref(meta[i].value);
     grpc_byte_buffer_destroy(req);
@@ -477,9 +542,16 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
         int64_t left = budget - (now_ms() - start);
         if (left < 1)
             left = 1;
-        int rc = call_once(t, path, what, request, response_type, response, left, o.namespace, e);
+        int rc = call_once(t, path, what, request, response_type, response, left, o.namespace,
+                           o.cancel, e);
         if (rc == KEEL_OK)
             return KEEL_OK;
+        if (o.cancel && keel_call_cancel_triggered(o.cancel)) {
+            /* However the call ended, it ended because it was abandoned. */
+            e->code = KEEL_ECANCELLED;
+            e->retryable = false;
+            return KEEL_ECANCELLED;
+        }
         if (!o.retry || !e->retryable)
             return rc;
         int64_t delay = keel_transport_backoff_ms(attempt, budget, next_jitter());

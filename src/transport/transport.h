@@ -28,6 +28,17 @@
 
 typedef struct keel_transport keel_transport;
 
+/*
+ * A way to abandon calls from another thread: keel_call_cancel_trigger() cancels the call in
+ * flight (a long poll, say) and every later call made with the same handle fails at once with
+ * KEEL_ECANCELLED, retries included. Create with _new, free with _free after no call uses it.
+ */
+typedef struct keel_call_cancel keel_call_cancel;
+keel_call_cancel *keel_call_cancel_new(void);
+void keel_call_cancel_trigger(keel_call_cancel *c);
+bool keel_call_cancel_triggered(keel_call_cancel *c);
+void keel_call_cancel_free(keel_call_cancel *c);
+
 /* One RPC: its service, its method name (for the path and for error messages). */
 typedef struct keel_rpc {
     const char *service; /* KEEL_WORKFLOW_SERVICE, KEEL_OPERATOR_SERVICE */
@@ -41,6 +52,8 @@ typedef struct keel_call_options {
     bool retry;
     /* Sent as the temporal-namespace header; NULL for calls that name no namespace. */
     const char *namespace;
+    /* NULL, or a handle another thread may use to abandon the call. */
+    keel_call_cancel *cancel;
 } keel_call_options;
 
 /*

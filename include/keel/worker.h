@@ -1,0 +1,75 @@
+/*
+ * keel/worker.h - a worker: polls a task queue and runs the workflows and activities registered
+ * on it.
+ *
+ * Lifecycle: keel_worker_new() with the types to serve, keel_worker_start() starts its threads
+ * and returns, keel_worker_stop() stops polling, lets running tasks finish and joins the threads,
+ * keel_worker_free(). Workflow tasks replay each run from its full history (the sticky cache that
+ * avoids this comes later); activities run on max_concurrent_activities threads, each polling
+ * only when it is free to run what it gets.
+ */
+#ifndef KEEL_WORKER_H
+#define KEEL_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/activity.h"
+#include "keel/client.h"
+#include "keel/error.h"
+#include "keel/workflow.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct keel_worker keel_worker;
+
+#define KEEL_WORKER_OPTIONS_VERSION 1
+
+typedef struct keel_worker_options {
+    unsigned int version;
+    const char *task_queue; /* required */
+    const keel_workflow_type *const *workflows;
+    size_t n_workflows;
+    const keel_activity_type *activities;
+    size_t n_activities;
+    int workflow_pollers;          /* default 2 */
+    int max_concurrent_activities; /* default 8 */
+    const char *identity;          /* default: the client's identity */
+} keel_worker_options;
+
+#define KEEL_WORKER_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        KEEL_WORKER_OPTIONS_VERSION                                                                \
+    }
+
+int keel_worker_options_init(keel_worker_options *opts, unsigned int version);
+
+/* A worker on client (borrowed: it must outlive the worker). The types are borrowed too. */
+int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_options *opts,
+                    keel_error *err);
+
+/* Start polling. Fails if the threads cannot be started. */
+int keel_worker_start(keel_worker *w, keel_error *err);
+
+/* Stop polling, wait for tasks in progress, join the threads. Safe to call twice. */
+void keel_worker_stop(keel_worker *w);
+
+/* Stop if running, then free. NULL is allowed. */
+void keel_worker_free(keel_worker *w);
+
+typedef struct keel_worker_stats {
+    uint64_t workflow_tasks_completed;
+    uint64_t workflow_tasks_failed;
+    uint64_t activities_completed;
+    uint64_t activities_failed;
+} keel_worker_stats;
+
+void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

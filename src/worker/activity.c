@@ -1,0 +1,251 @@
+/* activity - run activity tasks: poll, call the function, report completion or failure. */
+#include "worker/activity.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "converter/failure.h"
+#include "converter/payload.h"
+#include "proto/proto.h"
+
+#define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
+#define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
+
+/* The server holds an empty poll for 60 s; wait a little longer. */
+#define POLL_TIMEOUT_MS 70000
+/* After a failed poll, wait before the next one so that an outage is not a hot loop. */
+#define POLL_ERROR_BACKOFF_MS 1000
+
+typedef Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse activity_task;
+
+struct keel_activity_ctx {
+    keel_activity_pool *pool;
+    const activity_task *task;
+    bool cancel_requested;
+    char fail_type[128];
+    char fail_message[KEEL_ERROR_MESSAGE_MAX];
+    bool non_retryable;
+    bool failed;
+};
+
+int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *message,
+                       bool non_retryable)
+{
+    snprintf(ctx->fail_type, sizeof ctx->fail_type, "%s", type ? type : "");
+    snprintf(ctx->fail_message, sizeof ctx->fail_message, "%s", message ? message : "");
+    ctx->non_retryable = non_retryable;
+    ctx->failed = true;
+    return KEEL_EINVAL;
+}
+
+bool keel_activity_cancel_requested(const keel_activity_ctx *ctx)
+{
+    return ctx->cancel_requested;
+}
+
+int32_t keel_activity_attempt(const keel_activity_ctx *ctx)
+{
+    return ctx->task->attempt > 0 ? ctx->task->attempt : 1;
+}
+
+const char *keel_activity_id(const keel_activity_ctx *ctx)
+{
+    return ctx->task->activity_id ? ctx->task->activity_id : "";
+}
+
+const char *keel_activity_type_name(const keel_activity_ctx *ctx)
+{
+    return ctx->task->activity_type && ctx->task->activity_type->name
+               ? ctx->task->activity_type->name
+               : "";
+}
+
+const char *keel_activity_workflow_id(const keel_activity_ctx *ctx)
+{
+    return ctx->task->workflow_execution && ctx->task->workflow_execution->workflow_id
+               ? ctx->task->workflow_execution->workflow_id
+               : "";
+}
+
+int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json)
+{
+    keel_activity_pool *p = ctx->pool;
+    Temporal__Api__Workflowservice__V1__RecordActivityTaskHeartbeatRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__RECORD_ACTIVITY_TASK_HEARTBEAT_REQUEST__INIT;
+    req.task_token = ctx->task->task_token;
+    req.identity = (char *)p->identity;
+    req.namespace_ = (char *)p->namespace;
+    keel_error err;
+    if (keel_payloads_new_json(details_json, "heartbeat details", &req.details, &err) != KEEL_OK)
+        return err.code;
+    Temporal__Api__Workflowservice__V1__RecordActivityTaskHeartbeatResponse *resp = NULL;
+    keel_call_options co = {.retry = true, .namespace = p->namespace};
+    int rc = keel_transport_call(
+        p->transport, WF("RecordActivityTaskHeartbeat"), (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__record_activity_task_heartbeat_response__descriptor,
+        (ProtobufCMessage **)&resp, &co, &err);
+    if (req.details)
+        FREE_PB(req.details);
+    if (rc == KEEL_ENOTFOUND) {
+        /* The server no longer knows the task (timed out, workflow closed): stop working. */
+        ctx->cancel_requested = true;
+        return KEEL_ECANCELLED;
+    }
+    if (rc != KEEL_OK)
+        return rc;
+    if (resp->cancel_requested)
+        ctx->cancel_requested = true;
+    FREE_PB(resp);
+    return ctx->cancel_requested ? KEEL_ECANCELLED : KEEL_OK;
+}
+
+static void log_line(const char *level, const char *msg, const char *detail)
+{
+    fprintf(stderr, "keel level=%s component=activity msg=\"%s\" detail=\"%s\"\n", level, msg,
+            detail);
+}
+
+static const keel_activity_type *find_type(const keel_activity_pool *p, const char *name)
+{
+    for (size_t i = 0; i < p->n_types; i++)
+        if (strcmp(p->types[i].name, name) == 0)
+            return &p->types[i];
+    return NULL;
+}
+
+/* Report through RPC `method` and log when the server refuses. */
+static void report(keel_activity_pool *p, const char *method, ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_type)
+{
+    keel_call_options co = {.retry = true, .namespace = p->namespace};
+    ProtobufCMessage *resp = NULL;
+    keel_error err;
+    if (keel_transport_call(p->transport, WF(method), req, resp_type, &resp, &co, &err) != KEEL_OK)
+        /* NOT_FOUND: the activity timed out or the run closed meanwhile; nothing to undo. */
+        log_line(err.code == KEEL_ENOTFOUND ? "info" : "warn", "could not report activity",
+                 err.message);
+    if (resp)
+        FREE_PB(resp);
+}
+
+/* Report success; a result that is not JSON cannot be stored: KEEL_EINVAL, nothing sent. */
+static int report_completed(keel_activity_pool *p, const activity_task *t, const char *result,
+                            keel_error *err)
+{
+    Temporal__Api__Workflowservice__V1__RespondActivityTaskCompletedRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_COMPLETED_REQUEST__INIT;
+    req.task_token = t->task_token;
+    req.identity = (char *)p->identity;
+    req.namespace_ = (char *)p->namespace;
+    int rc = keel_payloads_new_json(result, "activity result", &req.result, err);
+    if (rc != KEEL_OK)
+        return rc;
+    report(
+        p, "RespondActivityTaskCompleted", (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__respond_activity_task_completed_response__descriptor);
+    if (req.result)
+        FREE_PB(req.result);
+    atomic_fetch_add(&p->completed, 1);
+    return KEEL_OK;
+}
+
+static void report_failed(keel_activity_pool *p, const activity_task *t, const char *type,
+                          const char *message, bool non_retryable)
+{
+    Temporal__Api__Workflowservice__V1__RespondActivityTaskFailedRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_FAILED_REQUEST__INIT;
+    req.task_token = t->task_token;
+    req.identity = (char *)p->identity;
+    req.namespace_ = (char *)p->namespace;
+    keel_error err;
+    req.failure = keel_failure_new_application(type, message, non_retryable, &err);
+    if (req.failure == NULL) {
+        log_line("error", "could not build an activity failure", err.message);
+        return;
+    }
+    report(p, "RespondActivityTaskFailed", (ProtobufCMessage *)&req,
+           &temporal__api__workflowservice__v1__respond_activity_task_failed_response__descriptor);
+    FREE_PB(req.failure);
+    atomic_fetch_add(&p->failed, 1);
+}
+
+static void run_task(keel_activity_pool *p, const activity_task *t)
+{
+    const char *name = t->activity_type && t->activity_type->name ? t->activity_type->name : "";
+    const keel_activity_type *type = find_type(p, name);
+    char msg[512];
+    if (type == NULL) {
+        snprintf(msg, sizeof msg,
+                 "activity type '%s' is not registered on this worker (task queue %s)", name,
+                 p->task_queue);
+        report_failed(p, t, "ActivityTypeNotRegistered", msg, false);
+        return;
+    }
+    char *input = NULL;
+    keel_error err;
+    if (keel_payloads_to_json(t->input, "activity input", &input, &err) != KEEL_OK) {
+        report_failed(p, t, "BadActivityInput", err.message, true);
+        return;
+    }
+    keel_activity_ctx ctx = {.pool = p, .task = t};
+    char *result = NULL;
+    int rc = type->run(&ctx, input, &result, type->user_data);
+    free(input);
+    if (rc == KEEL_OK) {
+        if (report_completed(p, t, result, &err) != KEEL_OK)
+            report_failed(p, t, "BadActivityResult", err.message, true);
+    } else if (ctx.failed) {
+        report_failed(p, t, ctx.fail_type, ctx.fail_message, ctx.non_retryable);
+    } else {
+        snprintf(msg, sizeof msg,
+                 "activity %s failed with %s and no message (use keel_activity_fail)", name,
+                 keel_error_code_name(rc));
+        report_failed(p, t, keel_error_code_name(rc), msg, false);
+    }
+    free(result);
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+void *keel_activity_thread(void *arg)
+{
+    keel_activity_thread_arg *a = arg;
+    keel_activity_pool *p = a->pool;
+    Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
+    tq.name = (char *)p->task_queue;
+    tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+    while (!atomic_load(p->stopping)) {
+        Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req =
+            TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_ACTIVITY_TASK_QUEUE_REQUEST__INIT;
+        req.namespace_ = (char *)p->namespace;
+        req.task_queue = &tq;
+        req.identity = (char *)p->identity;
+        keel_call_options co = {
+            .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = a->cancel};
+        activity_task *task = NULL;
+        keel_error err;
+        int rc = keel_transport_call(
+            p->transport, WF("PollActivityTaskQueue"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
+            (ProtobufCMessage **)&task, &co, &err);
+        if (rc == KEEL_ECANCELLED)
+            break;
+        if (rc == KEEL_ETIMEOUT)
+            continue; /* a long poll that outlived its deadline: poll again */
+        if (rc != KEEL_OK) {
+            log_line("warn", "activity poll failed", err.message);
+            sleep_ms(POLL_ERROR_BACKOFF_MS);
+            continue;
+        }
+        if (task->task_token.len > 0)
+            run_task(p, task);
+        FREE_PB(task);
+    }
+    return NULL;
+}

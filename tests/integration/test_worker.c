@@ -1,0 +1,450 @@
+/*
+ * keel's worker against the real server: workflows written against include/keel run end to end,
+ * with activities, retries, timers, signals, queries, and non-determinism caught on replay.
+ */
+#include <check.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "converter/payload.h"
+#include "keel/keel.h"
+#include "proto/proto.h"
+
+#define WF(m) ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- activities ---- */
+
+static int greet(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    (void)ctx;
+    (void)user;
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"greeting\":\"hello\",\"to\":%s}", input);
+    *result = strdup(buf);
+    return KEEL_OK;
+}
+
+/* Fails its first two attempts, then answers with the attempt number. */
+static int flaky(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    (void)input;
+    (void)user;
+    int attempt = keel_activity_attempt(ctx);
+    if (attempt < 3)
+        return keel_activity_fail(ctx, "Flaky", "not yet", false);
+    char buf[64];
+    snprintf(buf, sizeof buf, "{\"attempt\":%d}", attempt);
+    *result = strdup(buf);
+    return KEEL_OK;
+}
+
+static int refuse(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    (void)input;
+    (void)result;
+    (void)user;
+    return keel_activity_fail(ctx, "OutOfStock", "no laptops left", true);
+}
+
+static const keel_activity_type activities[] = {
+    {"greet", greet, NULL},
+    {"flaky", flaky, NULL},
+    {"refuse", refuse, NULL},
+};
+
+/* ---- workflows ---- */
+
+typedef struct chain {
+    int done;
+} chain;
+
+/* greet, then flaky with retries; completes with both results; refuse fails the workflow. */
+static int chain_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    keel_activity_options o = {.start_to_close_ms = 10000};
+    const char *type = strstr(input, "refuse") ? "refuse" : "greet";
+    return keel_workflow_activity(ctx, type, input, &o) ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int chain_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    chain *c = state;
+    if (ev->kind == KEEL_EVENT_ACTIVITY_FAILED)
+        return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
+    if (ev->kind != KEEL_EVENT_ACTIVITY_COMPLETED)
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    if (c->done++ == 0) {
+        keel_retry_policy retry = {
+            .initial_interval_ms = 100, .backoff_coefficient = 1.0, .maximum_attempts = 5};
+        keel_activity_options o = {.start_to_close_ms = 10000, .retry = &retry};
+        return keel_workflow_activity(ctx, "flaky", NULL, &o) ? KEEL_OK : KEEL_EINVAL;
+    }
+    return keel_workflow_complete(ctx, ev->json);
+}
+
+static const keel_workflow_type chain_type = {
+    .name = "Chain", .state_size = sizeof(chain), .start = chain_start, .on_event = chain_event};
+
+/* Sleeps 1 s on a durable timer. */
+static int sleeper_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    (void)input;
+    return keel_workflow_timer(ctx, 1000) ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int sleeper_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)state;
+    if (ev->kind != KEEL_EVENT_TIMER_FIRED)
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    char buf[64];
+    snprintf(buf, sizeof buf, "{\"woke_at\":%lld}", (long long)keel_workflow_now_ms(ctx));
+    return keel_workflow_complete(ctx, buf);
+}
+
+static const keel_workflow_type sleeper_type = {
+    .name = "Sleeper", .state_size = 1, .start = sleeper_start, .on_event = sleeper_event};
+
+/* Waits for "approve"; answers the "status" query; can be made to change its mind (see
+ * approval_v2) to provoke non-determinism. */
+typedef struct approval {
+    int notes;
+    char last[128];
+} approval;
+
+static atomic_bool approval_v2; /* a "deploy" of changed workflow code, for the test */
+
+static int approval_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    (void)input;
+    if (atomic_load(&approval_v2)) {
+        keel_activity_options o = {.start_to_close_ms = 10000};
+        return keel_workflow_activity(ctx, "greet", NULL, &o) ? KEEL_OK : KEEL_EINVAL;
+    }
+    return KEEL_OK; /* v1 does nothing until a signal */
+}
+
+static int approval_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    approval *a = state;
+    if (ev->kind != KEEL_EVENT_SIGNAL)
+        return KEEL_OK;
+    if (strcmp(ev->name, "note") == 0) {
+        a->notes++;
+        snprintf(a->last, sizeof a->last, "%s", ev->json);
+        return KEEL_OK;
+    }
+    if (strcmp(ev->name, "approve") == 0)
+        return keel_workflow_complete(ctx, ev->json);
+    return keel_workflow_error(ctx, "unknown signal '%s'", ev->name);
+}
+
+static int approval_query(const void *state, const char *name, const char *args, char **result)
+{
+    (void)args;
+    const approval *a = state;
+    if (strcmp(name, "status") != 0)
+        return KEEL_EINVAL;
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"notes\":%d,\"last\":%s}", a->notes,
+             a->last[0] ? a->last : "null");
+    *result = strdup(buf);
+    return KEEL_OK;
+}
+
+static void approval_describe(const void *state, char *buf, size_t n)
+{
+    const approval *a = state;
+    snprintf(buf, n, "waiting for approval (%d notes so far)", a->notes);
+}
+
+static const keel_workflow_type approval_type = {.name = "Approval",
+                                                 .state_size = sizeof(approval),
+                                                 .start = approval_start,
+                                                 .on_event = approval_event,
+                                                 .query = approval_query,
+                                                 .describe = approval_describe};
+
+static const keel_workflow_type *const workflows[] = {&chain_type, &sleeper_type, &approval_type};
+
+/* ---- fixture: one worker on a fresh task queue per test ---- */
+
+static keel_client *client;
+static keel_worker *worker;
+static char queue[96];
+
+static void setup(void)
+{
+    keel_connect_options o;
+    keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION);
+    keel_error err;
+    ck_assert_msg(keel_connect_options_from_env(&o, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_client_new(&client, &o, &err) == KEEL_OK, "%s", err.message);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(queue, sizeof queue, "keel-worker-%ld-%ld", (long)getpid(), (long)ts.tv_nsec);
+    keel_worker_options w;
+    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
+    w.task_queue = queue;
+    w.workflows = workflows;
+    w.n_workflows = 3;
+    w.activities = activities;
+    w.n_activities = 3;
+    w.max_concurrent_activities = 4;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
+    atomic_store(&approval_v2, false);
+}
+
+static void teardown(void)
+{
+    keel_worker_free(worker);
+    keel_client_free(client);
+}
+
+static char *start(const char *type, const char *id_prefix, const char *input, char *id,
+                   size_t idsz)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(id, idsz, "%s-%ld-%ld", id_prefix, (long)getpid(), (long)ts.tv_nsec);
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = type;
+    o.task_queue = queue;
+    o.input_json = input;
+    o.task_timeout_ms = 2000; /* a failed task is retried quickly */
+    char *run = NULL;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_start(client, &o, &run, &err) == KEEL_OK, "%s", err.message);
+    return run;
+}
+
+static keel_workflow_outcome wait_result(const char *id)
+{
+    keel_workflow_outcome out;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_result(client, id, NULL, 30000, &out, &err) == KEEL_OK, "%s",
+                  err.message);
+    return out;
+}
+
+START_TEST(an_activity_chain_with_retries_completes)
+{
+    char id[128];
+    free(start("Chain", "keel-chain", "{\"name\":\"ana\"}", id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s: %s",
+                  keel_workflow_status_name(out.status),
+                  out.failure_message ? out.failure_message : "");
+    /* The workflow completes with the flaky activity's result: it took three attempts. */
+    ck_assert_str_eq(out.result_json, "{\"attempt\":3}");
+    keel_workflow_outcome_dispose(&out);
+    keel_worker_stats s;
+    keel_worker_get_stats(worker, &s);
+    ck_assert_uint_ge(s.activities_completed, 2);
+    ck_assert_uint_ge(s.activities_failed, 2);
+    ck_assert_uint_ge(s.workflow_tasks_completed, 3);
+}
+END_TEST
+
+START_TEST(a_non_retryable_activity_failure_reaches_the_workflow)
+{
+    char id[128];
+    free(start("Chain", "keel-refuse", "{\"refuse\":true}", id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_FAILED);
+    ck_assert_str_eq(out.failure_type, "OutOfStock");
+    ck_assert_ptr_nonnull(strstr(out.failure_message, "no laptops left"));
+    keel_workflow_outcome_dispose(&out);
+}
+END_TEST
+
+START_TEST(a_durable_timer_fires)
+{
+    char id[128];
+    int64_t t0 = now_ms();
+    free(start("Sleeper", "keel-sleep", NULL, id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_int_ge(now_ms() - t0, 1000);
+    ck_assert_ptr_nonnull(strstr(out.result_json, "woke_at"));
+    keel_workflow_outcome_dispose(&out);
+}
+END_TEST
+
+START_TEST(signals_queries_and_the_stack_trace)
+{
+    char id[128];
+    free(start("Approval", "keel-approval", NULL, id, sizeof id));
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_signal(client, id, NULL, "note", "\"budget ok\"", &err) ==
+                      KEEL_OK,
+                  "%s", err.message);
+    /* The query replays the run on the worker: the note must be in the state. */
+    char *status = NULL;
+    for (int64_t until = now_ms() + 10000; now_ms() < until; usleep(100 * 1000)) {
+        free(status);
+        status = NULL;
+        if (keel_client_workflow_query(client, id, NULL, "status", NULL, &status, &err) ==
+                KEEL_OK &&
+            strstr(status, "\"notes\":1"))
+            break;
+    }
+    ck_assert_msg(status != NULL, "%s", err.message);
+    ck_assert_str_eq(status, "{\"notes\":1,\"last\":\"budget ok\"}");
+    free(status);
+    char *trace = NULL;
+    ck_assert_msg(keel_client_workflow_query(client, id, NULL, "__stack_trace", NULL, &trace,
+                                             &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_str_eq(trace, "\"waiting for approval (1 notes so far)\"");
+    free(trace);
+    /* A query the workflow does not know is refused with a message, not a hang. */
+    ck_assert_int_ne(keel_client_workflow_query(client, id, NULL, "nope", NULL, &trace, &err),
+                     KEEL_OK);
+    ck_assert_ptr_nonnull(strstr(err.message, "nope"));
+
+    ck_assert_int_eq(
+        keel_client_workflow_signal(client, id, NULL, "approve", "{\"by\":\"ana\"}", &err),
+        KEEL_OK);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "{\"by\":\"ana\"}");
+    keel_workflow_outcome_dispose(&out);
+}
+END_TEST
+
+/* Whether the run's history has a workflow task failure whose message contains `text`. */
+static bool task_failed_with(const char *id, const char *text, int cause)
+{
+    keel_transport *t = keel_client_transport(client);
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
+    Temporal__Api__Common__V1__WorkflowExecution e =
+        TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    e.workflow_id = (char *)id;
+    req.namespace_ = (char *)keel_transport_namespace(t);
+    req.execution = &e;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *resp = NULL;
+    keel_call_options co = {.retry = true, .namespace = req.namespace_};
+    keel_error err;
+    ck_assert_int_eq(
+        keel_transport_call(
+            t, WF("GetWorkflowExecutionHistory"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+            (ProtobufCMessage **)&resp, &co, &err),
+        KEEL_OK);
+    bool found = false;
+    for (size_t i = 0; resp->history && i < resp->history->n_events; i++) {
+        const Temporal__Api__History__V1__HistoryEvent *ev = resp->history->events[i];
+        if (ev->attributes_case !=
+            TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_TASK_FAILED_EVENT_ATTRIBUTES)
+            continue;
+        const Temporal__Api__History__V1__WorkflowTaskFailedEventAttributes *a =
+            ev->workflow_task_failed_event_attributes;
+        if ((int)a->cause == cause && a->failure && strstr(a->failure->message, text))
+            found = true;
+    }
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
+    return found;
+}
+
+START_TEST(changed_workflow_code_is_caught_as_non_determinism)
+{
+    char id[128];
+    free(start("Approval", "keel-nondet", NULL, id, sizeof id));
+    keel_error err;
+    /* v1 answers the first task with no commands; wait until that is recorded. */
+    keel_workflow_info w;
+    for (int64_t until = now_ms() + 10000; now_ms() < until; usleep(100 * 1000)) {
+        ck_assert_int_eq(keel_client_workflow_describe(client, id, NULL, &w, &err), KEEL_OK);
+        bool done = w.history_length >= 4;
+        keel_workflow_info_dispose(&w);
+        if (done)
+            break;
+    }
+    /* "Deploy" v2, which schedules an activity at start, then wake the run up. */
+    atomic_store(&approval_v2, true);
+    ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "note", "1", &err), KEEL_OK);
+    bool seen = false;
+    for (int64_t until = now_ms() + 15000; !seen && now_ms() < until; usleep(200 * 1000))
+        seen = task_failed_with(
+            id, "[TMPRL1100]",
+            TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR);
+    ck_assert_msg(seen, "no NON_DETERMINISTIC_ERROR task failure in the history of %s", id);
+    ck_assert(task_failed_with(
+        id, "ScheduleActivityTask (activity 1, type greet)",
+        TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR));
+    keel_worker_stats s;
+    keel_worker_get_stats(worker, &s);
+    ck_assert_uint_ge(s.workflow_tasks_failed, 1);
+
+    /* Rolling the code back lets the run go on: the retried task replays cleanly. */
+    atomic_store(&approval_v2, false);
+    ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "approve", "\"ok\"", &err),
+                     KEEL_OK);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "\"ok\"");
+    keel_workflow_outcome_dispose(&out);
+}
+END_TEST
+
+START_TEST(an_unregistered_workflow_type_fails_its_task_with_a_clear_message)
+{
+    char id[128];
+    free(start("NoSuchWorkflow", "keel-unknown", NULL, id, sizeof id));
+    bool seen = false;
+    for (int64_t until = now_ms() + 10000; !seen && now_ms() < until; usleep(200 * 1000))
+        seen = task_failed_with(
+            id, "workflow type 'NoSuchWorkflow' is not registered",
+            TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE);
+    ck_assert(seen);
+    keel_error err;
+    keel_client_workflow_terminate(client, id, NULL, "test over", &err);
+}
+END_TEST
+
+START_TEST(stop_returns_promptly_while_polls_wait)
+{
+    /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
+    int64_t t0 = now_ms();
+    keel_worker_stop(worker);
+    ck_assert_int_lt(now_ms() - t0, 5000);
+    keel_worker_stop(worker); /* twice is fine */
+}
+END_TEST
+
+Suite *worker_suite(void)
+{
+    Suite *s = suite_create("worker");
+    TCase *tc = tcase_create("end-to-end");
+    tcase_set_timeout(tc, 90);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, an_activity_chain_with_retries_completes);
+    tcase_add_test(tc, a_non_retryable_activity_failure_reaches_the_workflow);
+    tcase_add_test(tc, a_durable_timer_fires);
+    tcase_add_test(tc, signals_queries_and_the_stack_trace);
+    tcase_add_test(tc, changed_workflow_code_is_caught_as_non_determinism);
+    tcase_add_test(tc, an_unregistered_workflow_type_fails_its_task_with_a_clear_message);
+    tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
+    suite_add_tcase(s, tc);
+    return s;
+}
