@@ -4,9 +4,10 @@
  *
  * Lifecycle: keel_worker_new() with the types to serve, keel_worker_start() starts its threads
  * and returns, keel_worker_stop() stops polling, lets running tasks finish and joins the threads,
- * keel_worker_free(). Workflow tasks replay each run from its full history (the sticky cache that
- * avoids this comes later); activities run on max_concurrent_activities threads, each polling
- * only when it is free to run what it gets.
+ * keel_worker_free(). Runs stay cached between workflow tasks, and the server sends a cached
+ * run's tasks to this worker's own sticky queue with only the new events; a run not in the cache
+ * is rebuilt from its full history. Activities run on max_concurrent_activities threads, each
+ * polling only when it is free to run what it gets.
  */
 #ifndef KEEL_WORKER_H
 #define KEEL_WORKER_H
@@ -37,6 +38,9 @@ typedef struct keel_worker_options {
     int workflow_pollers;          /* default 2 */
     int max_concurrent_activities; /* default 8 */
     const char *identity;          /* default: the client's identity */
+    /* Runs kept between tasks (sticky execution): a cached run's next task carries only new
+     * events. Default 256; 0 replays every task from the full history. */
+    int max_cached_workflows;
 } keel_worker_options;
 
 #define KEEL_WORKER_OPTIONS_INIT                                                                   \
@@ -64,6 +68,10 @@ typedef struct keel_worker_stats {
     uint64_t workflow_tasks_failed;
     uint64_t activities_completed;
     uint64_t activities_failed;
+    uint64_t cache_hits;      /* tasks answered from a cached run */
+    uint64_t cache_misses;    /* tasks that rebuilt their run from the full history */
+    uint64_t cache_evictions; /* runs pushed out of a full cache */
+    uint64_t cached_runs;     /* runs in the cache now */
 } keel_worker_stats;
 
 void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out);

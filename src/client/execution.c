@@ -40,8 +40,8 @@ static bool empty(const char *s)
     return s == NULL || s[0] == '\0';
 }
 
-/* A random (version 4) UUID, the request id that makes a retried start or signal idempotent. */
-static int uuid4(char out[37], keel_error *err)
+/* Request ids make a retried start or signal idempotent. */
+int keel_client_uuid4(char out[37], keel_error *err)
 {
     uint8_t b[16];
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
@@ -230,7 +230,7 @@ static int build_start(keel_transport *t, const char *ns, const keel_workflow_st
                        start_request **out, keel_error *err)
 {
     char request_id[37];
-    if (o->request_id == NULL && uuid4(request_id, err) != KEEL_OK)
+    if (o->request_id == NULL && keel_client_uuid4(request_id, err) != KEEL_OK)
         return err->code;
     start_request *r = malloc(sizeof *r);
     if (r == NULL)
@@ -339,7 +339,7 @@ int keel_client_workflow_signal(keel_client *client, const char *workflow_id, co
     if (empty(signal_name))
         return keel_error_set(err, KEEL_EINVAL, "a signal needs a name");
     char request_id[37];
-    if (uuid4(request_id, err) != KEEL_OK)
+    if (keel_client_uuid4(request_id, err) != KEEL_OK)
         return err->code;
     keel_transport *t = keel_client_transport(client);
     Temporal__Api__Workflowservice__V1__SignalWorkflowExecutionRequest *r = malloc(sizeof *r);
@@ -372,7 +372,7 @@ int keel_client_workflow_cancel(keel_client *client, const char *workflow_id, co
     if (check_target(workflow_id, err) != KEEL_OK)
         return err->code;
     char request_id[37];
-    if (uuid4(request_id, err) != KEEL_OK)
+    if (keel_client_uuid4(request_id, err) != KEEL_OK)
         return err->code;
     keel_transport *t = keel_client_transport(client);
     Temporal__Api__Workflowservice__V1__RequestCancelWorkflowExecutionRequest *r =

@@ -22,6 +22,7 @@
 #include "converter/payload.h"
 #include "proto/proto.h"
 #include "worker/activity.h"
+#include "worker/cache.h"
 #include "worker/engine.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
@@ -31,7 +32,10 @@
 #define POLL_ERROR_BACKOFF_MS 1000
 #define DEFAULT_WF_POLLERS    2
 #define DEFAULT_ACTIVITIES    8
-#define MAX_THREADS           1024
+#define DEFAULT_CACHED_RUNS   256
+/* How long the server holds a task for this worker's sticky queue before giving it to the normal
+ * queue (the SDKs' default). */
+#define STICKY_SCHEDULE_TO_START_MS 5000
 
 typedef Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse workflow_task;
 
@@ -40,6 +44,8 @@ struct keel_worker {
     keel_transport *transport;
     const char *namespace;
     char *task_queue, *identity;
+    char *sticky_queue; /* NULL when runs are not cached */
+    keel_cache *cache;
     const keel_workflow_type *const *workflows;
     size_t n_workflows;
     int n_wf_pollers, n_activity_threads;
@@ -52,12 +58,13 @@ struct keel_worker {
     keel_activity_pool pool;
     struct wf_thread_arg *wf_args;           /* one per workflow poller */
     keel_activity_thread_arg *activity_args; /* one per activity thread */
-    atomic_uint_fast64_t wf_completed, wf_failed;
+    atomic_uint_fast64_t wf_completed, wf_failed, cache_hits, cache_misses;
 };
 
 typedef struct wf_thread_arg {
     keel_worker *w;
     keel_call_cancel *cancel;
+    int index;
 } wf_thread_arg;
 
 static void log_line(const char *level, const char *msg, const char *detail)
@@ -76,6 +83,7 @@ int keel_worker_options_init(keel_worker_options *opts, unsigned int version)
     opts->version = version;
     opts->workflow_pollers = DEFAULT_WF_POLLERS;
     opts->max_concurrent_activities = DEFAULT_ACTIVITIES;
+    opts->max_cached_workflows = DEFAULT_CACHED_RUNS;
     return KEEL_OK;
 }
 
@@ -89,9 +97,11 @@ static int check_options(const keel_worker_options *o, keel_error *err)
         return keel_error_set(err, KEEL_EINVAL,
                               "a worker needs at least one workflow or activity type");
     if (o->workflow_pollers < 1 || o->workflow_pollers > 64 || o->max_concurrent_activities < 1 ||
-        o->max_concurrent_activities > 512)
+        o->max_concurrent_activities > 512 || o->max_cached_workflows < 0 ||
+        o->max_cached_workflows > 1000000)
         return keel_error_set(err, KEEL_EINVAL,
-                              "workflow_pollers must be 1-64 and max_concurrent_activities 1-512");
+                              "workflow_pollers must be 1-64, max_concurrent_activities 1-512 "
+                              "and max_cached_workflows 0-1000000");
     for (size_t i = 0; i < o->n_workflows; i++) {
         const keel_workflow_type *t = o->workflows[i];
         if (t == NULL || t->name == NULL || t->start == NULL || t->on_event == NULL)
@@ -144,7 +154,22 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->pool.failed, 0);
     atomic_init(&w->wf_completed, 0);
     atomic_init(&w->wf_failed, 0);
-    if (w->task_queue == NULL || w->identity == NULL) {
+    atomic_init(&w->cache_hits, 0);
+    atomic_init(&w->cache_misses, 0);
+    w->cache = keel_cache_new((size_t)opts->max_cached_workflows);
+    if (w->cache && opts->max_cached_workflows > 0 && opts->n_workflows > 0) {
+        /* The worker's own queue: the server sends a cached run's next task here. */
+        char uuid[37];
+        if (keel_client_uuid4(uuid, err) != KEEL_OK) {
+            keel_worker_free(w);
+            return err->code;
+        }
+        size_t n = strlen(w->identity ? w->identity : "") + sizeof uuid + 2;
+        if ((w->sticky_queue = malloc(n)) != NULL)
+            snprintf(w->sticky_queue, n, "%s:%s", w->identity ? w->identity : "", uuid);
+    }
+    if (w->task_queue == NULL || w->identity == NULL || w->cache == NULL ||
+        (opts->max_cached_workflows > 0 && opts->n_workflows > 0 && w->sticky_queue == NULL)) {
         keel_worker_free(w);
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the worker");
     }
@@ -197,14 +222,15 @@ static void respond_failed(keel_worker *w, const workflow_task *t, int code, con
     FREE_PB(req.failure);
 }
 
-/* Feed the rest of the history after the poll response's first page. */
-static int feed_remaining_pages(keel_worker *w, keel_engine *e, const workflow_task *t,
-                                keel_error *err)
+/* Feed history pages from GetWorkflowExecutionHistory, starting at `token` (or at event 1 when
+ * from_start), until the last page. A page past the task's start means the task went stale. */
+static int feed_pages(keel_worker *w, keel_engine *e, const workflow_task *t,
+                      ProtobufCBinaryData token, bool from_start, keel_error *err)
 {
-    ProtobufCBinaryData token = t->next_page_token;
     uint8_t *owned = NULL;
     int rc = KEEL_OK;
-    while (rc == KEEL_OK && token.len > 0) {
+    while (rc == KEEL_OK && (from_start || token.len > 0)) {
+        from_start = false;
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
         req.namespace_ = (char *)w->namespace;
@@ -246,7 +272,13 @@ static int feed_remaining_pages(keel_worker *w, keel_engine *e, const workflow_t
     return rc;
 }
 
-/* Build the engine for the task's run and feed its whole history. */
+/* Whether the task carries the run's history from its first event. */
+static bool full_history(const workflow_task *t)
+{
+    return t->history && t->history->n_events > 0 && t->history->events[0]->event_id == 1;
+}
+
+/* Build the engine for the task's run from its whole history. */
 static int replay(keel_worker *w, const workflow_task *t, keel_engine **out, keel_error *err)
 {
     *out = NULL;
@@ -262,10 +294,16 @@ static int replay(keel_worker *w, const workflow_task *t, keel_engine **out, kee
                             ? t->workflow_execution_task_queue->name
                             : w->task_queue;
     int rc = keel_engine_new(out, type, x ? x->workflow_id : "", x ? x->run_id : "", queue, err);
-    if (rc == KEEL_OK && t->history)
+    if (rc != KEEL_OK)
+        return rc;
+    if (full_history(t)) {
         rc = keel_engine_feed(*out, t->history->events, t->history->n_events, err);
-    if (rc == KEEL_OK)
-        rc = feed_remaining_pages(w, *out, t, err);
+        if (rc == KEEL_OK)
+            rc = feed_pages(w, *out, t, t->next_page_token, false, err);
+    } else {
+        /* Only new events, for a run this worker does not have: read it all from the start. */
+        rc = feed_pages(w, *out, t, (ProtobufCBinaryData){0, NULL}, true, err);
+    }
     if (rc == KEEL_OK && t->started_event_id > 0 &&
         keel_engine_last_event_id(*out) < t->started_event_id)
         /* Older servers leave a retried task's events out of a fresh history read. */
@@ -275,7 +313,55 @@ static int replay(keel_worker *w, const workflow_task *t, keel_engine **out, kee
     return rc;
 }
 
-static void respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e)
+static int answer_query(const keel_engine *e, const Temporal__Api__Query__V1__WorkflowQuery *q,
+                        char **result, keel_error *err);
+
+typedef Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest__QueryResultsEntry
+    query_result_entry;
+
+/* Answers to the queries the server attached to this task (it holds queries that arrive while a
+ * task is outstanding and delivers them with the next one). Heap, unpack layout; NULL entries
+ * array when there are none. */
+static query_result_entry **answer_attached_queries(const workflow_task *t, const keel_engine *e,
+                                                    size_t *n)
+{
+    *n = 0;
+    if (t->n_queries == 0)
+        return NULL;
+    query_result_entry **v = calloc(t->n_queries, sizeof *v);
+    for (size_t i = 0; v && i < t->n_queries; i++) {
+        query_result_entry *entry = malloc(sizeof *entry);
+        Temporal__Api__Query__V1__WorkflowQueryResult *r = malloc(sizeof *r);
+        if (entry == NULL || r == NULL) {
+            free(entry);
+            free(r);
+            break;
+        }
+        temporal__api__workflowservice__v1__respond_workflow_task_completed_request__query_results_entry__init(
+            entry);
+        temporal__api__query__v1__workflow_query_result__init(r);
+        entry->key = strdup(t->queries[i]->key ? t->queries[i]->key : "");
+        entry->value = r;
+        v[(*n)++] = entry;
+        char *json = NULL;
+        keel_error err;
+        int rc = t->queries[i]->value ? answer_query(e, t->queries[i]->value, &json, &err)
+                                      : keel_error_set(&err, KEEL_EINVAL, "an empty query");
+        if (rc == KEEL_OK &&
+            keel_payloads_new_json(json, "query result", &r->answer, &err) == KEEL_OK) {
+            r->result_type =
+                TEMPORAL__API__ENUMS__V1__QUERY_RESULT_TYPE__QUERY_RESULT_TYPE_ANSWERED;
+        } else {
+            r->result_type = TEMPORAL__API__ENUMS__V1__QUERY_RESULT_TYPE__QUERY_RESULT_TYPE_FAILED;
+            r->error_message = strdup(err.message);
+        }
+        free(json);
+    }
+    return v;
+}
+
+/* Returns whether the server accepted the completion. */
+static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e)
 {
     keel_pb_command *const *cmds;
     size_t n = keel_engine_commands(e, &cmds);
@@ -286,20 +372,41 @@ static void respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     req.n_commands = n;
     req.identity = w->identity;
     req.namespace_ = (char *)w->namespace;
+    /* Ask for this run's next task on our sticky queue, with only the new events. */
+    Temporal__Api__Taskqueue__V1__TaskQueue sticky = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
+    Temporal__Api__Taskqueue__V1__StickyExecutionAttributes attrs =
+        TEMPORAL__API__TASKQUEUE__V1__STICKY_EXECUTION_ATTRIBUTES__INIT;
+    Google__Protobuf__Duration timeout;
+    if (w->sticky_queue) {
+        sticky.name = w->sticky_queue;
+        sticky.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
+        sticky.normal_name = w->task_queue;
+        keel_proto_duration_set(&timeout, STICKY_SCHEDULE_TO_START_MS);
+        attrs.worker_task_queue = &sticky;
+        attrs.schedule_to_start_timeout = &timeout;
+        req.sticky_attributes = &attrs;
+    }
+    req.query_results = answer_attached_queries(t, e, &req.n_query_results);
     keel_call_options co = {.retry = true, .namespace = w->namespace};
     ProtobufCMessage *resp = NULL;
     keel_error err;
-    if (keel_transport_call(
+    bool ok =
+        keel_transport_call(
             w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-            &resp, &co, &err) != KEEL_OK) {
+            &resp, &co, &err) == KEEL_OK;
+    if (ok) {
+        atomic_fetch_add(&w->wf_completed, 1);
+    } else {
         atomic_fetch_add(&w->wf_failed, 1);
         log_line("warn", "the server refused a workflow task completion", err.message);
-    } else {
-        atomic_fetch_add(&w->wf_completed, 1);
     }
     if (resp)
         FREE_PB(resp);
+    for (size_t i = 0; i < req.n_query_results; i++)
+        FREE_PB(req.query_results[i]);
+    free(req.query_results);
+    return ok;
 }
 
 /* ---- queries (legacy query tasks: the Web UI's stack trace and user queries) ---- */
@@ -376,29 +483,73 @@ static void respond_query(keel_worker *w, const workflow_task *t, const char *re
         FREE_PB(req.query_result);
 }
 
-static void process(keel_worker *w, const workflow_task *t)
+/* The run's engine, up to date with this task's history: the cached run fed the new events, or
+ * a new one replayed from the full history. *hit says which. */
+static int engine_for(keel_worker *w, const workflow_task *t, keel_engine **out, bool *hit,
+                      keel_error *err)
 {
+    const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : "";
+    keel_engine *e = keel_cache_take(w->cache, run_id);
+    *hit = false;
+    *out = NULL;
+    if (e && !full_history(t) && t->history && t->history->n_events > 0 &&
+        keel_engine_last_event_id(e) == t->history->events[0]->event_id - 1) {
+        int rc = keel_engine_feed(e, t->history->events, t->history->n_events, err);
+        if (rc == KEEL_OK)
+            rc = feed_pages(w, e, t, t->next_page_token, false, err);
+        if (rc != KEEL_OK) {
+            keel_engine_free(e);
+            return rc;
+        }
+        *hit = true;
+        *out = e;
+        return KEEL_OK;
+    }
+    /* Not cached, or the cached state does not meet these events: start over. */
+    keel_engine_free(e);
+    return replay(w, t, out, err);
+}
+
+static void process_query(keel_worker *w, const workflow_task *t)
+{
+    /* Read-only: the state after the recorded history, from a fresh replay so that a cached
+     * run is never moved by a question. */
     keel_engine *e = NULL;
     keel_error err;
+    char *result = NULL;
     int rc = replay(w, t, &e, &err);
-    if (t->query) {
-        /* Read-only: the state after the history, no commands. */
-        char *result = NULL;
-        if (rc == KEEL_OK)
-            rc = answer_query(e, t->query, &result, &err);
-        respond_query(w, t, rc == KEEL_OK ? result : NULL, rc == KEEL_OK ? NULL : err.message);
-        free(result);
-    } else {
-        if (rc == KEEL_OK)
-            rc = keel_engine_finish(e, &err);
-        if (rc == KEEL_OK)
-            respond_completed(w, t, e);
-        else if (rc == KEEL_EPRECONDITION)
-            log_line("info", "workflow task abandoned", err.message); /* it comes back */
-        else
-            respond_failed(w, t, rc, err.message);
-    }
+    if (rc == KEEL_OK)
+        rc = answer_query(e, t->query, &result, &err);
+    respond_query(w, t, rc == KEEL_OK ? result : NULL, rc == KEEL_OK ? NULL : err.message);
+    free(result);
     keel_engine_free(e);
+}
+
+static void process(keel_worker *w, const workflow_task *t)
+{
+    if (t->query) {
+        process_query(w, t);
+        return;
+    }
+    keel_engine *e = NULL;
+    keel_error err;
+    bool hit = false;
+    int rc = engine_for(w, t, &e, &hit, &err);
+    atomic_fetch_add(hit ? &w->cache_hits : &w->cache_misses, 1);
+    if (rc == KEEL_OK)
+        rc = keel_engine_finish(e, &err);
+    bool keep = false;
+    if (rc == KEEL_OK)
+        keep = respond_completed(w, t, e) && !keel_engine_closing(e);
+    else if (rc == KEEL_EPRECONDITION)
+        log_line("info", "workflow task abandoned", err.message); /* it comes back */
+    else
+        respond_failed(w, t, rc, err.message);
+    /* Any failure leaves a cached state out of step with the server: rebuild it next time. */
+    if (keep)
+        keel_cache_put(w->cache, t->workflow_execution->run_id, e);
+    else
+        keel_engine_free(e);
 }
 
 static void sleep_ms(int64_t ms)
@@ -411,14 +562,22 @@ static void *workflow_thread(void *arg)
 {
     wf_thread_arg *a = arg;
     keel_worker *w = a->w;
-    Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
-    tq.name = w->task_queue;
-    tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+    Temporal__Api__Taskqueue__V1__TaskQueue normal = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
+    normal.name = w->task_queue;
+    normal.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+    Temporal__Api__Taskqueue__V1__TaskQueue sticky = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
+    sticky.name = w->sticky_queue;
+    sticky.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
+    sticky.normal_name = w->task_queue;
+    /* Odd pollers serve the sticky queue; a lone poller takes turns. */
+    bool on_sticky = w->sticky_queue && a->index % 2 == 1;
     while (!atomic_load(&w->stopping)) {
+        if (w->sticky_queue && w->n_wf_pollers == 1)
+            on_sticky = !on_sticky;
         Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_WORKFLOW_TASK_QUEUE_REQUEST__INIT;
         req.namespace_ = (char *)w->namespace;
-        req.task_queue = &tq;
+        req.task_queue = on_sticky ? &sticky : &normal;
         req.identity = w->identity;
         keel_call_options co = {
             .timeout_ms = POLL_TIMEOUT_MS, .namespace = w->namespace, .cancel = a->cancel};
@@ -466,7 +625,7 @@ int keel_worker_start(keel_worker *w, keel_error *err)
         }
         int rc;
         if (i < (size_t)w->n_wf_pollers) {
-            w->wf_args[i] = (wf_thread_arg){w, w->cancels[i]};
+            w->wf_args[i] = (wf_thread_arg){w, w->cancels[i], (int)i};
             rc = pthread_create(&w->threads[i], NULL, workflow_thread, &w->wf_args[i]);
         } else {
             w->activity_args[i] = (keel_activity_thread_arg){&w->pool, w->cancels[i]};
@@ -484,12 +643,39 @@ int keel_worker_start(keel_worker *w, keel_error *err)
     return KEEL_OK;
 }
 
+/* Tell the server this worker is going, so that it stops routing runs to our sticky queue and
+ * hands them to the normal queue at once instead of after the sticky timeout. */
+static void shutdown_worker(keel_worker *w)
+{
+    if (w->sticky_queue == NULL)
+        return;
+    Temporal__Api__Workflowservice__V1__ShutdownWorkerRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__SHUTDOWN_WORKER_REQUEST__INIT;
+    req.namespace_ = (char *)w->namespace;
+    req.sticky_task_queue = w->sticky_queue;
+    req.identity = w->identity;
+    req.reason = "graceful shutdown";
+    req.task_queue = w->task_queue;
+    keel_call_options co = {.timeout_ms = 5000, .namespace = w->namespace};
+    ProtobufCMessage *resp = NULL;
+    keel_error err;
+    if (keel_transport_call(
+            w->transport, WF("ShutdownWorker"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__shutdown_worker_response__descriptor, &resp, &co,
+            &err) != KEEL_OK)
+        log_line("info", "ShutdownWorker failed; sticky tasks move after their timeout",
+                 err.message);
+    if (resp)
+        FREE_PB(resp);
+}
+
 void keel_worker_stop(keel_worker *w)
 {
     if (w == NULL || !w->running)
         return;
     /* No new polls; polls in flight are cancelled; tasks being worked on finish first. */
     atomic_store(&w->stopping, true);
+    shutdown_worker(w);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_trigger(w->cancels[i]);
     for (size_t i = 0; i < w->n_threads; i++)
@@ -518,6 +704,8 @@ void keel_worker_free(keel_worker *w)
     free(w->cancels);
     free(w->wf_args);
     free(w->activity_args);
+    keel_cache_free(w->cache);
+    free(w->sticky_queue);
     free(w->task_queue);
     free(w->identity);
     free(w);
@@ -529,4 +717,8 @@ void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out)
     out->workflow_tasks_failed = atomic_load(&w->wf_failed);
     out->activities_completed = atomic_load(&w->pool.completed);
     out->activities_failed = atomic_load(&w->pool.failed);
+    out->cache_hits = atomic_load(&w->cache_hits);
+    out->cache_misses = atomic_load(&w->cache_misses);
+    out->cache_evictions = keel_cache_evictions(w->cache);
+    out->cached_runs = keel_cache_size(w->cache);
 }

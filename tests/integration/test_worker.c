@@ -188,6 +188,30 @@ static keel_client *client;
 static keel_worker *worker;
 static char queue[96];
 
+/* A worker on `queue` with a cache of `cached` runs. */
+static void start_worker(int cached)
+{
+    keel_worker_options w;
+    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
+    w.task_queue = queue;
+    w.workflows = workflows;
+    w.n_workflows = 3;
+    w.activities = activities;
+    w.n_activities = 3;
+    w.max_concurrent_activities = 4;
+    w.max_cached_workflows = cached;
+    keel_error err;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
+}
+
+/* What a deploy does: the old process goes (its cache with it), a new one starts. */
+static void restart_worker(int cached)
+{
+    keel_worker_free(worker);
+    start_worker(cached);
+}
+
 static void setup(void)
 {
     keel_connect_options o;
@@ -198,17 +222,8 @@ static void setup(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(queue, sizeof queue, "keel-worker-%ld-%ld", (long)getpid(), (long)ts.tv_nsec);
-    keel_worker_options w;
-    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
-    w.task_queue = queue;
-    w.workflows = workflows;
-    w.n_workflows = 3;
-    w.activities = activities;
-    w.n_activities = 3;
-    w.max_concurrent_activities = 4;
-    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
-    ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
     atomic_store(&approval_v2, false);
+    start_worker(256);
 }
 
 static void teardown(void)
@@ -382,6 +397,7 @@ START_TEST(changed_workflow_code_is_caught_as_non_determinism)
     }
     /* "Deploy" v2, which schedules an activity at start, then wake the run up. */
     atomic_store(&approval_v2, true);
+    restart_worker(256);
     ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "note", "1", &err), KEEL_OK);
     bool seen = false;
     for (int64_t until = now_ms() + 15000; !seen && now_ms() < until; usleep(200 * 1000))
@@ -398,6 +414,7 @@ START_TEST(changed_workflow_code_is_caught_as_non_determinism)
 
     /* Rolling the code back lets the run go on: the retried task replays cleanly. */
     atomic_store(&approval_v2, false);
+    restart_worker(256);
     ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "approve", "\"ok\"", &err),
                      KEEL_OK);
     keel_workflow_outcome out = wait_result(id);
@@ -419,6 +436,92 @@ START_TEST(an_unregistered_workflow_type_fails_its_task_with_a_clear_message)
     ck_assert(seen);
     keel_error err;
     keel_client_workflow_terminate(client, id, NULL, "test over", &err);
+}
+END_TEST
+
+/* Signal a note and wait until the worker has answered the task it caused. */
+static void note(const char *id, int expect_notes)
+{
+    keel_error err;
+    ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "note", "\"n\"", &err), KEEL_OK);
+    char want[32];
+    snprintf(want, sizeof want, "\"notes\":%d", expect_notes);
+    for (int64_t until = now_ms() + 10000; now_ms() < until; usleep(50 * 1000)) {
+        char *status = NULL;
+        if (keel_client_workflow_query(client, id, NULL, "status", NULL, &status, &err) ==
+                KEEL_OK &&
+            strstr(status, want)) {
+            free(status);
+            return;
+        }
+        free(status);
+    }
+    ck_abort_msg("workflow %s never saw note %d", id, expect_notes);
+}
+
+START_TEST(the_sticky_cache_serves_a_runs_next_tasks)
+{
+    char id[128];
+    free(start("Approval", "keel-sticky", NULL, id, sizeof id));
+    note(id, 1);
+    note(id, 2);
+    keel_error err;
+    ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "approve", "1", &err), KEEL_OK);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+    keel_worker_stats s;
+    keel_worker_get_stats(worker, &s);
+    /* The first task (the first note may ride along with it) replays from history; the
+     * later signal tasks come from the cache. */
+    ck_assert_msg(s.cache_hits >= 2 && s.cache_misses == 1, "hits %llu misses %llu completed %llu",
+                  (unsigned long long)s.cache_hits, (unsigned long long)s.cache_misses,
+                  (unsigned long long)s.workflow_tasks_completed);
+    ck_assert_uint_eq(s.cached_runs, 0); /* a closed run leaves the cache */
+}
+END_TEST
+
+START_TEST(a_cache_of_one_still_completes_interleaved_runs)
+{
+    restart_worker(1);
+    char a[128], b[128];
+    free(start("Approval", "keel-evict-a", NULL, a, sizeof a));
+    free(start("Approval", "keel-evict-b", NULL, b, sizeof b));
+    note(a, 1);
+    note(b, 1);
+    note(a, 2);
+    note(b, 2);
+    keel_error err;
+    ck_assert_int_eq(keel_client_workflow_signal(client, a, NULL, "approve", "\"a\"", &err),
+                     KEEL_OK);
+    ck_assert_int_eq(keel_client_workflow_signal(client, b, NULL, "approve", "\"b\"", &err),
+                     KEEL_OK);
+    keel_workflow_outcome out = wait_result(a);
+    ck_assert_str_eq(out.result_json, "\"a\"");
+    keel_workflow_outcome_dispose(&out);
+    out = wait_result(b);
+    ck_assert_str_eq(out.result_json, "\"b\"");
+    keel_workflow_outcome_dispose(&out);
+    keel_worker_stats s;
+    keel_worker_get_stats(worker, &s);
+    ck_assert_uint_ge(s.cache_evictions, 2); /* each run pushed the other out */
+    ck_assert_uint_ge(s.cache_misses, 4);    /* and was rebuilt from its full history */
+    ck_assert_uint_le(s.cached_runs, 1);
+}
+END_TEST
+
+START_TEST(without_a_cache_every_task_replays)
+{
+    restart_worker(0);
+    char id[128];
+    free(start("Chain", "keel-nocache", "{\"name\":\"bo\"}", id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+    keel_worker_stats s;
+    keel_worker_get_stats(worker, &s);
+    ck_assert_uint_eq(s.cache_hits, 0);
+    ck_assert_uint_ge(s.cache_misses, 3);
 }
 END_TEST
 
@@ -444,6 +547,9 @@ Suite *worker_suite(void)
     tcase_add_test(tc, signals_queries_and_the_stack_trace);
     tcase_add_test(tc, changed_workflow_code_is_caught_as_non_determinism);
     tcase_add_test(tc, an_unregistered_workflow_type_fails_its_task_with_a_clear_message);
+    tcase_add_test(tc, the_sticky_cache_serves_a_runs_next_tasks);
+    tcase_add_test(tc, a_cache_of_one_still_completes_interleaved_runs);
+    tcase_add_test(tc, without_a_cache_every_task_replays);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;
