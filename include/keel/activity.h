@@ -42,8 +42,9 @@ int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *mes
                        bool non_retryable);
 
 /* Report progress (JSON details, NULL: none) and learn whether the workflow wants the activity
- * cancelled: KEEL_ECANCELLED means stop and return (the result is discarded). Heartbeats are
- * needed for cancellation to reach a running activity and for heartbeat timeouts. */
+ * cancelled: KEEL_ECANCELLED means stop and return KEEL_ECANCELLED; the worker then reports the
+ * activity as canceled. Heartbeats are how cancellation reaches a running activity, and what a
+ * heartbeat timeout watches. */
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json);
 
 /* Whether a heartbeat has learned of a cancellation request. */

@@ -108,6 +108,10 @@ int keel_workflow_fail(keel_workflow_ctx *ctx, const char *type, const char *mes
                        bool non_retryable);
 int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json);
 
+/* End the run as Canceled, usually after KEEL_EVENT_CANCEL_REQUESTED once the work in flight is
+ * wound down. details_json: what to record (NULL: nothing). */
+int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json);
+
 /* Workflow time: when the current workflow task started, as recorded in history (ms since the
  * Unix epoch). The same on every replay. */
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx);

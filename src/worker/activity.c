@@ -171,6 +171,20 @@ static void report_failed(keel_activity_pool *p, const activity_task *t, const c
     atomic_fetch_add(&p->failed, 1);
 }
 
+/* The activity stopped because the workflow asked it to. */
+static void report_canceled(keel_activity_pool *p, const activity_task *t)
+{
+    Temporal__Api__Workflowservice__V1__RespondActivityTaskCanceledRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_CANCELED_REQUEST__INIT;
+    req.task_token = t->task_token;
+    req.identity = (char *)p->identity;
+    req.namespace_ = (char *)p->namespace;
+    report(
+        p, "RespondActivityTaskCanceled", (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__respond_activity_task_canceled_response__descriptor);
+    atomic_fetch_add(&p->failed, 1);
+}
+
 static void run_task(keel_activity_pool *p, const activity_task *t)
 {
     const char *name = t->activity_type && t->activity_type->name ? t->activity_type->name : "";
@@ -196,6 +210,8 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
     if (rc == KEEL_OK) {
         if (report_completed(p, t, result, &err) != KEEL_OK)
             report_failed(p, t, "BadActivityResult", err.message, true);
+    } else if (ctx.cancel_requested && !ctx.failed) {
+        report_canceled(p, t);
     } else if (ctx.failed) {
         report_failed(p, t, ctx.fail_type, ctx.fail_message, ctx.non_retryable);
     } else {

@@ -37,6 +37,7 @@ typedef enum cmd_kind {
     CMD_COMPLETE,
     CMD_FAIL,
     CMD_CONTINUE_AS_NEW,
+    CMD_CANCEL_WORKFLOW,
 } cmd_kind;
 
 typedef struct command {
@@ -623,6 +624,38 @@ int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json
     return KEEL_OK;
 }
 
+int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "CancelWorkflowExecution"))
+        return KEEL_EINVAL;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CANCEL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__CancelWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory cancelling the workflow");
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__cancel_workflow_execution_command_attributes__init(a);
+    pb->cancel_workflow_execution_command_attributes = a;
+    keel_error perr;
+    if (keel_payloads_new_json(details_json, "cancellation details", &a->details, &perr) !=
+        KEEL_OK) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return perr.code;
+    }
+    command *c = push_command(e, CMD_CANCEL_WORKFLOW, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "CancelWorkflowExecution");
+    e->closing = true;
+    return KEEL_OK;
+}
+
 /* ---- the rest of the context ---- */
 
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
@@ -835,6 +868,8 @@ static bool matches(keel_engine *e, command *c, const keel_pb_event *ev, char *s
         return c->kind == CMD_FAIL;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_CONTINUED_AS_NEW_EVENT_ATTRIBUTES:
         return c->kind == CMD_CONTINUE_AS_NEW;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_CANCELED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_CANCEL_WORKFLOW;
     default:
         return false; /* a command event keel workflows cannot issue yet */
     }

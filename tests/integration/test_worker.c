@@ -58,11 +58,61 @@ static int refuse(keel_activity_ctx *ctx, const char *input, char **result, void
     return keel_activity_fail(ctx, "OutOfStock", "no laptops left", true);
 }
 
+/* Works for up to 20 s, heartbeating; stops when cancellation comes back through a heartbeat. */
+static atomic_int long_runs, long_saw_cancel;
+
+static int long_work(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    (void)input;
+    (void)user;
+    atomic_fetch_add(&long_runs, 1);
+    for (int i = 0; i < 200; i++) {
+        if (keel_activity_heartbeat(ctx, "{\"step\":1}") == KEEL_ECANCELLED) {
+            atomic_fetch_add(&long_saw_cancel, 1);
+            return KEEL_ECANCELLED;
+        }
+        usleep(100 * 1000);
+    }
+    *result = strdup("\"finished\"");
+    return KEEL_OK;
+}
+
 static const keel_activity_type activities[] = {
     {"greet", greet, NULL},
     {"flaky", flaky, NULL},
     {"refuse", refuse, NULL},
+    {"long", long_work, NULL},
 };
+
+/* Runs "long"; on a cancel request cancels it and, once it is canceled, ends as Canceled. */
+static int cancellable_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)input;
+    uint32_t *seq = state;
+    keel_activity_options o = {.start_to_close_ms = 30000, .heartbeat_ms = 5000};
+    *seq = keel_workflow_activity(ctx, "long", NULL, &o);
+    return *seq ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int cancellable_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    uint32_t *seq = state;
+    switch (ev->kind) {
+    case KEEL_EVENT_CANCEL_REQUESTED:
+        return keel_workflow_cancel_activity(ctx, *seq);
+    case KEEL_EVENT_ACTIVITY_CANCELED:
+        return keel_workflow_cancelled(ctx, "{\"wound_down\":true}");
+    case KEEL_EVENT_ACTIVITY_COMPLETED:
+        return keel_workflow_complete(ctx, ev->json);
+    default:
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    }
+}
+
+static const keel_workflow_type cancellable_type = {.name = "Cancellable",
+                                                    .state_size = sizeof(uint32_t),
+                                                    .start = cancellable_start,
+                                                    .on_event = cancellable_event};
 
 /* ---- workflows ---- */
 
@@ -180,7 +230,8 @@ static const keel_workflow_type approval_type = {.name = "Approval",
                                                  .query = approval_query,
                                                  .describe = approval_describe};
 
-static const keel_workflow_type *const workflows[] = {&chain_type, &sleeper_type, &approval_type};
+static const keel_workflow_type *const workflows[] = {&chain_type, &sleeper_type, &approval_type,
+                                                      &cancellable_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -195,9 +246,9 @@ static void start_worker(int cached)
     keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
     w.task_queue = queue;
     w.workflows = workflows;
-    w.n_workflows = 3;
+    w.n_workflows = sizeof workflows / sizeof workflows[0];
     w.activities = activities;
-    w.n_activities = 3;
+    w.n_activities = sizeof activities / sizeof activities[0];
     w.max_concurrent_activities = 4;
     w.max_cached_workflows = cached;
     keel_error err;
@@ -525,6 +576,28 @@ START_TEST(without_a_cache_every_task_replays)
 }
 END_TEST
 
+START_TEST(cancelling_a_run_reaches_its_running_activity)
+{
+    atomic_store(&long_runs, 0);
+    atomic_store(&long_saw_cancel, 0);
+    char id[128];
+    free(start("Cancellable", "keel-cancel", NULL, id, sizeof id));
+    for (int64_t until = now_ms() + 10000; atomic_load(&long_runs) == 0 && now_ms() < until;)
+        usleep(50 * 1000);
+    ck_assert_int_eq(atomic_load(&long_runs), 1);
+    keel_error err;
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(keel_client_workflow_cancel(client, id, NULL, "no longer needed", &err),
+                     KEEL_OK);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_CANCELED);
+    keel_workflow_outcome_dispose(&out);
+    ck_assert_int_eq(atomic_load(&long_saw_cancel), 1);
+    /* It took a heartbeat or two, not the activity's 20 s. */
+    ck_assert_int_lt(now_ms() - t0, 10000);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -550,6 +623,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, the_sticky_cache_serves_a_runs_next_tasks);
     tcase_add_test(tc, a_cache_of_one_still_completes_interleaved_runs);
     tcase_add_test(tc, without_a_cache_every_task_replays);
+    tcase_add_test(tc, cancelling_a_run_reaches_its_running_activity);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;
