@@ -52,12 +52,13 @@ endif
 LIB := $(OUT)/libkeel.a
 KEELCTL := $(OUT)/bin/keelctl
 WORKER := $(OUT)/bin/keel-worker
+BENCH := $(OUT)/bin/keel-bench
 UNIT := $(OUT)/tests/unit
 INTEGRATION := $(OUT)/tests/integration
 
 DEVSTACK := tools/devstack
 
-.PHONY: help all deps protos binaries test test-unit test-integration test-asan check run \
+.PHONY: help all deps protos binaries test test-unit test-integration test-asan check run bench \
         worker devstack-up devstack-down devstack-status format format-check \
         determinism-check clean distclean
 
@@ -79,7 +80,7 @@ deps: ## Install the Debian packages keel needs (no-op when present)
 protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
 
-binaries: $(LIB) $(KEELCTL) $(WORKER) $(UNIT) $(INTEGRATION)
+binaries: $(LIB) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION)
 
 $(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
 	@mkdir -p $(@D)
@@ -99,6 +100,10 @@ $(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(LIB)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(WORKER): $(call obj,src/worker/keel_worker_main.c) $(LIB)
+	@mkdir -p $(@D)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BENCH): $(call obj,$(wildcard tools/bench/*.c)) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -151,6 +156,13 @@ determinism-check: ## Check that workflows/ uses no clock, randomness, threads, 
 	    { echo "check-determinism missed $$call() in the fixture"; exit 1; }; done; \
 	  if grep -q 'sleep(' <<<"$$out"; then echo "check-determinism flagged a string"; exit 1; fi
 	@tools/check-determinism workflows
+
+# ---- benchmarks (never part of the tests: numbers are measured, not asserted) ----
+
+BENCH_ARGS ?= --workflows 500 --concurrency 8
+
+bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on the dev stack
+	eval "$$($(DEVSTACK) env)" && $(BENCH) $(BENCH_ARGS)
 
 # ---- running ----
 
