@@ -182,6 +182,19 @@ void keel_workflow_outcome_dispose(keel_workflow_outcome *outcome);
 int keel_client_workflow_result(keel_client *client, const char *workflow_id, const char *run_id,
                                 int64_t timeout_ms, keel_workflow_outcome *out, keel_error *err);
 
+typedef enum keel_history_format {
+    KEEL_HISTORY_JSON = 1,   /* {"events": [...]}: proto3 JSON, as Temporal's tools write it */
+    KEEL_HISTORY_BINARY = 2, /* a serialized temporal.api.history.v1.History */
+} keel_history_format;
+
+/*
+ * The run's whole history (every page), as JSON or binary, in a new buffer *out of *len bytes
+ * (JSON is also NUL-terminated); the caller frees it. Input for keel_replay().
+ */
+int keel_client_workflow_history(keel_client *client, const char *workflow_id, const char *run_id,
+                                 keel_history_format format, char **out, size_t *len,
+                                 keel_error *err);
+
 /*
  * QueryWorkflow: ask a run a read-only question; a worker replays the run and answers. The answer
  * is JSON in *result_json (caller frees). "__stack_trace" is answered for every keel workflow

@@ -8,6 +8,7 @@
 #include "keel/error.h"
 #include "keel/execution.h"
 #include "keel/options.h"
+#include "keel/replayer.h"
 #include "keel/version.h"
 #include "keel/worker.h"
 #include "keel/workflow.h"

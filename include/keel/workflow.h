@@ -112,6 +112,15 @@ int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json
  * wound down. details_json: what to record (NULL: nothing). */
 int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json);
 
+/* Set search attributes on the run (registered ones: `keelctl search-attribute list`), so that
+ * operators can filter runs by them in the Web UI and clients with visibility queries. A value of
+ * "null" removes the attribute. */
+int keel_workflow_upsert_search_attributes(keel_workflow_ctx *ctx,
+                                           const keel_search_attribute_value *values, size_t n);
+
+/* Set memo entries (JSON values), shown with the run in the Web UI and describe. */
+int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, size_t n);
+
 /* Workflow time: when the current workflow task started, as recorded in history (ms since the
  * Unix epoch). The same on every replay. */
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx);

@@ -16,6 +16,7 @@
 #include "client/client.h"
 #include "converter/failure.h"
 #include "converter/payload.h"
+#include "converter/protojson.h"
 #include "proto/proto.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
@@ -88,79 +89,6 @@ static pb_execution *new_execution(const char *workflow_id, const char *run_id, 
     e->workflow_id = dup_str(workflow_id, ok);
     e->run_id = dup_str(run_id, ok);
     return e;
-}
-
-static Temporal__Api__Common__V1__Memo *new_memo(const keel_kv *kv, size_t n, keel_error *err)
-{
-    Temporal__Api__Common__V1__Memo *m = malloc(sizeof *m);
-    if (m == NULL)
-        return oom(err), NULL;
-    temporal__api__common__v1__memo__init(m);
-    m->fields = calloc(n, sizeof *m->fields);
-    if (m->fields == NULL) {
-        FREE_PB(m);
-        return oom(err), NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
-        if (e == NULL) {
-            FREE_PB(m);
-            return oom(err), NULL;
-        }
-        temporal__api__common__v1__memo__fields_entry__init(e);
-        m->fields[m->n_fields++] = e;
-        char what[160];
-        snprintf(what, sizeof what, "memo '%s'", kv[i].key);
-        const char *v = kv[i].value ? kv[i].value : "";
-        bool ok = true;
-        e->key = dup_str(kv[i].key, &ok);
-        int rc = ok ? keel_payload_new_json(v, strlen(v), what, &e->value, err) : oom(err);
-        if (rc != KEEL_OK) {
-            FREE_PB(m);
-            return NULL;
-        }
-    }
-    return m;
-}
-
-static Temporal__Api__Common__V1__SearchAttributes *
-new_search_attributes(const keel_search_attribute_value *v, size_t n, keel_error *err)
-{
-    Temporal__Api__Common__V1__SearchAttributes *sa = malloc(sizeof *sa);
-    if (sa == NULL)
-        return oom(err), NULL;
-    temporal__api__common__v1__search_attributes__init(sa);
-    sa->indexed_fields = calloc(n, sizeof *sa->indexed_fields);
-    if (sa->indexed_fields == NULL) {
-        FREE_PB(sa);
-        return oom(err), NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        Temporal__Api__Common__V1__SearchAttributes__IndexedFieldsEntry *e = malloc(sizeof *e);
-        if (e == NULL) {
-            FREE_PB(sa);
-            return oom(err), NULL;
-        }
-        temporal__api__common__v1__search_attributes__indexed_fields_entry__init(e);
-        sa->indexed_fields[sa->n_indexed_fields++] = e;
-        char what[160];
-        snprintf(what, sizeof what, "search attribute '%s'", v[i].name ? v[i].name : "");
-        bool ok = true;
-        e->key = dup_str(v[i].name, &ok);
-        int rc =
-            !ok ? oom(err)
-                : keel_payload_new_json(v[i].json ? v[i].json : "",
-                                        v[i].json ? strlen(v[i].json) : 0, what, &e->value, err);
-        /* The indexed type travels in the payload's metadata, as the SDKs send it. */
-        if (rc == KEEL_OK)
-            rc = keel_payload_set_metadata(e->value, "type",
-                                           keel_indexed_value_type_name(v[i].type), err);
-        if (rc != KEEL_OK) {
-            FREE_PB(sa);
-            return NULL;
-        }
-    }
-    return sa;
 }
 
 static Temporal__Api__Common__V1__RetryPolicy *new_retry(const keel_retry_policy *p,
@@ -262,11 +190,12 @@ static int build_start(keel_transport *t, const char *ns, const keel_workflow_st
     if (!ok || r->workflow_type == NULL || r->task_queue == NULL)
         return oom(err);
     int rc = keel_payloads_new_json(o->input_json, "workflow input", &r->input, err);
-    if (rc == KEEL_OK && o->n_memo > 0 && (r->memo = new_memo(o->memo, o->n_memo, err)) == NULL)
+    if (rc == KEEL_OK && o->n_memo > 0 &&
+        (r->memo = keel_memo_new(o->memo, o->n_memo, err)) == NULL)
         rc = err->code;
     if (rc == KEEL_OK && o->n_search_attributes > 0 &&
         (r->search_attributes =
-             new_search_attributes(o->search_attributes, o->n_search_attributes, err)) == NULL)
+             keel_search_attributes_new(o->search_attributes, o->n_search_attributes, err)) == NULL)
         rc = err->code;
     if (rc == KEEL_OK && o->retry_policy &&
         (r->retry_policy = new_retry(o->retry_policy, err)) == NULL)
@@ -631,6 +560,104 @@ int keel_client_workflow_list(keel_client *client, const char *query, size_t lim
     return rc;
 }
 
+/* ---- history ---- */
+
+typedef Temporal__Api__History__V1__History pb_history;
+
+/* Move a page's events onto the end of all (the page keeps an empty list). */
+static int take_events(pb_history *all, Temporal__Api__History__V1__History *page, keel_error *err)
+{
+    if (page == NULL || page->n_events == 0)
+        return KEEL_OK;
+    Temporal__Api__History__V1__HistoryEvent **grown =
+        realloc(all->events, (all->n_events + page->n_events) * sizeof *grown);
+    if (grown == NULL)
+        return oom(err);
+    all->events = grown;
+    memcpy(all->events + all->n_events, page->events, page->n_events * sizeof *grown);
+    all->n_events += page->n_events;
+    free(page->events);
+    page->events = NULL;
+    page->n_events = 0;
+    return KEEL_OK;
+}
+
+int keel_client_workflow_history(keel_client *client, const char *workflow_id, const char *run_id,
+                                 keel_history_format format, char **out, size_t *len,
+                                 keel_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    keel_error local;
+    err = err ? err : &local;
+    if (check_target(workflow_id, err) != KEEL_OK)
+        return err->code;
+    if (format != KEEL_HISTORY_JSON && format != KEEL_HISTORY_BINARY)
+        return keel_error_set(err, KEEL_EINVAL, "unknown history format %d", (int)format);
+    keel_transport *t = keel_client_transport(client);
+    const char *ns = keel_transport_namespace(t);
+    pb_history *all = malloc(sizeof *all);
+    if (all == NULL)
+        return oom(err);
+    temporal__api__history__v1__history__init(all);
+    uint8_t *token = NULL;
+    size_t token_len = 0;
+    int rc = KEEL_OK;
+    do {
+        Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
+            TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
+        pb_execution exec = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+        exec.workflow_id = (char *)workflow_id;
+        exec.run_id = (char *)(run_id ? run_id : "");
+        req.namespace_ = (char *)ns;
+        req.execution = &exec;
+        req.next_page_token = (ProtobufCBinaryData){token_len, token};
+        req.skip_archival = 1;
+        Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *resp = NULL;
+        keel_call_options co = {.retry = true, .namespace = ns};
+        rc = keel_transport_call(
+            t, WF("GetWorkflowExecutionHistory"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+            (ProtobufCMessage **)&resp, &co, err);
+        if (rc != KEEL_OK)
+            break;
+        rc = take_events(all, resp->history, err);
+        free(token);
+        token = NULL;
+        token_len = 0;
+        if (rc == KEEL_OK && resp->next_page_token.len > 0) {
+            if ((token = malloc(resp->next_page_token.len)) == NULL)
+                rc = oom(err);
+            else {
+                memcpy(token, resp->next_page_token.data, resp->next_page_token.len);
+                token_len = resp->next_page_token.len;
+            }
+        }
+        FREE_PB(resp);
+    } while (rc == KEEL_OK && token_len > 0);
+    free(token);
+    if (rc == KEEL_OK && format == KEEL_HISTORY_JSON) {
+        *out = keel_protojson_encode(&all->base, true, err);
+        if (*out == NULL)
+            rc = err->code ? err->code : oom(err);
+        else
+            *len = strlen(*out);
+    } else if (rc == KEEL_OK) {
+        *len = protobuf_c_message_get_packed_size(&all->base);
+        if ((*out = malloc(*len ? *len : 1)) == NULL)
+            rc = oom(err);
+        else
+            protobuf_c_message_pack(&all->base, (uint8_t *)*out);
+    }
+    FREE_PB(all);
+    if (rc != KEEL_OK) {
+        free(*out);
+        *out = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
 /* ---- query ---- */
 
 int keel_client_workflow_query(keel_client *client, const char *workflow_id, const char *run_id,
@@ -839,9 +866,14 @@ int keel_client_workflow_result(keel_client *client, const char *workflow_id, co
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *resp = NULL;
         rc = poll_close(t, workflow_id, run, (ProtobufCBinaryData){token_len, token}, wait, &resp,
                         err);
-        if (rc == KEEL_ETIMEOUT && (!deadline || mono_ms() < deadline)) {
-            rc = KEEL_OK; /* this poll's deadline, not ours: poll again */
-            continue;
+        if (rc == KEEL_ETIMEOUT) {
+            if (!deadline || mono_ms() < deadline) {
+                rc = KEEL_OK; /* this poll's deadline, not ours: poll again */
+                continue;
+            }
+            rc = keel_error_set(err, KEEL_ETIMEOUT, "workflow %s did not close within %lld ms",
+                                workflow_id, (long long)timeout_ms);
+            break;
         }
         if (rc != KEEL_OK)
             break;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keel/client.h"
+
 #define PAYLOAD_FREE(p) protobuf_c_message_free_unpacked(&(p)->base, NULL)
 
 static int oom(keel_error *err)
@@ -213,4 +215,78 @@ int keel_payloads_to_json(const keel_pb_payloads *ps, const char *what, char **j
         return *json_out ? KEEL_OK : oom(err);
     }
     return keel_payload_to_json(ps->payloads[0], what, json_out, err);
+}
+
+/* ---- memo and search attributes: maps of payloads ---- */
+
+Temporal__Api__Common__V1__Memo *keel_memo_new(const keel_kv *kv, size_t n, keel_error *err)
+{
+    Temporal__Api__Common__V1__Memo *m = malloc(sizeof *m);
+    if (m == NULL)
+        return oom(err), NULL;
+    temporal__api__common__v1__memo__init(m);
+    m->fields = calloc(n ? n : 1, sizeof *m->fields);
+    if (m->fields == NULL) {
+        PAYLOAD_FREE(m);
+        return oom(err), NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
+        if (e == NULL) {
+            PAYLOAD_FREE(m);
+            return oom(err), NULL;
+        }
+        temporal__api__common__v1__memo__fields_entry__init(e);
+        m->fields[m->n_fields++] = e;
+        char what[160];
+        const char *key = kv[i].key ? kv[i].key : "";
+        snprintf(what, sizeof what, "memo '%s'", key);
+        const char *v = kv[i].value ? kv[i].value : "";
+        int rc = (e->key = strdup(key)) == NULL
+                     ? oom(err)
+                     : keel_payload_new_json(v, strlen(v), what, &e->value, err);
+        if (rc != KEEL_OK) {
+            PAYLOAD_FREE(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
+Temporal__Api__Common__V1__SearchAttributes *
+keel_search_attributes_new(const keel_search_attribute_value *v, size_t n, keel_error *err)
+{
+    Temporal__Api__Common__V1__SearchAttributes *sa = malloc(sizeof *sa);
+    if (sa == NULL)
+        return oom(err), NULL;
+    temporal__api__common__v1__search_attributes__init(sa);
+    sa->indexed_fields = calloc(n ? n : 1, sizeof *sa->indexed_fields);
+    if (sa->indexed_fields == NULL) {
+        PAYLOAD_FREE(sa);
+        return oom(err), NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Temporal__Api__Common__V1__SearchAttributes__IndexedFieldsEntry *e = malloc(sizeof *e);
+        if (e == NULL) {
+            PAYLOAD_FREE(sa);
+            return oom(err), NULL;
+        }
+        temporal__api__common__v1__search_attributes__indexed_fields_entry__init(e);
+        sa->indexed_fields[sa->n_indexed_fields++] = e;
+        char what[160];
+        snprintf(what, sizeof what, "search attribute '%s'", v[i].name ? v[i].name : "");
+        const char *json = v[i].json ? v[i].json : "";
+        int rc = (e->key = strdup(v[i].name ? v[i].name : "")) == NULL
+                     ? oom(err)
+                     : keel_payload_new_json(json, strlen(json), what, &e->value, err);
+        /* The indexed type travels in the payload's metadata, as the SDKs send it. */
+        if (rc == KEEL_OK)
+            rc = keel_payload_set_metadata(e->value, "type",
+                                           keel_indexed_value_type_name(v[i].type), err);
+        if (rc != KEEL_OK) {
+            PAYLOAD_FREE(sa);
+            return NULL;
+        }
+    }
+    return sa;
 }

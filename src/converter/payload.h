@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "keel/error.h"
+#include "keel/execution.h"
 #include "temporal/api/common/v1/message.pb-c.h"
 
 #define KEEL_ENCODING_JSON   "json/plain"
@@ -58,5 +59,14 @@ int keel_payloads_new_json(const char *json, const char *what, keel_pb_payloads 
 /* The first payload of a Payloads as JSON text (caller frees); "null" when there is none. */
 int keel_payloads_to_json(const keel_pb_payloads *ps, const char *what, char **json_out,
                           keel_error *err);
+
+/* A Memo whose values are the JSON texts in kv (each checked). Heap, unpack layout; NULL with err
+ * set on bad JSON (naming the key) or no memory. */
+Temporal__Api__Common__V1__Memo *keel_memo_new(const keel_kv *kv, size_t n, keel_error *err);
+
+/* SearchAttributes from typed JSON values, each payload carrying its `type` metadata as the SDKs
+ * send it. Heap, unpack layout; NULL with err set. */
+Temporal__Api__Common__V1__SearchAttributes *
+keel_search_attributes_new(const keel_search_attribute_value *v, size_t n, keel_error *err);
 
 #endif

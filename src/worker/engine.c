@@ -38,6 +38,8 @@ typedef enum cmd_kind {
     CMD_FAIL,
     CMD_CONTINUE_AS_NEW,
     CMD_CANCEL_WORKFLOW,
+    CMD_UPSERT_SEARCH_ATTRIBUTES,
+    CMD_MODIFY_PROPERTIES,
 } cmd_kind;
 
 typedef struct command {
@@ -656,6 +658,78 @@ int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json)
     return KEEL_OK;
 }
 
+int keel_workflow_upsert_search_attributes(keel_workflow_ctx *ctx,
+                                           const keel_search_attribute_value *values, size_t n)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "UpsertWorkflowSearchAttributes"))
+        return KEEL_EINVAL;
+    if (values == NULL || n == 0) {
+        engine_error(e, "keel_workflow_upsert_search_attributes needs at least one value");
+        return KEEL_EINVAL;
+    }
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__UpsertWorkflowSearchAttributesCommandAttributes *a =
+        malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory upserting search attributes");
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__upsert_workflow_search_attributes_command_attributes__init(a);
+    pb->upsert_workflow_search_attributes_command_attributes = a;
+    keel_error perr;
+    if ((a->search_attributes = keel_search_attributes_new(values, n, &perr)) == NULL) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return perr.code;
+    }
+    command *c = push_command(e, CMD_UPSERT_SEARCH_ATTRIBUTES, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "UpsertWorkflowSearchAttributes (%s%s)", values[0].name,
+             n > 1 ? ", ..." : "");
+    return KEEL_OK;
+}
+
+int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, size_t n)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "ModifyWorkflowProperties"))
+        return KEEL_EINVAL;
+    if (entries == NULL || n == 0) {
+        engine_error(e, "keel_workflow_upsert_memo needs at least one entry");
+        return KEEL_EINVAL;
+    }
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_MODIFY_WORKFLOW_PROPERTIES_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__ModifyWorkflowPropertiesCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory upserting the memo");
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__modify_workflow_properties_command_attributes__init(a);
+    pb->modify_workflow_properties_command_attributes = a;
+    keel_error perr;
+    if ((a->upserted_memo = keel_memo_new(entries, n, &perr)) == NULL) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return perr.code;
+    }
+    command *c = push_command(e, CMD_MODIFY_PROPERTIES, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "ModifyWorkflowProperties (memo %s%s)", entries[0].key,
+             n > 1 ? ", ..." : "");
+    return KEEL_OK;
+}
+
 /* ---- the rest of the context ---- */
 
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
@@ -870,6 +944,10 @@ static bool matches(keel_engine *e, command *c, const keel_pb_event *ev, char *s
         return c->kind == CMD_CONTINUE_AS_NEW;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_CANCELED_EVENT_ATTRIBUTES:
         return c->kind == CMD_CANCEL_WORKFLOW;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES_EVENT_ATTRIBUTES:
+        return c->kind == CMD_UPSERT_SEARCH_ATTRIBUTES;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_PROPERTIES_MODIFIED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_MODIFY_PROPERTIES;
     default:
         return false; /* a command event keel workflows cannot issue yet */
     }

@@ -172,6 +172,26 @@ START_TEST(workflow_commands_round_trip)
 
     snprintf(args, sizeof args, "workflow terminate --id %s --reason 'cli test'", id);
     ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    /* Its history, as JSON with the events in order, and as a binary file. */
+    snprintf(args, sizeof args, "workflow history --id %s", id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(j != NULL, "history is not JSON: %.200s", o.out);
+    cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
+    ck_assert_int_ge(cJSON_GetArraySize(events), 3);
+    ck_assert_str_eq(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(events, 0), "eventType")->valuestring,
+        "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED");
+    cJSON_Delete(j);
+    char path[] = "/tmp/keelctl-history-XXXXXX";
+    close(mkstemp(path));
+    snprintf(args, sizeof args, "workflow history --id %s --binary --output %s", id, path);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    ck_assert_ptr_nonnull(strstr(o.err, "written to"));
+    unlink(path);
+    snprintf(args, sizeof args, "workflow history --id %s --binary", id);
+    ck_assert_int_eq(keelctl(args, &o), 2);
+
     /* The result of a run that did not complete: exit 1, the reason on stderr. */
     snprintf(args, sizeof args, "workflow result --id %s", id);
     ck_assert_int_eq(keelctl(args, &o), 1);

@@ -230,8 +230,27 @@ static const keel_workflow_type approval_type = {.name = "Approval",
                                                  .query = approval_query,
                                                  .describe = approval_describe};
 
+/* Marks its stage for operators, then completes: what the Web UI filters on. */
+static int stager_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    keel_search_attribute_value sa[] = {
+        {"ProcurementStage", KEEL_INDEXED_VALUE_TYPE_KEYWORD, "\"approval\""},
+        {"AmountUSD", KEEL_INDEXED_VALUE_TYPE_DOUBLE, input}};
+    keel_kv memo[] = {{"note", "\"waiting for ana\""}};
+    int rc = keel_workflow_upsert_search_attributes(ctx, sa, 2);
+    if (rc == KEEL_OK)
+        rc = keel_workflow_upsert_memo(ctx, memo, 1);
+    if (rc == KEEL_OK)
+        rc = keel_workflow_complete(ctx, NULL);
+    return rc;
+}
+
+static const keel_workflow_type stager_type = {
+    .name = "Stager", .state_size = 1, .start = stager_start, .on_event = sleeper_event};
+
 static const keel_workflow_type *const workflows[] = {&chain_type, &sleeper_type, &approval_type,
-                                                      &cancellable_type};
+                                                      &cancellable_type, &stager_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -598,6 +617,104 @@ START_TEST(cancelling_a_run_reaches_its_running_activity)
 }
 END_TEST
 
+/* Chain with a change: the second activity is another one. Its history must not replay. */
+static int chain_v2_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    chain *c = state;
+    if (ev->kind != KEEL_EVENT_ACTIVITY_COMPLETED)
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    if (c->done++ == 0) {
+        keel_activity_options o = {.start_to_close_ms = 10000};
+        return keel_workflow_activity(ctx, "greet", NULL, &o) ? KEEL_OK : KEEL_EINVAL;
+    }
+    return keel_workflow_complete(ctx, ev->json);
+}
+
+START_TEST(a_recorded_history_replays_and_catches_changed_code)
+{
+    char id[128];
+    free(start("Chain", "keel-replay", "{\"name\":\"cy\"}", id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+
+    keel_error err;
+    char *json = NULL, *bin = NULL;
+    size_t json_len, bin_len;
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json,
+                                               &json_len, &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_BINARY, &bin,
+                                               &bin_len, &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_ptr_nonnull(strstr(json, "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"));
+
+    /* The same code replays both forms. */
+    ck_assert_msg(keel_replay(&chain_type, json, json_len, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_replay(&chain_type, bin, bin_len, &err) == KEEL_OK, "%s", err.message);
+
+    /* From a file, as `keelctl workflow history --output` writes it. */
+    char path[] = "/tmp/keel-history-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_eq(write(fd, json, json_len), (ssize_t)json_len);
+    close(fd);
+    ck_assert_msg(keel_replay_file(&chain_type, path, &err) == KEEL_OK, "%s", err.message);
+    unlink(path);
+
+    /* Changed code is caught, naming what differs. */
+    keel_workflow_type v2 = chain_type;
+    v2.on_event = chain_v2_event;
+    ck_assert_int_eq(keel_replay(&v2, json, json_len, &err), KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "type greet"));
+    ck_assert_ptr_nonnull(strstr(err.message, "type flaky"));
+
+    /* Another type's history, and things that are not histories. */
+    ck_assert_int_eq(keel_replay(&sleeper_type, json, json_len, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "'Chain', not 'Sleeper'"));
+    ck_assert_int_eq(keel_replay(&chain_type, "{\"events\": 7}", 14, &err), KEEL_EINVAL);
+    ck_assert_int_eq(keel_replay(&chain_type, "\x01\x02garbage", 9, &err), KEEL_EINVAL);
+    ck_assert_int_eq(keel_replay_file(&chain_type, "/nonexistent/h.json", &err), KEEL_EIO);
+    free(json);
+    free(bin);
+}
+END_TEST
+
+START_TEST(search_attributes_and_memo_reach_visibility)
+{
+    char id[128];
+    free(start("Stager", "keel-stager", "1250.5", id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+    keel_workflow_info w;
+    keel_error err;
+    ck_assert_int_eq(keel_client_workflow_describe(client, id, NULL, &w, &err), KEEL_OK);
+    int seen = 0;
+    for (size_t i = 0; i < w.n_search_attributes; i++) {
+        if (strcmp(w.search_attributes[i].key, "ProcurementStage") == 0 &&
+            strcmp(w.search_attributes[i].value, "\"approval\"") == 0)
+            seen++;
+        if (strcmp(w.search_attributes[i].key, "AmountUSD") == 0 &&
+            atof(w.search_attributes[i].value) == 1250.5)
+            seen++;
+    }
+    for (size_t i = 0; i < w.n_memo; i++)
+        if (strcmp(w.memo[i].key, "note") == 0 &&
+            strcmp(w.memo[i].value, "\"waiting for ana\"") == 0)
+            seen++;
+    keel_workflow_info_dispose(&w);
+    ck_assert_int_eq(seen, 3);
+    /* And the run replays: the upserts match their recorded events. */
+    char *json;
+    size_t len;
+    ck_assert_int_eq(
+        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len, &err),
+        KEEL_OK);
+    ck_assert_msg(keel_replay(&stager_type, json, len, &err) == KEEL_OK, "%s", err.message);
+    free(json);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -624,6 +741,8 @@ Suite *worker_suite(void)
     tcase_add_test(tc, a_cache_of_one_still_completes_interleaved_runs);
     tcase_add_test(tc, without_a_cache_every_task_replays);
     tcase_add_test(tc, cancelling_a_run_reaches_its_running_activity);
+    tcase_add_test(tc, a_recorded_history_replays_and_catches_changed_code);
+    tcase_add_test(tc, search_attributes_and_memo_reach_visibility);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;

@@ -45,6 +45,8 @@ static const char usage[] =
     "                                   wait for the result (exit 1 unless it completed)\n"
     "  workflow cancel|terminate --id ID [--run-id R] [--reason TEXT]\n"
     "  workflow list [--query VISIBILITY-QUERY] [--limit N]\n"
+    "  workflow history --id ID [--run-id R] [--output FILE] [--binary]\n"
+    "                                   the run's history as JSON (or binary protobuf)\n"
     "\n"
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
@@ -96,6 +98,7 @@ static const char **option_slot(cli *c, const char *name)
         {"limit", offsetof(cli, limit)},
         {"wait-timeout", offsetof(cli, wait_timeout)},
         {"request-id", offsetof(cli, request_id)},
+        {"output", offsetof(cli, output)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
@@ -174,6 +177,10 @@ static int parse(int argc, char **argv, cli *c)
         }
         if (strcmp(name, "wait") == 0) {
             c->wait = true;
+            continue;
+        }
+        if (strcmp(name, "binary") == 0) {
+            c->binary = true;
             continue;
         }
         int rep = parse_repeated(c, name, argc, argv, &i);
@@ -482,6 +489,7 @@ static const struct command {
     {"workflow", "cancel", keelctl_workflow_cancel},
     {"workflow", "terminate", keelctl_workflow_terminate},
     {"workflow", "list", keelctl_workflow_list},
+    {"workflow", "history", keelctl_workflow_history},
 };
 
 /* The command named by the arguments, or NULL after saying what is wrong with them. */

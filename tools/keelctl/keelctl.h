@@ -16,12 +16,12 @@
 typedef struct cli {
     const char *address, *namespace, *timeout;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
-    bool tls, json, if_not_exists, wait;
+    bool tls, json, if_not_exists, wait, binary;
     const char *retention, *description, *owner_email;
     const char *name, *type;
     const char *workflow_id, *run_id, *task_queue, *input, *request_id;
     const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
-    const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit;
+    const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit, *output;
     const char *memo[KEELCTL_MAX_REPEATED];
     int n_memo;
     const char *search_attributes[KEELCTL_MAX_REPEATED];
@@ -50,5 +50,6 @@ int keelctl_workflow_result(keel_client *client, const cli *c);
 int keelctl_workflow_cancel(keel_client *client, const cli *c);
 int keelctl_workflow_terminate(keel_client *client, const cli *c);
 int keelctl_workflow_list(keel_client *client, const cli *c);
+int keelctl_workflow_history(keel_client *client, const cli *c);
 
 #endif

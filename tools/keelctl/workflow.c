@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <time.h>
 
 #include "keelctl.h"
@@ -408,4 +409,42 @@ int keelctl_workflow_list(keel_client *client, const cli *c)
     }
     keel_workflow_list_dispose(&list);
     return rc;
+}
+
+int keelctl_workflow_history(keel_client *client, const cli *c)
+{
+    int rc = need_id(c, "history");
+    if (rc != 0)
+        return rc;
+    if (c->binary && c->output == NULL) {
+        fprintf(stderr,
+                "keelctl: --binary needs --output FILE (binary does not go to a terminal)\n");
+        return EXIT_USAGE;
+    }
+    char *data = NULL;
+    size_t len = 0;
+    keel_error err;
+    if (keel_client_workflow_history(client, c->workflow_id, c->run_id,
+                                     c->binary ? KEEL_HISTORY_BINARY : KEEL_HISTORY_JSON, &data,
+                                     &len, &err) != KEEL_OK)
+        return fail(&err);
+    FILE *f = c->output ? fopen(c->output, "wb") : stdout;
+    if (f == NULL) {
+        fprintf(stderr, "keelctl: cannot write '%s': %s\n", c->output, strerror(errno));
+        free(data);
+        return EXIT_CALL;
+    }
+    bool ok = fwrite(data, 1, len, f) == len && (c->binary || fputc('\n', f) != EOF);
+    if (c->output)
+        ok = fclose(f) == 0 && ok;
+    free(data);
+    if (!ok) {
+        fprintf(stderr, "keelctl: could not write the history%s%s\n", c->output ? " to " : "",
+                c->output ? c->output : "");
+        return EXIT_CALL;
+    }
+    if (c->output)
+        fprintf(stderr, "History of workflow %s written to %s (%zu bytes).\n", c->workflow_id,
+                c->output, len);
+    return 0;
 }

@@ -1,0 +1,1918 @@
+/* proto3 JSON for protobuf-c messages, driven by descriptors (see protojson.h). */
+#include "converter/protojson.h"
+
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/duration.pb-c.h"
+#include "google/protobuf/empty.pb-c.h"
+#include "google/protobuf/field_mask.pb-c.h"
+#include "google/protobuf/timestamp.pb-c.h"
+#include "google/protobuf/wrappers.pb-c.h"
+#include "temporal/api/errordetails/v1/message.pb-c.h"
+#include "temporal/api/update/v1/message.pb-c.h"
+
+#define MEMBER(m, off)  ((void *)((char *)(m) + (off)))
+#define CMEMBER(m, off) ((const void *)((const char *)(m) + (off)))
+
+/* The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z. */
+#define TIMESTAMP_MIN_SECONDS (-62135596800LL)
+#define TIMESTAMP_MAX_SECONDS 253402300799LL
+/* The range of google.protobuf.Duration: about +-10000 years. */
+#define DURATION_MAX_SECONDS 315576000000LL
+/* Integers a double holds exactly: a JSON number beyond this may not be the integer written. */
+#define EXACT_DOUBLE_LIMIT 9007199254740992.0
+
+/* A decoder's "valid, but leave the field out" (an enum value name this build does not know). */
+#define PJ_SKIP 1
+
+/* ------------------------------------------------------------------------------------------ */
+/* base64 */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_quad(uint32_t bits, size_t chars, char *out)
+{
+    for (size_t i = 0; i < 4; i++)
+        out[i] = i < chars ? b64_alphabet[(bits >> (18 - 6 * i)) & 63] : '=';
+}
+
+char *keel_base64_encode(const uint8_t *data, size_t len)
+{
+    if (len / 3 >= (SIZE_MAX - 5) / 4)
+        return NULL;
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3, o += 4) {
+        size_t left = len - i;
+        uint32_t bits = (uint32_t)data[i] << 16;
+        if (left > 1)
+            bits |= (uint32_t)data[i + 1] << 8;
+        if (left > 2)
+            bits |= data[i + 2];
+        b64_quad(bits, left > 2 ? 4 : left + 1, out + o);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The 6-bit value of a base64 character in either alphabet, or -1. */
+static int b64_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+' || ch == '-')
+        return 62;
+    if (ch == '/' || ch == '_')
+        return 63;
+    return -1;
+}
+
+int keel_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len,
+                       keel_error *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    size_t n = len;
+    while (n > 0 && len - n < 2 && text[n - 1] == '=')
+        n--;
+    /* With padding the text is whole groups of four; without, a lone last character cannot
+     * hold a byte. */
+    if ((n < len && len % 4 != 0) || n % 4 == 1)
+        return keel_error_set(err, KEEL_EINVAL, "not base64: %zu characters cannot be base64", len);
+    if (n == 0)
+        return KEEL_OK;
+    uint8_t *buf = malloc(n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0));
+    if (buf == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory decoding base64");
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value(text[i]);
+        if (v < 0) {
+            free(buf);
+            return keel_error_set(err, KEEL_EINVAL, "not base64: bad character at offset %zu", i);
+        }
+        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out = buf;
+    *out_len = o;
+    return KEEL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* small text helpers */
+
+static bool is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+static char ascii_upper(char ch)
+{
+    return ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
+}
+
+static char ascii_lower(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+}
+
+/* Whether s is well-formed UTF-8: no stray continuation bytes, overlong forms, surrogates or
+ * code points past U+10FFFF. proto3 strings must be; cJSON neither checks nor repairs it. */
+static bool utf8_valid(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned c = *s, extra;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0)
+            extra = 1, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0)
+            extra = 2, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0)
+            extra = 3, cp = c & 0x07, min = 0x10000;
+        else
+            return false;
+        for (unsigned i = 1; i <= extra; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        s += extra + 1;
+    }
+    return true;
+}
+
+/* A JSON number's syntax (leading zeros tolerated), for numbers written as strings. */
+static bool json_number_text(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (!is_digit(*s))
+        return false;
+    while (is_digit(*s))
+        s++;
+    if (*s == '.') {
+        if (!is_digit(*++s))
+            return false;
+        while (is_digit(*s))
+            s++;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!is_digit(*s))
+            return false;
+        while (is_digit(*s))
+            s++;
+    }
+    return *s == '\0';
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* one conversion's state: options, the error, the depth and the JSON path being worked on */
+
+typedef struct pj {
+    keel_protojson_resolver resolve;
+    void *resolve_ctx;
+    keel_error *err;
+    int code; /* the code of the last failure, for callers that passed err == NULL */
+    int depth;
+    size_t path_len;
+    char path[640];
+} pj;
+
+static void pj_init(pj *c, const keel_protojson_options *opts, keel_error *err)
+{
+    c->resolve = opts && opts->resolve ? opts->resolve : keel_protojson_resolve_builtin;
+    c->resolve_ctx = opts ? opts->resolve_ctx : NULL;
+    c->err = err;
+    c->code = KEEL_OK;
+    c->depth = 0;
+    c->path_len = 0;
+    c->path[0] = '\0';
+}
+
+/* Append to the path; returns the length to give path_pop. A path too long for the buffer is
+ * cut (the error then shows "..."). */
+__attribute__((format(printf, 2, 3))) static size_t path_push(pj *c, const char *fmt, ...)
+{
+    size_t saved = c->path_len, room = sizeof c->path - saved;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = room > 1 ? vsnprintf(c->path + saved, room, fmt, ap) : 0;
+    va_end(ap);
+    if (n > 0)
+        c->path_len = (size_t)n < room ? saved + (size_t)n : sizeof c->path - 1;
+    return saved;
+}
+
+static size_t path_field(pj *c, const char *name)
+{
+    return path_push(c, c->path_len ? ".%s" : "%s", name);
+}
+
+static size_t path_index(pj *c, size_t i)
+{
+    return path_push(c, "[%zu]", i);
+}
+
+static size_t path_key(pj *c, const char *key)
+{
+    return path_push(c, "[\"%s\"]", key);
+}
+
+static void path_pop(pj *c, size_t saved)
+{
+    c->path_len = saved;
+    c->path[saved] = '\0';
+}
+
+/* Fail with "path: what". Returns code. */
+__attribute__((format(printf, 3, 4))) static int fail(pj *c, keel_error_code code, const char *fmt,
+                                                      ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    c->code = code;
+    if (c->path_len == 0)
+        return keel_error_set(c->err, code, "%s", what);
+    const char *cut = c->path_len >= sizeof c->path - 1 ? "..." : "";
+    return keel_error_set(c->err, code, "%s%s: %s", c->path, cut, what);
+}
+
+static int nomem(pj *c)
+{
+    return fail(c, KEEL_ENOMEM, "out of memory");
+}
+
+/* cJSON's constructors return NULL when out of memory: record it. */
+static cJSON *made(pj *c, cJSON *j)
+{
+    if (j == NULL)
+        nomem(c);
+    return j;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* descriptors: names, sizes, presence */
+
+/* A field's JSON name by protoc's rule (protobuf-c 1.4 does not record json_name): drop each
+ * underscore and upper-case the character after it. Kept on the stack when short. */
+typedef struct jname {
+    char small[96];
+    char *heap;
+} jname;
+
+static const char *jname_make(jname *n, const char *proto_name)
+{
+    size_t len = strlen(proto_name);
+    n->heap = len < sizeof n->small ? NULL : malloc(len + 1);
+    char *dst = n->heap ? n->heap : n->small;
+    if (len >= sizeof n->small && n->heap == NULL)
+        return NULL;
+    size_t o = 0;
+    bool upper = false;
+    for (const char *p = proto_name; *p; p++) {
+        if (*p == '_') {
+            upper = true;
+            continue;
+        }
+        dst[o++] = upper ? ascii_upper(*p) : *p;
+        upper = false;
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
+/* Whether key is the JSON name of the field called proto_name, without building it. */
+static bool json_name_equals(const char *proto_name, const char *key)
+{
+    bool upper = false;
+    for (const char *p = proto_name; *p; p++) {
+        if (*p == '_') {
+            upper = true;
+            continue;
+        }
+        if (*key++ != (upper ? ascii_upper(*p) : *p))
+            return false;
+        upper = false;
+    }
+    return *key == '\0';
+}
+
+/* The field a JSON key names: its .proto name first (a binary search), then its JSON name. */
+static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
+                                                  const char *key)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
+    for (unsigned i = 0; f == NULL && i < d->n_fields; i++)
+        if (json_name_equals(d->fields[i].name, key))
+            f = &d->fields[i];
+    return f;
+}
+
+/* The size of one element of a repeated field, as protobuf-c lays out its arrays. */
+static size_t elem_size(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return sizeof(int64_t);
+    case PROTOBUF_C_TYPE_FLOAT:
+        return sizeof(float);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(ProtobufCMessage *);
+    default: /* the 32-bit integers and enums */
+        return sizeof(int32_t);
+    }
+}
+
+static bool is_pointer_type(ProtobufCType type)
+{
+    return type == PROTOBUF_C_TYPE_STRING || type == PROTOBUF_C_TYPE_MESSAGE;
+}
+
+/* protobuf-c 1.4 has no map flag: a map is a repeated message field whose type is a generated
+ * "...Entry" with exactly key = 1 and value = 2. */
+static bool is_map_entry(const ProtobufCFieldDescriptor *f)
+{
+    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
+        return false;
+    const ProtobufCMessageDescriptor *d = f->descriptor;
+    size_t len = strlen(d->short_name);
+    return d->n_fields == 2 && d->fields[0].id == 1 && strcmp(d->fields[0].name, "key") == 0 &&
+           d->fields[1].id == 2 && strcmp(d->fields[1].name, "value") == 0 && len >= 5 &&
+           strcmp(d->short_name + len - 5, "Entry") == 0;
+}
+
+static uint32_t oneof_case(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    uint32_t id;
+    memcpy(&id, CMEMBER(m, f->quantifier_offset), sizeof id);
+    return id;
+}
+
+/* A proto3 implicit-presence field at its default, by the test protobuf-c's packer uses. */
+static bool is_zeroish(const ProtobufCFieldDescriptor *f, const void *member)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: {
+        uint64_t v;
+        memcpy(&v, member, sizeof v);
+        return v == 0;
+    }
+    case PROTOBUF_C_TYPE_FLOAT: {
+        float v;
+        memcpy(&v, member, sizeof v);
+        return v == 0;
+    }
+    case PROTOBUF_C_TYPE_DOUBLE: {
+        double v;
+        memcpy(&v, member, sizeof v);
+        return v == 0;
+    }
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s;
+        memcpy(&s, member, sizeof s);
+        return s == NULL || *s == '\0';
+    }
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)member)->len == 0;
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const void *p;
+        memcpy(&p, member, sizeof p);
+        return p == NULL;
+    }
+    default: { /* bool, enums and the 32-bit integers are all 4 bytes */
+        uint32_t v;
+        memcpy(&v, member, sizeof v);
+        return v == 0;
+    }
+    }
+}
+
+/* Whether protobuf_c_message_pack() would write the field: JSON shows the same fields. */
+static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const void *member = CMEMBER(m, f->offset);
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+        size_t n;
+        memcpy(&n, CMEMBER(m, f->quantifier_offset), sizeof n);
+        return n > 0;
+    }
+    if (f->label == PROTOBUF_C_LABEL_REQUIRED)
+        return true;
+    bool oneof = (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0;
+    if (oneof && oneof_case(m, f) != f->id)
+        return false;
+    if (is_pointer_type(f->type) && (oneof || f->label == PROTOBUF_C_LABEL_OPTIONAL)) {
+        const void *p;
+        memcpy(&p, member, sizeof p);
+        return p != NULL && p != f->default_value;
+    }
+    if (oneof)
+        return true;
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL)
+        return *(const protobuf_c_boolean *)CMEMBER(m, f->quantifier_offset);
+    return !is_zeroish(f, member);
+}
+
+/* Record that a singular field holds a value: the oneof case, or has_ of a proto2 optional. */
+static void mark_present(const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
+{
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        uint32_t id = f->id;
+        memcpy(MEMBER(m, f->quantifier_offset), &id, sizeof id);
+    } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && !is_pointer_type(f->type)) {
+        protobuf_c_boolean has = 1;
+        memcpy(MEMBER(m, f->quantifier_offset), &has, sizeof has);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* well-known types */
+
+typedef cJSON *(*wkt_encoder)(pj *c, const ProtobufCMessage *m);
+typedef int (*wkt_decoder)(pj *c, const cJSON *j, ProtobufCMessage *m);
+
+typedef struct wkt {
+    const char *name;
+    wkt_encoder encode; /* NULL: as an ordinary message */
+    wkt_decoder decode;
+} wkt;
+
+static cJSON *enc_timestamp(pj *c, const ProtobufCMessage *m);
+static cJSON *enc_duration(pj *c, const ProtobufCMessage *m);
+static cJSON *enc_wrapper(pj *c, const ProtobufCMessage *m);
+static cJSON *enc_field_mask(pj *c, const ProtobufCMessage *m);
+static cJSON *enc_any(pj *c, const ProtobufCMessage *m);
+static int dec_timestamp(pj *c, const cJSON *j, ProtobufCMessage *m);
+static int dec_duration(pj *c, const cJSON *j, ProtobufCMessage *m);
+static int dec_wrapper(pj *c, const cJSON *j, ProtobufCMessage *m);
+static int dec_field_mask(pj *c, const cJSON *j, ProtobufCMessage *m);
+static int dec_any(pj *c, const cJSON *j, ProtobufCMessage *m);
+
+/* Matched by name, so that descriptors generated elsewhere (the same protobuf-c) work too. */
+static const wkt wkts[] = {
+    {"google.protobuf.Timestamp", enc_timestamp, dec_timestamp},
+    {"google.protobuf.Duration", enc_duration, dec_duration},
+    {"google.protobuf.DoubleValue", enc_wrapper, dec_wrapper},
+    {"google.protobuf.FloatValue", enc_wrapper, dec_wrapper},
+    {"google.protobuf.Int64Value", enc_wrapper, dec_wrapper},
+    {"google.protobuf.UInt64Value", enc_wrapper, dec_wrapper},
+    {"google.protobuf.Int32Value", enc_wrapper, dec_wrapper},
+    {"google.protobuf.UInt32Value", enc_wrapper, dec_wrapper},
+    {"google.protobuf.BoolValue", enc_wrapper, dec_wrapper},
+    {"google.protobuf.StringValue", enc_wrapper, dec_wrapper},
+    {"google.protobuf.BytesValue", enc_wrapper, dec_wrapper},
+    {"google.protobuf.FieldMask", enc_field_mask, dec_field_mask},
+    {"google.protobuf.Any", enc_any, dec_any},
+    {"google.protobuf.Empty", NULL, NULL},
+};
+
+static const wkt *wkt_find(const ProtobufCMessageDescriptor *d)
+{
+    if (strncmp(d->name, "google.protobuf.", 16) != 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof wkts / sizeof wkts[0]; i++)
+        if (strcmp(d->name, wkts[i].name) == 0)
+            return &wkts[i];
+    return NULL;
+}
+
+static const ProtobufCMessageDescriptor *const builtin_types[] = {
+    &google__protobuf__any__descriptor,
+    &google__protobuf__duration__descriptor,
+    &google__protobuf__empty__descriptor,
+    &google__protobuf__field_mask__descriptor,
+    &google__protobuf__timestamp__descriptor,
+    &google__protobuf__double_value__descriptor,
+    &google__protobuf__float_value__descriptor,
+    &google__protobuf__int64_value__descriptor,
+    &google__protobuf__uint64_value__descriptor,
+    &google__protobuf__int32_value__descriptor,
+    &google__protobuf__uint32_value__descriptor,
+    &google__protobuf__bool_value__descriptor,
+    &google__protobuf__string_value__descriptor,
+    &google__protobuf__bytes_value__descriptor,
+    &temporal__api__update__v1__request__descriptor,
+    &temporal__api__update__v1__acceptance__descriptor,
+    &temporal__api__update__v1__rejection__descriptor,
+    &temporal__api__update__v1__response__descriptor,
+    &temporal__api__update__v1__outcome__descriptor,
+    &temporal__api__errordetails__v1__not_found_failure__descriptor,
+    &temporal__api__errordetails__v1__workflow_execution_already_started_failure__descriptor,
+    &temporal__api__errordetails__v1__namespace_not_active_failure__descriptor,
+    &temporal__api__errordetails__v1__namespace_unavailable_failure__descriptor,
+    &temporal__api__errordetails__v1__namespace_invalid_state_failure__descriptor,
+    &temporal__api__errordetails__v1__namespace_not_found_failure__descriptor,
+    &temporal__api__errordetails__v1__namespace_already_exists_failure__descriptor,
+    &temporal__api__errordetails__v1__client_version_not_supported_failure__descriptor,
+    &temporal__api__errordetails__v1__server_version_not_supported_failure__descriptor,
+    &temporal__api__errordetails__v1__cancellation_already_requested_failure__descriptor,
+    &temporal__api__errordetails__v1__query_failed_failure__descriptor,
+    &temporal__api__errordetails__v1__permission_denied_failure__descriptor,
+    &temporal__api__errordetails__v1__resource_exhausted_failure__descriptor,
+    &temporal__api__errordetails__v1__system_workflow_failure__descriptor,
+    &temporal__api__errordetails__v1__workflow_not_ready_failure__descriptor,
+    &temporal__api__errordetails__v1__newer_build_exists_failure__descriptor,
+    &temporal__api__errordetails__v1__multi_operation_execution_failure__descriptor,
+    &temporal__api__errordetails__v1__activity_execution_already_started_failure__descriptor,
+    &temporal__api__errordetails__v1__nexus_operation_execution_already_started_failure__descriptor,
+    &temporal__api__errordetails__v1__workflow_task_completion_buffer_lost_failure__descriptor,
+};
+
+const ProtobufCMessageDescriptor *keel_protojson_resolve_builtin(const char *full_name, void *ctx)
+{
+    (void)ctx;
+    for (size_t i = 0; i < sizeof builtin_types / sizeof builtin_types[0]; i++)
+        if (strcmp(builtin_types[i]->name, full_name) == 0)
+            return builtin_types[i];
+    return NULL;
+}
+
+/* The descriptor for an Any's type URL: the full name is what follows the last '/'. */
+static const ProtobufCMessageDescriptor *resolve_url(pj *c, const char *url)
+{
+    const char *slash = strrchr(url, '/');
+    return c->resolve(slash ? slash + 1 : url, c->resolve_ctx);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* calendar arithmetic for timestamps (proleptic Gregorian, UTC) */
+
+static bool is_leap(int64_t y)
+{
+    return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+static unsigned days_in_month(int64_t y, unsigned m)
+{
+    static const unsigned days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && is_leap(y) ? 29 : days[m - 1];
+}
+
+/* Days from 1970-01-01 to y-m-d. Counting years from March puts the leap day at the end of the
+ * year, so the day of the year follows from the month by one formula; 400-year eras of 146097
+ * days make the rest division. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned year_of_era = (unsigned)(y - era * 400);
+    unsigned day_of_year = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+/* The inverse of days_from_civil. */
+static void civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+{
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    unsigned day_of_era = (unsigned)(days - era * 146097);
+    unsigned year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+    unsigned day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    unsigned mp = (5 * day_of_year + 2) / 153;
+    *d = day_of_year - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = era * 400 + year_of_era + (*m <= 2);
+}
+
+/* ".123", ".123456", ".123456789" or nothing: the shortest of 0, 3, 6 or 9 digits that is
+ * exact, as the official encoders write it. ns is 0..999999999. */
+static int format_fraction(char *out, size_t room, int32_t ns)
+{
+    if (ns == 0)
+        return snprintf(out, room, "%s", "");
+    if (ns % 1000000 == 0)
+        return snprintf(out, room, ".%03" PRId32, ns / 1000000);
+    if (ns % 1000 == 0)
+        return snprintf(out, room, ".%06" PRId32, ns / 1000);
+    return snprintf(out, room, ".%09" PRId32, ns);
+}
+
+/* Reads exactly n digits. */
+static bool read_digits(const char **s, int n, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < n; i++, (*s)++) {
+        if (!is_digit(**s))
+            return false;
+        v = v * 10 + (unsigned)(**s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static bool read_char(const char **s, char ch)
+{
+    if (**s != ch)
+        return false;
+    (*s)++;
+    return true;
+}
+
+/* Reads ".digits" (1 to 9 of them) when present, as nanoseconds. */
+static bool read_fraction(const char **s, int32_t *ns)
+{
+    *ns = 0;
+    if (!read_char(s, '.'))
+        return true;
+    int n = 0;
+    int32_t v = 0;
+    for (; is_digit(**s); (*s)++, n++) {
+        if (n == 9)
+            return false;
+        v = v * 10 + (**s - '0');
+    }
+    for (int i = n; i < 9; i++)
+        v *= 10;
+    *ns = v;
+    return n > 0;
+}
+
+/* "Z" or "+hh:mm" / "-hh:mm", as seconds east of UTC. */
+static bool read_offset(const char **s, int64_t *offset)
+{
+    *offset = 0;
+    if (read_char(s, 'Z') || read_char(s, 'z'))
+        return true;
+    int sign = read_char(s, '-') ? -1 : (read_char(s, '+') ? 1 : 0);
+    unsigned h, m;
+    if (sign == 0 || !read_digits(s, 2, &h) || !read_char(s, ':') || !read_digits(s, 2, &m) ||
+        h > 23 || m > 59)
+        return false;
+    *offset = sign * (int64_t)(h * 3600 + m * 60);
+    return true;
+}
+
+/* RFC 3339: yyyy-mm-ddThh:mm:ss[.f{1,9}](Z|+hh:mm|-hh:mm), within the Timestamp range. */
+static bool parse_timestamp(const char *s, int64_t *seconds, int32_t *nanos)
+{
+    unsigned y, mo, d, h, mi, se;
+    int64_t offset;
+    if (!read_digits(&s, 4, &y) || !read_char(&s, '-') || !read_digits(&s, 2, &mo) ||
+        !read_char(&s, '-') || !read_digits(&s, 2, &d) ||
+        !(read_char(&s, 'T') || read_char(&s, 't')) || !read_digits(&s, 2, &h) ||
+        !read_char(&s, ':') || !read_digits(&s, 2, &mi) || !read_char(&s, ':') ||
+        !read_digits(&s, 2, &se) || !read_fraction(&s, nanos) || !read_offset(&s, &offset) ||
+        *s != '\0')
+        return false;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59)
+        return false;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    *seconds = t;
+    return t >= TIMESTAMP_MIN_SECONDS && t <= TIMESTAMP_MAX_SECONDS;
+}
+
+/* "[-]seconds[.f{1,9}]s" within the Duration range. */
+static bool parse_duration(const char *s, int64_t *seconds, int32_t *nanos)
+{
+    bool neg = read_char(&s, '-');
+    int64_t v = 0;
+    if (!is_digit(*s))
+        return false;
+    for (; is_digit(*s); s++) {
+        v = v * 10 + (*s - '0');
+        if (v > DURATION_MAX_SECONDS)
+            return false;
+    }
+    int32_t ns;
+    if (!read_fraction(&s, &ns) || !read_char(&s, 's') || *s != '\0')
+        return false;
+    *seconds = neg ? -v : v;
+    *nanos = neg ? -ns : ns;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* encoding */
+
+static cJSON *enc_message(pj *c, const ProtobufCMessage *m);
+
+/* Adds v (which may be NULL after a failure already recorded) to obj under key. */
+static int add_item(pj *c, cJSON *obj, const char *key, cJSON *v)
+{
+    if (v == NULL)
+        return c->code;
+    if (!cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        return nomem(c);
+    }
+    return KEEL_OK;
+}
+
+static cJSON *enc_int64(pj *c, int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return made(c, cJSON_CreateString(buf));
+}
+
+static cJSON *enc_uint64(pj *c, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    return made(c, cJSON_CreateString(buf));
+}
+
+static cJSON *enc_double(pj *c, double v)
+{
+    if (isnan(v))
+        return made(c, cJSON_CreateString("NaN"));
+    if (isinf(v))
+        return made(c, cJSON_CreateString(v > 0 ? "Infinity" : "-Infinity"));
+    return made(c, cJSON_CreateNumber(v));
+}
+
+/* cJSON prints doubles: widen a float through the shortest decimal that reads back as the same
+ * float, so that 0.1f reads "0.1" rather than "0.10000000149011612". */
+static cJSON *enc_float(pj *c, float v)
+{
+    if (!isfinite(v))
+        return enc_double(c, v);
+    char buf[32];
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    return made(c, cJSON_CreateNumber(strtod(buf, NULL)));
+}
+
+static cJSON *enc_enum(pj *c, const ProtobufCEnumDescriptor *ed, int32_t v)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(ed, v);
+    return made(c, ev ? cJSON_CreateString(ev->name) : cJSON_CreateNumber(v));
+}
+
+static cJSON *enc_string(pj *c, const char *s)
+{
+    if (s == NULL)
+        s = "";
+    if (!utf8_valid(s)) {
+        fail(c, KEEL_EINVAL, "string is not valid UTF-8 (proto3 JSON cannot carry it)");
+        return NULL;
+    }
+    return made(c, cJSON_CreateString(s));
+}
+
+static cJSON *enc_bytes(pj *c, const ProtobufCBinaryData *b)
+{
+    char *text = keel_base64_encode(b->data, b->len);
+    if (text == NULL) {
+        nomem(c);
+        return NULL;
+    }
+    cJSON *j = made(c, cJSON_CreateString(text));
+    free(text);
+    return j;
+}
+
+/* A submessage; a NULL element of a list or value of a map reads as the default message. */
+static cJSON *enc_submessage(pj *c, const ProtobufCMessageDescriptor *d, const ProtobufCMessage *m)
+{
+    if (m != NULL)
+        return enc_message(c, m);
+    ProtobufCMessage *def = malloc(d->sizeof_message);
+    if (def == NULL) {
+        nomem(c);
+        return NULL;
+    }
+    d->message_init(def);
+    cJSON *j = enc_message(c, def);
+    free(def);
+    return j;
+}
+
+/* One value of the given type at p (a struct member or an array element). */
+static cJSON *enc_value(pj *c, ProtobufCType type, const void *tdesc, const void *p)
+{
+    int32_t i32;
+    uint32_t u32;
+    int64_t i64;
+    uint64_t u64;
+    float f;
+    double d;
+    const void *ptr;
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        memcpy(&i32, p, sizeof i32);
+        return made(c, cJSON_CreateNumber(i32));
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        memcpy(&u32, p, sizeof u32);
+        return made(c, cJSON_CreateNumber(u32));
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        memcpy(&i64, p, sizeof i64);
+        return enc_int64(c, i64);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        memcpy(&u64, p, sizeof u64);
+        return enc_uint64(c, u64);
+    case PROTOBUF_C_TYPE_FLOAT:
+        memcpy(&f, p, sizeof f);
+        return enc_float(c, f);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        memcpy(&d, p, sizeof d);
+        return enc_double(c, d);
+    case PROTOBUF_C_TYPE_BOOL:
+        return made(c, cJSON_CreateBool(*(const protobuf_c_boolean *)p));
+    case PROTOBUF_C_TYPE_ENUM:
+        memcpy(&i32, p, sizeof i32);
+        return enc_enum(c, tdesc, i32);
+    case PROTOBUF_C_TYPE_STRING:
+        memcpy(&ptr, p, sizeof ptr);
+        return enc_string(c, ptr);
+    case PROTOBUF_C_TYPE_BYTES:
+        return enc_bytes(c, p);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        memcpy(&ptr, p, sizeof ptr);
+        return enc_submessage(c, tdesc, ptr);
+    }
+    fail(c, KEEL_EINVAL, "unknown protobuf-c field type %d", (int)type);
+    return NULL;
+}
+
+/* Appends v to list; on failure frees both and returns false. */
+static bool append(pj *c, cJSON *list, cJSON *v)
+{
+    if (v != NULL && cJSON_AddItemToArray(list, v))
+        return true;
+    if (v != NULL) {
+        cJSON_Delete(v);
+        nomem(c);
+    }
+    cJSON_Delete(list);
+    return false;
+}
+
+static cJSON *enc_list(pj *c, const ProtobufCFieldDescriptor *f, const char *arr, size_t n)
+{
+    cJSON *list = made(c, cJSON_CreateArray());
+    size_t size = elem_size(f->type);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        size_t saved = path_index(c, i);
+        cJSON *v = enc_value(c, f->type, f->descriptor, arr + i * size);
+        path_pop(c, saved);
+        if (!append(c, list, v))
+            list = NULL;
+    }
+    return list;
+}
+
+/* A map key as JSON writes it: strings as they are, integers and bools in decimal / words. */
+static const char *map_key_text(const ProtobufCFieldDescriptor *kf, const ProtobufCMessage *e,
+                                char buf[24])
+{
+    const void *p = CMEMBER(e, kf->offset);
+    int32_t i32;
+    int64_t i64;
+    const char *s;
+    switch (kf->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        memcpy(&s, p, sizeof s);
+        return s ? s : "";
+    case PROTOBUF_C_TYPE_BOOL:
+        return *(const protobuf_c_boolean *)p ? "true" : "false";
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        memcpy(&i32, p, sizeof i32);
+        snprintf(buf, 24, "%" PRId32, i32);
+        return buf;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        memcpy(&i32, p, sizeof i32);
+        snprintf(buf, 24, "%" PRIu32, (uint32_t)i32);
+        return buf;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        memcpy(&i64, p, sizeof i64);
+        snprintf(buf, 24, "%" PRId64, i64);
+        return buf;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        memcpy(&i64, p, sizeof i64);
+        snprintf(buf, 24, "%" PRIu64, (uint64_t)i64);
+        return buf;
+    default:
+        return NULL;
+    }
+}
+
+static int enc_map_entry(pj *c, cJSON *obj, const ProtobufCMessage *e)
+{
+    const ProtobufCFieldDescriptor *kf = &e->descriptor->fields[0], *vf = &e->descriptor->fields[1];
+    char buf[24];
+    const char *key = map_key_text(kf, e, buf);
+    if (key == NULL)
+        return fail(c, KEEL_EINVAL, "map key of type %d is not allowed", (int)kf->type);
+    if (!utf8_valid(key))
+        return fail(c, KEEL_EINVAL, "map key is not valid UTF-8 (proto3 JSON cannot carry it)");
+    size_t saved = path_key(c, key);
+    int rc = add_item(c, obj, key, enc_value(c, vf->type, vf->descriptor, CMEMBER(e, vf->offset)));
+    path_pop(c, saved);
+    return rc;
+}
+
+/* Entries stay in their order; a NULL entry (never made by unpack) is skipped. */
+static cJSON *enc_map(pj *c, const ProtobufCMessage *const *entries, size_t n)
+{
+    cJSON *obj = made(c, cJSON_CreateObject());
+    for (size_t i = 0; obj != NULL && i < n; i++) {
+        if (entries[i] != NULL && enc_map_entry(c, obj, entries[i]) != KEEL_OK) {
+            cJSON_Delete(obj);
+            obj = NULL;
+        }
+    }
+    return obj;
+}
+
+static cJSON *enc_field(pj *c, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const void *member = CMEMBER(m, f->offset);
+    if (f->label != PROTOBUF_C_LABEL_REPEATED)
+        return enc_value(c, f->type, f->descriptor, member);
+    size_t n;
+    const void *arr;
+    memcpy(&n, CMEMBER(m, f->quantifier_offset), sizeof n);
+    memcpy(&arr, member, sizeof arr);
+    return is_map_entry(f) ? enc_map(c, arr, n) : enc_list(c, f, arr, n);
+}
+
+static int enc_named_field(pj *c, cJSON *obj, const ProtobufCMessage *m,
+                           const ProtobufCFieldDescriptor *f)
+{
+    jname n;
+    const char *name = jname_make(&n, f->name);
+    if (name == NULL)
+        return nomem(c);
+    size_t saved = path_field(c, name);
+    int rc = add_item(c, obj, name, enc_field(c, m, f));
+    path_pop(c, saved);
+    free(n.heap);
+    return rc;
+}
+
+static cJSON *enc_object(pj *c, const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    cJSON *obj = made(c, cJSON_CreateObject());
+    for (unsigned i = 0; obj != NULL && i < d->n_fields; i++) {
+        if (field_present(m, &d->fields[i]) &&
+            enc_named_field(c, obj, m, &d->fields[i]) != KEEL_OK) {
+            cJSON_Delete(obj);
+            obj = NULL;
+        }
+    }
+    return obj;
+}
+
+static cJSON *enc_message(pj *c, const ProtobufCMessage *m)
+{
+    if (c->depth >= KEEL_PROTOJSON_MAX_DEPTH) {
+        fail(c, KEEL_EINVAL, "messages nest deeper than %d levels", KEEL_PROTOJSON_MAX_DEPTH);
+        return NULL;
+    }
+    const wkt *w = wkt_find(m->descriptor);
+    c->depth++;
+    cJSON *j = w && w->encode ? w->encode(c, m) : enc_object(c, m);
+    c->depth--;
+    return j;
+}
+
+static cJSON *enc_timestamp(pj *c, const ProtobufCMessage *m)
+{
+    const Google__Protobuf__Timestamp *t = (const Google__Protobuf__Timestamp *)m;
+    if (t->seconds < TIMESTAMP_MIN_SECONDS || t->seconds > TIMESTAMP_MAX_SECONDS || t->nanos < 0 ||
+        t->nanos > 999999999) {
+        fail(c, KEEL_EINVAL, "timestamp %" PRId64 "s %" PRId32 "ns is outside years 1..9999",
+             t->seconds, t->nanos);
+        return NULL;
+    }
+    int64_t days = t->seconds / 86400, secs = t->seconds % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    int64_t y;
+    unsigned mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d", y, mo, d,
+                     (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60));
+    n += format_fraction(buf + n, sizeof buf - (size_t)n, t->nanos);
+    snprintf(buf + n, sizeof buf - (size_t)n, "Z");
+    return made(c, cJSON_CreateString(buf));
+}
+
+static cJSON *enc_duration(pj *c, const ProtobufCMessage *m)
+{
+    const Google__Protobuf__Duration *d = (const Google__Protobuf__Duration *)m;
+    int64_t s = d->seconds;
+    int32_t ns = d->nanos;
+    if (s < -DURATION_MAX_SECONDS || s > DURATION_MAX_SECONDS || ns < -999999999 ||
+        ns > 999999999 || (s > 0 && ns < 0) || (s < 0 && ns > 0)) {
+        fail(c, KEEL_EINVAL, "duration %" PRId64 "s %" PRId32 "ns is out of range or mixes signs",
+             s, ns);
+        return NULL;
+    }
+    bool neg = s < 0 || ns < 0;
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%s%" PRId64, neg ? "-" : "", neg ? -s : s);
+    n += format_fraction(buf + n, sizeof buf - (size_t)n, neg ? -ns : ns);
+    snprintf(buf + n, sizeof buf - (size_t)n, "s");
+    return made(c, cJSON_CreateString(buf));
+}
+
+/* A wrapper is its single field "value", written even when it is the default. */
+static cJSON *enc_wrapper(pj *c, const ProtobufCMessage *m)
+{
+    const ProtobufCFieldDescriptor *f = &m->descriptor->fields[0];
+    return enc_value(c, f->type, f->descriptor, CMEMBER(m, f->offset));
+}
+
+/* A FieldMask path in camelCase. Paths with upper-case letters could not be read back (the
+ * reader turns every capital into "_" + lower case), so they are refused, as Go's encoder does. */
+static bool mask_path_camel(const char *path, char *out)
+{
+    for (const char *p = path; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            return false;
+        if (*p == '_' && p[1] >= 'a' && p[1] <= 'z')
+            *out++ = ascii_upper(*++p);
+        else
+            *out++ = *p;
+    }
+    *out = '\0';
+    return true;
+}
+
+static cJSON *enc_field_mask(pj *c, const ProtobufCMessage *m)
+{
+    const Google__Protobuf__FieldMask *fm = (const Google__Protobuf__FieldMask *)m;
+    size_t total = 1;
+    for (size_t i = 0; i < fm->n_paths; i++)
+        total += strlen(fm->paths[i] ? fm->paths[i] : "") + 1;
+    char *text = malloc(total), *o = text;
+    if (text == NULL) {
+        nomem(c);
+        return NULL;
+    }
+    *o = '\0';
+    for (size_t i = 0; i < fm->n_paths; i++) {
+        if (i > 0)
+            *o++ = ',';
+        if (!mask_path_camel(fm->paths[i] ? fm->paths[i] : "", o)) {
+            fail(c, KEEL_EINVAL, "path \"%s\" cannot be written in camelCase", fm->paths[i]);
+            free(text);
+            return NULL;
+        }
+        o += strlen(o);
+    }
+    cJSON *j = enc_string(c, text);
+    free(text);
+    return j;
+}
+
+/* {"@type": url} followed by the fields of body (an object, consumed), or, when value_form,
+ * {"@type": url, "value": body} - the form for types whose JSON is not a plain object. */
+static cJSON *any_wrap(pj *c, const char *url, cJSON *body, bool value_form)
+{
+    cJSON *obj = made(c, cJSON_CreateObject());
+    if (obj == NULL || add_item(c, obj, "@type", enc_string(c, url)) != KEEL_OK) {
+        cJSON_Delete(obj);
+        cJSON_Delete(body);
+        return NULL;
+    }
+    if (value_form)
+        return add_item(c, obj, "value", body) == KEEL_OK ? obj : (cJSON_Delete(obj), NULL);
+    while (body->child != NULL)
+        cJSON_AddItemToArray(obj, cJSON_DetachItemViaPointer(body, body->child));
+    cJSON_Delete(body);
+    return obj;
+}
+
+static cJSON *enc_any(pj *c, const ProtobufCMessage *m)
+{
+    const Google__Protobuf__Any *a = (const Google__Protobuf__Any *)m;
+    const char *url = a->type_url ? a->type_url : "";
+    if (*url == '\0' && a->value.len == 0)
+        return made(c, cJSON_CreateObject());
+    const ProtobufCMessageDescriptor *d = resolve_url(c, url);
+    if (d == NULL)
+        return any_wrap(c, url, enc_bytes(c, &a->value), true);
+    ProtobufCMessage *inner = protobuf_c_message_unpack(d, NULL, a->value.len, a->value.data);
+    if (inner == NULL) {
+        fail(c, KEEL_EINVAL, "value is not a valid %s", d->name);
+        return NULL;
+    }
+    cJSON *body = enc_message(c, inner);
+    protobuf_c_message_free_unpacked(inner, NULL);
+    return body ? any_wrap(c, url, body, wkt_find(d) != NULL) : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* decoding */
+
+static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
+                       ProtobufCMessage **out);
+
+static const char *json_type_name(const cJSON *j)
+{
+    if (cJSON_IsNull(j))
+        return "null";
+    if (cJSON_IsBool(j))
+        return "a boolean";
+    if (cJSON_IsNumber(j))
+        return "a number";
+    if (cJSON_IsString(j))
+        return "a string";
+    if (cJSON_IsArray(j))
+        return "an array";
+    if (cJSON_IsObject(j))
+        return "an object";
+    return "an invalid value";
+}
+
+static int type_error(pj *c, const char *expected, const cJSON *j)
+{
+    return fail(c, KEEL_EINVAL, "expected %s, got %s", expected, json_type_name(j));
+}
+
+/* A string's text; "" for a string node a caller built without one. */
+static const char *json_text(const cJSON *j)
+{
+    return j->valuestring ? j->valuestring : "";
+}
+
+static size_t count_children(const cJSON *j)
+{
+    size_t n = 0;
+    for (const cJSON *item = j->child; item != NULL; item = item->next)
+        n++;
+    return n;
+}
+
+/* An integer written as text: -?digits, exactly (no double in between). */
+static int parse_integer_text(pj *c, const char *s, bool *neg, uint64_t *mag)
+{
+    const char *p = s;
+    *neg = read_char(&p, '-');
+    uint64_t v = 0;
+    if (!is_digit(*p))
+        return fail(c, KEEL_EINVAL, "expected an integer, got \"%.40s\"", s);
+    for (; is_digit(*p); p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return fail(c, KEEL_EINVAL, "integer %.40s is out of range", s);
+        v = v * 10 + digit;
+    }
+    if (*p != '\0')
+        return fail(c, KEEL_EINVAL, "expected an integer, got \"%.40s\"", s);
+    *mag = v;
+    return KEEL_OK;
+}
+
+/* An integer from a JSON number or string, as sign and magnitude. */
+static int json_integer(pj *c, const cJSON *j, bool *neg, uint64_t *mag)
+{
+    if (cJSON_IsString(j))
+        return parse_integer_text(c, json_text(j), neg, mag);
+    if (!cJSON_IsNumber(j))
+        return type_error(c, "an integer", j);
+    double d = j->valuedouble;
+    if (!(d > -EXACT_DOUBLE_LIMIT && d < EXACT_DOUBLE_LIMIT))
+        return fail(c, KEEL_EINVAL,
+                    "integer %.17g is too large for a JSON number (beyond 2^53); "
+                    "write it as a string",
+                    d);
+    int64_t v = (int64_t)d;
+    if ((double)v != d)
+        return fail(c, KEEL_EINVAL, "expected an integer, got %.17g", d);
+    *neg = v < 0;
+    *mag = v < 0 ? (uint64_t)-v : (uint64_t)v;
+    return KEEL_OK;
+}
+
+static const char *int_type_name(ProtobufCType type, bool *is_signed, bool *wide)
+{
+    *is_signed = true;
+    *wide = false;
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        *wide = true;
+        return "int64";
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        *wide = true;
+        *is_signed = false;
+        return "uint64";
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        *is_signed = false;
+        return "uint32";
+    case PROTOBUF_C_TYPE_ENUM:
+        return "an enum";
+    default:
+        return "int32";
+    }
+}
+
+/* Stores sign and magnitude into an integer member of the given type, range checked. */
+static int store_integer(pj *c, ProtobufCType type, bool neg, uint64_t mag, void *dst)
+{
+    bool is_signed, wide;
+    const char *name = int_type_name(type, &is_signed, &wide);
+    uint64_t limit = is_signed ? (wide ? (uint64_t)INT64_MAX : (uint64_t)INT32_MAX)
+                               : (wide ? UINT64_MAX : UINT32_MAX);
+    if ((neg && !is_signed && mag != 0) || mag > limit + (neg && is_signed))
+        return fail(c, KEEL_EINVAL, "%s%" PRIu64 " is out of range for %s", neg ? "-" : "", mag,
+                    name);
+    /* -(mag - 1) - 1 reaches INT64_MIN without overflowing. */
+    int64_t sv = !neg || mag == 0 ? (int64_t)mag : -(int64_t)(mag - 1) - 1;
+    if (wide && is_signed)
+        memcpy(dst, &sv, sizeof sv);
+    else if (wide)
+        memcpy(dst, &mag, sizeof mag);
+    else if (is_signed) {
+        int32_t v = (int32_t)sv;
+        memcpy(dst, &v, sizeof v);
+    } else {
+        uint32_t v = (uint32_t)mag;
+        memcpy(dst, &v, sizeof v);
+    }
+    return KEEL_OK;
+}
+
+static int dec_integer(pj *c, ProtobufCType type, const cJSON *j, void *dst)
+{
+    bool neg;
+    uint64_t mag;
+    int rc = json_integer(c, j, &neg, &mag);
+    return rc == KEEL_OK ? store_integer(c, type, neg, mag, dst) : rc;
+}
+
+/* A number, "NaN", "Infinity", "-Infinity", or a number written as a string. */
+static int json_floating(pj *c, const cJSON *j, double *out)
+{
+    if (cJSON_IsNumber(j)) {
+        *out = j->valuedouble;
+        return isfinite(*out) ? KEEL_OK : fail(c, KEEL_EINVAL, "number out of range");
+    }
+    if (!cJSON_IsString(j))
+        return type_error(c, "a number", j);
+    const char *s = json_text(j);
+    if (strcmp(s, "NaN") == 0)
+        *out = NAN;
+    else if (strcmp(s, "Infinity") == 0)
+        *out = INFINITY;
+    else if (strcmp(s, "-Infinity") == 0)
+        *out = -INFINITY;
+    else if (!json_number_text(s))
+        return fail(c, KEEL_EINVAL, "expected a number, got \"%.40s\"", s);
+    else {
+        *out = strtod(s, NULL);
+        if (!isfinite(*out))
+            return fail(c, KEEL_EINVAL, "number %.40s is out of range", s);
+    }
+    return KEEL_OK;
+}
+
+static int dec_floating(pj *c, ProtobufCType type, const cJSON *j, void *dst)
+{
+    double d = 0;
+    int rc = json_floating(c, j, &d);
+    if (rc != KEEL_OK)
+        return rc;
+    if (type == PROTOBUF_C_TYPE_DOUBLE) {
+        memcpy(dst, &d, sizeof d);
+        return KEEL_OK;
+    }
+    if (isfinite(d) && (d > FLT_MAX || d < -FLT_MAX))
+        return fail(c, KEEL_EINVAL, "number %g is out of range for float", d);
+    float f = (float)d;
+    memcpy(dst, &f, sizeof f);
+    return KEEL_OK;
+}
+
+/* Where value_name continues after the enum's type name in UPPER_SNAKE ("EVENT_TYPE_" of
+ * EventType), matched without case and underscores; NULL when it does not start with it. */
+static const char *after_type_prefix(const char *value_name, const char *type_name)
+{
+    const char *v = value_name;
+    for (const char *t = type_name; *t; t++, v++) {
+        while (*v == '_')
+            v++;
+        if (ascii_upper(*v) != ascii_upper(*t))
+            return NULL;
+    }
+    return *v == '_' ? v + 1 : NULL;
+}
+
+/* a == b ignoring case and underscores. */
+static bool loose_equal(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        while (*a == '_')
+            a++;
+        while (*b == '_')
+            b++;
+        if (ascii_lower(*a) != ascii_lower(*b))
+            return false;
+        if (*a == '\0')
+            return true;
+    }
+}
+
+/* The short names older Temporal tools wrote: "WorkflowExecutionStarted" for
+ * EVENT_TYPE_WORKFLOW_EXECUTION_STARTED (a linear scan: only reached when the full name failed). */
+static const ProtobufCEnumValue *enum_by_short_name(const ProtobufCEnumDescriptor *ed,
+                                                    const char *s)
+{
+    for (unsigned i = 0; i < ed->n_value_names; i++) {
+        const char *name = ed->values_by_name[i].name;
+        const char *rest = after_type_prefix(name, ed->short_name);
+        if ((rest != NULL && loose_equal(rest, s)) || loose_equal(name, s))
+            return &ed->values[ed->values_by_name[i].index];
+    }
+    return NULL;
+}
+
+static int dec_enum(pj *c, const ProtobufCEnumDescriptor *ed, const cJSON *j, void *dst)
+{
+    if (cJSON_IsNumber(j))
+        return dec_integer(c, PROTOBUF_C_TYPE_ENUM, j, dst);
+    if (!cJSON_IsString(j))
+        return type_error(c, "an enum value name or number", j);
+    const char *s = json_text(j);
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, s);
+    if (ev == NULL)
+        ev = enum_by_short_name(ed, s);
+    if (ev == NULL)
+        return PJ_SKIP; /* a value newer than this build: treated like an unknown field */
+    int32_t v = ev->value;
+    memcpy(dst, &v, sizeof v);
+    return KEEL_OK;
+}
+
+/* alloc_empty: whether "" needs its own allocation. Implicit-presence fields leave it at
+ * protobuf_c_empty_string as unpack does; list elements are freed one by one and oneof or
+ * proto2 optional members must read as set, so they get a copy. */
+static int dec_string(pj *c, const cJSON *j, void *dst, bool alloc_empty)
+{
+    if (!cJSON_IsString(j))
+        return type_error(c, "a string", j);
+    const char *s = json_text(j);
+    if (!utf8_valid(s))
+        return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
+    if (*s == '\0' && !alloc_empty)
+        return KEEL_OK;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        return nomem(c);
+    memcpy(dst, &copy, sizeof copy);
+    return KEEL_OK;
+}
+
+static int dec_bytes(pj *c, const cJSON *j, ProtobufCBinaryData *dst)
+{
+    if (!cJSON_IsString(j))
+        return type_error(c, "a base64 string", j);
+    keel_error e;
+    const char *s = json_text(j);
+    int rc = keel_base64_decode(s, strlen(s), &dst->data, &dst->len, &e);
+    return rc == KEEL_OK ? KEEL_OK : fail(c, rc, "%s", e.message);
+}
+
+static int dec_submessage(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j, void *dst)
+{
+    ProtobufCMessage *sub;
+    int rc = dec_message(c, d, j, &sub);
+    if (rc == KEEL_OK)
+        memcpy(dst, &sub, sizeof sub);
+    return rc;
+}
+
+/* One value of the given type into dst (a struct member or array element). KEEL_OK, PJ_SKIP
+ * (leave it out) or a failure; on failure dst is unchanged. */
+static int dec_value(pj *c, ProtobufCType type, const void *tdesc, const cJSON *j, void *dst,
+                     bool alloc_empty)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return dec_floating(c, type, j, dst);
+    case PROTOBUF_C_TYPE_BOOL:
+        if (!cJSON_IsBool(j))
+            return type_error(c, "true or false", j);
+        *(protobuf_c_boolean *)dst = cJSON_IsTrue(j);
+        return KEEL_OK;
+    case PROTOBUF_C_TYPE_ENUM:
+        return dec_enum(c, tdesc, j, dst);
+    case PROTOBUF_C_TYPE_STRING:
+        return dec_string(c, j, dst, alloc_empty);
+    case PROTOBUF_C_TYPE_BYTES:
+        return dec_bytes(c, j, dst);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return dec_submessage(c, tdesc, j, dst);
+    default:
+        return dec_integer(c, type, j, dst);
+    }
+}
+
+/* A list: the array is allocated once at its full length and the count raised element by
+ * element, so that the message can be freed at any point. */
+static int dec_list(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
+{
+    if (!cJSON_IsArray(j))
+        return type_error(c, "an array", j);
+    size_t n = count_children(j), size = elem_size(f->type), i = 0;
+    if (n == 0)
+        return KEEL_OK;
+    char *arr = calloc(n, size);
+    if (arr == NULL)
+        return nomem(c);
+    memcpy(MEMBER(m, f->offset), &arr, sizeof arr);
+    size_t *count = MEMBER(m, f->quantifier_offset);
+    for (const cJSON *item = j->child; item != NULL; item = item->next, i++) {
+        size_t saved = path_index(c, i);
+        int rc = cJSON_IsNull(item)
+                     ? fail(c, KEEL_EINVAL, "null is not allowed in a list")
+                     : dec_value(c, f->type, f->descriptor, item, arr + *count * size, true);
+        path_pop(c, saved);
+        if (rc < 0)
+            return rc;
+        if (rc == KEEL_OK)
+            (*count)++;
+    }
+    return KEEL_OK;
+}
+
+/* A map key (always a JSON string) into the entry's key member. */
+static int dec_map_key(pj *c, const ProtobufCFieldDescriptor *kf, const char *key, void *dst)
+{
+    bool neg;
+    uint64_t mag;
+    switch (kf->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        cJSON node = {.type = cJSON_String, .valuestring = (char *)key};
+        return dec_string(c, &node, dst, kf->label != PROTOBUF_C_LABEL_NONE);
+    }
+    case PROTOBUF_C_TYPE_BOOL:
+        if (strcmp(key, "true") != 0 && strcmp(key, "false") != 0)
+            return fail(c, KEEL_EINVAL, "map key must be true or false");
+        *(protobuf_c_boolean *)dst = key[0] == 't';
+        return KEEL_OK;
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_DOUBLE:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+    case PROTOBUF_C_TYPE_ENUM:
+        return fail(c, KEEL_EINVAL, "map key of type %d is not allowed", (int)kf->type);
+    default: {
+        int rc = parse_integer_text(c, key, &neg, &mag);
+        return rc == KEEL_OK ? store_integer(c, kf->type, neg, mag, dst) : rc;
+    }
+    }
+}
+
+/* One map entry; *out stays NULL when the value is to be left out (an unknown enum name). */
+static int dec_map_entry(pj *c, const ProtobufCMessageDescriptor *ed, const cJSON *item,
+                         ProtobufCMessage **out)
+{
+    *out = NULL;
+    if (cJSON_IsNull(item))
+        return fail(c, KEEL_EINVAL, "null is not allowed as a map value");
+    ProtobufCMessage *e = malloc(ed->sizeof_message);
+    if (e == NULL)
+        return nomem(c);
+    ed->message_init(e);
+    const ProtobufCFieldDescriptor *kf = &ed->fields[0], *vf = &ed->fields[1];
+    int rc = dec_map_key(c, kf, item->string, MEMBER(e, kf->offset));
+    if (rc == KEEL_OK) {
+        mark_present(kf, e);
+        rc = dec_value(c, vf->type, vf->descriptor, item, MEMBER(e, vf->offset),
+                       vf->label != PROTOBUF_C_LABEL_NONE);
+    }
+    if (rc != KEEL_OK) {
+        protobuf_c_message_free_unpacked(e, NULL);
+        return rc < 0 ? rc : KEEL_OK;
+    }
+    mark_present(vf, e);
+    *out = e;
+    return KEEL_OK;
+}
+
+static int dec_map(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
+{
+    if (!cJSON_IsObject(j))
+        return type_error(c, "an object (a map)", j);
+    size_t n = count_children(j);
+    if (n == 0)
+        return KEEL_OK;
+    ProtobufCMessage **arr = calloc(n, sizeof *arr);
+    if (arr == NULL)
+        return nomem(c);
+    memcpy(MEMBER(m, f->offset), &arr, sizeof arr);
+    size_t *count = MEMBER(m, f->quantifier_offset);
+    for (const cJSON *item = j->child; item != NULL; item = item->next) {
+        size_t saved = path_key(c, item->string ? item->string : "");
+        ProtobufCMessage *e;
+        int rc = dec_map_entry(c, f->descriptor, item, &e);
+        path_pop(c, saved);
+        if (rc != KEEL_OK)
+            return rc;
+        if (e != NULL)
+            arr[(*count)++] = e;
+    }
+    return KEEL_OK;
+}
+
+static int dec_field(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
+{
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        return is_map_entry(f) ? dec_map(c, f, j, m) : dec_list(c, f, j, m);
+    bool implicit = f->label == PROTOBUF_C_LABEL_NONE && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
+    int rc = dec_value(c, f->type, f->descriptor, j, MEMBER(m, f->offset), !implicit);
+    if (rc == KEEL_OK)
+        mark_present(f, m);
+    return rc == PJ_SKIP ? KEEL_OK : rc;
+}
+
+/* One JSON member naming field f; seen marks the fields already given. */
+static int dec_member(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *item,
+                      ProtobufCMessage *m, unsigned char *seen)
+{
+    if (*seen)
+        return fail(c, KEEL_EINVAL, "field given more than once");
+    *seen = 1;
+    if (cJSON_IsNull(item))
+        return KEEL_OK;
+    if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && oneof_case(m, f) != 0)
+        return fail(c, KEEL_EINVAL, "a second member of the same oneof (only one may be set)");
+    return dec_field(c, f, item, m);
+}
+
+static int dec_object(pj *c, const cJSON *j, ProtobufCMessage *m)
+{
+    if (!cJSON_IsObject(j))
+        return type_error(c, "an object", j);
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    unsigned char small[128] = {0}, *seen = small;
+    if (d->n_fields > sizeof small && (seen = calloc(d->n_fields, 1)) == NULL)
+        return nomem(c);
+    int rc = KEEL_OK;
+    for (const cJSON *item = j->child; item != NULL && rc == KEEL_OK; item = item->next) {
+        const ProtobufCFieldDescriptor *f = item->string ? find_field(d, item->string) : NULL;
+        if (f == NULL)
+            continue; /* a newer server's field, or an Any's "@type" */
+        size_t saved = path_field(c, item->string);
+        rc = dec_member(c, f, item, m, &seen[f - d->fields]);
+        path_pop(c, saved);
+    }
+    if (seen != small)
+        free(seen);
+    return rc;
+}
+
+/* A new message of type d from j. On failure *out is NULL and nothing is left allocated: the
+ * message is kept freeable at every step and freed with protobuf-c's own free_unpacked. */
+static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
+                       ProtobufCMessage **out)
+{
+    *out = NULL;
+    if (c->depth >= KEEL_PROTOJSON_MAX_DEPTH)
+        return fail(c, KEEL_EINVAL, "messages nest deeper than %d levels",
+                    KEEL_PROTOJSON_MAX_DEPTH);
+    ProtobufCMessage *m = malloc(d->sizeof_message);
+    if (m == NULL)
+        return nomem(c);
+    d->message_init(m);
+    const wkt *w = wkt_find(d);
+    c->depth++;
+    int rc = w && w->decode ? w->decode(c, j, m) : dec_object(c, j, m);
+    c->depth--;
+    if (rc != KEEL_OK) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return rc;
+    }
+    *out = m;
+    return KEEL_OK;
+}
+
+static int dec_timestamp(pj *c, const cJSON *j, ProtobufCMessage *m)
+{
+    Google__Protobuf__Timestamp *t = (Google__Protobuf__Timestamp *)m;
+    if (!cJSON_IsString(j))
+        return type_error(c, "an RFC 3339 timestamp string", j);
+    if (!parse_timestamp(json_text(j), &t->seconds, &t->nanos))
+        return fail(c, KEEL_EINVAL, "not an RFC 3339 timestamp in years 1..9999: \"%.64s\"",
+                    json_text(j));
+    return KEEL_OK;
+}
+
+static int dec_duration(pj *c, const cJSON *j, ProtobufCMessage *m)
+{
+    Google__Protobuf__Duration *d = (Google__Protobuf__Duration *)m;
+    if (!cJSON_IsString(j))
+        return type_error(c, "a duration string such as \"1.5s\"", j);
+    if (!parse_duration(json_text(j), &d->seconds, &d->nanos))
+        return fail(c, KEEL_EINVAL, "not a duration such as \"1.5s\" within 10000 years: \"%.64s\"",
+                    json_text(j));
+    return KEEL_OK;
+}
+
+static int dec_wrapper(pj *c, const cJSON *j, ProtobufCMessage *m)
+{
+    return dec_field(c, &m->descriptor->fields[0], j, m);
+}
+
+/* One camelCase path into a new snake_case string. */
+static char *mask_path_snake(const char *from, size_t len)
+{
+    char *out = malloc(2 * len + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (from[i] >= 'A' && from[i] <= 'Z') {
+            *o++ = '_';
+            *o++ = ascii_lower(from[i]);
+        } else {
+            *o++ = from[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static int dec_field_mask(pj *c, const cJSON *j, ProtobufCMessage *m)
+{
+    Google__Protobuf__FieldMask *fm = (Google__Protobuf__FieldMask *)m;
+    if (!cJSON_IsString(j))
+        return type_error(c, "a string of comma-separated paths", j);
+    const char *s = json_text(j);
+    if (!utf8_valid(s))
+        return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
+    if (*s == '\0')
+        return KEEL_OK;
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if ((fm->paths = calloc(n, sizeof *fm->paths)) == NULL)
+        return nomem(c);
+    for (const char *start = s;; start++) {
+        size_t len = strcspn(start, ",");
+        if ((fm->paths[fm->n_paths] = mask_path_snake(start, len)) == NULL)
+            return nomem(c);
+        fm->n_paths++;
+        start += len;
+        if (*start == '\0')
+            return KEEL_OK;
+    }
+}
+
+/* The packed bytes of msg, into a new buffer (left empty for an empty message). */
+static int pack_into(pj *c, const ProtobufCMessage *msg, ProtobufCBinaryData *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n == 0)
+        return KEEL_OK;
+    if ((out->data = malloc(n)) == NULL)
+        return nomem(c);
+    out->len = protobuf_c_message_pack(msg, out->data);
+    return KEEL_OK;
+}
+
+/* An Any whose type resolves: its fields inline, or under "value" for a well-known type. */
+static int dec_any_known(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
+                         const cJSON *value, Google__Protobuf__Any *a)
+{
+    bool value_form = wkt_find(d) != NULL;
+    if (value_form && value == NULL)
+        return fail(c, KEEL_EINVAL, "missing \"value\" (the JSON of the %s)", d->name);
+    size_t saved = value_form ? path_field(c, "value") : c->path_len;
+    ProtobufCMessage *inner;
+    int rc = dec_message(c, d, value_form ? value : j, &inner);
+    path_pop(c, saved);
+    if (rc != KEEL_OK)
+        return rc;
+    rc = pack_into(c, inner, &a->value);
+    protobuf_c_message_free_unpacked(inner, NULL);
+    return rc;
+}
+
+static int dec_any(pj *c, const cJSON *j, ProtobufCMessage *m)
+{
+    Google__Protobuf__Any *a = (Google__Protobuf__Any *)m;
+    if (!cJSON_IsObject(j))
+        return type_error(c, "an object with \"@type\"", j);
+    const cJSON *type = NULL, *value = NULL;
+    bool others = false;
+    for (const cJSON *item = j->child; item != NULL; item = item->next) {
+        const char *key = item->string ? item->string : "";
+        if (strcmp(key, "@type") == 0)
+            type = item;
+        else if (strcmp(key, "value") == 0)
+            value = item;
+        else
+            others = true;
+    }
+    if (type == NULL)
+        return j->child == NULL ? KEEL_OK : fail(c, KEEL_EINVAL, "missing \"@type\"");
+    size_t saved = path_field(c, "@type");
+    int rc = dec_string(c, type, &a->type_url, true);
+    path_pop(c, saved);
+    if (rc != KEEL_OK)
+        return rc;
+    const ProtobufCMessageDescriptor *d = resolve_url(c, a->type_url);
+    if (d != NULL)
+        return dec_any_known(c, d, j, value, a);
+    if (others)
+        return fail(c, KEEL_EINVAL,
+                    "type \"%.200s\" is not known here, so only {\"@type\", "
+                    "\"value\": base64} can be read for it",
+                    a->type_url);
+    if (value == NULL)
+        return KEEL_OK;
+    saved = path_field(c, "value");
+    rc = dec_bytes(c, value, &a->value);
+    path_pop(c, saved);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the API */
+
+cJSON *keel_protojson_to_cjson_with(const ProtobufCMessage *msg, const keel_protojson_options *opts,
+                                    keel_error *err)
+{
+    if (msg == NULL) {
+        keel_error_set(err, KEEL_EINVAL, "no message to encode as JSON");
+        return NULL;
+    }
+    pj c;
+    pj_init(&c, opts, err);
+    return enc_message(&c, msg);
+}
+
+cJSON *keel_protojson_to_cjson(const ProtobufCMessage *msg, keel_error *err)
+{
+    return keel_protojson_to_cjson_with(msg, NULL, err);
+}
+
+/* Whether cJSON's printer writes d exactly. It tries 15 significant digits and keeps them when
+ * they read back *approximately* equal, so 0.30000000000000004 would print as 0.3. */
+static bool prints_exactly(double d)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%1.15g", d);
+    return strtod(buf, NULL) == d;
+}
+
+/* Turns a number cJSON would print inexactly into raw text with the fewest digits (16 or 17)
+ * that read back exactly. The text is allocated with cJSON's allocator: cJSON_Delete frees it. */
+static bool make_exact(cJSON *item)
+{
+    char buf[32];
+    for (int digits = 16; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, item->valuedouble);
+        if (strtod(buf, NULL) == item->valuedouble)
+            break;
+    }
+    char *raw = cJSON_malloc(strlen(buf) + 1);
+    if (raw == NULL)
+        return false;
+    memcpy(raw, buf, strlen(buf) + 1);
+    item->type = (item->type & ~cJSON_Number) | cJSON_Raw;
+    item->valuestring = raw;
+    return true;
+}
+
+static bool exact_numbers(cJSON *j)
+{
+    if (cJSON_IsNumber(j))
+        return prints_exactly(j->valuedouble) || make_exact(j);
+    for (cJSON *item = j->child; item != NULL; item = item->next)
+        if (!exact_numbers(item))
+            return false;
+    return true;
+}
+
+char *keel_protojson_encode(const ProtobufCMessage *msg, bool pretty, keel_error *err)
+{
+    cJSON *j = keel_protojson_to_cjson(msg, err);
+    if (j == NULL)
+        return NULL;
+    if (!exact_numbers(j)) {
+        cJSON_Delete(j);
+        keel_error_set(err, KEEL_ENOMEM, "out of memory printing JSON");
+        return NULL;
+    }
+    char *text = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (text == NULL)
+        keel_error_set(err, KEEL_ENOMEM, "out of memory printing JSON");
+    return text;
+}
+
+int keel_protojson_from_cjson_with(const ProtobufCMessageDescriptor *desc, const cJSON *json,
+                                   const keel_protojson_options *opts, ProtobufCMessage **out,
+                                   keel_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (desc == NULL || json == NULL || out == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "protojson: missing descriptor, JSON or output");
+    pj c;
+    pj_init(&c, opts, err);
+    return dec_message(&c, desc, json, out);
+}
+
+int keel_protojson_from_cjson(const ProtobufCMessageDescriptor *desc, const cJSON *json,
+                              ProtobufCMessage **out, keel_error *err)
+{
+    return keel_protojson_from_cjson_with(desc, json, NULL, out, err);
+}
+
+static bool is_json_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
+                          ProtobufCMessage **out, keel_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (desc == NULL || (json == NULL && len > 0) || out == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "protojson: missing descriptor, JSON or output");
+    const char *end = NULL;
+    cJSON *root = len > 0 ? cJSON_ParseWithLengthOpts(json, len, &end, false) : NULL;
+    size_t at = end != NULL && end >= json ? (size_t)(end - json) : 0;
+    if (root == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "not valid JSON (at offset %zu)", at);
+    while (at < len && is_json_space(json[at]))
+        at++;
+    int rc = at < len ? keel_error_set(err, KEEL_EINVAL,
+                                       "unexpected text after the JSON value at offset %zu", at)
+                      : keel_protojson_from_cjson(desc, root, out, err);
+    cJSON_Delete(root);
+    return rc;
+}

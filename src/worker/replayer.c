@@ -1,0 +1,115 @@
+/* replayer - a recorded history, offline, through the same engine the worker uses. */
+#include "keel/replayer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "converter/protojson.h"
+#include "temporal/api/history/v1/message.pb-c.h"
+#include "worker/engine.h"
+
+#define MAX_HISTORY_FILE (512L * 1024 * 1024)
+
+typedef Temporal__Api__History__V1__History pb_history;
+
+static bool looks_like_json(const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r')
+            continue;
+        return data[i] == '{';
+    }
+    return false;
+}
+
+static int decode(const char *data, size_t len, pb_history **out, keel_error *err)
+{
+    *out = NULL;
+    if (looks_like_json(data, len))
+        return keel_protojson_decode(&temporal__api__history__v1__history__descriptor, data, len,
+                                     (ProtobufCMessage **)out, err);
+    *out = temporal__api__history__v1__history__unpack(NULL, len, (const uint8_t *)data);
+    if (*out == NULL)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "not a history: neither JSON nor a binary "
+                              "temporal.api.history.v1.History (%zu bytes)",
+                              len);
+    return KEEL_OK;
+}
+
+int keel_replay(const keel_workflow_type *type, const char *data, size_t len, keel_error *err)
+{
+    if (type == NULL || data == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "replay needs a workflow type and a history");
+    pb_history *h;
+    int rc = decode(data, len, &h, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if (h->n_events == 0 ||
+        h->events[0]->attributes_case !=
+            TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES) {
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        return keel_error_set(err, KEEL_EINVAL,
+                              "the history does not begin with WorkflowExecutionStarted");
+    }
+    const Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a =
+        h->events[0]->workflow_execution_started_event_attributes;
+    const char *recorded = a->workflow_type && a->workflow_type->name ? a->workflow_type->name : "";
+    if (strcmp(recorded, type->name) != 0) {
+        rc = keel_error_set(err, KEEL_EINVAL, "the history is of workflow type '%s', not '%s'",
+                            recorded, type->name);
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        return rc;
+    }
+    keel_engine *e;
+    rc = keel_engine_new(&e, type, "replay", a->original_execution_run_id,
+                         a->task_queue ? a->task_queue->name : "", err);
+    if (rc == KEEL_OK)
+        rc = keel_engine_feed(e, h->events, h->n_events, err);
+    if (rc == KEEL_OK)
+        rc = keel_engine_finish(e, err);
+    keel_engine_free(e);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    return rc;
+}
+
+int keel_replay_file(const keel_workflow_type *type, const char *path, keel_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return keel_error_set(err, KEEL_EIO, "cannot open history file '%s': %s", path,
+                              strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = KEEL_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= (size_t)MAX_HISTORY_FILE) {
+                rc = keel_error_set(err, KEEL_EINVAL, "history file '%s' is larger than %ld bytes",
+                                    path, MAX_HISTORY_FILE);
+                break;
+            }
+            cap = cap ? cap * 2 : 65536;
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) {
+                rc = keel_error_set(err, KEEL_ENOMEM, "out of memory reading '%s'", path);
+                break;
+            }
+            buf = grown;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f))
+                rc = keel_error_set(err, KEEL_EIO, "cannot read history file '%s'", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == KEEL_OK)
+        rc = keel_replay(type, buf, len, err);
+    free(buf);
+    return rc;
+}
