@@ -121,6 +121,20 @@ int keel_workflow_upsert_search_attributes(keel_workflow_ctx *ctx,
 /* Set memo entries (JSON values), shown with the run in the Web UI and describe. */
 int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, size_t n);
 
+/* What get_version() answers for a run that passed the change point before the change existed. */
+#define KEEL_DEFAULT_VERSION (-1)
+
+/*
+ * Branch on a code change under runs that already exist ("patching"). A run that reaches this
+ * point for the first time gets max_supported, recorded in its history (a Version marker); a run
+ * replayed later gets what it recorded then, or KEEL_DEFAULT_VERSION if it passed this point
+ * before the call existed. A recorded version outside [min_supported, max_supported] is a bug:
+ * KEEL_EINVAL, and the workflow task fails naming it. Old branches can be dropped (raise
+ * min_supported) once no run needs them; the call itself can go once no run has the marker.
+ */
+int keel_workflow_get_version(keel_workflow_ctx *ctx, const char *change_id, int min_supported,
+                              int max_supported, int *version);
+
 /* Workflow time: when the current workflow task started, as recorded in history (ms since the
  * Unix epoch). The same on every replay. */
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx);

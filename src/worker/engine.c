@@ -9,6 +9,7 @@
  */
 #include "worker/engine.h"
 
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,14 +41,18 @@ typedef enum cmd_kind {
     CMD_CANCEL_WORKFLOW,
     CMD_UPSERT_SEARCH_ATTRIBUTES,
     CMD_MODIFY_PROPERTIES,
+    CMD_VERSION_MARKER,
 } cmd_kind;
+
+#define MAX_CHANGE_ID 128
 
 typedef struct command {
     cmd_kind kind;
-    uint32_t seq;        /* activity or timer sequence number */
-    bool dropped;        /* cancelled in the activation that issued it: never sent */
-    char what[160];      /* for non-determinism messages */
-    keel_pb_command *pb; /* what goes to the server */
+    uint32_t seq;            /* activity or timer sequence number */
+    bool dropped;            /* cancelled in the activation that issued it: never sent */
+    char key[MAX_CHANGE_ID]; /* a version marker's change id */
+    char what[160];          /* for non-determinism messages */
+    keel_pb_command *pb;     /* what goes to the server */
 } command;
 
 typedef enum { OPEN_UNSENT, OPEN, CLOSED } item_state;
@@ -64,6 +69,27 @@ typedef struct item_list {
     item *v;
     size_t n, cap;
 } item_list;
+
+/* A command event as history recorded it, kept until the activation that issued it has run and
+ * been matched. Only what matching and messages need. */
+typedef struct recorded {
+    int64_t event_id;
+    int kind;        /* the event's attributes case */
+    char *id;        /* activity id, timer id, or a version marker's change id */
+    char *type;      /* activity type, or marker name */
+    int64_t ref;     /* a cancel request's scheduled event id */
+    int64_t version; /* a version marker's version */
+    bool claimed;    /* a version marker get_version has already read */
+    char seen[200];  /* how it reads in messages */
+} recorded;
+
+/* The version each change id resolved to in this run. */
+typedef struct version_entry {
+    char *change_id;
+    int version;
+} version_entry;
+
+#define VERSION_MARKER "Version"
 
 struct keel_workflow_ctx {
     keel_engine *engine;
@@ -87,6 +113,12 @@ struct keel_engine {
 
     command *cmds; /* issued by the last activation */
     size_t n_cmds, cap_cmds, matched;
+    recorded *rec; /* command events after the last WorkflowTaskCompleted */
+    size_t n_rec, cap_rec;
+    bool activation_pending; /* a replayed activation waits for its command events */
+    int64_t activation_ms;
+    version_entry *versions;
+    size_t n_versions, cap_versions;
     keel_pb_command **out;
     size_t n_out;
 
@@ -140,6 +172,18 @@ static void engine_error(keel_engine *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->error, sizeof e->error, fmt, ap);
     va_end(ap);
+}
+
+static bool same(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static bool is_version_marker(const recorded *r)
+{
+    return r->kind ==
+               TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES &&
+           same(r->type, VERSION_MARKER);
 }
 
 /* splitmix64: small, fast, and fully determined by the seed. */
@@ -211,6 +255,15 @@ static void free_commands(keel_engine *e)
     e->n_out = 0;
 }
 
+static void free_records(keel_engine *e)
+{
+    for (size_t i = 0; i < e->n_rec; i++) {
+        free(e->rec[i].id);
+        free(e->rec[i].type);
+    }
+    e->n_rec = 0;
+}
+
 static void free_items(item_list *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -234,6 +287,11 @@ void keel_engine_free(keel_engine *e)
     free(e->cmds);
     free_items(&e->activities);
     free_items(&e->timers);
+    free_records(e);
+    free(e->rec);
+    for (size_t i = 0; i < e->n_versions; i++)
+        free(e->versions[i].change_id);
+    free(e->versions);
     free(e);
 }
 
@@ -730,6 +788,119 @@ int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, si
     return KEEL_OK;
 }
 
+/* A marker detail: one JSON value under key. */
+static Temporal__Api__Command__V1__RecordMarkerCommandAttributes__DetailsEntry *
+detail(const char *key, const char *json, keel_error *err)
+{
+    Temporal__Api__Command__V1__RecordMarkerCommandAttributes__DetailsEntry *d = malloc(sizeof *d);
+    if (d == NULL) {
+        oom(err);
+        return NULL;
+    }
+    temporal__api__command__v1__record_marker_command_attributes__details_entry__init(d);
+    if ((d->key = strdup(key)) == NULL ||
+        keel_payloads_new_json(json, key, &d->value, err) != KEEL_OK) {
+        FREE_PB(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int record_version_marker(keel_engine *e, const char *change_id, int version)
+{
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_RECORD_MARKER,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_RECORD_MARKER_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__RecordMarkerCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory recording version %d of %s", version, change_id);
+        return KEEL_ENOMEM;
+    }
+    temporal__api__command__v1__record_marker_command_attributes__init(a);
+    pb->record_marker_command_attributes = a;
+    keel_error err;
+    cJSON *id = cJSON_CreateString(change_id);
+    char *id_json = id ? cJSON_PrintUnformatted(id) : NULL;
+    cJSON_Delete(id);
+    char v[32];
+    snprintf(v, sizeof v, "%d", version);
+    bool ok = (a->marker_name = strdup(VERSION_MARKER)) != NULL && id_json != NULL &&
+              (a->details = calloc(2, sizeof *a->details)) != NULL;
+    if (ok && (a->details[0] = detail("change-id", id_json, &err)) != NULL)
+        a->n_details = 1;
+    if (ok && a->n_details == 1 && (a->details[1] = detail("version", v, &err)) != NULL)
+        a->n_details = 2;
+    free(id_json);
+    if (a->n_details != 2) {
+        FREE_PB(pb);
+        engine_error(e, "out of memory recording version %d of %s", version, change_id);
+        return KEEL_ENOMEM;
+    }
+    command *c = push_command(e, CMD_VERSION_MARKER, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->key, sizeof c->key, "%s", change_id);
+    snprintf(c->what, sizeof c->what, "RecordMarker (Version %s = %d)", change_id, version);
+    return KEEL_OK;
+}
+
+int keel_workflow_get_version(keel_workflow_ctx *ctx, const char *change_id, int min_supported,
+                              int max_supported, int *version)
+{
+    keel_engine *e = ctx->engine;
+    *version = KEEL_DEFAULT_VERSION;
+    if (change_id == NULL || change_id[0] == '\0' || strlen(change_id) >= MAX_CHANGE_ID ||
+        min_supported > max_supported) {
+        engine_error(e, "get_version needs a change id under %d bytes and min <= max",
+                     MAX_CHANGE_ID);
+        return KEEL_EINVAL;
+    }
+    /* Asked before in this run: the same answer, no new marker. */
+    for (size_t i = 0; i < e->n_versions; i++)
+        if (same(e->versions[i].change_id, change_id)) {
+            *version = e->versions[i].version;
+            return KEEL_OK;
+        }
+    int v = max_supported;
+    bool record = true;
+    if (e->replaying) {
+        /* What this run recorded when it first came here, or "before the change". */
+        v = KEEL_DEFAULT_VERSION;
+        record = false;
+        for (size_t i = 0; i < e->n_rec; i++)
+            if (is_version_marker(&e->rec[i]) && !e->rec[i].claimed &&
+                same(e->rec[i].id, change_id)) {
+                e->rec[i].claimed = true;
+                v = (int)e->rec[i].version;
+                record = true;
+                break;
+            }
+    }
+    if (v < min_supported || v > max_supported) {
+        engine_error(e,
+                     "this code supports versions %d to %d of change %s, but the run recorded %d",
+                     min_supported, max_supported, change_id, v);
+        return KEEL_EINVAL;
+    }
+    if (record && !may_issue(e, "RecordMarker"))
+        return KEEL_EINVAL;
+    if (!grow((void **)&e->versions, &e->cap_versions, e->n_versions + 1, sizeof *e->versions) ||
+        (e->versions[e->n_versions].change_id = strdup(change_id)) == NULL) {
+        engine_error(e, "out of memory in get_version");
+        return KEEL_ENOMEM;
+    }
+    e->versions[e->n_versions++].version = v;
+    if (record) {
+        int rc = record_version_marker(e, change_id, v);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    *version = v;
+    return KEEL_OK;
+}
+
 /* ---- the rest of the context ---- */
 
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
@@ -805,30 +976,6 @@ static int nondeterminism(keel_engine *e, keel_error *err, const char *fmt, ...)
                           e->workflow_id, msg);
 }
 
-/* The next command of the last activation that still has to meet its event, or NULL. */
-static command *next_unmatched(keel_engine *e)
-{
-    while (e->matched < e->n_cmds && e->cmds[e->matched].dropped)
-        e->matched++;
-    return e->matched < e->n_cmds ? &e->cmds[e->matched] : NULL;
-}
-
-/* A non-command event ends the command events of the last completed task: every command the
- * replayed activation issued must have met its event by now. */
-static int end_command_events(keel_engine *e, const keel_pb_event *ev, keel_error *err)
-{
-    if (!e->in_command_events)
-        return KEEL_OK;
-    e->in_command_events = false;
-    command *c = next_unmatched(e);
-    if (c)
-        return nondeterminism(e, err,
-                              "the workflow issued %s, but its history has no such command: "
-                              "event %lld is %s",
-                              c->what, (long long)ev->event_id, event_name(ev));
-    return KEEL_OK;
-}
-
 static int run_callback(keel_engine *e, const delivery *d, keel_error *err)
 {
     int rc = d->is_start ? e->type->start(&e->ctx, e->state, d->json)
@@ -894,48 +1041,122 @@ static int seal(delivery *d, keel_error *err)
     return KEEL_OK;
 }
 
-/* ---- matching command events ---- */
+/* ---- matching command events ----
+ *
+ * The command events after a WorkflowTaskCompleted are collected first (as `recorded`); the
+ * replayed activation runs once they end, so that get_version() can see the markers it recorded,
+ * and then its commands are matched against them in order. */
 
-static bool same(const char *a, const char *b)
+/* A JSON string or integer in the first payload of a marker detail, as text without quotes. */
+static char *
+marker_detail(Temporal__Api__History__V1__MarkerRecordedEventAttributes__DetailsEntry *const *d,
+              size_t n, const char *key)
 {
-    return strcmp(a ? a : "", b ? b : "") == 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!same(d[i]->key, key))
+            continue;
+        char *json = NULL;
+        keel_error err;
+        if (keel_payloads_to_json(d[i]->value, key, &json, &err) != KEEL_OK)
+            return NULL;
+        cJSON *j = cJSON_Parse(json);
+        free(json);
+        char *out = NULL;
+        if (cJSON_IsString(j))
+            out = strdup(j->valuestring);
+        else if (cJSON_IsNumber(j)) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%.0f", j->valuedouble);
+            out = strdup(buf);
+        }
+        cJSON_Delete(j);
+        return out;
+    }
+    return NULL;
 }
 
-/* Whether the recorded event is the one command c produced; fills how it looks for messages. */
-static bool matches(keel_engine *e, command *c, const keel_pb_event *ev, char *seen, size_t n)
+/* Keep what matching needs from a command event. */
+static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
-    snprintf(seen, n, "%s", event_name(ev));
+    if (!grow((void **)&e->rec, &e->cap_rec, e->n_rec + 1, sizeof *e->rec))
+        return oom(err);
+    recorded *r = &e->rec[e->n_rec];
+    memset(r, 0, sizeof *r);
+    r->event_id = ev->event_id;
+    r->kind = (int)ev->attributes_case;
+    snprintf(r->seen, sizeof r->seen, "%s", event_name(ev));
+    const char *id = NULL, *type = NULL;
     switch (ev->attributes_case) {
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES: {
         const Temporal__Api__History__V1__ActivityTaskScheduledEventAttributes *a =
             ev->activity_task_scheduled_event_attributes;
-        const char *type = a->activity_type ? a->activity_type->name : "";
-        snprintf(seen, n, "ActivityTaskScheduled (activity %s, type %s)", a->activity_id, type);
+        id = a->activity_id;
+        type = a->activity_type ? a->activity_type->name : "";
+        snprintf(r->seen, sizeof r->seen, "ActivityTaskScheduled (activity %s, type %s)", id, type);
+        break;
+    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCEL_REQUESTED_EVENT_ATTRIBUTES:
+        r->ref = ev->activity_task_cancel_requested_event_attributes->scheduled_event_id;
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
+        id = ev->timer_started_event_attributes->timer_id;
+        snprintf(r->seen, sizeof r->seen, "TimerStarted (timer %s)", id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
+        id = ev->timer_canceled_event_attributes->timer_id;
+        snprintf(r->seen, sizeof r->seen, "TimerCanceled (timer %s)", id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES: {
+        const Temporal__Api__History__V1__MarkerRecordedEventAttributes *a =
+            ev->marker_recorded_event_attributes;
+        type = a->marker_name;
+        if (same(type, VERSION_MARKER)) {
+            r->id = marker_detail(a->details, a->n_details, "change-id");
+            char *v = marker_detail(a->details, a->n_details, "version");
+            r->version = v ? strtoll(v, NULL, 10) : 0;
+            free(v);
+            if (r->id == NULL)
+                return keel_error_set(err, KEEL_EINVAL,
+                                      "history event %lld is a Version marker without a change-id",
+                                      (long long)ev->event_id);
+        }
+        snprintf(r->seen, sizeof r->seen, "MarkerRecorded (%s%s%s)", type ? type : "",
+                 r->id ? " " : "", r->id ? r->id : "");
+        break;
+    }
+    default:
+        break;
+    }
+    if ((id && r->id == NULL && (r->id = strdup(id)) == NULL) ||
+        (type && (r->type = strdup(type)) == NULL)) {
+        free(r->id);
+        return oom(err);
+    }
+    e->n_rec++;
+    return KEEL_OK;
+}
+
+/* Whether the recorded event is the one command c produced. */
+static bool matches(keel_engine *e, const command *c, const recorded *r)
+{
+    char want[16];
+    snprintf(want, sizeof want, "%u", c->seq);
+    switch (r->kind) {
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES: {
         const item *it = find_seq(&e->activities, c->seq);
-        char id[16];
-        snprintf(id, sizeof id, "%u", c->seq);
-        return c->kind == CMD_ACTIVITY && same(a->activity_id, id) && it && same(it->type, type);
+        return c->kind == CMD_ACTIVITY && same(r->id, want) && it && same(it->type, r->type);
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCEL_REQUESTED_EVENT_ATTRIBUTES: {
         const item *it = find_seq(&e->activities, c->seq);
-        return c->kind == CMD_CANCEL_ACTIVITY && it &&
-               it->event_id ==
-                   ev->activity_task_cancel_requested_event_attributes->scheduled_event_id;
+        return c->kind == CMD_CANCEL_ACTIVITY && it && it->event_id == r->ref;
     }
-    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES: {
-        const char *id = ev->timer_started_event_attributes->timer_id;
-        snprintf(seen, n, "TimerStarted (timer %s)", id);
-        char want[16];
-        snprintf(want, sizeof want, "%u", c->seq);
-        return c->kind == CMD_TIMER && same(id, want);
-    }
-    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES: {
-        const char *id = ev->timer_canceled_event_attributes->timer_id;
-        snprintf(seen, n, "TimerCanceled (timer %s)", id);
-        char want[16];
-        snprintf(want, sizeof want, "%u", c->seq);
-        return c->kind == CMD_CANCEL_TIMER && same(id, want);
-    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_TIMER && same(r->id, want);
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_CANCEL_TIMER && same(r->id, want);
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES:
+        return c->kind == CMD_VERSION_MARKER && same(r->type, VERSION_MARKER) &&
+               same(r->id, c->key);
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_COMPLETED_EVENT_ATTRIBUTES:
         return c->kind == CMD_COMPLETE;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:
@@ -954,7 +1175,7 @@ static bool matches(keel_engine *e, command *c, const keel_pb_event *ev, char *s
 }
 
 /* Remember which event recorded the command, so that its results find their way back. */
-static void record(keel_engine *e, const command *c, const keel_pb_event *ev)
+static void note_event(keel_engine *e, const command *c, int64_t event_id)
 {
     item *it = NULL;
     if (c->kind == CMD_ACTIVITY)
@@ -962,26 +1183,74 @@ static void record(keel_engine *e, const command *c, const keel_pb_event *ev)
     else if (c->kind == CMD_TIMER)
         it = find_seq(&e->timers, c->seq);
     if (it)
-        it->event_id = ev->event_id;
+        it->event_id = event_id;
+}
+
+/* Pair the last activation's commands with the recorded command events, in order. A version
+ * marker the code no longer asks for is passed over: removing a get_version() once no run needs
+ * the old branch must not break replay. */
+static int match_recorded(keel_engine *e, keel_error *err)
+{
+    size_t i = 0;
+    for (size_t j = 0; j < e->n_rec; j++) {
+        const recorded *r = &e->rec[j];
+        while (i < e->n_cmds && e->cmds[i].dropped)
+            i++;
+        command *c = i < e->n_cmds ? &e->cmds[i] : NULL;
+        if (c && matches(e, c, r)) {
+            note_event(e, c, r->event_id);
+            i++;
+            continue;
+        }
+        if (is_version_marker(r))
+            continue;
+        if (c == NULL)
+            return nondeterminism(e, err,
+                                  "history event %lld is %s, but the workflow issued no command "
+                                  "for it",
+                                  (long long)r->event_id, r->seen);
+        return nondeterminism(e, err, "the workflow issued %s where history event %lld is %s",
+                              c->what, (long long)r->event_id, r->seen);
+    }
+    while (i < e->n_cmds && e->cmds[i].dropped)
+        i++;
+    if (i < e->n_cmds)
+        return nondeterminism(
+            e, err, "the workflow issued %s, but its history has no such command%s%lld",
+            e->cmds[i].what, e->n_rec ? " after event " : " after event ",
+            (long long)(e->n_rec ? e->rec[e->n_rec - 1].event_id : e->last_event_id));
+    return KEEL_OK;
+}
+
+/* The command events of the last completed task are all in: run its activation if it is a
+ * replayed one, and match. */
+static int settle(keel_engine *e, keel_error *err)
+{
+    if (!e->in_command_events)
+        return KEEL_OK;
+    e->in_command_events = false;
+    int rc = KEEL_OK;
+    if (e->activation_pending) {
+        e->activation_pending = false;
+        rc = activate(e, e->activation_ms, true, err);
+    }
+    if (rc == KEEL_OK)
+        rc = match_recorded(e, err);
+    free_records(e);
+    return rc;
 }
 
 static int match_command_event(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
-    command *c = e->in_command_events ? next_unmatched(e) : NULL;
-    char seen[256];
-    if (c == NULL) {
-        (void)matches(e, &(command){.kind = CMD_COMPLETE}, ev, seen, sizeof seen);
+    if (!e->in_command_events) {
+        char seen[64];
+        snprintf(seen, sizeof seen, "%s", event_name(ev));
         return nondeterminism(e, err,
-                              "history event %lld is %s, but the workflow issued no command "
-                              "for it",
+                              "history event %lld is %s, but no workflow task completed just "
+                              "before it",
                               (long long)ev->event_id, seen);
     }
-    if (!matches(e, c, ev, seen, sizeof seen))
-        return nondeterminism(e, err, "the workflow issued %s where history event %lld is %s",
-                              c->what, (long long)ev->event_id, seen);
-    record(e, c, ev);
-    e->matched++;
-    return KEEL_OK;
+    return collect(e, ev, err);
 }
 
 static bool is_command_event(const keel_pb_event *ev)
@@ -1175,7 +1444,7 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 
     if (is_command_event(ev))
         return match_command_event(e, ev, err);
-    int rc = end_command_events(e, ev, err);
+    int rc = settle(e, err);
     if (rc != KEEL_OK)
         return rc;
 
@@ -1200,10 +1469,12 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                                   "history event %lld completes workflow task %lld, which is not "
                                   "the one that started",
                                   (long long)ev->event_id, (long long)started);
+        /* Replayed: it runs once its command events are in (see settle()). */
         e->pending_started_id = 0;
-        rc = activate(e, e->pending_started_ms, true, err);
+        e->activation_pending = true;
+        e->activation_ms = e->pending_started_ms;
         e->in_command_events = true;
-        return rc;
+        return KEEL_OK;
     }
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_FAILED:
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
@@ -1247,19 +1518,23 @@ int keel_engine_feed(keel_engine *e, keel_pb_event *const *events, size_t n, kee
     return KEEL_OK;
 }
 
+int keel_engine_settle(keel_engine *e, keel_error *err)
+{
+    return settle(e, err);
+}
+
 int keel_engine_finish(keel_engine *e, keel_error *err)
 {
+    /* The last completed task's command events end here too. */
+    int rc = settle(e, err);
+    if (rc != KEEL_OK)
+        return rc;
     if (e->pending_started_id == 0) {
-        /* No task to work on: a closed run, or a replay that ends between tasks. The commands
-         * of the last completed task must all have met their events. */
-        command *c = e->in_command_events ? next_unmatched(e) : NULL;
-        if (c)
-            return nondeterminism(e, err, "the workflow issued %s, but its history ends without it",
-                                  c->what);
+        /* No task to work on: a closed run, or a replay that ends between tasks. */
         free_commands(e);
         return KEEL_OK;
     }
-    int rc = activate(e, e->pending_started_ms, false, err);
+    rc = activate(e, e->pending_started_ms, false, err);
     e->pending_started_id = 0;
     if (rc != KEEL_OK)
         return rc;

@@ -53,6 +53,13 @@ int keel_engine_feed(keel_engine *e, keel_pb_event *const *events, size_t n, kee
  */
 int keel_engine_finish(keel_engine *e, keel_error *err);
 
+/*
+ * Bring the state up to date with the history fed so far without working on the current task:
+ * the last replayed task runs (its command events are taken to be complete). For answering
+ * queries, which read the state the recorded history implies.
+ */
+int keel_engine_settle(keel_engine *e, keel_error *err);
+
 /* The commands of the current task, in the order the server must record them. Borrowed:
  * valid until the next feed, finish or free. */
 size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out);

@@ -519,6 +519,8 @@ static void process_query(keel_worker *w, const workflow_task *t)
     char *result = NULL;
     int rc = replay(w, t, &e, &err);
     if (rc == KEEL_OK)
+        rc = keel_engine_settle(e, &err);
+    if (rc == KEEL_OK)
         rc = answer_query(e, t->query, &result, &err);
     respond_query(w, t, rc == KEEL_OK ? result : NULL, rc == KEEL_OK ? NULL : err.message);
     free(result);

@@ -249,8 +249,25 @@ static int stager_start(keel_workflow_ctx *ctx, void *state, const char *input)
 static const keel_workflow_type stager_type = {
     .name = "Stager", .state_size = 1, .start = stager_start, .on_event = sleeper_event};
 
-static const keel_workflow_type *const workflows[] = {&chain_type, &sleeper_type, &approval_type,
-                                                      &cancellable_type, &stager_type};
+/* Branches on a change with get_version, then completes with the version it got. */
+static int versioned_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    (void)input;
+    int v;
+    int rc = keel_workflow_get_version(ctx, "greeting-v2", KEEL_DEFAULT_VERSION, 2, &v);
+    if (rc != KEEL_OK)
+        return rc;
+    char buf[32];
+    snprintf(buf, sizeof buf, "{\"version\":%d}", v);
+    return keel_workflow_complete(ctx, buf);
+}
+
+static const keel_workflow_type versioned_type = {
+    .name = "Versioned", .state_size = 1, .start = versioned_start, .on_event = sleeper_event};
+
+static const keel_workflow_type *const workflows[] = {
+    &chain_type, &sleeper_type, &approval_type, &cancellable_type, &stager_type, &versioned_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -715,6 +732,26 @@ START_TEST(search_attributes_and_memo_reach_visibility)
 }
 END_TEST
 
+START_TEST(get_version_markers_reach_the_server_and_replay)
+{
+    char id[128];
+    free(start("Versioned", "keel-versioned", NULL, id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "{\"version\":2}");
+    keel_workflow_outcome_dispose(&out);
+    char *json;
+    size_t len;
+    keel_error err;
+    ck_assert_int_eq(
+        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len, &err),
+        KEEL_OK);
+    ck_assert_ptr_nonnull(strstr(json, "EVENT_TYPE_MARKER_RECORDED"));
+    ck_assert_msg(keel_replay(&versioned_type, json, len, &err) == KEEL_OK, "%s", err.message);
+    free(json);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -743,6 +780,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, cancelling_a_run_reaches_its_running_activity);
     tcase_add_test(tc, a_recorded_history_replays_and_catches_changed_code);
     tcase_add_test(tc, search_attributes_and_memo_reach_visibility);
+    tcase_add_test(tc, get_version_markers_reach_the_server_and_replay);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;

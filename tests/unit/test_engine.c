@@ -142,6 +142,27 @@ static void completed(history *h)
     e->workflow_execution_completed_event_attributes = a;
 }
 
+static void version_marker(history *h, const char *change_id, int version)
+{
+    keel_pb_event *e = add(h, TYPE(MARKER_RECORDED), ATTR(MARKER_RECORDED));
+    NEW(a, Temporal__Api__History__V1__MarkerRecordedEventAttributes,
+        temporal__api__history__v1__marker_recorded_event_attributes__init);
+    a->marker_name = strdup("Version");
+    a->details = calloc(2, sizeof *a->details);
+    char id[160], v[32];
+    snprintf(id, sizeof id, "\"%s\"", change_id);
+    snprintf(v, sizeof v, "%d", version);
+    const char *keys[] = {"change-id", "version"}, *vals[] = {id, v};
+    for (int i = 0; i < 2; i++) {
+        NEW(d, Temporal__Api__History__V1__MarkerRecordedEventAttributes__DetailsEntry,
+            temporal__api__history__v1__marker_recorded_event_attributes__details_entry__init);
+        d->key = strdup(keys[i]);
+        d->value = json(vals[i]);
+        a->details[a->n_details++] = d;
+    }
+    e->marker_recorded_event_attributes = a;
+}
+
 static void free_history(history *h)
 {
     for (size_t i = 0; i < h->n; i++)
@@ -597,6 +618,132 @@ START_TEST(cancelled_before_sent_and_misuse)
 }
 END_TEST
 
+/* Version 1 of "pay-v2" pays with pay_v2; runs from before the change keep paying with pay. */
+static int supported_min = KEEL_DEFAULT_VERSION;
+static int patched_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)input;
+    int *version = state;
+    int rc = keel_workflow_get_version(ctx, "pay-v2", supported_min, 1, version);
+    if (rc != KEEL_OK)
+        return rc;
+    /* Asking again gives the same answer and records nothing more. */
+    int again = -7;
+    keel_workflow_get_version(ctx, "pay-v2", supported_min, 1, &again);
+    ck_assert_int_eq(again, *version);
+    keel_activity_options o = {.start_to_close_ms = 1000};
+    return keel_workflow_activity(ctx, *version == 1 ? "pay_v2" : "pay", NULL, &o) ? KEEL_OK
+                                                                                   : KEEL_EINVAL;
+}
+
+static const keel_workflow_type patched_type = {
+    .name = "Patched", .state_size = sizeof(int), .start = patched_start, .on_event = no_event};
+
+static keel_engine *run_type(const keel_workflow_type *t, history *h, int *rc, keel_error *err)
+{
+    keel_engine *e;
+    ck_assert_int_eq(keel_engine_new(&e, t, "wf", "run", "q", err), KEEL_OK);
+    *rc = keel_engine_feed(e, h->ev, h->n, err);
+    if (*rc == KEEL_OK)
+        *rc = keel_engine_finish(e, err);
+    return e;
+}
+
+START_TEST(get_version_records_new_runs_and_replays_old_ones)
+{
+    supported_min = KEEL_DEFAULT_VERSION;
+    int rc;
+    keel_error err;
+    /* A new run: the newest version, recorded before the activity. */
+    history h = {0};
+    started(&h, "{}");
+    task(&h, false);
+    keel_engine *e = run_type(&patched_type, &h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_pb_command *const *cmds;
+    ck_assert_uint_eq(keel_engine_commands(e, &cmds), 2);
+    ck_assert_int_eq(cmds[0]->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_RECORD_MARKER);
+    ck_assert_str_eq(cmds[0]->record_marker_command_attributes->marker_name, "Version");
+    ck_assert_str_eq(cmds[1]->schedule_activity_task_command_attributes->activity_type->name,
+                     "pay_v2");
+    ck_assert_int_eq(*(const int *)keel_engine_state(e), 1);
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* A run that passed this point with version 1 replays it. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    version_marker(&h2, "pay-v2", 1);
+    activity_scheduled(&h2, "1", "pay_v2");
+    task(&h2, false);
+    e = run_type(&patched_type, &h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    ck_assert_int_eq(*(const int *)keel_engine_state(e), 1);
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* A run from before the change has no marker: the old branch, and no marker now. */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, true);
+    activity_scheduled(&h3, "1", "pay");
+    task(&h3, false);
+    e = run_type(&patched_type, &h3, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    ck_assert_int_eq(*(const int *)keel_engine_state(e), KEEL_DEFAULT_VERSION);
+    keel_engine_free(e);
+    free_history(&h3);
+}
+END_TEST
+
+START_TEST(get_version_limits_and_removal)
+{
+    int rc;
+    keel_error err;
+    /* Code that dropped the old branch cannot replay a run that needs it. */
+    supported_min = 1;
+    history h = {0};
+    started(&h, "{}");
+    task(&h, true);
+    activity_scheduled(&h, "1", "pay");
+    task(&h, false);
+    keel_engine *e = run_type(&patched_type, &h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "supports versions 1 to 1 of change pay-v2"));
+    keel_engine_free(e);
+    free_history(&h);
+    supported_min = KEEL_DEFAULT_VERSION;
+
+    /* Code that no longer asks (the call was removed): the recorded marker is passed over. */
+    history h2 = {0};
+    started(&h2, "{\"amount\":1}");
+    task(&h2, true);
+    version_marker(&h2, "pay-v2", 1);
+    activity_scheduled(&h2, "1", "charge");
+    task(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* A marker for another change where the code asks: that change reads as not recorded,
+     * and the extra marker is passed over; the commands still have to line up. */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, true);
+    version_marker(&h3, "other-change", 3);
+    activity_scheduled(&h3, "1", "pay");
+    task(&h3, false);
+    e = run_type(&patched_type, &h3, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    ck_assert_int_eq(*(const int *)keel_engine_state(e), KEEL_DEFAULT_VERSION);
+    keel_engine_free(e);
+    free_history(&h3);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -612,6 +759,8 @@ Suite *engine_suite(void)
     tcase_add_test(tc, bugs_and_bad_histories_are_errors_not_crashes);
     tcase_add_test(tc, randomness_and_time_replay_identically);
     tcase_add_test(tc, cancelled_before_sent_and_misuse);
+    tcase_add_test(tc, get_version_records_new_runs_and_replays_old_ones);
+    tcase_add_test(tc, get_version_limits_and_removal);
     suite_add_tcase(s, tc);
     return s;
 }
