@@ -47,13 +47,17 @@ typedef enum keel_workflow_event_kind {
     KEEL_EVENT_TIMER_FIRED,
     KEEL_EVENT_SIGNAL,           /* name, json: the signal and its argument */
     KEEL_EVENT_CANCEL_REQUESTED, /* a client asked the run to cancel; json: the reason */
+    KEEL_EVENT_CHILD_COMPLETED,  /* json: the child workflow's result */
+    KEEL_EVENT_CHILD_FAILED,     /* the child failed, timed out, was canceled or terminated, or
+                                    could not start (failure_type: its application type,
+                                    "Timeout", "Canceled", "Terminated", "AlreadyStarted") */
 } keel_workflow_event_kind;
 
 /* What an on_event callback receives. Every pointer is borrowed for the callback's duration. */
 typedef struct keel_workflow_event {
     keel_workflow_event_kind kind;
-    uint32_t seq;                /* the activity's or timer's sequence number */
-    const char *name;            /* activity type or signal name */
+    uint32_t seq;                /* the activity's, timer's or child's sequence number */
+    const char *name;            /* activity type, signal name, or child workflow type */
     const char *json;            /* result, signal argument or reason as JSON ("null": none) */
     const char *failure_message; /* ACTIVITY_FAILED: the failure and its causes */
     const char *failure_type;    /* ACTIVITY_FAILED: application type, "Timeout", or "" */
@@ -94,6 +98,23 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
 /* Ask the server to cancel a scheduled activity; a KEEL_EVENT_ACTIVITY_CANCELED (or its
  * completion, if it won the race) follows. */
 int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t activity_seq);
+
+typedef struct keel_child_options {
+    const char *workflow_id; /* NULL: "<this workflow's id>-child-<seq>", the same on replay */
+    const char *task_queue;  /* NULL: this workflow's task queue */
+    int64_t execution_timeout_ms, run_timeout_ms;
+    /* What happens to the child when this run closes first: 0 or 1 terminate it (the server's
+     * default), 2 abandon it, 3 request its cancellation. */
+    int parent_close_policy;
+} keel_child_options;
+
+/*
+ * Start a child workflow of `type` with one JSON argument (NULL: none). Returns its sequence
+ * number; KEEL_EVENT_CHILD_COMPLETED or KEEL_EVENT_CHILD_FAILED with it follows. 0 on error.
+ * opts may be NULL.
+ */
+uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const char *input_json,
+                             const keel_child_options *opts);
 
 /* Start a durable timer; KEEL_EVENT_TIMER_FIRED with the returned seq follows. 0 on error. */
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms);

@@ -42,6 +42,7 @@ typedef enum cmd_kind {
     CMD_UPSERT_SEARCH_ATTRIBUTES,
     CMD_MODIFY_PROPERTIES,
     CMD_VERSION_MARKER,
+    CMD_CHILD,
 } cmd_kind;
 
 #define MAX_CHANGE_ID 128
@@ -62,7 +63,8 @@ typedef struct item {
     uint32_t seq;
     int64_t event_id; /* ActivityTaskScheduled / TimerStarted; 0 until recorded */
     item_state state;
-    char *type; /* activity type */
+    char *type; /* activity or child workflow type */
+    char *id;   /* a child's workflow id */
 } item;
 
 typedef struct item_list {
@@ -122,8 +124,8 @@ struct keel_engine {
     keel_pb_command **out;
     size_t n_out;
 
-    item_list activities, timers;
-    uint32_t next_activity_seq, next_timer_seq;
+    item_list activities, timers, children;
+    uint32_t next_activity_seq, next_timer_seq, next_child_seq;
 
     uint64_t rng;
     int64_t now_ms;
@@ -222,6 +224,7 @@ int keel_engine_new(keel_engine **out, const keel_workflow_type *type, const cha
     e->task_queue = strdup(task_queue ? task_queue : "");
     e->next_activity_seq = 1;
     e->next_timer_seq = 1;
+    e->next_child_seq = 1;
     e->rng = seed_from(run_id);
     if (!e->state || !e->workflow_id || !e->run_id || !e->task_queue) {
         keel_engine_free(e);
@@ -266,8 +269,10 @@ static void free_records(keel_engine *e)
 
 static void free_items(item_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].type);
+        free(l->v[i].id);
+    }
     free(l->v);
 }
 
@@ -287,6 +292,7 @@ void keel_engine_free(keel_engine *e)
     free(e->cmds);
     free_items(&e->activities);
     free_items(&e->timers);
+    free_items(&e->children);
     free_records(e);
     free(e->rec);
     for (size_t i = 0; i < e->n_versions; i++)
@@ -475,6 +481,68 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
     }
     snprintf(c->what, sizeof c->what, "ScheduleActivityTask (activity %u, type %s)", seq, type);
     e->next_activity_seq++;
+    return seq;
+}
+
+uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const char *input_json,
+                             const keel_child_options *opts)
+{
+    keel_engine *e = ctx->engine;
+    keel_child_options none = {0};
+    if (opts == NULL)
+        opts = &none;
+    if (!may_issue(e, "StartChildWorkflowExecution"))
+        return 0;
+    if (type == NULL || type[0] == '\0' || opts->parent_close_policy < 0 ||
+        opts->parent_close_policy > 3) {
+        engine_error(e, "keel_workflow_child needs a workflow type and a parent close policy "
+                        "from 0 to 3");
+        return 0;
+    }
+    uint32_t seq = e->next_child_seq;
+    char id[512];
+    if (opts->workflow_id)
+        snprintf(id, sizeof id, "%s", opts->workflow_id);
+    else
+        snprintf(id, sizeof id, "%s-child-%u", e->workflow_id, seq);
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__StartChildWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
+    if (pb == NULL || a == NULL) {
+        free(pb);
+        free(a);
+        engine_error(e, "out of memory starting child workflow %s", type);
+        return 0;
+    }
+    temporal__api__command__v1__start_child_workflow_execution_command_attributes__init(a);
+    pb->start_child_workflow_execution_command_attributes = a;
+    a->workflow_id = strdup(id);
+    if ((a->workflow_type = malloc(sizeof *a->workflow_type)) != NULL) {
+        temporal__api__common__v1__workflow_type__init(a->workflow_type);
+        a->workflow_type->name = strdup(type);
+    }
+    a->task_queue = new_task_queue(opts->task_queue ? opts->task_queue : e->task_queue);
+    a->workflow_execution_timeout = dur(opts->execution_timeout_ms);
+    a->workflow_run_timeout = dur(opts->run_timeout_ms);
+    a->parent_close_policy = (Temporal__Api__Enums__V1__ParentClosePolicy)opts->parent_close_policy;
+    char what[160];
+    snprintf(what, sizeof what, "child workflow %s input", type);
+    keel_error perr;
+    if (keel_payloads_new_json(input_json, what, &a->input, &perr) != KEEL_OK) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return 0;
+    }
+    command *c = push_command(e, CMD_CHILD, seq, pb);
+    item *it = c ? add_item(&e->children, seq, type) : NULL;
+    if (it == NULL || (it->id = strdup(id)) == NULL) {
+        engine_error(e, "out of memory starting child workflow %s", type);
+        return 0;
+    }
+    snprintf(c->what, sizeof c->what, "StartChildWorkflowExecution (workflow %.50s, type %.50s)",
+             id, type);
+    e->next_child_seq++;
     return seq;
 }
 
@@ -1011,6 +1079,9 @@ static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *
     for (size_t i = 0; i < e->timers.n; i++)
         if (e->timers.v[i].state == OPEN_UNSENT)
             e->timers.v[i].state = OPEN;
+    for (size_t i = 0; i < e->children.n; i++)
+        if (e->children.v[i].state == OPEN_UNSENT)
+            e->children.v[i].state = OPEN;
     return rc;
 }
 
@@ -1098,6 +1169,15 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCEL_REQUESTED_EVENT_ATTRIBUTES:
         r->ref = ev->activity_task_cancel_requested_event_attributes->scheduled_event_id;
         break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
+        const Temporal__Api__History__V1__StartChildWorkflowExecutionInitiatedEventAttributes *a =
+            ev->start_child_workflow_execution_initiated_event_attributes;
+        id = a->workflow_id;
+        type = a->workflow_type ? a->workflow_type->name : "";
+        snprintf(r->seen, sizeof r->seen,
+                 "StartChildWorkflowExecutionInitiated (workflow %s, type %s)", id, type);
+        break;
+    }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
         id = ev->timer_started_event_attributes->timer_id;
         snprintf(r->seen, sizeof r->seen, "TimerStarted (timer %s)", id);
@@ -1152,6 +1232,10 @@ static bool matches(keel_engine *e, const command *c, const recorded *r)
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
         return c->kind == CMD_TIMER && same(r->id, want);
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
+        const item *it = find_seq(&e->children, c->seq);
+        return c->kind == CMD_CHILD && it && same(it->type, r->type) && same(it->id, r->id);
+    }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
         return c->kind == CMD_CANCEL_TIMER && same(r->id, want);
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES:
@@ -1182,6 +1266,8 @@ static void note_event(keel_engine *e, const command *c, int64_t event_id)
         it = find_seq(&e->activities, c->seq);
     else if (c->kind == CMD_TIMER)
         it = find_seq(&e->timers, c->seq);
+    else if (c->kind == CMD_CHILD)
+        it = find_seq(&e->children, c->seq);
     if (it)
         it->event_id = event_id;
 }
@@ -1432,6 +1518,83 @@ static int on_cancel_requested(keel_engine *e, const keel_pb_event *ev, keel_err
     return seal(d, err);
 }
 
+/* A child's news, found by the event that initiated it. Started is bookkeeping only. */
+static int on_child_event(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    int64_t initiated = 0;
+    const Temporal__Api__Common__V1__Payloads *result = NULL;
+    const Temporal__Api__Failure__V1__Failure *failure = NULL;
+    const char *type = NULL; /* the failure type when there is no Failure to read it from */
+    keel_workflow_event_kind kind = KEEL_EVENT_CHILD_FAILED;
+    switch (ev->attributes_case) {
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_CHILD_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES:
+        initiated = ev->child_workflow_execution_started_event_attributes->initiated_event_id;
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:
+        initiated = ev->start_child_workflow_execution_failed_event_attributes->initiated_event_id;
+        type = "AlreadyStarted";
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_CHILD_WORKFLOW_EXECUTION_COMPLETED_EVENT_ATTRIBUTES:
+        initiated = ev->child_workflow_execution_completed_event_attributes->initiated_event_id;
+        result = ev->child_workflow_execution_completed_event_attributes->result;
+        kind = KEEL_EVENT_CHILD_COMPLETED;
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_CHILD_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:
+        initiated = ev->child_workflow_execution_failed_event_attributes->initiated_event_id;
+        failure = ev->child_workflow_execution_failed_event_attributes->failure;
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_CHILD_WORKFLOW_EXECUTION_CANCELED_EVENT_ATTRIBUTES:
+        initiated = ev->child_workflow_execution_canceled_event_attributes->initiated_event_id;
+        type = "Canceled";
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_CHILD_WORKFLOW_EXECUTION_TIMED_OUT_EVENT_ATTRIBUTES:
+        initiated = ev->child_workflow_execution_timed_out_event_attributes->initiated_event_id;
+        type = "Timeout";
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_CHILD_WORKFLOW_EXECUTION_TERMINATED_EVENT_ATTRIBUTES:
+        initiated = ev->child_workflow_execution_terminated_event_attributes->initiated_event_id;
+        type = "Terminated";
+        break;
+    default:
+        return keel_error_set(err, KEEL_EINVAL, "history event %lld is %s without attributes",
+                              (long long)ev->event_id, event_name(ev));
+    }
+    item *it = find_event(&e->children, initiated);
+    if (it == NULL || it->state == CLOSED)
+        return nondeterminism(e, err,
+                              "history event %lld (%s) is for the child initiated at event %lld, "
+                              "which the workflow did not start or already saw finish",
+                              (long long)ev->event_id, event_name(ev), (long long)initiated);
+    if (ev->event_type ==
+        TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED)
+        return KEEL_OK;
+    it->state = CLOSED;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = kind;
+    d->ev.seq = it->seq;
+    d->name = strdup(it->type ? it->type : "");
+    if (kind == KEEL_EVENT_CHILD_COMPLETED) {
+        char what[160];
+        snprintf(what, sizeof what, "result of child workflow %.100s", it->id);
+        int rc = keel_payloads_to_json(result, what, &d->json, err);
+        if (rc != KEEL_OK)
+            return rc;
+    } else if (failure) {
+        d->failure_message = keel_failure_text(failure);
+        d->failure_type = keel_failure_type(failure);
+    } else {
+        char msg[300];
+        snprintf(msg, sizeof msg, "child workflow %.200s: %s", it->id, event_name(ev));
+        d->failure_message = strdup(msg);
+        d->failure_type = strdup(type);
+    }
+    if (kind == KEEL_EVENT_CHILD_FAILED && (!d->failure_message || !d->failure_type))
+        return oom(err);
+    return seal(d, err);
+}
+
 /* ---- feeding ---- */
 
 static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
@@ -1497,6 +1660,14 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         return on_signal(e, ev, err);
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
         return on_cancel_requested(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED:
+        return on_child_event(e, ev, err);
     default:
         if (ev->worker_may_ignore)
             return KEEL_OK;

@@ -64,7 +64,9 @@ int keel_replay(const keel_workflow_type *type, const char *data, size_t len, ke
         return rc;
     }
     keel_engine *e;
-    rc = keel_engine_new(&e, type, "replay", a->original_execution_run_id,
+    /* The run's own id: workflows derive ids (children's, say) from it. */
+    const char *id = a->workflow_id && a->workflow_id[0] ? a->workflow_id : "replay";
+    rc = keel_engine_new(&e, type, id, a->original_execution_run_id,
                          a->task_queue ? a->task_queue->name : "", err);
     if (rc == KEEL_OK)
         rc = keel_engine_feed(e, h->events, h->n_events, err);

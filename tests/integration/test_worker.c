@@ -266,8 +266,33 @@ static int versioned_start(keel_workflow_ctx *ctx, void *state, const char *inpu
 static const keel_workflow_type versioned_type = {
     .name = "Versioned", .state_size = 1, .start = versioned_start, .on_event = sleeper_event};
 
+/* Runs Chain as a child with its own input; completes with the child's result or fails with
+ * the child's failure. */
+static int parent_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    return keel_workflow_child(ctx, "Chain", input, NULL) ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int parent_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)state;
+    if (ev->kind == KEEL_EVENT_CHILD_COMPLETED) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "{\"child\":%s,\"type\":\"%s\"}", ev->json, ev->name);
+        return keel_workflow_complete(ctx, buf);
+    }
+    if (ev->kind == KEEL_EVENT_CHILD_FAILED)
+        return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
+    return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+}
+
+static const keel_workflow_type parent_type = {
+    .name = "Parent", .state_size = 1, .start = parent_start, .on_event = parent_event};
+
 static const keel_workflow_type *const workflows[] = {
-    &chain_type, &sleeper_type, &approval_type, &cancellable_type, &stager_type, &versioned_type};
+    &chain_type,  &sleeper_type,   &approval_type, &cancellable_type,
+    &stager_type, &versioned_type, &parent_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -752,6 +777,41 @@ START_TEST(get_version_markers_reach_the_server_and_replay)
 }
 END_TEST
 
+START_TEST(child_workflows_complete_and_fail_into_their_parent)
+{
+    char id[128];
+    free(start("Parent", "keel-parent", "{\"name\":\"kid\"}", id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s",
+                  out.failure_message ? out.failure_message : "");
+    ck_assert_str_eq(out.result_json, "{\"child\":{\"attempt\":3},\"type\":\"Chain\"}");
+    keel_workflow_outcome_dispose(&out);
+    /* The child ran under its derived id, and the parent's history replays. */
+    char child[160];
+    snprintf(child, sizeof child, "%s-child-1", id);
+    keel_workflow_info w;
+    keel_error err;
+    ck_assert_int_eq(keel_client_workflow_describe(client, child, NULL, &w, &err), KEEL_OK);
+    ck_assert_int_eq(w.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_info_dispose(&w);
+    char *json;
+    size_t len;
+    ck_assert_int_eq(
+        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len, &err),
+        KEEL_OK);
+    ck_assert_msg(keel_replay(&parent_type, json, len, &err) == KEEL_OK, "%s", err.message);
+    free(json);
+
+    /* A child that fails: its failure reaches the parent. */
+    free(start("Parent", "keel-parent-fail", "{\"refuse\":true}", id, sizeof id));
+    out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_FAILED);
+    ck_assert_str_eq(out.failure_type, "OutOfStock");
+    ck_assert_ptr_nonnull(strstr(out.failure_message, "no laptops left"));
+    keel_workflow_outcome_dispose(&out);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -781,6 +841,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, a_recorded_history_replays_and_catches_changed_code);
     tcase_add_test(tc, search_attributes_and_memo_reach_visibility);
     tcase_add_test(tc, get_version_markers_reach_the_server_and_replay);
+    tcase_add_test(tc, child_workflows_complete_and_fail_into_their_parent);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;
