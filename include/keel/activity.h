@@ -44,7 +44,8 @@ int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *mes
 /* Report progress (JSON details, NULL: none) and learn whether the workflow wants the activity
  * cancelled: KEEL_ECANCELLED means stop and return KEEL_ECANCELLED; the worker then reports the
  * activity as canceled. Heartbeats are how cancellation reaches a running activity, and what a
- * heartbeat timeout watches. */
+ * heartbeat timeout watches. Call it as often as convenient: at most one heartbeat per 80 % of
+ * the heartbeat timeout (30 s without one) is sent, and calls in between answer from the last. */
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json);
 
 /* Whether a heartbeat has learned of a cancellation request. */

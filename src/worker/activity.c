@@ -20,9 +20,16 @@
 
 typedef Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse activity_task;
 
+/* Heartbeats go out at most once per this fraction of the heartbeat timeout (the SDKs' rule),
+ * and at most every DEFAULT_HEARTBEAT_GAP_MS when the activity has no heartbeat timeout. */
+#define HEARTBEAT_GAP_PERCENT    80
+#define DEFAULT_HEARTBEAT_GAP_MS 30000
+
 struct keel_activity_ctx {
     keel_activity_pool *pool;
     const activity_task *task;
+    int64_t last_heartbeat_ms; /* 0: none sent yet */
+    int64_t heartbeat_gap_ms;
     bool cancel_requested;
     char fail_type[128];
     char fail_message[KEEL_ERROR_MESSAGE_MAX];
@@ -69,9 +76,21 @@ const char *keel_activity_workflow_id(const keel_activity_ctx *ctx)
                : "";
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json)
 {
     keel_activity_pool *p = ctx->pool;
+    /* Throttled: between sends, answer from what the last heartbeat learned. */
+    int64_t now = mono_ms();
+    if (ctx->last_heartbeat_ms && now - ctx->last_heartbeat_ms < ctx->heartbeat_gap_ms)
+        return ctx->cancel_requested ? KEEL_ECANCELLED : KEEL_OK;
+    ctx->last_heartbeat_ms = now;
     Temporal__Api__Workflowservice__V1__RecordActivityTaskHeartbeatRequest req =
         TEMPORAL__API__WORKFLOWSERVICE__V1__RECORD_ACTIVITY_TASK_HEARTBEAT_REQUEST__INIT;
     req.task_token = ctx->task->task_token;
@@ -204,6 +223,9 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
         return;
     }
     keel_activity_ctx ctx = {.pool = p, .task = t};
+    int64_t timeout = keel_proto_duration_ms(t->heartbeat_timeout);
+    ctx.heartbeat_gap_ms =
+        timeout > 0 ? timeout * HEARTBEAT_GAP_PERCENT / 100 : DEFAULT_HEARTBEAT_GAP_MS;
     char *result = NULL;
     int rc = type->run(&ctx, input, &result, type->user_data);
     free(input);
