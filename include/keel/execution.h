@@ -97,6 +97,16 @@ int keel_workflow_start_options_init(keel_workflow_start_options *opts, unsigned
 int keel_client_workflow_start(keel_client *client, const keel_workflow_start_options *opts,
                                char **run_id_out, keel_error *err);
 
+/*
+ * SignalWithStartWorkflowExecution: signal the workflow id's open run, or start it (with opts)
+ * and deliver the signal as its first news. The conflict policy defaults to USE_EXISTING. On
+ * success *run_id_out (if not NULL) names the run signalled; the caller frees it.
+ */
+int keel_client_workflow_signal_with_start(keel_client *client,
+                                           const keel_workflow_start_options *opts,
+                                           const char *signal_name, const char *signal_input_json,
+                                           char **run_id_out, keel_error *err);
+
 /* SignalWorkflowExecution: deliver signal_name with one JSON argument (NULL: none). */
 int keel_client_workflow_signal(keel_client *client, const char *workflow_id, const char *run_id,
                                 const char *signal_name, const char *input_json, keel_error *err);

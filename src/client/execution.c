@@ -235,6 +235,85 @@ int keel_client_workflow_start(keel_client *client, const keel_workflow_start_op
     return rc;
 }
 
+/* Signal-with-start takes everything a start takes: build the start request and move its parts
+ * across, so that both are built by the same code. */
+typedef Temporal__Api__Workflowservice__V1__SignalWithStartWorkflowExecutionRequest swS_request;
+
+#define MOVE(to, from, field, empty)                                                               \
+    do {                                                                                           \
+        (to)->field = (from)->field;                                                               \
+        (from)->field = empty;                                                                     \
+    } while (0)
+
+static void move_start(swS_request *to, start_request *from)
+{
+    MOVE(to, from, namespace_, NULL);
+    MOVE(to, from, workflow_id, NULL);
+    MOVE(to, from, workflow_type, NULL);
+    MOVE(to, from, task_queue, NULL);
+    MOVE(to, from, input, NULL);
+    MOVE(to, from, workflow_execution_timeout, NULL);
+    MOVE(to, from, workflow_run_timeout, NULL);
+    MOVE(to, from, workflow_task_timeout, NULL);
+    MOVE(to, from, identity, NULL);
+    MOVE(to, from, request_id, NULL);
+    MOVE(to, from, retry_policy, NULL);
+    MOVE(to, from, cron_schedule, NULL);
+    MOVE(to, from, memo, NULL);
+    MOVE(to, from, search_attributes, NULL);
+    to->workflow_id_reuse_policy = from->workflow_id_reuse_policy;
+    to->workflow_id_conflict_policy = from->workflow_id_conflict_policy;
+}
+
+int keel_client_workflow_signal_with_start(keel_client *client,
+                                           const keel_workflow_start_options *opts,
+                                           const char *signal_name, const char *signal_input_json,
+                                           char **run_id_out, keel_error *err)
+{
+    if (run_id_out)
+        *run_id_out = NULL;
+    keel_error local;
+    err = err ? err : &local;
+    int rc = check_start(opts, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if (empty(signal_name))
+        return keel_error_set(err, KEEL_EINVAL, "signal-with-start needs a signal name");
+    keel_transport *t = keel_client_transport(client);
+    const char *ns = keel_transport_namespace(t);
+    start_request *start = NULL;
+    swS_request *req = malloc(sizeof *req);
+    if (req == NULL)
+        return oom(err);
+    temporal__api__workflowservice__v1__signal_with_start_workflow_execution_request__init(req);
+    rc = build_start(t, ns, opts, &start, err);
+    if (start)
+        move_start(req, start);
+    if (rc == KEEL_OK && (req->signal_name = strdup(signal_name)) == NULL)
+        rc = oom(err);
+    char what[160];
+    snprintf(what, sizeof what, "signal '%s' argument", signal_name);
+    if (rc == KEEL_OK)
+        rc = keel_payloads_new_json(signal_input_json, what, &req->signal_input, err);
+    Temporal__Api__Workflowservice__V1__SignalWithStartWorkflowExecutionResponse *resp = NULL;
+    if (rc == KEEL_OK) {
+        keel_call_options co = {.retry = true, .namespace = ns};
+        rc = keel_transport_call(
+            t, WF("SignalWithStartWorkflowExecution"), (ProtobufCMessage *)req,
+            &temporal__api__workflowservice__v1__signal_with_start_workflow_execution_response__descriptor,
+            (ProtobufCMessage **)&resp, &co, err);
+    }
+    if (start)
+        FREE_PB(start);
+    FREE_PB(req);
+    if (rc != KEEL_OK)
+        return rc;
+    if (run_id_out && (*run_id_out = keel_proto_strdup(resp->run_id)) == NULL)
+        rc = oom(err);
+    FREE_PB(resp);
+    return rc;
+}
+
 /* ---- signal, cancel, terminate ---- */
 
 static int check_target(const char *workflow_id, keel_error *err)

@@ -218,6 +218,11 @@ START_TEST(workflow_usage_errors)
     ck_assert_int_eq(keelctl("workflow start --id x --type T --task-queue q --memo novalue", &o),
                      2);
     ck_assert_int_eq(keelctl("workflow signal --id x", &o), 2);
+    ck_assert_int_eq(keelctl("workflow query --id x", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "__stack_trace"));
+    ck_assert_int_eq(keelctl("workflow signal-with-start --id x --type T --task-queue q", &o), 2);
+    ck_assert_int_eq(keelctl("workflow query --id keel-no-such-workflow --name status", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "NOT_FOUND"));
     ck_assert_int_eq(keelctl("workflow list --limit lots", &o), 2);
 }
 END_TEST

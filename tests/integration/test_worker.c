@@ -812,6 +812,45 @@ START_TEST(child_workflows_complete_and_fail_into_their_parent)
 }
 END_TEST
 
+START_TEST(signal_with_start_starts_once_then_signals)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char id[128];
+    snprintf(id, sizeof id, "keel-sws-%ld-%ld", (long)getpid(), (long)ts.tv_nsec);
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = "Approval";
+    o.task_queue = queue;
+    char *first = NULL, *second = NULL;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_signal_with_start(client, &o, "note", "\"one\"", &first,
+                                                         &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_msg(keel_client_workflow_signal_with_start(client, &o, "note", "\"two\"", &second,
+                                                         &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_str_eq(first, second); /* the same run, signalled twice */
+    free(first);
+    free(second);
+    ck_assert_int_eq(keel_client_workflow_signal(client, id, NULL, "approve", "\"done\"", &err),
+                     KEEL_OK);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+    /* Both notes were in the run before the approval. */
+    char *json;
+    size_t len;
+    ck_assert_int_eq(
+        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len, &err),
+        KEEL_OK);
+    const char *p1 = strstr(json, "Im9uZSI="), *p2 = strstr(json, "InR3byI=");
+    ck_assert_msg(p1 && p2 && p1 < p2, "signals missing or out of order");
+    free(json);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -842,6 +881,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, search_attributes_and_memo_reach_visibility);
     tcase_add_test(tc, get_version_markers_reach_the_server_and_replay);
     tcase_add_test(tc, child_workflows_complete_and_fail_into_their_parent);
+    tcase_add_test(tc, signal_with_start_starts_once_then_signals);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;

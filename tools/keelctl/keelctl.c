@@ -40,6 +40,9 @@ static const char usage[] =
     "      [--id-conflict-policy fail|use-existing|terminate-existing]\n"
     "      [--memo KEY=JSON]... [--search-attribute NAME=JSON]... [--request-id ID]\n"
     "  workflow signal --id ID [--run-id R] --name SIGNAL [--input JSON]\n"
+    "  workflow signal-with-start (start options) --name SIGNAL [--signal-input JSON]\n"
+    "  workflow query --id ID [--run-id R] --name QUERY [--input JSON]\n"
+    "                                   e.g. --name __stack_trace: where the run stands\n"
     "  workflow describe --id ID [--run-id R]\n"
     "  workflow result --id ID [--run-id R] [--wait-timeout D]\n"
     "                                   wait for the result (exit 1 unless it completed)\n"
@@ -99,6 +102,7 @@ static const char **option_slot(cli *c, const char *name)
         {"wait-timeout", offsetof(cli, wait_timeout)},
         {"request-id", offsetof(cli, request_id)},
         {"output", offsetof(cli, output)},
+        {"signal-input", offsetof(cli, signal_input)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
@@ -490,6 +494,8 @@ static const struct command {
     {"workflow", "terminate", keelctl_workflow_terminate},
     {"workflow", "list", keelctl_workflow_list},
     {"workflow", "history", keelctl_workflow_history},
+    {"workflow", "query", keelctl_workflow_query},
+    {"workflow", "signal-with-start", keelctl_workflow_signal_with_start},
 };
 
 /* The command named by the arguments, or NULL after saying what is wrong with them. */

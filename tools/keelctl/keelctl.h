@@ -19,7 +19,7 @@ typedef struct cli {
     bool tls, json, if_not_exists, wait, binary;
     const char *retention, *description, *owner_email;
     const char *name, *type;
-    const char *workflow_id, *run_id, *task_queue, *input, *request_id;
+    const char *workflow_id, *run_id, *task_queue, *input, *request_id, *signal_input;
     const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
     const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit, *output;
     const char *memo[KEELCTL_MAX_REPEATED];
@@ -51,5 +51,7 @@ int keelctl_workflow_cancel(keel_client *client, const cli *c);
 int keelctl_workflow_terminate(keel_client *client, const cli *c);
 int keelctl_workflow_list(keel_client *client, const cli *c);
 int keelctl_workflow_history(keel_client *client, const cli *c);
+int keelctl_workflow_query(keel_client *client, const cli *c);
+int keelctl_workflow_signal_with_start(keel_client *client, const cli *c);
 
 #endif

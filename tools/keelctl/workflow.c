@@ -448,3 +448,53 @@ int keelctl_workflow_history(keel_client *client, const cli *c)
                 c->output, len);
     return 0;
 }
+
+int keelctl_workflow_query(keel_client *client, const cli *c)
+{
+    int rc = need_id(c, "query");
+    if (rc != 0)
+        return rc;
+    if (c->name == NULL) {
+        fprintf(stderr, "keelctl: workflow query needs --name (try __stack_trace)\n");
+        return EXIT_USAGE;
+    }
+    char *result = NULL;
+    keel_error err;
+    if (keel_client_workflow_query(client, c->workflow_id, c->run_id, c->name, c->input, &result,
+                                   &err) != KEEL_OK)
+        return fail(&err);
+    printf("%s\n", result);
+    free(result);
+    return 0;
+}
+
+int keelctl_workflow_signal_with_start(keel_client *client, const cli *c)
+{
+    int rc = need_id(c, "signal-with-start");
+    if (rc != 0)
+        return rc;
+    if (c->name == NULL) {
+        fprintf(stderr, "keelctl: workflow signal-with-start needs --name (the signal)\n");
+        return EXIT_USAGE;
+    }
+    start_args a;
+    memset(&a, 0, sizeof a);
+    if ((rc = start_options(client, c, &a)) != 0)
+        return rc;
+    char *run_id = NULL;
+    keel_error err;
+    if (keel_client_workflow_signal_with_start(client, &a.o, c->name, c->signal_input, &run_id,
+                                               &err) != KEEL_OK)
+        return fail(&err);
+    if (c->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "workflowId", c->workflow_id);
+        cJSON_AddStringToObject(j, "runId", run_id);
+        cJSON_AddStringToObject(j, "signal", c->name);
+        rc = print_json(j);
+    } else {
+        printf("Signal %s sent to workflow %s, run %s.\n", c->name, c->workflow_id, run_id);
+    }
+    free(run_id);
+    return rc;
+}
