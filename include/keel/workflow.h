@@ -51,6 +51,8 @@ typedef enum keel_workflow_event_kind {
     KEEL_EVENT_CHILD_FAILED,     /* the child failed, timed out, was canceled or terminated, or
                                     could not start (failure_type: its application type,
                                     "Timeout", "Canceled", "Terminated", "AlreadyStarted") */
+    KEEL_EVENT_SIGNAL_DELIVERED, /* a signal this workflow sent has been delivered */
+    KEEL_EVENT_SIGNAL_FAILED,    /* ...could not be (no such workflow, say): failure_message */
 } keel_workflow_event_kind;
 
 /* What an on_event callback receives. Every pointer is borrowed for the callback's duration. */
@@ -115,6 +117,12 @@ typedef struct keel_child_options {
  */
 uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const char *input_json,
                              const keel_child_options *opts);
+
+/* Signal another workflow (run_id NULL: its current run) with one JSON argument. Returns a
+ * sequence number; KEEL_EVENT_SIGNAL_DELIVERED or KEEL_EVENT_SIGNAL_FAILED with it follows. */
+uint32_t keel_workflow_signal_external(keel_workflow_ctx *ctx, const char *workflow_id,
+                                       const char *run_id, const char *signal_name,
+                                       const char *input_json);
 
 /* Start a durable timer; KEEL_EVENT_TIMER_FIRED with the returned seq follows. 0 on error. */
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms);

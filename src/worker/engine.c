@@ -19,6 +19,7 @@
 #include "converter/payload.h"
 #include "proto/proto.h"
 #include "temporal/api/enums/v1/event_type.pb-c.h"
+#include "temporal/api/enums/v1/failed_cause.pb-c.h"
 
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
@@ -43,6 +44,7 @@ typedef enum cmd_kind {
     CMD_MODIFY_PROPERTIES,
     CMD_VERSION_MARKER,
     CMD_CHILD,
+    CMD_SIGNAL_EXTERNAL,
 } cmd_kind;
 
 #define MAX_CHANGE_ID 128
@@ -124,8 +126,8 @@ struct keel_engine {
     keel_pb_command **out;
     size_t n_out;
 
-    item_list activities, timers, children;
-    uint32_t next_activity_seq, next_timer_seq, next_child_seq;
+    item_list activities, timers, children, signals_out;
+    uint32_t next_activity_seq, next_timer_seq, next_child_seq, next_signal_seq;
 
     uint64_t rng;
     int64_t now_ms;
@@ -225,6 +227,7 @@ int keel_engine_new(keel_engine **out, const keel_workflow_type *type, const cha
     e->next_activity_seq = 1;
     e->next_timer_seq = 1;
     e->next_child_seq = 1;
+    e->next_signal_seq = 1;
     e->rng = seed_from(run_id);
     if (!e->state || !e->workflow_id || !e->run_id || !e->task_queue) {
         keel_engine_free(e);
@@ -293,6 +296,7 @@ void keel_engine_free(keel_engine *e)
     free_items(&e->activities);
     free_items(&e->timers);
     free_items(&e->children);
+    free_items(&e->signals_out);
     free_records(e);
     free(e->rec);
     for (size_t i = 0; i < e->n_versions; i++)
@@ -543,6 +547,59 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
     snprintf(c->what, sizeof c->what, "StartChildWorkflowExecution (workflow %.50s, type %.50s)",
              id, type);
     e->next_child_seq++;
+    return seq;
+}
+
+uint32_t keel_workflow_signal_external(keel_workflow_ctx *ctx, const char *workflow_id,
+                                       const char *run_id, const char *signal_name,
+                                       const char *input_json)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "SignalExternalWorkflowExecution"))
+        return 0;
+    if (workflow_id == NULL || workflow_id[0] == '\0' || signal_name == NULL ||
+        signal_name[0] == '\0') {
+        engine_error(e, "keel_workflow_signal_external needs a workflow id and a signal name");
+        return 0;
+    }
+    uint32_t seq = e->next_signal_seq;
+    keel_pb_command *pb = new_pb_command(
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
+    Temporal__Api__Command__V1__SignalExternalWorkflowExecutionCommandAttributes *a =
+        malloc(sizeof *a);
+    Temporal__Api__Common__V1__WorkflowExecution *x = malloc(sizeof *x);
+    if (pb == NULL || a == NULL || x == NULL) {
+        free(pb);
+        free(a);
+        free(x);
+        engine_error(e, "out of memory signalling %s", workflow_id);
+        return 0;
+    }
+    temporal__api__command__v1__signal_external_workflow_execution_command_attributes__init(a);
+    temporal__api__common__v1__workflow_execution__init(x);
+    pb->signal_external_workflow_execution_command_attributes = a;
+    a->execution = x;
+    x->workflow_id = strdup(workflow_id);
+    x->run_id = strdup(run_id ? run_id : "");
+    a->signal_name = strdup(signal_name);
+    char what[160];
+    snprintf(what, sizeof what, "argument of signal %.60s", signal_name);
+    keel_error perr;
+    if (keel_payloads_new_json(input_json, what, &a->input, &perr) != KEEL_OK) {
+        FREE_PB(pb);
+        engine_error(e, "%s", perr.message);
+        return 0;
+    }
+    command *c = push_command(e, CMD_SIGNAL_EXTERNAL, seq, pb);
+    item *it = c ? add_item(&e->signals_out, seq, signal_name) : NULL;
+    if (it == NULL || (it->id = strdup(workflow_id)) == NULL) {
+        engine_error(e, "out of memory signalling %s", workflow_id);
+        return 0;
+    }
+    snprintf(c->what, sizeof c->what, "SignalExternalWorkflowExecution (%.50s to %.60s)",
+             signal_name, workflow_id);
+    e->next_signal_seq++;
     return seq;
 }
 
@@ -1082,6 +1139,9 @@ static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *
     for (size_t i = 0; i < e->children.n; i++)
         if (e->children.v[i].state == OPEN_UNSENT)
             e->children.v[i].state = OPEN;
+    for (size_t i = 0; i < e->signals_out.n; i++)
+        if (e->signals_out.v[i].state == OPEN_UNSENT)
+            e->signals_out.v[i].state = OPEN;
     return rc;
 }
 
@@ -1178,6 +1238,15 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                  "StartChildWorkflowExecutionInitiated (workflow %s, type %s)", id, type);
         break;
     }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
+        const Temporal__Api__History__V1__SignalExternalWorkflowExecutionInitiatedEventAttributes
+            *a = ev->signal_external_workflow_execution_initiated_event_attributes;
+        id = a->workflow_execution ? a->workflow_execution->workflow_id : "";
+        type = a->signal_name;
+        snprintf(r->seen, sizeof r->seen,
+                 "SignalExternalWorkflowExecutionInitiated (%.60s to %.80s)", type, id);
+        break;
+    }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
         id = ev->timer_started_event_attributes->timer_id;
         snprintf(r->seen, sizeof r->seen, "TimerStarted (timer %s)", id);
@@ -1236,6 +1305,11 @@ static bool matches(keel_engine *e, const command *c, const recorded *r)
         const item *it = find_seq(&e->children, c->seq);
         return c->kind == CMD_CHILD && it && same(it->type, r->type) && same(it->id, r->id);
     }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
+        const item *it = find_seq(&e->signals_out, c->seq);
+        return c->kind == CMD_SIGNAL_EXTERNAL && it && same(it->type, r->type) &&
+               same(it->id, r->id);
+    }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
         return c->kind == CMD_CANCEL_TIMER && same(r->id, want);
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES:
@@ -1268,6 +1342,8 @@ static void note_event(keel_engine *e, const command *c, int64_t event_id)
         it = find_seq(&e->timers, c->seq);
     else if (c->kind == CMD_CHILD)
         it = find_seq(&e->children, c->seq);
+    else if (c->kind == CMD_SIGNAL_EXTERNAL)
+        it = find_seq(&e->signals_out, c->seq);
     if (it)
         it->event_id = event_id;
 }
@@ -1595,6 +1671,44 @@ static int on_child_event(keel_engine *e, const keel_pb_event *ev, keel_error *e
     return seal(d, err);
 }
 
+/* The outcome of a signal this workflow sent to another. */
+static int on_signal_outcome(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    bool delivered =
+        ev->attributes_case ==
+        TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED_EVENT_ATTRIBUTES;
+    int64_t initiated =
+        delivered
+            ? ev->external_workflow_execution_signaled_event_attributes->initiated_event_id
+            : ev->signal_external_workflow_execution_failed_event_attributes->initiated_event_id;
+    item *it = find_event(&e->signals_out, initiated);
+    if (it == NULL || it->state == CLOSED)
+        return nondeterminism(e, err,
+                              "history event %lld (%s) is for the signal sent at event %lld, "
+                              "which the workflow did not send",
+                              (long long)ev->event_id, event_name(ev), (long long)initiated);
+    it->state = CLOSED;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = delivered ? KEEL_EVENT_SIGNAL_DELIVERED : KEEL_EVENT_SIGNAL_FAILED;
+    d->ev.seq = it->seq;
+    d->name = strdup(it->type ? it->type : "");
+    if (!delivered) {
+        const char *cause = keel_proto_enum_name(
+            &temporal__api__enums__v1__signal_external_workflow_execution_failed_cause__descriptor,
+            (int)ev->signal_external_workflow_execution_failed_event_attributes->cause);
+        char msg[300];
+        snprintf(msg, sizeof msg, "signal %.60s to workflow %.100s failed: %s", it->type, it->id,
+                 cause ? cause : "unknown cause");
+        d->failure_message = strdup(msg);
+        d->failure_type = strdup("SignalFailed");
+        if (d->failure_message == NULL || d->failure_type == NULL)
+            return oom(err);
+    }
+    return seal(d, err);
+}
+
 /* ---- feeding ---- */
 
 static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
@@ -1668,6 +1782,9 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED:
         return on_child_event(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
+        return on_signal_outcome(e, ev, err);
     default:
         if (ev->worker_may_ignore)
             return KEEL_OK;

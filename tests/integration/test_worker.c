@@ -290,9 +290,34 @@ static int parent_event(keel_workflow_ctx *ctx, void *state, const keel_workflow
 static const keel_workflow_type parent_type = {
     .name = "Parent", .state_size = 1, .start = parent_start, .on_event = parent_event};
 
+/* Approves the workflow named by its input (a JSON string) with a signal. */
+static int notifier_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    char target[200];
+    if (sscanf(input, "\"%199[^\"]\"", target) != 1)
+        return keel_workflow_error(ctx, "input %s is not a workflow id string", input);
+    return keel_workflow_signal_external(ctx, target, NULL, "approve", "\"by notifier\"")
+               ? KEEL_OK
+               : KEEL_EINVAL;
+}
+
+static int notifier_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)state;
+    if (ev->kind == KEEL_EVENT_SIGNAL_DELIVERED)
+        return keel_workflow_complete(ctx, "\"delivered\"");
+    if (ev->kind == KEEL_EVENT_SIGNAL_FAILED)
+        return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
+    return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+}
+
+static const keel_workflow_type notifier_type = {
+    .name = "Notifier", .state_size = 1, .start = notifier_start, .on_event = notifier_event};
+
 static const keel_workflow_type *const workflows[] = {
     &chain_type,  &sleeper_type,   &approval_type, &cancellable_type,
-    &stager_type, &versioned_type, &parent_type};
+    &stager_type, &versioned_type, &parent_type,   &notifier_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -851,6 +876,32 @@ START_TEST(signal_with_start_starts_once_then_signals)
 }
 END_TEST
 
+START_TEST(a_workflow_signals_another)
+{
+    char target[128], notifier[128], input[160];
+    free(start("Approval", "keel-target", NULL, target, sizeof target));
+    snprintf(input, sizeof input, "\"%s\"", target);
+    free(start("Notifier", "keel-notifier", input, notifier, sizeof notifier));
+    keel_workflow_outcome out = wait_result(notifier);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "\"delivered\"");
+    keel_workflow_outcome_dispose(&out);
+    out = wait_result(target);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "\"by notifier\"");
+    keel_workflow_outcome_dispose(&out);
+
+    /* No such workflow: the sender hears it failed. */
+    free(
+        start("Notifier", "keel-notifier-lost", "\"keel-nobody-home\"", notifier, sizeof notifier));
+    out = wait_result(notifier);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_FAILED);
+    ck_assert_str_eq(out.failure_type, "SignalFailed");
+    ck_assert_ptr_nonnull(strstr(out.failure_message, "NOT_FOUND"));
+    keel_workflow_outcome_dispose(&out);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -882,6 +933,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, get_version_markers_reach_the_server_and_replay);
     tcase_add_test(tc, child_workflows_complete_and_fail_into_their_parent);
     tcase_add_test(tc, signal_with_start_starts_once_then_signals);
+    tcase_add_test(tc, a_workflow_signals_another);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;
