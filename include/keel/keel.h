@@ -9,6 +9,7 @@
 #include "keel/execution.h"
 #include "keel/options.h"
 #include "keel/replayer.h"
+#include "keel/schedule.h"
 #include "keel/version.h"
 #include "keel/worker.h"
 #include "keel/workflow.h"

@@ -227,6 +227,40 @@ START_TEST(workflow_usage_errors)
 }
 END_TEST
 
+START_TEST(schedule_commands)
+{
+    output o;
+    char args[512], id[96];
+    snprintf(id, sizeof id, "keelctl-sched-%ld", (long)getpid());
+    snprintf(args, sizeof args,
+             "schedule create --id %s --every 2h --type Procurement --task-queue q --paused "
+             "--note 'not yet' --overlap buffer-one",
+             id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    snprintf(args, sizeof args, "--json schedule describe --id %s", id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    cJSON *j = cJSON_Parse(o.out);
+    ck_assert_msg(j != NULL, "not JSON: %s", o.out);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "spec")->valuestring, "every 2h");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "paused")));
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "note")->valuestring, "not yet");
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "schedule unpause --id %s", id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    snprintf(args, sizeof args, "schedule delete --id %s", id);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    snprintf(args, sizeof args, "schedule describe --id %s", id);
+    ck_assert_int_eq(keelctl(args, &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "NOT_FOUND"));
+    ck_assert_int_eq(keelctl("schedule create --id x --type T --task-queue q", &o), 2);
+    ck_assert_int_eq(
+        keelctl("schedule create --id x --every 1h --type T --task-queue q --overlap never", &o),
+        2);
+    ck_assert_ptr_nonnull(strstr(o.err, "buffer-one"));
+    ck_assert_int_eq(keelctl("schedule trigger", &o), 2);
+}
+END_TEST
+
 Suite *keelctl_suite(void)
 {
     Suite *s = suite_create("keelctl");
@@ -239,6 +273,7 @@ Suite *keelctl_suite(void)
     tcase_add_test(tc, if_not_exists_makes_registration_idempotent);
     tcase_add_test(tc, workflow_commands_round_trip);
     tcase_add_test(tc, workflow_usage_errors);
+    tcase_add_test(tc, schedule_commands);
     suite_add_tcase(s, tc);
     return s;
 }

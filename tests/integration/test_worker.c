@@ -902,6 +902,77 @@ START_TEST(a_workflow_signals_another)
 }
 END_TEST
 
+START_TEST(a_schedule_starts_runs_that_complete)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char id[128];
+    snprintf(id, sizeof id, "keel-schedule-%ld-%ld", (long)getpid(), (long)ts.tv_nsec);
+    keel_schedule_options o;
+    keel_schedule_options_init(&o, KEEL_SCHEDULE_OPTIONS_VERSION);
+    o.schedule_id = id;
+    o.interval_ms = 3600 * 1000; /* not due during the test: the run comes from the trigger */
+    o.workflow_type = "Stager";
+    o.task_queue = queue;
+    o.input_json = "99.5";
+    o.note = "nightly batch";
+    keel_error err;
+    ck_assert_msg(keel_client_schedule_create(client, &o, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_int_eq(keel_client_schedule_create(client, &o, &err), KEEL_EEXISTS);
+    ck_assert_msg(keel_client_schedule_trigger(client, id, &err) == KEEL_OK, "%s", err.message);
+
+    keel_schedule_info info = {0};
+    for (int64_t until = now_ms() + 15000; now_ms() < until; usleep(200 * 1000)) {
+        keel_schedule_info_dispose(&info);
+        ck_assert_int_eq(keel_client_schedule_describe(client, id, &info, &err), KEEL_OK);
+        if (info.action_count >= 1 && info.n_running == 0)
+            break; /* started, and already done */
+    }
+    ck_assert_int_eq(info.action_count, 1);
+    ck_assert_uint_eq(info.n_running, 0);
+    ck_assert_str_eq(info.spec, "every 1h");
+    ck_assert_str_eq(info.workflow_type, "Stager");
+    ck_assert_str_eq(info.note, "nightly batch");
+    ck_assert_uint_ge(info.n_next, 1);
+    keel_schedule_info_dispose(&info);
+
+    /* The run it started carries the schedule's id in its search attributes. */
+    char query[256];
+    snprintf(query, sizeof query, "TemporalScheduledById = '%s'", id);
+    keel_workflow_list l = {0};
+    for (int64_t until = now_ms() + 10000; now_ms() < until; usleep(200 * 1000)) {
+        ck_assert_int_eq(keel_client_workflow_list(client, query, 10, &l, &err), KEEL_OK);
+        if (l.count == 1 && l.items[0].status == KEEL_WORKFLOW_STATUS_COMPLETED)
+            break;
+        keel_workflow_list_dispose(&l);
+    }
+    ck_assert_uint_eq(l.count, 1);
+    ck_assert_int_eq(l.items[0].status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_list_dispose(&l);
+
+    ck_assert_int_eq(keel_client_schedule_pause(client, id, true, "budget freeze", &err), KEEL_OK);
+    ck_assert_int_eq(keel_client_schedule_describe(client, id, &info, &err), KEEL_OK);
+    ck_assert(info.paused);
+    ck_assert_str_eq(info.note, "budget freeze");
+    keel_schedule_info_dispose(&info);
+
+    bool listed = false;
+    for (int64_t until = now_ms() + 10000; !listed && now_ms() < until; usleep(200 * 1000)) {
+        keel_schedule_list sl;
+        ck_assert_int_eq(keel_client_schedule_list(client, &sl, &err), KEEL_OK);
+        for (size_t i = 0; i < sl.count; i++)
+            listed |= strcmp(sl.ids[i], id) == 0;
+        keel_schedule_list_dispose(&sl);
+    }
+    ck_assert(listed);
+    ck_assert_int_eq(keel_client_schedule_delete(client, id, &err), KEEL_OK);
+    ck_assert_int_eq(keel_client_schedule_describe(client, id, &info, &err), KEEL_ENOTFOUND);
+    /* Bad options never reach the server. */
+    o.cron = "0 9 * * *"; /* and an interval: one too many */
+    ck_assert_int_eq(keel_client_schedule_create(client, &o, &err), KEEL_EINVAL);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -934,6 +1005,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, child_workflows_complete_and_fail_into_their_parent);
     tcase_add_test(tc, signal_with_start_starts_once_then_signals);
     tcase_add_test(tc, a_workflow_signals_another);
+    tcase_add_test(tc, a_schedule_starts_runs_that_complete);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;

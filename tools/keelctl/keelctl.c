@@ -48,6 +48,11 @@ static const char usage[] =
     "                                   wait for the result (exit 1 unless it completed)\n"
     "  workflow cancel|terminate --id ID [--run-id R] [--reason TEXT]\n"
     "  workflow list [--query VISIBILITY-QUERY] [--limit N]\n"
+    "  schedule create --id ID (--cron EXPR | --every D) --type T --task-queue Q\n"
+    "      [--input JSON] [--workflow-id BASE] [--paused] [--note TEXT]\n"
+    "      [--overlap skip|buffer-one|buffer-all|cancel-other|terminate-other|allow-all]\n"
+    "  schedule describe|trigger|delete --id ID    schedule list\n"
+    "  schedule pause|unpause --id ID [--note TEXT]\n"
     "  workflow history --id ID [--run-id R] [--output FILE] [--binary]\n"
     "                                   the run's history as JSON (or binary protobuf)\n"
     "\n"
@@ -103,6 +108,10 @@ static const char **option_slot(cli *c, const char *name)
         {"request-id", offsetof(cli, request_id)},
         {"output", offsetof(cli, output)},
         {"signal-input", offsetof(cli, signal_input)},
+        {"every", offsetof(cli, every)},
+        {"overlap", offsetof(cli, overlap)},
+        {"note", offsetof(cli, note)},
+        {"workflow-id", offsetof(cli, base_workflow_id)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
@@ -185,6 +194,10 @@ static int parse(int argc, char **argv, cli *c)
         }
         if (strcmp(name, "binary") == 0) {
             c->binary = true;
+            continue;
+        }
+        if (strcmp(name, "paused") == 0) {
+            c->paused = true;
             continue;
         }
         int rep = parse_repeated(c, name, argc, argv, &i);
@@ -496,6 +509,13 @@ static const struct command {
     {"workflow", "history", keelctl_workflow_history},
     {"workflow", "query", keelctl_workflow_query},
     {"workflow", "signal-with-start", keelctl_workflow_signal_with_start},
+    {"schedule", "create", keelctl_schedule_create},
+    {"schedule", "describe", keelctl_schedule_describe},
+    {"schedule", "list", keelctl_schedule_list},
+    {"schedule", "pause", keelctl_schedule_pause},
+    {"schedule", "unpause", keelctl_schedule_unpause},
+    {"schedule", "trigger", keelctl_schedule_trigger},
+    {"schedule", "delete", keelctl_schedule_delete},
 };
 
 /* The command named by the arguments, or NULL after saying what is wrong with them. */

@@ -16,10 +16,11 @@
 typedef struct cli {
     const char *address, *namespace, *timeout;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
-    bool tls, json, if_not_exists, wait, binary;
+    bool tls, json, if_not_exists, wait, binary, paused;
     const char *retention, *description, *owner_email;
     const char *name, *type;
     const char *workflow_id, *run_id, *task_queue, *input, *request_id, *signal_input;
+    const char *every, *overlap, *note, *base_workflow_id;
     const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
     const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit, *output;
     const char *memo[KEELCTL_MAX_REPEATED];
@@ -53,5 +54,14 @@ int keelctl_workflow_list(keel_client *client, const cli *c);
 int keelctl_workflow_history(keel_client *client, const cli *c);
 int keelctl_workflow_query(keel_client *client, const cli *c);
 int keelctl_workflow_signal_with_start(keel_client *client, const cli *c);
+
+/* The schedule commands (schedule.c). */
+int keelctl_schedule_create(keel_client *client, const cli *c);
+int keelctl_schedule_describe(keel_client *client, const cli *c);
+int keelctl_schedule_list(keel_client *client, const cli *c);
+int keelctl_schedule_pause(keel_client *client, const cli *c);
+int keelctl_schedule_unpause(keel_client *client, const cli *c);
+int keelctl_schedule_trigger(keel_client *client, const cli *c);
+int keelctl_schedule_delete(keel_client *client, const cli *c);
 
 #endif
