@@ -37,7 +37,10 @@ typedef struct keel_schedule_options {
     const char *note; /* shown with the schedule (why it is paused, say) */
 } keel_schedule_options;
 
-#define KEEL_SCHEDULE_OPTIONS_INIT {KEEL_SCHEDULE_OPTIONS_VERSION}
+#define KEEL_SCHEDULE_OPTIONS_INIT                                                                 \
+    {                                                                                              \
+        KEEL_SCHEDULE_OPTIONS_VERSION                                                              \
+    }
 
 int keel_schedule_options_init(keel_schedule_options *opts, unsigned int version);
 

@@ -78,6 +78,10 @@ typedef struct keel_workflow_type {
     void (*describe)(const void *state, char *buf, size_t n);
     /* Optional. Free what the state points to. */
     void (*dispose)(void *state);
+    /* Optional, NULL-terminated: the queries and signals the type answers, listed by the
+     * built-in __temporal_workflow_metadata query (the Web UI's Queries view). */
+    const char *const *queries;
+    const char *const *signals;
 } keel_workflow_type;
 
 typedef struct keel_activity_options {

@@ -39,8 +39,7 @@ static int check(const keel_schedule_options *o, keel_error *err)
         return keel_error_set(err, KEEL_EINVAL,
                               "a schedule needs exactly one of a cron expression and an interval");
     if (o->overlap_policy < 0 || o->overlap_policy > 6)
-        return keel_error_set(err, KEEL_EINVAL, "overlap policy %d is not 0-6",
-                              o->overlap_policy);
+        return keel_error_set(err, KEEL_EINVAL, "overlap policy %d is not 0-6", o->overlap_policy);
     return KEEL_OK;
 }
 
@@ -78,15 +77,15 @@ int keel_client_schedule_create(keel_client *client, const keel_schedule_options
     run.workflow_id = (char *)(empty(o->workflow_id) ? o->schedule_id : o->workflow_id);
     run.workflow_type = &type;
     run.task_queue = &tq;
-    if ((rc = keel_payloads_new_json(o->input_json, "schedule input", &run.input, err)) !=
-        KEEL_OK)
+    if ((rc = keel_payloads_new_json(o->input_json, "schedule input", &run.input, err)) != KEEL_OK)
         return rc;
     Temporal__Api__Schedule__V1__ScheduleAction action =
         TEMPORAL__API__SCHEDULE__V1__SCHEDULE_ACTION__INIT;
     action.action_case = TEMPORAL__API__SCHEDULE__V1__SCHEDULE_ACTION__ACTION_START_WORKFLOW;
     action.start_workflow = &run;
 
-    Temporal__Api__Schedule__V1__ScheduleSpec spec = TEMPORAL__API__SCHEDULE__V1__SCHEDULE_SPEC__INIT;
+    Temporal__Api__Schedule__V1__ScheduleSpec spec =
+        TEMPORAL__API__SCHEDULE__V1__SCHEDULE_SPEC__INIT;
     char *cron[1] = {(char *)o->cron};
     Temporal__Api__Schedule__V1__IntervalSpec interval =
         TEMPORAL__API__SCHEDULE__V1__INTERVAL_SPEC__INIT;
@@ -147,9 +146,9 @@ static char *spec_text(const Temporal__Api__Schedule__V1__ScheduleSpec *s)
         snprintf(buf, sizeof buf, "cron %s", s->cron_string[0]);
     } else if (s && s->n_interval > 0 && s->interval[0]->interval) {
         char d[64];
-        snprintf(buf, sizeof buf, "every %s",
-                 keel_duration_format(keel_proto_duration_ms(s->interval[0]->interval), d,
-                                      sizeof d));
+        snprintf(
+            buf, sizeof buf, "every %s",
+            keel_duration_format(keel_proto_duration_ms(s->interval[0]->interval), d, sizeof d));
     } else if (s && (s->n_calendar > 0 || s->n_structured_calendar > 0)) {
         snprintf(buf, sizeof buf, "calendar");
     } else {
@@ -180,7 +179,9 @@ int keel_client_schedule_describe(keel_client *client, const char *schedule_id,
     const Temporal__Api__Schedule__V1__Schedule *s = resp->schedule;
     const Temporal__Api__Schedule__V1__ScheduleAction *a = s ? s->action : NULL;
     const char *type =
-        a && a->action_case == TEMPORAL__API__SCHEDULE__V1__SCHEDULE_ACTION__ACTION_START_WORKFLOW &&
+        a &&
+                a->action_case ==
+                    TEMPORAL__API__SCHEDULE__V1__SCHEDULE_ACTION__ACTION_START_WORKFLOW &&
                 a->start_workflow->workflow_type
             ? a->start_workflow->workflow_type->name
             : "";
@@ -192,8 +193,7 @@ int keel_client_schedule_describe(keel_client *client, const char *schedule_id,
     if (resp->info) {
         out->action_count = resp->info->action_count;
         out->n_running = resp->info->n_running_workflows;
-        for (size_t i = 0; i < resp->info->n_future_action_times && i < KEEL_SCHEDULE_NEXT_MAX;
-             i++)
+        for (size_t i = 0; i < resp->info->n_future_action_times && i < KEEL_SCHEDULE_NEXT_MAX; i++)
             out->next_ms[out->n_next++] =
                 keel_proto_timestamp_ms(resp->info->future_action_times[i]);
     }
@@ -291,7 +291,8 @@ static int patch(keel_client *client, const char *schedule_id,
 int keel_client_schedule_pause(keel_client *client, const char *schedule_id, bool pause,
                                const char *note, keel_error *err)
 {
-    Temporal__Api__Schedule__V1__SchedulePatch p = TEMPORAL__API__SCHEDULE__V1__SCHEDULE_PATCH__INIT;
+    Temporal__Api__Schedule__V1__SchedulePatch p =
+        TEMPORAL__API__SCHEDULE__V1__SCHEDULE_PATCH__INIT;
     const char *why = empty(note) ? (pause ? "paused" : "unpaused") : note;
     if (pause)
         p.pause = (char *)why;
@@ -304,7 +305,8 @@ int keel_client_schedule_trigger(keel_client *client, const char *schedule_id, k
 {
     Temporal__Api__Schedule__V1__TriggerImmediatelyRequest now =
         TEMPORAL__API__SCHEDULE__V1__TRIGGER_IMMEDIATELY_REQUEST__INIT;
-    Temporal__Api__Schedule__V1__SchedulePatch p = TEMPORAL__API__SCHEDULE__V1__SCHEDULE_PATCH__INIT;
+    Temporal__Api__Schedule__V1__SchedulePatch p =
+        TEMPORAL__API__SCHEDULE__V1__SCHEDULE_PATCH__INIT;
     p.trigger_immediately = &now;
     return patch(client, schedule_id, &p, err);
 }

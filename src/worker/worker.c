@@ -10,6 +10,7 @@
  */
 #include "keel/worker.h"
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -411,11 +412,48 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
 
 /* ---- queries (legacy query tasks: the Web UI's stack trace and user queries) ---- */
 
+/* __temporal_workflow_metadata: temporal.api.sdk.v1.WorkflowMetadata as JSON, which the Web UI
+ * reads to list a workflow's queries and signals and show its current details. */
+static int workflow_metadata(const keel_engine *e, char **result, keel_error *err)
+{
+    const keel_workflow_type *type = keel_engine_type(e);
+    cJSON *j = cJSON_CreateObject();
+    cJSON *def = cJSON_AddObjectToObject(j, "definition");
+    cJSON_AddStringToObject(def, "type", type->name);
+    cJSON *queries = cJSON_AddArrayToObject(def, "queryDefinitions");
+    static const char *const builtin[] = {"__stack_trace", "__temporal_workflow_metadata"};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *q = cJSON_CreateObject();
+        cJSON_AddStringToObject(q, "name", builtin[i]);
+        cJSON_AddItemToArray(queries, q);
+    }
+    for (const char *const *n = type->queries; n && *n; n++) {
+        cJSON *q = cJSON_CreateObject();
+        cJSON_AddStringToObject(q, "name", *n);
+        cJSON_AddItemToArray(queries, q);
+    }
+    cJSON *signals = cJSON_AddArrayToObject(def, "signalDefinitions");
+    for (const char *const *n = type->signals; n && *n; n++) {
+        cJSON *sdef = cJSON_CreateObject();
+        cJSON_AddStringToObject(sdef, "name", *n);
+        cJSON_AddItemToArray(signals, sdef);
+    }
+    char line[1024] = "";
+    if (type->describe)
+        type->describe(keel_engine_state(e), line, sizeof line);
+    cJSON_AddStringToObject(j, "currentDetails", line);
+    *result = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return *result ? KEEL_OK : keel_error_set(err, KEEL_ENOMEM, "out of memory");
+}
+
 static int answer_query(const keel_engine *e, const Temporal__Api__Query__V1__WorkflowQuery *q,
                         char **result, keel_error *err)
 {
     const keel_workflow_type *type = keel_engine_type(e);
     const char *name = q->query_type ? q->query_type : "";
+    if (strcmp(name, "__temporal_workflow_metadata") == 0)
+        return workflow_metadata(e, result, err);
     if (strcmp(name, "__stack_trace") == 0) {
         char line[1024] = "";
         if (type->describe)

@@ -223,12 +223,16 @@ static void approval_describe(const void *state, char *buf, size_t n)
     snprintf(buf, n, "waiting for approval (%d notes so far)", a->notes);
 }
 
+static const char *const approval_queries[] = {"status", NULL};
+static const char *const approval_signals[] = {"note", "approve", NULL};
 static const keel_workflow_type approval_type = {.name = "Approval",
                                                  .state_size = sizeof(approval),
                                                  .start = approval_start,
                                                  .on_event = approval_event,
                                                  .query = approval_query,
-                                                 .describe = approval_describe};
+                                                 .describe = approval_describe,
+                                                 .queries = approval_queries,
+                                                 .signals = approval_signals};
 
 /* Marks its stage for operators, then completes: what the Web UI filters on. */
 static int stager_start(keel_workflow_ctx *ctx, void *state, const char *input)
@@ -468,6 +472,16 @@ START_TEST(signals_queries_and_the_stack_trace)
                   "%s", err.message);
     ck_assert_str_eq(trace, "\"waiting for approval (1 notes so far)\"");
     free(trace);
+    /* What the Web UI asks to list queries and signals and show the current details. */
+    char *meta = NULL;
+    ck_assert_msg(keel_client_workflow_query(client, id, NULL, "__temporal_workflow_metadata", NULL,
+                                             &meta, &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_ptr_nonnull(strstr(meta, "\"type\":\"Approval\""));
+    ck_assert_ptr_nonnull(strstr(meta, "{\"name\":\"status\"}"));
+    ck_assert_ptr_nonnull(strstr(meta, "{\"name\":\"approve\"}"));
+    ck_assert_ptr_nonnull(strstr(meta, "\"currentDetails\":\"waiting for approval (1 notes"));
+    free(meta);
     /* A query the workflow does not know is refused with a message, not a hang. */
     ck_assert_int_ne(keel_client_workflow_query(client, id, NULL, "nope", NULL, &trace, &err),
                      KEEL_OK);

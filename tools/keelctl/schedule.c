@@ -17,9 +17,8 @@ static int need_schedule_id(const cli *c, const char *command)
 
 static int overlap_policy(const char *text, int *out)
 {
-    static const char *const names[] = {"",           "skip",           "buffer-one",
-                                        "buffer-all", "cancel-other",   "terminate-other",
-                                        "allow-all"};
+    static const char *const names[] = {
+        "", "skip", "buffer-one", "buffer-all", "cancel-other", "terminate-other", "allow-all"};
     *out = 0;
     if (text == NULL)
         return 0;
