@@ -316,8 +316,7 @@ static int append_namespaces(keel_namespace_list *out,
 int keel_client_namespace_list(keel_client *client, keel_namespace_list *out, keel_error *err)
 {
     memset(out, 0, sizeof *out);
-    ProtobufCBinaryData token = {0, NULL};
-    uint8_t *token_copy = NULL;
+    keel_page_token token = {0};
     int rc = KEEL_OK;
     int pages = 0;
     do {
@@ -330,7 +329,7 @@ int keel_client_namespace_list(keel_client *client, keel_namespace_list *out, ke
         Temporal__Api__Workflowservice__V1__ListNamespacesRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__LIST_NAMESPACES_REQUEST__INIT;
         req.page_size = NAMESPACE_PAGE_SIZE;
-        req.next_page_token = token;
+        req.next_page_token = keel_page_token_get(&token);
         Temporal__Api__Workflowservice__V1__ListNamespacesResponse *resp = NULL;
         rc = keel_transport_call(
             client->transport, WF("ListNamespaces"), MSG(&req),
@@ -339,29 +338,11 @@ int keel_client_namespace_list(keel_client *client, keel_namespace_list *out, ke
         if (rc != KEEL_OK)
             break;
         rc = append_namespaces(out, resp, err);
-        if (rc == KEEL_OK && token.len > 0 && resp->next_page_token.len == token.len &&
-            memcmp(resp->next_page_token.data, token.data, token.len) == 0)
-            rc = keel_error_set(err, KEEL_EPROTOCOL,
-                                "ListNamespaces to %s: the server returned the same page token "
-                                "twice",
-                                keel_transport_address(client->transport));
-        /* The next request needs the token after this response is freed: keep a copy. */
-        free(token_copy);
-        token_copy = NULL;
-        token.len = 0;
-        if (rc == KEEL_OK && resp->next_page_token.len > 0) {
-            token_copy = malloc(resp->next_page_token.len);
-            if (token_copy == NULL) {
-                rc = oom(err, "a page token");
-            } else {
-                memcpy(token_copy, resp->next_page_token.data, resp->next_page_token.len);
-                token.len = resp->next_page_token.len;
-            }
-        }
-        token.data = token_copy;
+        if (rc == KEEL_OK)
+            rc = keel_page_token_next(&token, &resp->next_page_token, "ListNamespaces", err);
         protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
     } while (rc == KEEL_OK && token.len > 0);
-    free(token_copy);
+    keel_page_token_free(&token);
     if (rc != KEEL_OK)
         keel_namespace_list_dispose(out);
     return rc;

@@ -592,17 +592,15 @@ int keel_client_workflow_list(keel_client *client, const char *query, size_t lim
     keel_transport *t = keel_client_transport(client);
     const char *ns = keel_transport_namespace(t);
     keel_call_options co = {.retry = true, .namespace = ns};
-    uint8_t *token = NULL;
-    size_t token_len = 0;
+    keel_page_token token = {0};
     int rc = KEEL_OK;
-    for (int page = 0; rc == KEEL_OK && out->count < limit; page++) {
+    while (rc == KEEL_OK && out->count < limit) {
         Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__LIST_WORKFLOW_EXECUTIONS_REQUEST__INIT;
         req.namespace_ = (char *)ns;
         req.page_size = LIST_PAGE_SIZE;
         req.query = (char *)(query ? query : "");
-        req.next_page_token.data = token;
-        req.next_page_token.len = token_len;
+        req.next_page_token = keel_page_token_get(&token);
         Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *resp = NULL;
         rc = keel_transport_call(
             t, WF("ListWorkflowExecutions"), (ProtobufCMessage *)&req,
@@ -611,29 +609,14 @@ int keel_client_workflow_list(keel_client *client, const char *query, size_t lim
         if (rc != KEEL_OK)
             break;
         rc = append_page(out, limit, resp, err);
-        bool more = resp->next_page_token.len > 0;
-        if (rc == KEEL_OK && more && token_len == resp->next_page_token.len &&
-            memcmp(token, resp->next_page_token.data, token_len) == 0)
-            rc = keel_error_set(err, KEEL_EPROTOCOL,
-                                "ListWorkflowExecutions: the server returned the same page token "
-                                "twice");
-        free(token);
-        token = NULL;
-        token_len = 0;
-        if (rc == KEEL_OK && more) {
-            token = malloc(resp->next_page_token.len);
-            if (token == NULL)
-                rc = oom(err);
-            else {
-                memcpy(token, resp->next_page_token.data, resp->next_page_token.len);
-                token_len = resp->next_page_token.len;
-            }
-        }
+        if (rc == KEEL_OK)
+            rc =
+                keel_page_token_next(&token, &resp->next_page_token, "ListWorkflowExecutions", err);
         FREE_PB(resp);
-        if (!more)
+        if (token.len == 0)
             break;
     }
-    free(token);
+    keel_page_token_free(&token);
     if (rc != KEEL_OK)
         keel_workflow_list_dispose(out);
     return rc;
@@ -679,8 +662,7 @@ int keel_client_workflow_history(keel_client *client, const char *workflow_id, c
     if (all == NULL)
         return oom(err);
     temporal__api__history__v1__history__init(all);
-    uint8_t *token = NULL;
-    size_t token_len = 0;
+    keel_page_token token = {0};
     int rc = KEEL_OK;
     do {
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
@@ -690,7 +672,7 @@ int keel_client_workflow_history(keel_client *client, const char *workflow_id, c
         exec.run_id = (char *)(run_id ? run_id : "");
         req.namespace_ = (char *)ns;
         req.execution = &exec;
-        req.next_page_token = (ProtobufCBinaryData){token_len, token};
+        req.next_page_token = keel_page_token_get(&token);
         req.skip_archival = 1;
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *resp = NULL;
         keel_call_options co = {.retry = true, .namespace = ns};
@@ -701,20 +683,12 @@ int keel_client_workflow_history(keel_client *client, const char *workflow_id, c
         if (rc != KEEL_OK)
             break;
         rc = take_events(all, resp->history, err);
-        free(token);
-        token = NULL;
-        token_len = 0;
-        if (rc == KEEL_OK && resp->next_page_token.len > 0) {
-            if ((token = malloc(resp->next_page_token.len)) == NULL)
-                rc = oom(err);
-            else {
-                memcpy(token, resp->next_page_token.data, resp->next_page_token.len);
-                token_len = resp->next_page_token.len;
-            }
-        }
+        if (rc == KEEL_OK)
+            rc = keel_page_token_next(&token, &resp->next_page_token, "GetWorkflowExecutionHistory",
+                                      err);
         FREE_PB(resp);
-    } while (rc == KEEL_OK && token_len > 0);
-    free(token);
+    } while (rc == KEEL_OK && token.len > 0);
+    keel_page_token_free(&token);
     if (rc == KEEL_OK && format == KEEL_HISTORY_JSON) {
         *out = keel_protojson_encode(&all->base, true, err);
         if (*out == NULL)
@@ -963,7 +937,9 @@ int keel_client_workflow_result(keel_client *client, const char *workflow_id, co
                                     ? resp->history->events[resp->history->n_events - 1]
                                     : NULL;
         if (close == NULL) {
-            /* The server's long poll ended without the event: continue from its token. */
+            /* The server's long poll ended without the event: continue from its token. This
+             * token is a continuation of the wait, which may come back unchanged, so it is
+             * copied here rather than through keel_page_token (which refuses repeats). */
             if (resp->next_page_token.len > 0) {
                 token = malloc(resp->next_page_token.len);
                 if (token == NULL)

@@ -220,15 +220,14 @@ int keel_client_schedule_list(keel_client *client, keel_schedule_list *out, keel
     memset(out, 0, sizeof *out);
     keel_transport *t = keel_client_transport(client);
     const char *ns = keel_transport_namespace(t);
-    uint8_t *token = NULL;
-    size_t token_len = 0;
+    keel_page_token token = {0};
     int rc = KEEL_OK;
     do {
         Temporal__Api__Workflowservice__V1__ListSchedulesRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__LIST_SCHEDULES_REQUEST__INIT;
         req.namespace_ = (char *)ns;
         req.maximum_page_size = 100;
-        req.next_page_token = (ProtobufCBinaryData){token_len, token};
+        req.next_page_token = keel_page_token_get(&token);
         Temporal__Api__Workflowservice__V1__ListSchedulesResponse *resp = NULL;
         keel_call_options co = {.retry = true, .namespace = ns};
         rc = keel_transport_call(
@@ -248,20 +247,11 @@ int keel_client_schedule_list(keel_client *client, keel_schedule_list *out, keel
             if ((out->ids[out->count++] = keel_proto_strdup(resp->schedules[i]->schedule_id)) ==
                 NULL)
                 rc = keel_error_set(err, KEEL_ENOMEM, "out of memory listing schedules");
-        free(token);
-        token = NULL;
-        token_len = 0;
-        if (rc == KEEL_OK && resp->next_page_token.len > 0 && out->count < LIST_MAX) {
-            if ((token = malloc(resp->next_page_token.len)) == NULL)
-                rc = keel_error_set(err, KEEL_ENOMEM, "out of memory listing schedules");
-            else {
-                memcpy(token, resp->next_page_token.data, resp->next_page_token.len);
-                token_len = resp->next_page_token.len;
-            }
-        }
+        if (rc == KEEL_OK)
+            rc = keel_page_token_next(&token, &resp->next_page_token, "ListSchedules", err);
         FREE_PB(resp);
-    } while (rc == KEEL_OK && token_len > 0);
-    free(token);
+    } while (rc == KEEL_OK && token.len > 0 && out->count < LIST_MAX);
+    keel_page_token_free(&token);
     if (rc != KEEL_OK)
         keel_schedule_list_dispose(out);
     return rc;

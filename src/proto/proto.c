@@ -1,6 +1,7 @@
 /* Helpers over the generated Temporal API code. */
 #include "proto/proto.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void keel_proto_duration_set(Google__Protobuf__Duration *d, int64_t ms)
@@ -43,4 +44,34 @@ const char *keel_proto_enum_name(const ProtobufCEnumDescriptor *desc, int value)
 {
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
     return v ? v->name : NULL;
+}
+
+int keel_page_token_next(keel_page_token *t, const ProtobufCBinaryData *next, const char *what,
+                         keel_error *err)
+{
+    if (next->len > 0 && next->len == t->len && memcmp(next->data, t->data, t->len) == 0)
+        return keel_error_set(err, KEEL_EPROTOCOL,
+                              "%s: the server returned the same page token twice", what);
+    uint8_t *copy = NULL;
+    if (next->len > 0) {
+        if ((copy = malloc(next->len)) == NULL)
+            return keel_error_set(err, KEEL_ENOMEM, "%s: out of memory for a page token", what);
+        memcpy(copy, next->data, next->len);
+    }
+    free(t->data);
+    t->data = copy;
+    t->len = next->len;
+    return KEEL_OK;
+}
+
+ProtobufCBinaryData keel_page_token_get(const keel_page_token *t)
+{
+    return (ProtobufCBinaryData){t->len, t->data};
+}
+
+void keel_page_token_free(keel_page_token *t)
+{
+    free(t->data);
+    t->data = NULL;
+    t->len = 0;
 }

@@ -226,17 +226,17 @@ static void respond_failed(keel_worker *w, const workflow_task *t, int code, con
 /* Feed history pages from GetWorkflowExecutionHistory, starting at `token` (or at event 1 when
  * from_start), until the last page. A page past the task's start means the task went stale. */
 static int feed_pages(keel_worker *w, keel_engine *e, const workflow_task *t,
-                      ProtobufCBinaryData token, bool from_start, keel_error *err)
+                      ProtobufCBinaryData first, bool from_start, keel_error *err)
 {
-    uint8_t *owned = NULL;
-    int rc = KEEL_OK;
+    keel_page_token token = {0};
+    int rc = keel_page_token_next(&token, &first, "GetWorkflowExecutionHistory", err);
     while (rc == KEEL_OK && (from_start || token.len > 0)) {
         from_start = false;
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
             TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
         req.namespace_ = (char *)w->namespace;
         req.execution = t->workflow_execution;
-        req.next_page_token = token;
+        req.next_page_token = keel_page_token_get(&token);
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *page = NULL;
         keel_call_options co = {.retry = true, .namespace = w->namespace};
         rc = keel_transport_call(
@@ -255,21 +255,12 @@ static int feed_pages(keel_worker *w, keel_engine *e, const workflow_task *t,
             else
                 rc = keel_engine_feed(e, page->history->events, page->history->n_events, err);
         }
-        free(owned);
-        owned = NULL;
-        token.len = 0;
-        if (rc == KEEL_OK && page->next_page_token.len > 0) {
-            owned = malloc(page->next_page_token.len);
-            if (owned == NULL)
-                rc = keel_error_set(err, KEEL_ENOMEM, "out of memory reading history");
-            else {
-                memcpy(owned, page->next_page_token.data, page->next_page_token.len);
-                token = (ProtobufCBinaryData){page->next_page_token.len, owned};
-            }
-        }
+        if (rc == KEEL_OK)
+            rc = keel_page_token_next(&token, &page->next_page_token, "GetWorkflowExecutionHistory",
+                                      err);
         FREE_PB(page);
     }
-    free(owned);
+    keel_page_token_free(&token);
     return rc;
 }
 
