@@ -351,6 +351,24 @@ static keel_pb_command *new_pb_command(Temporal__Api__Enums__V1__CommandType typ
     return c;
 }
 
+/* A command and its attributes, both on the heap, initialised and linked; pb is NULL (nothing
+ * allocated) when out of memory. */
+#define NEW_COMMAND(pb, a, type, which, member, init)                                              \
+    do {                                                                                           \
+        void *attrs_ = malloc(sizeof *(a));                                                        \
+        (pb) = attrs_ ? new_pb_command(type, which) : NULL;                                        \
+        if ((pb) == NULL) {                                                                        \
+            free(attrs_);                                                                          \
+        } else {                                                                                   \
+            (a) = attrs_;                                                                          \
+            init(a);                                                                               \
+            (pb)->member = (a);                                                                    \
+        }                                                                                          \
+    } while (0)
+
+/* Push a command that closes the run: nothing may be issued after it. */
+static int push_closing(keel_engine *e, cmd_kind kind, keel_pb_command *pb, const char *what);
+
 /* Append a command; takes pb (freed on failure). NULL when it cannot be added. */
 static command *push_command(keel_engine *e, cmd_kind kind, uint32_t seq, keel_pb_command *pb)
 {
@@ -366,6 +384,16 @@ static command *push_command(keel_engine *e, cmd_kind kind, uint32_t seq, keel_p
     c->seq = seq;
     c->pb = pb;
     return c;
+}
+
+static int push_closing(keel_engine *e, cmd_kind kind, keel_pb_command *pb, const char *what)
+{
+    command *c = push_command(e, kind, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->what, sizeof c->what, "%s", what);
+    e->closing = true;
+    return KEEL_OK;
 }
 
 /* Commands after the run closed are a workflow bug: the server would reject the task. */
@@ -446,18 +474,17 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
         return 0;
     }
     uint32_t seq = e->next_activity_seq;
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_SCHEDULE_ACTIVITY_TASK_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_SCHEDULE_ACTIVITY_TASK_COMMAND_ATTRIBUTES,
+        schedule_activity_task_command_attributes,
+        temporal__api__command__v1__schedule_activity_task_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory scheduling activity %s", type);
         return 0;
     }
-    temporal__api__command__v1__schedule_activity_task_command_attributes__init(a);
-    pb->schedule_activity_task_command_attributes = a;
     a->activity_id = seq_str(seq);
     if ((a->activity_type = malloc(sizeof *a->activity_type)) != NULL) {
         temporal__api__common__v1__activity_type__init(a->activity_type);
@@ -509,18 +536,17 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
         snprintf(id, sizeof id, "%s", opts->workflow_id);
     else
         snprintf(id, sizeof id, "%s-child-%u", e->workflow_id, seq);
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__StartChildWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__StartChildWorkflowExecutionCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES,
+        start_child_workflow_execution_command_attributes,
+        temporal__api__command__v1__start_child_workflow_execution_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory starting child workflow %s", type);
         return 0;
     }
-    temporal__api__command__v1__start_child_workflow_execution_command_attributes__init(a);
-    pb->start_child_workflow_execution_command_attributes = a;
     a->workflow_id = strdup(id);
     if ((a->workflow_type = malloc(sizeof *a->workflow_type)) != NULL) {
         temporal__api__common__v1__workflow_type__init(a->workflow_type);
@@ -714,30 +740,24 @@ int keel_workflow_complete(keel_workflow_ctx *ctx, const char *result_json)
     keel_engine *e = ctx->engine;
     if (!may_issue(e, "CompleteWorkflowExecution"))
         return KEEL_EINVAL;
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_COMPLETE_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__CompleteWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__CompleteWorkflowExecutionCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_COMPLETE_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES,
+        complete_workflow_execution_command_attributes,
+        temporal__api__command__v1__complete_workflow_execution_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory completing the workflow");
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__complete_workflow_execution_command_attributes__init(a);
-    pb->complete_workflow_execution_command_attributes = a;
     keel_error perr;
     if (keel_payloads_new_json(result_json, "workflow result", &a->result, &perr) != KEEL_OK) {
         FREE_PB(pb);
         engine_error(e, "%s", perr.message);
         return perr.code;
     }
-    command *c = push_command(e, CMD_COMPLETE, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "CompleteWorkflowExecution");
-    e->closing = true;
-    return KEEL_OK;
+    return push_closing(e, CMD_COMPLETE, pb, "CompleteWorkflowExecution");
 }
 
 int keel_workflow_fail(keel_workflow_ctx *ctx, const char *type, const char *message,
@@ -746,30 +766,24 @@ int keel_workflow_fail(keel_workflow_ctx *ctx, const char *type, const char *mes
     keel_engine *e = ctx->engine;
     if (!may_issue(e, "FailWorkflowExecution"))
         return KEEL_EINVAL;
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_FAIL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__FailWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__FailWorkflowExecutionCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_FAIL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES,
+        fail_workflow_execution_command_attributes,
+        temporal__api__command__v1__fail_workflow_execution_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory failing the workflow");
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__fail_workflow_execution_command_attributes__init(a);
-    pb->fail_workflow_execution_command_attributes = a;
     keel_error ferr;
     if ((a->failure = keel_failure_new_application(type, message, non_retryable, &ferr)) == NULL) {
         FREE_PB(pb);
         engine_error(e, "%s", ferr.message);
         return KEEL_ENOMEM;
     }
-    command *c = push_command(e, CMD_FAIL, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "FailWorkflowExecution");
-    e->closing = true;
-    return KEEL_OK;
+    return push_closing(e, CMD_FAIL, pb, "FailWorkflowExecution");
 }
 
 int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json)
@@ -777,19 +791,18 @@ int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json
     keel_engine *e = ctx->engine;
     if (!may_issue(e, "ContinueAsNewWorkflowExecution"))
         return KEEL_EINVAL;
-    keel_pb_command *pb = new_pb_command(
+    Temporal__Api__Command__V1__ContinueAsNewWorkflowExecutionCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a,
         TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CONTINUE_AS_NEW_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__ContinueAsNewWorkflowExecutionCommandAttributes *a =
-        malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CONTINUE_AS_NEW_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES,
+        continue_as_new_workflow_execution_command_attributes,
+        temporal__api__command__v1__continue_as_new_workflow_execution_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory continuing as new");
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__continue_as_new_workflow_execution_command_attributes__init(a);
-    pb->continue_as_new_workflow_execution_command_attributes = a;
     if ((a->workflow_type = malloc(sizeof *a->workflow_type)) != NULL) {
         temporal__api__common__v1__workflow_type__init(a->workflow_type);
         a->workflow_type->name = strdup(e->type->name);
@@ -801,12 +814,7 @@ int keel_workflow_continue_as_new(keel_workflow_ctx *ctx, const char *input_json
         engine_error(e, "%s", perr.message);
         return perr.code;
     }
-    command *c = push_command(e, CMD_CONTINUE_AS_NEW, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "ContinueAsNewWorkflowExecution");
-    e->closing = true;
-    return KEEL_OK;
+    return push_closing(e, CMD_CONTINUE_AS_NEW, pb, "ContinueAsNewWorkflowExecution");
 }
 
 int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json)
@@ -814,18 +822,17 @@ int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json)
     keel_engine *e = ctx->engine;
     if (!may_issue(e, "CancelWorkflowExecution"))
         return KEEL_EINVAL;
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CANCEL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__CancelWorkflowExecutionCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__CancelWorkflowExecutionCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CANCEL_WORKFLOW_EXECUTION_COMMAND_ATTRIBUTES,
+        cancel_workflow_execution_command_attributes,
+        temporal__api__command__v1__cancel_workflow_execution_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory cancelling the workflow");
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__cancel_workflow_execution_command_attributes__init(a);
-    pb->cancel_workflow_execution_command_attributes = a;
     keel_error perr;
     if (keel_payloads_new_json(details_json, "cancellation details", &a->details, &perr) !=
         KEEL_OK) {
@@ -833,12 +840,7 @@ int keel_workflow_cancelled(keel_workflow_ctx *ctx, const char *details_json)
         engine_error(e, "%s", perr.message);
         return perr.code;
     }
-    command *c = push_command(e, CMD_CANCEL_WORKFLOW, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "CancelWorkflowExecution");
-    e->closing = true;
-    return KEEL_OK;
+    return push_closing(e, CMD_CANCEL_WORKFLOW, pb, "CancelWorkflowExecution");
 }
 
 int keel_workflow_upsert_search_attributes(keel_workflow_ctx *ctx,
@@ -851,19 +853,18 @@ int keel_workflow_upsert_search_attributes(keel_workflow_ctx *ctx,
         engine_error(e, "keel_workflow_upsert_search_attributes needs at least one value");
         return KEEL_EINVAL;
     }
-    keel_pb_command *pb = new_pb_command(
+    Temporal__Api__Command__V1__UpsertWorkflowSearchAttributesCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a,
         TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__UpsertWorkflowSearchAttributesCommandAttributes *a =
-        malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES_COMMAND_ATTRIBUTES,
+        upsert_workflow_search_attributes_command_attributes,
+        temporal__api__command__v1__upsert_workflow_search_attributes_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory upserting search attributes");
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__upsert_workflow_search_attributes_command_attributes__init(a);
-    pb->upsert_workflow_search_attributes_command_attributes = a;
     keel_error perr;
     if ((a->search_attributes = keel_search_attributes_new(values, n, &perr)) == NULL) {
         FREE_PB(pb);
@@ -887,18 +888,17 @@ int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, si
         engine_error(e, "keel_workflow_upsert_memo needs at least one entry");
         return KEEL_EINVAL;
     }
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_MODIFY_WORKFLOW_PROPERTIES_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__ModifyWorkflowPropertiesCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__ModifyWorkflowPropertiesCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_MODIFY_WORKFLOW_PROPERTIES_COMMAND_ATTRIBUTES,
+        modify_workflow_properties_command_attributes,
+        temporal__api__command__v1__modify_workflow_properties_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory upserting the memo");
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__modify_workflow_properties_command_attributes__init(a);
-    pb->modify_workflow_properties_command_attributes = a;
     keel_error perr;
     if ((a->upserted_memo = keel_memo_new(entries, n, &perr)) == NULL) {
         FREE_PB(pb);
@@ -933,18 +933,16 @@ detail(const char *key, const char *json, keel_error *err)
 
 static int record_version_marker(keel_engine *e, const char *change_id, int version)
 {
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_RECORD_MARKER,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_RECORD_MARKER_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__RecordMarkerCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__RecordMarkerCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_RECORD_MARKER,
+                TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_RECORD_MARKER_COMMAND_ATTRIBUTES,
+                record_marker_command_attributes,
+                temporal__api__command__v1__record_marker_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory recording version %d of %s", version, change_id);
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__record_marker_command_attributes__init(a);
-    pb->record_marker_command_attributes = a;
     keel_error err;
     cJSON *id = cJSON_CreateString(change_id);
     char *id_json = id ? cJSON_PrintUnformatted(id) : NULL;
