@@ -569,18 +569,32 @@ static void process(keel_worker *w, const workflow_task *t)
     atomic_fetch_add(hit ? &w->cache_hits : &w->cache_misses, 1);
     if (rc == KEEL_OK)
         rc = keel_engine_finish(e, &err);
-    bool keep = false;
-    if (rc == KEEL_OK)
-        keep = respond_completed(w, t, e) && !keel_engine_closing(e);
-    else if (rc == KEEL_EPRECONDITION)
-        log_line("info", "workflow task abandoned", err.message); /* it comes back */
-    else
-        respond_failed(w, t, rc, err.message);
-    /* Any failure leaves a cached state out of step with the server: rebuild it next time. */
-    if (keep)
-        keel_cache_put(w->cache, t->workflow_execution->run_id, e);
-    else
+    if (rc != KEEL_OK) {
+        if (rc == KEEL_EPRECONDITION)
+            log_line("info", "workflow task abandoned", err.message); /* it comes back */
+        else
+            respond_failed(w, t, rc, err.message);
         keel_engine_free(e);
+        return;
+    }
+    const char *run_id = t->workflow_execution->run_id;
+    if (keel_engine_closing(e) || w->sticky_queue == NULL) {
+        respond_completed(w, t, e);
+        keel_engine_free(e);
+        return;
+    }
+    /* Back in the cache before answering, pinned: the server may send the run's next task to
+     * our sticky queue the moment it accepts the answer, and the poller that gets it must find
+     * the run; pinned, no other thread's eviction frees it while the answer is encoded. */
+    if (!keel_cache_put(w->cache, run_id, e, true)) {
+        /* Out of memory: the engine is gone. The task times out and is retried from history. */
+        log_line("error", "out of memory caching a run; its task will be retried", run_id);
+        return;
+    }
+    if (respond_completed(w, t, e))
+        keel_cache_unpin(w->cache, run_id, e);
+    else
+        keel_cache_drop(w->cache, run_id, e); /* out of step with the server: rebuild it */
 }
 
 static void sleep_ms(int64_t ms)
