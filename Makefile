@@ -55,10 +55,12 @@ WORKER := $(OUT)/bin/keel-worker
 BENCH := $(OUT)/bin/keel-bench
 UNIT := $(OUT)/tests/unit
 INTEGRATION := $(OUT)/tests/integration
+INTEROP_WORKER := $(OUT)/tests/interop-worker
 
 DEVSTACK := tools/devstack
 
-.PHONY: help all deps protos binaries test test-unit test-integration test-asan check run bench \
+.PHONY: help all deps protos binaries test test-unit test-integration test-interop test-asan check \
+        run bench \
         worker devstack-up devstack-down devstack-status format format-check \
         determinism-check clean distclean
 
@@ -80,7 +82,8 @@ deps: ## Install the Debian packages keel needs (no-op when present)
 protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
 
-binaries: $(LIB) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION)
+binaries: $(LIB) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
+          $(if $(wildcard tests/interop/*.c),$(INTEROP_WORKER))
 
 $(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
 	@mkdir -p $(@D)
@@ -100,6 +103,10 @@ $(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(LIB)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(WORKER): $(call obj,src/worker/keel_worker_main.c) $(LIB)
+	@mkdir -p $(@D)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(INTEROP_WORKER): $(call obj,$(wildcard tests/interop/*.c)) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -134,7 +141,11 @@ test-integration: all devstack-up ## Run the integration tests against the dev s
 	  KEEL_TLS_PROXY_DIR=$(TLS_PROXY_DIR) $(INTEGRATION); \
 	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); exit $$rc
 
-test: test-unit test-integration determinism-check ## Build, start the dev stack, run all tests
+# The official TypeScript and Go clients against a keel worker (tests/interop/run).
+test-interop: all devstack-up ## Official TypeScript and Go clients start and signal runs on keel
+	eval "$$($(DEVSTACK) env)" && tests/interop/run $(abspath $(INTEROP_WORKER))
+
+test: test-unit test-integration test-interop determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
