@@ -138,7 +138,8 @@ TLS_PROXY_DIR := $(abspath $(BUILD)/run/tls-proxy)
 test-integration: all devstack-up ## Run the integration tests against the dev stack
 	@tests/support/tls-proxy up $(TLS_PROXY_DIR)
 	eval "$$($(DEVSTACK) env)" && KEELCTL=$(abspath $(KEELCTL)) \
-	  KEEL_TLS_PROXY_DIR=$(TLS_PROXY_DIR) $(INTEGRATION); \
+	  KEEL_TLS_PROXY_DIR=$(TLS_PROXY_DIR) INTEROP_WORKER=$(abspath $(INTEROP_WORKER)) \
+	  $(INTEGRATION); \
 	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); exit $$rc
 
 # The official TypeScript and Go clients against a keel worker (tests/interop/run).

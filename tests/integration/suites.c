@@ -6,13 +6,18 @@ Suite *keelctl_suite(void);
 Suite *tls_suite(void);
 Suite *execution_suite(void);
 Suite *worker_suite(void);
+Suite *recovery_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
     static const keel_test_suite suites[] = {
-        {"rpc", rpc_suite},       {"keelctl", keelctl_suite},
-        {"tls", tls_suite},       {"execution", execution_suite},
-        {"worker", worker_suite}, {NULL, NULL},
+        {"rpc", rpc_suite},
+        {"keelctl", keelctl_suite},
+        {"tls", tls_suite},
+        {"execution", execution_suite},
+        {"worker", worker_suite},
+        {"recovery", recovery_suite},
+        {NULL, NULL},
     };
     return suites;
 }
