@@ -319,9 +319,28 @@ static int notifier_event(keel_workflow_ctx *ctx, void *state, const keel_workfl
 static const keel_workflow_type notifier_type = {
     .name = "Notifier", .state_size = 1, .start = notifier_start, .on_event = notifier_event};
 
+/* Carries a count across runs: continues as new with n+1 until n reaches 3. */
+static int counter_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    int n = 0;
+    if (sscanf(input, "{\"n\":%d}", &n) != 1)
+        return keel_workflow_error(ctx, "input %s has no n", input);
+    char buf[64];
+    if (n >= 3) {
+        snprintf(buf, sizeof buf, "{\"n\":%d,\"run\":\"%s\"}", n, keel_workflow_run_id(ctx));
+        return keel_workflow_complete(ctx, buf);
+    }
+    snprintf(buf, sizeof buf, "{\"n\":%d}", n + 1);
+    return keel_workflow_continue_as_new(ctx, buf);
+}
+
+static const keel_workflow_type counter_type = {
+    .name = "Counter", .state_size = 1, .start = counter_start, .on_event = sleeper_event};
+
 static const keel_workflow_type *const workflows[] = {
-    &chain_type,  &sleeper_type,   &approval_type, &cancellable_type,
-    &stager_type, &versioned_type, &parent_type,   &notifier_type};
+    &chain_type,     &sleeper_type, &approval_type, &cancellable_type, &stager_type,
+    &versioned_type, &parent_type,  &notifier_type, &counter_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -987,6 +1006,37 @@ START_TEST(a_schedule_starts_runs_that_complete)
 }
 END_TEST
 
+START_TEST(continue_as_new_carries_state_across_runs)
+{
+    char id[128];
+    char *first = start("Counter", "keel-counter", "{\"n\":0}", id, sizeof id);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_ptr_nonnull(strstr(out.result_json, "\"n\":3"));
+    ck_assert_str_ne(out.run_id, first); /* the fourth run, not the first */
+    ck_assert_ptr_nonnull(strstr(out.result_json, out.run_id));
+    keel_workflow_outcome_dispose(&out);
+    /* Four runs share the id: three continued as new, one completed. */
+    char query[200];
+    snprintf(query, sizeof query, "WorkflowId = '%s'", id);
+    keel_workflow_list l = {0};
+    keel_error err;
+    for (int64_t until = now_ms() + 10000; now_ms() < until; usleep(200 * 1000)) {
+        ck_assert_int_eq(keel_client_workflow_list(client, query, 10, &l, &err), KEEL_OK);
+        if (l.count == 4)
+            break;
+        keel_workflow_list_dispose(&l);
+    }
+    ck_assert_uint_eq(l.count, 4);
+    int continued = 0;
+    for (size_t i = 0; i < l.count; i++)
+        continued += l.items[i].status == KEEL_WORKFLOW_STATUS_CONTINUED_AS_NEW;
+    ck_assert_int_eq(continued, 3);
+    keel_workflow_list_dispose(&l);
+    free(first);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -1020,6 +1070,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, signal_with_start_starts_once_then_signals);
     tcase_add_test(tc, a_workflow_signals_another);
     tcase_add_test(tc, a_schedule_starts_runs_that_complete);
+    tcase_add_test(tc, continue_as_new_carries_state_across_runs);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;
