@@ -629,35 +629,39 @@ uint32_t keel_workflow_signal_external(keel_workflow_ctx *ctx, const char *workf
     return seq;
 }
 
+/* Cancelling what the current activation issued: the command is never sent and nothing follows.
+ * Returns whether that applied. */
+static bool drop_unsent(keel_engine *e, item *it, cmd_kind kind)
+{
+    if (it->state != OPEN_UNSENT)
+        return false;
+    for (size_t i = 0; i < e->n_cmds; i++)
+        if (e->cmds[i].kind == kind && e->cmds[i].seq == it->seq)
+            e->cmds[i].dropped = true;
+    it->state = CLOSED;
+    return true;
+}
+
 int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
 {
     keel_engine *e = ctx->engine;
     item *it = find_seq(&e->activities, seq);
-    if (it == NULL || it->state == CLOSED)
-        return KEEL_OK; /* unknown or already finished: nothing to cancel */
-    if (it->state == OPEN_UNSENT) {
-        /* Scheduled in this activation: never send it. */
-        for (size_t i = 0; i < e->n_cmds; i++)
-            if (e->cmds[i].kind == CMD_ACTIVITY && e->cmds[i].seq == seq)
-                e->cmds[i].dropped = true;
-        it->state = CLOSED;
-        return KEEL_OK;
-    }
+    if (it == NULL || it->state == CLOSED || drop_unsent(e, it, CMD_ACTIVITY))
+        return KEEL_OK; /* unknown, finished, or never sent: nothing to ask the server */
     if (!may_issue(e, "RequestCancelActivityTask"))
         return KEEL_EINVAL;
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_REQUEST_CANCEL_ACTIVITY_TASK_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__RequestCancelActivityTaskCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__RequestCancelActivityTaskCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(
+        pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK,
+        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_REQUEST_CANCEL_ACTIVITY_TASK_COMMAND_ATTRIBUTES,
+        request_cancel_activity_task_command_attributes,
+        temporal__api__command__v1__request_cancel_activity_task_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory cancelling activity %u", seq);
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__request_cancel_activity_task_command_attributes__init(a);
     a->scheduled_event_id = it->event_id;
-    pb->request_cancel_activity_task_command_attributes = a;
     command *c = push_command(e, CMD_CANCEL_ACTIVITY, seq, pb);
     if (c == NULL)
         return KEEL_ENOMEM;
@@ -703,30 +707,21 @@ int keel_workflow_cancel_timer(keel_workflow_ctx *ctx, uint32_t seq)
 {
     keel_engine *e = ctx->engine;
     item *it = find_seq(&e->timers, seq);
-    if (it == NULL || it->state == CLOSED)
+    if (it == NULL || it->state == CLOSED || drop_unsent(e, it, CMD_TIMER))
         return KEEL_OK;
-    if (it->state == OPEN_UNSENT) {
-        for (size_t i = 0; i < e->n_cmds; i++)
-            if (e->cmds[i].kind == CMD_TIMER && e->cmds[i].seq == seq)
-                e->cmds[i].dropped = true;
-        it->state = CLOSED;
-        return KEEL_OK;
-    }
     if (!may_issue(e, "CancelTimer"))
         return KEEL_EINVAL;
-    keel_pb_command *pb = new_pb_command(
-        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CANCEL_TIMER,
-        TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CANCEL_TIMER_COMMAND_ATTRIBUTES);
-    Temporal__Api__Command__V1__CancelTimerCommandAttributes *a = malloc(sizeof *a);
-    if (pb == NULL || a == NULL) {
-        free(pb);
-        free(a);
+    Temporal__Api__Command__V1__CancelTimerCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CANCEL_TIMER,
+                TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_CANCEL_TIMER_COMMAND_ATTRIBUTES,
+                cancel_timer_command_attributes,
+                temporal__api__command__v1__cancel_timer_command_attributes__init);
+    if (pb == NULL) {
         engine_error(e, "out of memory cancelling timer %u", seq);
         return KEEL_ENOMEM;
     }
-    temporal__api__command__v1__cancel_timer_command_attributes__init(a);
     a->timer_id = seq_str(seq);
-    pb->cancel_timer_command_attributes = a;
     command *c = push_command(e, CMD_CANCEL_TIMER, seq, pb);
     if (c == NULL)
         return KEEL_ENOMEM;
