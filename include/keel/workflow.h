@@ -106,8 +106,10 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
 int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t activity_seq);
 
 typedef struct keel_child_options {
-    const char *workflow_id; /* NULL: "<this workflow's id>-child-<seq>", the same on replay */
-    const char *task_queue;  /* NULL: this workflow's task queue */
+    /* NULL: "<this workflow's id>-child-<seq>-<first 8 characters of its run id>": unique per
+     * run, the same on replay */
+    const char *workflow_id;
+    const char *task_queue; /* NULL: this workflow's task queue */
     int64_t execution_timeout_ms, run_timeout_ms;
     /* What happens to the child when this run closes first: 0 or 1 terminate it (the server's
      * default), 2 abandon it, 3 request its cancellation. */

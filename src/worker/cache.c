@@ -81,6 +81,8 @@ keel_engine *keel_cache_take(keel_cache *c, const char *run_id)
     while ((en = find(c, run_id)) != NULL && en->pinned)
         if (pthread_cond_timedwait(&c->unpinned, &c->mu, &until) == ETIMEDOUT)
             break;
+    /* Other threads may have moved entries while we waited: look again, never reuse a slot. */
+    en = find(c, run_id);
     keel_engine *e = en && !en->pinned ? remove_entry(c, en) : NULL;
     pthread_mutex_unlock(&c->mu);
     return e;

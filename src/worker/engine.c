@@ -65,8 +65,9 @@ typedef struct item {
     uint32_t seq;
     int64_t event_id; /* ActivityTaskScheduled / TimerStarted; 0 until recorded */
     item_state state;
-    char *type; /* activity or child workflow type */
-    char *id;   /* a child's workflow id */
+    bool cancel_requested; /* a cancel request was issued: the server refuses a second */
+    char *type;            /* activity or child workflow type */
+    char *id;              /* a child's workflow id */
 } item;
 
 typedef struct item_list {
@@ -87,6 +88,13 @@ typedef struct recorded {
     char seen[200];  /* how it reads in messages */
 } recorded;
 
+/* An ActivityTaskCanceled written among the command events: the server cancels an activity no
+ * worker has started in the same breath as the cancel request. */
+typedef struct deferred_cancel {
+    int64_t event_id;
+    int64_t scheduled_id;
+} deferred_cancel;
+
 /* The version each change id resolved to in this run. */
 typedef struct version_entry {
     char *change_id;
@@ -104,6 +112,7 @@ struct keel_engine {
     const keel_workflow_type *type;
     void *state;
     char *workflow_id, *run_id, *task_queue;
+    char original_run[64]; /* the started event's original_execution_run_id: stable on replay */
 
     int64_t last_event_id;
     int64_t pending_started_id; /* a WorkflowTaskStarted not yet known to be completed */
@@ -123,6 +132,8 @@ struct keel_engine {
     int64_t activation_ms;
     version_entry *versions;
     size_t n_versions, cap_versions;
+    deferred_cancel *deferred; /* see defer_cancel() */
+    size_t n_deferred, cap_deferred;
     keel_pb_command **out;
     size_t n_out;
 
@@ -302,6 +313,7 @@ void keel_engine_free(keel_engine *e)
     for (size_t i = 0; i < e->n_versions; i++)
         free(e->versions[i].change_id);
     free(e->versions);
+    free(e->deferred);
     free(e);
 }
 
@@ -331,6 +343,8 @@ static item *find_seq(item_list *l, uint32_t seq)
 
 static item *find_event(item_list *l, int64_t event_id)
 {
+    if (event_id <= 0)
+        return NULL; /* not recorded yet, or a malformed reference */
     for (size_t i = 0; i < l->n; i++)
         if (l->v[i].event_id == event_id)
             return &l->v[i];
@@ -535,7 +549,9 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
     if (opts->workflow_id)
         snprintf(id, sizeof id, "%s", opts->workflow_id);
     else
-        snprintf(id, sizeof id, "%s-child-%u", e->workflow_id, seq);
+        /* Unique per run (continue-as-new and cron runs reuse the workflow id), the same on
+         * replay: the original run id comes from history. */
+        snprintf(id, sizeof id, "%s-child-%u-%.8s", e->workflow_id, seq, e->original_run);
     Temporal__Api__Command__V1__StartChildWorkflowExecutionCommandAttributes *a = NULL;
     keel_pb_command *pb;
     NEW_COMMAND(
@@ -646,8 +662,9 @@ int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
 {
     keel_engine *e = ctx->engine;
     item *it = find_seq(&e->activities, seq);
-    if (it == NULL || it->state == CLOSED || drop_unsent(e, it, CMD_ACTIVITY))
-        return KEEL_OK; /* unknown, finished, or never sent: nothing to ask the server */
+    if (it == NULL || it->state == CLOSED || it->cancel_requested ||
+        drop_unsent(e, it, CMD_ACTIVITY))
+        return KEEL_OK; /* unknown, finished, asked already, or never sent: nothing to ask */
     if (!may_issue(e, "RequestCancelActivityTask"))
         return KEEL_EINVAL;
     Temporal__Api__Command__V1__RequestCancelActivityTaskCommandAttributes *a = NULL;
@@ -662,6 +679,7 @@ int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
         return KEEL_ENOMEM;
     }
     a->scheduled_event_id = it->event_id;
+    it->cancel_requested = true;
     command *c = push_command(e, CMD_CANCEL_ACTIVITY, seq, pb);
     if (c == NULL)
         return KEEL_ENOMEM;
@@ -1377,6 +1395,8 @@ static int match_recorded(keel_engine *e, keel_error *err)
     return KEEL_OK;
 }
 
+static int deliver_canceled(keel_engine *e, const deferred_cancel *dc, keel_error *err);
+
 /* The command events of the last completed task are all in: run its activation if it is a
  * replayed one, and match. */
 static int settle(keel_engine *e, keel_error *err)
@@ -1391,6 +1411,9 @@ static int settle(keel_engine *e, keel_error *err)
     }
     if (rc == KEEL_OK)
         rc = match_recorded(e, err);
+    for (size_t i = 0; rc == KEEL_OK && i < e->n_deferred; i++)
+        rc = deliver_canceled(e, &e->deferred[i], err);
+    e->n_deferred = 0;
     free_records(e);
     return rc;
 }
@@ -1450,6 +1473,7 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                            ? a->original_execution_run_id
                            : e->run_id;
     e->rng = seed_from(seed);
+    snprintf(e->original_run, sizeof e->original_run, "%s", seed);
     e->now_ms = event_ms(ev);
     if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
         char *q = strdup(a->task_queue->name);
@@ -1466,7 +1490,7 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     return rc == KEEL_OK ? seal(d, err) : rc;
 }
 
-static item *activity_for(keel_engine *e, const keel_pb_event *ev, int64_t scheduled_id,
+static item *activity_for(keel_engine *e, int64_t event_id, const char *event, int64_t scheduled_id,
                           keel_error *err)
 {
     item *it = find_event(&e->activities, scheduled_id);
@@ -1474,8 +1498,34 @@ static item *activity_for(keel_engine *e, const keel_pb_event *ev, int64_t sched
         nondeterminism(e, err,
                        "history event %lld (%s) is for the activity scheduled at event %lld, "
                        "which the workflow did not schedule or already saw finish",
-                       (long long)ev->event_id, event_name(ev), (long long)scheduled_id);
+                       (long long)event_id, event, (long long)scheduled_id);
     return it && it->state != CLOSED ? it : NULL;
+}
+
+/* An ActivityTaskCanceled written among the command events is delivered once the activation
+ * that asked has run and been matched (see deferred_cancel). */
+static int defer_cancel(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    if (!grow((void **)&e->deferred, &e->cap_deferred, e->n_deferred + 1, sizeof *e->deferred))
+        return oom(err);
+    e->deferred[e->n_deferred++] = (deferred_cancel){
+        ev->event_id, ev->activity_task_canceled_event_attributes->scheduled_event_id};
+    return KEEL_OK;
+}
+
+static int deliver_canceled(keel_engine *e, const deferred_cancel *dc, keel_error *err)
+{
+    item *it = activity_for(e, dc->event_id, "ACTIVITY_TASK_CANCELED", dc->scheduled_id, err);
+    if (it == NULL)
+        return KEEL_ENONDETERMINISM;
+    it->state = CLOSED;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.kind = KEEL_EVENT_ACTIVITY_CANCELED;
+    d->ev.seq = it->seq;
+    d->name = strdup(it->type ? it->type : "");
+    return seal(d, err);
 }
 
 static int on_activity_closed(keel_engine *e, const keel_pb_event *ev, keel_error *err)
@@ -1505,7 +1555,7 @@ static int on_activity_closed(keel_engine *e, const keel_pb_event *ev, keel_erro
         kind = KEEL_EVENT_ACTIVITY_CANCELED;
         break;
     }
-    item *it = activity_for(e, ev, scheduled, err);
+    item *it = activity_for(e, ev->event_id, event_name(ev), scheduled, err);
     if (it == NULL)
         return KEEL_ENONDETERMINISM;
     it->state = CLOSED;
@@ -1704,6 +1754,38 @@ static int on_signal_outcome(keel_engine *e, const keel_pb_event *ev, keel_error
 
 /* ---- feeding ---- */
 
+#define EVENT_WITH(x)                                                                              \
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_##x:                                     \
+        return TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_##x##_EVENT_ATTRIBUTES
+
+/* The attributes an event that keel reads must carry (0: keel reads none). A history from a file
+ * or an odd server may leave them out; that is an error, not a crash. */
+static int expected_attributes(Temporal__Api__Enums__V1__EventType type)
+{
+    switch (type) {
+        EVENT_WITH(WORKFLOW_EXECUTION_STARTED);
+        EVENT_WITH(WORKFLOW_TASK_COMPLETED);
+        EVENT_WITH(ACTIVITY_TASK_COMPLETED);
+        EVENT_WITH(ACTIVITY_TASK_FAILED);
+        EVENT_WITH(ACTIVITY_TASK_TIMED_OUT);
+        EVENT_WITH(ACTIVITY_TASK_CANCELED);
+        EVENT_WITH(TIMER_FIRED);
+        EVENT_WITH(WORKFLOW_EXECUTION_SIGNALED);
+        EVENT_WITH(WORKFLOW_EXECUTION_CANCEL_REQUESTED);
+        EVENT_WITH(EXTERNAL_WORKFLOW_EXECUTION_SIGNALED);
+        EVENT_WITH(SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED);
+        EVENT_WITH(START_CHILD_WORKFLOW_EXECUTION_FAILED);
+        EVENT_WITH(CHILD_WORKFLOW_EXECUTION_STARTED);
+        EVENT_WITH(CHILD_WORKFLOW_EXECUTION_COMPLETED);
+        EVENT_WITH(CHILD_WORKFLOW_EXECUTION_FAILED);
+        EVENT_WITH(CHILD_WORKFLOW_EXECUTION_CANCELED);
+        EVENT_WITH(CHILD_WORKFLOW_EXECUTION_TIMED_OUT);
+        EVENT_WITH(CHILD_WORKFLOW_EXECUTION_TERMINATED);
+    default:
+        return 0;
+    }
+}
+
 static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
     if (ev->event_id != e->last_event_id + 1)
@@ -1711,9 +1793,16 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                               "history is not contiguous: event %lld follows event %lld",
                               (long long)ev->event_id, (long long)e->last_event_id);
     e->last_event_id = ev->event_id;
+    int want = expected_attributes(ev->event_type);
+    if (want && (int)ev->attributes_case != want)
+        return keel_error_set(err, KEEL_EINVAL, "history event %lld is %s without its attributes",
+                              (long long)ev->event_id, event_name(ev));
 
     if (is_command_event(ev))
         return match_command_event(e, ev, err);
+    if (e->in_command_events &&
+        ev->event_type == TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+        return defer_cancel(e, ev, err);
     int rc = settle(e, err);
     if (rc != KEEL_OK)
         return rc;

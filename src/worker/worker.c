@@ -577,8 +577,8 @@ static void process(keel_worker *w, const workflow_task *t)
         keel_engine_free(e);
         return;
     }
-    const char *run_id = t->workflow_execution->run_id;
-    if (keel_engine_closing(e) || w->sticky_queue == NULL) {
+    const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : NULL;
+    if (keel_engine_closing(e) || w->sticky_queue == NULL || run_id == NULL || !run_id[0]) {
         respond_completed(w, t, e);
         keel_engine_free(e);
         return;
@@ -720,11 +720,12 @@ void keel_worker_stop(keel_worker *w)
         return;
     /* No new polls; polls in flight are cancelled; tasks being worked on finish first. */
     atomic_store(&w->stopping, true);
-    shutdown_worker(w);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_trigger(w->cancels[i]);
     for (size_t i = 0; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
+    /* After the last task's answer, which could have named the sticky queue again. */
+    shutdown_worker(w);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_free(w->cancels[i]);
     free(w->threads);

@@ -838,7 +838,7 @@ END_TEST
 START_TEST(child_workflows_complete_and_fail_into_their_parent)
 {
     char id[128];
-    free(start("Parent", "keel-parent", "{\"name\":\"kid\"}", id, sizeof id));
+    char *parent_run = start("Parent", "keel-parent", "{\"name\":\"kid\"}", id, sizeof id);
     keel_workflow_outcome out = wait_result(id);
     ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s",
                   out.failure_message ? out.failure_message : "");
@@ -846,7 +846,8 @@ START_TEST(child_workflows_complete_and_fail_into_their_parent)
     keel_workflow_outcome_dispose(&out);
     /* The child ran under its derived id, and the parent's history replays. */
     char child[160];
-    snprintf(child, sizeof child, "%s-child-1", id);
+    snprintf(child, sizeof child, "%s-child-1-%.8s", id, parent_run);
+    free(parent_run);
     keel_workflow_info w;
     keel_error err;
     ck_assert_int_eq(keel_client_workflow_describe(client, child, NULL, &w, &err), KEEL_OK);

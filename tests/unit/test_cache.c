@@ -1,5 +1,7 @@
 /* src/worker/cache.c: LRU order, pinning, and who frees what. ASan checks the last. */
 #include <check.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "worker/cache.h"
 
@@ -89,6 +91,36 @@ START_TEST(a_cache_of_nothing_frees_at_once)
 }
 END_TEST
 
+static void *take_r(void *arg)
+{
+    return keel_cache_take(arg, "r");
+}
+
+START_TEST(a_wait_for_a_pinned_run_never_returns_another)
+{
+    /* While a take waits for pinned "r", other threads move entries around; when the wait
+     * times out the answer must still be about "r" (pinned: nothing), not whatever now sits in
+     * the slot it looked at first. */
+    keel_cache *c = keel_cache_new(4);
+    keel_engine *a = engine(), *r = engine();
+    ck_assert(keel_cache_put(c, "a", a, false));
+    ck_assert(keel_cache_put(c, "r", r, true));
+    pthread_t t;
+    pthread_create(&t, NULL, take_r, c);
+    usleep(100 * 1000);
+    ck_assert_ptr_eq(keel_cache_take(c, "a"), a); /* "r" moves into a's slot */
+    ck_assert(keel_cache_put(c, "z", engine(), false));
+    void *got = (void *)1;
+    pthread_join(t, &got);
+    ck_assert_ptr_null(got);
+    keel_engine_free(a);
+    keel_cache_unpin(c, "r", r);
+    ck_assert_ptr_eq(keel_cache_take(c, "r"), r); /* unpinned: now it can be taken */
+    keel_engine_free(r);
+    keel_cache_free(c);
+}
+END_TEST
+
 Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -97,6 +129,7 @@ Suite *cache_suite(void)
     tcase_add_test(tc, pinned_runs_are_never_evicted);
     tcase_add_test(tc, a_pinned_run_replaced_stays_its_pinners);
     tcase_add_test(tc, a_cache_of_nothing_frees_at_once);
+    tcase_add_test(tc, a_wait_for_a_pinned_run_never_returns_another);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -163,6 +163,25 @@ static void version_marker(history *h, const char *change_id, int version)
     e->marker_recorded_event_attributes = a;
 }
 
+static void cancel_requested(history *h, int64_t scheduled)
+{
+    keel_pb_event *e =
+        add(h, TYPE(ACTIVITY_TASK_CANCEL_REQUESTED), ATTR(ACTIVITY_TASK_CANCEL_REQUESTED));
+    NEW(a, Temporal__Api__History__V1__ActivityTaskCancelRequestedEventAttributes,
+        temporal__api__history__v1__activity_task_cancel_requested_event_attributes__init);
+    a->scheduled_event_id = scheduled;
+    e->activity_task_cancel_requested_event_attributes = a;
+}
+
+static void activity_canceled(history *h, int64_t scheduled)
+{
+    keel_pb_event *e = add(h, TYPE(ACTIVITY_TASK_CANCELED), ATTR(ACTIVITY_TASK_CANCELED));
+    NEW(a, Temporal__Api__History__V1__ActivityTaskCanceledEventAttributes,
+        temporal__api__history__v1__activity_task_canceled_event_attributes__init);
+    a->scheduled_event_id = scheduled;
+    e->activity_task_canceled_event_attributes = a;
+}
+
 static void free_history(history *h)
 {
     for (size_t i = 0; i < h->n; i++)
@@ -744,6 +763,104 @@ START_TEST(get_version_limits_and_removal)
 }
 END_TEST
 
+/* Schedules "work"; a "halt" signal cancels it (twice, by mistake) and starts a timer. */
+typedef struct halter {
+    uint32_t work;
+    int canceled;
+} halter;
+
+static int halter_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)input;
+    halter *h = state;
+    keel_activity_options o = {.start_to_close_ms = 1000};
+    h->work = keel_workflow_activity(ctx, "work", NULL, &o);
+    return KEEL_OK;
+}
+
+static int halter_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    halter *h = state;
+    if (ev->kind == KEEL_EVENT_SIGNAL) {
+        keel_workflow_cancel_activity(ctx, h->work);
+        keel_workflow_cancel_activity(ctx, h->work); /* the server refuses a second request */
+        keel_workflow_timer(ctx, 1000);
+    } else if (ev->kind == KEEL_EVENT_ACTIVITY_CANCELED) {
+        ck_assert_uint_eq(ev->seq, h->work);
+        h->canceled++;
+    }
+    return KEEL_OK;
+}
+
+static const keel_workflow_type halter_type = {.name = "Halter",
+                                               .state_size = sizeof(halter),
+                                               .start = halter_start,
+                                               .on_event = halter_event};
+
+START_TEST(a_cancel_the_server_grants_at_once_replays)
+{
+    /* The activity had not started: the server wrote Canceled right after CancelRequested, among
+     * the task's command events, before the timer. */
+    history h = {0};
+    started(&h, "{}");
+    task(&h, true);
+    int64_t s = activity_scheduled(&h, "1", "work");
+    signaled(&h, "halt", "null");
+    task(&h, true);
+    cancel_requested(&h, s);
+    activity_canceled(&h, s);
+    timer_started(&h, "1");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run_type(&halter_type, &h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    ck_assert_int_eq(((const halter *)keel_engine_state(e))->canceled, 1);
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* Live: the second cancel asks nothing more of the server. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    activity_scheduled(&h2, "1", "work");
+    signaled(&h2, "halt", "null");
+    task(&h2, false);
+    e = run_type(&halter_type, &h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_pb_command *const *cmds;
+    ck_assert_uint_eq(keel_engine_commands(e, &cmds), 2);
+    ck_assert_int_eq(
+        cmds[0]->command_type,
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK);
+    ck_assert_int_eq(cmds[1]->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_TIMER);
+    keel_engine_free(e);
+    free_history(&h2);
+}
+END_TEST
+
+START_TEST(events_without_their_attributes_are_errors)
+{
+    history h = {0};
+    started(&h, "{}");
+    task(&h, true);
+    /* Strip the WorkflowTaskCompleted of its attributes, as a broken file might. */
+    keel_pb_event *done = h.ev[3];
+    FREE_PB(done->workflow_task_completed_event_attributes);
+    done->workflow_task_completed_event_attributes = NULL;
+    done->attributes_case = TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES__NOT_SET;
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "WORKFLOW_TASK_COMPLETED without its attributes"));
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -761,6 +878,8 @@ Suite *engine_suite(void)
     tcase_add_test(tc, cancelled_before_sent_and_misuse);
     tcase_add_test(tc, get_version_records_new_runs_and_replays_old_ones);
     tcase_add_test(tc, get_version_limits_and_removal);
+    tcase_add_test(tc, a_cancel_the_server_grants_at_once_replays);
+    tcase_add_test(tc, events_without_their_attributes_are_errors);
     suite_add_tcase(s, tc);
     return s;
 }
