@@ -400,14 +400,29 @@ static command *push_command(keel_engine *e, cmd_kind kind, uint32_t seq, keel_p
     return c;
 }
 
-static int push_closing(keel_engine *e, cmd_kind kind, keel_pb_command *pb, const char *what)
+/* Push a command and say what it is for non-determinism messages. KEEL_ENOMEM when it cannot be
+ * added (pb is freed then). */
+static int push_described(keel_engine *e, cmd_kind kind, uint32_t seq, keel_pb_command *pb,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int push_described(keel_engine *e, cmd_kind kind, uint32_t seq, keel_pb_command *pb,
+                          const char *fmt, ...)
 {
-    command *c = push_command(e, kind, 0, pb);
+    command *c = push_command(e, kind, seq, pb);
     if (c == NULL)
         return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "%s", what);
-    e->closing = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->what, sizeof c->what, fmt, ap);
+    va_end(ap);
     return KEEL_OK;
+}
+
+static int push_closing(keel_engine *e, cmd_kind kind, keel_pb_command *pb, const char *what)
+{
+    int rc = push_described(e, kind, 0, pb, "%s", what);
+    if (rc == KEEL_OK)
+        e->closing = true;
+    return rc;
 }
 
 /* Commands after the run closed are a workflow bug: the server would reject the task. */
@@ -680,11 +695,8 @@ int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
     }
     a->scheduled_event_id = it->event_id;
     it->cancel_requested = true;
-    command *c = push_command(e, CMD_CANCEL_ACTIVITY, seq, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "RequestCancelActivityTask (activity %u)", seq);
-    return KEEL_OK;
+    return push_described(e, CMD_CANCEL_ACTIVITY, seq, pb,
+                          "RequestCancelActivityTask (activity %u)", seq);
 }
 
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms)
@@ -884,12 +896,9 @@ int keel_workflow_upsert_search_attributes(keel_workflow_ctx *ctx,
         engine_error(e, "%s", perr.message);
         return perr.code;
     }
-    command *c = push_command(e, CMD_UPSERT_SEARCH_ATTRIBUTES, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "UpsertWorkflowSearchAttributes (%s%s)", values[0].name,
-             n > 1 ? ", ..." : "");
-    return KEEL_OK;
+    return push_described(e, CMD_UPSERT_SEARCH_ATTRIBUTES, 0, pb,
+                          "UpsertWorkflowSearchAttributes (%s%s)", values[0].name,
+                          n > 1 ? ", ..." : "");
 }
 
 int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, size_t n)
@@ -918,12 +927,8 @@ int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, si
         engine_error(e, "%s", perr.message);
         return perr.code;
     }
-    command *c = push_command(e, CMD_MODIFY_PROPERTIES, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "ModifyWorkflowProperties (memo %s%s)", entries[0].key,
-             n > 1 ? ", ..." : "");
-    return KEEL_OK;
+    return push_described(e, CMD_MODIFY_PROPERTIES, 0, pb, "ModifyWorkflowProperties (memo %s%s)",
+                          entries[0].key, n > 1 ? ", ..." : "");
 }
 
 /* A marker detail: one JSON value under key. */
