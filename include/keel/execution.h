@@ -215,6 +215,29 @@ int keel_client_workflow_query(keel_client *client, const char *workflow_id, con
                                const char *query_type, const char *args_json, char **result_json,
                                keel_error *err);
 
+typedef struct keel_update_outcome {
+    char *update_id;       /* the update's id (the one given, or the UUID chosen) */
+    bool failed;           /* the validator rejected it, or the handler failed it */
+    char *result_json;     /* !failed: the result as JSON ("null" when none) */
+    char *failure_message; /* failed: the failure's message with its causes */
+    char *failure_type;    /* failed: the application failure type ("UpdateRejected" when a keel
+                              workflow's validator refused) */
+} keel_update_outcome;
+
+void keel_update_outcome_dispose(keel_update_outcome *outcome);
+
+/*
+ * UpdateWorkflowExecution: ask the run to handle update `name` with one JSON argument (NULL:
+ * none) and wait for its answer, polling past the server's own wait (PollWorkflowExecutionUpdate)
+ * for at most timeout_ms (0: no limit; then KEEL_ETIMEOUT). update_id NULL: a new UUID; sending
+ * the same id again returns the first answer instead of a second update. A rejected or failed
+ * update is a successful call: see out->failed. A run that is not open fails with
+ * KEEL_ENOTFOUND.
+ */
+int keel_client_workflow_update(keel_client *client, const char *workflow_id, const char *run_id,
+                                const char *update_id, const char *name, const char *args_json,
+                                int64_t timeout_ms, keel_update_outcome *out, keel_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,8 +4,8 @@
  * A workflow type is a table of callbacks over a state struct that the engine owns:
  *
  *   start(ctx, state, input_json)     the first activation, with the workflow's input;
- *   on_event(ctx, state, event)       an activity finished, a timer fired, a signal or a
- *                                     cancellation request arrived;
+ *   on_event(ctx, state, event)       an activity finished, a timer fired, a signal, an
+ *                                     update or a cancellation request arrived;
  *   query(state, name, args, result)  read-only questions from clients and the Web UI.
  *
  * Callbacks act only through the context: schedule activities, start and cancel timers, complete,
@@ -53,6 +53,9 @@ typedef enum keel_workflow_event_kind {
                                     "Timeout", "Canceled", "Terminated", "AlreadyStarted") */
     KEEL_EVENT_SIGNAL_DELIVERED, /* a signal this workflow sent has been delivered */
     KEEL_EVENT_SIGNAL_FAILED,    /* ...could not be (no such workflow, say): failure_message */
+    KEEL_EVENT_UPDATE,           /* an update the type's validator accepted: name, json (its
+                                    argument), seq (its number, for keel_workflow_update_complete
+                                    or _fail, now or in a later event) */
 } keel_workflow_event_kind;
 
 /* What an on_event callback receives. Every pointer is borrowed for the callback's duration. */
@@ -82,6 +85,15 @@ typedef struct keel_workflow_type {
      * built-in __temporal_workflow_metadata query (the Web UI's Queries view). */
     const char *const *queries;
     const char *const *signals;
+    /* Optional, NULL-terminated: the updates the type takes. An update with another name is
+     * rejected before it reaches history; so is every update when this is NULL. */
+    const char *const *updates;
+    /* Optional. Accept (KEEL_OK) or reject (any other value, with why in reason, at most n bytes)
+     * a declared update before it is recorded: the client that sent it gets the reason, and
+     * history keeps no trace of it. Read-only; it runs only for new updates, never on replay.
+     * Without it, every declared update is accepted. */
+    int (*validate_update)(const void *state, const char *name, const char *args_json, char *reason,
+                           size_t n);
 } keel_workflow_type;
 
 typedef struct keel_activity_options {
@@ -129,6 +141,14 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
 uint32_t keel_workflow_signal_external(keel_workflow_ctx *ctx, const char *workflow_id,
                                        const char *run_id, const char *signal_name,
                                        const char *input_json);
+
+/* Answer an update accepted earlier (KEEL_EVENT_UPDATE's seq): with a JSON result (NULL:
+ * none), or with an application failure. The client waiting on it gets the answer. Each update is
+ * answered once; one still open when the run closes is answered by the server with an error. */
+int keel_workflow_update_complete(keel_workflow_ctx *ctx, uint32_t update_seq,
+                                  const char *result_json);
+int keel_workflow_update_fail(keel_workflow_ctx *ctx, uint32_t update_seq, const char *type,
+                              const char *message);
 
 /* Start a durable timer; KEEL_EVENT_TIMER_FIRED with the returned seq follows. 0 on error. */
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms);

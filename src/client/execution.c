@@ -980,3 +980,171 @@ int keel_client_workflow_result(keel_client *client, const char *workflow_id, co
         keel_workflow_outcome_dispose(out);
     return rc;
 }
+
+/* ---- update ---- */
+
+typedef Temporal__Api__Update__V1__Outcome pb_update_outcome;
+
+void keel_update_outcome_dispose(keel_update_outcome *o)
+{
+    if (o == NULL)
+        return;
+    free(o->update_id);
+    free(o->result_json);
+    free(o->failure_message);
+    free(o->failure_type);
+    memset(o, 0, sizeof *o);
+}
+
+static int read_update_outcome(const pb_update_outcome *oc, keel_update_outcome *out,
+                               keel_error *err)
+{
+    if (oc->value_case == TEMPORAL__API__UPDATE__V1__OUTCOME__VALUE_FAILURE) {
+        out->failed = true;
+        out->failure_message = keel_failure_text(oc->failure);
+        out->failure_type = keel_failure_type(oc->failure);
+        return out->failure_message && out->failure_type ? KEEL_OK : oom(err);
+    }
+    if (oc->value_case != TEMPORAL__API__UPDATE__V1__OUTCOME__VALUE_SUCCESS)
+        return keel_error_set(err, KEEL_EPROTOCOL,
+                              "update %s: the server sent an outcome that is neither a result nor "
+                              "a failure",
+                              out->update_id);
+    return keel_payloads_to_json(oc->success, "update result", &out->result_json, err);
+}
+
+/* Wait on an update that the server has not answered yet (its own wait ran out first). Returns
+ * KEEL_OK with *oc set (owned by *resp) once it has an outcome. */
+static int
+poll_update(keel_transport *t, Temporal__Api__Update__V1__UpdateRef *ref, int64_t wait_ms,
+            Temporal__Api__Workflowservice__V1__PollWorkflowExecutionUpdateResponse **resp,
+            keel_error *err)
+{
+    const char *ns = keel_transport_namespace(t);
+    Temporal__Api__Workflowservice__V1__PollWorkflowExecutionUpdateRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_WORKFLOW_EXECUTION_UPDATE_REQUEST__INIT;
+    Temporal__Api__Update__V1__WaitPolicy wait = TEMPORAL__API__UPDATE__V1__WAIT_POLICY__INIT;
+    wait.lifecycle_stage =
+        TEMPORAL__API__ENUMS__V1__UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE__UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED;
+    req.namespace_ = (char *)ns;
+    req.update_ref = ref;
+    req.identity = (char *)keel_transport_identity(t);
+    req.wait_policy = &wait;
+    keel_call_options co = {.retry = true, .namespace = ns, .timeout_ms = wait_ms};
+    return keel_transport_call(
+        t, WF("PollWorkflowExecutionUpdate"), (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__poll_workflow_execution_update_response__descriptor,
+        (ProtobufCMessage **)resp, &co, err);
+}
+
+int keel_client_workflow_update(keel_client *client, const char *workflow_id, const char *run_id,
+                                const char *update_id, const char *name, const char *args_json,
+                                int64_t timeout_ms, keel_update_outcome *out, keel_error *err)
+{
+    memset(out, 0, sizeof *out);
+    keel_error local;
+    err = err ? err : &local;
+    if (check_target(workflow_id, err) != KEEL_OK)
+        return err->code;
+    if (empty(name))
+        return keel_error_set(err, KEEL_EINVAL, "an update needs a name");
+    char uuid[37];
+    if (empty(update_id)) {
+        if (keel_client_uuid4(uuid, err) != KEEL_OK)
+            return err->code;
+        update_id = uuid;
+    }
+    if ((out->update_id = strdup(update_id)) == NULL)
+        return oom(err);
+    keel_transport *t = keel_client_transport(client);
+    const char *ns = keel_transport_namespace(t);
+    int64_t deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
+
+    Temporal__Api__Workflowservice__V1__UpdateWorkflowExecutionRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__UPDATE_WORKFLOW_EXECUTION_REQUEST__INIT;
+    pb_execution exec = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    exec.workflow_id = (char *)workflow_id;
+    exec.run_id = (char *)(run_id ? run_id : "");
+    Temporal__Api__Update__V1__WaitPolicy wait = TEMPORAL__API__UPDATE__V1__WAIT_POLICY__INIT;
+    wait.lifecycle_stage =
+        TEMPORAL__API__ENUMS__V1__UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE__UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED;
+    Temporal__Api__Update__V1__Request request = TEMPORAL__API__UPDATE__V1__REQUEST__INIT;
+    Temporal__Api__Update__V1__Meta meta = TEMPORAL__API__UPDATE__V1__META__INIT;
+    Temporal__Api__Update__V1__Input input = TEMPORAL__API__UPDATE__V1__INPUT__INIT;
+    meta.update_id = (char *)update_id;
+    meta.identity = (char *)keel_transport_identity(t);
+    input.name = (char *)name;
+    char what[160];
+    snprintf(what, sizeof what, "arguments of update '%.100s'", name);
+    int rc = keel_payloads_new_json(args_json, what, &input.args, err);
+    if (rc != KEEL_OK)
+        return rc;
+    request.meta = &meta;
+    request.input = &input;
+    req.namespace_ = (char *)ns;
+    req.workflow_execution = &exec;
+    req.wait_policy = &wait;
+    req.request = &request;
+
+    /* The server answers when the update completes or its own wait ends (then stage says how far
+     * it got); the same update id makes a repeated call safe. */
+    Temporal__Api__Workflowservice__V1__UpdateWorkflowExecutionResponse *resp = NULL;
+    do {
+        keel_call_options co = {.retry = true, .namespace = ns, .timeout_ms = RESULT_POLL_MS};
+        if (deadline) {
+            int64_t left = deadline - mono_ms();
+            if (left <= 0)
+                break; /* rc is the last call's KEEL_ETIMEOUT */
+            if (left < co.timeout_ms)
+                co.timeout_ms = left;
+        }
+        rc = keel_transport_call(
+            t, WF("UpdateWorkflowExecution"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__update_workflow_execution_response__descriptor,
+            (ProtobufCMessage **)&resp, &co, err);
+    } while (rc == KEEL_ETIMEOUT);
+    if (input.args)
+        FREE_PB(input.args);
+    if (rc != KEEL_OK)
+        return rc;
+    if (resp->outcome) {
+        rc = read_update_outcome(resp->outcome, out, err);
+        FREE_PB(resp);
+        return rc;
+    }
+    Temporal__Api__Update__V1__UpdateRef *ref = resp->update_ref;
+    if (ref == NULL) {
+        FREE_PB(resp);
+        return keel_error_set(err, KEEL_EPROTOCOL,
+                              "update %s: the server sent neither an outcome nor a reference",
+                              update_id);
+    }
+    for (;;) {
+        int64_t wait_ms = RESULT_POLL_MS;
+        if (deadline) {
+            int64_t left = deadline - mono_ms();
+            if (left <= 0) {
+                rc = keel_error_set(err, KEEL_ETIMEOUT,
+                                    "update %s of workflow %s was not answered within %lld ms",
+                                    update_id, workflow_id, (long long)timeout_ms);
+                break;
+            }
+            if (left < wait_ms)
+                wait_ms = left;
+        }
+        Temporal__Api__Workflowservice__V1__PollWorkflowExecutionUpdateResponse *p = NULL;
+        rc = poll_update(t, ref, wait_ms, &p, err);
+        if (rc == KEEL_ETIMEOUT)
+            continue; /* this poll's deadline; the loop checks ours */
+        if (rc != KEEL_OK)
+            break;
+        bool done = p->outcome != NULL;
+        if (done)
+            rc = read_update_outcome(p->outcome, out, err);
+        FREE_PB(p);
+        if (done)
+            break;
+    }
+    FREE_PB(resp);
+    return rc;
+}

@@ -19,15 +19,20 @@
 #include "converter/payload.h"
 #include "proto/proto.h"
 #include "temporal/api/enums/v1/event_type.pb-c.h"
+#include "worker/protocol.h"
 #include "temporal/api/enums/v1/failed_cause.pb-c.h"
 
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
 /* ---- types ---- */
 
+typedef enum { NOT_UPDATE, UPDATE_NEW, UPDATE_REPLAYED } update_kind;
+
 typedef struct delivery {
     bool is_start;
-    keel_workflow_event ev; /* its strings point at the owned copies below */
+    update_kind update;      /* an update: new ones are validated first */
+    keel_update_request req; /* ...and its request */
+    keel_workflow_event ev;  /* its strings point at the owned copies below */
     char *name, *json, *failure_message, *failure_type;
 } delivery;
 
@@ -45,6 +50,8 @@ typedef enum cmd_kind {
     CMD_VERSION_MARKER,
     CMD_CHILD,
     CMD_SIGNAL_EXTERNAL,
+    CMD_UPDATE_ACCEPT,
+    CMD_UPDATE_COMPLETE,
 } cmd_kind;
 
 #define MAX_CHANGE_ID 128
@@ -67,7 +74,7 @@ typedef struct item {
     item_state state;
     bool cancel_requested; /* a cancel request was issued: the server refuses a second */
     char *type;            /* activity or child workflow type */
-    char *id;              /* a child's workflow id */
+    char *id;              /* a child's workflow id, an update's id */
 } item;
 
 typedef struct item_list {
@@ -136,9 +143,15 @@ struct keel_engine {
     size_t n_deferred, cap_deferred;
     keel_pb_command **out;
     size_t n_out;
+    keel_pb_message **msgs; /* update answers of the last activation */
+    size_t n_msgs, cap_msgs;
+    keel_update_request *incoming; /* updates the current task brought, not yet delivered */
+    size_t n_incoming, cap_incoming;
+    keel_update_request *admitted; /* requests of UpdateAdmitted events, for their acceptance */
+    size_t n_admitted, cap_admitted;
 
-    item_list activities, timers, children, signals_out;
-    uint32_t next_activity_seq, next_timer_seq, next_child_seq, next_signal_seq;
+    item_list activities, timers, children, signals_out, updates;
+    uint32_t next_activity_seq, next_timer_seq, next_child_seq, next_signal_seq, next_update_seq;
 
     uint64_t rng;
     int64_t now_ms;
@@ -239,6 +252,7 @@ int keel_engine_new(keel_engine **out, const keel_workflow_type *type, const cha
     e->next_timer_seq = 1;
     e->next_child_seq = 1;
     e->next_signal_seq = 1;
+    e->next_update_seq = 1;
     e->rng = seed_from(run_id);
     if (!e->state || !e->workflow_id || !e->run_id || !e->task_queue) {
         keel_engine_free(e);
@@ -256,6 +270,7 @@ static void free_deliveries(keel_engine *e)
         free(d->json);
         free(d->failure_message);
         free(d->failure_type);
+        keel_update_request_dispose(&d->req);
     }
     e->n_deliveries = 0;
 }
@@ -270,6 +285,16 @@ static void free_commands(keel_engine *e)
     free(e->out);
     e->out = NULL;
     e->n_out = 0;
+    for (size_t i = 0; i < e->n_msgs; i++)
+        FREE_PB(e->msgs[i]);
+    e->n_msgs = 0;
+}
+
+static void free_requests(keel_update_request *v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        keel_update_request_dispose(&v[i]);
+    *n = 0;
 }
 
 static void free_records(keel_engine *e)
@@ -308,6 +333,12 @@ void keel_engine_free(keel_engine *e)
     free_items(&e->timers);
     free_items(&e->children);
     free_items(&e->signals_out);
+    free_items(&e->updates);
+    free(e->msgs);
+    free_requests(e->incoming, &e->n_incoming);
+    free(e->incoming);
+    free_requests(e->admitted, &e->n_admitted);
+    free(e->admitted);
     free_records(e);
     free(e->rec);
     for (size_t i = 0; i < e->n_versions; i++)
@@ -760,6 +791,168 @@ int keel_workflow_cancel_timer(keel_workflow_ctx *ctx, uint32_t seq)
     return KEEL_OK;
 }
 
+/* ---- updates ---- */
+
+static delivery *new_delivery(keel_engine *e, keel_error *err);
+static int seal(delivery *d, keel_error *err);
+
+/* Keep an answer message for the server. Takes m (NULL: it could not be built, err says why). */
+static int push_message(keel_engine *e, keel_pb_message *m, const keel_error *merr)
+{
+    if (m == NULL || !grow((void **)&e->msgs, &e->cap_msgs, e->n_msgs + 1, sizeof *e->msgs)) {
+        if (m)
+            FREE_PB(m);
+        engine_error(e, "%s", m ? "out of memory answering an update" : merr->message);
+        return KEEL_ENOMEM;
+    }
+    e->msgs[e->n_msgs++] = m;
+    return KEEL_OK;
+}
+
+/* A PROTOCOL_MESSAGE command: where among the commands the message `<update id>/<suffix>` is
+ * recorded. */
+static int push_protocol_command(keel_engine *e, cmd_kind kind, const item *u, const char *suffix)
+{
+    Temporal__Api__Command__V1__ProtocolMessageCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_PROTOCOL_MESSAGE,
+                TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_PROTOCOL_MESSAGE_COMMAND_ATTRIBUTES,
+                protocol_message_command_attributes,
+                temporal__api__command__v1__protocol_message_command_attributes__init);
+    if (pb != NULL && (a->message_id = keel_update_message_id(u->id, suffix)) == NULL) {
+        FREE_PB(pb);
+        pb = NULL;
+    }
+    return push_described(e, kind, u->seq, pb, "ProtocolMessage (update %.60s '%.40s' %s)", u->id,
+                          u->type, suffix);
+}
+
+/* The open update numbered seq, or NULL after saying what is wrong. */
+static item *open_update(keel_engine *e, uint32_t seq, const char *what)
+{
+    item *u = find_seq(&e->updates, seq);
+    if (u == NULL || u->state == CLOSED) {
+        engine_error(e, "%s: update %u %s", what, seq, u ? "was already answered" : "is unknown");
+        return NULL;
+    }
+    return may_issue(e, what) ? u : NULL;
+}
+
+static int answer_update(keel_engine *e, item *u, const char *result_json, keel_pb_failure *f)
+{
+    keel_error merr;
+    int rc = push_message(e, keel_update_respond(u->id, result_json, f, &merr), &merr);
+    if (rc == KEEL_OK)
+        rc = push_protocol_command(e, CMD_UPDATE_COMPLETE, u, "complete");
+    if (rc == KEEL_OK)
+        u->state = CLOSED;
+    return rc;
+}
+
+int keel_workflow_update_complete(keel_workflow_ctx *ctx, uint32_t update_seq,
+                                  const char *result_json)
+{
+    keel_engine *e = ctx->engine;
+    item *u = open_update(e, update_seq, "keel_workflow_update_complete");
+    return u ? answer_update(e, u, result_json, NULL) : KEEL_EINVAL;
+}
+
+int keel_workflow_update_fail(keel_workflow_ctx *ctx, uint32_t update_seq, const char *type,
+                              const char *message)
+{
+    keel_engine *e = ctx->engine;
+    item *u = open_update(e, update_seq, "keel_workflow_update_fail");
+    if (u == NULL)
+        return KEEL_EINVAL;
+    keel_error ferr;
+    keel_pb_failure *f = keel_failure_new_application(type, message, false, &ferr);
+    if (f == NULL) {
+        engine_error(e, "%s", ferr.message);
+        return KEEL_ENOMEM;
+    }
+    return answer_update(e, u, NULL, f);
+}
+
+/* Whether a new update may go in; if not, why in reason. */
+static bool admit_update(keel_engine *e, const keel_update_request *r, char *reason, size_t n)
+{
+    const keel_workflow_type *t = e->type;
+    bool declared = false;
+    for (const char *const *u = t->updates; u && *u && !declared; u++)
+        declared = strcmp(*u, r->name) == 0;
+    if (!declared) {
+        snprintf(reason, n, "workflow type %s takes no update named '%s'", t->name, r->name);
+        return false;
+    }
+    if (e->closing) {
+        snprintf(reason, n, "the workflow is closing");
+        return false;
+    }
+    if (t->validate_update == NULL)
+        return true;
+    reason[0] = '\0';
+    if (t->validate_update(e->state, r->name, r->args_json, reason, n) == KEEL_OK)
+        return true;
+    if (reason[0] == '\0')
+        snprintf(reason, n, "update '%s' was rejected by the workflow's validator", r->name);
+    return false;
+}
+
+/* Ready an update delivery: a new one is validated (accepted or rejected with a message), a
+ * replayed one was accepted already. Then it becomes an open update and an accept command. Sets
+ * *skip when it was rejected and the workflow never sees it. */
+static int prepare_update(keel_engine *e, delivery *d, bool *skip, keel_error *err)
+{
+    *skip = false;
+    if (d->update == UPDATE_NEW) {
+        char reason[512];
+        keel_error merr;
+        if (!admit_update(e, &d->req, reason, sizeof reason)) {
+            *skip = true;
+            if (push_message(e, keel_update_reject(&d->req, reason, &merr), &merr) != KEEL_OK)
+                return keel_error_set(err, KEEL_ENOMEM, "%s", e->error);
+            return KEEL_OK;
+        }
+        if (push_message(e, keel_update_accept(&d->req, &merr), &merr) != KEEL_OK)
+            return keel_error_set(err, KEEL_ENOMEM, "%s", e->error);
+    }
+    item *u = add_item(&e->updates, e->next_update_seq++, d->req.name);
+    if (u == NULL || (u->id = strdup(d->req.update_id)) == NULL)
+        return oom(err);
+    u->state = OPEN;
+    if (push_protocol_command(e, CMD_UPDATE_ACCEPT, u, "accept") != KEEL_OK)
+        return oom(err);
+    d->ev.kind = KEEL_EVENT_UPDATE;
+    d->ev.seq = u->seq;
+    free(d->name);
+    free(d->json);
+    d->name = strdup(d->req.name);
+    d->json = strdup(d->req.args_json);
+    return seal(d, err);
+}
+
+/* A delivery for an update; takes *r. */
+static int deliver_update(keel_engine *e, update_kind kind, keel_update_request *r, keel_error *err)
+{
+    delivery *d = new_delivery(e, err);
+    if (d == NULL) {
+        keel_update_request_dispose(r);
+        return KEEL_ENOMEM;
+    }
+    d->update = kind;
+    d->req = *r;
+    memset(r, 0, sizeof *r);
+    return KEEL_OK;
+}
+
+static bool update_known(const keel_engine *e, const char *update_id)
+{
+    for (size_t i = 0; i < e->updates.n; i++)
+        if (same(e->updates.v[i].id, update_id))
+            return true;
+    return false;
+}
+
 int keel_workflow_complete(keel_workflow_ctx *ctx, const char *result_json)
 {
     keel_engine *e = ctx->engine;
@@ -1117,8 +1310,14 @@ static int nondeterminism(keel_engine *e, keel_error *err, const char *fmt, ...)
                           e->workflow_id, msg);
 }
 
-static int run_callback(keel_engine *e, const delivery *d, keel_error *err)
+static int run_callback(keel_engine *e, delivery *d, keel_error *err)
 {
+    if (d->update != NOT_UPDATE) {
+        bool skip;
+        int urc = prepare_update(e, d, &skip, err);
+        if (urc != KEEL_OK || skip)
+            return urc;
+    }
     int rc = d->is_start ? e->type->start(&e->ctx, e->state, d->json)
                          : e->type->on_event(&e->ctx, e->state, &d->ev);
     if (rc == KEEL_OK && e->error[0] == '\0')
@@ -1158,6 +1357,38 @@ static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *
     for (size_t i = 0; i < e->signals_out.n; i++)
         if (e->signals_out.v[i].state == OPEN_UNSENT)
             e->signals_out.v[i].state = OPEN;
+    return rc;
+}
+
+/* The request an UpdateAccepted event records: in the event, or in the UpdateAdmitted event
+ * that came before it (updates admitted durably, as after a reset). */
+static int accepted_request(keel_engine *e, const keel_pb_event *ev, keel_update_request *out,
+                            keel_error *err)
+{
+    const Temporal__Api__History__V1__WorkflowExecutionUpdateAcceptedEventAttributes *a =
+        ev->workflow_execution_update_accepted_event_attributes;
+    if (a->accepted_request)
+        return keel_update_request_from_pb(a->accepted_request, out, err);
+    for (size_t i = 0; i < e->n_admitted; i++)
+        if (same(e->admitted[i].update_id, a->protocol_instance_id)) {
+            *out = e->admitted[i];
+            e->admitted[i] = e->admitted[--e->n_admitted];
+            return KEEL_OK;
+        }
+    return keel_error_set(
+        err, KEEL_EINVAL, "history event %lld accepts update %s, but its request is not recorded",
+        (long long)ev->event_id, a->protocol_instance_id ? a->protocol_instance_id : "");
+}
+
+static int on_update_admitted(keel_engine *e, const keel_pb_event *ev, keel_error *err)
+{
+    if (!grow((void **)&e->admitted, &e->cap_admitted, e->n_admitted + 1, sizeof *e->admitted))
+        return oom(err);
+    int rc = keel_update_request_from_pb(
+        ev->workflow_execution_update_admitted_event_attributes->request,
+        &e->admitted[e->n_admitted], err);
+    if (rc == KEEL_OK)
+        e->n_admitted++;
     return rc;
 }
 
@@ -1289,6 +1520,28 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                  r->id ? " " : "", r->id ? r->id : "");
         break;
     }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_ACCEPTED_EVENT_ATTRIBUTES: {
+        id = ev->workflow_execution_update_accepted_event_attributes->protocol_instance_id;
+        snprintf(r->seen, sizeof r->seen, "WorkflowExecutionUpdateAccepted (update %.80s)",
+                 id ? id : "");
+        if (e->activation_pending) {
+            /* The replayed activation handles it: its request is only here. */
+            keel_update_request req;
+            int rc = accepted_request(e, ev, &req, err);
+            if (rc == KEEL_OK)
+                rc = deliver_update(e, UPDATE_REPLAYED, &req, err);
+            if (rc != KEEL_OK)
+                return rc;
+        }
+        break;
+    }
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_COMPLETED_EVENT_ATTRIBUTES: {
+        const Temporal__Api__Update__V1__Meta *m =
+            ev->workflow_execution_update_completed_event_attributes->meta;
+        id = m && m->update_id ? m->update_id : "";
+        snprintf(r->seen, sizeof r->seen, "WorkflowExecutionUpdateCompleted (update %.80s)", id);
+        break;
+    }
     default:
         break;
     }
@@ -1343,6 +1596,16 @@ static bool matches(keel_engine *e, const command *c, const recorded *r)
         return c->kind == CMD_UPSERT_SEARCH_ATTRIBUTES;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_PROPERTIES_MODIFIED_EVENT_ATTRIBUTES:
         return c->kind == CMD_MODIFY_PROPERTIES;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_ACCEPTED_EVENT_ATTRIBUTES:
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_COMPLETED_EVENT_ATTRIBUTES: {
+        const item *u = find_seq(&e->updates, c->seq);
+        cmd_kind want_kind =
+            r->kind ==
+                    TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_ACCEPTED_EVENT_ATTRIBUTES
+                ? CMD_UPDATE_ACCEPT
+                : CMD_UPDATE_COMPLETE;
+        return c->kind == want_kind && u && same(u->id, r->id);
+    }
     default:
         return false; /* a command event keel workflows cannot issue yet */
     }
@@ -1453,6 +1716,8 @@ static bool is_command_event(const keel_pb_event *ev)
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
         return true;
     default:
         return false;
@@ -1786,6 +2051,9 @@ static int expected_attributes(Temporal__Api__Enums__V1__EventType type)
         EVENT_WITH(CHILD_WORKFLOW_EXECUTION_CANCELED);
         EVENT_WITH(CHILD_WORKFLOW_EXECUTION_TIMED_OUT);
         EVENT_WITH(CHILD_WORKFLOW_EXECUTION_TERMINATED);
+        EVENT_WITH(WORKFLOW_EXECUTION_UPDATE_ACCEPTED);
+        EVENT_WITH(WORKFLOW_EXECUTION_UPDATE_COMPLETED);
+        EVENT_WITH(WORKFLOW_EXECUTION_UPDATE_ADMITTED);
     default:
         return 0;
     }
@@ -1872,6 +2140,10 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
         return on_signal_outcome(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED:
+        return on_update_admitted(e, ev, err);
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED:
+        return KEEL_OK; /* older servers recorded rejections: nothing happened in the run */
     default:
         if (ev->worker_may_ignore)
             return KEEL_OK;
@@ -1909,7 +2181,13 @@ int keel_engine_finish(keel_engine *e, keel_error *err)
         free_commands(e);
         return KEEL_OK;
     }
-    rc = activate(e, e->pending_started_ms, false, err);
+    /* Updates the task brought go last, after the news in its events, as they arrived. */
+    for (size_t i = 0; rc == KEEL_OK && i < e->n_incoming; i++)
+        if (!update_known(e, e->incoming[i].update_id))
+            rc = deliver_update(e, UPDATE_NEW, &e->incoming[i], err);
+    free_requests(e->incoming, &e->n_incoming);
+    if (rc == KEEL_OK)
+        rc = activate(e, e->pending_started_ms, false, err);
     e->pending_started_id = 0;
     if (rc != KEEL_OK)
         return rc;
@@ -1923,6 +2201,26 @@ int keel_engine_finish(keel_engine *e, keel_error *err)
     /* The server records them right after this task's WorkflowTaskCompleted: match them then. */
     e->answered_started_id = e->last_started_id;
     return KEEL_OK;
+}
+
+int keel_engine_take_messages(keel_engine *e, keel_pb_message *const *msgs, size_t n,
+                              keel_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!grow((void **)&e->incoming, &e->cap_incoming, e->n_incoming + 1, sizeof *e->incoming))
+            return oom(err);
+        int rc = keel_update_request_read(msgs[i], &e->incoming[e->n_incoming], err);
+        if (rc != KEEL_OK)
+            return rc;
+        e->n_incoming++;
+    }
+    return KEEL_OK;
+}
+
+size_t keel_engine_messages(const keel_engine *e, keel_pb_message *const **out)
+{
+    *out = e->msgs;
+    return e->n_msgs;
 }
 
 size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out)

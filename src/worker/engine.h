@@ -25,6 +25,7 @@
 #include "keel/workflow.h"
 #include "temporal/api/command/v1/message.pb-c.h"
 #include "temporal/api/history/v1/message.pb-c.h"
+#include "worker/protocol.h"
 
 typedef Temporal__Api__History__V1__HistoryEvent keel_pb_event;
 typedef Temporal__Api__Command__V1__Command keel_pb_command;
@@ -59,6 +60,18 @@ int keel_engine_finish(keel_engine *e, keel_error *err);
  * queries, which read the state the recorded history implies.
  */
 int keel_engine_settle(keel_engine *e, keel_error *err);
+
+/*
+ * The protocol messages (workflow updates) the current task brought, before keel_engine_finish():
+ * finish delivers them after the task's events. The messages are only read during the call.
+ * KEEL_EUNIMPLEMENTED for a protocol keel does not speak, KEEL_EINVAL for a malformed request.
+ */
+int keel_engine_take_messages(keel_engine *e, keel_pb_message *const *msgs, size_t n,
+                              keel_error *err);
+
+/* The answers to send with the commands: update acceptances, rejections and responses.
+ * Borrowed like the commands. */
+size_t keel_engine_messages(const keel_engine *e, keel_pb_message *const **out);
 
 /* The commands of the current task, in the order the server must record them. Borrowed:
  * valid until the next feed, finish or free. */

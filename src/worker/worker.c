@@ -352,16 +352,21 @@ static query_result_entry **answer_attached_queries(const workflow_task *t, cons
     return v;
 }
 
-/* Returns whether the server accepted the completion. */
+/* Returns whether the server accepted the completion and the run's state stays in step with it
+ * (a speculative task that only rejected updates is discarded: the server forgets its events). */
 static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e)
 {
     keel_pb_command *const *cmds;
     size_t n = keel_engine_commands(e, &cmds);
+    keel_pb_message *const *msgs;
+    size_t n_msgs = keel_engine_messages(e, &msgs);
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest req =
         TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_WORKFLOW_TASK_COMPLETED_REQUEST__INIT;
     req.task_token = t->task_token;
     req.commands = (keel_pb_command **)cmds;
     req.n_commands = n;
+    req.messages = (keel_pb_message **)msgs;
+    req.n_messages = n_msgs;
     req.identity = w->identity;
     req.namespace_ = (char *)w->namespace;
     /* Ask for this run's next task on our sticky queue, with only the new events. */
@@ -380,15 +385,17 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     }
     req.query_results = answer_attached_queries(t, e, &req.n_query_results);
     keel_call_options co = {.retry = true, .namespace = w->namespace};
-    ProtobufCMessage *resp = NULL;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
     keel_error err;
     bool ok =
         keel_transport_call(
             w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-            &resp, &co, &err) == KEEL_OK;
+            (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
     if (ok) {
         atomic_fetch_add(&w->wf_completed, 1);
+        if (resp->reset_history_event_id > 0)
+            ok = false; /* discarded: the run's next task replays it from history */
     } else {
         atomic_fetch_add(&w->wf_failed, 1);
         log_line("warn", "the server refused a workflow task completion", err.message);
@@ -423,11 +430,15 @@ static int workflow_metadata(const keel_engine *e, char **result, keel_error *er
         cJSON_AddStringToObject(q, "name", *n);
         cJSON_AddItemToArray(queries, q);
     }
-    cJSON *signals = cJSON_AddArrayToObject(def, "signalDefinitions");
-    for (const char *const *n = type->signals; n && *n; n++) {
-        cJSON *sdef = cJSON_CreateObject();
-        cJSON_AddStringToObject(sdef, "name", *n);
-        cJSON_AddItemToArray(signals, sdef);
+    static const char *const lists[] = {"signalDefinitions", "updateDefinitions"};
+    const char *const *names[] = {type->signals, type->updates};
+    for (size_t l = 0; l < 2; l++) {
+        cJSON *defs = cJSON_AddArrayToObject(def, lists[l]);
+        for (const char *const *n = names[l]; n && *n; n++) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "name", *n);
+            cJSON_AddItemToArray(defs, d);
+        }
     }
     char line[1024] = "";
     if (type->describe)
@@ -567,6 +578,8 @@ static void process(keel_worker *w, const workflow_task *t)
     bool hit = false;
     int rc = engine_for(w, t, &e, &hit, &err);
     atomic_fetch_add(hit ? &w->cache_hits : &w->cache_misses, 1);
+    if (rc == KEEL_OK)
+        rc = keel_engine_take_messages(e, t->messages, t->n_messages, &err);
     if (rc == KEEL_OK)
         rc = keel_engine_finish(e, &err);
     if (rc != KEEL_OK) {

@@ -338,9 +338,99 @@ static int counter_start(keel_workflow_ctx *ctx, void *state, const char *input)
 static const keel_workflow_type counter_type = {
     .name = "Counter", .state_size = 1, .start = counter_start, .on_event = sleeper_event};
 
+/* Updates: "deposit" answers at once, "withdraw_later" after a timer, "refuse" fails in its
+ * handler. The validator rejects amounts that are not positive, and withdrawals beyond the
+ * balance; "close" (a signal) completes the run with the balance. */
+typedef struct {
+    long long balance, withdrawing;
+    uint32_t withdraw_update, withdraw_timer;
+} ledger;
+
+static bool amount_of(const char *json, long long *amount)
+{
+    char *end;
+    *amount = strtoll(json, &end, 10);
+    return end != json && *end == '\0' && *amount > 0;
+}
+
+static int ledger_validate(const void *state, const char *name, const char *args, char *reason,
+                           size_t n)
+{
+    const ledger *l = state;
+    long long amount;
+    if (strcmp(name, "refuse") == 0)
+        return KEEL_OK;
+    if (!amount_of(args, &amount)) {
+        snprintf(reason, n, "the amount must be a positive whole number, not %s", args);
+        return KEEL_EINVAL;
+    }
+    if (strcmp(name, "withdraw_later") == 0 && (amount > l->balance || l->withdraw_update)) {
+        snprintf(reason, n, "cannot withdraw %lld from %lld now", amount, l->balance);
+        return KEEL_EINVAL;
+    }
+    return KEEL_OK;
+}
+
+static int ledger_balance(keel_workflow_ctx *ctx, const ledger *l, uint32_t update)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "{\"balance\":%lld}", l->balance);
+    return keel_workflow_update_complete(ctx, update, buf);
+}
+
+static int ledger_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)ctx;
+    (void)state;
+    (void)input;
+    return KEEL_OK; /* a zero balance, waiting for updates */
+}
+
+static int ledger_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    ledger *l = state;
+    long long amount = 0;
+    if (ev->kind == KEEL_EVENT_UPDATE && strcmp(ev->name, "refuse") == 0)
+        return keel_workflow_update_fail(ctx, ev->seq, "Nope", "this update is always refused");
+    if (ev->kind == KEEL_EVENT_UPDATE && strcmp(ev->name, "deposit") == 0) {
+        amount_of(ev->json, &amount);
+        l->balance += amount;
+        return ledger_balance(ctx, l, ev->seq);
+    }
+    if (ev->kind == KEEL_EVENT_UPDATE && strcmp(ev->name, "withdraw_later") == 0) {
+        amount_of(ev->json, &amount);
+        l->withdrawing = amount;
+        l->withdraw_update = ev->seq;
+        l->withdraw_timer = keel_workflow_timer(ctx, 500);
+        return l->withdraw_timer ? KEEL_OK : KEEL_EINVAL;
+    }
+    if (ev->kind == KEEL_EVENT_TIMER_FIRED && ev->seq == l->withdraw_timer) {
+        l->balance -= l->withdrawing;
+        uint32_t update = l->withdraw_update;
+        l->withdraw_update = 0;
+        return ledger_balance(ctx, l, update);
+    }
+    if (ev->kind == KEEL_EVENT_SIGNAL && strcmp(ev->name, "close") == 0) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%lld", l->balance);
+        return keel_workflow_complete(ctx, buf);
+    }
+    return keel_workflow_error(ctx, "Ledger does not expect event %d", (int)ev->kind);
+}
+
+static const char *const ledger_updates[] = {"deposit", "withdraw_later", "refuse", NULL};
+static const char *const ledger_signals[] = {"close", NULL};
+static const keel_workflow_type ledger_type = {.name = "Ledger",
+                                               .state_size = sizeof(ledger),
+                                               .start = ledger_start,
+                                               .on_event = ledger_event,
+                                               .signals = ledger_signals,
+                                               .updates = ledger_updates,
+                                               .validate_update = ledger_validate};
+
 static const keel_workflow_type *const workflows[] = {
     &chain_type,     &sleeper_type, &approval_type, &cancellable_type, &stager_type,
-    &versioned_type, &parent_type,  &notifier_type, &counter_type};
+    &versioned_type, &parent_type,  &notifier_type, &counter_type,     &ledger_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -1038,6 +1128,85 @@ START_TEST(continue_as_new_carries_state_across_runs)
 }
 END_TEST
 
+/* Send an update and check its answer: the result, or (expect_ok false) a failure holding
+ * `text`. */
+static void update(const char *id, const char *update_id, const char *name, const char *args,
+                   bool expect_ok, const char *text)
+{
+    keel_update_outcome out;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_update(client, id, NULL, update_id, name, args, 30000, &out,
+                                              &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_msg(out.failed == !expect_ok, "update %s(%s): %s", name, args,
+                  out.failed ? out.failure_message : out.result_json);
+    const char *got = out.failed ? out.failure_message : out.result_json;
+    ck_assert_msg(strstr(got, text) != NULL, "update %s(%s) answered %s, expected %s", name, args,
+                  got, text);
+    keel_update_outcome_dispose(&out);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A changed Ledger that leaves deposits unanswered. */
+static int ledger_forgetful_event(keel_workflow_ctx *ctx, void *state,
+                                  const keel_workflow_event *ev)
+{
+    if (ev->kind == KEEL_EVENT_UPDATE && strcmp(ev->name, "deposit") == 0)
+        return KEEL_OK;
+    return ledger_event(ctx, state, ev);
+}
+
+START_TEST(updates_are_validated_accepted_answered_and_replayed)
+{
+    char id[128];
+    free(start("Ledger", "keel-update", NULL, id, sizeof id));
+    update(id, NULL, "deposit", "5", true, "{\"balance\":5}");
+    /* Rejected by the validator, or undeclared: the client hears why; history keeps nothing. */
+    update(id, NULL, "deposit", "-3", false, "must be a positive whole number, not -3");
+    update(id, NULL, "withdraw_later", "50", false, "cannot withdraw 50 from 5");
+    update(id, NULL, "bogus", "1", false, "takes no update named 'bogus'");
+    /* Answered later, when a timer fires; and failed by its handler. */
+    update(id, NULL, "withdraw_later", "2", true, "{\"balance\":3}");
+    update(id, NULL, "refuse", NULL, false, "always refused");
+    /* The same update id twice is one update. */
+    update(id, "dep-once", "deposit", "4", true, "{\"balance\":7}");
+    update(id, "dep-once", "deposit", "4", true, "{\"balance\":7}");
+
+    /* A new worker without a cache replays the accepted updates from history. */
+    restart_worker(0);
+    update(id, NULL, "deposit", "1", true, "{\"balance\":8}");
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_signal(client, id, NULL, "close", NULL, &err) == KEEL_OK,
+                  "%s", err.message);
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "8");
+    keel_workflow_outcome_dispose(&out);
+
+    char *json = NULL;
+    size_t len;
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len,
+                                               &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_int_eq(count_of(json, "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED"), 5);
+    ck_assert_int_eq(count_of(json, "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED"), 5);
+    ck_assert_int_eq(count_of(json, "bogus"), 0);
+    ck_assert_msg(keel_replay(&ledger_type, json, len, &err) == KEEL_OK, "%s", err.message);
+    /* Code that answers an update differently no longer matches its history. */
+    keel_workflow_type changed = ledger_type;
+    changed.on_event = ledger_forgetful_event;
+    ck_assert_int_eq(keel_replay(&changed, json, len, &err), KEEL_ENONDETERMINISM);
+    free(json);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -1072,6 +1241,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, a_workflow_signals_another);
     tcase_add_test(tc, a_schedule_starts_runs_that_complete);
     tcase_add_test(tc, continue_as_new_carries_state_across_runs);
+    tcase_add_test(tc, updates_are_validated_accepted_answered_and_replayed);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;

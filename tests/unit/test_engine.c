@@ -861,8 +861,87 @@ START_TEST(events_without_their_attributes_are_errors)
 }
 END_TEST
 
+/* A protocol message carrying `type_url` with `value` bytes. */
+static keel_pb_message *message(const char *id, const char *type_url, const void *value, size_t len)
+{
+    keel_pb_message *m = malloc(sizeof *m);
+    temporal__api__protocol__v1__message__init(m);
+    m->id = strdup(id);
+    m->protocol_instance_id = strdup(id);
+    m->body = malloc(sizeof *m->body);
+    google__protobuf__any__init(m->body);
+    m->body->type_url = strdup(type_url);
+    m->body->value.data = malloc(len ? len : 1);
+    memcpy(m->body->value.data, value, len);
+    m->body->value.len = len;
+    return m;
+}
+
+START_TEST(update_messages_that_are_not_usable_are_errors)
+{
+    history h = {0};
+    started(&h, "{}");
+    task(&h, false);
+    keel_error err;
+    int rc;
+    keel_engine *e;
+    ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", &err), KEEL_OK);
+    ck_assert_int_eq(keel_engine_feed(e, h.ev, h.n, &err), KEEL_OK);
+
+    keel_pb_message *other =
+        message("m1", "type.googleapis.com/temporal.api.other.v1.Thing", "", 0);
+    rc = keel_engine_take_messages(e, &other, 1, &err);
+    ck_assert_int_eq(rc, KEEL_EUNIMPLEMENTED);
+    ck_assert_ptr_nonnull(strstr(err.message, "temporal.api.other.v1.Thing"));
+
+    keel_pb_message *garbage =
+        message("m2", "type.googleapis.com/temporal.api.update.v1.Request", "\xff\xff\xff", 3);
+    rc = keel_engine_take_messages(e, &garbage, 1, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "does not decode"));
+
+    /* A well-formed request without an update id is refused too. */
+    Temporal__Api__Update__V1__Request req = TEMPORAL__API__UPDATE__V1__REQUEST__INIT;
+    uint8_t buf[64];
+    size_t len = protobuf_c_message_pack(&req.base, buf);
+    keel_pb_message *anon =
+        message("m3", "type.googleapis.com/temporal.api.update.v1.Request", buf, len);
+    ck_assert_int_eq(keel_engine_take_messages(e, &anon, 1, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "without an update id"));
+
+    /* Order declares no updates: a proper request is rejected, with no command. */
+    Temporal__Api__Update__V1__Meta meta = TEMPORAL__API__UPDATE__V1__META__INIT;
+    Temporal__Api__Update__V1__Input input = TEMPORAL__API__UPDATE__V1__INPUT__INIT;
+    meta.update_id = "u-1";
+    input.name = "rename";
+    req.meta = &meta;
+    req.input = &input;
+    len = protobuf_c_message_pack(&req.base, buf);
+    keel_pb_message *good =
+        message("u-1/request", "type.googleapis.com/temporal.api.update.v1.Request", buf, len);
+    ck_assert_int_eq(keel_engine_take_messages(e, &good, 1, &err), KEEL_OK);
+    ck_assert_int_eq(keel_engine_finish(e, &err), KEEL_OK);
+    keel_pb_message *const *out;
+    ck_assert_uint_eq(keel_engine_messages(e, &out), 1);
+    ck_assert_str_eq(out[0]->id, "u-1/reject");
+    ck_assert_ptr_nonnull(strstr(out[0]->body->type_url, "Rejection"));
+    keel_pb_command *const *cmds;
+    size_t n = keel_engine_commands(e, &cmds);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_ne(cmds[i]->command_type,
+                         TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_PROTOCOL_MESSAGE);
+    FREE_PB(other);
+    FREE_PB(garbage);
+    FREE_PB(anon);
+    FREE_PB(good);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
+
     Suite *s = suite_create("engine");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, first_task_schedules_the_activity);
@@ -880,6 +959,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, get_version_limits_and_removal);
     tcase_add_test(tc, a_cancel_the_server_grants_at_once_replays);
     tcase_add_test(tc, events_without_their_attributes_are_errors);
+    tcase_add_test(tc, update_messages_that_are_not_usable_are_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -43,6 +43,9 @@ static const char usage[] =
     "  workflow signal-with-start (start options) --name SIGNAL [--signal-input JSON]\n"
     "  workflow query --id ID [--run-id R] --name QUERY [--input JSON]\n"
     "                                   e.g. --name __stack_trace: where the run stands\n"
+    "  workflow update --id ID [--run-id R] --name UPDATE [--input JSON] [--update-id U]\n"
+    "      [--wait-timeout D]           send an update and print its result (exit 1 when\n"
+    "                                   the workflow rejects or fails it)\n"
     "  workflow describe --id ID [--run-id R]\n"
     "  workflow result --id ID [--run-id R] [--wait-timeout D]\n"
     "                                   wait for the result (exit 1 unless it completed)\n"
@@ -112,6 +115,7 @@ static const char **option_slot(cli *c, const char *name)
         {"overlap", offsetof(cli, overlap)},
         {"note", offsetof(cli, note)},
         {"workflow-id", offsetof(cli, base_workflow_id)},
+        {"update-id", offsetof(cli, update_id)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
@@ -508,6 +512,7 @@ static const struct command {
     {"workflow", "list", keelctl_workflow_list},
     {"workflow", "history", keelctl_workflow_history},
     {"workflow", "query", keelctl_workflow_query},
+    {"workflow", "update", keelctl_workflow_update},
     {"workflow", "signal-with-start", keelctl_workflow_signal_with_start},
     {"schedule", "create", keelctl_schedule_create},
     {"schedule", "describe", keelctl_schedule_describe},

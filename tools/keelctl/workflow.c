@@ -468,6 +468,48 @@ int keelctl_workflow_query(keel_client *client, const cli *c)
     return 0;
 }
 
+int keelctl_workflow_update(keel_client *client, const cli *c)
+{
+    int rc = need_id(c, "update");
+    if (rc != 0)
+        return rc;
+    if (c->name == NULL) {
+        fprintf(stderr, "keelctl: workflow update needs --name\n");
+        return EXIT_USAGE;
+    }
+    int64_t timeout_ms = 0;
+    if (c->wait_timeout && (rc = duration_option("--wait-timeout", c->wait_timeout, &timeout_ms)))
+        return rc;
+    keel_update_outcome out;
+    keel_error err;
+    if (keel_client_workflow_update(client, c->workflow_id, c->run_id, c->update_id, c->name,
+                                    c->input, timeout_ms, &out, &err) != KEEL_OK)
+        return fail(&err);
+    if (c->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "updateId", out.update_id);
+        cJSON_AddBoolToObject(j, "failed", out.failed);
+        if (out.failed) {
+            cJSON_AddStringToObject(j, "failure", out.failure_message);
+            cJSON_AddStringToObject(j, "failureType", out.failure_type);
+        } else {
+            cJSON *r = cJSON_Parse(out.result_json);
+            cJSON_AddItemToObject(j, "result", r ? r : cJSON_CreateString(out.result_json));
+        }
+        rc = print_json(j);
+    } else if (out.failed) {
+        fprintf(stderr, "Update %s of workflow %s failed%s%s%s: %s\n", out.update_id,
+                c->workflow_id, out.failure_type[0] ? " (" : "", out.failure_type,
+                out.failure_type[0] ? ")" : "", out.failure_message);
+    } else {
+        printf("%s\n", out.result_json);
+    }
+    if (out.failed && rc == 0)
+        rc = EXIT_CALL;
+    keel_update_outcome_dispose(&out);
+    return rc;
+}
+
 int keelctl_workflow_signal_with_start(keel_client *client, const cli *c)
 {
     int rc = need_id(c, "signal-with-start");
