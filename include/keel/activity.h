@@ -10,6 +10,7 @@
 #define KEEL_ACTIVITY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "keel/error.h"
@@ -41,6 +42,27 @@ typedef struct keel_activity_type {
 int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *message,
                        bool non_retryable);
 
+/* A failure with everything Temporal carries for one. */
+typedef struct keel_activity_failure {
+    const char *type;            /* the application failure type ("" when NULL) */
+    const char *message;         /* what went wrong, for people */
+    bool non_retryable;          /* stop the server's retries */
+    const char *details_json;    /* JSON the workflow can read (NULL: none) */
+    int64_t next_retry_delay_ms; /* wait this long before the next attempt, overriding the retry
+                                    policy's backoff (a provider's Retry-After); 0: the policy's */
+} keel_activity_failure;
+
+/* keel_activity_fail() with details and a retry delay. Returns KEEL_EINVAL, as that does. */
+int keel_activity_fail_with(keel_activity_ctx *ctx, const keel_activity_failure *failure);
+
+/*
+ * Asynchronous completion: the activity will be completed later by someone else (a person, a
+ * webhook) through keel_client_activity_complete() / _fail() with this task token. Copies the
+ * token into a new buffer *token of *len bytes (caller frees); after it the function returns
+ * KEEL_OK and the worker reports nothing. The activity's timeouts still run on the server.
+ */
+int keel_activity_complete_async(keel_activity_ctx *ctx, uint8_t **token, size_t *len);
+
 /* Report progress (JSON details, NULL: none) and learn whether the workflow wants the activity
  * cancelled: KEEL_ECANCELLED means stop and return KEEL_ECANCELLED; the worker then reports the
  * activity as canceled. Heartbeats are how cancellation reaches a running activity, and what a
@@ -48,7 +70,9 @@ int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *mes
  * the heartbeat timeout (30 s without one) is sent, and calls in between answer from the last. */
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json);
 
-/* Whether a heartbeat has learned of a cancellation request. */
+/* Whether a heartbeat has learned of a cancellation request, or that the worker is shutting
+ * down past its grace period (then the attempt is reported as a retryable WorkerShutdown
+ * failure, and the server retries it on another worker). */
 bool keel_activity_cancel_requested(const keel_activity_ctx *ctx);
 
 /* The attempt, 1 for the first try. */

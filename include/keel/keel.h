@@ -4,6 +4,7 @@
 
 #include "keel/activity.h"
 #include "keel/client.h"
+#include "keel/completion.h"
 #include "keel/duration.h"
 #include "keel/error.h"
 #include "keel/execution.h"

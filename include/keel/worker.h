@@ -41,6 +41,11 @@ typedef struct keel_worker_options {
     /* Runs kept between tasks (sticky execution): a cached run's next task carries only new
      * events. Default 256; 0 replays every task from the full history. */
     int max_cached_workflows;
+    /* How long keel_worker_stop() lets running activities finish before it hands them back:
+     * their heartbeats then answer KEEL_ECANCELLED and each attempt is reported as a retryable
+     * WorkerShutdown failure, so the server retries it elsewhere. 0: 10 s; negative: no limit.
+     * (Workflow tasks in progress always finish: they take milliseconds.) */
+    int64_t shutdown_grace_ms;
 } keel_worker_options;
 
 #define KEEL_WORKER_OPTIONS_INIT                                                                   \
@@ -57,7 +62,8 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
 /* Start polling. Fails if the threads cannot be started. */
 int keel_worker_start(keel_worker *w, keel_error *err);
 
-/* Stop polling, wait for tasks in progress, join the threads. Safe to call twice. */
+/* Stop polling, let tasks in progress finish (activities within shutdown_grace_ms), tell the
+ * server the sticky queue is gone, join the threads. Safe to call twice. */
 void keel_worker_stop(keel_worker *w);
 
 /* Stop if running, then free. NULL is allowed. */

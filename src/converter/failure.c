@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "converter/payload.h"
 #include "proto/proto.h"
 #include "temporal/api/enums/v1/workflow.pb-c.h"
 
@@ -82,6 +83,30 @@ keel_pb_failure *keel_failure_new_application(const char *type, const char *mess
         protobuf_c_message_free_unpacked(&f->base, NULL);
         keel_error_set(err, KEEL_ENOMEM, "out of memory building a failure");
         return NULL;
+    }
+    return f;
+}
+
+keel_pb_failure *keel_failure_new_application_with(const char *type, const char *message,
+                                                   bool non_retryable, const char *details_json,
+                                                   int64_t next_retry_delay_ms, keel_error *err)
+{
+    keel_pb_failure *f = keel_failure_new_application(type, message, non_retryable, err);
+    if (f == NULL)
+        return NULL;
+    Temporal__Api__Failure__V1__ApplicationFailureInfo *info = f->application_failure_info;
+    if (details_json &&
+        keel_payloads_new_json(details_json, "failure details", &info->details, err) != KEEL_OK) {
+        protobuf_c_message_free_unpacked(&f->base, NULL);
+        return NULL;
+    }
+    if (next_retry_delay_ms > 0) {
+        if ((info->next_retry_delay = malloc(sizeof *info->next_retry_delay)) == NULL) {
+            protobuf_c_message_free_unpacked(&f->base, NULL);
+            keel_error_set(err, KEEL_ENOMEM, "out of memory building a failure");
+            return NULL;
+        }
+        keel_proto_duration_set(info->next_retry_delay, next_retry_delay_ms);
     }
     return f;
 }

@@ -6,6 +6,7 @@
 #define KEEL_CONVERTER_FAILURE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "keel/error.h"
 #include "temporal/api/failure/v1/message.pb-c.h"
@@ -28,5 +29,11 @@ char *keel_failure_type(const keel_pb_failure *f);
  * protobuf_c_message_free_unpacked). NULL with err set when out of memory. */
 keel_pb_failure *keel_failure_new_application(const char *type, const char *message,
                                               bool non_retryable, keel_error *err);
+
+/* The same with details (JSON, NULL: none; bad JSON is an error naming it) and a delay before
+ * the next retry (0: none). */
+keel_pb_failure *keel_failure_new_application_with(const char *type, const char *message,
+                                                   bool non_retryable, const char *details_json,
+                                                   int64_t next_retry_delay_ms, keel_error *err);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "converter/failure.h"
 #include "converter/payload.h"
+#include "log/log.h"
 #include "proto/proto.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
@@ -31,25 +32,50 @@ struct keel_activity_ctx {
     int64_t last_heartbeat_ms; /* 0: none sent yet */
     int64_t heartbeat_gap_ms;
     bool cancel_requested;
+    bool worker_stopping; /* the shutdown grace ran out while this ran */
+    bool async;           /* someone else completes it (keel_activity_complete_async) */
     char fail_type[128];
     char fail_message[KEEL_ERROR_MESSAGE_MAX];
+    char *fail_details; /* JSON, or NULL */
+    int64_t next_retry_delay_ms;
     bool non_retryable;
     bool failed;
 };
 
-int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *message,
-                       bool non_retryable)
+int keel_activity_fail_with(keel_activity_ctx *ctx, const keel_activity_failure *f)
 {
-    snprintf(ctx->fail_type, sizeof ctx->fail_type, "%s", type ? type : "");
-    snprintf(ctx->fail_message, sizeof ctx->fail_message, "%s", message ? message : "");
-    ctx->non_retryable = non_retryable;
+    snprintf(ctx->fail_type, sizeof ctx->fail_type, "%s", f->type ? f->type : "");
+    snprintf(ctx->fail_message, sizeof ctx->fail_message, "%s", f->message ? f->message : "");
+    ctx->non_retryable = f->non_retryable;
+    free(ctx->fail_details);
+    ctx->fail_details = f->details_json ? strdup(f->details_json) : NULL;
+    ctx->next_retry_delay_ms = f->next_retry_delay_ms > 0 ? f->next_retry_delay_ms : 0;
     ctx->failed = true;
     return KEEL_EINVAL;
 }
 
+int keel_activity_fail(keel_activity_ctx *ctx, const char *type, const char *message,
+                       bool non_retryable)
+{
+    keel_activity_failure f = {.type = type, .message = message, .non_retryable = non_retryable};
+    return keel_activity_fail_with(ctx, &f);
+}
+
+int keel_activity_complete_async(keel_activity_ctx *ctx, uint8_t **token, size_t *len)
+{
+    const ProtobufCBinaryData *t = &ctx->task->task_token;
+    *token = malloc(t->len ? t->len : 1);
+    if (*token == NULL)
+        return KEEL_ENOMEM;
+    memcpy(*token, t->data, t->len);
+    *len = t->len;
+    ctx->async = true;
+    return KEEL_OK;
+}
+
 bool keel_activity_cancel_requested(const keel_activity_ctx *ctx)
 {
-    return ctx->cancel_requested;
+    return ctx->cancel_requested || ctx->worker_stopping;
 }
 
 int32_t keel_activity_attempt(const keel_activity_ctx *ctx)
@@ -86,6 +112,10 @@ static int64_t mono_ms(void)
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json)
 {
     keel_activity_pool *p = ctx->pool;
+    if (atomic_load(&p->abandon)) {
+        ctx->worker_stopping = true; /* the worker is going: hand the attempt back */
+        return KEEL_ECANCELLED;
+    }
     /* Throttled: between sends, answer from what the last heartbeat learned. */
     int64_t now = mono_ms();
     if (ctx->last_heartbeat_ms && now - ctx->last_heartbeat_ms < ctx->heartbeat_gap_ms)
@@ -120,10 +150,9 @@ int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json)
     return ctx->cancel_requested ? KEEL_ECANCELLED : KEEL_OK;
 }
 
-static void log_line(const char *level, const char *msg, const char *detail)
+static void log_line(keel_log_level level, const char *msg, const char *error)
 {
-    fprintf(stderr, "keel level=%s component=activity msg=\"%s\" detail=\"%s\"\n", level, msg,
-            detail);
+    keel_log(level, "activity", msg, "error", error, NULL);
 }
 
 static const keel_activity_type *find_type(const keel_activity_pool *p, const char *name)
@@ -143,8 +172,8 @@ static void report(keel_activity_pool *p, const char *method, ProtobufCMessage *
     keel_error err;
     if (keel_transport_call(p->transport, WF(method), req, resp_type, &resp, &co, &err) != KEEL_OK)
         /* NOT_FOUND: the activity timed out or the run closed meanwhile; nothing to undo. */
-        log_line(err.code == KEEL_ENOTFOUND ? "info" : "warn", "could not report activity",
-                 err.message);
+        log_line(err.code == KEEL_ENOTFOUND ? KEEL_LOG_INFO : KEEL_LOG_WARN,
+                 "could not report activity", err.message);
     if (resp)
         FREE_PB(resp);
 }
@@ -170,8 +199,8 @@ static int report_completed(keel_activity_pool *p, const activity_task *t, const
     return KEEL_OK;
 }
 
-static void report_failed(keel_activity_pool *p, const activity_task *t, const char *type,
-                          const char *message, bool non_retryable)
+static void report_failed_with(keel_activity_pool *p, const activity_task *t,
+                               const keel_activity_failure *f)
 {
     Temporal__Api__Workflowservice__V1__RespondActivityTaskFailedRequest req =
         TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_FAILED_REQUEST__INIT;
@@ -179,15 +208,23 @@ static void report_failed(keel_activity_pool *p, const activity_task *t, const c
     req.identity = (char *)p->identity;
     req.namespace_ = (char *)p->namespace;
     keel_error err;
-    req.failure = keel_failure_new_application(type, message, non_retryable, &err);
+    req.failure = keel_failure_new_application_with(f->type, f->message, f->non_retryable,
+                                                    f->details_json, f->next_retry_delay_ms, &err);
     if (req.failure == NULL) {
-        log_line("error", "could not build an activity failure", err.message);
+        log_line(KEEL_LOG_ERROR, "could not build an activity failure", err.message);
         return;
     }
     report(p, "RespondActivityTaskFailed", (ProtobufCMessage *)&req,
            &temporal__api__workflowservice__v1__respond_activity_task_failed_response__descriptor);
     FREE_PB(req.failure);
     atomic_fetch_add(&p->failed, 1);
+}
+
+static void report_failed(keel_activity_pool *p, const activity_task *t, const char *type,
+                          const char *message, bool non_retryable)
+{
+    keel_activity_failure f = {.type = type, .message = message, .non_retryable = non_retryable};
+    report_failed_with(p, t, &f);
 }
 
 /* The activity stopped because the workflow asked it to. */
@@ -227,15 +264,28 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
     ctx.heartbeat_gap_ms =
         timeout > 0 ? timeout * HEARTBEAT_GAP_PERCENT / 100 : DEFAULT_HEARTBEAT_GAP_MS;
     char *result = NULL;
+    atomic_fetch_add(&p->busy, 1);
     int rc = type->run(&ctx, input, &result, type->user_data);
+    atomic_fetch_sub(&p->busy, 1);
     free(input);
-    if (rc == KEEL_OK) {
+    if (rc == KEEL_OK && ctx.async) {
+        /* Completed elsewhere, by task token. */
+    } else if (rc == KEEL_OK) {
         if (report_completed(p, t, result, &err) != KEEL_OK)
             report_failed(p, t, "BadActivityResult", err.message, true);
     } else if (ctx.cancel_requested && !ctx.failed) {
         report_canceled(p, t);
     } else if (ctx.failed) {
-        report_failed(p, t, ctx.fail_type, ctx.fail_message, ctx.non_retryable);
+        keel_activity_failure f = {.type = ctx.fail_type,
+                                   .message = ctx.fail_message,
+                                   .non_retryable = ctx.non_retryable,
+                                   .details_json = ctx.fail_details,
+                                   .next_retry_delay_ms = ctx.next_retry_delay_ms};
+        report_failed_with(p, t, &f);
+    } else if (ctx.worker_stopping) {
+        report_failed(p, t, "WorkerShutdown",
+                      "the worker shut down while the activity ran; another attempt follows",
+                      false);
     } else {
         snprintf(msg, sizeof msg,
                  "activity %s failed with %s and no message (use keel_activity_fail)", name,
@@ -243,6 +293,7 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
         report_failed(p, t, keel_error_code_name(rc), msg, false);
     }
     free(result);
+    free(ctx.fail_details);
 }
 
 static void sleep_ms(int64_t ms)
@@ -277,7 +328,7 @@ void *keel_activity_thread(void *arg)
         if (rc == KEEL_ETIMEOUT)
             continue; /* a long poll that outlived its deadline: poll again */
         if (rc != KEEL_OK) {
-            log_line("warn", "activity poll failed", err.message);
+            log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
             sleep_ms(POLL_ERROR_BACKOFF_MS);
             continue;
         }

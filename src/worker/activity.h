@@ -23,6 +23,8 @@ typedef struct keel_activity_pool {
     const keel_activity_type *types;
     size_t n_types;
     atomic_bool *stopping;
+    atomic_bool abandon; /* the shutdown grace is over: running activities hand back */
+    atomic_int busy;     /* activities running now */
     atomic_uint_fast64_t completed, failed;
 } keel_activity_pool;
 

@@ -87,8 +87,8 @@ int keel_update_request_read(const keel_pb_message *m, keel_update_request *out,
         return keel_error_set(err, KEEL_EUNIMPLEMENTED,
                               "protocol message '%s' carries %s, which keel does not handle", id,
                               type);
-    keel_pb_update_request *r = temporal__api__update__v1__request__unpack(
-        NULL, m->body->value.len, m->body->value.data);
+    keel_pb_update_request *r =
+        temporal__api__update__v1__request__unpack(NULL, m->body->value.len, m->body->value.data);
     if (r == NULL)
         return keel_error_set(err, KEEL_EINVAL,
                               "protocol message '%s': its update request does not decode", id);
@@ -96,8 +96,8 @@ int keel_update_request_read(const keel_pb_message *m, keel_update_request *out,
     FREE_PB(r);
     if (rc == KEEL_OK && (out->message_id = strdup(id)) == NULL)
         rc = oom(err);
-    if (rc == KEEL_OK && m->sequencing_id_case ==
-                             TEMPORAL__API__PROTOCOL__V1__MESSAGE__SEQUENCING_ID_EVENT_ID)
+    if (rc == KEEL_OK &&
+        m->sequencing_id_case == TEMPORAL__API__PROTOCOL__V1__MESSAGE__SEQUENCING_ID_EVENT_ID)
         out->sequencing_event_id = m->event_id;
     if (rc != KEEL_OK)
         keel_update_request_dispose(out);
@@ -139,8 +139,8 @@ static keel_pb_message *new_message(const char *update_id, const char *suffix,
 
 static keel_pb_update_request *unpack_request(const keel_update_request *r, keel_error *err)
 {
-    keel_pb_update_request *req = temporal__api__update__v1__request__unpack(NULL, r->raw_len,
-                                                                             r->raw);
+    keel_pb_update_request *req =
+        temporal__api__update__v1__request__unpack(NULL, r->raw_len, r->raw);
     if (req == NULL)
         oom(err);
     return req;
@@ -168,10 +168,9 @@ keel_pb_message *keel_update_reject(const keel_update_request *r, const char *re
     j.rejected_request_message_id = r->message_id;
     j.rejected_request_sequencing_event_id = r->sequencing_event_id;
     j.failure = keel_failure_new_application("UpdateRejected", reason, true, err);
-    keel_pb_message *m =
-        j.failure ? new_message(r->update_id, "reject", "temporal.api.update.v1.Rejection",
-                                &j.base, err)
-                  : NULL;
+    keel_pb_message *m = j.failure ? new_message(r->update_id, "reject",
+                                                 "temporal.api.update.v1.Rejection", &j.base, err)
+                                   : NULL;
     FREE_PB(j.rejected_request);
     if (j.failure)
         FREE_PB(j.failure);

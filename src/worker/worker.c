@@ -21,6 +21,7 @@
 #include "client/client.h"
 #include "converter/failure.h"
 #include "converter/payload.h"
+#include "log/log.h"
 #include "proto/proto.h"
 #include "worker/activity.h"
 #include "worker/cache.h"
@@ -34,6 +35,7 @@
 #define DEFAULT_WF_POLLERS    2
 #define DEFAULT_ACTIVITIES    8
 #define DEFAULT_CACHED_RUNS   256
+#define DEFAULT_GRACE_MS      10000
 /* How long the server holds a task for this worker's sticky queue before giving it to the normal
  * queue (the SDKs' default). */
 #define STICKY_SCHEDULE_TO_START_MS 5000
@@ -50,6 +52,7 @@ struct keel_worker {
     const keel_workflow_type *const *workflows;
     size_t n_workflows;
     int n_wf_pollers, n_activity_threads;
+    int64_t grace_ms; /* negative: no limit */
 
     atomic_bool stopping;
     bool running;
@@ -68,10 +71,21 @@ typedef struct wf_thread_arg {
     int index;
 } wf_thread_arg;
 
-static void log_line(const char *level, const char *msg, const char *detail)
+static void log_line(keel_log_level level, const char *msg, const char *error)
 {
-    fprintf(stderr, "keel level=%s component=worker msg=\"%s\" detail=\"%s\"\n", level, msg,
-            detail);
+    keel_log(level, "worker", msg, "error", error, NULL);
+}
+
+/* A record about a workflow task: which run, which type, which attempt. */
+static void log_task(keel_log_level level, const char *msg, const workflow_task *t,
+                     const char *error)
+{
+    const Temporal__Api__Common__V1__WorkflowExecution *x = t->workflow_execution;
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%d", t->attempt);
+    keel_log(level, "worker", msg, "workflow_id", x ? x->workflow_id : "", "run_id",
+             x ? x->run_id : "", "workflow_type", t->workflow_type ? t->workflow_type->name : "",
+             "attempt", attempt, "error", error, NULL);
 }
 
 /* ---- options and lifecycle ---- */
@@ -145,6 +159,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     w->n_workflows = opts->n_workflows;
     w->n_wf_pollers = opts->n_workflows ? opts->workflow_pollers : 0;
     w->n_activity_threads = opts->n_activities ? opts->max_concurrent_activities : 0;
+    w->grace_ms = opts->shutdown_grace_ms ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
     atomic_init(&w->stopping, false);
     w->pool = (keel_activity_pool){.transport = w->transport,
                                    .namespace = w->namespace,
@@ -153,6 +168,8 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
                                    .stopping = &w->stopping};
     atomic_init(&w->pool.completed, 0);
     atomic_init(&w->pool.failed, 0);
+    atomic_init(&w->pool.abandon, false);
+    atomic_init(&w->pool.busy, 0);
     atomic_init(&w->wf_completed, 0);
     atomic_init(&w->wf_failed, 0);
     atomic_init(&w->cache_hits, 0);
@@ -193,7 +210,7 @@ static const keel_workflow_type *find_workflow(const keel_worker *w, const char 
 static void respond_failed(keel_worker *w, const workflow_task *t, int code, const char *message)
 {
     atomic_fetch_add(&w->wf_failed, 1);
-    log_line("warn", "workflow task failed", message);
+    log_task(KEEL_LOG_WARN, "workflow task failed", t, message);
     if (t->attempt > 1)
         return; /* already reported on the first attempt; let the retries time out quietly */
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskFailedRequest req =
@@ -217,7 +234,7 @@ static void respond_failed(keel_worker *w, const workflow_task *t, int code, con
             w->transport, WF("RespondWorkflowTaskFailed"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__respond_workflow_task_failed_response__descriptor,
             &resp, &co, &err) != KEEL_OK)
-        log_line("warn", "could not report the workflow task failure", err.message);
+        log_task(KEEL_LOG_WARN, "could not report the workflow task failure", t, err.message);
     if (resp)
         FREE_PB(resp);
     FREE_PB(req.failure);
@@ -383,6 +400,13 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
         attrs.schedule_to_start_timeout = &timeout;
         req.sticky_attributes = &attrs;
     }
+    /* A speculative task (an update) that only rejected may be forgotten by the server even if
+     * it carried events: the run is dropped from the cache then (reset_history_event_id), so
+     * its next task rebuilds it, and history is not padded with empty tasks. */
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest__Capabilities caps =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_WORKFLOW_TASK_COMPLETED_REQUEST__CAPABILITIES__INIT;
+    caps.discard_speculative_workflow_task_with_events = 1;
+    req.capabilities = &caps;
     req.query_results = answer_attached_queries(t, e, &req.n_query_results);
     keel_call_options co = {.retry = true, .namespace = w->namespace};
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
@@ -398,7 +422,7 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
             ok = false; /* discarded: the run's next task replays it from history */
     } else {
         atomic_fetch_add(&w->wf_failed, 1);
-        log_line("warn", "the server refused a workflow task completion", err.message);
+        log_task(KEEL_LOG_WARN, "the server refused a workflow task completion", t, err.message);
     }
     if (resp)
         FREE_PB(resp);
@@ -516,7 +540,7 @@ static void respond_query(keel_worker *w, const workflow_task *t, const char *re
             w->transport, WF("RespondQueryTaskCompleted"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__respond_query_task_completed_response__descriptor,
             &resp, &co, &err) != KEEL_OK)
-        log_line("warn", "could not answer a query", err.message);
+        log_task(KEEL_LOG_WARN, "could not answer a query", t, err.message);
     if (resp)
         FREE_PB(resp);
     if (req.query_result)
@@ -584,7 +608,7 @@ static void process(keel_worker *w, const workflow_task *t)
         rc = keel_engine_finish(e, &err);
     if (rc != KEEL_OK) {
         if (rc == KEEL_EPRECONDITION)
-            log_line("info", "workflow task abandoned", err.message); /* it comes back */
+            log_task(KEEL_LOG_INFO, "workflow task abandoned", t, err.message); /* it returns */
         else
             respond_failed(w, t, rc, err.message);
         keel_engine_free(e);
@@ -601,7 +625,7 @@ static void process(keel_worker *w, const workflow_task *t)
      * the run; pinned, no other thread's eviction frees it while the answer is encoded. */
     if (!keel_cache_put(w->cache, run_id, e, true)) {
         /* Out of memory: the engine is gone. The task times out and is retried from history. */
-        log_line("error", "out of memory caching a run; its task will be retried", run_id);
+        log_task(KEEL_LOG_ERROR, "out of memory caching a run; its task will be retried", t, "");
         return;
     }
     if (respond_completed(w, t, e))
@@ -650,7 +674,7 @@ static void *workflow_thread(void *arg)
         if (rc == KEEL_ETIMEOUT)
             continue;
         if (rc != KEEL_OK) {
-            log_line("warn", "workflow poll failed", err.message);
+            log_line(KEEL_LOG_WARN, "workflow poll failed", err.message);
             sleep_ms(POLL_ERROR_BACKOFF_MS);
             continue;
         }
@@ -721,7 +745,7 @@ static void shutdown_worker(keel_worker *w)
             w->transport, WF("ShutdownWorker"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__shutdown_worker_response__descriptor, &resp, &co,
             &err) != KEEL_OK)
-        log_line("info", "ShutdownWorker failed; sticky tasks move after their timeout",
+        log_line(KEEL_LOG_INFO, "ShutdownWorker failed; sticky tasks move after their timeout",
                  err.message);
     if (resp)
         FREE_PB(resp);
@@ -735,8 +759,18 @@ void keel_worker_stop(keel_worker *w)
     atomic_store(&w->stopping, true);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_trigger(w->cancels[i]);
+    /* Activities get the grace period; then their heartbeats tell them to hand back. */
+    for (int64_t waited = 0;
+         atomic_load(&w->pool.busy) > 0 && (w->grace_ms < 0 || waited < w->grace_ms); waited += 20)
+        sleep_ms(20);
+    if (atomic_load(&w->pool.busy) > 0) {
+        keel_log(KEEL_LOG_WARN, "worker", "shutdown grace over: handing running activities back",
+                 NULL);
+        atomic_store(&w->pool.abandon, true);
+    }
     for (size_t i = 0; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
+    atomic_store(&w->pool.abandon, false);
     /* After the last task's answer, which could have named the sticky queue again. */
     shutdown_worker(w);
     for (size_t i = 0; i < w->n_threads; i++)

@@ -3,6 +3,7 @@
  * with activities, retries, timers, signals, queries, and non-determinism caught on replay.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,15 +59,16 @@ static int refuse(keel_activity_ctx *ctx, const char *input, char **result, void
     return keel_activity_fail(ctx, "OutOfStock", "no laptops left", true);
 }
 
-/* Works for up to 20 s, heartbeating; stops when cancellation comes back through a heartbeat. */
+/* Works for its argument in tenths of a second (default 20 s), heartbeating; stops when
+ * cancellation comes back through a heartbeat. */
 static atomic_int long_runs, long_saw_cancel;
 
 static int long_work(keel_activity_ctx *ctx, const char *input, char **result, void *user)
 {
-    (void)input;
     (void)user;
     atomic_fetch_add(&long_runs, 1);
-    for (int i = 0; i < 200; i++) {
+    int steps = atoi(input);
+    for (int i = 0; i < (steps > 0 ? steps : 200); i++) {
         if (keel_activity_heartbeat(ctx, "{\"step\":1}") == KEEL_ECANCELLED) {
             atomic_fetch_add(&long_saw_cancel, 1);
             return KEEL_ECANCELLED;
@@ -77,11 +79,71 @@ static int long_work(keel_activity_ctx *ctx, const char *input, char **result, v
     return KEEL_OK;
 }
 
+/* Leaves itself open for the test to complete by task token or id. */
+static pthread_mutex_t async_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *async_token;
+static size_t async_token_len;
+
+static int async_task(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    (void)input;
+    (void)result;
+    (void)user;
+    uint8_t *token;
+    size_t len;
+    int rc = keel_activity_complete_async(ctx, &token, &len);
+    if (rc != KEEL_OK)
+        return rc;
+    pthread_mutex_lock(&async_lock);
+    free(async_token);
+    async_token = token;
+    async_token_len = len;
+    pthread_mutex_unlock(&async_lock);
+    return KEEL_OK;
+}
+
+/* The token the last async_task handed out (waits up to 10 s for one); caller frees. */
+static uint8_t *take_async_token(size_t *len)
+{
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&async_lock);
+        uint8_t *t = async_token;
+        *len = async_token_len;
+        async_token = NULL;
+        pthread_mutex_unlock(&async_lock);
+        if (t)
+            return t;
+        usleep(20 * 1000);
+    }
+    ck_abort_msg("async_task never ran");
+    return NULL;
+}
+
+/* Rate limited on its first attempt: asks for the next one 1.5 s later, with details. */
+static atomic_llong slow_first_ms, slow_gap_ms;
+
+static int slow_down(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    (void)input;
+    (void)user;
+    if (keel_activity_attempt(ctx) == 1) {
+        atomic_store(&slow_first_ms, now_ms());
+        keel_activity_failure f = {.type = "RateLimited",
+                                   .message = "429 from the provider",
+                                   .details_json = "{\"retry_after_ms\":1500}",
+                                   .next_retry_delay_ms = 1500};
+        return keel_activity_fail_with(ctx, &f);
+    }
+    atomic_store(&slow_gap_ms, now_ms() - atomic_load(&slow_first_ms));
+    char buf[32];
+    snprintf(buf, sizeof buf, "{\"attempt\":%d}", keel_activity_attempt(ctx));
+    *result = strdup(buf);
+    return KEEL_OK;
+}
+
 static const keel_activity_type activities[] = {
-    {"greet", greet, NULL},
-    {"flaky", flaky, NULL},
-    {"refuse", refuse, NULL},
-    {"long", long_work, NULL},
+    {"greet", greet, NULL},    {"flaky", flaky, NULL},           {"refuse", refuse, NULL},
+    {"long", long_work, NULL}, {"async_task", async_task, NULL}, {"slow_down", slow_down, NULL},
 };
 
 /* Runs "long"; on a cancel request cancels it and, once it is canceled, ends as Canceled. */
@@ -90,7 +152,7 @@ static int cancellable_start(keel_workflow_ctx *ctx, void *state, const char *in
     (void)input;
     uint32_t *seq = state;
     keel_activity_options o = {.start_to_close_ms = 30000, .heartbeat_ms = 5000};
-    *seq = keel_workflow_activity(ctx, "long", NULL, &o);
+    *seq = keel_workflow_activity(ctx, "long", input, &o);
     return *seq ? KEEL_OK : KEEL_EINVAL;
 }
 
@@ -428,9 +490,38 @@ static const keel_workflow_type ledger_type = {.name = "Ledger",
                                                .updates = ledger_updates,
                                                .validate_update = ledger_validate};
 
+/* Runs the activity its input names ({"activity": name}) with quick retries (3 attempts);
+ * completes with its result, or with {"failed": type, "message": ...}. */
+static int run_one_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    char name[64];
+    if (sscanf(input, "{\"activity\":\"%63[a-z_]\"}", name) != 1)
+        return keel_workflow_error(ctx, "input %s names no activity", input);
+    keel_retry_policy retry = {.initial_interval_ms = 100, .maximum_attempts = 3};
+    keel_activity_options o = {.start_to_close_ms = 30000, .retry = &retry};
+    return keel_workflow_activity(ctx, name, NULL, &o) ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int run_one_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)state;
+    if (ev->kind == KEEL_EVENT_ACTIVITY_COMPLETED)
+        return keel_workflow_complete(ctx, ev->json);
+    if (ev->kind != KEEL_EVENT_ACTIVITY_FAILED)
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"failed\":\"%.60s\",\"message\":\"%.300s\"}", ev->failure_type,
+             ev->failure_message);
+    return keel_workflow_complete(ctx, buf);
+}
+
+static const keel_workflow_type run_one_type = {
+    .name = "RunOne", .state_size = 1, .start = run_one_start, .on_event = run_one_event};
+
 static const keel_workflow_type *const workflows[] = {
-    &chain_type,     &sleeper_type, &approval_type, &cancellable_type, &stager_type,
-    &versioned_type, &parent_type,  &notifier_type, &counter_type,     &ledger_type};
+    &chain_type,  &sleeper_type,  &approval_type, &cancellable_type, &stager_type, &versioned_type,
+    &parent_type, &notifier_type, &counter_type,  &ledger_type,      &run_one_type};
 
 /* ---- fixture: one worker on a fresh task queue per test ---- */
 
@@ -450,6 +541,7 @@ static void start_worker(int cached)
     w.n_activities = sizeof activities / sizeof activities[0];
     w.max_concurrent_activities = 4;
     w.max_cached_workflows = cached;
+    w.shutdown_grace_ms = 500;
     keel_error err;
     ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
     ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
@@ -1207,6 +1299,87 @@ START_TEST(updates_are_validated_accepted_answered_and_replayed)
 }
 END_TEST
 
+static keel_workflow_outcome completed_run(const char *id)
+{
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s: %s", id,
+                  out.failure_message ? out.failure_message : "not completed");
+    return out;
+}
+
+START_TEST(an_activity_completes_asynchronously_by_token_or_id)
+{
+    char id[128];
+    keel_error err;
+    size_t len;
+    free(start("RunOne", "keel-async", "{\"activity\":\"async_task\"}", id, sizeof id));
+    uint8_t *token = take_async_token(&len);
+    keel_activity_ref by_token = {.token = token, .token_len = len};
+    bool cancel = true;
+    ck_assert_msg(keel_client_activity_heartbeat(client, &by_token, "{\"waiting\":true}", &cancel,
+                                                 &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert(!cancel);
+    ck_assert_msg(keel_client_activity_complete(client, &by_token, "{\"signed\":\"ana\"}", &err) ==
+                      KEEL_OK,
+                  "%s", err.message);
+    keel_workflow_outcome out = completed_run(id);
+    ck_assert_str_eq(out.result_json, "{\"signed\":\"ana\"}");
+    keel_workflow_outcome_dispose(&out);
+    /* Once answered, the token is spent. */
+    ck_assert_int_eq(keel_client_activity_complete(client, &by_token, "1", &err), KEEL_ENOTFOUND);
+    free(token);
+
+    /* By workflow id and activity id (the first activity's id is "1"), failed for good. */
+    free(start("RunOne", "keel-async-id", "{\"activity\":\"async_task\"}", id, sizeof id));
+    free(take_async_token(&len));
+    keel_activity_ref by_id = {.workflow_id = id, .activity_id = "1"};
+    keel_activity_failure f = {
+        .type = "Declined", .message = "the buyer said no", .non_retryable = true};
+    ck_assert_msg(keel_client_activity_fail(client, &by_id, &f, &err) == KEEL_OK, "%s",
+                  err.message);
+    out = completed_run(id);
+    ck_assert_ptr_nonnull(strstr(out.result_json, "\"failed\":\"Declined\""));
+    ck_assert_ptr_nonnull(strstr(out.result_json, "the buyer said no"));
+    keel_workflow_outcome_dispose(&out);
+    keel_activity_ref nobody = {.workflow_id = id};
+    ck_assert_int_eq(keel_client_activity_complete(client, &nobody, NULL, &err), KEEL_EINVAL);
+}
+END_TEST
+
+START_TEST(a_failure_can_set_the_next_retry_delay)
+{
+    char id[128];
+    free(start("RunOne", "keel-retry-delay", "{\"activity\":\"slow_down\"}", id, sizeof id));
+    keel_workflow_outcome out = completed_run(id);
+    ck_assert_str_eq(out.result_json, "{\"attempt\":2}");
+    keel_workflow_outcome_dispose(&out);
+    /* The policy says 100 ms; the failure asked for 1.5 s. */
+    ck_assert_int_ge(atomic_load(&slow_gap_ms), 1400);
+}
+END_TEST
+
+START_TEST(a_stopping_worker_hands_running_activities_back)
+{
+    char id[128];
+    atomic_store(&long_runs, 0);
+    free(start("Cancellable", "keel-handback", "30", id, sizeof id));
+    for (int64_t until = now_ms() + 10000; atomic_load(&long_runs) == 0 && now_ms() < until;)
+        usleep(20 * 1000);
+    ck_assert_int_eq(atomic_load(&long_runs), 1);
+    /* The 3 s activity does not hold the stop beyond the grace period (0.5 s)... */
+    int64_t t0 = now_ms();
+    keel_worker_stop(worker);
+    ck_assert_int_lt(now_ms() - t0, 2500);
+    /* ...and its attempt went back to the server, which retries it on the next worker. */
+    restart_worker(256);
+    keel_workflow_outcome out = completed_run(id);
+    ck_assert_str_eq(out.result_json, "\"finished\"");
+    keel_workflow_outcome_dispose(&out);
+    ck_assert_int_eq(atomic_load(&long_runs), 2);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -1242,6 +1415,9 @@ Suite *worker_suite(void)
     tcase_add_test(tc, a_schedule_starts_runs_that_complete);
     tcase_add_test(tc, continue_as_new_carries_state_across_runs);
     tcase_add_test(tc, updates_are_validated_accepted_answered_and_replayed);
+    tcase_add_test(tc, an_activity_completes_asynchronously_by_token_or_id);
+    tcase_add_test(tc, a_failure_can_set_the_next_retry_delay);
+    tcase_add_test(tc, a_stopping_worker_hands_running_activities_back);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);
     return s;
