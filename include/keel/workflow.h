@@ -190,6 +190,19 @@ int keel_workflow_upsert_memo(keel_workflow_ctx *ctx, const keel_kv *entries, si
 int keel_workflow_get_version(keel_workflow_ctx *ctx, const char *change_id, int min_supported,
                               int max_supported, int *version);
 
+/* Compute a value in a new JSON string (*result_json, malloc'd; NULL means null). */
+typedef int (*keel_side_effect_fn)(void *arg, char **result_json);
+
+/*
+ * A side effect: run fn once and record its value in history (a SideEffect marker); on replay
+ * the recorded value comes back and fn is not called. For small non-deterministic values not
+ * worth an activity, like an id from a library with its own randomness. fn must be quick and
+ * must not fail for reasons that could change on a retry: its error fails the workflow task.
+ * *result_json is a new string the workflow frees.
+ */
+int keel_workflow_side_effect(keel_workflow_ctx *ctx, keel_side_effect_fn fn, void *arg,
+                              char **result_json);
+
 /* Workflow time: when the current workflow task started, as recorded in history (ms since the
  * Unix epoch). The same on every replay. */
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx);

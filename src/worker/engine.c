@@ -52,6 +52,7 @@ typedef enum cmd_kind {
     CMD_SIGNAL_EXTERNAL,
     CMD_UPDATE_ACCEPT,
     CMD_UPDATE_COMPLETE,
+    CMD_SIDE_EFFECT,
 } cmd_kind;
 
 #define MAX_CHANGE_ID 128
@@ -87,11 +88,12 @@ typedef struct item_list {
 typedef struct recorded {
     int64_t event_id;
     int kind;        /* the event's attributes case */
-    char *id;        /* activity id, timer id, or a version marker's change id */
+    char *id;        /* activity id, timer id, a version marker's change id, a side effect's id */
     char *type;      /* activity type, or marker name */
     int64_t ref;     /* a cancel request's scheduled event id */
     int64_t version; /* a version marker's version */
     bool claimed;    /* a version marker get_version has already read */
+    char *data;      /* a side effect's recorded value (JSON) */
     char seen[200];  /* how it reads in messages */
 } recorded;
 
@@ -108,7 +110,8 @@ typedef struct version_entry {
     int version;
 } version_entry;
 
-#define VERSION_MARKER "Version"
+#define VERSION_MARKER     "Version"
+#define SIDE_EFFECT_MARKER "SideEffect"
 
 struct keel_workflow_ctx {
     keel_engine *engine;
@@ -152,6 +155,7 @@ struct keel_engine {
 
     item_list activities, timers, children, signals_out, updates;
     uint32_t next_activity_seq, next_timer_seq, next_child_seq, next_signal_seq, next_update_seq;
+    uint32_t next_side_effect_seq;
 
     uint64_t rng;
     int64_t now_ms;
@@ -253,6 +257,7 @@ int keel_engine_new(keel_engine **out, const keel_workflow_type *type, const cha
     e->next_child_seq = 1;
     e->next_signal_seq = 1;
     e->next_update_seq = 1;
+    e->next_side_effect_seq = 1;
     e->rng = seed_from(run_id);
     if (!e->state || !e->workflow_id || !e->run_id || !e->task_queue) {
         keel_engine_free(e);
@@ -302,6 +307,7 @@ static void free_records(keel_engine *e)
     for (size_t i = 0; i < e->n_rec; i++) {
         free(e->rec[i].id);
         free(e->rec[i].type);
+        free(e->rec[i].data);
     }
     e->n_rec = 0;
 }
@@ -1235,6 +1241,92 @@ int keel_workflow_get_version(keel_workflow_ctx *ctx, const char *change_id, int
     return KEEL_OK;
 }
 
+/* The value a replayed side effect recorded, or NULL. */
+static const char *recorded_side_effect(keel_engine *e, const char *id)
+{
+    for (size_t i = 0; i < e->n_rec; i++) {
+        recorded *r = &e->rec[i];
+        if (r->kind ==
+                TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES &&
+            same(r->type, SIDE_EFFECT_MARKER) && same(r->id, id) && !r->claimed) {
+            r->claimed = true;
+            return r->data;
+        }
+    }
+    return NULL;
+}
+
+static int record_side_effect(keel_engine *e, const char *id, const char *json)
+{
+    Temporal__Api__Command__V1__RecordMarkerCommandAttributes *a = NULL;
+    keel_pb_command *pb;
+    NEW_COMMAND(pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_RECORD_MARKER,
+                TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_RECORD_MARKER_COMMAND_ATTRIBUTES,
+                record_marker_command_attributes,
+                temporal__api__command__v1__record_marker_command_attributes__init);
+    keel_error err;
+    bool ok = pb != NULL && (a->marker_name = strdup(SIDE_EFFECT_MARKER)) != NULL &&
+              (a->details = calloc(2, sizeof *a->details)) != NULL &&
+              (a->details[0] = detail("side-effect-id", id, &err)) != NULL;
+    if (ok)
+        a->n_details = 1;
+    if (ok && (a->details[1] = detail("data", json, &err)) != NULL)
+        a->n_details = 2;
+    if (pb == NULL || a->n_details != 2) {
+        if (pb)
+            FREE_PB(pb);
+        engine_error(e, "cannot record side effect %s: %s", id, ok ? err.message : "out of memory");
+        return KEEL_EINVAL;
+    }
+    command *c = push_command(e, CMD_SIDE_EFFECT, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->key, sizeof c->key, "%s", id);
+    snprintf(c->what, sizeof c->what, "RecordMarker (SideEffect %s)", id);
+    return KEEL_OK;
+}
+
+int keel_workflow_side_effect(keel_workflow_ctx *ctx, keel_side_effect_fn fn, void *arg,
+                              char **result_json)
+{
+    keel_engine *e = ctx->engine;
+    *result_json = NULL;
+    if (fn == NULL) {
+        engine_error(e, "keel_workflow_side_effect needs a function");
+        return KEEL_EINVAL;
+    }
+    if (!may_issue(e, "RecordMarker (SideEffect)"))
+        return KEEL_EINVAL;
+    char id[16];
+    snprintf(id, sizeof id, "%u", e->next_side_effect_seq++);
+    const char *seen = e->replaying ? recorded_side_effect(e, id) : NULL;
+    char *value = NULL;
+    if (seen) {
+        value = strdup(seen);
+    } else {
+        /* First time here (or history lacks it, which matching reports). */
+        int rc = fn(arg, &value);
+        if (rc != KEEL_OK) {
+            free(value);
+            engine_error(e, "side effect %s failed (%s)", id, keel_error_code_name(rc));
+            return rc;
+        }
+        if (value == NULL)
+            value = strdup("null");
+    }
+    if (value == NULL) {
+        engine_error(e, "out of memory in a side effect");
+        return KEEL_ENOMEM;
+    }
+    int rc = record_side_effect(e, id, value);
+    if (rc != KEEL_OK) {
+        free(value);
+        return rc;
+    }
+    *result_json = value;
+    return KEEL_OK;
+}
+
 /* ---- the rest of the context ---- */
 
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
@@ -1339,9 +1431,15 @@ static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *
     e->error[0] = '\0';
     int rc = KEEL_OK;
     for (size_t i = 0; i < e->n_deliveries && rc == KEEL_OK; i++) {
-        if (e->closing)
-            break; /* the run is over: later news has nobody to go to */
-        rc = run_callback(e, &e->deliveries[i], err);
+        delivery *d = &e->deliveries[i];
+        if (!e->closing) {
+            rc = run_callback(e, d, err);
+        } else if (d->update == UPDATE_NEW) {
+            /* The run is over: a new update is rejected, so that its client hears why. */
+            bool skip;
+            rc = prepare_update(e, d, &skip, err);
+        }
+        /* (other news after the close has nobody to go to) */
     }
     free_deliveries(e);
     /* Timers and activities issued now are open once sent (or recorded, in replay). */
@@ -1506,6 +1604,24 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         const Temporal__Api__History__V1__MarkerRecordedEventAttributes *a =
             ev->marker_recorded_event_attributes;
         type = a->marker_name;
+        if (same(type, SIDE_EFFECT_MARKER)) {
+            r->id = marker_detail(a->details, a->n_details, "side-effect-id");
+            for (size_t i = 0; i < a->n_details && r->id; i++)
+                if (same(a->details[i]->key, "data") &&
+                    keel_payloads_to_json(a->details[i]->value, "side effect", &r->data, err) !=
+                        KEEL_OK) {
+                    free(r->id);
+                    return err ? err->code : KEEL_EINVAL;
+                }
+            if (r->id == NULL || r->data == NULL) {
+                free(r->id);
+                free(r->data);
+                return keel_error_set(err, KEEL_EINVAL,
+                                      "history event %lld is a SideEffect marker without its id "
+                                      "or data",
+                                      (long long)ev->event_id);
+            }
+        }
         if (same(type, VERSION_MARKER)) {
             r->id = marker_detail(a->details, a->n_details, "change-id");
             char *v = marker_detail(a->details, a->n_details, "version");
@@ -1582,8 +1698,10 @@ static bool matches(keel_engine *e, const command *c, const recorded *r)
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
         return c->kind == CMD_CANCEL_TIMER && same(r->id, want);
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES:
-        return c->kind == CMD_VERSION_MARKER && same(r->type, VERSION_MARKER) &&
-               same(r->id, c->key);
+        return (c->kind == CMD_VERSION_MARKER && same(r->type, VERSION_MARKER) &&
+                same(r->id, c->key)) ||
+               (c->kind == CMD_SIDE_EFFECT && same(r->type, SIDE_EFFECT_MARKER) &&
+                same(r->id, c->key));
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_COMPLETED_EVENT_ATTRIBUTES:
         return c->kind == CMD_COMPLETE;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:

@@ -142,17 +142,15 @@ static void completed(history *h)
     e->workflow_execution_completed_event_attributes = a;
 }
 
-static void version_marker(history *h, const char *change_id, int version)
+/* A marker with two details, each one JSON value. */
+static void marker(history *h, const char *name, const char *const keys[2],
+                   const char *const vals[2])
 {
     keel_pb_event *e = add(h, TYPE(MARKER_RECORDED), ATTR(MARKER_RECORDED));
     NEW(a, Temporal__Api__History__V1__MarkerRecordedEventAttributes,
         temporal__api__history__v1__marker_recorded_event_attributes__init);
-    a->marker_name = strdup("Version");
+    a->marker_name = strdup(name);
     a->details = calloc(2, sizeof *a->details);
-    char id[160], v[32];
-    snprintf(id, sizeof id, "\"%s\"", change_id);
-    snprintf(v, sizeof v, "%d", version);
-    const char *keys[] = {"change-id", "version"}, *vals[] = {id, v};
     for (int i = 0; i < 2; i++) {
         NEW(d, Temporal__Api__History__V1__MarkerRecordedEventAttributes__DetailsEntry,
             temporal__api__history__v1__marker_recorded_event_attributes__details_entry__init);
@@ -161,6 +159,21 @@ static void version_marker(history *h, const char *change_id, int version)
         a->details[a->n_details++] = d;
     }
     e->marker_recorded_event_attributes = a;
+}
+
+static void version_marker(history *h, const char *change_id, int version)
+{
+    char id[160], v[32];
+    snprintf(id, sizeof id, "\"%s\"", change_id);
+    snprintf(v, sizeof v, "%d", version);
+    const char *const keys[] = {"change-id", "version"}, *const vals[] = {id, v};
+    marker(h, "Version", keys, vals);
+}
+
+static void side_effect_marker(history *h, const char *id, const char *data)
+{
+    const char *const keys[] = {"side-effect-id", "data"}, *const vals[] = {id, data};
+    marker(h, "SideEffect", keys, vals);
 }
 
 static void cancel_requested(history *h, int64_t scheduled)
@@ -939,6 +952,81 @@ START_TEST(update_messages_that_are_not_usable_are_errors)
 }
 END_TEST
 
+/* A side effect whose function counts its calls and answers with the count. */
+static int side_effect_calls;
+
+static int count_call(void *arg, char **result)
+{
+    (void)arg;
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", 40 + ++side_effect_calls);
+    *result = strdup(buf);
+    return KEEL_OK;
+}
+
+static int drawing_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)input;
+    char *value = NULL;
+    int rc = keel_workflow_side_effect(ctx, count_call, NULL, &value);
+    if (rc != KEEL_OK)
+        return rc;
+    keel_activity_options o = {.start_to_close_ms = 1000};
+    snprintf(state, 16, "%s", value);
+    rc = keel_workflow_activity(ctx, "use", value, &o) ? KEEL_OK : KEEL_EINVAL;
+    free(value);
+    return rc;
+}
+
+static const keel_workflow_type drawing_type = {
+    .name = "Drawing", .state_size = 16, .start = drawing_start, .on_event = no_event};
+
+START_TEST(side_effects_run_once_and_replay_their_value)
+{
+    side_effect_calls = 0;
+    int rc;
+    keel_error err;
+    history h = {0};
+    started(&h, "{}");
+    task(&h, false);
+    keel_engine *e = run_type(&drawing_type, &h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_pb_command *const *cmds;
+    ck_assert_uint_eq(keel_engine_commands(e, &cmds), 2);
+    ck_assert_str_eq(cmds[0]->record_marker_command_attributes->marker_name, "SideEffect");
+    ck_assert_str_eq(keel_engine_state(e), "41");
+    ck_assert_int_eq(side_effect_calls, 1);
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* Replayed: the recorded value, and the function is not called. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    side_effect_marker(&h2, "1", "7");
+    activity_scheduled(&h2, "1", "use");
+    task(&h2, false);
+    e = run_type(&drawing_type, &h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    ck_assert_str_eq(keel_engine_state(e), "7");
+    ck_assert_int_eq(side_effect_calls, 1);
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* History without the marker: the code's side effect is a command history lacks. */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, true);
+    activity_scheduled(&h3, "1", "use");
+    task(&h3, false);
+    e = run_type(&drawing_type, &h3, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "SideEffect 1"));
+    keel_engine_free(e);
+    free_history(&h3);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
 
@@ -960,6 +1048,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, a_cancel_the_server_grants_at_once_replays);
     tcase_add_test(tc, events_without_their_attributes_are_errors);
     tcase_add_test(tc, update_messages_that_are_not_usable_are_errors);
+    tcase_add_test(tc, side_effects_run_once_and_replay_their_value);
     suite_add_tcase(s, tc);
     return s;
 }
