@@ -1,7 +1,7 @@
 /*
  * interop-worker - a keel worker for the interop tests (tests/interop/run): the official
- * TypeScript and Go clients start, signal and query runs of InteropGreeting on it and read their
- * results.
+ * TypeScript and Go clients start, signal, query and update runs of InteropGreeting on it and read
+ * their results.
  *
  *   interop-worker [TASK_QUEUE]      (default: $KEEL_TASK_QUEUE; one of them is required)
  *
@@ -15,24 +15,37 @@
  *   waiting for approval: signal "approve" (an object with a string "by") schedules compose;
  *     signal "reject" (any JSON) fails the run: type "Rejected", non-retryable, message = the
  *     signal's argument as JSON text;
+ *     update "rename" (an object with a string "name"): the name to greet from now on; the
+ *     update's result is {"previous": <the name it replaces>, "name": <the new name>}, where the
+ *     first rename's previous name is input.name (null when the input has no string name);
+ *     a new name of NAME_JSON_MAX (512) bytes or more as JSON text fails the update (type
+ *     "NameTooLong") and changes nothing;
  *   composing: compose completed: the run completes with the result below; compose failed: the
  *     run fails with type "ComposeFailed";
  *   query "stage": the stage as a JSON string ("waiting for approval", "composing", "done").
  *
- *   The result: {"greeting": "Hello, <input.name>!", "approvedBy": <approval.by>,
+ *   The validator of "rename" rejects (the client sees an update failure of type
+ *   "UpdateRejected") an argument without a non-empty string "name" ("rename needs a non-empty
+ *   string name, got ...") and any rename once the run is past "waiting for approval" ("too late
+ *   to rename: the run is composing").
+ *
+ *   The result: {"greeting": "Hello, <name>!", "approvedBy": <approval.by>,
  *                "workflowId": "<id of the run>", "attempt": 1, "input": <input>,
  *                "approval": <approve argument>}
- *   where the first four fields come from the activity and the last two are the workflow's input
- *   and signal argument spliced in as the exact text keel received: no JSON library re-prints
- *   them (cJSON would print 9007199254740991 as 9007199254740990), so what the clients get back
- *   is what keel's payload path carried, byte for byte.
+ *   where <name> is the last rename's name, or input.name without one; the first four fields
+ *   come from the activity and the last two are the workflow's input (as started: a rename does
+ *   not change it) and signal argument spliced in as the exact text keel received: no JSON
+ *   library re-prints them (cJSON would print 9007199254740991 as 9007199254740990), so what the
+ *   clients get back is what keel's payload path carried, byte for byte.
  *
- * Activity "compose" (argument {"input": <workflow input>, "approval": <approve argument>}):
- *   {"greeting": "Hello, <input.name>!", "approvedBy": <approval.by>,
+ * Activity "compose" (argument {"input": <workflow input>, "approval": <approve argument>}, plus
+ * "name": <the last rename's name> after a rename):
+ *   {"greeting": "Hello, <name, or else input.name>!", "approvedBy": <approval.by>,
  *    "workflowId": "<id of the run>", "attempt": <attempt>}
  */
 #include <cjson/cJSON.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +55,7 @@
 #define WORKFLOW_TYPE "InteropGreeting"
 #define INPUT_MAX     8192 /* bytes of workflow input kept in the state */
 #define APPROVAL_MAX  4096 /* bytes of the approve signal's argument */
+#define NAME_JSON_MAX 512  /* bytes of a renamed name, as JSON text */
 
 /* ---- the workflow ---- */
 
@@ -54,6 +68,7 @@ typedef struct greeting {
     uint32_t compose; /* sequence number of the compose activity */
     char input[INPUT_MAX];
     char approval[APPROVAL_MAX];
+    char name[NAME_JSON_MAX]; /* after a rename: the name to greet, as JSON text; "" before */
 } greeting;
 
 static int greeting_start(keel_workflow_ctx *ctx, void *state, const char *input_json)
@@ -69,7 +84,7 @@ static int greeting_start(keel_workflow_ctx *ctx, void *state, const char *input
     return KEEL_OK;
 }
 
-/* Schedule compose({"input": <input>, "approval": <approval>}). */
+/* Schedule compose({"input": <input>, "approval": <approval>[, "name": <renamed name>]}). */
 static int schedule_compose(keel_workflow_ctx *ctx, greeting *g, const char *approval)
 {
     size_t n = strlen(approval);
@@ -79,12 +94,13 @@ static int schedule_compose(keel_workflow_ctx *ctx, greeting *g, const char *app
                                   true);
     }
     memcpy(g->approval, approval, n + 1);
-    static const char fmt[] = "{\"input\":%s,\"approval\":%s}";
-    size_t size = sizeof fmt + strlen(g->input) + n;
+    static const char fmt[] = "{\"input\":%s,\"approval\":%s%s%s}";
+    const char *name_key = g->name[0] ? ",\"name\":" : "";
+    size_t size = sizeof fmt + strlen(g->input) + n + strlen(name_key) + strlen(g->name);
     char *arg = malloc(size);
     if (arg == NULL)
         return keel_workflow_error(ctx, "out of memory building the compose argument");
-    snprintf(arg, size, fmt, g->input, approval);
+    snprintf(arg, size, fmt, g->input, approval, name_key, g->name);
     keel_activity_options o = {.start_to_close_ms = 10000};
     g->compose = keel_workflow_activity(ctx, "compose", arg, &o);
     free(arg);
@@ -116,9 +132,82 @@ static int complete(keel_workflow_ctx *ctx, const greeting *g, const char *compo
     return rc;
 }
 
+/* The string "name" of a rename argument, or NULL. Borrowed from arg. */
+static const cJSON *rename_name(const cJSON *arg)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(arg, "name");
+    return cJSON_IsString(name) && name->valuestring[0] != '\0' ? name : NULL;
+}
+
+static int greeting_validate(const void *state, const char *name, const char *args_json,
+                             char *reason, size_t n)
+{
+    const greeting *g = state;
+    if (strcmp(name, "rename") != 0) { /* keel rejects undeclared updates before this */
+        snprintf(reason, n, "InteropGreeting takes no update '%s'", name);
+        return KEEL_EINVAL;
+    }
+    if (g->stage != WAITING_FOR_APPROVAL) {
+        snprintf(reason, n, "too late to rename: the run is %s", stage_names[g->stage]);
+        return KEEL_EINVAL;
+    }
+    cJSON *arg = cJSON_Parse(args_json);
+    bool ok = rename_name(arg) != NULL;
+    cJSON_Delete(arg);
+    if (!ok) {
+        snprintf(reason, n, "rename needs a non-empty string name, got %.200s", args_json);
+        return KEEL_EINVAL;
+    }
+    return KEEL_OK;
+}
+
+/* Update "rename" (accepted by greeting_validate): greet the new name, answer
+ * {"previous": <old name>, "name": <new name>}. */
+static int greeting_rename(keel_workflow_ctx *ctx, greeting *g, const keel_workflow_event *ev)
+{
+    /* The validator admits renames only while the run waits; answer any other one all the same. */
+    if (g->stage != WAITING_FOR_APPROVAL)
+        return keel_workflow_update_fail(ctx, ev->seq, "TooLate", "the run is past approval");
+    cJSON *arg = cJSON_Parse(ev->json);
+    cJSON *input = g->name[0] ? NULL : cJSON_Parse(g->input);
+    const cJSON *name = rename_name(arg);
+    const cJSON *first = cJSON_GetObjectItemCaseSensitive(input, "name");
+    char *now = name ? cJSON_PrintUnformatted(name) : NULL;
+    char *before = cJSON_IsString(first) ? cJSON_PrintUnformatted(first) : NULL;
+    char *result = NULL;
+    int rc = KEEL_OK;
+    if (now == NULL) {
+        rc = keel_workflow_error(ctx, "rename: cannot read or print the name in %.200s", ev->json);
+    } else if (strlen(now) >= sizeof g->name) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the name is %zu bytes long as JSON, more than %d", strlen(now),
+                 NAME_JSON_MAX - 1);
+        rc = keel_workflow_update_fail(ctx, ev->seq, "NameTooLong", msg);
+    } else {
+        const char *previous = g->name[0] ? g->name : before ? before : "null";
+        static const char fmt[] = "{\"previous\":%s,\"name\":%s}";
+        size_t size = sizeof fmt + strlen(previous) + strlen(now);
+        if ((result = malloc(size)) == NULL) {
+            rc = keel_workflow_error(ctx, "out of memory answering rename");
+        } else {
+            snprintf(result, size, fmt, previous, now);
+            memcpy(g->name, now, strlen(now) + 1);
+            rc = keel_workflow_update_complete(ctx, ev->seq, result);
+        }
+    }
+    free(result);
+    cJSON_free(before);
+    cJSON_free(now);
+    cJSON_Delete(input);
+    cJSON_Delete(arg);
+    return rc;
+}
+
 static int greeting_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
 {
     greeting *g = state;
+    if (ev->kind == KEEL_EVENT_UPDATE && strcmp(ev->name, "rename") == 0)
+        return greeting_rename(ctx, g, ev);
     switch (g->stage) {
     case WAITING_FOR_APPROVAL:
         if (ev->kind == KEEL_EVENT_SIGNAL && strcmp(ev->name, "approve") == 0)
@@ -162,6 +251,8 @@ static void greeting_describe(const void *state, char *buf, size_t n)
     snprintf(buf, n, "%s", stage_names[((const greeting *)state)->stage]);
 }
 
+static const char *const greeting_updates[] = {"rename", NULL};
+
 static const keel_workflow_type greeting_type = {
     .name = WORKFLOW_TYPE,
     .state_size = sizeof(greeting),
@@ -169,6 +260,8 @@ static const keel_workflow_type greeting_type = {
     .on_event = greeting_event,
     .query = greeting_query,
     .describe = greeting_describe,
+    .updates = greeting_updates,
+    .validate_update = greeting_validate,
 };
 
 /* ---- the activity ---- */
@@ -179,13 +272,15 @@ static int compose(keel_activity_ctx *ctx, const char *arg_json, char **result_j
     cJSON *arg = cJSON_Parse(arg_json);
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(arg, "input");
     const cJSON *approval = cJSON_GetObjectItemCaseSensitive(arg, "approval");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(input, "name");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(arg, "name"); /* after a rename */
+    if (name == NULL)
+        name = cJSON_GetObjectItemCaseSensitive(input, "name");
     const cJSON *by = cJSON_GetObjectItemCaseSensitive(approval, "by");
     if (!cJSON_IsString(name) || !cJSON_IsString(by)) {
         cJSON_Delete(arg);
         char msg[512];
         snprintf(msg, sizeof msg,
-                 "compose needs a string input.name and a string approval.by, got %.400s",
+                 "compose needs a string name (or input.name) and a string approval.by, got %.380s",
                  arg_json);
         return keel_activity_fail(ctx, "BadArgument", msg, true);
     }

@@ -31,7 +31,7 @@ import (
 const (
 	lang         = "go"
 	workflowType = "InteropGreeting"
-	caseTimeout  = 20 * time.Second // 4 cases and the dial stay below the runner's 120 s
+	caseTimeout  = 20 * time.Second // 5 cases and the dial stay below the runner's 120 s
 )
 
 // What the clients send: strings that need escaping (Go's encoder also escapes <, > and & as
@@ -53,6 +53,7 @@ var (
 	}
 	approval  = map[string]any{"by": "ana", "comment": "looks good ✓", "level": 2}
 	rejection = map[string]any{"by": "bob", "reason": "over budget"}
+	renamed   = "Renée \"大阪\" 🌸" // what the update "rename" sets: non-ASCII, and a quote
 )
 
 type mismatch struct{ msg string }
@@ -141,8 +142,13 @@ func expectEqual(what string, expected, got any) error {
 }
 
 func expectedResult(workflowID string) map[string]any {
+	return expectedResultFor(workflowID, input["name"].(string))
+}
+
+// expectedResultFor is the result of a run that greets name.
+func expectedResultFor(workflowID, name string) map[string]any {
 	return map[string]any{
-		"greeting":   "Hello, " + input["name"].(string) + "!",
+		"greeting":   "Hello, " + name + "!",
 		"approvedBy": approval["by"],
 		"input":      input,
 		"approval":   approval,
@@ -265,6 +271,79 @@ func reject(ctx context.Context, c client.Client) error {
 	return expectEqual("failure message (parsed)", rejection, message)
 }
 
+// rename sends update "rename" with arg and waits for its outcome: the result, or the failure
+// (from UpdateWorkflow or from the handle).
+func rename(ctx context.Context, c client.Client, id, runID string, arg any) (any, error) {
+	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   id,
+		RunID:        runID,
+		UpdateName:   "rename",
+		Args:         []any{arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var got any
+	err = handle.Get(ctx, &got)
+	return got, err
+}
+
+// expectRenameFailure sends update "rename" with arg and expects an ApplicationError of errType
+// with text in its message.
+func expectRenameFailure(ctx context.Context, c client.Client, id, runID, what string, arg any, errType, text string) error {
+	got, err := rename(ctx, c, id, runID, arg)
+	if err == nil {
+		return mismatch{fmt.Sprintf("%s: expected an update failure, got a result %s", what, jsonText(got))}
+	}
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return mismatch{fmt.Sprintf("%s: expected an ApplicationError, got %T: %v", what, err, err)}
+	}
+	if err := expectEqual(what+": failure type", errType, appErr.Type()); err != nil {
+		return err
+	}
+	if !strings.Contains(appErr.Message(), text) {
+		return mismatch{fmt.Sprintf("%s: failure message: expected it to contain %q, got %q", what, text, appErr.Message())}
+	}
+	return nil
+}
+
+// update "rename" while the run waits: answered with the old and the new name; the validator
+// rejects an empty name; a name too long for the workflow's state fails in its handler; then the
+// greeting uses the new name.
+func update(ctx context.Context, c client.Client) error {
+	id := newID("update")
+	run, err := c.ExecuteWorkflow(ctx, startOptions(id), workflowType, input)
+	if err != nil {
+		return err
+	}
+	got, err := rename(ctx, c, id, run.GetRunID(), map[string]any{"name": renamed})
+	if err != nil {
+		return fmt.Errorf("update \"rename\": %w", err)
+	}
+	expected := map[string]any{"previous": input["name"], "name": renamed}
+	if err := expectEqual("update \"rename\" result", expected, got); err != nil {
+		return err
+	}
+	if err := expectRenameFailure(ctx, c, id, run.GetRunID(), "update \"rename\" with an empty name",
+		map[string]any{"name": ""}, "UpdateRejected", "rename needs a non-empty string name"); err != nil {
+		return err
+	}
+	if err := expectRenameFailure(ctx, c, id, run.GetRunID(), "update \"rename\" with a 600-byte name",
+		map[string]any{"name": strings.Repeat("x", 600)}, "NameTooLong", "more than 511"); err != nil {
+		return err
+	}
+	if err := c.SignalWorkflow(ctx, id, run.GetRunID(), "approve", approval); err != nil {
+		return err
+	}
+	var result any
+	if err := run.Get(ctx, &result); err != nil {
+		return err
+	}
+	return expectEqual("result", expectedResultFor(id, renamed), result)
+}
+
 func main() {
 	if os.Getenv("KEEL_TASK_QUEUE") == "" {
 		fmt.Fprintln(os.Stderr, "interop-go: KEEL_TASK_QUEUE is not set")
@@ -297,6 +376,7 @@ func main() {
 		{"signal-with-start", signalWithStart},
 		{"query", query},
 		{"reject", reject},
+		{"update", update},
 	}
 	failed := 0
 	for _, tc := range cases {

@@ -9,11 +9,17 @@
 // "FAIL typescript <case>: <what was expected and what came>", and exits 1 if any case failed.
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { ApplicationFailure, Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import {
+  ApplicationFailure,
+  Client,
+  Connection,
+  WorkflowFailedError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 
 const LANG = 'typescript';
 const WORKFLOW_TYPE = 'InteropGreeting';
-const CASE_TIMEOUT_MS = 20_000; // 4 cases and the connect stay below the runner's 120 s
+const CASE_TIMEOUT_MS = 20_000; // 5 cases and the connect stay below the runner's 120 s
 
 const address = process.env.TEMPORAL_ADDRESS || '127.0.0.1:7233';
 const namespace = process.env.TEMPORAL_NAMESPACE || 'default';
@@ -40,6 +46,7 @@ const input = {
 };
 const approval = { by: 'ana', comment: 'looks good ✓', level: 2 };
 const rejection = { by: 'bob', reason: 'over budget' };
+const renamed = 'Renée "大阪" 🌸'; // what the update "rename" sets: non-ASCII, and a quote
 
 class Mismatch extends Error {}
 
@@ -65,9 +72,9 @@ function expectEqual(what, expected, got) {
   }
 }
 
-function expectedResult(workflowId) {
+function expectedResult(workflowId, name = input.name) {
   return {
-    greeting: `Hello, ${input.name}!`,
+    greeting: `Hello, ${name}!`,
     approvedBy: approval.by,
     input,
     approval,
@@ -148,11 +155,49 @@ async function reject(client) {
   throw new Mismatch(`result: expected WorkflowFailedError, got a result ${JSON.stringify(result)}`);
 }
 
+// Send update "rename" with arg and expect it to fail: a WorkflowUpdateFailedError whose cause is
+// an ApplicationFailure of `type` with `text` in its message.
+async function expectUpdateFailure(handle, what, arg, type, text) {
+  let result;
+  try {
+    result = await handle.executeUpdate('rename', { args: [arg] });
+  } catch (err) {
+    if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+    const cause = err.cause;
+    if (!(cause instanceof ApplicationFailure)) {
+      throw new Mismatch(`${what}: failure cause: expected an ApplicationFailure, got ${cause?.constructor?.name}: ${cause?.message}`);
+    }
+    expectEqual(`${what}: failure type`, type, cause.type);
+    if (typeof cause.message !== 'string' || !cause.message.includes(text)) {
+      throw new Mismatch(`${what}: failure message: expected it to contain ${JSON.stringify(text)}, got ${JSON.stringify(cause.message)}`);
+    }
+    return;
+  }
+  throw new Mismatch(`${what}: expected WorkflowUpdateFailedError, got a result ${JSON.stringify(result)}`);
+}
+
+// update "rename" while the run waits: answered with the old and the new name; the validator
+// rejects an empty name; a name too long for the workflow's state fails in its handler; then
+// the greeting uses the new name.
+async function update(client) {
+  const id = newId('update');
+  const handle = await client.workflow.start(WORKFLOW_TYPE, startOptions(id));
+  const answer = await handle.executeUpdate('rename', { args: [{ name: renamed }] });
+  expectEqual('update "rename" result', { previous: input.name, name: renamed }, answer);
+  await expectUpdateFailure(handle, 'update "rename" with an empty name', { name: '' }, 'UpdateRejected',
+    'rename needs a non-empty string name');
+  await expectUpdateFailure(handle, 'update "rename" with a 600-byte name', { name: 'x'.repeat(600) },
+    'NameTooLong', 'more than 511');
+  await handle.signal('approve', approval);
+  expectEqual('result', expectedResult(id, renamed), await handle.result());
+}
+
 const cases = [
   ['start-signal-result', startSignalResult],
   ['signal-with-start', signalWithStart],
   ['query', query],
   ['reject', reject],
+  ['update', update],
 ];
 
 async function main() {
