@@ -30,10 +30,12 @@ TEST_LIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
-              -Iinclude -Isrc -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
+              -Iinclude -Isrc -I. -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 LIB_SRCS := $(filter-out %_main.c,$(wildcard src/*.c src/*/*.c))
+# The business workflows (against include/keel only), linked into the worker, keelctl and tests.
+APP_SRCS := $(wildcard workflows/*.c)
 GEN_SRCS := $(shell find $(PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 INTEGRATION_SRCS := $(wildcard tests/integration/*.c)
@@ -50,6 +52,7 @@ Q := @
 say = echo "  $(1)	$(2)";
 endif
 LIB := $(OUT)/libkeel.a
+APPS := $(OUT)/libkeel-workflows.a
 KEELCTL := $(OUT)/bin/keelctl
 WORKER := $(OUT)/bin/keel-worker
 BENCH := $(OUT)/bin/keel-bench
@@ -82,10 +85,15 @@ deps: ## Install the Debian packages keel needs (no-op when present)
 protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
 
-binaries: $(LIB) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
+binaries: $(LIB) $(APPS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
           $(if $(wildcard tests/interop/*.c),$(INTEROP_WORKER))
 
 $(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
+
+$(APPS): $(call obj,$(APP_SRCS))
 	@mkdir -p $(@D)
 	@rm -f $@
 	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
@@ -98,11 +106,11 @@ $(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(LIB)
+$(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(APPS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(WORKER): $(call obj,src/worker/keel_worker_main.c) $(LIB)
+$(WORKER): $(call obj,src/worker/keel_worker_main.c) $(APPS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -114,11 +122,11 @@ $(BENCH): $(call obj,$(wildcard tools/bench/*.c)) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(UNIT): $(call obj,$(UNIT_SRCS) $(TEST_SUPPORT)) $(LIB)
+$(UNIT): $(call obj,$(UNIT_SRCS) $(TEST_SUPPORT)) $(APPS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
-$(INTEGRATION): $(call obj,$(INTEGRATION_SRCS) $(TEST_SUPPORT)) $(LIB)
+$(INTEGRATION): $(call obj,$(INTEGRATION_SRCS) $(TEST_SUPPORT)) $(APPS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
@@ -139,6 +147,7 @@ test-integration: all devstack-up ## Run the integration tests against the dev s
 	@tests/support/tls-proxy up $(TLS_PROXY_DIR)
 	eval "$$($(DEVSTACK) env)" && KEELCTL=$(abspath $(KEELCTL)) \
 	  KEEL_TLS_PROXY_DIR=$(TLS_PROXY_DIR) INTEROP_WORKER=$(abspath $(INTEROP_WORKER)) \
+	  KEEL_WORKER=$(abspath $(WORKER)) \
 	  $(INTEGRATION); \
 	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); exit $$rc
 
@@ -209,7 +218,7 @@ format-check: ## Fail if clang-format would change a C source
 	@clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean: ## Remove build outputs (keeps the fetched protos and the dev stack's data)
-	rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/libkeel.a $(BUILD)/asan
+	rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/libkeel.a $(BUILD)/libkeel-workflows.a $(BUILD)/asan
 
 distclean: devstack-down ## Remove everything under build/
 	rm -rf $(BUILD)

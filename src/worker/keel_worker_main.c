@@ -1,61 +1,204 @@
 /*
  * keel-worker - the worker process.
  *
- * At this stage it connects to the Temporal frontend named by the TEMPORAL_* environment, prints
- * the server's version, and idles until SIGINT or SIGTERM. Polling comes with the worker core.
+ * Registers every workflow in workflows/ (workflows/registry.h), connects to the Temporal
+ * frontend named by the TEMPORAL_* environment, and polls its task queue until SIGINT or SIGTERM.
+ * Then it shuts down gracefully: no new polls, workflow tasks in progress finish, running
+ * activities get KEEL_SHUTDOWN_GRACE to finish before they are handed back to the server for
+ * another worker, and the server is told that this process's sticky queue is gone. A second
+ * signal during that wait exits at once. Everything it says goes to stderr as one-line logfmt
+ * records (src/log/log.h). Settings: docs/operations.md.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "keel/keel.h"
+#include "log/log.h"
+#include "workflows/registry.h"
 
-int main(void)
+#define EXIT_FAILED 1
+#define EXIT_CONFIG 2
+
+typedef struct settings {
+    const char *task_queue;
+    int pollers, activities, cached;
+    int64_t grace_ms;
+} settings;
+
+static int config_error(const char *what, const char *detail)
 {
-    /* Block the stop signals first so that none is lost between connecting and waiting. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &stop, NULL) != 0) {
-        perror("keel-worker: sigprocmask");
-        return 1;
-    }
+    keel_log(KEEL_LOG_ERROR, "main", "bad configuration", "setting", what, "error", detail, NULL);
+    return EXIT_CONFIG;
+}
 
+/* An integer setting in [min, max], or its default when unset. */
+static int env_int(const char *name, int min, int max, int *out)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end != '\0' || end == v || n < min || n > max) {
+        char why[160];
+        snprintf(why, sizeof why, "'%.60s' is not a whole number from %d to %d", v, min, max);
+        return config_error(name, why);
+    }
+    *out = (int)n;
+    return 0;
+}
+
+static int read_settings(settings *s)
+{
+    *s = (settings){.task_queue = "keel", .pollers = 2, .activities = 8, .cached = 256};
+    const char *q = getenv("KEEL_TASK_QUEUE");
+    if (q && q[0])
+        s->task_queue = q;
+    int rc = env_int("KEEL_WORKFLOW_POLLERS", 1, 64, &s->pollers);
+    if (rc == 0)
+        rc = env_int("KEEL_MAX_CONCURRENT_ACTIVITIES", 1, 512, &s->activities);
+    if (rc == 0)
+        rc = env_int("KEEL_MAX_CACHED_WORKFLOWS", 0, 1000000, &s->cached);
+    const char *grace = getenv("KEEL_SHUTDOWN_GRACE");
+    keel_error err;
+    s->grace_ms = 10000;
+    if (rc == 0 && grace && grace[0] && keel_duration_parse(grace, &s->grace_ms, &err) != KEEL_OK)
+        rc = config_error("KEEL_SHUTDOWN_GRACE", err.message);
+    if (rc == 0 && s->grace_ms == 0)
+        s->grace_ms = 1; /* "0": hand activities back at once (0 in the options means default) */
+    return rc;
+}
+
+/* After the first stop signal: a second one ends the process without waiting. */
+static void *second_signal(void *arg)
+{
+    sigset_t *stop = arg;
+    int sig = 0;
+    if (sigwait(stop, &sig) == 0) {
+        keel_log(KEEL_LOG_WARN, "main", "second signal: exiting without waiting", NULL);
+        _exit(EXIT_FAILED);
+    }
+    return NULL;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: keel-worker [--help | --version]\n"
+            "Runs keel's workflows on a Temporal task queue until SIGINT or SIGTERM.\n"
+            "Settings come from the environment (docs/operations.md): TEMPORAL_ADDRESS,\n"
+            "TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, KEEL_TASK_QUEUE (keel),\n"
+            "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
+            "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info).\n");
+}
+
+static void log_stats(keel_worker *w)
+{
+    keel_worker_stats st;
+    keel_worker_get_stats(w, &st);
+    char v[6][24];
+    snprintf(v[0], sizeof v[0], "%llu", (unsigned long long)st.workflow_tasks_completed);
+    snprintf(v[1], sizeof v[1], "%llu", (unsigned long long)st.workflow_tasks_failed);
+    snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)st.activities_completed);
+    snprintf(v[3], sizeof v[3], "%llu", (unsigned long long)st.activities_failed);
+    snprintf(v[4], sizeof v[4], "%llu", (unsigned long long)st.cache_hits);
+    snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)st.cache_misses);
+    keel_log(KEEL_LOG_INFO, "main", "stopped", "workflow_tasks_completed", v[0],
+             "workflow_tasks_failed", v[1], "activities_completed", v[2], "activities_failed", v[3],
+             "cache_hits", v[4], "cache_misses", v[5], NULL);
+}
+
+/* Connect, start, wait for the stop signal, stop. */
+static int serve(const settings *s, sigset_t *stop)
+{
     keel_connect_options opts;
     keel_error err;
     keel_connect_options_init(&opts, KEEL_CONNECT_OPTIONS_VERSION);
     if (keel_connect_options_from_env(&opts, &err) != KEEL_OK ||
-        keel_connect_options_validate(&opts, &err) != KEEL_OK) {
-        fprintf(stderr, "keel-worker: %s\n", err.message);
-        return 2;
-    }
-    const char *task_queue = getenv("KEEL_TASK_QUEUE");
-    if (task_queue == NULL || task_queue[0] == '\0')
-        task_queue = "keel";
-
+        keel_connect_options_validate(&opts, &err) != KEEL_OK)
+        return config_error("TEMPORAL_*", err.message);
     keel_client *client;
-    if (keel_client_new(&client, &opts, &err) != KEEL_OK) {
-        fprintf(stderr, "keel-worker: %s\n", err.message);
-        return 1;
-    }
+    if (keel_client_new(&client, &opts, &err) != KEEL_OK)
+        return config_error("TEMPORAL_*", err.message);
     keel_system_info info;
     if (keel_client_system_info(client, &info, &err) != KEEL_OK) {
-        fprintf(stderr, "keel-worker: %s\n", err.message);
+        keel_log(KEEL_LOG_ERROR, "main", "cannot reach the Temporal server", "address",
+                 keel_client_address(client), "error", err.message, NULL);
         keel_client_free(client);
-        return 1;
+        return EXIT_FAILED;
     }
-    printf("keel-worker %s: connected to %s, Temporal server %s; namespace %s, task queue %s\n",
-           KEEL_VERSION, keel_client_address(client), info.server_version,
-           keel_client_namespace(client), task_queue);
-    printf("keel-worker: idle until SIGINT or SIGTERM\n");
-    fflush(stdout);
+    size_t n_types;
+    const keel_workflow_type *const *types = keel_workflow_registry(&n_types);
+    keel_worker_options w;
+    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
+    w.task_queue = s->task_queue;
+    w.workflows = types;
+    w.n_workflows = n_types;
+    w.workflow_pollers = s->pollers;
+    w.max_concurrent_activities = s->activities;
+    w.max_cached_workflows = s->cached;
+    w.shutdown_grace_ms = s->grace_ms;
+    keel_worker *worker = NULL;
+    int rc = keel_worker_new(&worker, client, &w, &err);
+    if (rc == KEEL_OK)
+        rc = keel_worker_start(worker, &err);
+    if (rc != KEEL_OK) {
+        keel_log(KEEL_LOG_ERROR, "main", "cannot start the worker", "error", err.message, NULL);
+        keel_worker_free(worker);
+        keel_system_info_dispose(&info);
+        keel_client_free(client);
+        return EXIT_FAILED;
+    }
+    char names[512] = "", count[24];
+    for (size_t i = 0; i < n_types; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "",
+                 types[i]->name);
+    snprintf(count, sizeof count, "%zu", n_types);
+    keel_log(KEEL_LOG_INFO, "main", "polling", "version", KEEL_VERSION, "server",
+             info.server_version, "address", keel_client_address(client), "namespace",
+             keel_client_namespace(client), "task_queue", s->task_queue, "workflows", names,
+             "workflow_types", count, NULL);
     keel_system_info_dispose(&info);
 
     int sig = 0;
-    if (sigwait(&stop, &sig) != 0)
+    if (sigwait(stop, &sig) != 0)
         sig = SIGTERM;
-    printf("keel-worker: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    keel_log(KEEL_LOG_INFO, "main", "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
+             NULL);
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, second_signal, stop) == 0)
+        pthread_detach(watchdog);
+    keel_worker_stop(worker);
+    log_stats(worker);
+    keel_worker_free(worker);
     keel_client_free(client);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {
+        if (strcmp(argv[1], "--version") == 0) {
+            printf("keel-worker %s\n", KEEL_VERSION);
+            return 0;
+        }
+        usage(strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+        return strcmp(argv[1], "--help") == 0 ? 0 : EXIT_CONFIG;
+    }
+    /* Block the stop signals first, in every thread to come, so that none is lost. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &stop, NULL) != 0) {
+        perror("keel-worker: pthread_sigmask");
+        return EXIT_FAILED;
+    }
+    settings s;
+    int rc = read_settings(&s);
+    return rc ? rc : serve(&s, &stop);
 }

@@ -7,6 +7,8 @@ Suite *tls_suite(void);
 Suite *execution_suite(void);
 Suite *worker_suite(void);
 Suite *recovery_suite(void);
+Suite *approval_suite(void);
+Suite *keel_worker_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -17,6 +19,8 @@ const keel_test_suite *keel_test_suites(void)
         {"execution", execution_suite},
         {"worker", worker_suite},
         {"recovery", recovery_suite},
+        {"approval", approval_suite},
+        {"keel-worker", keel_worker_suite},
         {NULL, NULL},
     };
     return suites;

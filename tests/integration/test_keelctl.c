@@ -224,6 +224,34 @@ START_TEST(workflow_usage_errors)
     ck_assert_int_eq(keelctl("workflow query --id keel-no-such-workflow --name status", &o), 1);
     ck_assert_ptr_nonnull(strstr(o.err, "NOT_FOUND"));
     ck_assert_int_eq(keelctl("workflow list --limit lots", &o), 2);
+    ck_assert_int_eq(keelctl("workflow update --id x", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "--name"));
+    ck_assert_int_eq(keelctl("workflow update --id keel-no-such-workflow --name decide", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "NOT_FOUND"));
+    ck_assert_int_eq(keelctl("activity complete --id x", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "--activity-id"));
+    ck_assert_int_eq(keelctl("activity fail --id x --activity-id 1", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "--reason"));
+    ck_assert_int_eq(keelctl("activity complete --id keel-no-such-workflow --activity-id 1", &o),
+                     1);
+}
+END_TEST
+
+/* Offline replay: no server involved; recorded histories of keel's workflows. */
+START_TEST(replay_checks_a_history_against_the_code)
+{
+    output o;
+    ck_assert_int_eq(keelctl("replay", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "--history FILE and --workflow TYPE"));
+    ck_assert_int_eq(keelctl("replay --history /dev/null --workflow NoSuchType", &o), 2);
+    ck_assert_ptr_nonnull(strstr(o.err, "keel.Approval"));
+    ck_assert_int_eq(keelctl("replay --history /nonexistent.json --workflow keel.Approval", &o), 1);
+    ck_assert_ptr_nonnull(strstr(o.err, "/nonexistent.json"));
+    ck_assert_int_eq(keelctl("replay --history tests/replay/keel.Approval/signal.json "
+                             "--workflow keel.Approval",
+                             &o),
+                     0);
+    ck_assert_ptr_nonnull(strstr(o.out, "every command matches"));
 }
 END_TEST
 
@@ -273,6 +301,7 @@ Suite *keelctl_suite(void)
     tcase_add_test(tc, if_not_exists_makes_registration_idempotent);
     tcase_add_test(tc, workflow_commands_round_trip);
     tcase_add_test(tc, workflow_usage_errors);
+    tcase_add_test(tc, replay_checks_a_history_against_the_code);
     tcase_add_test(tc, schedule_commands);
     suite_add_tcase(s, tc);
     return s;

@@ -58,6 +58,13 @@ static const char usage[] =
     "  schedule pause|unpause --id ID [--note TEXT]\n"
     "  workflow history --id ID [--run-id R] [--output FILE] [--binary]\n"
     "                                   the run's history as JSON (or binary protobuf)\n"
+    "  activity complete --id ID [--run-id R] --activity-id A [--input RESULT-JSON]\n"
+    "  activity fail --id ID [--run-id R] --activity-id A --reason TEXT [--type T]\n"
+    "      [--input DETAILS-JSON] [--non-retryable]\n"
+    "                                   answer for an activity completed asynchronously\n"
+    "  replay --history FILE --workflow TYPE\n"
+    "                                   replay a recorded history (JSON or binary) through\n"
+    "                                   keel's code for TYPE, offline: exit 1 when it differs\n"
     "\n"
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
@@ -116,6 +123,9 @@ static const char **option_slot(cli *c, const char *name)
         {"note", offsetof(cli, note)},
         {"workflow-id", offsetof(cli, base_workflow_id)},
         {"update-id", offsetof(cli, update_id)},
+        {"history", offsetof(cli, history)},
+        {"workflow", offsetof(cli, workflow_type)},
+        {"activity-id", offsetof(cli, activity_id)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
@@ -202,6 +212,10 @@ static int parse(int argc, char **argv, cli *c)
         }
         if (strcmp(name, "paused") == 0) {
             c->paused = true;
+            continue;
+        }
+        if (strcmp(name, "non-retryable") == 0) {
+            c->non_retryable = true;
             continue;
         }
         int rep = parse_repeated(c, name, argc, argv, &i);
@@ -513,6 +527,8 @@ static const struct command {
     {"workflow", "history", keelctl_workflow_history},
     {"workflow", "query", keelctl_workflow_query},
     {"workflow", "update", keelctl_workflow_update},
+    {"activity", "complete", keelctl_activity_complete},
+    {"activity", "fail", keelctl_activity_fail},
     {"workflow", "signal-with-start", keelctl_workflow_signal_with_start},
     {"schedule", "create", keelctl_schedule_create},
     {"schedule", "describe", keelctl_schedule_describe},
@@ -593,6 +609,8 @@ int main(int argc, char **argv)
         return finish(rc);
     if (c.nargs == 0)
         return usage_error("%s", "no command given");
+    if (strcmp(c.args[0], "replay") == 0)
+        return finish(keelctl_replay(&c));
     const struct command *cmd = find_command(&c);
     if (cmd == NULL)
         return EXIT_USAGE;

@@ -21,6 +21,8 @@ typedef struct cli {
     const char *name, *type;
     const char *workflow_id, *run_id, *task_queue, *input, *request_id, *signal_input;
     const char *every, *overlap, *note, *base_workflow_id, *update_id;
+    const char *history, *workflow_type, *activity_id;
+    bool non_retryable;
     const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
     const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit, *output;
     const char *memo[KEELCTL_MAX_REPEATED];
@@ -54,6 +56,12 @@ int keelctl_workflow_list(keel_client *client, const cli *c);
 int keelctl_workflow_history(keel_client *client, const cli *c);
 int keelctl_workflow_query(keel_client *client, const cli *c);
 int keelctl_workflow_update(keel_client *client, const cli *c);
+
+int keelctl_activity_complete(keel_client *client, const cli *c);
+int keelctl_activity_fail(keel_client *client, const cli *c);
+
+/* Offline: no client. */
+int keelctl_replay(const cli *c);
 int keelctl_workflow_signal_with_start(keel_client *client, const cli *c);
 
 /* The schedule commands (schedule.c). */

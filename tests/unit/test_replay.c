@@ -1,0 +1,98 @@
+/*
+ * Recorded histories of every workflow in workflows/ replay through today's code
+ * (tests/replay/<workflow type>/, .json or .bin files recorded with `keelctl workflow history`), and
+ * a deliberately changed copy of each workflow is caught as non-deterministic on every one of
+ * them. A registered workflow without a recorded history fails the suite: new workflows come
+ * with their histories (tests/replay/README.md says how to record one).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/replayer.h"
+#include "workflows/registry.h"
+
+static const char *replay_dir(void)
+{
+    const char *d = getenv("KEEL_REPLAY_DIR");
+    return d && d[0] ? d : "tests/replay";
+}
+
+/* The changed copy: the same workflow, but it starts a timer before anything else it does. */
+static const keel_workflow_type *original;
+
+static int changed_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    if (keel_workflow_timer(ctx, 1000) == 0)
+        return KEEL_EINVAL;
+    return original->start(ctx, state, input);
+}
+
+static bool is_history(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 5 && strcmp(name + n - 5, ".json") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".bin") == 0);
+}
+
+/* Replay every history of `type`; returns how many there were. */
+static int replay_all(const keel_workflow_type *type)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", replay_dir(), type->name);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "workflow %s has no recorded histories in %s", type->name, dir);
+    keel_workflow_type changed = *type;
+    changed.start = changed_start;
+    original = type;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        if (!is_history(de->d_name))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        keel_error err;
+        ck_assert_msg(keel_replay_file(type, path, &err) == KEEL_OK, "%s: %s", path, err.message);
+        int rc = keel_replay_file(&changed, path, &err);
+        ck_assert_msg(rc == KEEL_ENONDETERMINISM,
+                      "%s: the changed %s was not caught (%s)", path, type->name,
+                      rc == KEEL_OK ? "it replayed" : err.message);
+        ck_assert_ptr_nonnull(strstr(err.message, "[TMPRL1100]"));
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+START_TEST(every_workflow_replays_its_recorded_histories)
+{
+    size_t n;
+    const keel_workflow_type *const *types = keel_workflow_registry(&n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(replay_all(types[i]) > 0, "workflow %s has no recorded history",
+                      types[i]->name);
+}
+END_TEST
+
+START_TEST(the_registry_finds_its_types_by_name)
+{
+    size_t n;
+    const keel_workflow_type *const *types = keel_workflow_registry(&n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_ptr_eq(keel_workflow_registry_find(types[i]->name), types[i]);
+    ck_assert_ptr_null(keel_workflow_registry_find("NoSuchWorkflow"));
+    ck_assert_ptr_null(keel_workflow_registry_find(NULL));
+}
+END_TEST
+
+Suite *replay_suite(void)
+{
+    Suite *s = suite_create("replay");
+    TCase *tc = tcase_create("recorded");
+    tcase_add_test(tc, every_workflow_replays_its_recorded_histories);
+    tcase_add_test(tc, the_registry_finds_its_types_by_name);
+    suite_add_tcase(s, tc);
+    return s;
+}
