@@ -40,8 +40,8 @@ static int call(keel_client *client, const char *method, const ProtobufCMessage 
     keel_transport *t = keel_client_transport(client);
     keel_call_options co = {.retry = true, .namespace = keel_transport_namespace(t)};
     ProtobufCMessage *resp = NULL;
-    int rc = keel_transport_call(t, WF(method), (ProtobufCMessage *)req, resp_type, &resp, &co,
-                                 err);
+    int rc =
+        keel_transport_call(t, WF(method), (ProtobufCMessage *)req, resp_type, &resp, &co, err);
     if (rc == KEEL_OK && resp_out)
         *resp_out = resp;
     else if (resp)
@@ -76,16 +76,17 @@ int keel_client_activity_complete(keel_client *client, const keel_activity_ref *
     if (rc != KEEL_OK)
         return rc;
     if (ref->token) {
-        REQ(RespondActivityTaskCompletedRequest) r =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_COMPLETED_REQUEST__INIT;
+        REQ(RespondActivityTaskCompletedRequest)
+        r = TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_COMPLETED_REQUEST__INIT;
         FILL_TOKEN(r, ref, t);
         r.result = result;
-        rc = call(client, "RespondActivityTaskCompleted", &r.base,
-                  &temporal__api__workflowservice__v1__respond_activity_task_completed_response__descriptor,
-                  NULL, err);
+        rc = call(
+            client, "RespondActivityTaskCompleted", &r.base,
+            &temporal__api__workflowservice__v1__respond_activity_task_completed_response__descriptor,
+            NULL, err);
     } else {
-        REQ(RespondActivityTaskCompletedByIdRequest) r =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_COMPLETED_BY_ID_REQUEST__INIT;
+        REQ(RespondActivityTaskCompletedByIdRequest)
+        r = TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_COMPLETED_BY_ID_REQUEST__INIT;
         FILL_ID(r, ref, t);
         r.result = result;
         rc = call(
@@ -112,16 +113,17 @@ int keel_client_activity_fail(keel_client *client, const keel_activity_ref *ref,
         return err ? err->code : KEEL_EINVAL;
     int rc;
     if (ref->token) {
-        REQ(RespondActivityTaskFailedRequest) r =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_FAILED_REQUEST__INIT;
+        REQ(RespondActivityTaskFailedRequest)
+        r = TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_FAILED_REQUEST__INIT;
         FILL_TOKEN(r, ref, t);
         r.failure = failure;
-        rc = call(client, "RespondActivityTaskFailed", &r.base,
-                  &temporal__api__workflowservice__v1__respond_activity_task_failed_response__descriptor,
-                  NULL, err);
+        rc = call(
+            client, "RespondActivityTaskFailed", &r.base,
+            &temporal__api__workflowservice__v1__respond_activity_task_failed_response__descriptor,
+            NULL, err);
     } else {
-        REQ(RespondActivityTaskFailedByIdRequest) r =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_FAILED_BY_ID_REQUEST__INIT;
+        REQ(RespondActivityTaskFailedByIdRequest)
+        r = TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_ACTIVITY_TASK_FAILED_BY_ID_REQUEST__INIT;
         FILL_ID(r, ref, t);
         r.failure = failure;
         rc = call(
@@ -149,18 +151,19 @@ int keel_client_activity_heartbeat(keel_client *client, const keel_activity_ref 
     ProtobufCMessage *resp = NULL;
     bool cancel = false;
     if (ref->token) {
-        REQ(RecordActivityTaskHeartbeatRequest) r =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__RECORD_ACTIVITY_TASK_HEARTBEAT_REQUEST__INIT;
+        REQ(RecordActivityTaskHeartbeatRequest)
+        r = TEMPORAL__API__WORKFLOWSERVICE__V1__RECORD_ACTIVITY_TASK_HEARTBEAT_REQUEST__INIT;
         FILL_TOKEN(r, ref, t);
         r.details = details;
-        rc = call(client, "RecordActivityTaskHeartbeat", &r.base,
-                  &temporal__api__workflowservice__v1__record_activity_task_heartbeat_response__descriptor,
-                  &resp, err);
+        rc = call(
+            client, "RecordActivityTaskHeartbeat", &r.base,
+            &temporal__api__workflowservice__v1__record_activity_task_heartbeat_response__descriptor,
+            &resp, err);
         if (rc == KEEL_OK)
             cancel = ((REQ(RecordActivityTaskHeartbeatResponse) *)resp)->cancel_requested;
     } else {
-        REQ(RecordActivityTaskHeartbeatByIdRequest) r =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__RECORD_ACTIVITY_TASK_HEARTBEAT_BY_ID_REQUEST__INIT;
+        REQ(RecordActivityTaskHeartbeatByIdRequest)
+        r = TEMPORAL__API__WORKFLOWSERVICE__V1__RECORD_ACTIVITY_TASK_HEARTBEAT_BY_ID_REQUEST__INIT;
         FILL_ID(r, ref, t);
         r.details = details;
         rc = call(

@@ -84,8 +84,8 @@ static void record(const char *id, const char *history, size_t len)
     if (dir == NULL || dir[0] == '\0')
         return;
     char path[512];
-    snprintf(path, sizeof path, "%s/%s/%.*s.json", dir, KEEL_APPROVAL_TYPE,
-             (int)strcspn(p, "-"), p);
+    snprintf(path, sizeof path, "%s/%s/%.*s.json", dir, KEEL_APPROVAL_TYPE, (int)strcspn(p, "-"),
+             p);
     FILE *f = fopen(path, "w");
     ck_assert_msg(f != NULL, "cannot write %s", path);
     ck_assert_uint_eq(fwrite(history, 1, len, f), len);

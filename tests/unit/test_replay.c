@@ -1,7 +1,7 @@
 /*
  * Recorded histories of every workflow in workflows/ replay through today's code
- * (tests/replay/<workflow type>/, .json or .bin files recorded with `keelctl workflow history`), and
- * a deliberately changed copy of each workflow is caught as non-deterministic on every one of
+ * (tests/replay/<workflow type>/, .json or .bin files recorded with `keelctl workflow history`),
+ * and a deliberately changed copy of each workflow is caught as non-deterministic on every one of
  * them. A registered workflow without a recorded history fails the suite: new workflows come
  * with their histories (tests/replay/README.md says how to record one).
  */
@@ -56,9 +56,8 @@ static int replay_all(const keel_workflow_type *type)
         keel_error err;
         ck_assert_msg(keel_replay_file(type, path, &err) == KEEL_OK, "%s: %s", path, err.message);
         int rc = keel_replay_file(&changed, path, &err);
-        ck_assert_msg(rc == KEEL_ENONDETERMINISM,
-                      "%s: the changed %s was not caught (%s)", path, type->name,
-                      rc == KEEL_OK ? "it replayed" : err.message);
+        ck_assert_msg(rc == KEEL_ENONDETERMINISM, "%s: the changed %s was not caught (%s)", path,
+                      type->name, rc == KEEL_OK ? "it replayed" : err.message);
         ck_assert_ptr_nonnull(strstr(err.message, "[TMPRL1100]"));
         n++;
     }

@@ -14,8 +14,7 @@ static int need_activity(const cli *c, const char *verb)
         return EXIT_USAGE;
     }
     if (c->workflow_id == NULL || c->activity_id == NULL) {
-        fprintf(stderr, "keelctl: activity %s needs --id WORKFLOW-ID and --activity-id ID\n",
-                verb);
+        fprintf(stderr, "keelctl: activity %s needs --id WORKFLOW-ID and --activity-id ID\n", verb);
         return EXIT_USAGE;
     }
     return 0;

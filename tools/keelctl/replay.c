@@ -38,7 +38,6 @@ int keelctl_replay(const cli *c)
                 err.message);
         return EXIT_CALL;
     }
-    printf("%s replays through %s: every command matches its history.\n", c->history,
-           type->name);
+    printf("%s replays through %s: every command matches its history.\n", c->history, type->name);
     return 0;
 }
