@@ -209,7 +209,7 @@ devstack-status: ## Show what the dev stack is running
 
 # ---- housekeeping ----
 
-FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src include tools tests workflows activities -name '*.[ch]')
+FORMAT_FILES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || find src include tools tests workflows activities -name '*.[ch]')
 
 format: ## Reformat the C sources with clang-format
 	clang-format -i $(FORMAT_FILES)
