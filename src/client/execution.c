@@ -1093,8 +1093,12 @@ int keel_client_workflow_update(keel_client *client, const char *workflow_id, co
         keel_call_options co = {.retry = true, .namespace = ns, .timeout_ms = RESULT_POLL_MS};
         if (deadline) {
             int64_t left = deadline - mono_ms();
-            if (left <= 0)
-                break; /* rc is the last call's KEEL_ETIMEOUT */
+            if (left <= 0) {
+                rc = keel_error_set(err, KEEL_ETIMEOUT,
+                                    "update %s of workflow %s was not answered within %lld ms",
+                                    update_id, workflow_id, (long long)timeout_ms);
+                break;
+            }
             if (left < co.timeout_ms)
                 co.timeout_ms = left;
         }
@@ -1105,19 +1109,25 @@ int keel_client_workflow_update(keel_client *client, const char *workflow_id, co
     } while (rc == KEEL_ETIMEOUT);
     if (input.args)
         FREE_PB(input.args);
-    if (rc != KEEL_OK)
+    if (rc != KEEL_OK) {
+        keel_update_outcome_dispose(out);
         return rc;
+    }
     if (resp->outcome) {
         rc = read_update_outcome(resp->outcome, out, err);
         FREE_PB(resp);
+        if (rc != KEEL_OK)
+            keel_update_outcome_dispose(out);
         return rc;
     }
     Temporal__Api__Update__V1__UpdateRef *ref = resp->update_ref;
     if (ref == NULL) {
         FREE_PB(resp);
-        return keel_error_set(err, KEEL_EPROTOCOL,
-                              "update %s: the server sent neither an outcome nor a reference",
-                              update_id);
+        keel_error_set(err, KEEL_EPROTOCOL,
+                       "update %s: the server sent neither an outcome nor a reference",
+                       out->update_id);
+        keel_update_outcome_dispose(out);
+        return KEEL_EPROTOCOL;
     }
     for (;;) {
         int64_t wait_ms = RESULT_POLL_MS;
@@ -1146,5 +1156,7 @@ int keel_client_workflow_update(keel_client *client, const char *workflow_id, co
             break;
     }
     FREE_PB(resp);
+    if (rc != KEEL_OK)
+        keel_update_outcome_dispose(out);
     return rc;
 }

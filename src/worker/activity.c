@@ -44,11 +44,17 @@ struct keel_activity_ctx {
 
 int keel_activity_fail_with(keel_activity_ctx *ctx, const keel_activity_failure *f)
 {
+    static const keel_activity_failure none = {.message = "keel_activity_fail_with without a "
+                                                          "failure"};
+    f = f ? f : &none;
     snprintf(ctx->fail_type, sizeof ctx->fail_type, "%s", f->type ? f->type : "");
     snprintf(ctx->fail_message, sizeof ctx->fail_message, "%s", f->message ? f->message : "");
     ctx->non_retryable = f->non_retryable;
     free(ctx->fail_details);
     ctx->fail_details = f->details_json ? strdup(f->details_json) : NULL;
+    if (f->details_json && ctx->fail_details == NULL)
+        /* Out of memory: the details cannot travel, and must not vanish silently. */
+        snprintf(ctx->fail_type, sizeof ctx->fail_type, "%s", "OutOfMemory");
     ctx->next_retry_delay_ms = f->next_retry_delay_ms > 0 ? f->next_retry_delay_ms : 0;
     ctx->failed = true;
     return KEEL_EINVAL;

@@ -129,6 +129,7 @@ struct keel_engine {
     int64_t pending_started_ms;
     int64_t last_started_id;
     int64_t answered_started_id; /* the task keel_engine_finish() produced commands for */
+    int64_t last_completed_id;   /* the last WorkflowTaskCompleted */
     bool in_command_events;      /* right after a WorkflowTaskCompleted */
 
     delivery *deliveries;
@@ -883,6 +884,10 @@ int keel_workflow_update_fail(keel_workflow_ctx *ctx, uint32_t update_seq, const
 static bool admit_update(keel_engine *e, const keel_update_request *r, char *reason, size_t n)
 {
     const keel_workflow_type *t = e->type;
+    if (r->problem) {
+        snprintf(reason, n, "update %s cannot be handled: %s", r->update_id, r->problem);
+        return false;
+    }
     bool declared = false;
     for (const char *const *u = t->updates; u && *u && !declared; u++)
         declared = strcmp(*u, r->name) == 0;
@@ -934,6 +939,8 @@ static int prepare_update(keel_engine *e, delivery *d, bool *skip, keel_error *e
     free(d->json);
     d->name = strdup(d->req.name);
     d->json = strdup(d->req.args_json);
+    if (d->name == NULL || d->json == NULL)
+        return oom(err);
     return seal(d, err);
 }
 
@@ -955,6 +962,16 @@ static bool update_known(const keel_engine *e, const char *update_id)
 {
     for (size_t i = 0; i < e->updates.n; i++)
         if (same(e->updates.v[i].id, update_id))
+            return true;
+    return false;
+}
+
+/* Whether the activation about to run already has a delivery for this update. */
+static bool update_queued(const keel_engine *e, const char *update_id)
+{
+    for (size_t i = 0; i < e->n_deliveries; i++)
+        if (e->deliveries[i].update != NOT_UPDATE &&
+            same(e->deliveries[i].req.update_id, update_id))
             return true;
     return false;
 }
@@ -1482,12 +1499,21 @@ static int on_update_admitted(keel_engine *e, const keel_pb_event *ev, keel_erro
 {
     if (!grow((void **)&e->admitted, &e->cap_admitted, e->n_admitted + 1, sizeof *e->admitted))
         return oom(err);
+    keel_update_request *r = &e->admitted[e->n_admitted];
     int rc = keel_update_request_from_pb(
-        ev->workflow_execution_update_admitted_event_attributes->request,
-        &e->admitted[e->n_admitted], err);
-    if (rc == KEEL_OK)
-        e->n_admitted++;
-    return rc;
+        ev->workflow_execution_update_admitted_event_attributes->request, r, err);
+    if (rc != KEEL_OK)
+        return rc;
+    /* If no task has handled it by the time the current one runs, that task handles it, as if
+     * the request had come as a message sequenced at this event. */
+    r->sequencing_event_id = ev->event_id;
+    free(r->message_id);
+    if ((r->message_id = keel_update_message_id(r->update_id, "request")) == NULL) {
+        keel_update_request_dispose(r);
+        return oom(err);
+    }
+    e->n_admitted++;
+    return KEEL_OK;
 }
 
 static delivery *new_delivery(keel_engine *e, keel_error *err)
@@ -2194,6 +2220,10 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     if (e->in_command_events &&
         ev->event_type == TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_ACTIVITY_TASK_CANCELED)
         return defer_cancel(e, ev, err);
+    if (ev->event_type ==
+        TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED)
+        return KEEL_OK; /* older servers recorded rejections among the commands' events; the
+                           run was not changed by them */
     int rc = settle(e, err);
     if (rc != KEEL_OK)
         return rc;
@@ -2211,6 +2241,7 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         if (e->answered_started_id != 0 && started == e->answered_started_id) {
             /* The task this engine answered live: its commands follow now. */
             e->answered_started_id = 0;
+            e->last_completed_id = ev->event_id;
             e->in_command_events = true;
             return KEEL_OK;
         }
@@ -2220,6 +2251,7 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                                   "the one that started",
                                   (long long)ev->event_id, (long long)started);
         /* Replayed: it runs once its command events are in (see settle()). */
+        e->last_completed_id = ev->event_id;
         e->pending_started_id = 0;
         e->activation_pending = true;
         e->activation_ms = e->pending_started_ms;
@@ -2260,8 +2292,6 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         return on_signal_outcome(e, ev, err);
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED:
         return on_update_admitted(e, ev, err);
-    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED:
-        return KEEL_OK; /* older servers recorded rejections: nothing happened in the run */
     default:
         if (ev->worker_may_ignore)
             return KEEL_OK;
@@ -2299,9 +2329,22 @@ int keel_engine_finish(keel_engine *e, keel_error *err)
         free_commands(e);
         return KEEL_OK;
     }
-    /* Updates the task brought go last, after the news in its events, as they arrived. */
+    /* Updates admitted durably since the last completed task (after a reset, say) and those
+     * the task brought go last, after the news in its events; an update id is handled once. */
+    for (size_t i = 0; rc == KEEL_OK && i < e->n_admitted;) {
+        keel_update_request *r = &e->admitted[i];
+        if (r->sequencing_event_id > e->last_completed_id && !update_known(e, r->update_id) &&
+            !update_queued(e, r->update_id)) {
+            keel_update_request taken = *r;
+            e->admitted[i] = e->admitted[--e->n_admitted];
+            rc = deliver_update(e, UPDATE_NEW, &taken, err);
+        } else {
+            i++;
+        }
+    }
     for (size_t i = 0; rc == KEEL_OK && i < e->n_incoming; i++)
-        if (!update_known(e, e->incoming[i].update_id))
+        if (!update_known(e, e->incoming[i].update_id) &&
+            !update_queued(e, e->incoming[i].update_id))
             rc = deliver_update(e, UPDATE_NEW, &e->incoming[i], err);
     free_requests(e->incoming, &e->n_incoming);
     if (rc == KEEL_OK)
@@ -2328,6 +2371,8 @@ int keel_engine_take_messages(keel_engine *e, keel_pb_message *const *msgs, size
         if (!grow((void **)&e->incoming, &e->cap_incoming, e->n_incoming + 1, sizeof *e->incoming))
             return oom(err);
         int rc = keel_update_request_read(msgs[i], &e->incoming[e->n_incoming], err);
+        if (rc == KEEL_EUNIMPLEMENTED)
+            continue; /* another protocol's message: not for keel */
         if (rc != KEEL_OK)
             return rc;
         e->n_incoming++;

@@ -3,6 +3,7 @@
  */
 #include "worker/protocol.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ void keel_update_request_dispose(keel_update_request *r)
     free(r->name);
     free(r->args_json);
     free(r->raw);
+    free(r->problem);
     memset(r, 0, sizeof *r);
 }
 
@@ -89,11 +91,21 @@ int keel_update_request_read(const keel_pb_message *m, keel_update_request *out,
                               type);
     keel_pb_update_request *r =
         temporal__api__update__v1__request__unpack(NULL, m->body->value.len, m->body->value.data);
-    if (r == NULL)
-        return keel_error_set(err, KEEL_EINVAL,
-                              "protocol message '%s': its update request does not decode", id);
-    int rc = take(r, out, err);
-    FREE_PB(r);
+    int rc = r ? take(r, out, err)
+               : keel_error_set(err, KEEL_EINVAL,
+                                "protocol message '%s': its update request does not decode", id);
+    if (r)
+        FREE_PB(r);
+    if (rc == KEEL_EINVAL && m->protocol_instance_id && m->protocol_instance_id[0]) {
+        /* Unusable, but it names its update: keep what is needed to reject it. */
+        keel_update_request_dispose(out);
+        if ((out->update_id = strdup(m->protocol_instance_id)) == NULL ||
+            (out->name = strdup("")) == NULL || (out->args_json = strdup("null")) == NULL ||
+            (out->problem = strdup(err ? err->message : "malformed update request")) == NULL)
+            rc = oom(err);
+        else
+            rc = KEEL_OK;
+    }
     if (rc == KEEL_OK && (out->message_id = strdup(id)) == NULL)
         rc = oom(err);
     if (rc == KEEL_OK &&
@@ -137,20 +149,32 @@ static keel_pb_message *new_message(const char *update_id, const char *suffix,
     return m;
 }
 
-static keel_pb_update_request *unpack_request(const keel_update_request *r, keel_error *err)
+/* The request to echo back; NULL with *failed false when there is none to echo (an unusable
+ * one). */
+static keel_pb_update_request *unpack_request(const keel_update_request *r, bool *failed,
+                                              keel_error *err)
 {
+    *failed = false;
+    if (r->raw == NULL)
+        return NULL;
     keel_pb_update_request *req =
         temporal__api__update__v1__request__unpack(NULL, r->raw_len, r->raw);
-    if (req == NULL)
+    if (req == NULL) {
+        *failed = true;
         oom(err);
+    }
     return req;
 }
 
 keel_pb_message *keel_update_accept(const keel_update_request *r, keel_error *err)
 {
     Temporal__Api__Update__V1__Acceptance a = TEMPORAL__API__UPDATE__V1__ACCEPTANCE__INIT;
-    if ((a.accepted_request = unpack_request(r, err)) == NULL)
+    bool failed;
+    if ((a.accepted_request = unpack_request(r, &failed, err)) == NULL) {
+        if (!failed)
+            keel_error_set(err, KEEL_EINVAL, "update %s has no request to accept", r->update_id);
         return NULL;
+    }
     a.accepted_request_message_id = r->message_id;
     a.accepted_request_sequencing_event_id = r->sequencing_event_id;
     keel_pb_message *m =
@@ -163,7 +187,9 @@ keel_pb_message *keel_update_reject(const keel_update_request *r, const char *re
                                     keel_error *err)
 {
     Temporal__Api__Update__V1__Rejection j = TEMPORAL__API__UPDATE__V1__REJECTION__INIT;
-    if ((j.rejected_request = unpack_request(r, err)) == NULL)
+    bool failed;
+    j.rejected_request = unpack_request(r, &failed, err);
+    if (failed)
         return NULL;
     j.rejected_request_message_id = r->message_id;
     j.rejected_request_sequencing_event_id = r->sequencing_event_id;
@@ -171,7 +197,8 @@ keel_pb_message *keel_update_reject(const keel_update_request *r, const char *re
     keel_pb_message *m = j.failure ? new_message(r->update_id, "reject",
                                                  "temporal.api.update.v1.Rejection", &j.base, err)
                                    : NULL;
-    FREE_PB(j.rejected_request);
+    if (j.rejected_request)
+        FREE_PB(j.rejected_request);
     if (j.failure)
         FREE_PB(j.failure);
     return m;

@@ -31,12 +31,14 @@ typedef struct keel_update_request {
     int64_t sequencing_event_id; /* handle it after the events up to this one */
     uint8_t *raw;                /* the packed update.v1.Request, echoed back when answering */
     size_t raw_len;
+    char *problem; /* why the request is unusable (it is rejected with this), or NULL */
 } keel_update_request;
 
 /*
  * Read an update request from a task's message. KEEL_EUNIMPLEMENTED when the message is some
- * other protocol's, KEEL_EINVAL when it is malformed; the error names what was wrong. On success
- * the caller disposes *out.
+ * other protocol's. A malformed request that still names its update (the message's protocol
+ * instance id) is KEEL_OK with out->problem saying what is wrong, so that it can be rejected
+ * and its client told why; one that names no update is KEEL_EINVAL. The caller disposes *out.
  */
 int keel_update_request_read(const keel_pb_message *m, keel_update_request *out, keel_error *err);
 

@@ -763,11 +763,11 @@ void keel_worker_stop(keel_worker *w)
     for (int64_t waited = 0;
          atomic_load(&w->pool.busy) > 0 && (w->grace_ms < 0 || waited < w->grace_ms); waited += 20)
         sleep_ms(20);
-    if (atomic_load(&w->pool.busy) > 0) {
+    if (atomic_load(&w->pool.busy) > 0)
         keel_log(KEEL_LOG_WARN, "worker", "shutdown grace over: handing running activities back",
                  NULL);
-        atomic_store(&w->pool.abandon, true);
-    }
+    /* Also for a task whose poll returned just now and has not started running yet. */
+    atomic_store(&w->pool.abandon, true);
     for (size_t i = 0; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
     atomic_store(&w->pool.abandon, false);

@@ -890,39 +890,31 @@ static keel_pb_message *message(const char *id, const char *type_url, const void
     return m;
 }
 
-START_TEST(update_messages_that_are_not_usable_are_errors)
+START_TEST(update_messages_that_are_not_usable_are_rejected)
 {
     history h = {0};
     started(&h, "{}");
     task(&h, false);
     keel_error err;
-    int rc;
     keel_engine *e;
     ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", &err), KEEL_OK);
     ck_assert_int_eq(keel_engine_feed(e, h.ev, h.n, &err), KEEL_OK);
 
+    /* Another protocol's message is not for keel: passed over. */
     keel_pb_message *other =
         message("m1", "type.googleapis.com/temporal.api.other.v1.Thing", "", 0);
-    rc = keel_engine_take_messages(e, &other, 1, &err);
-    ck_assert_int_eq(rc, KEEL_EUNIMPLEMENTED);
-    ck_assert_ptr_nonnull(strstr(err.message, "temporal.api.other.v1.Thing"));
-
+    ck_assert_int_eq(keel_engine_take_messages(e, &other, 1, &err), KEEL_OK);
+    /* Requests that do not decode, or lack an update id, are rejected naming the problem. */
     keel_pb_message *garbage =
         message("m2", "type.googleapis.com/temporal.api.update.v1.Request", "\xff\xff\xff", 3);
-    rc = keel_engine_take_messages(e, &garbage, 1, &err);
-    ck_assert_int_eq(rc, KEEL_EINVAL);
-    ck_assert_ptr_nonnull(strstr(err.message, "does not decode"));
-
-    /* A well-formed request without an update id is refused too. */
+    ck_assert_int_eq(keel_engine_take_messages(e, &garbage, 1, &err), KEEL_OK);
     Temporal__Api__Update__V1__Request req = TEMPORAL__API__UPDATE__V1__REQUEST__INIT;
     uint8_t buf[64];
     size_t len = protobuf_c_message_pack(&req.base, buf);
     keel_pb_message *anon =
         message("m3", "type.googleapis.com/temporal.api.update.v1.Request", buf, len);
-    ck_assert_int_eq(keel_engine_take_messages(e, &anon, 1, &err), KEEL_EINVAL);
-    ck_assert_ptr_nonnull(strstr(err.message, "without an update id"));
-
-    /* Order declares no updates: a proper request is rejected, with no command. */
+    ck_assert_int_eq(keel_engine_take_messages(e, &anon, 1, &err), KEEL_OK);
+    /* Order declares no updates: a proper request is rejected too. */
     Temporal__Api__Update__V1__Meta meta = TEMPORAL__API__UPDATE__V1__META__INIT;
     Temporal__Api__Update__V1__Input input = TEMPORAL__API__UPDATE__V1__INPUT__INIT;
     meta.update_id = "u-1";
@@ -934,20 +926,38 @@ START_TEST(update_messages_that_are_not_usable_are_errors)
         message("u-1/request", "type.googleapis.com/temporal.api.update.v1.Request", buf, len);
     ck_assert_int_eq(keel_engine_take_messages(e, &good, 1, &err), KEEL_OK);
     ck_assert_int_eq(keel_engine_finish(e, &err), KEEL_OK);
+
     keel_pb_message *const *out;
-    ck_assert_uint_eq(keel_engine_messages(e, &out), 1);
-    ck_assert_str_eq(out[0]->id, "u-1/reject");
-    ck_assert_ptr_nonnull(strstr(out[0]->body->type_url, "Rejection"));
+    ck_assert_uint_eq(keel_engine_messages(e, &out), 3);
+    const char *ids[] = {"m2/reject", "m3/reject", "u-1/reject"};
+    const char *why[] = {"does not decode", "without an update id", "takes no update"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_str_eq(out[i]->id, ids[i]);
+        ck_assert_ptr_nonnull(strstr(out[i]->body->type_url, "Rejection"));
+        Temporal__Api__Update__V1__Rejection *r = temporal__api__update__v1__rejection__unpack(
+            NULL, out[i]->body->value.len, out[i]->body->value.data);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_msg(strstr(r->failure->message, why[i]) != NULL, "%s", r->failure->message);
+        FREE_PB(r);
+    }
     keel_pb_command *const *cmds;
     size_t n = keel_engine_commands(e, &cmds);
     for (size_t i = 0; i < n; i++)
         ck_assert_int_ne(cmds[i]->command_type,
                          TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_PROTOCOL_MESSAGE);
+    keel_engine_free(e);
+
+    /* One that does not even name its update cannot be answered: an error. */
+    ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", &err), KEEL_OK);
+    free(garbage->protocol_instance_id);
+    garbage->protocol_instance_id = strdup("");
+    ck_assert_int_eq(keel_engine_take_messages(e, &garbage, 1, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "does not decode"));
+    keel_engine_free(e);
     FREE_PB(other);
     FREE_PB(garbage);
     FREE_PB(anon);
     FREE_PB(good);
-    keel_engine_free(e);
     free_history(&h);
 }
 END_TEST
@@ -1047,7 +1057,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, get_version_limits_and_removal);
     tcase_add_test(tc, a_cancel_the_server_grants_at_once_replays);
     tcase_add_test(tc, events_without_their_attributes_are_errors);
-    tcase_add_test(tc, update_messages_that_are_not_usable_are_errors);
+    tcase_add_test(tc, update_messages_that_are_not_usable_are_rejected);
     tcase_add_test(tc, side_effects_run_once_and_replay_their_value);
     suite_add_tcase(s, tc);
     return s;
