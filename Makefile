@@ -23,7 +23,7 @@ CC ?= gcc
 PKGS := grpc libprotobuf-c libcjson
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 TEST_LIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 # -std=c11, not gnu11: GNU mode predefines `linux`, which the Temporal API uses as a field name.

@@ -11,6 +11,7 @@
 #include "keel/options.h"
 #include "keel/replayer.h"
 #include "keel/schedule.h"
+#include "keel/schema.h"
 #include "keel/version.h"
 #include "keel/worker.h"
 #include "keel/workflow.h"

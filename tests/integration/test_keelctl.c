@@ -237,6 +237,39 @@ START_TEST(workflow_usage_errors)
 }
 END_TEST
 
+/* Offline schema validation: exit 0 valid, 1 invalid (one line per error), 2 unusable input. */
+START_TEST(schema_validate_reports_each_error)
+{
+    output o;
+    char schema[] = "/tmp/keelctl-schema-XXXXXX", good[] = "/tmp/keelctl-good-XXXXXX",
+         bad[] = "/tmp/keelctl-bad-XXXXXX", args[512];
+    const char *texts[] = {"{\"type\":\"object\",\"properties\":{\"qty\":{\"type\":"
+                           "\"integer\",\"minimum\":1}},\"required\":[\"qty\"],"
+                           "\"additionalProperties\":false}",
+                           "{\"qty\":3}", "{\"qty\":0,\"x\":1}"};
+    char *paths[] = {schema, good, bad};
+    for (int i = 0; i < 3; i++) {
+        int fd = mkstemp(paths[i]);
+        ck_assert_int_eq(write(fd, texts[i], strlen(texts[i])), (ssize_t)strlen(texts[i]));
+        close(fd);
+    }
+    snprintf(args, sizeof args, "schema validate --schema %s --instance %s", schema, good);
+    ck_assert_msg(keelctl(args, &o) == 0, "%s", o.err);
+    snprintf(args, sizeof args, "schema validate --schema %s --instance %s", schema, bad);
+    ck_assert_int_eq(keelctl(args, &o), 1);
+    ck_assert_msg(strstr(o.out, "/qty: 0 is less than the minimum 1") != NULL, "%s", o.out);
+    ck_assert_msg(strstr(o.out, "/x: property 'x' is not allowed") != NULL, "%s", o.out);
+    /* The schema as an instance of itself is fine; an instance file that is not JSON is not. */
+    snprintf(args, sizeof args, "schema validate --schema %s --instance /nonexistent.json", schema);
+    ck_assert_int_eq(keelctl(args, &o), 2);
+    snprintf(args, sizeof args, "schema validate --schema %s --instance %s", bad, good);
+    ck_assert_int_eq(keelctl(args, &o), 0); /* unknown keywords are ignored */
+    ck_assert_int_eq(keelctl("schema validate", &o), 2);
+    for (int i = 0; i < 3; i++)
+        unlink(paths[i]);
+}
+END_TEST
+
 /* Offline replay: no server involved; recorded histories of keel's workflows. */
 START_TEST(replay_checks_a_history_against_the_code)
 {
@@ -302,6 +335,7 @@ Suite *keelctl_suite(void)
     tcase_add_test(tc, workflow_commands_round_trip);
     tcase_add_test(tc, workflow_usage_errors);
     tcase_add_test(tc, replay_checks_a_history_against_the_code);
+    tcase_add_test(tc, schema_validate_reports_each_error);
     tcase_add_test(tc, schedule_commands);
     suite_add_tcase(s, tc);
     return s;

@@ -12,14 +12,24 @@ Suite *engine_suite(void);
 Suite *protojson_suite(void);
 Suite *cache_suite(void);
 Suite *replay_suite(void);
+Suite *schema_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
     static const keel_test_suite suites[] = {
-        {"error", error_suite},         {"options", options_suite}, {"duration", duration_suite},
-        {"transport", transport_suite}, {"proto", proto_suite},     {"client", client_suite},
-        {"payload", payload_suite},     {"engine", engine_suite},   {"protojson", protojson_suite},
-        {"cache", cache_suite},         {"replay", replay_suite},   {NULL, NULL},
+        {"error", error_suite},
+        {"options", options_suite},
+        {"duration", duration_suite},
+        {"transport", transport_suite},
+        {"proto", proto_suite},
+        {"client", client_suite},
+        {"payload", payload_suite},
+        {"engine", engine_suite},
+        {"protojson", protojson_suite},
+        {"cache", cache_suite},
+        {"replay", replay_suite},
+        {"schema", schema_suite},
+        {NULL, NULL},
     };
     return suites;
 }

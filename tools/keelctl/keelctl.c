@@ -65,6 +65,9 @@ static const char usage[] =
     "  replay --history FILE --workflow TYPE\n"
     "                                   replay a recorded history (JSON or binary) through\n"
     "                                   keel's code for TYPE, offline: exit 1 when it differs\n"
+    "  schema validate --schema FILE --instance FILE\n"
+    "                                   check a JSON document against a JSON Schema, offline:\n"
+    "                                   exit 1 when invalid, printing \"POINTER: reason\" lines\n"
     "\n"
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
@@ -126,6 +129,8 @@ static const char **option_slot(cli *c, const char *name)
         {"history", offsetof(cli, history)},
         {"workflow", offsetof(cli, workflow_type)},
         {"activity-id", offsetof(cli, activity_id)},
+        {"schema", offsetof(cli, schema)},
+        {"instance", offsetof(cli, instance)},
     };
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(name, valued[i].name) == 0)
@@ -611,6 +616,8 @@ int main(int argc, char **argv)
         return usage_error("%s", "no command given");
     if (strcmp(c.args[0], "replay") == 0)
         return finish(keelctl_replay(&c));
+    if (strcmp(c.args[0], "schema") == 0)
+        return finish(keelctl_schema(&c));
     const struct command *cmd = find_command(&c);
     if (cmd == NULL)
         return EXIT_USAGE;

@@ -22,6 +22,7 @@ typedef struct cli {
     const char *workflow_id, *run_id, *task_queue, *input, *request_id, *signal_input;
     const char *every, *overlap, *note, *base_workflow_id, *update_id;
     const char *history, *workflow_type, *activity_id;
+    const char *schema, *instance;
     bool non_retryable;
     const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
     const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit, *output;
@@ -62,6 +63,7 @@ int keelctl_activity_fail(keel_client *client, const cli *c);
 
 /* Offline: no client. */
 int keelctl_replay(const cli *c);
+int keelctl_schema(const cli *c);
 int keelctl_workflow_signal_with_start(keel_client *client, const cli *c);
 
 /* The schedule commands (schedule.c). */
