@@ -849,6 +849,16 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* How long the next long poll may wait: RESULT_POLL_MS, less if the caller's deadline (0: none)
+ * comes sooner; 0 once the deadline has passed. */
+static int64_t poll_wait(int64_t deadline)
+{
+    if (deadline == 0)
+        return RESULT_POLL_MS;
+    int64_t left = deadline - mono_ms();
+    return left <= 0 ? 0 : left < RESULT_POLL_MS ? left : RESULT_POLL_MS;
+}
+
 /* One long poll for the close event of (workflow_id, *run). Returns KEEL_OK with *event set (the
  * caller frees *resp) or with *event NULL when the poll ended without one (poll again). */
 static int
@@ -905,16 +915,11 @@ int keel_client_workflow_result(keel_client *client, const char *workflow_id, co
     size_t token_len = 0;
     int rc = run ? KEEL_OK : oom(err);
     for (int runs = 0; rc == KEEL_OK;) {
-        int64_t wait = RESULT_POLL_MS;
-        if (deadline) {
-            int64_t left = deadline - mono_ms();
-            if (left <= 0) {
-                rc = keel_error_set(err, KEEL_ETIMEOUT, "workflow %s did not close within %lld ms",
-                                    workflow_id, (long long)timeout_ms);
-                break;
-            }
-            if (left < wait)
-                wait = left;
+        int64_t wait = poll_wait(deadline);
+        if (wait == 0) {
+            rc = keel_error_set(err, KEEL_ETIMEOUT, "workflow %s did not close within %lld ms",
+                                workflow_id, (long long)timeout_ms);
+            break;
         }
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *resp = NULL;
         rc = poll_close(t, workflow_id, run, (ProtobufCBinaryData){token_len, token}, wait, &resp,
@@ -1090,17 +1095,12 @@ int keel_client_workflow_update(keel_client *client, const char *workflow_id, co
      * it got); the same update id makes a repeated call safe. */
     Temporal__Api__Workflowservice__V1__UpdateWorkflowExecutionResponse *resp = NULL;
     do {
-        keel_call_options co = {.retry = true, .namespace = ns, .timeout_ms = RESULT_POLL_MS};
-        if (deadline) {
-            int64_t left = deadline - mono_ms();
-            if (left <= 0) {
-                rc = keel_error_set(err, KEEL_ETIMEOUT,
-                                    "update %s of workflow %s was not answered within %lld ms",
-                                    update_id, workflow_id, (long long)timeout_ms);
-                break;
-            }
-            if (left < co.timeout_ms)
-                co.timeout_ms = left;
+        keel_call_options co = {.retry = true, .namespace = ns, .timeout_ms = poll_wait(deadline)};
+        if (co.timeout_ms == 0) {
+            rc = keel_error_set(err, KEEL_ETIMEOUT,
+                                "update %s of workflow %s was not answered within %lld ms",
+                                update_id, workflow_id, (long long)timeout_ms);
+            break;
         }
         rc = keel_transport_call(
             t, WF("UpdateWorkflowExecution"), (ProtobufCMessage *)&req,
@@ -1130,17 +1130,12 @@ int keel_client_workflow_update(keel_client *client, const char *workflow_id, co
         return KEEL_EPROTOCOL;
     }
     for (;;) {
-        int64_t wait_ms = RESULT_POLL_MS;
-        if (deadline) {
-            int64_t left = deadline - mono_ms();
-            if (left <= 0) {
-                rc = keel_error_set(err, KEEL_ETIMEOUT,
-                                    "update %s of workflow %s was not answered within %lld ms",
-                                    update_id, workflow_id, (long long)timeout_ms);
-                break;
-            }
-            if (left < wait_ms)
-                wait_ms = left;
+        int64_t wait_ms = poll_wait(deadline);
+        if (wait_ms == 0) {
+            rc = keel_error_set(err, KEEL_ETIMEOUT,
+                                "update %s of workflow %s was not answered within %lld ms",
+                                update_id, workflow_id, (long long)timeout_ms);
+            break;
         }
         Temporal__Api__Workflowservice__V1__PollWorkflowExecutionUpdateResponse *p = NULL;
         rc = poll_update(t, ref, wait_ms, &p, err);

@@ -958,17 +958,13 @@ static int deliver_update(keel_engine *e, update_kind kind, keel_update_request 
     return KEEL_OK;
 }
 
-static bool update_known(const keel_engine *e, const char *update_id)
+/* Whether this update is already in hand: accepted earlier, or queued for the activation about
+ * to run. */
+static bool update_seen(const keel_engine *e, const char *update_id)
 {
     for (size_t i = 0; i < e->updates.n; i++)
         if (same(e->updates.v[i].id, update_id))
             return true;
-    return false;
-}
-
-/* Whether the activation about to run already has a delivery for this update. */
-static bool update_queued(const keel_engine *e, const char *update_id)
-{
     for (size_t i = 0; i < e->n_deliveries; i++)
         if (e->deliveries[i].update != NOT_UPDATE &&
             same(e->deliveries[i].req.update_id, update_id))
@@ -1165,7 +1161,10 @@ detail(const char *key, const char *json, keel_error *err)
     return d;
 }
 
-static int record_version_marker(keel_engine *e, const char *change_id, int version)
+/* Record a marker `name` with two details (one JSON value each) as a command of `kind`, keyed
+ * by `key` for matching its event. A detail that is not JSON is KEEL_EINVAL, saying which. */
+static int record_marker(keel_engine *e, cmd_kind kind, const char *name, const char *const keys[2],
+                         const char *const values[2], const char *key, const char *what)
 {
     Temporal__Api__Command__V1__RecordMarkerCommandAttributes *a = NULL;
     keel_pb_command *pb;
@@ -1173,34 +1172,43 @@ static int record_version_marker(keel_engine *e, const char *change_id, int vers
                 TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_RECORD_MARKER_COMMAND_ATTRIBUTES,
                 record_marker_command_attributes,
                 temporal__api__command__v1__record_marker_command_attributes__init);
-    if (pb == NULL) {
-        engine_error(e, "out of memory recording version %d of %s", version, change_id);
-        return KEEL_ENOMEM;
-    }
     keel_error err;
+    keel_error_set(&err, KEEL_ENOMEM, "out of memory");
+    bool ok = pb != NULL && (a->marker_name = strdup(name)) != NULL &&
+              (a->details = calloc(2, sizeof *a->details)) != NULL;
+    for (size_t i = 0; ok && i < 2; i++)
+        if ((ok = (a->details[i] = detail(keys[i], values[i], &err)) != NULL))
+            a->n_details++;
+    if (!ok) {
+        if (pb)
+            FREE_PB(pb);
+        engine_error(e, "cannot record %s: %s", what, err.message);
+        return err.code;
+    }
+    command *c = push_command(e, kind, 0, pb);
+    if (c == NULL)
+        return KEEL_ENOMEM;
+    snprintf(c->key, sizeof c->key, "%s", key);
+    snprintf(c->what, sizeof c->what, "%s", what);
+    return KEEL_OK;
+}
+
+static int record_version_marker(keel_engine *e, const char *change_id, int version)
+{
     cJSON *id = cJSON_CreateString(change_id);
     char *id_json = id ? cJSON_PrintUnformatted(id) : NULL;
     cJSON_Delete(id);
-    char v[32];
-    snprintf(v, sizeof v, "%d", version);
-    bool ok = (a->marker_name = strdup(VERSION_MARKER)) != NULL && id_json != NULL &&
-              (a->details = calloc(2, sizeof *a->details)) != NULL;
-    if (ok && (a->details[0] = detail("change-id", id_json, &err)) != NULL)
-        a->n_details = 1;
-    if (ok && a->n_details == 1 && (a->details[1] = detail("version", v, &err)) != NULL)
-        a->n_details = 2;
-    free(id_json);
-    if (a->n_details != 2) {
-        FREE_PB(pb);
+    if (id_json == NULL) {
         engine_error(e, "out of memory recording version %d of %s", version, change_id);
         return KEEL_ENOMEM;
     }
-    command *c = push_command(e, CMD_VERSION_MARKER, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->key, sizeof c->key, "%s", change_id);
-    snprintf(c->what, sizeof c->what, "RecordMarker (Version %s = %d)", change_id, version);
-    return KEEL_OK;
+    char v[32], what[sizeof((command *)0)->what];
+    snprintf(v, sizeof v, "%d", version);
+    snprintf(what, sizeof what, "RecordMarker (Version %s = %d)", change_id, version);
+    const char *const keys[] = {"change-id", "version"}, *const values[] = {id_json, v};
+    int rc = record_marker(e, CMD_VERSION_MARKER, VERSION_MARKER, keys, values, change_id, what);
+    free(id_json);
+    return rc;
 }
 
 int keel_workflow_get_version(keel_workflow_ctx *ctx, const char *change_id, int min_supported,
@@ -1275,32 +1283,10 @@ static const char *recorded_side_effect(keel_engine *e, const char *id)
 
 static int record_side_effect(keel_engine *e, const char *id, const char *json)
 {
-    Temporal__Api__Command__V1__RecordMarkerCommandAttributes *a = NULL;
-    keel_pb_command *pb;
-    NEW_COMMAND(pb, a, TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_RECORD_MARKER,
-                TEMPORAL__API__COMMAND__V1__COMMAND__ATTRIBUTES_RECORD_MARKER_COMMAND_ATTRIBUTES,
-                record_marker_command_attributes,
-                temporal__api__command__v1__record_marker_command_attributes__init);
-    keel_error err;
-    bool ok = pb != NULL && (a->marker_name = strdup(SIDE_EFFECT_MARKER)) != NULL &&
-              (a->details = calloc(2, sizeof *a->details)) != NULL &&
-              (a->details[0] = detail("side-effect-id", id, &err)) != NULL;
-    if (ok)
-        a->n_details = 1;
-    if (ok && (a->details[1] = detail("data", json, &err)) != NULL)
-        a->n_details = 2;
-    if (pb == NULL || a->n_details != 2) {
-        if (pb)
-            FREE_PB(pb);
-        engine_error(e, "cannot record side effect %s: %s", id, ok ? err.message : "out of memory");
-        return KEEL_EINVAL;
-    }
-    command *c = push_command(e, CMD_SIDE_EFFECT, 0, pb);
-    if (c == NULL)
-        return KEEL_ENOMEM;
-    snprintf(c->key, sizeof c->key, "%s", id);
-    snprintf(c->what, sizeof c->what, "RecordMarker (SideEffect %s)", id);
-    return KEEL_OK;
+    char what[sizeof((command *)0)->what];
+    snprintf(what, sizeof what, "RecordMarker (SideEffect %s)", id);
+    const char *const keys[] = {"side-effect-id", "data"}, *const values[] = {id, json};
+    return record_marker(e, CMD_SIDE_EFFECT, SIDE_EFFECT_MARKER, keys, values, id, what);
 }
 
 int keel_workflow_side_effect(keel_workflow_ctx *ctx, keel_side_effect_fn fn, void *arg,
@@ -2333,8 +2319,7 @@ int keel_engine_finish(keel_engine *e, keel_error *err)
      * the task brought go last, after the news in its events; an update id is handled once. */
     for (size_t i = 0; rc == KEEL_OK && i < e->n_admitted;) {
         keel_update_request *r = &e->admitted[i];
-        if (r->sequencing_event_id > e->last_completed_id && !update_known(e, r->update_id) &&
-            !update_queued(e, r->update_id)) {
+        if (r->sequencing_event_id > e->last_completed_id && !update_seen(e, r->update_id)) {
             keel_update_request taken = *r;
             e->admitted[i] = e->admitted[--e->n_admitted];
             rc = deliver_update(e, UPDATE_NEW, &taken, err);
@@ -2343,8 +2328,7 @@ int keel_engine_finish(keel_engine *e, keel_error *err)
         }
     }
     for (size_t i = 0; rc == KEEL_OK && i < e->n_incoming; i++)
-        if (!update_known(e, e->incoming[i].update_id) &&
-            !update_queued(e, e->incoming[i].update_id))
+        if (!update_seen(e, e->incoming[i].update_id))
             rc = deliver_update(e, UPDATE_NEW, &e->incoming[i], err);
     free_requests(e->incoming, &e->n_incoming);
     if (rc == KEEL_OK)

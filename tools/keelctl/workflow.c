@@ -53,6 +53,17 @@ static int need_id(const cli *c, const char *command)
     return 0;
 }
 
+/* need_id(), and --name, which `hint` describes ("" for none). */
+static int need_id_and_name(const cli *c, const char *command, const char *hint)
+{
+    int rc = need_id(c, command);
+    if (rc == 0 && c->name == NULL) {
+        fprintf(stderr, "keelctl: workflow %s needs --name%s\n", command, hint);
+        rc = EXIT_USAGE;
+    }
+    return rc;
+}
+
 /* "KEY=JSON" -> key (copied into buf) and the JSON part. */
 static int split_assignment(const char *option, const char *text, char *key, size_t keysz,
                             const char **value)
@@ -230,13 +241,9 @@ int keelctl_workflow_start(keel_client *client, const cli *c)
 
 int keelctl_workflow_signal(keel_client *client, const cli *c)
 {
-    int rc = need_id(c, "signal");
+    int rc = need_id_and_name(c, "signal", "");
     if (rc != 0)
         return rc;
-    if (c->name == NULL) {
-        fprintf(stderr, "keelctl: workflow signal needs --name\n");
-        return EXIT_USAGE;
-    }
     keel_error err;
     if (keel_client_workflow_signal(client, c->workflow_id, c->run_id, c->name, c->input, &err) !=
         KEEL_OK)
@@ -451,13 +458,9 @@ int keelctl_workflow_history(keel_client *client, const cli *c)
 
 int keelctl_workflow_query(keel_client *client, const cli *c)
 {
-    int rc = need_id(c, "query");
+    int rc = need_id_and_name(c, "query", " (try __stack_trace)");
     if (rc != 0)
         return rc;
-    if (c->name == NULL) {
-        fprintf(stderr, "keelctl: workflow query needs --name (try __stack_trace)\n");
-        return EXIT_USAGE;
-    }
     char *result = NULL;
     keel_error err;
     if (keel_client_workflow_query(client, c->workflow_id, c->run_id, c->name, c->input, &result,
@@ -470,13 +473,9 @@ int keelctl_workflow_query(keel_client *client, const cli *c)
 
 int keelctl_workflow_update(keel_client *client, const cli *c)
 {
-    int rc = need_id(c, "update");
+    int rc = need_id_and_name(c, "update", "");
     if (rc != 0)
         return rc;
-    if (c->name == NULL) {
-        fprintf(stderr, "keelctl: workflow update needs --name\n");
-        return EXIT_USAGE;
-    }
     int64_t timeout_ms = 0;
     if (c->wait_timeout && (rc = duration_option("--wait-timeout", c->wait_timeout, &timeout_ms)))
         return rc;
@@ -512,13 +511,9 @@ int keelctl_workflow_update(keel_client *client, const cli *c)
 
 int keelctl_workflow_signal_with_start(keel_client *client, const cli *c)
 {
-    int rc = need_id(c, "signal-with-start");
+    int rc = need_id_and_name(c, "signal-with-start", " (the signal)");
     if (rc != 0)
         return rc;
-    if (c->name == NULL) {
-        fprintf(stderr, "keelctl: workflow signal-with-start needs --name (the signal)\n");
-        return EXIT_USAGE;
-    }
     start_args a;
     memset(&a, 0, sizeof a);
     if ((rc = start_options(client, c, &a)) != 0)
