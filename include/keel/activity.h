@@ -82,6 +82,9 @@ int32_t keel_activity_attempt(const keel_activity_ctx *ctx);
 const char *keel_activity_id(const keel_activity_ctx *ctx);
 const char *keel_activity_type_name(const keel_activity_ctx *ctx);
 const char *keel_activity_workflow_id(const keel_activity_ctx *ctx);
+const char *keel_activity_run_id(const keel_activity_ctx *ctx);
+const char *keel_activity_workflow_type(const keel_activity_ctx *ctx); /* e.g. "keel.Approval" */
+const char *keel_activity_namespace(const keel_activity_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,38 @@ struct keel_activity_ctx {
     bool failed;
 };
 
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+    size_t n = s[0] < 0x80                    ? 1
+               : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    /* overlong three- and four-byte forms, surrogates, and code points past U+10FFFF */
+    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* Failure texts are proto3 strings, which the server refuses unless they are UTF-8: replace each
+ * byte that does not start a valid sequence (a cut character, a peer's Latin-1) by '?'. */
+static void scrub_utf8(char *text)
+{
+    unsigned char *s = (unsigned char *)text;
+    while (*s) {
+        size_t n = utf8_sequence(s);
+        if (n == 0)
+            *s++ = '?';
+        else
+            s += n;
+    }
+}
+
 int keel_activity_fail_with(keel_activity_ctx *ctx, const keel_activity_failure *f)
 {
     static const keel_activity_failure none = {.message = "keel_activity_fail_with without a "
@@ -49,6 +81,8 @@ int keel_activity_fail_with(keel_activity_ctx *ctx, const keel_activity_failure 
     f = f ? f : &none;
     snprintf(ctx->fail_type, sizeof ctx->fail_type, "%s", f->type ? f->type : "");
     snprintf(ctx->fail_message, sizeof ctx->fail_message, "%s", f->message ? f->message : "");
+    scrub_utf8(ctx->fail_type);
+    scrub_utf8(ctx->fail_message);
     ctx->non_retryable = f->non_retryable;
     free(ctx->fail_details);
     ctx->fail_details = f->details_json ? strdup(f->details_json) : NULL;
@@ -106,6 +140,25 @@ const char *keel_activity_workflow_id(const keel_activity_ctx *ctx)
     return ctx->task->workflow_execution && ctx->task->workflow_execution->workflow_id
                ? ctx->task->workflow_execution->workflow_id
                : "";
+}
+
+const char *keel_activity_run_id(const keel_activity_ctx *ctx)
+{
+    return ctx->task->workflow_execution && ctx->task->workflow_execution->run_id
+               ? ctx->task->workflow_execution->run_id
+               : "";
+}
+
+const char *keel_activity_workflow_type(const keel_activity_ctx *ctx)
+{
+    return ctx->task->workflow_type && ctx->task->workflow_type->name
+               ? ctx->task->workflow_type->name
+               : "";
+}
+
+const char *keel_activity_namespace(const keel_activity_ctx *ctx)
+{
+    return ctx->task->workflow_namespace ? ctx->task->workflow_namespace : "";
 }
 
 static int64_t mono_ms(void)
