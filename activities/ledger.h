@@ -1,0 +1,149 @@
+/*
+ * activities/ledger.h - keel's own PostgreSQL database: the idempotency ledger, the conversation
+ * store and the versioned schema that holds them (and the business data of activities/procurement).
+ *
+ * A keel_ledger is a small pool of libpq connections shared by the activity threads: each call
+ * takes a connection, uses it and gives it back; a broken connection is dropped and the next call
+ * dials a new one. Every function is safe to call from several threads at once.
+ *
+ * Errors: a database that cannot be reached, a connection lost mid-call, or a transaction chosen
+ * as a deadlock or serialization victim is KEEL_EUNAVAILABLE with err->retryable set (the
+ * activity's attempt fails retryably and the server tries again); anything else the database
+ * refuses is KEEL_EINTERNAL with PostgreSQL's message, not retryable.
+ * Passwords in the connection string never appear in an error message.
+ *
+ * JSON (responses, messages, effect results) is stored as text and comes back byte for byte as
+ * it was given, never re-serialised; input that is not valid JSON is KEEL_EINVAL.
+ */
+#ifndef KEEL_ACTIVITIES_LEDGER_H
+#define KEEL_ACTIVITIES_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/error.h"
+
+/* libpq's types, so that this header does not need libpq-fe.h */
+typedef struct pg_conn PGconn;
+typedef struct pg_result PGresult;
+
+typedef struct keel_ledger keel_ledger;
+
+/* A pool over conninfo (a libpq connection string or postgresql:// URL, copied). Dials once to
+ * check that the database answers. max_connections <= 0 means 8. */
+int keel_ledger_open(keel_ledger **out, const char *conninfo, int max_connections, keel_error *err);
+
+/* Close every connection and free the pool. NULL is allowed. */
+void keel_ledger_close(keel_ledger *ledger);
+
+/*
+ * Apply the schema migrations compiled into keel (activities/migrations/NNN_name.sql, in number
+ * order) that the database has not seen, each in its own transaction, recorded in
+ * keel_schema_migrations with a checksum. Workers starting together serialise on an advisory
+ * lock. A migration already applied whose file has since changed is an error naming it (history
+ * is never rewritten: add a new file instead). *applied (may be NULL) gets how many ran now.
+ * A file runs inside keel's transaction, so it must not contain BEGIN/COMMIT/ROLLBACK, COPY or
+ * CREATE INDEX CONCURRENTLY; an error names the file and the line PostgreSQL points at.
+ */
+int keel_ledger_migrate(keel_ledger *ledger, int *applied, keel_error *err);
+
+/* The demo data set (activities/seed.sql): cost centres, budgets, vendors, catalog, approvers.
+ * Idempotent: rows that exist are left alone. */
+int keel_ledger_seed(keel_ledger *ledger, keel_error *err);
+
+/* Where a model response belongs: one activity of one run. All four strings are required. */
+typedef struct keel_ledger_key {
+    const char *namespace_;
+    const char *workflow_id;
+    const char *run_id;
+    const char *activity_id;
+} keel_ledger_key;
+
+/* "<namespace>/<workflow id>/<run id>/<activity id>": the key as one string, for effect claims,
+ * conversation appends and tools' idempotency keys. New string (caller frees); NULL when out of
+ * memory. Never cut short, whatever the ids' lengths. */
+char *keel_ledger_key_text(const keel_ledger_key *key);
+
+/*
+ * The stored response of an earlier attempt of this activity.
+ * KEEL_OK: *response_json is a new string (caller frees) stored under the same request_hash.
+ * KEEL_ENOTFOUND: nothing stored yet (*response_json NULL).
+ * KEEL_EEXISTS: a response is stored under this key for a different request (the workflow sent
+ * a changed request under the same activity): an error, never a silent reuse.
+ */
+int keel_ledger_response_get(keel_ledger *ledger, const keel_ledger_key *key,
+                             const char *request_hash, char **response_json, keel_error *err);
+
+/*
+ * Record a response. If another attempt stored one first, that one wins: *stored_json (caller
+ * frees; may be NULL to not ask) gets whichever response is in the ledger afterwards, so racing
+ * attempts return the same answer. KEEL_EEXISTS when the stored one has another request_hash.
+ */
+int keel_ledger_response_put(keel_ledger *ledger, const keel_ledger_key *key,
+                             const char *request_hash, const char *model, const char *response_json,
+                             char **stored_json, keel_error *err);
+
+/*
+ * Conversations (claim check): an agent's transcript lives here, and workflows pass its id.
+ * Append messages_json (a JSON array of Chat Completions messages) to conversation_id, once:
+ * a second append with the same append_key (the activity's identity) adds nothing, so a retried
+ * activity does not duplicate its messages. An empty array is allowed and adds nothing.
+ */
+int keel_ledger_conversation_append(keel_ledger *ledger, const char *conversation_id,
+                                    const char *append_key, const char *messages_json,
+                                    keel_error *err);
+
+/* The whole transcript as a new JSON array string (caller frees), oldest first; "[]" for an
+ * unknown id. *count (may be NULL) gets the number of messages. */
+int keel_ledger_conversation_load(keel_ledger *ledger, const char *conversation_id,
+                                  char **messages_json, size_t *count, keel_error *err);
+
+/*
+ * Once-only side effects outside the database (a webhook post). claim() inserts
+ * (key, kind) into keel_effects:
+ * - KEEL_EFFECT_CLAIMED: this caller owns the effect now; perform it, then call effect_done().
+ * - KEEL_EFFECT_DONE: it happened already; *result_json (caller frees) is what done() recorded.
+ * - KEEL_EFFECT_BUSY: another attempt claimed it less than lease_ms ago and has not finished;
+ *   fail retryably and try later. A claim older than lease_ms is taken over (its holder is
+ *   presumed dead), so an effect outside the database is at least once within that window and
+ *   exactly once otherwise.
+ */
+typedef enum keel_effect_state {
+    KEEL_EFFECT_CLAIMED,
+    KEEL_EFFECT_DONE,
+    KEEL_EFFECT_BUSY,
+} keel_effect_state;
+
+/* token (may be NULL; KEEL_EFFECT_TOKEN_MAX bytes) gets this claim's identity when CLAIMED. */
+#define KEEL_EFFECT_TOKEN_MAX 32
+
+int keel_ledger_effect_claim(keel_ledger *ledger, const char *key, const char *kind,
+                             int64_t lease_ms, keel_effect_state *state, char **result_json,
+                             char *token, keel_error *err);
+
+/* Give back a claim whose effect did not happen (the webhook refused it), so that a retry may
+ * try again. Only the claim named by token: one another attempt took over since stays. */
+int keel_ledger_effect_release(keel_ledger *ledger, const char *key, const char *token,
+                               keel_error *err);
+
+/* Record a claimed effect as done with result_json (NULL records JSON null). On an effect that
+ * is done already it keeps the first result and returns KEEL_OK; on a key never claimed it is
+ * KEEL_ENOTFOUND. */
+int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *result_json,
+                            keel_error *err);
+
+/* For tools that run their own SQL: take a connection (KEEL_EUNAVAILABLE when none can be
+ * dialled) and give it back. broken: the connection failed and must be closed, not reused; a
+ * connection given back inside a transaction is closed too. */
+int keel_ledger_acquire(keel_ledger *ledger, PGconn **conn, keel_error *err);
+void keel_ledger_release(keel_ledger *ledger, PGconn *conn, bool broken);
+
+/* Fill err from a failed libpq call on conn (res: its result, may be NULL): KEEL_EUNAVAILABLE
+ * (retryable) when the connection is gone, else KEEL_EINTERNAL with the server's message
+ * prefixed by what (e.g. "insert purchase order"). Returns the code. Sets *broken (may be NULL)
+ * to whether the connection must not be reused (true or false: it is always assigned). */
+int keel_ledger_pq_error(PGconn *conn, const PGresult *res, const char *what, bool *broken,
+                         keel_error *err);
+
+#endif
