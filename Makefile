@@ -20,7 +20,7 @@ SANFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := grpc libprotobuf-c libcjson
+PKGS := grpc libprotobuf-c libcjson libcurl libpq libcrypto
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
@@ -36,6 +36,11 @@ LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 LIB_SRCS := $(filter-out %_main.c,$(wildcard src/*.c src/*/*.c))
 # The business workflows (against include/keel only), linked into the worker, keelctl and tests.
 APP_SRCS := $(wildcard workflows/*.c)
+# The activities (LLM, tools, ledger), and the SQL they carry, compiled in by tools/embed.
+ACT_SRCS := $(wildcard activities/*.c)
+MIGRATIONS := $(sort $(wildcard activities/migrations/*.sql))
+EMBED := $(BUILD)/bin/keel-embed
+EMBEDDED := $(OUT)/embedded/embedded_sql.c
 GEN_SRCS := $(shell find $(PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 INTEGRATION_SRCS := $(wildcard tests/integration/*.c)
@@ -53,6 +58,7 @@ say = echo "  $(1)	$(2)";
 endif
 LIB := $(OUT)/libkeel.a
 APPS := $(OUT)/libkeel-workflows.a
+ACTS := $(OUT)/libkeel-activities.a
 KEELCTL := $(OUT)/bin/keelctl
 WORKER := $(OUT)/bin/keel-worker
 BENCH := $(OUT)/bin/keel-bench
@@ -63,6 +69,7 @@ INTEROP_WORKER := $(OUT)/tests/interop-worker
 DEVSTACK := tools/devstack
 
 .PHONY: help all deps protos binaries test test-unit test-integration test-interop test-asan check \
+        test-model-server \
         run bench \
         worker devstack-up devstack-down devstack-status format format-check \
         determinism-check clean distclean
@@ -85,7 +92,7 @@ deps: ## Install the Debian packages keel needs (no-op when present)
 protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
 
-binaries: $(LIB) $(APPS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
+binaries: $(LIB) $(APPS) $(ACTS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
           $(if $(wildcard tests/interop/*.c),$(INTEROP_WORKER))
 
 $(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
@@ -98,6 +105,25 @@ $(APPS): $(call obj,$(APP_SRCS))
 	@rm -f $@
 	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
 
+$(ACTS): $(call obj,$(ACT_SRCS)) $(OUT)/obj/embedded/embedded_sql.o
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
+
+# Built without sanitizers: it runs at build time only.
+$(EMBED): tools/embed/embed.c
+	@mkdir -p $(@D)
+	$(Q)$(call say,CC,$<)$(CC) -std=c11 $(WARN) -O2 -o $@ $<
+
+$(EMBEDDED): $(EMBED) $(MIGRATIONS) activities/seed.sql
+	@mkdir -p $(@D)
+	$(Q)$(call say,EMBED,$@)$(EMBED) --migrations $(MIGRATIONS) --seed activities/seed.sql > $@.tmp
+	@mv $@.tmp $@
+
+$(OUT)/obj/embedded/embedded_sql.o: $(EMBEDDED)
+	@mkdir -p $(@D)
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -106,11 +132,11 @@ $(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(APPS) $(LIB)
+$(KEELCTL): $(call obj,$(wildcard tools/keelctl/*.c)) $(APPS) $(ACTS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(WORKER): $(call obj,src/worker/keel_worker_main.c) $(APPS) $(LIB)
+$(WORKER): $(call obj,src/worker/keel_worker_main.c) $(APPS) $(ACTS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -122,11 +148,11 @@ $(BENCH): $(call obj,$(wildcard tools/bench/*.c)) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(UNIT): $(call obj,$(UNIT_SRCS) $(TEST_SUPPORT)) $(APPS) $(LIB)
+$(UNIT): $(call obj,$(UNIT_SRCS) $(TEST_SUPPORT)) $(APPS) $(ACTS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
-$(INTEGRATION): $(call obj,$(INTEGRATION_SRCS) $(TEST_SUPPORT)) $(APPS) $(LIB)
+$(INTEGRATION): $(call obj,$(INTEGRATION_SRCS) $(TEST_SUPPORT)) $(APPS) $(ACTS) $(LIB)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
@@ -140,22 +166,33 @@ export LSAN_OPTIONS := suppressions=$(abspath tests/support/lsan.supp):print_sup
 test-unit: all ## Run the unit tests (no server needed)
 	$(UNIT)
 
-# The TLS suite goes through nginx in front of the dev stack (tests/support/tls-proxy).
+# The TLS suite goes through nginx in front of the dev stack (tests/support/tls-proxy); the agent
+# suites call keel's offline model server (tools/model-server), on its own port so that a demo's
+# server can run beside it, with an API key so that the tests can look for it in logs.
 TLS_PROXY_DIR := $(abspath $(BUILD)/run/tls-proxy)
+TEST_MODEL_DIR := $(abspath $(BUILD)/run/test-model-server)
+TEST_MODEL_PORT := 8398
+TEST_MODEL_KEY := sk-keel-test-0123456789abcdef
 
 test-integration: all devstack-up ## Run the integration tests against the dev stack
 	@tests/support/tls-proxy up $(TLS_PROXY_DIR)
+	@KEEL_MODEL_SERVER_PORT=$(TEST_MODEL_PORT) KEEL_MODEL_SERVER_KEY=$(TEST_MODEL_KEY) \
+	  tools/model-server/run up $(TEST_MODEL_DIR)
 	eval "$$($(DEVSTACK) env)" && KEELCTL=$(abspath $(KEELCTL)) \
 	  KEEL_TLS_PROXY_DIR=$(TLS_PROXY_DIR) INTEROP_WORKER=$(abspath $(INTEROP_WORKER)) \
-	  KEEL_WORKER=$(abspath $(WORKER)) \
+	  KEEL_WORKER=$(abspath $(WORKER)) KEEL_MODEL_SERVER_URL=http://127.0.0.1:$(TEST_MODEL_PORT) \
 	  $(INTEGRATION); \
-	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); exit $$rc
+	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); \
+	  tools/model-server/run down $(TEST_MODEL_DIR); exit $$rc
+
+test-model-server: ## Test the offline model server on its own (no build needed)
+	tests/model-server/run-tests
 
 # The official TypeScript and Go clients against a keel worker (tests/interop/run).
 test-interop: all devstack-up ## Official TypeScript and Go clients start and signal runs on keel
 	eval "$$($(DEVSTACK) env)" && tests/interop/run $(abspath $(INTEROP_WORKER))
 
-test: test-unit test-integration test-interop determinism-check ## Build, start the stack, run all tests
+test: test-unit test-model-server test-integration test-interop determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
@@ -187,11 +224,21 @@ bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on
 
 # ---- running ----
 
+# Without OPENAI_BASE_URL the worker's model is keel's offline model server (scripted answers).
+MODEL_DIR := $(abspath $(BUILD)/run/model-server)
+
 run: ## Install deps, build, start the dev stack and run keel-worker (Ctrl-C stops it)
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory devstack-up
-	@eval "$$($(DEVSTACK) env)" && exec $(WORKER)
+	@if [ -z "$${OPENAI_BASE_URL:-}" ]; then tools/model-server/run up $(MODEL_DIR); fi
+	@eval "$$($(DEVSTACK) env)" && \
+	  if [ -z "$${OPENAI_BASE_URL:-}" ]; then \
+	    eval "$$(tools/model-server/run env)"; \
+	    export KEEL_MODEL=$${KEEL_MODEL:-keel-scripted-small}; \
+	    export KEEL_NOTIFY_WEBHOOK_URL=$${KEEL_NOTIFY_WEBHOOK_URL:-$${OPENAI_BASE_URL%/v1}/hooks/procurement}; \
+	    echo "keel: OPENAI_BASE_URL is not set: using keel's offline model server at $$OPENAI_BASE_URL (scripted answers, not a real model)"; \
+	  fi && exec $(WORKER)
 
 worker: all ## Build keel-worker
 	@true

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "activities/agent.h"
 #include "keel/keel.h"
 #include "log/log.h"
 #include "workflows/registry.h"
@@ -87,13 +88,16 @@ static void *second_signal(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: keel-worker [--help | --version]\n"
-            "Runs keel's workflows on a Temporal task queue until SIGINT or SIGTERM.\n"
-            "Settings come from the environment (docs/operations.md): TEMPORAL_ADDRESS,\n"
-            "TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, KEEL_TASK_QUEUE (keel),\n"
-            "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
-            "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info).\n");
+    fprintf(
+        f,
+        "usage: keel-worker [--help | --version]\n"
+        "Runs keel's workflows on a Temporal task queue until SIGINT or SIGTERM.\n"
+        "Settings come from the environment (docs/operations.md): TEMPORAL_ADDRESS,\n"
+        "TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, KEEL_TASK_QUEUE (keel),\n"
+        "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
+        "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info).\n"
+        "With DATABASE_URL it also runs the agent activities (llm.chat, tool.*): OPENAI_BASE_URL,\n"
+        "OPENAI_API_KEY, KEEL_MODEL, KEEL_LLM_TIMEOUT, KEEL_PRICES, KEEL_NOTIFY_WEBHOOK_URL.\n");
 }
 
 static void log_stats(keel_worker *w)
@@ -110,6 +114,35 @@ static void log_stats(keel_worker *w)
     keel_log(KEEL_LOG_INFO, "main", "stopped", "workflow_tasks_completed", v[0],
              "workflow_tasks_failed", v[1], "activities_completed", v[2], "activities_failed", v[3],
              "cache_hits", v[4], "cache_misses", v[5], NULL);
+}
+
+/* The agent activities, when there is a database for them. Their settings are checked and
+ * keel's migrations applied before the worker polls, so a bad setting stops the start. */
+static int start_agent(keel_agent **out)
+{
+    *out = NULL;
+    const char *url = getenv("DATABASE_URL");
+    if (!url || !*url) {
+        keel_log(KEEL_LOG_WARN, "main",
+                 "DATABASE_URL is not set: no agent activities (llm.chat, "
+                 "tool.*) on this worker",
+                 NULL);
+        return 0;
+    }
+    keel_error err;
+    keel_error_clear(&err);
+    int rc = keel_agent_new(out, NULL, &err);
+    if (rc == KEEL_EINVAL)
+        return config_error("agent activities", err.message);
+    if (rc != KEEL_OK) {
+        keel_log(KEEL_LOG_ERROR, "main", "cannot start the agent activities", "error", err.message,
+                 NULL);
+        return EXIT_FAILED;
+    }
+    const keel_llm_config *llm = keel_agent_llm_config(*out);
+    keel_log(KEEL_LOG_INFO, "main", "agent activities ready", "model_endpoint", llm->base_url,
+             "model", llm->model, "api_key", llm->api_key ? "set" : "unset", NULL);
+    return 0;
 }
 
 /* Connect, start, wait for the stop signal, stop. */
@@ -131,6 +164,13 @@ static int serve(const settings *s, sigset_t *stop)
         keel_client_free(client);
         return EXIT_FAILED;
     }
+    keel_agent *agent = NULL;
+    int agent_rc = start_agent(&agent);
+    if (agent_rc != 0) {
+        keel_system_info_dispose(&info);
+        keel_client_free(client);
+        return agent_rc;
+    }
     size_t n_types;
     const keel_workflow_type *const *types = keel_workflow_registry(&n_types);
     keel_worker_options w;
@@ -142,6 +182,8 @@ static int serve(const settings *s, sigset_t *stop)
     w.max_concurrent_activities = s->activities;
     w.max_cached_workflows = s->cached;
     w.shutdown_grace_ms = s->grace_ms;
+    if (agent)
+        w.activities = keel_agent_activities(agent, &w.n_activities);
     keel_worker *worker = NULL;
     int rc = keel_worker_new(&worker, client, &w, &err);
     if (rc == KEEL_OK)
@@ -149,6 +191,7 @@ static int serve(const settings *s, sigset_t *stop)
     if (rc != KEEL_OK) {
         keel_log(KEEL_LOG_ERROR, "main", "cannot start the worker", "error", err.message, NULL);
         keel_worker_free(worker);
+        keel_agent_free(agent);
         keel_system_info_dispose(&info);
         keel_client_free(client);
         return EXIT_FAILED;
@@ -175,6 +218,7 @@ static int serve(const settings *s, sigset_t *stop)
     keel_worker_stop(worker);
     log_stats(worker);
     keel_worker_free(worker);
+    keel_agent_free(agent);
     keel_client_free(client);
     return 0;
 }

@@ -13,6 +13,8 @@ Suite *protojson_suite(void);
 Suite *cache_suite(void);
 Suite *replay_suite(void);
 Suite *schema_suite(void);
+Suite *llm_suite(void);
+Suite *tools_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -29,6 +31,8 @@ const keel_test_suite *keel_test_suites(void)
         {"cache", cache_suite},
         {"replay", replay_suite},
         {"schema", schema_suite},
+        {"llm", llm_suite},
+        {"tools", tools_suite},
         {NULL, NULL},
     };
     return suites;

@@ -1,0 +1,759 @@
+/*
+ * The agent activities end to end: llm.chat and tool.* on a real worker, against the real
+ * Temporal server, the dev stack's PostgreSQL and keel's offline model server
+ * ($KEEL_MODEL_SERVER_URL, started by the Makefile). Faults are asked of the model server with
+ * [[keel:...]] directives in the messages (tools/model-server/README.md), and every test tags its
+ * requests so that it can count exactly the model calls it caused.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "activities/agent.h"
+#include "activities/ledger.h"
+#include "keel/keel.h"
+
+#define TEST_API_KEY "sk-keel-test-0123456789abcdef"
+
+/* ---- test workflows ---- */
+
+/* LlmProbe: runs llm.chat once per input ({"chat": {...}, "attempts": n, "queue": q}) and
+ * completes with its result, or with {"failed": type, "message": ...} when it failed. */
+static int probe_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    cJSON *in = cJSON_Parse(input);
+    cJSON *chat = cJSON_GetObjectItemCaseSensitive(in, "chat");
+    const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(in, "attempts");
+    const char *activity = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "activity"));
+    const char *queue = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "queue"));
+    char *chat_text = chat ? cJSON_PrintUnformatted(chat) : NULL;
+    keel_retry_policy retry = {.initial_interval_ms = 200,
+                               .maximum_attempts =
+                                   cJSON_IsNumber(attempts) ? attempts->valueint : 1};
+    keel_activity_options o = {
+        .start_to_close_ms = 30000, .heartbeat_ms = 3000, .retry = &retry, .task_queue = queue};
+    uint32_t seq = keel_workflow_activity(ctx, activity ? activity : "llm.chat", chat_text, &o);
+    free(chat_text);
+    cJSON_Delete(in);
+    return seq ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int probe_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)state;
+    if (ev->kind == KEEL_EVENT_ACTIVITY_COMPLETED)
+        return keel_workflow_complete(ctx, ev->json);
+    if (ev->kind == KEEL_EVENT_CANCEL_REQUESTED)
+        return keel_workflow_cancel_activity(ctx, 1);
+    if (ev->kind == KEEL_EVENT_ACTIVITY_CANCELED)
+        return keel_workflow_cancelled(ctx, NULL);
+    if (ev->kind != KEEL_EVENT_ACTIVITY_FAILED)
+        return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "failed", ev->failure_type ? ev->failure_type : "");
+    cJSON_AddStringToObject(out, "message", ev->failure_message ? ev->failure_message : "");
+    char *text = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    int rc = keel_workflow_complete(ctx, text);
+    free(text);
+    return rc;
+}
+
+static const keel_workflow_type probe_type = {
+    .name = "LlmProbe", .state_size = 1, .start = probe_start, .on_event = probe_event};
+static const keel_workflow_type *const workflows[] = {&probe_type};
+
+static const char *const probe_tools[] = {"check_budget", "get_budget", "list_vendors", "notify",
+                                          NULL};
+static const keel_tool_grant grants[] = {{"LlmProbe", probe_tools}};
+
+/* ---- fixture ---- */
+
+static keel_client *client;
+static keel_agent *agent;
+static keel_worker *worker;
+static char queue[96];
+static char hook_url[256];
+
+static const char *model_server(void)
+{
+    const char *url = getenv("KEEL_MODEL_SERVER_URL");
+    ck_assert_msg(url != NULL, "KEEL_MODEL_SERVER_URL is not set (make test-integration sets it)");
+    return url;
+}
+
+static void unique(char *out, size_t n, const char *prefix)
+{
+    static int counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(out, n, "%s-%ld-%ld-%d", prefix, (long)getpid(), (long)ts.tv_nsec, ++counter);
+}
+
+static void setup(void)
+{
+    char base[256];
+    snprintf(base, sizeof base, "%s/v1", model_server());
+    setenv("OPENAI_BASE_URL", base, 1);
+    setenv("OPENAI_API_KEY", TEST_API_KEY, 1);
+    setenv("KEEL_MODEL", "keel-scripted-small", 1);
+    setenv("KEEL_LLM_TIMEOUT", "3s", 1);
+    unique(queue, sizeof queue, "keel-agent");
+    snprintf(hook_url, sizeof hook_url, "%s/hooks/%s", model_server(), queue);
+    keel_agent_options ao = {.grants = grants,
+                             .n_grants = sizeof grants / sizeof grants[0],
+                             .notify_webhook_url = hook_url};
+    keel_error err;
+    ck_assert_msg(keel_agent_new(&agent, &ao, &err) == KEEL_OK, "%s", err.message);
+    keel_connect_options o;
+    keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION);
+    ck_assert_msg(keel_connect_options_from_env(&o, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_client_new(&client, &o, &err) == KEEL_OK, "%s", err.message);
+    keel_worker_options w;
+    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
+    w.task_queue = queue;
+    w.workflows = workflows;
+    w.n_workflows = 1;
+    w.activities = keel_agent_activities(agent, &w.n_activities);
+    w.shutdown_grace_ms = 500;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
+}
+
+static void teardown(void)
+{
+    keel_worker_free(worker);
+    keel_client_free(client);
+    keel_agent_free(agent);
+}
+
+/* ---- helpers ---- */
+
+typedef struct buffer {
+    char *data;
+    size_t len;
+} buffer;
+
+static size_t collect(char *p, size_t size, size_t n, void *user)
+{
+    buffer *b = user;
+    char *grown = realloc(b->data, b->len + size * n + 1);
+    ck_assert_ptr_nonnull(grown);
+    memcpy(grown + b->len, p, size * n);
+    b->len += size * n;
+    grown[b->len] = '\0';
+    b->data = grown;
+    return size * n;
+}
+
+/* GET a JSON document from the model server. */
+static cJSON *get_json(const char *path)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", model_server(), path);
+    buffer b = {0};
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    cJSON *doc = cJSON_Parse(b.data);
+    ck_assert_msg(doc != NULL, "not JSON from %s: %s", path, b.data ? b.data : "");
+    free(b.data);
+    return doc;
+}
+
+/* How many chat requests carrying [[keel:tag=TAG]] the model server has seen. */
+static int requests_tagged(const char *tag)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/_keel/stats?tag=%s", tag);
+    cJSON *doc = get_json(path);
+    int n = cJSON_GetObjectItemCaseSensitive(doc, "requests")->valueint;
+    cJSON_Delete(doc);
+    return n;
+}
+
+/* Start LlmProbe with a chat whose one user message is `text`, and wait for its result. */
+static cJSON *probe(const char *text, int attempts, char *id, size_t idsz)
+{
+    cJSON *in = cJSON_CreateObject();
+    cJSON *chat = cJSON_AddObjectToObject(in, "chat");
+    cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", text);
+    cJSON_AddItemToArray(msgs, m);
+    cJSON_AddNumberToObject(in, "attempts", attempts);
+    char *input = cJSON_PrintUnformatted(in);
+    cJSON_Delete(in);
+    unique(id, idsz, "keel-llm");
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = "LlmProbe";
+    o.task_queue = queue;
+    o.input_json = input;
+    keel_error err;
+    char *run = NULL;
+    ck_assert_msg(keel_client_workflow_start(client, &o, &run, &err) == KEEL_OK, "%s", err.message);
+    free(run);
+    free(input);
+    keel_workflow_outcome out;
+    ck_assert_msg(keel_client_workflow_result(client, id, NULL, 60000, &out, &err) == KEEL_OK, "%s",
+                  err.message);
+    ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s",
+                  out.failure_message ? out.failure_message : "");
+    cJSON *result = cJSON_Parse(out.result_json);
+    keel_workflow_outcome_dispose(&out);
+    ck_assert_ptr_nonnull(result);
+    return result;
+}
+
+/* The applicationFailureInfo of the run's last ActivityTaskFailed event (a new object). */
+static cJSON *activity_failure(const char *id)
+{
+    char *json = NULL;
+    size_t len = 0;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len,
+                                               &err) == KEEL_OK,
+                  "%s", err.message);
+    cJSON *history = cJSON_Parse(json);
+    free(json);
+    cJSON *found = NULL, *ev;
+    cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(history, "events"))
+    {
+        cJSON *a = cJSON_GetObjectItemCaseSensitive(ev, "activityTaskFailedEventAttributes");
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(a, "failure");
+        if (f) {
+            cJSON_Delete(found);
+            found = cJSON_Duplicate(f, true);
+        }
+    }
+    cJSON_Delete(history);
+    ck_assert_msg(found != NULL, "run %s has no ActivityTaskFailed event", id);
+    return found;
+}
+
+static const char *str(const cJSON *obj, const char *name)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, name));
+}
+
+/* Run a fault once (one attempt) and check the failure's type, retryability and delay. */
+static void expect_failure(const char *fault, const char *type, bool non_retryable,
+                           const char *delay)
+{
+    char tag[96], text[256], id[128];
+    unique(tag, sizeof tag, "t");
+    snprintf(text, sizeof text, "Hello. [[keel:tag=%s]] [[keel:%s]]", tag, fault);
+    cJSON *result = probe(text, 1, id, sizeof id);
+    ck_assert_msg(str(result, "failed") != NULL, "%s did not fail: %s", fault,
+                  cJSON_PrintUnformatted(result));
+    ck_assert_str_eq(str(result, "failed"), type);
+    cJSON_Delete(result);
+    cJSON *f = activity_failure(id);
+    cJSON *info = cJSON_GetObjectItemCaseSensitive(f, "applicationFailureInfo");
+    ck_assert_str_eq(str(info, "type"), type);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(info, "nonRetryable")) ==
+                      non_retryable,
+                  "%s: nonRetryable should be %d", fault, non_retryable);
+    const char *got = str(info, "nextRetryDelay");
+    if (delay)
+        ck_assert_msg(got && strcmp(got, delay) == 0, "%s: nextRetryDelay %s, want %s", fault,
+                      got ? got : "(none)", delay);
+    else
+        ck_assert_msg(got == NULL, "%s: unexpected nextRetryDelay %s", fault, got);
+    /* The key never travels: not in the failure the history keeps. */
+    char *text_f = cJSON_PrintUnformatted(f);
+    ck_assert_ptr_null(strstr(text_f, TEST_API_KEY));
+    free(text_f);
+    cJSON_Delete(f);
+    ck_assert_int_eq(requests_tagged(tag), 1);
+}
+
+/* ---- llm.chat ---- */
+
+START_TEST(chat_answers_with_usage_and_cost)
+{
+    char tag[96], text[256], id[128];
+    unique(tag, sizeof tag, "t");
+    snprintf(text, sizeof text, "Say hello to the procurement team. [[keel:tag=%s]]", tag);
+    cJSON *r = probe(text, 1, id, sizeof id);
+    ck_assert_msg(str(r, "failed") == NULL, "%s", str(r, "message"));
+    ck_assert_str_eq(str(r, "model"), "scripted:keel-scripted-small");
+    ck_assert_ptr_nonnull(str(r, "content"));
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "reused")));
+    cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "usage");
+    ck_assert_int_gt(cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens")->valueint, 0);
+    ck_assert_int_gt(cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")->valueint, 0);
+    double cost = cJSON_GetObjectItemCaseSensitive(u, "cost_usd")->valuedouble;
+    int64_t p = (int64_t)cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens")->valuedouble;
+    int64_t c = (int64_t)cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")->valuedouble;
+    /* keel-scripted-small is priced at USD 0.15 in / 0.60 out per million tokens. */
+    ck_assert_double_eq_tol(cost, (p * 0.15 + c * 0.60) / 1e6, 1e-6);
+    ck_assert_int_eq(requests_tagged(tag), 1);
+    cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(rate_limits_are_retryable_with_the_providers_delay)
+{
+    expect_failure("fault=429 retry_after=3", "LlmRateLimited", false, "3s");
+    expect_failure("fault=429 retry_after=9 retry_after_ms=1500", "LlmRateLimited", false,
+                   "1.500s");
+}
+END_TEST
+
+START_TEST(a_rate_limit_passes_on_the_next_attempt)
+{
+    char tag[96], text[256], id[128];
+    unique(tag, sizeof tag, "t");
+    snprintf(text, sizeof text, "Hi [[keel:tag=%s]] [[keel:fault=429 retry_after=1 times=1 id=%s]]",
+             tag, tag);
+    cJSON *r = probe(text, 3, id, sizeof id);
+    ck_assert_msg(str(r, "failed") == NULL, "%s", str(r, "message"));
+    ck_assert_int_eq(requests_tagged(tag), 2);
+    cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(quota_and_client_errors_are_not_retried)
+{
+    expect_failure("fault=429-quota", "LlmQuotaExhausted", true, NULL);
+    expect_failure("fault=400", "LlmInvalidRequest", true, NULL);
+    expect_failure("fault=401", "LlmAuth", true, NULL);
+    expect_failure("fault=403", "LlmForbidden", true, NULL);
+    expect_failure("fault=404", "LlmModelNotFound", true, NULL);
+    expect_failure("fault=422", "LlmUnprocessable", true, NULL);
+}
+END_TEST
+
+START_TEST(server_errors_and_broken_bodies_are_retryable)
+{
+    expect_failure("fault=500", "LlmServerError", false, NULL);
+    expect_failure("fault=503", "LlmServerError", false, NULL);
+    expect_failure("fault=malformed", "LlmMalformedResponse", false, NULL);
+    expect_failure("fault=truncated", "LlmMalformedResponse", false, NULL);
+    expect_failure("fault=empty-choices", "LlmMalformedResponse", false, NULL);
+}
+END_TEST
+
+START_TEST(a_slow_provider_times_out_retryably)
+{
+    /* KEEL_LLM_TIMEOUT is 3 s in this suite. */
+    expect_failure("fault=slow delay=20", "LlmTimeout", false, NULL);
+}
+END_TEST
+
+START_TEST(bad_tool_calls_come_back_as_structured_errors)
+{
+    static const struct {
+        const char *fault, *error;
+    } cases[] = {{"unknown-tool", "unknown_tool"},
+                 {"invalid-args", "invalid_arguments"},
+                 {"bad-json-args", "arguments_not_json"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char tag[96], id[128];
+        unique(tag, sizeof tag, "t");
+        cJSON *in = cJSON_CreateObject();
+        cJSON *chat = cJSON_AddObjectToObject(in, "chat");
+        char *msgs_text;
+        {
+            char text[256];
+            snprintf(text, sizeof text, "Check the budget. [[keel:tag=%s]] [[keel:fault=%s]]", tag,
+                     cases[i].fault);
+            cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "role", "user");
+            cJSON_AddStringToObject(m, "content", text);
+            cJSON_AddItemToArray(msgs, m);
+            cJSON *tools = cJSON_AddArrayToObject(chat, "tools");
+            cJSON_AddItemToArray(tools, cJSON_CreateString("check_budget"));
+            msgs_text = cJSON_PrintUnformatted(in);
+        }
+        cJSON_Delete(in);
+        unique(id, sizeof id, "keel-tools");
+        keel_workflow_start_options o;
+        keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+        o.workflow_id = id;
+        o.workflow_type = "LlmProbe";
+        o.task_queue = queue;
+        o.input_json = msgs_text;
+        keel_error err;
+        char *run = NULL;
+        ck_assert_msg(keel_client_workflow_start(client, &o, &run, &err) == KEEL_OK, "%s",
+                      err.message);
+        free(run);
+        free(msgs_text);
+        keel_workflow_outcome out;
+        ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
+        ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+        cJSON *r = cJSON_Parse(out.result_json);
+        keel_workflow_outcome_dispose(&out);
+        cJSON *call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "tool_calls"), 0);
+        ck_assert_msg(call != NULL, "%s: no tool call in %s", cases[i].fault,
+                      cJSON_PrintUnformatted(r));
+        ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(call, "valid")));
+        cJSON *e = cJSON_GetObjectItemCaseSensitive(call, "error");
+        ck_assert_str_eq(str(e, "error"), cases[i].error);
+        cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "errors"), 0);
+        ck_assert_ptr_nonnull(str(first, "pointer"));
+        ck_assert_ptr_nonnull(str(first, "reason"));
+        cJSON_Delete(r);
+    }
+}
+END_TEST
+
+START_TEST(structured_output_is_parsed_and_validated)
+{
+    char tag[96], id[128], text[256];
+    unique(tag, sizeof tag, "t");
+    snprintf(text, sizeof text, "Extract the requisition. [[keel:tag=%s]]", tag);
+    cJSON *in = cJSON_CreateObject();
+    cJSON *chat = cJSON_AddObjectToObject(in, "chat");
+    cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", text);
+    cJSON_AddItemToArray(msgs, m);
+    cJSON_AddItemToObject(
+        chat, "response_format",
+        cJSON_Parse("{\"name\":\"requisition\",\"schema\":{\"type\":\"object\","
+                    "\"additionalProperties\":false,\"required\":[\"item\",\"quantity\"],"
+                    "\"properties\":{\"item\":{\"type\":\"string\",\"minLength\":3},"
+                    "\"quantity\":{\"type\":\"integer\",\"minimum\":1}}}}"));
+    char *input = cJSON_PrintUnformatted(in);
+    cJSON_Delete(in);
+    unique(id, sizeof id, "keel-structured");
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = "LlmProbe";
+    o.task_queue = queue;
+    o.input_json = input;
+    keel_error err;
+    char *run = NULL;
+    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
+    free(run);
+    free(input);
+    keel_workflow_outcome out;
+    ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
+    cJSON *r = cJSON_Parse(out.result_json);
+    keel_workflow_outcome_dispose(&out);
+    /* The offline server answers a schema it has no script for with an instance of it. */
+    cJSON *parsed = cJSON_GetObjectItemCaseSensitive(r, "parsed");
+    ck_assert_msg(parsed != NULL, "no parsed output: %s", cJSON_PrintUnformatted(r));
+    ck_assert_int_ge(cJSON_GetObjectItemCaseSensitive(parsed, "quantity")->valueint, 1);
+    cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(the_api_key_never_reaches_history_or_failures)
+{
+    /* expect_failure checks each failure's text; here the whole history of a call that
+     * succeeded and one the provider refused (401 echoes part of a key on OpenAI). */
+    char tag[96], id[128], text[256];
+    unique(tag, sizeof tag, "t");
+    snprintf(text, sizeof text, "Hello [[keel:tag=%s]]", tag);
+    cJSON_Delete(probe(text, 1, id, sizeof id));
+    char *json = NULL;
+    size_t len;
+    keel_error err;
+    ck_assert_int_eq(
+        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len, &err),
+        KEEL_OK);
+    ck_assert_ptr_null(strstr(json, TEST_API_KEY));
+    ck_assert_ptr_null(strstr(json, "0123456789abcdef"));
+    free(json);
+}
+END_TEST
+
+/* ---- idempotency across a crash: keel-worker killed after the ledger stored the answer ---- */
+
+static pid_t spawn_worker(const char *activity_queue, const char *failpoint, const char *log)
+{
+    const char *bin = getenv("KEEL_WORKER");
+    ck_assert_msg(bin != NULL, "KEEL_WORKER is not set (make test-integration sets it)");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("KEEL_TASK_QUEUE", activity_queue, 1);
+        setenv("KEEL_SHUTDOWN_GRACE", "1s", 1);
+        if (failpoint)
+            setenv("KEEL_FAILPOINT", failpoint, 1);
+        else
+            unsetenv("KEEL_FAILPOINT");
+        if (freopen(log, "a", stderr) == NULL)
+            _exit(126);
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid, int seconds)
+{
+    int st = 0;
+    for (int i = 0; i < seconds * 20; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(50 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+START_TEST(a_worker_killed_after_the_answer_does_not_call_the_model_again)
+{
+    char tag[96], id[128], aq[128], log[] = "/tmp/keel-agent-log-XXXXXX";
+    close(mkstemp(log));
+    unique(tag, sizeof tag, "t");
+    unique(aq, sizeof aq, "keel-agent-activities");
+    /* The first keel-worker dies right after the ledger stored the model's answer. */
+    pid_t first = spawn_worker(aq, "llm.after_ledger_put", log);
+
+    char input[512];
+    snprintf(input, sizeof input,
+             "{\"queue\":\"%s\",\"attempts\":5,\"chat\":{\"messages\":[{\"role\":\"user\","
+             "\"content\":\"Summarize the quote. [[keel:tag=%s]]\"}]}}",
+             aq, tag);
+    unique(id, sizeof id, "keel-crash");
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = "LlmProbe";
+    o.task_queue = queue;
+    o.input_json = input;
+    keel_error err;
+    char *run = NULL;
+    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
+    free(run);
+    ck_assert_int_eq(wait_exit(first, 60), 137);
+    ck_assert_int_eq(requests_tagged(tag), 1);
+
+    /* A new process: the server retries the attempt after its heartbeat timeout (3 s). */
+    pid_t second = spawn_worker(aq, NULL, log);
+    keel_workflow_outcome out;
+    int rc = keel_client_workflow_result(client, id, NULL, 60000, &out, &err);
+    kill(second, SIGTERM);
+    wait_exit(second, 20);
+    ck_assert_int_eq(rc, KEEL_OK);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    cJSON *r = cJSON_Parse(out.result_json);
+    keel_workflow_outcome_dispose(&out);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "reused")), "%s",
+                  cJSON_PrintUnformatted(r));
+    cJSON_Delete(r);
+    ck_assert_int_eq(requests_tagged(tag), 1); /* the model was called once */
+    char *logged = read_file(log);
+    ck_assert_ptr_null(strstr(logged, TEST_API_KEY));
+    free(logged);
+    unlink(log);
+}
+END_TEST
+
+/* ---- conversations (claim check) ---- */
+
+static cJSON *chat_turn(const char *conversation, const char *content)
+{
+    char input[1024], id[128];
+    snprintf(input, sizeof input,
+             "{\"chat\":{\"conversation\":\"%s\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"%s\"}]}}",
+             conversation, content);
+    unique(id, sizeof id, "keel-conv");
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = "LlmProbe";
+    o.task_queue = queue;
+    o.input_json = input;
+    keel_error err;
+    char *run = NULL;
+    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
+    free(run);
+    keel_workflow_outcome out;
+    ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
+    cJSON *r = cJSON_Parse(out.result_json);
+    keel_workflow_outcome_dispose(&out);
+    ck_assert_msg(str(r, "failed") == NULL, "%s", str(r, "message"));
+    return r;
+}
+
+START_TEST(a_conversation_lives_in_the_ledger_and_turns_send_only_new_messages)
+{
+    char conv[96];
+    unique(conv, sizeof conv, "conv");
+    cJSON_Delete(chat_turn(conv, "First question about laptops."));
+    cJSON *r = chat_turn(conv, "Second question about monitors.");
+    ck_assert_str_eq(str(r, "conversation"), conv);
+    /* The second prompt held the whole transcript: more tokens than its own message. */
+    int prompt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "usage"),
+                                                  "prompt_tokens")
+                     ->valueint;
+    ck_assert_int_gt(prompt, (int)strlen("Second question about monitors.") / 4 + 2);
+    cJSON_Delete(r);
+    char *all = NULL;
+    size_t count = 0;
+    keel_error err;
+    ck_assert_int_eq(
+        keel_ledger_conversation_load(keel_agent_ledger(agent), conv, &all, &count, &err), KEEL_OK);
+    ck_assert_int_eq(count, 4); /* user, assistant, user, assistant */
+    cJSON *msgs = cJSON_Parse(all);
+    ck_assert_str_eq(str(cJSON_GetArrayItem(msgs, 0), "role"), "user");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(msgs, 1), "role"), "assistant");
+    ck_assert_str_eq(str(cJSON_GetArrayItem(msgs, 2), "content"),
+                     "Second question about monitors.");
+    cJSON_Delete(msgs);
+    free(all);
+}
+END_TEST
+
+/* ---- tool activities ---- */
+
+static cJSON *tool_probe(const char *tool, const char *args_json)
+{
+    char input[1024], id[128];
+    snprintf(input, sizeof input, "{\"activity\":\"tool.%s\",\"attempts\":3,\"chat\":%s}", tool,
+             args_json);
+    unique(id, sizeof id, "keel-tool");
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = "LlmProbe";
+    o.task_queue = queue;
+    o.input_json = input;
+    keel_error err;
+    char *run = NULL;
+    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
+    free(run);
+    keel_workflow_outcome out;
+    ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    cJSON *r = cJSON_Parse(out.result_json);
+    keel_workflow_outcome_dispose(&out);
+    return r;
+}
+
+START_TEST(tool_activities_check_their_arguments_before_running)
+{
+    cJSON *ok = tool_probe("check_budget",
+                           "{\"cost_center\":\"CC-1001\",\"amount_usd\":100,\"period\":null}");
+    ck_assert_msg(str(ok, "failed") == NULL, "%s", str(ok, "message"));
+    ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(ok, "fits"));
+    cJSON_Delete(ok);
+
+    cJSON *bad = tool_probe(
+        "check_budget", "{\"cost_center\":\"CC-1001\",\"amount_usd\":\"lots\",\"period\":null}");
+    ck_assert_str_eq(str(bad, "failed"), "ToolInvalidArguments");
+    cJSON_Delete(bad);
+
+    /* Registered, but not granted to LlmProbe. */
+    cJSON *denied = tool_probe("create_purchase_order", "{}");
+    ck_assert_str_eq(str(denied, "failed"), "ToolInvalidArguments");
+    cJSON_Delete(denied);
+}
+END_TEST
+
+/* ---- notify: one post per key, also when two attempts race ---- */
+
+typedef struct racer {
+    keel_ledger *ledger;
+    const char *key;
+    int rc;
+} racer;
+
+static void *race_notify(void *arg)
+{
+    racer *r = arg;
+    keel_tool_call call = {
+        .ledger = r->ledger, .idempotency_key = r->key, .notify_webhook_url = hook_url};
+    cJSON *args = cJSON_Parse("{\"text\":\"PO-1 created\",\"channel\":\"#procurement\"}");
+    char *result = NULL;
+    keel_error err;
+    r->rc = keel_toolbox_find(keel_agent_toolbox(agent), "notify")->run(&call, args, &result, &err);
+    free(result);
+    cJSON_Delete(args);
+    return NULL;
+}
+
+START_TEST(notify_posts_once_per_key_even_when_attempts_race)
+{
+    char key[128];
+    unique(key, sizeof key, "notify");
+    pthread_t t[6];
+    racer r[6];
+    for (int i = 0; i < 6; i++) {
+        r[i] = (racer){.ledger = keel_agent_ledger(agent), .key = key};
+        pthread_create(&t[i], NULL, race_notify, &r[i]);
+    }
+    for (int i = 0; i < 6; i++)
+        pthread_join(t[i], NULL);
+    /* Losers of the race see the claim and fail retryably; a retry then reads the record. */
+    for (int i = 0; i < 6; i++)
+        if (r[i].rc != KEEL_OK) {
+            ck_assert_int_eq(r[i].rc, KEEL_EUNAVAILABLE);
+            race_notify(&r[i]);
+            ck_assert_int_eq(r[i].rc, KEEL_OK);
+        }
+    char path[256];
+    snprintf(path, sizeof path, "/_keel/hooks/%s", queue);
+    cJSON *posts = get_json(path);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(posts, "posts")), 1);
+    cJSON_Delete(posts);
+}
+END_TEST
+
+Suite *agent_suite(void);
+
+Suite *agent_suite(void)
+{
+    Suite *s = suite_create("agent");
+    TCase *llm = tcase_create("llm");
+    tcase_add_checked_fixture(llm, setup, teardown);
+    tcase_set_timeout(llm, 180);
+    tcase_add_test(llm, chat_answers_with_usage_and_cost);
+    tcase_add_test(llm, rate_limits_are_retryable_with_the_providers_delay);
+    tcase_add_test(llm, a_rate_limit_passes_on_the_next_attempt);
+    tcase_add_test(llm, quota_and_client_errors_are_not_retried);
+    tcase_add_test(llm, server_errors_and_broken_bodies_are_retryable);
+    tcase_add_test(llm, a_slow_provider_times_out_retryably);
+    tcase_add_test(llm, bad_tool_calls_come_back_as_structured_errors);
+    tcase_add_test(llm, structured_output_is_parsed_and_validated);
+    tcase_add_test(llm, the_api_key_never_reaches_history_or_failures);
+    tcase_add_test(llm, a_worker_killed_after_the_answer_does_not_call_the_model_again);
+    tcase_add_test(llm, a_conversation_lives_in_the_ledger_and_turns_send_only_new_messages);
+    suite_add_tcase(s, llm);
+    TCase *tools = tcase_create("tools");
+    tcase_add_checked_fixture(tools, setup, teardown);
+    tcase_set_timeout(tools, 120);
+    tcase_add_test(tools, tool_activities_check_their_arguments_before_running);
+    tcase_add_test(tools, notify_posts_once_per_key_even_when_attempts_race);
+    suite_add_tcase(s, tools);
+    return s;
+}
