@@ -2,6 +2,7 @@
  * the binary (the Makefile sets it). */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 
 /* What keelctl printed: stdout and stderr apart, so that JSON is parsed from stdout alone. */
 typedef struct {
-    char out[8192];
+    char out[65536];
     char err[8192];
 } output;
 
@@ -271,6 +272,40 @@ START_TEST(schema_validate_reports_each_error)
 END_TEST
 
 /* Offline replay: no server involved; recorded histories of keel's workflows. */
+START_TEST(agent_commands_migrate_list_tools_and_show_conversations)
+{
+    output o;
+    ck_assert_msg(keelctl("db migrate", &o) == 0, "%s", o.err);
+    ck_assert_ptr_nonnull(strstr(o.out, "applied"));
+    ck_assert_msg(keelctl("db seed", &o) == 0, "%s", o.err);
+    ck_assert_ptr_nonnull(strstr(o.out, "demo data loaded"));
+    ck_assert_int_eq(keelctl("db drop", &o), 2);
+
+    ck_assert_msg(keelctl("--json tool list", &o) == 0, "%s", o.err);
+    cJSON *tools = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsArray(tools), "%s", o.out);
+    bool po_seen = false;
+    cJSON *t;
+    cJSON_ArrayForEach(t, tools)
+    {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+        ck_assert(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(t, "parameters")));
+        if (strcmp(name, "create_purchase_order") == 0) {
+            po_seen = true;
+            ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "risk")),
+                             "high-impact");
+        }
+    }
+    cJSON_Delete(tools);
+    ck_assert(po_seen);
+
+    /* An unknown conversation is empty, not an error. */
+    ck_assert_msg(keelctl("conversation show --id no-such-conversation", &o) == 0, "%s", o.err);
+    ck_assert_ptr_nonnull(strstr(o.out, "[]"));
+    ck_assert_int_eq(keelctl("conversation show", &o), 2);
+}
+END_TEST
+
 START_TEST(replay_checks_a_history_against_the_code)
 {
     output o;
@@ -336,6 +371,7 @@ Suite *keelctl_suite(void)
     tcase_add_test(tc, workflow_usage_errors);
     tcase_add_test(tc, replay_checks_a_history_against_the_code);
     tcase_add_test(tc, schema_validate_reports_each_error);
+    tcase_add_test(tc, agent_commands_migrate_list_tools_and_show_conversations);
     tcase_add_test(tc, schedule_commands);
     suite_add_tcase(s, tc);
     return s;

@@ -68,6 +68,10 @@ static const char usage[] =
     "  schema validate --schema FILE --instance FILE\n"
     "                                   check a JSON document against a JSON Schema, offline:\n"
     "                                   exit 1 when invalid, printing \"POINTER: reason\" lines\n"
+    "  db migrate                       apply keel's database migrations (DATABASE_URL)\n"
+    "  db seed                          migrate, then load the procurement demo data\n"
+    "  tool list                        the agent tools: risk, scopes, workflows granted\n"
+    "  conversation show --id CONV      an agent conversation kept in the ledger, as JSON\n"
     "\n"
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
@@ -618,6 +622,9 @@ int main(int argc, char **argv)
         return finish(keelctl_replay(&c));
     if (strcmp(c.args[0], "schema") == 0)
         return finish(keelctl_schema(&c));
+    if (strcmp(c.args[0], "db") == 0 || strcmp(c.args[0], "tool") == 0 ||
+        strcmp(c.args[0], "conversation") == 0)
+        return finish(keelctl_agent(&c));
     const struct command *cmd = find_command(&c);
     if (cmd == NULL)
         return EXIT_USAGE;
