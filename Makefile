@@ -227,7 +227,7 @@ bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on
 # Without OPENAI_BASE_URL the worker's model is keel's offline model server (scripted answers).
 MODEL_DIR := $(abspath $(BUILD)/run/model-server)
 
-run: ## Install deps, build, start the dev stack and run keel-worker (Ctrl-C stops it)
+run: ## Install deps, build, start the dev stack (and the offline model server without OPENAI_BASE_URL), run keel-worker
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory devstack-up

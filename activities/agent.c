@@ -53,14 +53,26 @@ struct keel_agent {
     char *notify_webhook_url;
 };
 
+size_t keel_agent_tool_count(void)
+{
+    return keel_procurement_tools_count + 1;
+}
+
+const keel_tool *keel_agent_tool_at(size_t i)
+{
+    if (i < keel_procurement_tools_count)
+        return &keel_procurement_tools[i];
+    return i == keel_procurement_tools_count ? &keel_notify_tool : NULL;
+}
+
 static int collect_tools(keel_agent *a, keel_error *err)
 {
-    a->n_tools = keel_procurement_tools_count + 1;
+    a->n_tools = keel_agent_tool_count();
     a->tools = calloc(a->n_tools, sizeof *a->tools);
     if (!a->tools)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory");
-    memcpy(a->tools, keel_procurement_tools, keel_procurement_tools_count * sizeof *a->tools);
-    a->tools[keel_procurement_tools_count] = keel_notify_tool;
+    for (size_t i = 0; i < a->n_tools; i++)
+        a->tools[i] = *keel_agent_tool_at(i);
     return KEEL_OK;
 }
 

@@ -26,6 +26,10 @@
 extern const keel_tool_grant keel_default_grants[];
 extern const size_t keel_default_grants_count;
 
+/* The tools keel ships (the procurement tools and notify), by index; NULL past the end. */
+size_t keel_agent_tool_count(void);
+const keel_tool *keel_agent_tool_at(size_t i);
+
 typedef struct keel_agent_options {
     const char *database_url;       /* NULL: $DATABASE_URL (required one way or the other) */
     const char *notify_webhook_url; /* NULL: $KEEL_NOTIFY_WEBHOOK_URL (may stay unset) */

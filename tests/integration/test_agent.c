@@ -185,20 +185,10 @@ static int requests_tagged(const char *tag)
     return n;
 }
 
-/* Start LlmProbe with a chat whose one user message is `text`, and wait for its result. */
-static cJSON *probe(const char *text, int attempts, char *id, size_t idsz)
+/* Start LlmProbe with input; its id (prefix + something unique) goes into id. */
+static void start_probe(const char *input, const char *prefix, char *id, size_t idsz)
 {
-    cJSON *in = cJSON_CreateObject();
-    cJSON *chat = cJSON_AddObjectToObject(in, "chat");
-    cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", "user");
-    cJSON_AddStringToObject(m, "content", text);
-    cJSON_AddItemToArray(msgs, m);
-    cJSON_AddNumberToObject(in, "attempts", attempts);
-    char *input = cJSON_PrintUnformatted(in);
-    cJSON_Delete(in);
-    unique(id, idsz, "keel-llm");
+    unique(id, idsz, prefix);
     keel_workflow_start_options o;
     keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
     o.workflow_id = id;
@@ -209,8 +199,14 @@ static cJSON *probe(const char *text, int attempts, char *id, size_t idsz)
     char *run = NULL;
     ck_assert_msg(keel_client_workflow_start(client, &o, &run, &err) == KEEL_OK, "%s", err.message);
     free(run);
-    free(input);
+}
+
+/* Start LlmProbe, wait until it completes and return its result (a new object). */
+static cJSON *run_probe(const char *input, const char *prefix, char *id, size_t idsz)
+{
+    start_probe(input, prefix, id, idsz);
     keel_workflow_outcome out;
+    keel_error err;
     ck_assert_msg(keel_client_workflow_result(client, id, NULL, 60000, &out, &err) == KEEL_OK, "%s",
                   err.message);
     ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s",
@@ -219,6 +215,39 @@ static cJSON *probe(const char *text, int attempts, char *id, size_t idsz)
     keel_workflow_outcome_dispose(&out);
     ck_assert_ptr_nonnull(result);
     return result;
+}
+
+/* run_probe() with input as cJSON, which it consumes. */
+static cJSON *run_probe_json(cJSON *input, const char *prefix, char *id, size_t idsz)
+{
+    char *text = cJSON_PrintUnformatted(input);
+    cJSON_Delete(input);
+    cJSON *result = run_probe(text, prefix, id, idsz);
+    free(text);
+    return result;
+}
+
+/* {"chat": {"messages": [{"role": "user", "content": text}]}}; *chat (may be NULL) gets the
+ * chat object, for the caller to add to. */
+static cJSON *chat_input(const char *text, cJSON **chat)
+{
+    cJSON *in = cJSON_CreateObject();
+    cJSON *c = cJSON_AddObjectToObject(in, "chat");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", text);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "messages"), m);
+    if (chat)
+        *chat = c;
+    return in;
+}
+
+/* LlmProbe with one user message `text` and `attempts` attempts; its result. */
+static cJSON *probe(const char *text, int attempts, char *id, size_t idsz)
+{
+    cJSON *in = chat_input(text, NULL);
+    cJSON_AddNumberToObject(in, "attempts", attempts);
+    return run_probe_json(in, "keel-llm", id, idsz);
 }
 
 /* The applicationFailureInfo of the run's last ActivityTaskFailed event (a new object). */
@@ -368,41 +397,13 @@ START_TEST(bad_tool_calls_come_back_as_structured_errors)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char tag[96], id[128];
         unique(tag, sizeof tag, "t");
-        cJSON *in = cJSON_CreateObject();
-        cJSON *chat = cJSON_AddObjectToObject(in, "chat");
-        char *msgs_text;
-        {
-            char text[256];
-            snprintf(text, sizeof text, "Check the budget. [[keel:tag=%s]] [[keel:fault=%s]]", tag,
-                     cases[i].fault);
-            cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
-            cJSON *m = cJSON_CreateObject();
-            cJSON_AddStringToObject(m, "role", "user");
-            cJSON_AddStringToObject(m, "content", text);
-            cJSON_AddItemToArray(msgs, m);
-            cJSON *tools = cJSON_AddArrayToObject(chat, "tools");
-            cJSON_AddItemToArray(tools, cJSON_CreateString("check_budget"));
-            msgs_text = cJSON_PrintUnformatted(in);
-        }
-        cJSON_Delete(in);
-        unique(id, sizeof id, "keel-tools");
-        keel_workflow_start_options o;
-        keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-        o.workflow_id = id;
-        o.workflow_type = "LlmProbe";
-        o.task_queue = queue;
-        o.input_json = msgs_text;
-        keel_error err;
-        char *run = NULL;
-        ck_assert_msg(keel_client_workflow_start(client, &o, &run, &err) == KEEL_OK, "%s",
-                      err.message);
-        free(run);
-        free(msgs_text);
-        keel_workflow_outcome out;
-        ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
-        ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
-        cJSON *r = cJSON_Parse(out.result_json);
-        keel_workflow_outcome_dispose(&out);
+        char text[256];
+        snprintf(text, sizeof text, "Check the budget. [[keel:tag=%s]] [[keel:fault=%s]]", tag,
+                 cases[i].fault);
+        cJSON *chat, *in = chat_input(text, &chat);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(chat, "tools"),
+                             cJSON_CreateString("check_budget"));
+        cJSON *r = run_probe_json(in, "keel-tools", id, sizeof id);
         cJSON *call = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "tool_calls"), 0);
         ck_assert_msg(call != NULL, "%s: no tool call in %s", cases[i].fault,
                       cJSON_PrintUnformatted(r));
@@ -422,37 +423,14 @@ START_TEST(structured_output_is_parsed_and_validated)
     char tag[96], id[128], text[256];
     unique(tag, sizeof tag, "t");
     snprintf(text, sizeof text, "Extract the requisition. [[keel:tag=%s]]", tag);
-    cJSON *in = cJSON_CreateObject();
-    cJSON *chat = cJSON_AddObjectToObject(in, "chat");
-    cJSON *msgs = cJSON_AddArrayToObject(chat, "messages");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", "user");
-    cJSON_AddStringToObject(m, "content", text);
-    cJSON_AddItemToArray(msgs, m);
+    cJSON *chat, *in = chat_input(text, &chat);
     cJSON_AddItemToObject(
         chat, "response_format",
         cJSON_Parse("{\"name\":\"requisition\",\"schema\":{\"type\":\"object\","
                     "\"additionalProperties\":false,\"required\":[\"item\",\"quantity\"],"
                     "\"properties\":{\"item\":{\"type\":\"string\",\"minLength\":3},"
                     "\"quantity\":{\"type\":\"integer\",\"minimum\":1}}}}"));
-    char *input = cJSON_PrintUnformatted(in);
-    cJSON_Delete(in);
-    unique(id, sizeof id, "keel-structured");
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = "LlmProbe";
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    char *run = NULL;
-    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
-    free(run);
-    free(input);
-    keel_workflow_outcome out;
-    ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
-    cJSON *r = cJSON_Parse(out.result_json);
-    keel_workflow_outcome_dispose(&out);
+    cJSON *r = run_probe_json(in, "keel-structured", id, sizeof id);
     /* The offline server answers a schema it has no script for with an instance of it. */
     cJSON *parsed = cJSON_GetObjectItemCaseSensitive(r, "parsed");
     ck_assert_msg(parsed != NULL, "no parsed output: %s", cJSON_PrintUnformatted(r));
@@ -542,23 +520,14 @@ START_TEST(a_worker_killed_after_the_answer_does_not_call_the_model_again)
              "{\"queue\":\"%s\",\"attempts\":5,\"chat\":{\"messages\":[{\"role\":\"user\","
              "\"content\":\"Summarize the quote. [[keel:tag=%s]]\"}]}}",
              aq, tag);
-    unique(id, sizeof id, "keel-crash");
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = "LlmProbe";
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    char *run = NULL;
-    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
-    free(run);
+    start_probe(input, "keel-crash", id, sizeof id);
     ck_assert_int_eq(wait_exit(first, 60), 137);
     ck_assert_int_eq(requests_tagged(tag), 1);
 
     /* A new process: the server retries the attempt after its heartbeat timeout (3 s). */
     pid_t second = spawn_worker(aq, NULL, log);
     keel_workflow_outcome out;
+    keel_error err;
     int rc = keel_client_workflow_result(client, id, NULL, 60000, &out, &err);
     kill(second, SIGTERM);
     wait_exit(second, 20);
@@ -581,26 +550,10 @@ END_TEST
 
 static cJSON *chat_turn(const char *conversation, const char *content)
 {
-    char input[1024], id[128];
-    snprintf(input, sizeof input,
-             "{\"chat\":{\"conversation\":\"%s\",\"messages\":[{\"role\":\"user\","
-             "\"content\":\"%s\"}]}}",
-             conversation, content);
-    unique(id, sizeof id, "keel-conv");
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = "LlmProbe";
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    char *run = NULL;
-    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
-    free(run);
-    keel_workflow_outcome out;
-    ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
-    cJSON *r = cJSON_Parse(out.result_json);
-    keel_workflow_outcome_dispose(&out);
+    char id[128];
+    cJSON *chat, *in = chat_input(content, &chat);
+    cJSON_AddStringToObject(chat, "conversation", conversation);
+    cJSON *r = run_probe_json(in, "keel-conv", id, sizeof id);
     ck_assert_msg(str(r, "failed") == NULL, "%s", str(r, "message"));
     return r;
 }
@@ -641,23 +594,7 @@ static cJSON *tool_probe(const char *tool, const char *args_json)
     char input[1024], id[128];
     snprintf(input, sizeof input, "{\"activity\":\"tool.%s\",\"attempts\":3,\"chat\":%s}", tool,
              args_json);
-    unique(id, sizeof id, "keel-tool");
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = "LlmProbe";
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    char *run = NULL;
-    ck_assert_int_eq(keel_client_workflow_start(client, &o, &run, &err), KEEL_OK);
-    free(run);
-    keel_workflow_outcome out;
-    ck_assert_int_eq(keel_client_workflow_result(client, id, NULL, 60000, &out, &err), KEEL_OK);
-    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
-    cJSON *r = cJSON_Parse(out.result_json);
-    keel_workflow_outcome_dispose(&out);
-    return r;
+    return run_probe(input, "keel-tool", id, sizeof id);
 }
 
 START_TEST(tool_activities_check_their_arguments_before_running)

@@ -8,8 +8,6 @@
 #include <string.h>
 
 #include "activities/agent.h"
-#include "activities/notify.h"
-#include "activities/procurement.h"
 #include "keelctl.h"
 
 static int open_ledger(keel_ledger **ledger)
@@ -63,9 +61,8 @@ static int tool_list(const cli *c)
     if (c->nargs != 2 || strcmp(c->args[1], "list") != 0)
         return usage_error("%s", "tool takes one command: list");
     cJSON *list = cJSON_CreateArray();
-    for (size_t i = 0; i <= keel_procurement_tools_count; i++) {
-        const keel_tool *t =
-            i < keel_procurement_tools_count ? &keel_procurement_tools[i] : &keel_notify_tool;
+    for (size_t i = 0; i < keel_agent_tool_count(); i++) {
+        const keel_tool *t = keel_agent_tool_at(i);
         char grants[256];
         granted_to(t->name, grants, sizeof grants);
         if (!c->json) {
