@@ -9,6 +9,8 @@
  */
 #include "activities/llm.h"
 
+#include "activities/failpoint.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -164,9 +166,10 @@ int keel_llm_config_from_env(keel_llm_config *cfg, keel_error *err)
     memset(cfg, 0, sizeof *cfg);
     cfg->base_url = env_dup("OPENAI_BASE_URL", "https://api.openai.com/v1");
     cfg->model = env_dup("KEEL_MODEL", "gpt-4o-mini");
+    cfg->strong_model = env_dup("KEEL_MODEL_STRONG", "gpt-4o");
     const char *key = getenv("OPENAI_API_KEY");
     cfg->api_key = key && *key ? strdup(key) : NULL;
-    if (!cfg->base_url || !cfg->model || (key && *key && !cfg->api_key)) {
+    if (!cfg->base_url || !cfg->model || !cfg->strong_model || (key && *key && !cfg->api_key)) {
         keel_llm_config_dispose(cfg);
         return keel_error_set(err, KEEL_ENOMEM, "out of memory");
     }
@@ -205,6 +208,7 @@ void keel_llm_config_dispose(keel_llm_config *cfg)
         memset(cfg->api_key, 0, strlen(cfg->api_key));
     free(cfg->api_key);
     free(cfg->model);
+    free(cfg->strong_model);
     free_prices(cfg);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -443,9 +447,21 @@ static int read_input(const keel_llm *llm, const char *json, chat_input *in, cha
     in->messages = cJSON_GetObjectItemCaseSensitive(r, "messages");
     in->tools = cJSON_GetObjectItemCaseSensitive(r, "tools");
     in->response_format = cJSON_GetObjectItemCaseSensitive(r, "response_format");
+    const cJSON *tier = cJSON_GetObjectItemCaseSensitive(r, "model_tier");
     if (model && !cJSON_IsString(model))
         return snprintf(why, cap, "\"model\" must be a string"), KEEL_EINVAL;
-    in->model = model ? model->valuestring : llm->config->model;
+    if (model && tier)
+        return snprintf(why, cap, "give \"model\" or \"model_tier\", not both"), KEEL_EINVAL;
+    if (tier && !cJSON_IsString(tier))
+        return snprintf(why, cap, "\"model_tier\" must be \"small\" or \"strong\""), KEEL_EINVAL;
+    if (tier && strcmp(tier->valuestring, "strong") == 0)
+        in->model = llm->config->strong_model;
+    else if (tier && strcmp(tier->valuestring, "small") != 0)
+        return snprintf(why, cap, "\"model_tier\" must be \"small\" or \"strong\", not \"%.40s\"",
+                        tier->valuestring),
+               KEEL_EINVAL;
+    else
+        in->model = model ? model->valuestring : llm->config->model;
     if (conv && (!cJSON_IsString(conv) || !*conv->valuestring))
         return snprintf(why, cap, "\"conversation\" must be a non-empty string"), KEEL_EINVAL;
     in->conversation = conv ? conv->valuestring : NULL;
@@ -913,17 +929,6 @@ static int finish(attempt *a, const char *body, bool reused, char **result_json)
     return rc;
 }
 
-/* Test-only crash point (KEEL_FAILPOINT=llm.after_ledger_put): the process dies the way a
- * killed worker does, after the response is stored and before the activity completes. */
-static void failpoint(const char *name)
-{
-    const char *fp = getenv("KEEL_FAILPOINT");
-    if (fp && strcmp(fp, name) == 0) {
-        fprintf(stderr, "keel: failpoint %s: exiting as if killed\n", name);
-        _exit(137);
-    }
-}
-
 int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char **result_json,
                            void *user_data)
 {
@@ -956,7 +961,7 @@ int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char 
     if (rc == KEEL_OK && !reused) {
         rc = call_model(&a, &body);
         if (rc == KEEL_OK)
-            failpoint("llm.after_ledger_put");
+            keel_failpoint("llm.after_ledger_put");
     }
     if (rc == KEEL_OK)
         rc = finish(&a, body, reused, result_json);

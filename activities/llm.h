@@ -10,6 +10,9 @@
  *
  * Input (JSON):
  *   {"model": "gpt-4o-mini",             optional; the configured model by default
+ *    "model_tier": "small" | "strong",   or instead: KEEL_MODEL or KEEL_MODEL_STRONG, so that a
+ *                                        workflow tiers deterministically and the deployment
+ *                                        names the models
  *    "conversation": "conv-id",          optional: the transcript lives in the ledger
  *    "messages": [ {role, content}, ...],  appended to the conversation once, or sent as is
  *    "tools": ["check_budget", ...],     optional; granted to the calling workflow type
@@ -47,7 +50,8 @@ typedef struct keel_llm_price {
 typedef struct keel_llm_config {
     char *base_url;             /* ".../v1"; "/chat/completions" is appended */
     char *api_key;              /* may be NULL for local servers; never logged */
-    char *model;                /* the default model */
+    char *model;                /* the default model, also the "small" tier */
+    char *strong_model;         /* the "strong" tier, for escalations */
     long timeout_ms;            /* one HTTP exchange */
     int64_t max_retry_delay_ms; /* Retry-After is honoured up to this */
     keel_llm_price *prices;
@@ -56,10 +60,10 @@ typedef struct keel_llm_config {
 
 /*
  * From the environment: OPENAI_BASE_URL (default https://api.openai.com/v1), OPENAI_API_KEY,
- * KEEL_MODEL (default gpt-4o-mini), KEEL_LLM_TIMEOUT (duration, default 120s),
- * KEEL_LLM_MAX_RETRY_DELAY (default 2m), KEEL_PRICES (a JSON file of prices, replacing the
- * built-in table: {"model": {"input": 0.15, "cached_input": 0.075, "output": 0.6}, ...}).
- * A bad value is KEEL_EINVAL naming the variable. Dispose with keel_llm_config_dispose.
+ * KEEL_MODEL (default gpt-4o-mini), KEEL_MODEL_STRONG (default gpt-4o), KEEL_LLM_TIMEOUT (duration,
+ * default 120s), KEEL_LLM_MAX_RETRY_DELAY (default 2m), KEEL_PRICES (a JSON file of prices,
+ * replacing the built-in table: {"model": {"input": 0.15, "cached_input": 0.075, "output": 0.6},
+ * ...}). A bad value is KEEL_EINVAL naming the variable. Dispose with keel_llm_config_dispose.
  */
 int keel_llm_config_from_env(keel_llm_config *cfg, keel_error *err);
 void keel_llm_config_dispose(keel_llm_config *cfg);

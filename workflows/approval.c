@@ -19,8 +19,9 @@
  */
 #include "workflows/approval.h"
 
+#include "workflows/wfjson.h"
+
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,17 +94,6 @@ static const char *const update_fields[] = {"approver", "decision", "comment", N
 
 /* ---- small helpers ---- */
 
-/* Say why into why[n]; false, so that checks can `return refuse(...)`. */
-static bool refuse(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool refuse(char *why, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, n, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
 static bool is_decider(const approval *a, const char *who)
 {
     for (int i = 0; i < a->n_deciders; i++)
@@ -134,80 +124,27 @@ static void join_deciders(const approval *a, bool pending, char *buf, size_t n)
     }
 }
 
-/* The object member `field`, or NULL when it is absent or JSON null (optional fields). */
-static const cJSON *member(const cJSON *obj, const char *field)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
-    return cJSON_IsNull(v) ? NULL : v;
-}
-
-/* Refuse members not in `known` (NULL-terminated), and repeated ones (cJSON would read the
- * first and drop the others): a misspelt or doubled field must not go unnoticed. The loop stops
- * at the first bad member, so it runs at most len(known) + 1 times whatever the input's size. */
-static bool only_known_fields(const cJSON *obj, const char *const *known, char *why, size_t n)
-{
-    for (const cJSON *v = obj->child; v; v = v->next) {
-        const char *const *k = known;
-        while (*k && strcmp(*k, v->string) != 0)
-            k++;
-        if (*k == NULL)
-            return refuse(why, n, "unknown field \"%.60s\"", v->string);
-        for (const cJSON *u = obj->child; u != v; u = u->next)
-            if (strcmp(u->string, v->string) == 0)
-                return refuse(why, n, "field \"%s\" appears twice", v->string);
-    }
-    return true;
-}
-
-/* Copy string v (a member called `field`) into dst[size]: non-empty unless `may_be_empty`, and
- * short enough to keep whole. */
-static bool take_text(const cJSON *v, const char *field, bool may_be_empty, char *dst, size_t size,
-                      char *why, size_t n)
-{
-    if (!cJSON_IsString(v) || (!may_be_empty && v->valuestring[0] == '\0'))
-        return refuse(why, n, "\"%s\" must be a %sstring", field, may_be_empty ? "" : "non-empty ");
-    if (strlen(v->valuestring) >= size)
-        return refuse(why, n, "\"%s\" is longer than %zu bytes", field, size - 1);
-    memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
-    return true;
-}
-
-/* A whole number of `unit` in [min, max] from member `field`, or dflt when it is absent. */
-static bool take_whole(const cJSON *obj, const char *field, const char *unit, int64_t dflt,
-                       int64_t min, int64_t max, int64_t *out, char *why, size_t n)
-{
-    const cJSON *v = member(obj, field);
-    if (v == NULL) {
-        *out = dflt;
-        return true;
-    }
-    /* The range check comes first: only then is the cast to int64_t defined. */
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= (double)min && v->valuedouble <= (double)max) ||
-        v->valuedouble != (double)(int64_t)v->valuedouble)
-        return refuse(why, n, "\"%s\" must be a whole number of %s from %lld to %lld", field, unit,
-                      (long long)min, (long long)max);
-    *out = (int64_t)v->valuedouble;
-    return true;
-}
-
 /* ---- the input ---- */
 
 static bool read_approvers(approval *a, const cJSON *in, char *why, size_t n)
 {
-    const cJSON *list = member(in, "approvers");
+    const cJSON *list = keel_wf_member(in, "approvers");
     int count = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : 0;
     if (count < 1 || count > MAX_APPROVERS)
-        return refuse(why, n, "\"approvers\" must be a list of 1 to %d names", MAX_APPROVERS);
+        return keel_wf_refuse(why, n, "\"approvers\" must be a list of 1 to %d names",
+                              MAX_APPROVERS);
     const cJSON *v;
     cJSON_ArrayForEach(v, list)
     {
         const char *name = cJSON_GetStringValue(v);
         if (name == NULL || name[0] == '\0' || strlen(name) >= NAME_SIZE)
-            return refuse(why, n, "each approver must be a name of 1 to %d bytes", NAME_SIZE - 1);
+            return keel_wf_refuse(why, n, "each approver must be a name of 1 to %d bytes",
+                                  NAME_SIZE - 1);
         if (is_decider(a, name))
-            return refuse(why, n, "approver '%s' is listed twice", name);
+            return keel_wf_refuse(why, n, "approver '%s' is listed twice", name);
         if (strcmp(name, a->requester) == 0)
-            return refuse(why, n, "the requester '%s' cannot be one of the approvers", name);
+            return keel_wf_refuse(why, n, "the requester '%s' cannot be one of the approvers",
+                                  name);
         memcpy(a->deciders[a->n_deciders++], name, strlen(name) + 1);
     }
     return true;
@@ -215,42 +152,42 @@ static bool read_approvers(approval *a, const cJSON *in, char *why, size_t n)
 
 static bool read_delegate(approval *a, const cJSON *in, char *why, size_t n)
 {
-    const cJSON *v = member(in, "delegate");
+    const cJSON *v = keel_wf_member(in, "delegate");
     if (v == NULL)
         return true;
-    if (!take_text(v, "delegate", false, a->delegate, sizeof a->delegate, why, n))
+    if (!keel_wf_take_text(v, "delegate", false, a->delegate, sizeof a->delegate, why, n))
         return false;
     if (strcmp(a->delegate, a->requester) == 0)
-        return refuse(why, n, "the requester '%s' cannot be the delegate", a->delegate);
+        return keel_wf_refuse(why, n, "the requester '%s' cannot be the delegate", a->delegate);
     if (is_decider(a, a->delegate))
-        return refuse(why, n, "the delegate '%s' is already an approver", a->delegate);
+        return keel_wf_refuse(why, n, "the delegate '%s' is already an approver", a->delegate);
     return true;
 }
 
 static bool read_times(approval *a, const cJSON *in, char *why, size_t n)
 {
     const char *ms = "milliseconds";
-    return take_whole(in, "remind_after", ms, DAY_MS, MIN_WAIT_MS, MAX_WAIT_MS, &a->remind_after,
-                      why, n) &&
-           take_whole(in, "escalate_after", ms, 2 * DAY_MS, MIN_WAIT_MS, MAX_WAIT_MS,
-                      &a->escalate_after, why, n) &&
-           take_whole(in, "expire_after", ms, 7 * DAY_MS, MIN_WAIT_MS, MAX_WAIT_MS,
-                      &a->expire_after, why, n);
+    return keel_wf_take_whole(in, "remind_after", ms, DAY_MS, MIN_WAIT_MS, MAX_WAIT_MS,
+                              &a->remind_after, why, n) &&
+           keel_wf_take_whole(in, "escalate_after", ms, 2 * DAY_MS, MIN_WAIT_MS, MAX_WAIT_MS,
+                              &a->escalate_after, why, n) &&
+           keel_wf_take_whole(in, "expire_after", ms, 7 * DAY_MS, MIN_WAIT_MS, MAX_WAIT_MS,
+                              &a->expire_after, why, n);
 }
 
 /* Fill the request part of the state from the input, or say what is wrong with it. */
 static bool read_input(approval *a, const cJSON *in, char *why, size_t n)
 {
     if (!cJSON_IsObject(in))
-        return refuse(why, n, "the input must be a JSON object");
+        return keel_wf_refuse(why, n, "the input must be a JSON object");
     int64_t required = 0;
-    if (!only_known_fields(in, input_fields, why, n) ||
-        !take_text(member(in, "subject"), "subject", false, a->subject, sizeof a->subject, why,
-                   n) ||
-        !take_text(member(in, "requester"), "requester", false, a->requester, sizeof a->requester,
-                   why, n) ||
+    if (!keel_wf_only_known_fields(in, input_fields, why, n) ||
+        !keel_wf_take_text(keel_wf_member(in, "subject"), "subject", false, a->subject,
+                           sizeof a->subject, why, n) ||
+        !keel_wf_take_text(keel_wf_member(in, "requester"), "requester", false, a->requester,
+                           sizeof a->requester, why, n) ||
         !read_approvers(a, in, why, n) ||
-        !take_whole(in, "required", "approvals", 1, 1, a->n_deciders, &required, why, n) ||
+        !keel_wf_take_whole(in, "required", "approvals", 1, 1, a->n_deciders, &required, why, n) ||
         !read_delegate(a, in, why, n) || !read_times(a, in, why, n))
         return false;
     a->required = (int)required;
@@ -264,18 +201,20 @@ static bool read_input(approval *a, const cJSON *in, char *why, size_t n)
 static bool decision_from(const cJSON *in, const char *signal, decision *d, char *why, size_t n)
 {
     if (!cJSON_IsObject(in))
-        return refuse(why, n, "a decision must be a JSON object like {\"approver\": \"ana\"%s}",
-                      signal ? "" : ", \"decision\": \"approve\"");
-    if (!only_known_fields(in, signal ? signal_fields : update_fields, why, n) ||
-        !take_text(member(in, "approver"), "approver", false, d->approver, sizeof d->approver, why,
-                   n))
+        return keel_wf_refuse(why, n,
+                              "a decision must be a JSON object like {\"approver\": \"ana\"%s}",
+                              signal ? "" : ", \"decision\": \"approve\"");
+    if (!keel_wf_only_known_fields(in, signal ? signal_fields : update_fields, why, n) ||
+        !keel_wf_take_text(keel_wf_member(in, "approver"), "approver", false, d->approver,
+                           sizeof d->approver, why, n))
         return false;
-    const cJSON *comment = member(in, "comment");
-    if (comment && !take_text(comment, "comment", true, d->comment, sizeof d->comment, why, n))
+    const cJSON *comment = keel_wf_member(in, "comment");
+    if (comment &&
+        !keel_wf_take_text(comment, "comment", true, d->comment, sizeof d->comment, why, n))
         return false;
-    const char *verdict = signal ? signal : cJSON_GetStringValue(member(in, "decision"));
+    const char *verdict = signal ? signal : cJSON_GetStringValue(keel_wf_member(in, "decision"));
     if (verdict == NULL || (strcmp(verdict, "approve") != 0 && strcmp(verdict, "reject") != 0))
-        return refuse(why, n, "\"decision\" must be \"approve\" or \"reject\"");
+        return keel_wf_refuse(why, n, "\"decision\" must be \"approve\" or \"reject\"");
     d->approve = strcmp(verdict, "approve") == 0;
     return true;
 }
@@ -293,18 +232,20 @@ static bool read_decision(const char *json, const char *signal, decision *d, cha
 static bool may_decide(const approval *a, const char *who, char *why, size_t n)
 {
     if (a->stage != WAITING)
-        return refuse(why, n, "the request is already %s", stage_names[a->stage]);
+        return keel_wf_refuse(why, n, "the request is already %s", stage_names[a->stage]);
     if (strcmp(who, a->requester) == 0)
-        return refuse(why, n, "'%s' requested this approval and cannot decide on it", who);
+        return keel_wf_refuse(why, n, "'%s' requested this approval and cannot decide on it", who);
     if (has_approved(a, who))
-        return refuse(why, n, "'%s' already approved", who);
+        return keel_wf_refuse(why, n, "'%s' already approved", who);
     if (is_decider(a, who))
         return true;
     if (a->delegate[0] && strcmp(who, a->delegate) == 0)
-        return refuse(why, n, "'%s' is the delegate and may decide only after escalation", who);
+        return keel_wf_refuse(why, n, "'%s' is the delegate and may decide only after escalation",
+                              who);
     char names[MAX_DECIDERS * NAME_SIZE];
     join_deciders(a, false, names, sizeof names);
-    return refuse(why, n, "'%s' may not decide on this request (approvers: %s)", who, names);
+    return keel_wf_refuse(why, n, "'%s' may not decide on this request (approvers: %s)", who,
+                          names);
 }
 
 /* The update's payload, judged by the same rules as a signal. */
@@ -330,25 +271,11 @@ static void record(approval *a, const decision *d)
  * document is printed: running out of memory fails the workflow task instead of giving a wrong
  * answer. */
 
-/* Add item (NULL when its allocation failed) to object o under key, or to array o (key NULL). */
-static bool put(cJSON *o, const char *key, cJSON *item)
-{
-    bool ok = item && (key ? cJSON_AddItemToObject(o, key, item) : cJSON_AddItemToArray(o, item));
-    if (!ok)
-        cJSON_Delete(item);
-    return ok;
-}
-
-static cJSON *string_or_null(const char *s)
-{
-    return s && s[0] ? cJSON_CreateString(s) : cJSON_CreateNull();
-}
-
 static cJSON *vote_json(const vote *v)
 {
     cJSON *o = cJSON_CreateObject();
-    if (o && put(o, "approver", cJSON_CreateString(v->approver)) &&
-        put(o, "comment", cJSON_CreateString(v->comment)))
+    if (o && keel_wf_put(o, "approver", cJSON_CreateString(v->approver)) &&
+        keel_wf_put(o, "comment", cJSON_CreateString(v->comment)))
         return o;
     cJSON_Delete(o);
     return NULL;
@@ -358,7 +285,7 @@ static cJSON *approvals_json(const approval *a)
 {
     cJSON *list = cJSON_CreateArray();
     for (int i = 0; list && i < a->n_approvals; i++)
-        if (!put(list, NULL, vote_json(&a->approvals[i]))) {
+        if (!keel_wf_put(list, NULL, vote_json(&a->approvals[i]))) {
             cJSON_Delete(list);
             return NULL;
         }
@@ -371,7 +298,7 @@ static cJSON *pending_json(const approval *a)
     cJSON *list = cJSON_CreateArray();
     for (int i = 0; list && a->stage == WAITING && i < a->n_deciders; i++)
         if (!has_approved(a, a->deciders[i]) &&
-            !put(list, NULL, cJSON_CreateString(a->deciders[i]))) {
+            !keel_wf_put(list, NULL, cJSON_CreateString(a->deciders[i]))) {
             cJSON_Delete(list);
             return NULL;
         }
@@ -381,19 +308,11 @@ static cJSON *pending_json(const approval *a)
 /* The members the result and the status share. */
 static bool put_outcome(cJSON *o, const approval *a)
 {
-    return put(o, "approvals", approvals_json(a)) &&
-           put(o, "rejected_by",
-               a->stage == REJECTED ? vote_json(&a->rejection) : cJSON_CreateNull()) &&
-           put(o, "reminders", cJSON_CreateNumber(a->reminders)) &&
-           put(o, "escalated", cJSON_CreateBool(a->escalated));
-}
-
-/* Print o if it is complete, and free it. */
-static char *print(cJSON *o, bool complete)
-{
-    char *s = complete ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    return s;
+    return keel_wf_put(o, "approvals", approvals_json(a)) &&
+           keel_wf_put(o, "rejected_by",
+                       a->stage == REJECTED ? vote_json(&a->rejection) : cJSON_CreateNull()) &&
+           keel_wf_put(o, "reminders", cJSON_CreateNumber(a->reminders)) &&
+           keel_wf_put(o, "escalated", cJSON_CreateBool(a->escalated));
 }
 
 static bool decided(stage s)
@@ -404,8 +323,9 @@ static bool decided(stage s)
 static char *result_json(const approval *a)
 {
     cJSON *o = cJSON_CreateObject();
-    return print(o, o && put(o, "decision", cJSON_CreateString(stage_names[a->stage])) &&
-                        put_outcome(o, a));
+    return keel_wf_print(
+        o, o && keel_wf_put(o, "decision", cJSON_CreateString(stage_names[a->stage])) &&
+               put_outcome(o, a));
 }
 
 static const char *state_name(stage s)
@@ -420,14 +340,16 @@ static char *status_json(const approval *a)
 {
     cJSON *o = cJSON_CreateObject();
     bool ok =
-        o && put(o, "state", cJSON_CreateString(state_name(a->stage))) &&
-        put(o, "decision", string_or_null(decided(a->stage) ? stage_names[a->stage] : NULL)) &&
-        put(o, "subject", cJSON_CreateString(a->subject)) &&
-        put(o, "requester", cJSON_CreateString(a->requester)) &&
-        put(o, "required", cJSON_CreateNumber(a->required)) && put_outcome(o, a) &&
-        put(o, "may_decide", pending_json(a)) && put(o, "delegate", string_or_null(a->delegate)) &&
-        put(o, "last_problem", string_or_null(a->last_problem));
-    return print(o, ok);
+        o && keel_wf_put(o, "state", cJSON_CreateString(state_name(a->stage))) &&
+        keel_wf_put(o, "decision",
+                    keel_wf_string_or_null(decided(a->stage) ? stage_names[a->stage] : NULL)) &&
+        keel_wf_put(o, "subject", cJSON_CreateString(a->subject)) &&
+        keel_wf_put(o, "requester", cJSON_CreateString(a->requester)) &&
+        keel_wf_put(o, "required", cJSON_CreateNumber(a->required)) && put_outcome(o, a) &&
+        keel_wf_put(o, "may_decide", pending_json(a)) &&
+        keel_wf_put(o, "delegate", keel_wf_string_or_null(a->delegate)) &&
+        keel_wf_put(o, "last_problem", keel_wf_string_or_null(a->last_problem));
+    return keel_wf_print(o, ok);
 }
 
 /* ---- commands ---- */

@@ -192,6 +192,7 @@ START_TEST(configuration_comes_from_the_environment)
     setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1//", 1);
     setenv("OPENAI_API_KEY", KEY, 1);
     setenv("KEEL_MODEL", "m1", 1);
+    unsetenv("KEEL_MODEL_STRONG");
     setenv("KEEL_LLM_TIMEOUT", "45s", 1);
     unsetenv("KEEL_PRICES");
     keel_llm_config cfg;
@@ -199,6 +200,7 @@ START_TEST(configuration_comes_from_the_environment)
     ck_assert_int_eq(keel_llm_config_from_env(&cfg, &err), KEEL_OK);
     ck_assert_str_eq(cfg.base_url, "http://127.0.0.1:9/v1");
     ck_assert_str_eq(cfg.model, "m1");
+    ck_assert_str_eq(cfg.strong_model, "gpt-4o");
     ck_assert_int_eq(cfg.timeout_ms, 45000);
     double usd;
     ck_assert(keel_llm_cost(&cfg, "keel-scripted-small", 1000000, 0, 0, &usd));
