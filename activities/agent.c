@@ -9,6 +9,7 @@
 
 #include "activities/notify.h"
 #include "activities/procurement.h"
+#include "activities/sandbox.h"
 
 static const char *const procurement_grant[] = {"get_budget",
                                                 "check_budget",
@@ -23,8 +24,10 @@ static const char *const procurement_grant[] = {"get_budget",
                                                 NULL};
 static const char *const batch_grant[] = {"list_pending_requisitions", "set_requisition_status",
                                           NULL};
-static const char *const agent_task_grant[] = {"get_budget",         "check_budget", "list_vendors",
-                                               "get_catalog_prices", "notify",       NULL};
+static const char *const agent_task_grant[] = {
+    "get_budget",           "check_budget",   "list_vendors",
+    "get_catalog_prices",   "notify",         "get_sandbox_policy",
+    "check_sandbox_budget", "deploy_sandbox", NULL};
 
 const keel_tool_grant keel_default_grants[] = {
     {"keel.Procurement", procurement_grant},
@@ -44,7 +47,7 @@ struct keel_agent {
     keel_llm_config config;
     keel_ledger *ledger;
     keel_toolbox *toolbox;
-    keel_tool *tools; /* the procurement tools and notify, one table */
+    keel_tool *tools; /* the procurement tools, notify and the sandbox tools, one table */
     size_t n_tools;
     keel_llm llm;
     tool_binding *bindings;
@@ -55,14 +58,18 @@ struct keel_agent {
 
 size_t keel_agent_tool_count(void)
 {
-    return keel_procurement_tools_count + 1;
+    return keel_procurement_tools_count + 1 + keel_sandbox_tools_count;
 }
 
+/* The procurement tools, notify, then the sandbox tools. */
 const keel_tool *keel_agent_tool_at(size_t i)
 {
     if (i < keel_procurement_tools_count)
         return &keel_procurement_tools[i];
-    return i == keel_procurement_tools_count ? &keel_notify_tool : NULL;
+    if (i == keel_procurement_tools_count)
+        return &keel_notify_tool;
+    i -= keel_procurement_tools_count + 1;
+    return i < keel_sandbox_tools_count ? &keel_sandbox_tools[i] : NULL;
 }
 
 static int collect_tools(keel_agent *a, keel_error *err)
@@ -198,6 +205,27 @@ static int tool_failure(keel_activity_ctx *ctx, const keel_tool *tool, int rc,
     return keel_activity_fail_with(ctx, &f);
 }
 
+/* "the tool call was refused before it ran (invalid_arguments): /region: ...; /ttl_hours: ...":
+ * the problems in the message too, because a workflow sees a failure's message but not its
+ * details, and a person who edited the arguments must learn what was wrong. */
+static void refusal_message(const cJSON *problem, char *buf, size_t n)
+{
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(problem, "error"));
+    int len =
+        snprintf(buf, n, "the tool call was refused before it ran (%s)", kind ? kind : "invalid");
+    const cJSON *e;
+    int i = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(problem, "errors"))
+    {
+        const char *ptr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "pointer"));
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "reason"));
+        if (len < 0 || (size_t)len >= n)
+            break;
+        len += snprintf(buf + len, n - (size_t)len, "%s%s: %s", i++ ? "; " : ": ",
+                        ptr && ptr[0] ? ptr : "/", why ? why : "invalid");
+    }
+}
+
 int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **result_json,
                        void *user_data)
 {
@@ -208,10 +236,11 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
                                         input_json, &args);
     if (problem) {
         char *details = cJSON_PrintUnformatted(problem);
+        char message[KEEL_ERROR_MESSAGE_MAX];
+        refusal_message(problem, message, sizeof message);
         cJSON_Delete(problem);
         keel_activity_failure f = {.type = "ToolInvalidArguments",
-                                   .message = "the tool call was refused before it ran: see the "
-                                              "details for each problem",
+                                   .message = message,
                                    .non_retryable = true,
                                    .details_json = details};
         int rc = keel_activity_fail_with(ctx, &f);

@@ -26,7 +26,8 @@
 extern const keel_tool_grant keel_default_grants[];
 extern const size_t keel_default_grants_count;
 
-/* The tools keel ships (the procurement tools and notify), by index; NULL past the end. */
+/* The tools keel ships (the procurement tools, notify and the sandbox tools), by index; NULL
+ * past the end. */
 size_t keel_agent_tool_count(void);
 const keel_tool *keel_agent_tool_at(size_t i);
 

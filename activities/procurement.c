@@ -22,6 +22,10 @@
  */
 #include "activities/procurement.h"
 
+#include "activities/dbcall.h"
+
+#include "activities/failpoint.h"
+
 #include <libpq-fe.h>
 #include <math.h>
 #include <stdio.h>
@@ -45,39 +49,7 @@
 
 /* ---- the database session of one tool call ---- */
 
-typedef struct db {
-    keel_ledger *ledger;
-    PGconn *conn;
-    bool broken; /* the connection failed: close it instead of pooling it */
-    bool in_tx;  /* BEGIN ran and neither COMMIT nor ROLLBACK yet */
-    keel_error *err;
-} db;
-
-static int db_open(db *d, const keel_tool_call *call, keel_error *err)
-{
-    memset(d, 0, sizeof *d);
-    d->err = err;
-    if (!call || !call->ledger)
-        return keel_error_set(err, KEEL_EINVAL, "the procurement tools need the database");
-    d->ledger = call->ledger;
-    return keel_ledger_acquire(d->ledger, &d->conn, err);
-}
-
-/* Give the connection back. A transaction left open by an error path is rolled back first, so
- * that the pool never hands out a connection in the middle of an aborted transaction. */
-static void db_close(db *d)
-{
-    if (!d->conn)
-        return;
-    if (d->in_tx && !d->broken) {
-        PGresult *r = PQexec(d->conn, "ROLLBACK");
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            d->broken = true;
-        PQclear(r);
-    }
-    keel_ledger_release(d->ledger, d->conn, d->broken);
-    d->conn = NULL;
-}
+typedef keel_dbcall db;
 
 /* A statement the database refused for what it was asked, not for its own state: data that
  * does not fit a column or a date that does not exist (class 22), a constraint (class 23). The
@@ -413,10 +385,10 @@ static int single_row(const keel_tool_call *call, const char *what, const char *
                       const char *const *params, char **result_json, keel_error *err)
 {
     db d;
-    if (db_open(&d, call, err) != KEEL_OK)
+    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
         return err->code;
     PGresult *r = db_exec(&d, what, sql, n, params);
-    db_close(&d);
+    keel_dbcall_close(&d);
     if (!r)
         return err->code;
     cJSON *o = PQntuples(r) > 0 ? row_object(r, 0) : cJSON_CreateObject();
@@ -492,7 +464,7 @@ static int category_answer(const keel_tool_call *call, const char *category, con
                            char **result_json, keel_error *err)
 {
     db d;
-    if (db_open(&d, call, err) != KEEL_OK)
+    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
         return err->code;
     cJSON *required, *result = cJSON_CreateObject();
     char *reason;
@@ -506,7 +478,7 @@ static int category_answer(const keel_tool_call *call, const char *category, con
         cJSON_AddStringToObject(result, "reason", reason);
         free(reason);
     }
-    db_close(&d);
+    keel_dbcall_close(&d);
     return conclude(rc, result, result_json, err);
 }
 
@@ -657,7 +629,8 @@ static int tool_request_quotes(const keel_tool_call *call, const cJSON *args, ch
     int rc = need_key(call, "request_quotes", err);
     if (rc == KEEL_OK && !(rc = arg_str(args, "category", false, &category, err)) &&
         !(rc = arg_strings(args, "vendor_ids", 1, 5, &vendors, err)) &&
-        !(rc = arg_lines(args, "items", false, &lines, err)) && !(rc = db_open(&d, call, err)))
+        !(rc = arg_lines(args, "items", false, &lines, err)) &&
+        !(rc = keel_dbcall_open(&d, call, "the procurement tools", err)))
         rc = category_lookup(&d, category, &required, &unknown);
     if (rc == KEEL_OK && unknown)
         rc = keel_error_set(err, KEEL_EINVAL, "%s", unknown);
@@ -666,7 +639,7 @@ static int tool_request_quotes(const keel_tool_call *call, const cJSON *args, ch
         cJSON_AddItemToObject(result, "required_certifications", required);
         required = NULL;
     }
-    db_close(&d);
+    keel_dbcall_close(&d);
     cJSON_Delete(required);
     free(unknown);
     free(vendors);
@@ -757,7 +730,7 @@ static int tool_create_requisition(const keel_tool_call *call, const cJSON *args
         !(rc = arg_lines(args, "items", true, &lines, err)) &&
         !(rc = arg_str(args, "needed_by", false, &p[5], err)) && !(rc = check_date(p[5], err)) &&
         !(rc = arg_str(args, "justification", false, &p[6], err)))
-        rc = db_open(&d, call, err);
+        rc = keel_dbcall_open(&d, call, "the procurement tools", err);
     p[4] = lines;
     /* A retry finds its requisition before the checks, which might answer differently now. */
     if (rc == KEEL_OK && !(r = db_exec(&d, "read requisition", requisition_select_sql, 1, p)))
@@ -769,7 +742,7 @@ static int tool_create_requisition(const keel_tool_call *call, const cJSON *args
     }
     cJSON *result = rc == KEEL_OK ? row_object(r, 0) : NULL;
     PQclear(r);
-    db_close(&d);
+    keel_dbcall_close(&d);
     free(lines);
     return conclude(rc, result, result_json, err);
 }
@@ -783,19 +756,24 @@ static int tool_list_pending_requisitions(const keel_tool_call *call, const cJSO
         "SELECT id AS requisition_id, requester, cost_center, category, items, total_usd,"
         " to_char(needed_by, 'YYYY-MM-DD') AS needed_by, justification, status,"
         " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at"
-        " FROM requisitions WHERE status = 'pending' ORDER BY created_at, id LIMIT $1";
+        " FROM requisitions WHERE status = 'pending'"
+        " AND ($2::text IS NULL OR cost_center = $2) AND ($3::text IS NULL OR requester = $3)"
+        " ORDER BY created_at, id LIMIT $1";
     const cJSON *limit = cJSON_GetObjectItemCaseSensitive(args, "limit");
     char buf[64];
-    if (num_text(limit, "limit", 1, 500, buf, err))
+    /* The filters are optional: absent or null lists every pending requisition. */
+    const char *p[] = {buf, NULL, NULL};
+    if (num_text(limit, "limit", 1, 500, buf, err) ||
+        arg_str(args, "cost_center", true, &p[1], err) ||
+        arg_str(args, "requester", true, &p[2], err))
         return err->code;
     snprintf(buf, sizeof buf, "%d", (int)limit->valuedouble);
-    const char *p[] = {buf};
     db d;
-    if (db_open(&d, call, err) != KEEL_OK)
+    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
         return err->code;
     cJSON *result = cJSON_CreateObject();
-    int rc = add_rows(&d, result, "requisitions", "list pending requisitions", sql, 1, p);
-    db_close(&d);
+    int rc = add_rows(&d, result, "requisitions", "list pending requisitions", sql, 3, p);
+    keel_dbcall_close(&d);
     return conclude(rc, result, result_json, err);
 }
 
@@ -831,10 +809,10 @@ static int tool_set_requisition_status(const keel_tool_call *call, const cJSON *
                               "failed (a requisition becomes ordered with its purchase order)",
                               p[1]);
     db d;
-    if (db_open(&d, call, err) != KEEL_OK)
+    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
         return err->code;
     PGresult *r = db_exec(&d, "set requisition status", sql, 3, p);
-    db_close(&d);
+    keel_dbcall_close(&d);
     if (!r)
         return err->code;
     int last = PQnfields(r) - 1;
@@ -874,7 +852,7 @@ static int tool_get_approvers(const keel_tool_call *call, const cJSON *args, cha
     if (arg_str(args, "cost_center", false, &p[0], err))
         return err->code;
     db d;
-    if (db_open(&d, call, err) != KEEL_OK)
+    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
         return err->code;
     cJSON *result = cJSON_CreateObject();
     cJSON_AddStringToObject(result, "cost_center", p[0]);
@@ -885,7 +863,7 @@ static int tool_get_approvers(const keel_tool_call *call, const cJSON *args, cha
     if (rc == KEEL_OK && !PQgetisnull(r, 0, 0))
         cJSON_AddStringToObject(result, "reason", PQgetvalue(r, 0, 0));
     PQclear(r);
-    db_close(&d);
+    keel_dbcall_close(&d);
     return conclude(rc, result, result_json, err);
 }
 
@@ -1050,12 +1028,14 @@ static int tool_create_purchase_order(const keel_tool_call *call, const cJSON *a
         !(rc = arg_lines(args, "items", true, &a.lines, err)) &&
         !(rc = arg_money(args, "total_usd", a.total, err)) &&
         !(rc = arg_strings(args, "approvers", 0, 10, &a.approvers, err)))
-        rc = db_open(&d, call, err);
+        rc = keel_dbcall_open(&d, call, "the procurement tools", err);
     if (rc == KEEL_OK)
         rc = po_transaction(&d, &a, &r);
+    if (rc == KEEL_OK) /* the crash tests' point: committed, not yet reported */
+        keel_failpoint("procurement.after_po_commit");
     cJSON *result = rc == KEEL_OK ? row_object(r, 0) : NULL;
     PQclear(r);
-    db_close(&d);
+    keel_dbcall_close(&d);
     free(a.lines);
     free(a.approvers);
     return conclude(rc, result, result_json, err);
@@ -1085,6 +1065,14 @@ static int tool_create_purchase_order(const keel_tool_call *call, const cJSON *a
 #define S_PRICED_LINES(desc)                                                                       \
     "{\"type\":\"array\",\"minItems\":1,\"maxItems\":100,\"description\":\"" desc "\","            \
     "\"items\":" S_PRICED_LINE "}"
+/* list_pending_requisitions: how many, and the optional filters (null: any). */
+#define S_PENDING_LIMIT "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500}"
+#define S_PENDING_CC                                                                               \
+    "\"cost_center\":" S_NULLABLE("Only this cost centre's requisitions, e.g. CC-1001; null for "  \
+                                  "every cost centre")
+#define S_PENDING_REQUESTER                                                                        \
+    "\"requester\":" S_NULLABLE("Only this person's requisitions, e.g. "                           \
+                                "alex.engineer@example.com; null for everyone")
 #define S_OBJECT(props, required)                                                                  \
     "{\"type\":\"object\",\"properties\":{" props "},\"required\":[" required "],"                 \
     "\"additionalProperties\":false}"
@@ -1202,9 +1190,10 @@ const keel_tool keel_procurement_tools[] = {
     {
         .name = "list_pending_requisitions",
         .description = "List requisitions waiting to be processed (status pending), oldest "
-                       "first, at most limit of them.",
-        .schema =
-            S_OBJECT("\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500}", "\"limit\""),
+                       "first, at most limit of them. cost_center and requester (null for any) "
+                       "keep only the requisitions of that cost centre and of that requester.",
+        .schema = S_OBJECT(S_PENDING_LIMIT "," S_PENDING_CC "," S_PENDING_REQUESTER,
+                           "\"limit\",\"cost_center\",\"requester\""),
         .risk = KEEL_TOOL_READ,
         .scopes = "requisitions:read",
         .run = tool_list_pending_requisitions,

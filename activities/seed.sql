@@ -187,3 +187,28 @@ FROM (VALUES
     AS r (key, requester, cost_center, category, lines, days, why)
 WHERE NOT EXISTS (SELECT 1 FROM requisitions q WHERE q.idempotency_key = r.key)
 ON CONFLICT (idempotency_key) DO NOTHING;
+
+-- Cloud sandboxes (schema: migrations/003_sandbox.sql), for the sandbox-request example of the
+-- agent workflow: Engineering (CC-1001) may run sandboxes in us-east-1, eu-west-1 and us-west-2,
+-- tagged with project and owner, capped at USD 500.00 each for at most a week, USD 2,000.00 for
+-- all its live sandboxes together. us-east-1 is at capacity, so a deployment there answers
+-- deployed:false and the agent retries in another allowed region. Marketing (CC-2001) may use
+-- eu-west-1 only, up to USD 100.00 a sandbox.
+INSERT INTO sandbox_regions (id, name, at_capacity) VALUES
+    ('us-east-1', 'US East (N. Virginia)', true),
+    ('us-west-2', 'US West (Oregon)', false),
+    ('eu-west-1', 'Europe (Ireland)', false),
+    ('eu-central-1', 'Europe (Frankfurt)', false),
+    ('ap-south-1', 'Asia Pacific (Mumbai)', false)
+ON CONFLICT (id) DO NOTHING;
+
+INSERT INTO sandbox_policies (cost_center, allowed_regions, required_tags, max_budget_cap_usd,
+                              max_ttl_hours) VALUES
+    ('CC-1001', '{us-east-1,eu-west-1,us-west-2}', '{project,owner}', 500.00, 168),
+    ('CC-2001', '{eu-west-1}', '{project,owner,campaign}', 100.00, 72)
+ON CONFLICT (cost_center) DO NOTHING;
+
+INSERT INTO sandbox_budgets (cost_center, amount_usd) VALUES
+    ('CC-1001', 2000.00),
+    ('CC-2001', 150.00)
+ON CONFLICT (cost_center) DO NOTHING;

@@ -6,10 +6,17 @@
 
 #include <string.h>
 
+#include "workflows/agent_task.h"
 #include "workflows/approval.h"
+#include "workflows/batch.h"
+#include "workflows/procurement.h"
 
 static const keel_workflow_type *const types[] = {
-    &keel_approval_workflow, NULL, /* keeps the array non-empty; not counted */
+    &keel_approval_workflow,
+    &keel_procurement_workflow,
+    &keel_agent_task_workflow,
+    &keel_batch_workflow,
+    NULL, /* keeps the array non-empty; not counted */
 };
 
 const keel_workflow_type *const *keel_workflow_registry(size_t *n)

@@ -207,6 +207,10 @@ int keel_workflow_side_effect(keel_workflow_ctx *ctx, keel_side_effect_fn fn, vo
  * Unix epoch). The same on every replay. */
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx);
 
+/* True when the server suggested, in the current workflow task, that the run continue as new
+ * (its history grew long or large). Recorded in history, so the same on every replay. */
+bool keel_workflow_continue_as_new_suggested(const keel_workflow_ctx *ctx);
+
 /* Deterministic randomness, seeded from the run: the same sequence on every replay. */
 uint64_t keel_workflow_random(keel_workflow_ctx *ctx);
 void keel_workflow_uuid(keel_workflow_ctx *ctx, char out[37]);

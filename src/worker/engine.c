@@ -127,6 +127,7 @@ struct keel_engine {
     int64_t last_event_id;
     int64_t pending_started_id; /* a WorkflowTaskStarted not yet known to be completed */
     int64_t pending_started_ms;
+    bool pending_started_suggest; /* its suggest_continue_as_new */
     int64_t last_started_id;
     int64_t answered_started_id; /* the task keel_engine_finish() produced commands for */
     int64_t last_completed_id;   /* the last WorkflowTaskCompleted */
@@ -141,6 +142,7 @@ struct keel_engine {
     size_t n_rec, cap_rec;
     bool activation_pending; /* a replayed activation waits for its command events */
     int64_t activation_ms;
+    bool activation_suggest;
     version_entry *versions;
     size_t n_versions, cap_versions;
     deferred_cancel *deferred; /* see defer_cancel() */
@@ -160,6 +162,7 @@ struct keel_engine {
 
     uint64_t rng;
     int64_t now_ms;
+    bool suggest_continue_as_new; /* the current workflow task's, from history */
     bool replaying, closing;
     char error[KEEL_ERROR_MESSAGE_MAX]; /* set by keel_workflow_error() or API misuse */
 };
@@ -1337,6 +1340,11 @@ int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
     return ctx->engine->now_ms;
 }
 
+bool keel_workflow_continue_as_new_suggested(const keel_workflow_ctx *ctx)
+{
+    return ctx->engine->suggest_continue_as_new;
+}
+
 uint64_t keel_workflow_random(keel_workflow_ctx *ctx)
 {
     return next_random(&ctx->engine->rng);
@@ -1805,6 +1813,7 @@ static int settle(keel_engine *e, keel_error *err)
     int rc = KEEL_OK;
     if (e->activation_pending) {
         e->activation_pending = false;
+        e->suggest_continue_as_new = e->activation_suggest;
         rc = activate(e, e->activation_ms, true, err);
     }
     if (rc == KEEL_OK)
@@ -2220,6 +2229,9 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_STARTED:
         e->pending_started_id = ev->event_id;
         e->pending_started_ms = event_ms(ev);
+        e->pending_started_suggest =
+            ev->workflow_task_started_event_attributes &&
+            ev->workflow_task_started_event_attributes->suggest_continue_as_new;
         e->last_started_id = ev->event_id;
         return KEEL_OK;
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_COMPLETED: {
@@ -2241,6 +2253,7 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         e->pending_started_id = 0;
         e->activation_pending = true;
         e->activation_ms = e->pending_started_ms;
+        e->activation_suggest = e->pending_started_suggest;
         e->in_command_events = true;
         return KEEL_OK;
     }
@@ -2331,6 +2344,7 @@ int keel_engine_finish(keel_engine *e, keel_error *err)
         if (!update_seen(e, e->incoming[i].update_id))
             rc = deliver_update(e, UPDATE_NEW, &e->incoming[i], err);
     free_requests(e->incoming, &e->n_incoming);
+    e->suggest_continue_as_new = e->pending_started_suggest;
     if (rc == KEEL_OK)
         rc = activate(e, e->pending_started_ms, false, err);
     e->pending_started_id = 0;

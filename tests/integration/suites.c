@@ -12,16 +12,28 @@ Suite *keel_worker_suite(void);
 Suite *ledger_suite(void);
 Suite *procurement_tools_suite(void);
 Suite *agent_suite(void);
+Suite *procurement_suite(void);
+Suite *agent_task_suite(void);
+Suite *batch_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
     static const keel_test_suite suites[] = {
-        {"rpc", rpc_suite},           {"keelctl", keelctl_suite},
-        {"tls", tls_suite},           {"execution", execution_suite},
-        {"worker", worker_suite},     {"recovery", recovery_suite},
-        {"approval", approval_suite}, {"keel-worker", keel_worker_suite},
-        {"ledger", ledger_suite},     {"procurement-tools", procurement_tools_suite},
-        {"agent", agent_suite},       {NULL, NULL},
+        {"rpc", rpc_suite},
+        {"keelctl", keelctl_suite},
+        {"tls", tls_suite},
+        {"execution", execution_suite},
+        {"worker", worker_suite},
+        {"recovery", recovery_suite},
+        {"approval", approval_suite},
+        {"keel-worker", keel_worker_suite},
+        {"ledger", ledger_suite},
+        {"procurement-tools", procurement_tools_suite},
+        {"agent", agent_suite},
+        {"procurement", procurement_suite},
+        {"agent-task", agent_task_suite},
+        {"batch", batch_suite},
+        {NULL, NULL},
     };
     return suites;
 }

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include "activities/agent.h"
+#include "harness.h"
 #include "activities/ledger.h"
 #include "keel/keel.h"
 
@@ -85,31 +86,16 @@ static keel_worker *worker;
 static char queue[96];
 static char hook_url[256];
 
-static const char *model_server(void)
-{
-    const char *url = getenv("KEEL_MODEL_SERVER_URL");
-    ck_assert_msg(url != NULL, "KEEL_MODEL_SERVER_URL is not set (make test-integration sets it)");
-    return url;
-}
-
-static void unique(char *out, size_t n, const char *prefix)
-{
-    static int counter;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(out, n, "%s-%ld-%ld-%d", prefix, (long)getpid(), (long)ts.tv_nsec, ++counter);
-}
-
 static void setup(void)
 {
     char base[256];
-    snprintf(base, sizeof base, "%s/v1", model_server());
+    snprintf(base, sizeof base, "%s/v1", keel_test_model_server());
     setenv("OPENAI_BASE_URL", base, 1);
     setenv("OPENAI_API_KEY", TEST_API_KEY, 1);
     setenv("KEEL_MODEL", "keel-scripted-small", 1);
     setenv("KEEL_LLM_TIMEOUT", "3s", 1);
-    unique(queue, sizeof queue, "keel-agent");
-    snprintf(hook_url, sizeof hook_url, "%s/hooks/%s", model_server(), queue);
+    keel_test_unique(queue, sizeof queue, "keel-agent");
+    snprintf(hook_url, sizeof hook_url, "%s/hooks/%s", keel_test_model_server(), queue);
     keel_agent_options ao = {.grants = grants,
                              .n_grants = sizeof grants / sizeof grants[0],
                              .notify_webhook_url = hook_url};
@@ -139,56 +125,10 @@ static void teardown(void)
 
 /* ---- helpers ---- */
 
-typedef struct buffer {
-    char *data;
-    size_t len;
-} buffer;
-
-static size_t collect(char *p, size_t size, size_t n, void *user)
-{
-    buffer *b = user;
-    char *grown = realloc(b->data, b->len + size * n + 1);
-    ck_assert_ptr_nonnull(grown);
-    memcpy(grown + b->len, p, size * n);
-    b->len += size * n;
-    grown[b->len] = '\0';
-    b->data = grown;
-    return size * n;
-}
-
-/* GET a JSON document from the model server. */
-static cJSON *get_json(const char *path)
-{
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", model_server(), path);
-    buffer b = {0};
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    cJSON *doc = cJSON_Parse(b.data);
-    ck_assert_msg(doc != NULL, "not JSON from %s: %s", path, b.data ? b.data : "");
-    free(b.data);
-    return doc;
-}
-
-/* How many chat requests carrying [[keel:tag=TAG]] the model server has seen. */
-static int requests_tagged(const char *tag)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/_keel/stats?tag=%s", tag);
-    cJSON *doc = get_json(path);
-    int n = cJSON_GetObjectItemCaseSensitive(doc, "requests")->valueint;
-    cJSON_Delete(doc);
-    return n;
-}
-
 /* Start LlmProbe with input; its id (prefix + something unique) goes into id. */
 static void start_probe(const char *input, const char *prefix, char *id, size_t idsz)
 {
-    unique(id, idsz, prefix);
+    keel_test_unique(id, idsz, prefix);
     keel_workflow_start_options o;
     keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
     o.workflow_id = id;
@@ -286,7 +226,7 @@ static void expect_failure(const char *fault, const char *type, bool non_retryab
                            const char *delay)
 {
     char tag[96], text[256], id[128];
-    unique(tag, sizeof tag, "t");
+    keel_test_unique(tag, sizeof tag, "t");
     snprintf(text, sizeof text, "Hello. [[keel:tag=%s]] [[keel:%s]]", tag, fault);
     cJSON *result = probe(text, 1, id, sizeof id);
     ck_assert_msg(str(result, "failed") != NULL, "%s did not fail: %s", fault,
@@ -310,7 +250,7 @@ static void expect_failure(const char *fault, const char *type, bool non_retryab
     ck_assert_ptr_null(strstr(text_f, TEST_API_KEY));
     free(text_f);
     cJSON_Delete(f);
-    ck_assert_int_eq(requests_tagged(tag), 1);
+    ck_assert_int_eq(keel_test_requests_tagged(tag), 1);
 }
 
 /* ---- llm.chat ---- */
@@ -318,7 +258,7 @@ static void expect_failure(const char *fault, const char *type, bool non_retryab
 START_TEST(chat_answers_with_usage_and_cost)
 {
     char tag[96], text[256], id[128];
-    unique(tag, sizeof tag, "t");
+    keel_test_unique(tag, sizeof tag, "t");
     snprintf(text, sizeof text, "Say hello to the procurement team. [[keel:tag=%s]]", tag);
     cJSON *r = probe(text, 1, id, sizeof id);
     ck_assert_msg(str(r, "failed") == NULL, "%s", str(r, "message"));
@@ -333,7 +273,7 @@ START_TEST(chat_answers_with_usage_and_cost)
     int64_t c = (int64_t)cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")->valuedouble;
     /* keel-scripted-small is priced at USD 0.15 in / 0.60 out per million tokens. */
     ck_assert_double_eq_tol(cost, (p * 0.15 + c * 0.60) / 1e6, 1e-6);
-    ck_assert_int_eq(requests_tagged(tag), 1);
+    ck_assert_int_eq(keel_test_requests_tagged(tag), 1);
     cJSON_Delete(r);
 }
 END_TEST
@@ -349,12 +289,12 @@ END_TEST
 START_TEST(a_rate_limit_passes_on_the_next_attempt)
 {
     char tag[96], text[256], id[128];
-    unique(tag, sizeof tag, "t");
+    keel_test_unique(tag, sizeof tag, "t");
     snprintf(text, sizeof text, "Hi [[keel:tag=%s]] [[keel:fault=429 retry_after=1 times=1 id=%s]]",
              tag, tag);
     cJSON *r = probe(text, 3, id, sizeof id);
     ck_assert_msg(str(r, "failed") == NULL, "%s", str(r, "message"));
-    ck_assert_int_eq(requests_tagged(tag), 2);
+    ck_assert_int_eq(keel_test_requests_tagged(tag), 2);
     cJSON_Delete(r);
 }
 END_TEST
@@ -396,7 +336,7 @@ START_TEST(bad_tool_calls_come_back_as_structured_errors)
                  {"bad-json-args", "arguments_not_json"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char tag[96], id[128];
-        unique(tag, sizeof tag, "t");
+        keel_test_unique(tag, sizeof tag, "t");
         char text[256];
         snprintf(text, sizeof text, "Check the budget. [[keel:tag=%s]] [[keel:fault=%s]]", tag,
                  cases[i].fault);
@@ -421,7 +361,7 @@ END_TEST
 START_TEST(structured_output_is_parsed_and_validated)
 {
     char tag[96], id[128], text[256];
-    unique(tag, sizeof tag, "t");
+    keel_test_unique(tag, sizeof tag, "t");
     snprintf(text, sizeof text, "Extract the requisition. [[keel:tag=%s]]", tag);
     cJSON *chat, *in = chat_input(text, &chat);
     cJSON_AddItemToObject(
@@ -444,7 +384,7 @@ START_TEST(the_api_key_never_reaches_history_or_failures)
     /* expect_failure checks each failure's text; here the whole history of a call that
      * succeeded and one the provider refused (401 echoes part of a key on OpenAI). */
     char tag[96], id[128], text[256];
-    unique(tag, sizeof tag, "t");
+    keel_test_unique(tag, sizeof tag, "t");
     snprintf(text, sizeof text, "Hello [[keel:tag=%s]]", tag);
     cJSON_Delete(probe(text, 1, id, sizeof id));
     char *json = NULL;
@@ -461,40 +401,6 @@ END_TEST
 
 /* ---- idempotency across a crash: keel-worker killed after the ledger stored the answer ---- */
 
-static pid_t spawn_worker(const char *activity_queue, const char *failpoint, const char *log)
-{
-    const char *bin = getenv("KEEL_WORKER");
-    ck_assert_msg(bin != NULL, "KEEL_WORKER is not set (make test-integration sets it)");
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        setenv("KEEL_TASK_QUEUE", activity_queue, 1);
-        setenv("KEEL_SHUTDOWN_GRACE", "1s", 1);
-        if (failpoint)
-            setenv("KEEL_FAILPOINT", failpoint, 1);
-        else
-            unsetenv("KEEL_FAILPOINT");
-        if (freopen(log, "a", stderr) == NULL)
-            _exit(126);
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_exit(pid_t pid, int seconds)
-{
-    int st = 0;
-    for (int i = 0; i < seconds * 20; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(50 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
 static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -510,10 +416,10 @@ START_TEST(a_worker_killed_after_the_answer_does_not_call_the_model_again)
 {
     char tag[96], id[128], aq[128], log[] = "/tmp/keel-agent-log-XXXXXX";
     close(mkstemp(log));
-    unique(tag, sizeof tag, "t");
-    unique(aq, sizeof aq, "keel-agent-activities");
+    keel_test_unique(tag, sizeof tag, "t");
+    keel_test_unique(aq, sizeof aq, "keel-agent-activities");
     /* The first keel-worker dies right after the ledger stored the model's answer. */
-    pid_t first = spawn_worker(aq, "llm.after_ledger_put", log);
+    pid_t first = keel_test_spawn_worker(aq, "llm.after_ledger_put", log);
 
     char input[512];
     snprintf(input, sizeof input,
@@ -521,16 +427,16 @@ START_TEST(a_worker_killed_after_the_answer_does_not_call_the_model_again)
              "\"content\":\"Summarize the quote. [[keel:tag=%s]]\"}]}}",
              aq, tag);
     start_probe(input, "keel-crash", id, sizeof id);
-    ck_assert_int_eq(wait_exit(first, 60), 137);
-    ck_assert_int_eq(requests_tagged(tag), 1);
+    ck_assert_int_eq(keel_test_wait_exit(first, 60), 137);
+    ck_assert_int_eq(keel_test_requests_tagged(tag), 1);
 
     /* A new process: the server retries the attempt after its heartbeat timeout (3 s). */
-    pid_t second = spawn_worker(aq, NULL, log);
+    pid_t second = keel_test_spawn_worker(aq, NULL, log);
     keel_workflow_outcome out;
     keel_error err;
     int rc = keel_client_workflow_result(client, id, NULL, 60000, &out, &err);
     kill(second, SIGTERM);
-    wait_exit(second, 20);
+    keel_test_wait_exit(second, 20);
     ck_assert_int_eq(rc, KEEL_OK);
     ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
     cJSON *r = cJSON_Parse(out.result_json);
@@ -538,7 +444,7 @@ START_TEST(a_worker_killed_after_the_answer_does_not_call_the_model_again)
     ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "reused")), "%s",
                   cJSON_PrintUnformatted(r));
     cJSON_Delete(r);
-    ck_assert_int_eq(requests_tagged(tag), 1); /* the model was called once */
+    ck_assert_int_eq(keel_test_requests_tagged(tag), 1); /* the model was called once */
     char *logged = read_file(log);
     ck_assert_ptr_null(strstr(logged, TEST_API_KEY));
     free(logged);
@@ -561,7 +467,7 @@ static cJSON *chat_turn(const char *conversation, const char *content)
 START_TEST(a_conversation_lives_in_the_ledger_and_turns_send_only_new_messages)
 {
     char conv[96];
-    unique(conv, sizeof conv, "conv");
+    keel_test_unique(conv, sizeof conv, "conv");
     cJSON_Delete(chat_turn(conv, "First question about laptops."));
     cJSON *r = chat_turn(conv, "Second question about monitors.");
     ck_assert_str_eq(str(r, "conversation"), conv);
@@ -642,7 +548,7 @@ static void *race_notify(void *arg)
 START_TEST(notify_posts_once_per_key_even_when_attempts_race)
 {
     char key[128];
-    unique(key, sizeof key, "notify");
+    keel_test_unique(key, sizeof key, "notify");
     pthread_t t[6];
     racer r[6];
     for (int i = 0; i < 6; i++) {
@@ -660,7 +566,7 @@ START_TEST(notify_posts_once_per_key_even_when_attempts_race)
         }
     char path[256];
     snprintf(path, sizeof path, "/_keel/hooks/%s", queue);
-    cJSON *posts = get_json(path);
+    cJSON *posts = keel_test_model_server_json(path);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(posts, "posts")), 1);
     cJSON_Delete(posts);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "keel/keel.h"
+#include "harness.h"
 #include "workflows/approval.h"
 #include "workflows/registry.h"
 
@@ -75,23 +76,6 @@ static void start(const char *prefix, const char *input, char *id)
     ck_assert_msg(keel_client_workflow_start(client, &o, NULL, &err) == KEEL_OK, "%s", err.message);
 }
 
-/* With KEEL_RECORD_HISTORIES=DIR, keep the history as DIR/keel.Approval/<scenario>.json, the
- * scenario being the id's prefix (see tests/replay/README.md). */
-static void record(const char *id, const char *history, size_t len)
-{
-    const char *dir = getenv("KEEL_RECORD_HISTORIES");
-    const char *p = id + strlen("keel-approval-");
-    if (dir == NULL || dir[0] == '\0')
-        return;
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s/%.*s.json", dir, KEEL_APPROVAL_TYPE, (int)strcspn(p, "-"),
-             p);
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    ck_assert_uint_eq(fwrite(history, 1, len, f), len);
-    fclose(f);
-}
-
 /* Wait for the run to close, check it closed with `status`, and replay its history through the
  * workflow: the same code must reproduce every command it recorded. */
 static keel_workflow_outcome finish(const char *id, int status)
@@ -103,15 +87,9 @@ static keel_workflow_outcome finish(const char *id, int status)
     ck_assert_msg(out.status == status, "%s closed %s, not %s: %s", id,
                   keel_workflow_status_name(out.status), keel_workflow_status_name(status),
                   out.failure_message ? out.failure_message : out.result_json);
-    char *history;
-    size_t len;
-    ck_assert_int_eq(
-        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &history, &len, &err),
-        KEEL_OK);
-    ck_assert_msg(keel_replay(&keel_approval_workflow, history, len, &err) == KEEL_OK, "%s",
-                  err.message);
-    record(id, history, len);
-    free(history);
+    char scenario[64];
+    keel_test_scenario(id, "keel-approval-", scenario, sizeof scenario);
+    keel_test_replay_and_record(client, &keel_approval_workflow, id, NULL, scenario);
     return out;
 }
 
@@ -159,18 +137,7 @@ static void decide(const char *id, const char *json, bool expect_ok, const char 
  * yet); returns the answer (caller frees). */
 static char *query_until(const char *id, const char *name, const char *text)
 {
-    char *answer = NULL;
-    keel_error err = {0};
-    for (int64_t until = now_ms() + 15000; now_ms() < until; usleep(100 * 1000)) {
-        free(answer);
-        answer = NULL;
-        if (keel_client_workflow_query(client, id, NULL, name, NULL, &answer, &err) == KEEL_OK &&
-            strstr(answer, text))
-            return answer;
-    }
-    ck_abort_msg("query %s of %s never answered with %s: last %s (%s)", name, id, text,
-                 answer ? answer : "nothing", err.message);
-    return NULL;
+    return keel_test_query_until(client, id, name, text, 15000);
 }
 
 static void status_until(const char *id, const char *text)

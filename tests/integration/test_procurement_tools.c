@@ -276,7 +276,7 @@ static const struct {
      "{\"requester\":\"alex.engineer@example.com\",\"cost_center\":\"CC-1001\",\"category\":"
      "\"it-hardware\",\"items\":[{\"description\":\"Laptop\",\"quantity\":4,\"unit_price_usd\":"
      "1199}],\"needed_by\":\"2030-01-15\",\"justification\":\"New hires\"}"},
-    {"list_pending_requisitions", "{\"limit\":50}"},
+    {"list_pending_requisitions", "{\"limit\":50,\"cost_center\":null,\"requester\":null}"},
     {"set_requisition_status",
      "{\"requisition_id\":\"REQ-000001\",\"status\":\"in_progress\",\"note\":null}"},
     {"get_approvers", "{\"cost_center\":\"CC-3001\"}"},
@@ -878,6 +878,104 @@ START_TEST(pending_requisitions_come_oldest_first_and_statuses_change)
 }
 END_TEST
 
+/* A requisition by requester in cost centre cc; its id into id[32]. */
+static void new_requisition_by(const char *requester, const char *cc, char *id)
+{
+    char key[96], date[16], args[1024];
+    unique(key, sizeof key, "req");
+    date_in(30, date);
+    snprintf(args, sizeof args,
+             "{\"requester\":\"%s\",\"cost_center\":\"%s\",\"category\":\"office-supplies\","
+             "\"items\":[{\"description\":\"A4 paper\",\"quantity\":1,\"unit_price_usd\":5}],"
+             "\"needed_by\":\"%s\",\"justification\":\"Filter test.\"}",
+             requester, cc, date);
+    cJSON *r = run_ok("create_requisition", key, args);
+    snprintf(id, 32, "%s", str(r, "requisition_id"));
+    cJSON_Delete(r);
+}
+
+/* The ids listed for these arguments, as one comma-separated string (caller frees). */
+static char *listed_ids(const char *args)
+{
+    cJSON *r = run_ok("list_pending_requisitions", NULL, args);
+    char *ids = calloc(1, 4096);
+    const cJSON *q;
+    cJSON_ArrayForEach(q, arr(r, "requisitions"))
+    {
+        size_t len = strlen(ids);
+        snprintf(ids + len, 4096 - len, "%s%s", len ? "," : "", str(q, "requisition_id"));
+    }
+    cJSON_Delete(r);
+    return ids;
+}
+
+START_TEST(pending_requisitions_can_be_filtered_by_cost_centre_and_requester)
+{
+    char cc[64], other_cc[64], who[96], other[96], a[32], b[32], c[32], args[512];
+    fresh_cost_center(cc, sizeof cc, "1000");
+    fresh_cost_center(other_cc, sizeof other_cc, "1000");
+    unique(who, sizeof who, "filter");
+    unique(other, sizeof other, "filter");
+    new_requisition_by(who, cc, a);
+    new_requisition_by(other, cc, b);
+    new_requisition_by(who, other_cc, c);
+    char want[128];
+
+    snprintf(args, sizeof args, "{\"limit\":10,\"cost_center\":\"%s\",\"requester\":null}", cc);
+    char *ids = listed_ids(args);
+    snprintf(want, sizeof want, "%s,%s", a, b); /* oldest first */
+    ck_assert_str_eq(ids, want);
+    free(ids);
+
+    snprintf(args, sizeof args, "{\"limit\":10,\"cost_center\":null,\"requester\":\"%s\"}", who);
+    ids = listed_ids(args);
+    snprintf(want, sizeof want, "%s,%s", a, c);
+    ck_assert_str_eq(ids, want);
+    free(ids);
+
+    /* Both filters: the requisitions that pass both. Absent filters are null. */
+    snprintf(args, sizeof args, "{\"limit\":10,\"cost_center\":\"%s\",\"requester\":\"%s\"}",
+             other_cc, who);
+    ids = listed_ids(args);
+    ck_assert_str_eq(ids, c);
+    free(ids);
+    snprintf(args, sizeof args, "{\"limit\":1,\"cost_center\":\"%s\"}", cc);
+    ids = listed_ids(args);
+    ck_assert_str_eq(ids, a);
+    free(ids);
+    ids = listed_ids("{\"limit\":10,\"cost_center\":\"CC-NOBODY\",\"requester\":null}");
+    ck_assert_str_eq(ids, "");
+    free(ids);
+
+    /* Only pending ones are listed, filter or not. */
+    retire(a);
+    snprintf(args, sizeof args, "{\"limit\":10,\"cost_center\":\"%s\",\"requester\":null}", cc);
+    ids = listed_ids(args);
+    ck_assert_str_eq(ids, b);
+    free(ids);
+
+    /* The schema takes strings or null, nothing else. */
+    keel_schema *s;
+    keel_schema_result res;
+    keel_error err;
+    ck_assert_int_eq(keel_schema_new(&s, tool("list_pending_requisitions")->schema, &err), KEEL_OK);
+    ck_assert_int_eq(
+        keel_schema_validate(s, "{\"limit\":5,\"cost_center\":7,\"requester\":null}", &res, &err),
+        KEEL_OK);
+    ck_assert(!res.valid);
+    keel_schema_result_dispose(&res);
+    ck_assert_int_eq(keel_schema_validate(s, "{\"limit\":5}", &res, &err), KEEL_OK);
+    ck_assert_msg(!res.valid, "strict mode: the filters must be given, as null for none");
+    keel_schema_result_dispose(&res);
+    keel_schema_free(s);
+    run_fails("list_pending_requisitions", NULL,
+              "{\"limit\":5,\"cost_center\":[\"CC-1001\"],\"requester\":null}", KEEL_EINVAL,
+              "cost_center");
+    retire(b);
+    retire(c);
+}
+END_TEST
+
 /* ---- approvers ---- */
 
 START_TEST(get_approvers_names_the_chain_and_the_delegates)
@@ -1239,6 +1337,7 @@ Suite *procurement_tools_suite(void)
     tcase_add_test(tc, request_quotes_is_idempotent_and_deterministic);
     tcase_add_test(tc, create_requisition_computes_the_total_once_per_key);
     tcase_add_test(tc, pending_requisitions_come_oldest_first_and_statuses_change);
+    tcase_add_test(tc, pending_requisitions_can_be_filtered_by_cost_centre_and_requester);
     tcase_add_test(tc, get_approvers_names_the_chain_and_the_delegates);
     tcase_add_test(tc, create_purchase_order_commits_once_per_key);
     tcase_add_test(tc, racing_attempts_create_one_purchase_order);

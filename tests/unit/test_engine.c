@@ -1037,6 +1037,87 @@ START_TEST(side_effects_run_once_and_replay_their_value)
 }
 END_TEST
 
+/* ---- the server's continue-as-new suggestion ---- */
+
+/* Notes what keel_workflow_continue_as_new_suggested() said at start and at each signal. */
+typedef struct suggested {
+    int seen;
+    bool at[4];
+} suggested;
+
+static int suggested_note(keel_workflow_ctx *ctx, void *state)
+{
+    suggested *s = state;
+    if (s->seen < 4)
+        s->at[s->seen++] = keel_workflow_continue_as_new_suggested(ctx);
+    return KEEL_OK;
+}
+
+static int suggested_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)input;
+    return suggested_note(ctx, state);
+}
+
+static int suggested_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)ev;
+    return suggested_note(ctx, state);
+}
+
+static const keel_workflow_type suggested_type = {.name = "Suggested",
+                                                  .state_size = sizeof(suggested),
+                                                  .start = suggested_start,
+                                                  .on_event = suggested_event};
+
+/* A WorkflowTaskStarted event that carries the suggestion. */
+static void task_suggesting(history *h, bool complete)
+{
+    task(h, complete);
+    keel_pb_event *s = h->ev[h->n - (complete ? 2 : 1)];
+    NEW(a, Temporal__Api__History__V1__WorkflowTaskStartedEventAttributes,
+        temporal__api__history__v1__workflow_task_started_event_attributes__init);
+    a->suggest_continue_as_new = true;
+    s->attributes_case = ATTR(WORKFLOW_TASK_STARTED);
+    s->workflow_task_started_event_attributes = a;
+}
+
+START_TEST(the_continue_as_new_suggestion_comes_from_each_task)
+{
+    /* Replayed: a task without the suggestion, then one with it; live: one without. */
+    history h = {0};
+    started(&h, "{}");
+    task(&h, true);
+    signaled(&h, "more", "{}");
+    task_suggesting(&h, true);
+    signaled(&h, "more", "{}");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run_type(&suggested_type, &h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const suggested *s = keel_engine_state(e);
+    ck_assert_int_eq(s->seen, 3);
+    ck_assert(!s->at[0]);
+    ck_assert(s->at[1]);
+    ck_assert(!s->at[2]);
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* Live: the current task suggests it. */
+    history l = {0};
+    started(&l, "{}");
+    task_suggesting(&l, false);
+    e = run_type(&suggested_type, &l, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    s = keel_engine_state(e);
+    ck_assert_int_eq(s->seen, 1);
+    ck_assert(s->at[0]);
+    keel_engine_free(e);
+    free_history(&l);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
 
@@ -1059,6 +1140,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, events_without_their_attributes_are_errors);
     tcase_add_test(tc, update_messages_that_are_not_usable_are_rejected);
     tcase_add_test(tc, side_effects_run_once_and_replay_their_value);
+    tcase_add_test(tc, the_continue_as_new_suggestion_comes_from_each_task);
     suite_add_tcase(s, tc);
     return s;
 }
