@@ -70,7 +70,7 @@ DEVSTACK := tools/devstack
 
 .PHONY: help all deps protos binaries test test-unit test-integration test-interop test-asan check \
         test-model-server \
-        run bench \
+        run stop bench \
         worker devstack-up devstack-down devstack-status format format-check \
         determinism-check clean distclean
 
@@ -192,7 +192,19 @@ test-model-server: ## Test the offline model server on its own (no build needed)
 test-interop: all devstack-up ## Official TypeScript and Go clients start and signal runs on keel
 	eval "$$($(DEVSTACK) env)" && tests/interop/run $(abspath $(INTEROP_WORKER))
 
-test: test-unit test-model-server test-integration test-interop determinism-check ## Build, start the stack, run all tests
+# The operator's view of a waiting keel.Procurement run, read from the Web UI by headless Chromium
+# (tests/webui/run, which starts its own worker from this build and a model server on port 8397);
+# it saves docs/webui-procurement.png.
+.PHONY: test-webui test-deploy
+test-webui: all devstack-up ## Open a waiting procurement run in the Web UI with headless Chromium
+	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/webui/run
+
+# docker-compose.yml, checked by Debian's docker-compose (needs no Docker engine).
+test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
+	tests/deploy/check-compose
+
+test: test-unit test-model-server test-integration test-interop test-webui test-deploy determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
@@ -224,21 +236,16 @@ bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on
 
 # ---- running ----
 
-# Without OPENAI_BASE_URL the worker's model is keel's offline model server (scripted answers).
-MODEL_DIR := $(abspath $(BUILD)/run/model-server)
-
-run: ## Install deps, build, start the dev stack (and the offline model server without OPENAI_BASE_URL), run keel-worker
+# The demo: the dev stack, keel-worker in the background (with the offline model server when
+# OPENAI_BASE_URL is unset, said out loud) and three sample procurement requests (tools/demo).
+run: ## Install deps, build, start the dev stack and keel-worker, submit three sample requests
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory devstack-up
-	@if [ -z "$${OPENAI_BASE_URL:-}" ]; then tools/model-server/run up $(MODEL_DIR); fi
-	@eval "$$($(DEVSTACK) env)" && \
-	  if [ -z "$${OPENAI_BASE_URL:-}" ]; then \
-	    eval "$$(tools/model-server/run env)"; \
-	    export KEEL_MODEL=$${KEEL_MODEL:-keel-scripted-small}; \
-	    export KEEL_NOTIFY_WEBHOOK_URL=$${KEEL_NOTIFY_WEBHOOK_URL:-$${OPENAI_BASE_URL%/v1}/hooks/procurement}; \
-	    echo "keel: OPENAI_BASE_URL is not set: using keel's offline model server at $$OPENAI_BASE_URL (scripted answers, not a real model)"; \
-	  fi && exec $(WORKER)
+	@tools/demo up
+
+stop: ## Stop the keel-worker and model server that `make run` started (the dev stack stays)
+	@tools/demo down
 
 worker: all ## Build keel-worker
 	@true
