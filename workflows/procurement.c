@@ -1355,6 +1355,25 @@ static int cancel_approval_timers(keel_workflow_ctx *ctx, procurement *p)
     return cancel_timers(ctx, p);
 }
 
+/* The next level waits with clocks of its own: reminders and escalation count from when its
+ * approver was asked, so a director is not escalated past because the manager was slow. The
+ * expiry still counts from the start of the approval. */
+static int restart_level_clocks(keel_workflow_ctx *ctx, procurement *p)
+{
+    uint32_t *timers[] = {&p->remind_timer, &p->escalate_timer};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = *timers[i] ? keel_workflow_cancel_timer(ctx, *timers[i]) : KEEL_OK;
+        if (rc != KEEL_OK)
+            return rc;
+        *timers[i] = 0;
+    }
+    p->escalated = false;
+    if ((p->remind_timer = keel_workflow_timer(ctx, p->remind_after)) == 0 ||
+        (p->escalate_timer = keel_workflow_timer(ctx, p->escalate_after)) == 0)
+        return KEEL_EINVAL;
+    return KEEL_OK;
+}
+
 /* Count a decision may_decide() accepted. */
 static int record(keel_workflow_ctx *ctx, procurement *p, const decision *d)
 {
@@ -1366,8 +1385,10 @@ static int record(keel_workflow_ctx *ctx, procurement *p, const decision *d)
     copy(a->role, sizeof a->role, p->levels[p->at].role);
     copy(a->comment, sizeof a->comment, d->comment);
     a->accept_recommendation = d->accept;
-    if (++p->at < p->n_levels)
-        return notify_pending(ctx, p, "Approval needed for");
+    if (++p->at < p->n_levels) {
+        int rc = restart_level_clocks(ctx, p);
+        return rc == KEEL_OK ? notify_pending(ctx, p, "Approval needed for") : rc;
+    }
     /* Every level approved. The recommendation wins only if every approver accepted it. */
     bool all_accept = recommendation_differs(p);
     for (int i = 0; i < p->n_approvals; i++)

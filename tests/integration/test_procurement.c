@@ -550,6 +550,25 @@ START_TEST(nobody_decides_at_two_levels)
 }
 END_TEST
 
+START_TEST(each_level_has_its_own_escalation_clock)
+{
+    char id[160];
+    org o;
+    make_org(&o, "50000", false);
+    start_run(id, sizeof id, "levelclock", LAPTOPS_10, REQUESTER, o.cc,
+              "{\"remind_after_ms\":1000,\"escalate_after_ms\":2500,\"expire_after_ms\":120000}");
+    cJSON_Delete(status_until(id, "\"escalated\":true"));
+    decide(id, o.mgr, "approve", true, "\"escalated\":false"); /* the director's clock starts */
+    /* The director's delegate (the CFO) waits for the director's own escalation. */
+    decide(id, "chloe.cfo@example.com", "approve", false, "joins after escalation");
+    cJSON_Delete(status_until(id, "\"escalated\":true"));
+    decide(id, "chloe.cfo@example.com", "approve", true, "ordering");
+    cJSON *r = result_of(id);
+    ck_assert_str_eq(str(r, "outcome"), "ordered");
+    cJSON_Delete(r);
+}
+END_TEST
+
 START_TEST(reminders_escalation_to_the_delegate_and_expiry)
 {
     char id[160];
@@ -841,6 +860,7 @@ Suite *procurement_suite(void)
     tcase_add_test(flows, the_requester_never_approves_and_an_absent_manager_has_a_delegate);
     tcase_add_test(flows, nobody_decides_at_two_levels);
     tcase_add_test(flows, reminders_escalation_to_the_delegate_and_expiry);
+    tcase_add_test(flows, each_level_has_its_own_escalation_clock);
     tcase_add_test(flows, a_cancelled_request_closes_its_requisition);
     tcase_add_test(flows, a_cancel_while_the_requisition_is_recorded_closes_it);
     tcase_add_test(flows, bad_input_fails_naming_the_problem);

@@ -1322,7 +1322,7 @@ Suite *procurement_tools_suite(void);
 
 Suite *procurement_tools_suite(void)
 {
-    Suite *s = suite_create("procurement_tools");
+    Suite *s = suite_create("procurement-tools");
     TCase *tc = tcase_create("tools");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
