@@ -390,27 +390,36 @@ void keel_ledger_release(keel_ledger *ledger, PGconn *conn, bool broken)
 
 /* ---- sessions: one pooled connection for the length of one ledger call ---- */
 
-typedef struct session {
-    keel_ledger *ledger;
-    PGconn *conn;
-    bool broken;
-    keel_error *err;
-} session;
+typedef keel_ledger_session session;
 
-static int session_open(session *s, keel_ledger *ledger, keel_error *err)
+int keel_ledger_session_open(keel_ledger_session *s, keel_ledger *ledger, keel_error *err)
 {
-    s->ledger = ledger;
-    s->conn = NULL;
-    s->broken = false;
+    memset(s, 0, sizeof *s);
     s->err = err;
+    if (ledger == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "no database: set DATABASE_URL");
+    s->ledger = ledger;
     return keel_ledger_acquire(ledger, &s->conn, err);
+}
+
+void keel_ledger_session_close(keel_ledger_session *s)
+{
+    if (!s->conn)
+        return;
+    if (s->in_tx && !s->broken) {
+        PGresult *r = PQexec(s->conn, "ROLLBACK");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            s->broken = true;
+        PQclear(r);
+    }
+    keel_ledger_release(s->ledger, s->conn, s->broken);
+    s->conn = NULL;
 }
 
 /* Give the connection back and pass rc through. */
 static int session_close(session *s, int rc)
 {
-    keel_ledger_release(s->ledger, s->conn, s->broken);
-    s->conn = NULL;
+    keel_ledger_session_close(s);
     return rc;
 }
 
@@ -714,7 +723,7 @@ int keel_ledger_migrate(keel_ledger *ledger, int *applied, keel_error *err)
     if (rc != KEEL_OK)
         return rc;
     session s;
-    rc = session_open(&s, ledger, err);
+    rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     /* Workers starting together wait here for the first one to finish. */
@@ -737,7 +746,7 @@ int keel_ledger_seed(keel_ledger *ledger, keel_error *err)
     if (ledger == NULL)
         return keel_error_set(err, KEEL_EINVAL, "keel_ledger_seed needs a ledger");
     session s;
-    int rc = session_open(&s, ledger, err);
+    int rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     return session_close(&s,
@@ -785,7 +794,7 @@ int keel_ledger_response_get(keel_ledger *ledger, const keel_ledger_key *key,
     if (rc != KEEL_OK)
         return rc;
     session s;
-    rc = session_open(&s, ledger, err);
+    rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     return session_close(&s, read_response(&s, key, request_hash, response_json));
@@ -805,7 +814,7 @@ int keel_ledger_response_put(keel_ledger *ledger, const keel_ledger_key *key,
     if (rc != KEEL_OK)
         return rc;
     session s;
-    rc = session_open(&s, ledger, err);
+    rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     /* The first attempt to insert wins; everyone then reads what won, in a statement of its own
@@ -886,7 +895,7 @@ int keel_ledger_conversation_append(keel_ledger *ledger, const char *conversatio
     if (rc != KEEL_OK || count == 0)
         return rc;
     session s;
-    rc = session_open(&s, ledger, err);
+    rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     rc = RUN_INPUT(&s, NULL, "append to the conversation", APPEND_MESSAGES, conversation_id,
@@ -911,7 +920,7 @@ int keel_ledger_conversation_load(keel_ledger *ledger, const char *conversation_
         return keel_error_set(err, KEEL_EINVAL, "a load needs a ledger, a conversation id and out");
     *messages_json = NULL;
     session s;
-    int rc = session_open(&s, ledger, err);
+    int rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     PGresult *res;
@@ -1051,7 +1060,7 @@ int keel_ledger_effect_claim(keel_ledger *ledger, const char *key, const char *k
     char lease[24];
     snprintf(lease, sizeof lease, "%" PRId64, lease_ms < MAX_LEASE_MS ? lease_ms : MAX_LEASE_MS);
     session s;
-    int rc = session_open(&s, ledger, err);
+    int rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     char *result = NULL;
@@ -1074,7 +1083,7 @@ int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *re
     if (rc != KEEL_OK)
         return rc;
     session s;
-    rc = session_open(&s, ledger, err);
+    rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     /* Only a claim turns into done: a second done() keeps the first result. The answer says
@@ -1100,7 +1109,7 @@ int keel_ledger_effect_release(keel_ledger *ledger, const char *key, const char 
     if (ledger == NULL || !present(key) || !present(token))
         return keel_error_set(err, KEEL_EINVAL, "effect_release needs a ledger, a key and a token");
     session s;
-    int rc = session_open(&s, ledger, err);
+    int rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
     /* Only this claim: one taken over since (a new claimed_at) stays with its new holder. */

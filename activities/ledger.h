@@ -139,6 +139,23 @@ int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *re
 int keel_ledger_acquire(keel_ledger *ledger, PGconn **conn, keel_error *err);
 void keel_ledger_release(keel_ledger *ledger, PGconn *conn, bool broken);
 
+/* One caller's use of a pooled connection (the ledger's own calls and the tools' SQL). */
+typedef struct keel_ledger_session {
+    keel_ledger *ledger;
+    PGconn *conn;
+    bool broken;     /* the connection failed: close it instead of pooling it */
+    bool in_tx;      /* BEGIN ran and neither COMMIT nor ROLLBACK yet */
+    keel_error *err; /* borrowed: where the session's later errors go */
+} keel_ledger_session;
+
+/* Take a connection into s; ledger NULL (no DATABASE_URL) is KEEL_EINVAL. Close it with
+ * keel_ledger_session_close whatever happened in between. */
+int keel_ledger_session_open(keel_ledger_session *s, keel_ledger *ledger, keel_error *err);
+
+/* Give the connection back. A transaction an error path left open (in_tx) is rolled back first,
+ * so that the connection can go back to the pool instead of being closed. */
+void keel_ledger_session_close(keel_ledger_session *s);
+
 /* Fill err from a failed libpq call on conn (res: its result, may be NULL): KEEL_EUNAVAILABLE
  * (retryable) when the connection is gone, else KEEL_EINTERNAL with the server's message
  * prefixed by what (e.g. "insert purchase order"). Returns the code. Sets *broken (may be NULL)

@@ -22,8 +22,6 @@
  */
 #include "activities/procurement.h"
 
-#include "activities/dbcall.h"
-
 #include "activities/failpoint.h"
 
 #include <libpq-fe.h>
@@ -49,7 +47,12 @@
 
 /* ---- the database session of one tool call ---- */
 
-typedef keel_dbcall db;
+typedef keel_ledger_session db;
+
+static int db_open(db *d, const keel_tool_call *call, keel_error *err)
+{
+    return keel_ledger_session_open(d, call ? call->ledger : NULL, err);
+}
 
 /* A statement the database refused for what it was asked, not for its own state: data that
  * does not fit a column or a date that does not exist (class 22), a constraint (class 23). The
@@ -385,10 +388,10 @@ static int single_row(const keel_tool_call *call, const char *what, const char *
                       const char *const *params, char **result_json, keel_error *err)
 {
     db d;
-    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
+    if (db_open(&d, call, err) != KEEL_OK)
         return err->code;
     PGresult *r = db_exec(&d, what, sql, n, params);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     if (!r)
         return err->code;
     cJSON *o = PQntuples(r) > 0 ? row_object(r, 0) : cJSON_CreateObject();
@@ -464,7 +467,7 @@ static int category_answer(const keel_tool_call *call, const char *category, con
                            char **result_json, keel_error *err)
 {
     db d;
-    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
+    if (db_open(&d, call, err) != KEEL_OK)
         return err->code;
     cJSON *required, *result = cJSON_CreateObject();
     char *reason;
@@ -478,7 +481,7 @@ static int category_answer(const keel_tool_call *call, const char *category, con
         cJSON_AddStringToObject(result, "reason", reason);
         free(reason);
     }
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     return conclude(rc, result, result_json, err);
 }
 
@@ -629,8 +632,7 @@ static int tool_request_quotes(const keel_tool_call *call, const cJSON *args, ch
     int rc = need_key(call, "request_quotes", err);
     if (rc == KEEL_OK && !(rc = arg_str(args, "category", false, &category, err)) &&
         !(rc = arg_strings(args, "vendor_ids", 1, 5, &vendors, err)) &&
-        !(rc = arg_lines(args, "items", false, &lines, err)) &&
-        !(rc = keel_dbcall_open(&d, call, "the procurement tools", err)))
+        !(rc = arg_lines(args, "items", false, &lines, err)) && !(rc = db_open(&d, call, err)))
         rc = category_lookup(&d, category, &required, &unknown);
     if (rc == KEEL_OK && unknown)
         rc = keel_error_set(err, KEEL_EINVAL, "%s", unknown);
@@ -639,7 +641,7 @@ static int tool_request_quotes(const keel_tool_call *call, const cJSON *args, ch
         cJSON_AddItemToObject(result, "required_certifications", required);
         required = NULL;
     }
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     cJSON_Delete(required);
     free(unknown);
     free(vendors);
@@ -730,7 +732,7 @@ static int tool_create_requisition(const keel_tool_call *call, const cJSON *args
         !(rc = arg_lines(args, "items", true, &lines, err)) &&
         !(rc = arg_str(args, "needed_by", false, &p[5], err)) && !(rc = check_date(p[5], err)) &&
         !(rc = arg_str(args, "justification", false, &p[6], err)))
-        rc = keel_dbcall_open(&d, call, "the procurement tools", err);
+        rc = db_open(&d, call, err);
     p[4] = lines;
     /* A retry finds its requisition before the checks, which might answer differently now. */
     if (rc == KEEL_OK && !(r = db_exec(&d, "read requisition", requisition_select_sql, 1, p)))
@@ -742,7 +744,7 @@ static int tool_create_requisition(const keel_tool_call *call, const cJSON *args
     }
     cJSON *result = rc == KEEL_OK ? row_object(r, 0) : NULL;
     PQclear(r);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     free(lines);
     return conclude(rc, result, result_json, err);
 }
@@ -769,11 +771,11 @@ static int tool_list_pending_requisitions(const keel_tool_call *call, const cJSO
         return err->code;
     snprintf(buf, sizeof buf, "%d", (int)limit->valuedouble);
     db d;
-    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
+    if (db_open(&d, call, err) != KEEL_OK)
         return err->code;
     cJSON *result = cJSON_CreateObject();
     int rc = add_rows(&d, result, "requisitions", "list pending requisitions", sql, 3, p);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     return conclude(rc, result, result_json, err);
 }
 
@@ -809,10 +811,10 @@ static int tool_set_requisition_status(const keel_tool_call *call, const cJSON *
                               "failed (a requisition becomes ordered with its purchase order)",
                               p[1]);
     db d;
-    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
+    if (db_open(&d, call, err) != KEEL_OK)
         return err->code;
     PGresult *r = db_exec(&d, "set requisition status", sql, 3, p);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     if (!r)
         return err->code;
     int last = PQnfields(r) - 1;
@@ -852,7 +854,7 @@ static int tool_get_approvers(const keel_tool_call *call, const cJSON *args, cha
     if (arg_str(args, "cost_center", false, &p[0], err))
         return err->code;
     db d;
-    if (keel_dbcall_open(&d, call, "the procurement tools", err) != KEEL_OK)
+    if (db_open(&d, call, err) != KEEL_OK)
         return err->code;
     cJSON *result = cJSON_CreateObject();
     cJSON_AddStringToObject(result, "cost_center", p[0]);
@@ -863,7 +865,7 @@ static int tool_get_approvers(const keel_tool_call *call, const cJSON *args, cha
     if (rc == KEEL_OK && !PQgetisnull(r, 0, 0))
         cJSON_AddStringToObject(result, "reason", PQgetvalue(r, 0, 0));
     PQclear(r);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     return conclude(rc, result, result_json, err);
 }
 
@@ -1028,14 +1030,14 @@ static int tool_create_purchase_order(const keel_tool_call *call, const cJSON *a
         !(rc = arg_lines(args, "items", true, &a.lines, err)) &&
         !(rc = arg_money(args, "total_usd", a.total, err)) &&
         !(rc = arg_strings(args, "approvers", 0, 10, &a.approvers, err)))
-        rc = keel_dbcall_open(&d, call, "the procurement tools", err);
+        rc = db_open(&d, call, err);
     if (rc == KEEL_OK)
         rc = po_transaction(&d, &a, &r);
     if (rc == KEEL_OK) /* the crash tests' point: committed, not yet reported */
         keel_failpoint("procurement.after_po_commit");
     cJSON *result = rc == KEEL_OK ? row_object(r, 0) : NULL;
     PQclear(r);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     free(a.lines);
     free(a.approvers);
     return conclude(rc, result, result_json, err);

@@ -10,8 +10,6 @@
  */
 #include "activities/sandbox.h"
 
-#include "activities/dbcall.h"
-
 #include <libpq-fe.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,7 +24,12 @@
 
 /* ---- one tool call's database session ---- */
 
-typedef keel_dbcall db;
+typedef keel_ledger_session db;
+
+static int db_open(db *d, const keel_tool_call *call, keel_error *err)
+{
+    return keel_ledger_session_open(d, call ? call->ledger : NULL, err);
+}
 
 /* Run one statement; the first column of its first row as a new string in *out (may be NULL
  * to not ask; NULL when there is no row or the value is SQL NULL). Data the database refuses
@@ -102,10 +105,10 @@ static int answer(const keel_tool_call *call, const char *what, const char *sql,
                   const char *const *params, char **result_json, keel_error *err)
 {
     db d;
-    int rc = keel_dbcall_open(&d, call, "the sandbox tools", err);
+    int rc = db_open(&d, call, err);
     if (rc == KEEL_OK)
         rc = db_value(&d, what, sql, n, params, result_json);
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     if (rc == KEEL_OK && !*result_json)
         rc = keel_error_set(err, KEEL_EINTERNAL, "%s gave no answer", what);
     return rc == KEEL_OK ? compact(result_json, err) : rc;
@@ -341,8 +344,7 @@ static int tool_deploy_sandbox(const keel_tool_call *call, const cJSON *args, ch
         (rc = arg_text(args, "region", &a.region, err)) ||
         (rc = arg_number(args, "ttl_hours", 1, MAX_TTL, true, a.ttl, err)) ||
         (rc = arg_number(args, "budget_cap_usd", 0.01, MAX_CAP_USD, false, a.cap, err)) ||
-        (rc = arg_tags(args, &a.tags, err)) ||
-        (rc = keel_dbcall_open(&d, call, "the sandbox tools", err)))
+        (rc = arg_tags(args, &a.tags, err)) || (rc = db_open(&d, call, err)))
         goto out;
     /* A retry finds its sandbox before the checks, which might answer differently now. */
     if ((rc = db_value(&d, "read sandbox", sandbox_select_sql, 1, key, result_json)) ||
@@ -353,7 +355,7 @@ static int tool_deploy_sandbox(const keel_tool_call *call, const cJSON *args, ch
     if (rc == KEEL_OK)
         rc = db_tx(&d, "COMMIT");
 out:
-    keel_dbcall_close(&d);
+    keel_ledger_session_close(&d);
     free(a.tags);
     if (rc == KEEL_OK)
         rc = compact(result_json, err);

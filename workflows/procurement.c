@@ -2,7 +2,7 @@
  * procurement - a purchase request from free text to purchase order (see procurement.h and
  * docs/workflows/procurement.md).
  *
- * One activity is awaited at a time (`pending`, with the step it answers); anything else that
+ * Only one activity is awaited (`pending`, with the step it answers); anything else that
  * completes is stale (a reminder's notification, an activity whose answer no longer matters) and
  * ignored. The steps chain: each handler reads its activity's result and starts the next step,
  * or concludes. Concluding (ordered, rejected, expired, cancelled, failed) records the outcome,
@@ -1846,7 +1846,7 @@ static void describe(const void *state, char *buf, size_t n)
     case ST_INTAKE_REVIEW:
         snprintf(buf, n,
                  "stage intake_review: waiting for a human to send the requisition (signal "
-                 "\"requisition\"); the models failed %d time(s): %s",
+                 "\"requisition\"); the models failed %d attempt(s): %s",
                  p->intake_attempts, p->intake_problem);
         return;
     case ST_APPROVAL: {

@@ -181,3 +181,33 @@ char *keel_test_query_until(keel_client *client, const char *id, const char *nam
                  answer ? answer : "nothing", err.message);
     return NULL;
 }
+
+void keel_test_start_run(keel_client *client, const char *type, const char *queue,
+                         const char *prefix, const char *input, char *id, size_t n, char **run)
+{
+    keel_test_unique(id, n, prefix);
+    keel_workflow_start_options o;
+    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    o.workflow_id = id;
+    o.workflow_type = type;
+    o.task_queue = queue;
+    o.input_json = input;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_start(client, &o, run, &err) == KEEL_OK, "start %s: %s", id,
+                  err.message);
+}
+
+keel_workflow_outcome keel_test_finish(keel_client *client, const keel_workflow_type *type,
+                                       const char *id, const char *run, int status,
+                                       const char *scenario, int64_t timeout_ms)
+{
+    keel_workflow_outcome out;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_result(client, id, run, timeout_ms, &out, &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_msg(out.status == status, "%s closed %s, not %s: %s", id,
+                  keel_workflow_status_name(out.status), keel_workflow_status_name(status),
+                  out.failure_message ? out.failure_message : out.result_json);
+    keel_test_replay_and_record(client, type, id, out.run_id, scenario);
+    return out;
+}

@@ -53,6 +53,18 @@ keel_worker *keel_test_start_worker(keel_client *client, const char *queue,
 char *keel_test_query_until(keel_client *client, const char *id, const char *name, const char *text,
                             int64_t timeout_ms);
 
+/* Start a run of `type` on `queue` with input (JSON text, may be NULL); its id is unique, made
+ * from prefix, into id[n]; its run id into *run (may be NULL; caller frees). */
+void keel_test_start_run(keel_client *client, const char *type, const char *queue,
+                         const char *prefix, const char *input, char *id, size_t n, char **run);
+
+/* Wait up to timeout_ms for workflow id (run: NULL for the latest, following continue-as-new)
+ * to close, check it closed with `status`, then keel_test_replay_and_record() the run that
+ * closed. The outcome is the caller's to dispose. */
+keel_workflow_outcome keel_test_finish(keel_client *client, const keel_workflow_type *type,
+                                       const char *id, const char *run, int status,
+                                       const char *scenario, int64_t timeout_ms);
+
 /* The scenario a run id names: the part of id after prefix, up to the next '-'. */
 void keel_test_scenario(const char *id, const char *prefix, char *out, size_t n);
 

@@ -86,17 +86,8 @@ static void start(const char *scenario, const char *input, char *id, char *run)
 {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "keel-agent-task-%s", scenario);
-    keel_test_unique(id, ID_SIZE, prefix);
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = KEEL_AGENT_TASK_TYPE;
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
     char *run_id = NULL;
-    ck_assert_msg(keel_client_workflow_start(client, &o, &run_id, &err) == KEEL_OK, "%s",
-                  err.message);
+    keel_test_start_run(client, KEEL_AGENT_TASK_TYPE, queue, prefix, input, id, ID_SIZE, &run_id);
     if (run)
         snprintf(run, ID_SIZE, "%s", run_id);
     free(run_id);
@@ -106,14 +97,8 @@ static void start(const char *scenario, const char *input, char *id, char *run)
  * (a new object: {"result": ..., "failure_type", "failure_message"}). */
 static cJSON *finish(const char *id, int status, const char *scenario)
 {
-    keel_workflow_outcome out;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_result(client, id, NULL, 60000, &out, &err) == KEEL_OK, "%s",
-                  err.message);
-    ck_assert_msg(out.status == status, "%s closed %s, not %s: %s", id,
-                  keel_workflow_status_name(out.status), keel_workflow_status_name(status),
-                  out.failure_message ? out.failure_message : out.result_json);
-    keel_test_replay_and_record(client, &keel_agent_task_workflow, id, out.run_id, scenario);
+    keel_workflow_outcome out =
+        keel_test_finish(client, &keel_agent_task_workflow, id, NULL, status, scenario, 60000);
     cJSON *o = cJSON_CreateObject();
     if (out.result_json)
         cJSON_AddItemToObject(o, "result", cJSON_Parse(out.result_json));

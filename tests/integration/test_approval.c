@@ -63,34 +63,18 @@ static void teardown(void)
 #define ID_SIZE 128
 static void start(const char *prefix, const char *input, char *id)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(id, ID_SIZE, "keel-approval-%s-%ld-%ld", prefix, (long)getpid(), (long)ts.tv_nsec);
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = KEEL_APPROVAL_TYPE;
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_start(client, &o, NULL, &err) == KEEL_OK, "%s", err.message);
+    char full[64];
+    snprintf(full, sizeof full, "keel-approval-%s", prefix);
+    keel_test_start_run(client, KEEL_APPROVAL_TYPE, queue, full, input, id, ID_SIZE, NULL);
 }
 
 /* Wait for the run to close, check it closed with `status`, and replay its history through the
  * workflow: the same code must reproduce every command it recorded. */
 static keel_workflow_outcome finish(const char *id, int status)
 {
-    keel_workflow_outcome out;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_result(client, id, NULL, 30000, &out, &err) == KEEL_OK, "%s",
-                  err.message);
-    ck_assert_msg(out.status == status, "%s closed %s, not %s: %s", id,
-                  keel_workflow_status_name(out.status), keel_workflow_status_name(status),
-                  out.failure_message ? out.failure_message : out.result_json);
     char scenario[64];
     keel_test_scenario(id, "keel-approval-", scenario, sizeof scenario);
-    keel_test_replay_and_record(client, &keel_approval_workflow, id, NULL, scenario);
-    return out;
+    return keel_test_finish(client, &keel_approval_workflow, id, NULL, status, scenario, 30000);
 }
 
 static void expect_in(const char *json, const char *text)

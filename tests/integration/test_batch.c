@@ -316,15 +316,7 @@ static void start_batch(const char *scenario, const char *input, char *id, char 
 {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "keel-batch-%s", scenario);
-    keel_test_unique(id, ID_SIZE, prefix);
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = KEEL_BATCH_TYPE;
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_start(client, &o, run, &err) == KEEL_OK, "%s", err.message);
+    keel_test_start_run(client, KEEL_BATCH_TYPE, queue, prefix, input, id, ID_SIZE, run);
 }
 
 /* Wait for the workflow to close (following continue-as-new), check how, replay its last run.
@@ -332,14 +324,8 @@ static void start_batch(const char *scenario, const char *input, char *id, char 
 static keel_workflow_outcome finish_run(const char *id, const char *run, int status,
                                         const char *scenario, cJSON **result)
 {
-    keel_workflow_outcome out;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_result(client, id, run, 90000, &out, &err) == KEEL_OK, "%s",
-                  err.message);
-    ck_assert_msg(out.status == status, "%s closed %s, not %s: %s", id,
-                  keel_workflow_status_name(out.status), keel_workflow_status_name(status),
-                  out.failure_message ? out.failure_message : out.result_json);
-    keel_test_replay_and_record(client, &keel_batch_workflow, id, out.run_id, scenario);
+    keel_workflow_outcome out =
+        keel_test_finish(client, &keel_batch_workflow, id, run, status, scenario, 90000);
     if (result) {
         *result = cJSON_Parse(out.result_json);
         ck_assert_msg(*result != NULL, "not JSON: %s", out.result_json);
@@ -922,15 +908,7 @@ static void start_batch_on(const char *task_queue, const char *scenario, const c
 {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "keel-batch-%s", scenario);
-    keel_test_unique(id, ID_SIZE, prefix);
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = KEEL_BATCH_TYPE;
-    o.task_queue = task_queue;
-    o.input_json = input;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_start(client, &o, NULL, &err) == KEEL_OK, "%s", err.message);
+    keel_test_start_run(client, KEEL_BATCH_TYPE, task_queue, prefix, input, id, ID_SIZE, NULL);
 }
 
 START_TEST(a_listing_that_fails_for_good_fails_the_batch)

@@ -186,7 +186,6 @@ static void start_run(char *id, size_t n, const char *scenario, const char *requ
 {
     char prefix[96];
     snprintf(prefix, sizeof prefix, "keel-procurement-%s", scenario);
-    keel_test_unique(id, n, prefix);
     cJSON *in = cJSON_CreateObject();
     cJSON_AddStringToObject(in, "request", request);
     cJSON_AddStringToObject(in, "requester", requester);
@@ -195,14 +194,7 @@ static void start_run(char *id, size_t n, const char *scenario, const char *requ
         cJSON_AddItemToObject(in, "options", cJSON_Parse(options));
     char *input = cJSON_PrintUnformatted(in);
     cJSON_Delete(in);
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = KEEL_PROCUREMENT_TYPE;
-    o.task_queue = queue;
-    o.input_json = input;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_start(client, &o, NULL, &err) == KEEL_OK, "%s", err.message);
+    keel_test_start_run(client, KEEL_PROCUREMENT_TYPE, queue, prefix, input, id, n, NULL);
     free(input);
 }
 
@@ -210,16 +202,10 @@ static void start_run(char *id, size_t n, const char *scenario, const char *requ
  * result (or failure message) as a new object {"result": ..., "failure": ...}. */
 static cJSON *finish(const char *id, int status)
 {
-    keel_workflow_outcome out;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_result(client, id, NULL, 90000, &out, &err) == KEEL_OK, "%s",
-                  err.message);
-    ck_assert_msg(out.status == status, "%s closed %s, not %s: %s", id,
-                  keel_workflow_status_name(out.status), keel_workflow_status_name(status),
-                  out.failure_message ? out.failure_message : out.result_json);
     char scenario[64];
     keel_test_scenario(id, "keel-procurement-", scenario, sizeof scenario);
-    keel_test_replay_and_record(client, &keel_procurement_workflow, id, NULL, scenario);
+    keel_workflow_outcome out =
+        keel_test_finish(client, &keel_procurement_workflow, id, NULL, status, scenario, 90000);
     cJSON *r = cJSON_CreateObject();
     cJSON_AddItemToObject(r, "result",
                           out.result_json ? cJSON_Parse(out.result_json) : cJSON_CreateNull());
@@ -632,15 +618,9 @@ END_TEST
 START_TEST(bad_input_fails_naming_the_problem)
 {
     char id[160];
-    keel_test_unique(id, sizeof id, "keel-procurement-badinput");
-    keel_workflow_start_options o;
-    keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    o.workflow_id = id;
-    o.workflow_type = KEEL_PROCUREMENT_TYPE;
-    o.task_queue = queue;
-    o.input_json = "{\"request\":\"paper\",\"cost_center\":\"CC-1001\",\"requestor\":\"x\"}";
-    keel_error err;
-    ck_assert_int_eq(keel_client_workflow_start(client, &o, NULL, &err), KEEL_OK);
+    keel_test_start_run(client, KEEL_PROCUREMENT_TYPE, queue, "keel-procurement-badinput",
+                        "{\"request\":\"paper\",\"cost_center\":\"CC-1001\",\"requestor\":\"x\"}",
+                        id, sizeof id, NULL);
     cJSON *f = finish(id, KEEL_WORKFLOW_STATUS_FAILED);
     expect_in(str(f, "failure"), "unknown field \"requestor\"");
     cJSON_Delete(f);
