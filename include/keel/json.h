@@ -1,0 +1,95 @@
+/*
+ * keel/json.h - JSON from outside, read strictly and printed back unchanged.
+ *
+ * Every JSON text keel takes from outside (a payload, a history file, a model's answer, a tool's
+ * result, a schema) goes through keel_json_parse or keel_json_check, and every tree keel prints
+ * goes through keel_json_print. Together they guarantee:
+ *
+ *   - the text is RFC 8259 JSON and nothing more: one value, no comments, no trailing commas, no
+ *     raw control characters inside strings, no leading zeros, no NaN;
+ *   - strings are valid UTF-8 (no overlong forms, no encoded surrogates, nothing past U+10FFFF),
+ *     \u escapes name whole characters (a surrogate pair or none), and no string holds U+0000,
+ *     raw or escaped, since a C string would end there and the rest would be lost;
+ *   - nesting is at most KEEL_JSON_MAX_DEPTH arrays and objects, so no input exhausts the stack;
+ *   - an object names each member once (unless KEEL_JSON_LAST_WINS says otherwise), since readers
+ *     that take the first of two names and readers that take the last would disagree;
+ *   - a number keeps the text it was written with: 9007199254740993, 12345678901234567891 and
+ *     0.30000000000000004 print back exactly as they came, though cJSON's valuedouble holds only
+ *     the nearest double. The text lives in the item's valuestring (cJSON frees and duplicates it
+ *     with the item); keel_json_print uses it as long as it still denotes valuedouble, so a
+ *     number changed with cJSON_SetNumberValue prints its new value.
+ *
+ * A refusal is KEEL_EINVAL with a message that names `what` (e.g. "input", "the model's answer"),
+ * the byte offset, the JSON Pointer of the value being read, and what was wrong, e.g.
+ *   input is not valid JSON: at byte 24 (/approver): a NUL character (0x00) inside a string
+ * Texts nested too deeply say "nested deeper than 100 levels" rather than "not valid JSON".
+ */
+#ifndef KEEL_JSON_H
+#define KEEL_JSON_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "keel/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Arrays and objects nested deeper than this are refused ([[1]] is 2 deep). */
+#define KEEL_JSON_MAX_DEPTH 100
+
+/* Texts longer than this are refused before they are read (256 MiB: Temporal's own limits on a
+ * payload, 2 MiB, and a history, 50 MiB, are far below it). */
+#define KEEL_JSON_MAX_TEXT ((size_t)256 << 20)
+
+/* keel_json_parse flags. */
+enum keel_json_flags {
+    KEEL_JSON_STRICT = 0,
+    /* A repeated member name is allowed and the last one counts, as JavaScript's JSON.parse
+     * reads it (the earlier members of that name are dropped from the tree). Without this flag
+     * a repeated name is refused. */
+    KEEL_JSON_LAST_WINS = 1 << 0,
+};
+
+/*
+ * Parse text[0..len) (one JSON value, whitespace around it allowed; text need not be
+ * NUL-terminated). On success *out owns a new tree: free it with cJSON_Delete. On failure *out
+ * is NULL and err says why, naming `what` (NULL reads as "the JSON text").
+ */
+int keel_json_parse(const char *text, size_t len, unsigned flags, const char *what, cJSON **out,
+                    keel_error *err);
+
+/* keel_json_parse of a NUL-terminated text (NULL is refused as "no JSON text"). */
+int keel_json_parse_str(const char *text, unsigned flags, const char *what, cJSON **out,
+                        keel_error *err);
+
+/* Check text[0..len) by keel_json_parse's rules without building a tree. */
+int keel_json_check(const char *text, size_t len, unsigned flags, const char *what,
+                    keel_error *err);
+
+/*
+ * Print a tree compactly (keel_json_print) or indented by two spaces (keel_json_print_pretty).
+ * Numbers print with the text they were parsed from, or, for numbers made in code, the
+ * shortest text that reads back as the same double (integers without an exponent up to 2^63).
+ * A number that is not finite prints as null, as JSON has no other spelling for it.
+ * Returns a new NUL-terminated text the caller frees with cJSON_free, or NULL when out of memory.
+ */
+char *keel_json_print(const cJSON *item);
+char *keel_json_print_pretty(const cJSON *item);
+
+/*
+ * A number item whose text is kept exactly (e.g. a PostgreSQL numeric a tool returns), or NULL
+ * when text is not a JSON number or memory ran out. Free with cJSON_Delete (or let its parent).
+ */
+cJSON *keel_json_number_from_text(const char *text);
+
+/* The text a number item prints with (borrowed from the item, or written into buf[32]). */
+const char *keel_json_number_text(const cJSON *item, char buf[32]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
