@@ -15,6 +15,7 @@ Suite *replay_suite(void);
 Suite *schema_suite(void);
 Suite *llm_suite(void);
 Suite *tools_suite(void);
+Suite *json_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -33,6 +34,7 @@ const keel_test_suite *keel_test_suites(void)
         {"schema", schema_suite},
         {"llm", llm_suite},
         {"tools", tools_suite},
+        {"json", json_suite},
         {NULL, NULL},
     };
     return suites;

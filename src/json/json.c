@@ -1,0 +1,975 @@
+/*
+ * json - the strict JSON reader and the exact printer (include/keel/json.h).
+ *
+ * Written here rather than taken from cJSON's parser because cJSON accepts what keel must refuse
+ * (raw control characters, invalid UTF-8, "\u0000" that silently ends the string, repeated
+ * names, any nesting depth) and forgets a number's text. The trees are ordinary cJSON trees, so
+ * the rest of keel reads them as before; a number's text rides in its valuestring, which cJSON
+ * frees and duplicates with the item.
+ */
+#include "keel/json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- reading ---- */
+
+/* Where the reader is inside the tree, for error messages: the member name or the array index
+ * of each level being read. Names are raw spans of the input (escapes not decoded). */
+typedef struct frame {
+    const char *name; /* NULL for an array level */
+    size_t name_len;
+    size_t index;
+} frame;
+
+typedef struct reader {
+    const char *start, *p, *end;
+    unsigned flags;
+    const char *what;
+    keel_error *err;
+    int depth;
+    bool failed;
+    frame path[KEEL_JSON_MAX_DEPTH + 1];
+} reader;
+
+/* Append the JSON Pointer of the level being read to buf (RFC 6901: ~ and / escaped). */
+static void pointer_of(const reader *r, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < r->depth && used + 8 < n; i++) {
+        const frame *f = &r->path[i];
+        if (f->name == NULL) {
+            used += (size_t)snprintf(buf + used, n - used, "/%zu", f->index);
+            continue;
+        }
+        buf[used++] = '/';
+        for (size_t k = 0; k < f->name_len && used + 8 < n; k++) {
+            char c = f->name[k];
+            if (c == '~' || c == '/') {
+                buf[used++] = '~';
+                c = c == '~' ? '0' : '1';
+            }
+            buf[used++] = c;
+        }
+        buf[used] = '\0';
+    }
+    if (used + 8 >= n)
+        snprintf(buf + (n > 4 ? n - 4 : 0), n > 4 ? 4 : n, "...");
+}
+
+static const char *what_of(const reader *r)
+{
+    return r->what ? r->what : "the JSON text";
+}
+
+/* Fail the read at byte `at` (an offset into the text), naming the place in the tree. */
+__attribute__((format(printf, 3, 4))) static void fail_at(reader *r, const char *at,
+                                                          const char *fmt, ...)
+{
+    if (r->failed)
+        return;
+    r->failed = true;
+    char why[256], where[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    pointer_of(r, where, sizeof where);
+    keel_error_set(r->err, KEEL_EINVAL, "%s is not valid JSON: at byte %zu (%s): %s", what_of(r),
+                   (size_t)(at - r->start), where[0] ? where : "the top level", why);
+}
+
+static void fail_oom(reader *r)
+{
+    if (!r->failed)
+        keel_error_set(r->err, KEEL_ENOMEM, "out of memory reading %s", what_of(r));
+    r->failed = true;
+}
+
+static void skip_space(reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+/* A short description of the byte at p, for "expected ... but found ...". */
+static void describe_byte(const reader *r, const char *p, char buf[32])
+{
+    if (p >= r->end)
+        snprintf(buf, 32, "the end of the text");
+    else if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f)
+        snprintf(buf, 32, "'%c'", *p);
+    else
+        snprintf(buf, 32, "byte 0x%02x", (unsigned char)*p);
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Four hex digits at p (p + 4 <= end checked by the caller), or -1. */
+static long hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = hex_digit(p[i]);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* The length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one: overlong forms,
+ * encoded surrogates and code points past U+10FFFF are not. */
+static size_t utf8_length(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if ((size_t)(end - p) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static size_t put_utf8(char *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* A \u escape at p (pointing at the backslash): the code point, with *len the escape's length
+ * (6, or 12 for a surrogate pair); -1 after failing the read. */
+static long read_u_escape(reader *r, const char *p, size_t *len)
+{
+    if (r->end - p < 6 || hex4(p + 2) < 0) {
+        fail_at(r, p, "\\u must be followed by four hex digits");
+        return -1;
+    }
+    long cp = hex4(p + 2);
+    *len = 6;
+    if (cp == 0) {
+        fail_at(r, p,
+                "\\u0000 inside a string (keel refuses NUL characters: a C string would "
+                "end there)");
+        return -1;
+    }
+    if (cp >= 0xdc00 && cp <= 0xdfff) {
+        fail_at(r, p, "\\u%04lx is a lone low surrogate, not a character", cp);
+        return -1;
+    }
+    if (cp < 0xd800 || cp > 0xdbff)
+        return cp;
+    long lo = r->end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+    if (lo < 0xdc00 || lo > 0xdfff) {
+        fail_at(r, p, "\\u%04lx is a high surrogate without its low surrogate", cp);
+        return -1;
+    }
+    *len = 12;
+    return 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+}
+
+/* Check the string whose opening quote is at r->p, leaving r->p past its closing quote. Returns
+ * the decoded length, or -1 after failing the read. */
+static long scan_string(reader *r, bool *has_escapes)
+{
+    const char *p = r->p + 1;
+    long out = 0;
+    *has_escapes = false;
+    while (p < r->end && *p != '"') {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\\') {
+            *has_escapes = true;
+            if (p + 1 >= r->end) {
+                fail_at(r, p, "the text ends inside an escape");
+                return -1;
+            }
+            if (p[1] == 'u') {
+                size_t len;
+                long cp = read_u_escape(r, p, &len);
+                if (cp < 0)
+                    return -1;
+                out += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+                p += len;
+                continue;
+            }
+            if (!strchr("\"\\/bfnrt", p[1]) || p[1] == '\0') {
+                char b[32];
+                describe_byte(r, p + 1, b);
+                fail_at(r, p, "\\ followed by %s is not a JSON escape", b);
+                return -1;
+            }
+            out++;
+            p += 2;
+            continue;
+        }
+        if (c < 0x20) {
+            if (c == 0)
+                fail_at(r, p, "a NUL character (0x00) inside a string");
+            else
+                fail_at(r, p,
+                        "a raw control character (0x%02x) inside a string (JSON needs it "
+                        "escaped)",
+                        c);
+            return -1;
+        }
+        size_t n = utf8_length((const unsigned char *)p, (const unsigned char *)r->end);
+        if (n == 0) {
+            fail_at(r, p, "invalid UTF-8 (byte 0x%02x) inside a string", c);
+            return -1;
+        }
+        out += (long)n;
+        p += n;
+    }
+    if (p >= r->end) {
+        fail_at(r, r->p, "a string that is never closed");
+        return -1;
+    }
+    return out;
+}
+
+/* Decode the checked string at r->p (opening quote) into a new buffer; r->p moves past it. */
+static char *read_string(reader *r)
+{
+    bool escapes;
+    const char *open = r->p;
+    long n = scan_string(r, &escapes);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL) {
+        fail_oom(r);
+        return NULL;
+    }
+    const char *p = open + 1;
+    if (!escapes) {
+        memcpy(s, p, (size_t)n);
+        r->p = p + n + 1;
+        s[n] = '\0';
+        return s;
+    }
+    size_t o = 0;
+    while (*p != '"') {
+        if (*p != '\\') {
+            s[o++] = *p++;
+            continue;
+        }
+        if (p[1] == 'u') {
+            size_t len;
+            long cp = read_u_escape(r, p, &len); /* checked already: cannot fail */
+            o += put_utf8(s + o, (uint32_t)cp);
+            p += len;
+            continue;
+        }
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        s[o++] = to[strchr(from, p[1]) - from];
+        p += 2;
+    }
+    s[o] = '\0';
+    r->p = p + 1;
+    return s;
+}
+
+/* Whether text[0..n) is a JSON number, exactly (RFC 8259's grammar). */
+static size_t number_length(const char *p, const char *end)
+{
+    const char *s = p;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || *p < '0' || *p > '9')
+        return 0;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    if (p < end && *p == '.') {
+        if (++p >= end || *p < '0' || *p > '9')
+            return 0;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return 0;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    return (size_t)(p - s);
+}
+
+/* A number item for text[0..n), keeping the text; NULL when out of memory. */
+static cJSON *number_item(const char *text, size_t n, double *value)
+{
+    char *copy = malloc(n + 1);
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, text, n);
+    copy[n] = '\0';
+    *value = strtod(copy, NULL);
+    cJSON *item = cJSON_CreateNumber(*value);
+    if (item == NULL) {
+        free(copy);
+        return NULL;
+    }
+    item->valuestring = copy;
+    return item;
+}
+
+static cJSON *read_number(reader *r)
+{
+    size_t n = number_length(r->p, r->end);
+    if (n == 0) {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "a malformed number (starting with %s)", b);
+        return NULL;
+    }
+    /* A leading zero followed by digits ("012") reads as "0" then junk: name it plainly. */
+    const char *digits = r->p + (*r->p == '-');
+    if (digits[0] == '0' && digits + 1 < r->end && digits[1] >= '0' && digits[1] <= '9') {
+        fail_at(r, r->p, "a number with a leading zero");
+        return NULL;
+    }
+    double v;
+    cJSON *item = number_item(r->p, n, &v);
+    if (item == NULL) {
+        fail_oom(r);
+        return NULL;
+    }
+    if (!isfinite(v)) {
+        fail_at(r, r->p, "the number %.*s is out of range (beyond +-1.8e308)", n > 40 ? 40 : (int)n,
+                r->p);
+        cJSON_Delete(item);
+        return NULL;
+    }
+    r->p += n;
+    return item;
+}
+
+static cJSON *read_literal(reader *r)
+{
+    static const struct {
+        const char *word;
+        int type;
+    } words[] = {{"true", cJSON_True}, {"false", cJSON_False}, {"null", cJSON_NULL}};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i].word);
+        if ((size_t)(r->end - r->p) >= n && memcmp(r->p, words[i].word, n) == 0) {
+            cJSON *item = words[i].type == cJSON_True    ? cJSON_CreateTrue()
+                          : words[i].type == cJSON_False ? cJSON_CreateFalse()
+                                                         : cJSON_CreateNull();
+            if (item == NULL)
+                fail_oom(r);
+            r->p += n;
+            return item;
+        }
+    }
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected a value but found %s", b);
+    return NULL;
+}
+
+/* Append item to container's children (cJSON's invariant: the first child's prev is the last). */
+static void append(cJSON *container, cJSON *item)
+{
+    cJSON *first = container->child;
+    if (first == NULL) {
+        container->child = item;
+        item->prev = item;
+        return;
+    }
+    cJSON *last = first->prev;
+    last->next = item;
+    item->prev = last;
+    first->prev = item;
+}
+
+static void detach(cJSON *container, cJSON *item)
+{
+    cJSON *first = container->child;
+    if (item == first) {
+        container->child = item->next;
+        if (item->next)
+            item->next->prev = item->prev;
+    } else {
+        item->prev->next = item->next;
+        if (item->next)
+            item->next->prev = item->prev;
+        else
+            first->prev = item->prev;
+    }
+    item->next = item->prev = NULL;
+}
+
+/* ---- member names seen in one object: linear for small objects, hashed past that ---- */
+
+#define NAMES_LINEAR 16
+
+typedef struct names {
+    cJSON **slot; /* open addressing over member items, by name; NULL while linear */
+    size_t cap, count;
+} names;
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+static bool names_grow(names *t, cJSON *object)
+{
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    cJSON **slot = calloc(cap, sizeof *slot);
+    if (slot == NULL)
+        return false;
+    free(t->slot);
+    t->slot = slot;
+    t->cap = cap;
+    for (cJSON *m = object->child; m; m = m->next) {
+        size_t i = name_hash(m->string) & (cap - 1);
+        while (slot[i])
+            i = (i + 1) & (cap - 1);
+        slot[i] = m;
+    }
+    return true;
+}
+
+/* The member of object named `name` read so far, or NULL. */
+static cJSON *names_find(names *t, cJSON *object, const char *name)
+{
+    if (t->slot == NULL) {
+        for (cJSON *m = object->child; m; m = m->next)
+            if (strcmp(m->string, name) == 0)
+                return m;
+        return NULL;
+    }
+    for (size_t i = name_hash(name) & (t->cap - 1); t->slot[i]; i = (i + 1) & (t->cap - 1))
+        if (strcmp(t->slot[i]->string, name) == 0)
+            return t->slot[i];
+    return NULL;
+}
+
+/* Record that object's new last member was added (and `replaced` removed, or NULL). */
+static bool names_add(names *t, cJSON *object, cJSON *member, cJSON *replaced)
+{
+    if (replaced) {
+        if (t->slot == NULL)
+            return true;
+        size_t i = name_hash(replaced->string) & (t->cap - 1);
+        while (t->slot[i] != replaced)
+            i = (i + 1) & (t->cap - 1);
+        t->slot[i] = member;
+        return true;
+    }
+    t->count++;
+    if (t->slot == NULL && t->count <= NAMES_LINEAR)
+        return true;
+    if (t->slot == NULL || t->count * 2 > t->cap)
+        return names_grow(t, object);
+    size_t i = name_hash(member->string) & (t->cap - 1);
+    while (t->slot[i])
+        i = (i + 1) & (t->cap - 1);
+    t->slot[i] = member;
+    return true;
+}
+
+static cJSON *read_value(reader *r);
+
+static bool enter(reader *r, const char *name, size_t name_len)
+{
+    if (r->depth >= KEEL_JSON_MAX_DEPTH) {
+        if (!r->failed) {
+            char where[200];
+            pointer_of(r, where, sizeof where);
+            keel_error_set(r->err, KEEL_EINVAL,
+                           "%s is nested deeper than %d levels (at byte %zu, %s): keel reads "
+                           "JSON nested at most %d arrays and objects deep",
+                           what_of(r), KEEL_JSON_MAX_DEPTH, (size_t)(r->p - r->start),
+                           where[0] ? where : "the top level", KEEL_JSON_MAX_DEPTH);
+        }
+        r->failed = true;
+        return false;
+    }
+    r->path[r->depth].name = name;
+    r->path[r->depth].name_len = name_len;
+    r->path[r->depth].index = 0;
+    r->depth++;
+    return true;
+}
+
+/* After a member or element: ',' (true, more follow) or the closing bracket (false). */
+static bool next_or_close(reader *r, char close, bool *more)
+{
+    skip_space(r);
+    if (r->p < r->end && *r->p == ',') {
+        r->p++;
+        *more = true;
+        return true;
+    }
+    if (r->p < r->end && *r->p == close) {
+        r->p++;
+        *more = false;
+        return true;
+    }
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected ',' or '%c' but found %s", close, b);
+    return false;
+}
+
+static cJSON *read_array(reader *r)
+{
+    cJSON *array = cJSON_CreateArray();
+    if (array == NULL) {
+        fail_oom(r);
+        return NULL;
+    }
+    r->p++;
+    if (!enter(r, NULL, 0)) {
+        cJSON_Delete(array);
+        return NULL;
+    }
+    skip_space(r);
+    if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        r->depth--;
+        return array;
+    }
+    for (bool more = true; more;) {
+        cJSON *item = read_value(r);
+        if (item == NULL)
+            break;
+        append(array, item);
+        r->path[r->depth - 1].index++;
+        if (!next_or_close(r, ']', &more))
+            break;
+    }
+    if (r->failed) {
+        cJSON_Delete(array);
+        return NULL;
+    }
+    r->depth--;
+    return array;
+}
+
+/* One "name": value member of object; false when the read failed. */
+static bool read_member(reader *r, cJSON *object, names *seen)
+{
+    skip_space(r);
+    if (r->p >= r->end || *r->p != '"') {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+        return false;
+    }
+    const char *name_at = r->p;
+    char *name = read_string(r);
+    if (name == NULL)
+        return false;
+    frame *f = &r->path[r->depth - 1];
+    f->name = name_at + 1;
+    f->name_len = (size_t)(r->p - name_at - 2);
+    skip_space(r);
+    if (r->p >= r->end || *r->p != ':') {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+        free(name);
+        return false;
+    }
+    r->p++;
+    cJSON *earlier = names_find(seen, object, name);
+    if (earlier && !(r->flags & KEEL_JSON_LAST_WINS)) {
+        fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", name);
+        free(name);
+        return false;
+    }
+    cJSON *item = read_value(r);
+    if (item == NULL) {
+        free(name);
+        return false;
+    }
+    item->string = name;
+    if (earlier) {
+        detach(object, earlier);
+        cJSON_Delete(earlier);
+    }
+    append(object, item);
+    if (!names_add(seen, object, item, earlier)) {
+        fail_oom(r);
+        return false;
+    }
+    return true;
+}
+
+static cJSON *read_object(reader *r)
+{
+    cJSON *object = cJSON_CreateObject();
+    if (object == NULL) {
+        fail_oom(r);
+        return NULL;
+    }
+    r->p++;
+    if (!enter(r, "", 0)) {
+        cJSON_Delete(object);
+        return NULL;
+    }
+    skip_space(r);
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        r->depth--;
+        return object;
+    }
+    names seen = {0};
+    for (bool more = true; more;)
+        if (!read_member(r, object, &seen) || !next_or_close(r, '}', &more))
+            break;
+    free(seen.slot);
+    if (r->failed) {
+        cJSON_Delete(object);
+        return NULL;
+    }
+    r->depth--;
+    return object;
+}
+
+static cJSON *read_value(reader *r)
+{
+    skip_space(r);
+    if (r->p >= r->end) {
+        fail_at(r, r->p, "the text ends where a value should be");
+        return NULL;
+    }
+    switch (*r->p) {
+    case '{':
+        return read_object(r);
+    case '[':
+        return read_array(r);
+    case '"': {
+        char *s = read_string(r);
+        if (s == NULL)
+            return NULL;
+        cJSON *item = cJSON_CreateNull();
+        if (item == NULL) {
+            free(s);
+            fail_oom(r);
+            return NULL;
+        }
+        item->type = cJSON_String;
+        item->valuestring = s;
+        return item;
+    }
+    default:
+        if (*r->p == '-' || (*r->p >= '0' && *r->p <= '9'))
+            return read_number(r);
+        return read_literal(r);
+    }
+}
+
+int keel_json_parse(const char *text, size_t len, unsigned flags, const char *what, cJSON **out,
+                    keel_error *err)
+{
+    *out = NULL;
+    reader r = {
+        .start = text, .p = text, .end = text + len, .flags = flags, .what = what, .err = err};
+    if (text == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s is missing (no JSON text)", what_of(&r));
+    if (len > KEEL_JSON_MAX_TEXT)
+        return keel_error_set(err, KEEL_EINVAL, "%s is %zu bytes, over keel's limit of %zu bytes",
+                              what_of(&r), len, KEEL_JSON_MAX_TEXT);
+    cJSON *root = read_value(&r);
+    if (root != NULL) {
+        skip_space(&r);
+        if (r.p < r.end) {
+            char b[32];
+            describe_byte(&r, r.p, b);
+            fail_at(&r, r.p, "%s after the JSON value", b);
+        }
+    }
+    if (r.failed) {
+        cJSON_Delete(root);
+        return err ? err->code : KEEL_EINVAL;
+    }
+    *out = root;
+    return KEEL_OK;
+}
+
+int keel_json_parse_str(const char *text, unsigned flags, const char *what, cJSON **out,
+                        keel_error *err)
+{
+    return keel_json_parse(text, text ? strlen(text) : 0, flags, what, out, err);
+}
+
+int keel_json_check(const char *text, size_t len, unsigned flags, const char *what, keel_error *err)
+{
+    cJSON *root;
+    int rc = keel_json_parse(text, len, flags, what, &root, err);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---- numbers ---- */
+
+/* The shortest text that reads back as d: integers plainly, others in as few digits as work. */
+static void format_double(double d, char buf[32])
+{
+    if (!isfinite(d)) {
+        strcpy(buf, "null");
+        return;
+    }
+    if (d == trunc(d) && fabs(d) < 1e17) {
+        snprintf(buf, 32, "%.0f", d);
+        return;
+    }
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, 32, "%.*g", digits, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}
+
+const char *keel_json_number_text(const cJSON *item, char buf[32])
+{
+    double d = item->valuedouble;
+    /* The kept text counts only while it still denotes the value: code that changed the number
+     * with cJSON_SetNumberValue gets its new value printed. */
+    if (item->valuestring != NULL && strtod(item->valuestring, NULL) == d)
+        return item->valuestring;
+    format_double(d, buf);
+    return buf;
+}
+
+cJSON *keel_json_number_from_text(const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    size_t len = strlen(text);
+    if (len == 0 || number_length(text, text + len) != len)
+        return NULL;
+    double v;
+    cJSON *item = number_item(text, len, &v);
+    if (item && !isfinite(v)) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
+}
+
+/* ---- printing ---- */
+
+typedef struct out {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} out;
+
+static void put(out *o, const char *s, size_t n)
+{
+    if (o->oom)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 256;
+        while (o->len + n + 1 > cap)
+            cap *= 2;
+        char *b = cJSON_malloc(cap);
+        if (b == NULL) {
+            o->oom = true;
+            return;
+        }
+        if (o->buf)
+            memcpy(b, o->buf, o->len);
+        cJSON_free(o->buf);
+        o->buf = b;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_string(out *o, const char *s)
+{
+    put(o, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(o, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[8];
+        switch (c) {
+        case '"':
+            puts_(o, "\\\"");
+            break;
+        case '\\':
+            puts_(o, "\\\\");
+            break;
+        case '\b':
+            puts_(o, "\\b");
+            break;
+        case '\f':
+            puts_(o, "\\f");
+            break;
+        case '\n':
+            puts_(o, "\\n");
+            break;
+        case '\r':
+            puts_(o, "\\r");
+            break;
+        case '\t':
+            puts_(o, "\\t");
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            puts_(o, esc);
+        }
+    }
+    put(o, run, (size_t)(s - run));
+    put(o, "\"", 1);
+}
+
+static void newline(out *o, int indent)
+{
+    put(o, "\n", 1);
+    for (int i = 0; i < indent; i++)
+        put(o, "  ", 2);
+}
+
+static void put_value(out *o, const cJSON *item, bool pretty, int indent);
+
+static void put_children(out *o, const cJSON *item, bool object, bool pretty, int indent)
+{
+    put(o, object ? "{" : "[", 1);
+    for (const cJSON *c = item->child; c; c = c->next) {
+        if (pretty)
+            newline(o, indent + 1);
+        if (object) {
+            put_string(o, c->string ? c->string : "");
+            put(o, pretty ? ": " : ":", pretty ? 2 : 1);
+        }
+        put_value(o, c, pretty, indent + 1);
+        if (c->next)
+            put(o, ",", 1);
+    }
+    if (pretty && item->child)
+        newline(o, indent);
+    put(o, object ? "}" : "]", 1);
+}
+
+static void put_value(out *o, const cJSON *item, bool pretty, int indent)
+{
+    char buf[32];
+    switch (item->type & 0xff) {
+    case cJSON_False:
+        puts_(o, "false");
+        break;
+    case cJSON_True:
+        puts_(o, "true");
+        break;
+    case cJSON_NULL:
+        puts_(o, "null");
+        break;
+    case cJSON_Number:
+        puts_(o, keel_json_number_text(item, buf));
+        break;
+    case cJSON_String:
+        put_string(o, item->valuestring ? item->valuestring : "");
+        break;
+    case cJSON_Raw:
+        puts_(o, item->valuestring ? item->valuestring : "null");
+        break;
+    case cJSON_Array:
+        put_children(o, item, false, pretty, indent);
+        break;
+    case cJSON_Object:
+        put_children(o, item, true, pretty, indent);
+        break;
+    default:
+        puts_(o, "null");
+    }
+}
+
+static char *print(const cJSON *item, bool pretty)
+{
+    if (item == NULL)
+        return NULL;
+    out o = {0};
+    put_value(&o, item, pretty, 0);
+    if (o.oom) {
+        cJSON_free(o.buf);
+        return NULL;
+    }
+    o.buf[o.len] = '\0';
+    return o.buf;
+}
+
+char *keel_json_print(const cJSON *item)
+{
+    return print(item, false);
+}
+
+char *keel_json_print_pretty(const cJSON *item)
+{
+    return print(item, true);
+}

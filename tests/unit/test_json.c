@@ -1,0 +1,233 @@
+/* src/json/json.c: what the strict reader refuses, and numbers that print back as they came. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/json.h"
+
+/* Parse text (of length len) and expect a refusal whose message contains part. */
+static void refuses_n(const char *text, size_t len, unsigned flags, const char *part)
+{
+    cJSON *j = (cJSON *)1;
+    keel_error err;
+    keel_error_clear(&err);
+    int rc = keel_json_parse(text, len, flags, "input", &j, &err);
+    ck_assert_msg(rc == KEEL_EINVAL, "accepted %.*s", (int)len, text);
+    ck_assert_ptr_null(j);
+    ck_assert_msg(strstr(err.message, part), "message '%s' lacks '%s'", err.message, part);
+}
+
+static void refuses(const char *text, const char *part)
+{
+    refuses_n(text, strlen(text), 0, part);
+}
+
+/* Parse text and print it compactly: the caller frees the result. */
+static char *round_trip(const char *text, unsigned flags)
+{
+    cJSON *j = NULL;
+    keel_error err;
+    ck_assert_msg(keel_json_parse_str(text, flags, "input", &j, &err) == KEEL_OK, "%s: %s", text,
+                  err.message);
+    char *s = keel_json_print(j);
+    ck_assert_ptr_nonnull(s);
+    cJSON_Delete(j);
+    return s;
+}
+
+static void prints_back(const char *text)
+{
+    char *s = round_trip(text, 0);
+    ck_assert_str_eq(s, text);
+    cJSON_free(s);
+}
+
+START_TEST(numbers_keep_their_text)
+{
+    prints_back("9007199254740993");
+    prints_back("9007199254740991");
+    prints_back("12345678901234567891");
+    prints_back("0.30000000000000004");
+    prints_back("[1.0,1e2,-0,1E+2,0.1e-7,123456789012345678901234567890]");
+    prints_back("{\"amount\":4596.00,\"n\":-12.50}");
+    /* A tree nested in another keeps the text through cJSON_Duplicate too. */
+    cJSON *j = NULL;
+    ck_assert_int_eq(keel_json_parse_str("{\"a\":9007199254740993}", 0, NULL, &j, NULL), KEEL_OK);
+    cJSON *copy = cJSON_Duplicate(j, true);
+    char *s = keel_json_print(copy);
+    ck_assert_str_eq(s, "{\"a\":9007199254740993}");
+    cJSON_free(s);
+    cJSON_Delete(copy);
+    cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(changed_and_made_numbers_print_their_value)
+{
+    cJSON *j = NULL;
+    ck_assert_int_eq(keel_json_parse_str("{\"a\":1.50}", 0, NULL, &j, NULL), KEEL_OK);
+    cJSON_SetNumberValue(cJSON_GetObjectItem(j, "a"), 2.25);
+    cJSON_AddNumberToObject(j, "b", 9007199254740991.0);
+    cJSON_AddNumberToObject(j, "c", 0.1 + 0.2);
+    cJSON_AddNumberToObject(j, "d", 1e300);
+    cJSON_AddNumberToObject(j, "e", 3);
+    char *s = keel_json_print(j);
+    ck_assert_str_eq(s, "{\"a\":2.25,\"b\":9007199254740991,\"c\":0.30000000000000004,"
+                        "\"d\":1e+300,\"e\":3}");
+    cJSON_free(s);
+    cJSON_Delete(j);
+
+    cJSON *n = keel_json_number_from_text("12345678901234567891");
+    ck_assert_ptr_nonnull(n);
+    s = keel_json_print(n);
+    ck_assert_str_eq(s, "12345678901234567891");
+    cJSON_free(s);
+    cJSON_Delete(n);
+    ck_assert_ptr_null(keel_json_number_from_text("12a"));
+    ck_assert_ptr_null(keel_json_number_from_text("1e999"));
+    ck_assert_ptr_null(keel_json_number_from_text(""));
+}
+END_TEST
+
+START_TEST(refuses_nul_and_bad_utf8)
+{
+    refuses_n("{\"approver\":\"boss@corp.example\0evil\"}", 36, 0,
+              "at byte 30 (/approver): a NUL character (0x00) inside a string");
+    refuses("\"keel.Procurement\\u0000-v2\"", "\\u0000 inside a string");
+    refuses("\"\xff\xfe\"", "at byte 1 (the top level): invalid UTF-8 (byte 0xff)");
+    refuses("{\"a\":[\"ok\",\"\xc3\"]}", "(/a/1): invalid UTF-8");
+    refuses("\"\xc0\xaf\"", "invalid UTF-8");         /* overlong '/' */
+    refuses("\"\xed\xa0\x80\"", "invalid UTF-8");     /* an encoded surrogate */
+    refuses("\"\xf4\x90\x80\x80\"", "invalid UTF-8"); /* past U+10FFFF */
+    refuses("\"\\ud800\"", "high surrogate without its low surrogate");
+    refuses("\"\\udc00x\"", "lone low surrogate");
+    refuses("\"tab\there\"", "raw control character (0x09)");
+    refuses("\"\\x41\"", "not a JSON escape");
+    refuses("\"\\u12g4\"", "four hex digits");
+}
+END_TEST
+
+START_TEST(reads_escapes_and_utf8)
+{
+    cJSON *j = NULL;
+    keel_error err;
+    ck_assert_int_eq(
+        keel_json_parse_str("[\"\\u00e9\\ud83d\\ude00\\n\\/\", \"日本語\"]", 0, NULL, &j, &err),
+        KEEL_OK);
+    ck_assert_str_eq(cJSON_GetArrayItem(j, 0)->valuestring, "é😀\n/");
+    ck_assert_str_eq(cJSON_GetArrayItem(j, 1)->valuestring, "日本語");
+    char *s = keel_json_print(j);
+    ck_assert_str_eq(s, "[\"é😀\\n/\",\"日本語\"]");
+    cJSON_free(s);
+    cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(refuses_what_rfc8259_refuses)
+{
+    refuses("", "the text ends where a value should be");
+    refuses("   ", "the text ends where a value should be");
+    refuses("{\"a\":1,}", "expected a member name");
+    refuses("[1,]", "expected a value");
+    refuses("[1 2]", "expected ',' or ']'");
+    refuses("012", "leading zero");
+    refuses("-", "malformed number");
+    refuses("1.", "malformed number");
+    refuses("NaN", "expected a value");
+    refuses("1e400", "out of range");
+    refuses("{\"a\":1} x", "'x' after the JSON value");
+    refuses("\"open", "never closed");
+    refuses("// c\n1", "expected a value");
+    refuses("{'a':1}", "expected a member name in double quotes");
+}
+END_TEST
+
+START_TEST(names_once_unless_last_wins)
+{
+    refuses("{\"a\":1,\"b\":{\"c\":1,\"c\":2}}", "(/b/c): the member name \"c\" appears twice");
+    char *s = round_trip("{\"a\":1,\"b\":2,\"a\":3}", KEEL_JSON_LAST_WINS);
+    ck_assert_str_eq(s, "{\"b\":2,\"a\":3}");
+    cJSON_free(s);
+
+    /* Past the linear scan, names are hashed: a repeat among many is still found. */
+    char big[8192];
+    size_t n = 0;
+    n += (size_t)snprintf(big + n, sizeof big - n, "{");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(big + n, sizeof big - n, "\"k%d\":%d,", i, i);
+    snprintf(big + n, sizeof big - n, "\"k123\":0}");
+    refuses(big, "\"k123\" appears twice");
+    s = round_trip(big, KEEL_JSON_LAST_WINS);
+    cJSON *j = NULL;
+    ck_assert_int_eq(keel_json_parse_str(s, 0, NULL, &j, NULL), KEEL_OK);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "k123")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "k199")->valueint, 199);
+    cJSON_Delete(j);
+    cJSON_free(s);
+}
+END_TEST
+
+START_TEST(nesting_is_capped_and_named)
+{
+    char deep[2 * KEEL_JSON_MAX_DEPTH + 8];
+    size_t n = 0;
+    for (int i = 0; i < KEEL_JSON_MAX_DEPTH; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < KEEL_JSON_MAX_DEPTH; i++)
+        deep[n++] = ']';
+    deep[n] = '\0';
+    cJSON *j = NULL;
+    ck_assert_int_eq(keel_json_parse_str(deep, 0, NULL, &j, NULL), KEEL_OK);
+    cJSON_Delete(j);
+
+    char deeper[2 * KEEL_JSON_MAX_DEPTH + 16];
+    snprintf(deeper, sizeof deeper, "[%s]", deep);
+    refuses(deeper, "is nested deeper than 100 levels");
+    /* A million brackets: refused at the cap, without recursing a million deep. */
+    size_t big = 1000000;
+    char *flood = malloc(big + 1);
+    memset(flood, '[', big);
+    flood[big] = '\0';
+    refuses(flood, "nested deeper than 100 levels");
+    free(flood);
+}
+END_TEST
+
+START_TEST(pretty_print_and_check)
+{
+    cJSON *j = NULL;
+    ck_assert_int_eq(keel_json_parse_str("{\"a\":[1,{}],\"b\":{\"c\":\"\\\"q\\\"\"},\"e\":[]}", 0,
+                                         NULL, &j, NULL),
+                     KEEL_OK);
+    char *s = keel_json_print_pretty(j);
+    ck_assert_str_eq(s, "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": {\n    \"c\": "
+                        "\"\\\"q\\\"\"\n  },\n  \"e\": []\n}");
+    cJSON_free(s);
+    cJSON_Delete(j);
+    ck_assert_int_eq(keel_json_check(" {\"a\" : true} \n", 15, 0, NULL, NULL), KEEL_OK);
+    keel_error err;
+    ck_assert_int_eq(keel_json_check("{\"a\":tru}", 9, 0, NULL, &err), KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "the JSON text is not valid JSON: at byte 5 (/a)"), "%s",
+                  err.message);
+    ck_assert_int_eq(keel_json_parse_str(NULL, 0, "input", &j, &err), KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "input is missing"), "%s", err.message);
+}
+END_TEST
+
+Suite *json_suite(void)
+{
+    Suite *s = suite_create("json");
+    TCase *t = tcase_create("json");
+    tcase_add_test(t, numbers_keep_their_text);
+    tcase_add_test(t, changed_and_made_numbers_print_their_value);
+    tcase_add_test(t, refuses_nul_and_bad_utf8);
+    tcase_add_test(t, reads_escapes_and_utf8);
+    tcase_add_test(t, refuses_what_rfc8259_refuses);
+    tcase_add_test(t, names_once_unless_last_wins);
+    tcase_add_test(t, nesting_is_capped_and_named);
+    tcase_add_test(t, pretty_print_and_check);
+    suite_add_tcase(s, t);
+    return s;
+}
