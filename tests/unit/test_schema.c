@@ -885,9 +885,9 @@ static void load_remotes(report *rep, const char *dir)
     size_t n = 0;
     char **files = list_json(dir, "", NULL, &n, true);
     for (size_t i = 0; i < n; i++) {
-        char path[2048], uri[1100];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        snprintf(uri, sizeof uri, "http://localhost:1234/%s", files[i]);
+        char path[3100], uri[1100];
+        snprintf(path, sizeof path, "%.2000s/%.1000s", dir, files[i]);
+        snprintf(uri, sizeof uri, "http://localhost:1234/%.1000s", files[i]);
         char *text = read_text(path);
         if (text) {
             rep->remotes = realloc(rep->remotes, (rep->nremotes + 1) * sizeof *rep->remotes);
@@ -995,14 +995,16 @@ static void run_file(report *rep, const char *dir, const char *name)
     rep->skipped += skipped;
 }
 
-/* Run every *.json in dir, the optional files named above when present, with remotes/ (two
- * levels up, as in the suite's layout, or remotes_dir) registered. */
-static void run_suite(const char *env, const char *fallback, const char *remotes_dir,
+/* Run every *.json in dir and the optional files named above when present, with the suite's
+ * remotes/ registered: two levels above dir in the suite's layout, or own_remotes when dir is
+ * keel's own. */
+static void run_suite(const char *env, const char *own, const char *own_remotes,
                       keel_schema_dialect dialect, int min_tests)
 {
     const char *dir = getenv(env);
-    if (!dir || !*dir)
-        dir = fallback;
+    bool official = dir && *dir;
+    if (!official)
+        dir = own;
     static report rep;
     memset(&rep, 0, sizeof rep);
     rep.dialect = dialect;
@@ -1014,9 +1016,7 @@ static void run_suite(const char *env, const char *fallback, const char *remotes
                   dir, env);
     char remotes[2048];
     snprintf(remotes, sizeof remotes, "%s/../../remotes", dir);
-    load_remotes(&rep, remotes);
-    if (remotes_dir)
-        load_remotes(&rep, remotes_dir);
+    load_remotes(&rep, official || !own_remotes ? remotes : own_remotes);
     for (size_t i = 0; i < n; i++) {
         run_file(&rep, dir, files[i]);
         free(files[i]);
