@@ -1386,7 +1386,8 @@ static int schema_dialect(cc *c, const snode *s, const char *uri_in, dialect *d,
     size_t n = strlen(uri);
     if (n && uri[n - 1] == '#')
         uri[n - 1] = '\0';
-    if (strcmp(uri, "http://json-schema.org/draft-07/schema") == 0) {
+    if (strcmp(uri, "http://json-schema.org/draft-07/schema") == 0 ||
+        strcmp(uri, "https://json-schema.org/draft-07/schema") == 0) {
         *d = (dialect){D7, V_ALL};
         return KEEL_OK;
     }
@@ -2159,17 +2160,37 @@ static bool compile_regdoc(cc *c, regdoc *rd, dialect d)
     return c->rc == KEEL_OK;
 }
 
-/* The resource named uri: compiled already, or a registered document (by its URI, else by an
- * $id somewhere inside one). */
+/* Whether some $id in the JSON j (read with base URI base) names uri. Only a hint of which
+ * registered document to compile: compiling it decides whether that $id names a schema. */
+static bool mentions_id(const cJSON *j, const char *base, const char *uri)
+{
+    if (!cJSON_IsObject(j) && !cJSON_IsArray(j))
+        return false;
+    const cJSON *id = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "$id") : NULL;
+    char *own = cJSON_IsString(id) ? uri_resolve(base, id->valuestring) : NULL;
+    if (own)
+        own[strcspn(own, "#")] = '\0';
+    bool found = own && strcmp(own, uri) == 0;
+    for (const cJSON *c = j->child; c && !found; c = c->next)
+        found = mentions_id(c, own ? own : base, uri);
+    free(own);
+    return found;
+}
+
+/* The resource named uri: compiled already, or a registered document (by its URI, else the one
+ * with an $id that names it). */
 static resource *find_resource(cc *c, const char *uri, dialect d)
 {
     resource *r = map_get(&c->names, uri);
     for (size_t i = 0; !r && i < c->ndocs && c->rc == KEEL_OK; i++)
         if (strcmp(c->docs[i].uri, uri) == 0 && compile_regdoc(c, &c->docs[i], d))
             r = map_get(&c->names, uri);
-    for (size_t i = 0; !r && i < c->ndocs && c->rc == KEEL_OK; i++)
-        if (compile_regdoc(c, &c->docs[i], d))
+    for (size_t i = 0; !r && i < c->ndocs && c->rc == KEEL_OK; i++) {
+        regdoc *rd = &c->docs[i];
+        if (!rd->compiled && parse_regdoc(c, rd) && mentions_id(rd->tree, rd->uri, uri) &&
+            compile_regdoc(c, rd, d))
             r = map_get(&c->names, uri);
+    }
     return c->rc == KEEL_OK ? r : NULL;
 }
 

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,36 @@ START_TEST(regex_limits_are_errors)
 }
 END_TEST
 
+START_TEST(dynamic_loops_stop)
+{
+    /* no static cycle (inner's $dynamicRef lands on its own $defs/x), but the dynamic scope sends
+     * it back to the root, at the same value, forever */
+    expect_stopped("{\"$id\":\"https://example.com/root\",\"$dynamicAnchor\":\"m\","
+                   "\"allOf\":[{\"$ref\":\"inner\"}],\"$defs\":{\"i\":{\"$id\":\"inner\","
+                   "\"$dynamicRef\":\"#m\",\"$defs\":{\"x\":{\"$dynamicAnchor\":\"m\"}}}}}",
+                   "1", KEEL_EEXHAUSTED, "applies itself to the instance root again");
+}
+END_TEST
+
+START_TEST(trees_built_in_code)
+{
+    keel_schema *s = compile("{\"type\":\"array\",\"items\":{\"type\":\"number\"}}");
+    keel_schema_result r;
+    keel_error err;
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(1.5));
+    ck_assert_int_eq(keel_schema_validate_tree(s, a, &r, &err), KEEL_OK);
+    ck_assert(r.valid);
+    keel_schema_result_dispose(&r);
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(HUGE_VAL));
+    ck_assert_int_eq(keel_schema_validate_tree(s, a, &r, &err), KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "a number that is not finite"), "%s", err.message);
+    cJSON_Delete(a);
+    ck_assert_int_eq(keel_schema_validate_tree(s, NULL, &r, &err), KEEL_EINVAL);
+    keel_schema_free(s);
+}
+END_TEST
+
 START_TEST(error_count_is_capped)
 {
     keel_schema *s = compile("{\"items\":{\"type\":\"string\"}}");
@@ -586,6 +617,8 @@ START_TEST(registered_resources_and_vocabularies)
          "\"$vocabulary\":{\"https://json-schema.org/draft/2020-12/vocab/core\":true,"
          "\"https://example.com/vocab/unknown-required\":true}}"},
         {"https://example.com/broken.json", "{\"$ref\":\"#/nowhere\"}"},
+        {"https://example.com/lib.json",
+         "{\"$defs\":{\"p\":{\"$id\":\"https://example.com/parts/pos.json\",\"minimum\":0}}}"},
     };
     keel_schema_options o;
     keel_schema_options_init(&o, KEEL_SCHEMA_OPTIONS_VERSION);
@@ -603,6 +636,13 @@ START_TEST(registered_resources_and_vocabularies)
     ck_assert_int_eq(keel_schema_validate(s, "{\"total\":12.345}", &r, &err), KEEL_OK);
     ck_assert(!r.valid);
     expect_error(&r, 0, "/total", "multipleOf", "12.345 is not a multiple of 0.01");
+    keel_schema_result_dispose(&r);
+    keel_schema_free(s);
+    /* a schema known by an $id inside a registered document (and broken.json is not compiled) */
+    ck_assert_msg(keel_schema_new_with(&s, "{\"$ref\":\"parts/pos.json\"}", &o, &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_int_eq(keel_schema_validate(s, "-1", &r, &err), KEEL_OK);
+    ck_assert(!r.valid);
     keel_schema_result_dispose(&r);
     keel_schema_free(s);
     /* a metaschema without the validation vocabulary: its keywords do not assert */
@@ -1068,6 +1108,8 @@ Suite *schema_suite(void)
     tcase_add_test(tc, work_budget_stops_exponential_schemas);
     tcase_add_test(tc, depth_limit_is_an_error_not_a_crash);
     tcase_add_test(tc, regex_limits_are_errors);
+    tcase_add_test(tc, dynamic_loops_stop);
+    tcase_add_test(tc, trees_built_in_code);
     tcase_add_test(tc, error_count_is_capped);
     tcase_add_test(tc, large_instances_pass_within_budget);
     tcase_add_test(tc, numbers_strings_and_equality);
