@@ -18,72 +18,75 @@
  * unevaluatedProperties and unevaluatedItems (2020-12, seeing the annotations of in-place
  * applicators and references), boolean schemas, $ref, $defs/definitions, $id, $anchor,
  * $dynamicRef/$dynamicAnchor (2020-12's dynamic scope), $vocabulary (2020-12, in a registered
- * metaschema: a vocabulary marked false is skipped, an unknown one marked true is refused).
- * format, contentEncoding, contentMediaType, contentSchema, title, description, default,
- * examples, deprecated, readOnly, writeOnly and $comment are annotations: they never fail.
- * Other keywords are ignored, as the specifications ask, except these, which are refused because
- * their author expects them to assert and keel cannot honour them: $recursiveRef and
- * $recursiveAnchor (2019-09), and in draft 7 the 2019+ keywords prefixItems, unevaluatedItems,
- * unevaluatedProperties, dependentRequired, dependentSchemas, minContains, maxContains and
- * $dynamicRef. In draft 7 a `$ref` makes its sibling keywords ignored (including `$id`); in
- * 2020-12 they apply too.
+ * metaschema: a vocabulary keel knows is used, an unknown one marked true is refused).
+ * format is an annotation, except "format": "regex" in draft 7, which keel asserts (draft 7
+ * leaves format assertion to the implementation). contentEncoding, contentMediaType,
+ * contentSchema, title, description, default, examples, deprecated, readOnly, writeOnly and
+ * $comment never fail. Other keywords are ignored, as the specifications ask, except these,
+ * which are refused because their author expects them to assert and keel would not: $recursiveRef
+ * and $recursiveAnchor (2019-09), and in draft 7 the 2019+ keywords prefixItems,
+ * unevaluatedItems, unevaluatedProperties, dependentRequired, dependentSchemas, minContains,
+ * maxContains and $dynamicRef. In draft 7 a `$ref` makes its sibling keywords ignored (`$id`
+ * included); in 2020-12 they apply too.
  *
- * Numbers compare by value, exactly, from the text they were written with: 1 == 1.0 == 1e0,
- * 9007199254740993 != 9007199254740992, 0.3 is a multipleOf 0.1, 1e308 is an integer. enum,
- * const and uniqueItems compare arrays in order and objects as sets of members.
+ * Numbers compare by value, exactly, from the text they were written with (keel/json.h keeps
+ * it): 1 == 1.0 == 1e0, 9007199254740993 != 9007199254740992, 0.3 is a multipleOf 0.1. enum,
+ * const and uniqueItems compare arrays in order and objects as sets of members; uniqueItems
+ * hashes, so it is linear.
  *
- * References: `$ref` and `$dynamicRef` resolve within the schema's own document and the
- * resources registered with keel_schema_new_with (and keel's built-in copies of the draft 7 and
- * 2020-12 metaschemas), by RFC 3986 resolution against the base URI that `$id`s set, to an
- * `$anchor`, a `$dynamicAnchor`, draft 7's `"$id": "#name"` or a JSON Pointer (percent-decoded,
- * ~0 and ~1 escapes, array indices without leading zeros or overflow). keel fetches nothing
- * from the network. Every reference is resolved when the schema is compiled; one that does not
- * resolve is refused then, naming it and where it is. A cycle of references that never moves
- * into the instance (e.g. {"anyOf":[{"$ref":"#"}]}) is refused too: it could never finish.
+ * References: `$ref` and `$dynamicRef` resolve within the schema's own document, the resources
+ * registered with keel_schema_new_with, and keel's built-in draft 7 and 2020-12 metaschemas, by
+ * RFC 3986 resolution against the base URI that `$id`s set, to an `$anchor`, a `$dynamicAnchor`,
+ * draft 7's `"$id": "#name"` or a JSON Pointer (percent-decoded, ~0 and ~1 escapes, array
+ * indices without leading zeros or overflow). keel fetches nothing from the network. Every
+ * reference is resolved when the schema is compiled, reached or not; one that does not resolve
+ * is refused then, naming it and where it is. A cycle of subschemas that apply each other to the
+ * same value without moving into the instance (e.g. {"anyOf":[{"$ref":"#"}]}) is refused too: it
+ * could never finish. (One that only $dynamicRef's dynamic scope creates stops validation.)
  *
  * Regular expressions (pattern, patternProperties) are ECMA-262 with the u flag over Unicode
  * code points, searched unanchored, run by PCRE2: \d \w \b are ASCII, \s is JavaScript's white
  * space, `.` excludes line terminators, `$` matches only at the end, \p{..} takes ECMA-262's
  * property names, lookahead, lookbehind (of bounded length), lazy quantifiers, named groups and
  * backreferences work; syntax JavaScript refuses with the u flag is refused (\a, \Z, a++, (?>..),
- * (?i), lone braces, ...). maxLength and minLength count code points.
+ * (?i), lone braces, ...). maxLength and minLength count code points. docs/json-schema.md has
+ * the details.
  *
- * Limits on what comes from outside (the schema text and the instance text are also read with
- * keel/json.h's limits: KEEL_JSON_MAX_DEPTH nesting, KEEL_JSON_MAX_TEXT bytes). Each is an
- * error whose message names the limit:
- *   KEEL_SCHEMA_MAX_PATTERN           a pattern longer than this is refused when compiling:
- *                                     "... has a regular expression ... longer than 4096 bytes"
- *   KEEL_SCHEMA_MAX_PATTERNS          more distinct patterns in one schema are refused:
- *                                     "schema: more than 1024 regular expressions"
- *   KEEL_SCHEMA_REGEX_COMPILE_MEMORY  a pattern whose compiling needs more memory is refused:
- *                                     "compiling it needs more than 1048576 bytes"
- *                                     (PCRE2 also refuses a compiled pattern over 64 KiB:
- *                                     "regular expression is too large")
- *   KEEL_SCHEMA_REGEX_MATCH_LIMIT,
- *   KEEL_SCHEMA_REGEX_DEPTH_LIMIT,
- *   KEEL_SCHEMA_REGEX_HEAP_LIMIT_KIB  one search of one string stops at these: the validation
- *                                     fails with KEEL_EEXHAUSTED, "schema: validation stopped:
- *                                     the pattern '...' at #/... on /...: the search hit the
- *                                     match limit (1000000 steps, ...)"
- *   KEEL_SCHEMA_MAX_DEPTH             subschemas applied inside one another (each $ref, applicator
- *                                     and step into the instance is one level): KEEL_EEXHAUSTED,
- *                                     "schema: validation stopped: subschemas nested deeper
- *                                     than 256 levels at #/... on /..."
- *   KEEL_SCHEMA_MAX_WORK,
- *   KEEL_SCHEMA_WORK_PER_VALUE        steps one validation may take (a step: one subschema
- *                                     applied to one value, one member or item visited, one
- *                                     regex search, one value compared): KEEL_SCHEMA_MAX_WORK
- *                                     plus KEEL_SCHEMA_WORK_PER_VALUE for each value in the
- *                                     instance; then KEEL_EEXHAUSTED, "schema: validation
- *                                     stopped after N steps (KEEL_SCHEMA_MAX_WORK ...)"
- *   KEEL_SCHEMA_MAX_ERRORS            errors kept in a result; the rest set `truncated`
- *   KEEL_SCHEMA_MAX_UNIQUE_ITEMS      (none: uniqueItems hashes, so it is linear; the step
- *                                     budget above bounds the worst case)
+ * Limits on what comes from outside. The schema text and the instance text are read with
+ * keel/json.h's limits (KEEL_JSON_MAX_DEPTH nesting, KEEL_JSON_MAX_TEXT bytes). When compiling,
+ * KEEL_EINVAL:
+ *   KEEL_SCHEMA_MAX_PATTERN           "schema: 'pattern' at #/... has a regular expression '...'
+ *                                     that cannot be used: longer than 4096 bytes
+ *                                     (KEEL_SCHEMA_MAX_PATTERN)"
+ *   KEEL_SCHEMA_MAX_PATTERNS          "schema: more than 1024 regular expressions
+ *                                     (KEEL_SCHEMA_MAX_PATTERNS)"
+ *   KEEL_SCHEMA_REGEX_COMPILE_MEMORY  "... that cannot be used: compiling it needs more than
+ *                                     1048576 bytes (KEEL_SCHEMA_REGEX_COMPILE_MEMORY)"; PCRE2
+ *                                     also refuses a compiled pattern over 64 KiB: "... that
+ *                                     cannot be used: regular expression is too large"
+ * When validating, KEEL_EEXHAUSTED (err->retryable false: the same schema and instance stop the
+ * same way), and no result:
+ *   KEEL_SCHEMA_MAX_WORK,             "schema: validation stopped after N steps
+ *   KEEL_SCHEMA_WORK_PER_VALUE        (KEEL_SCHEMA_MAX_WORK 10000000 plus
+ *                                     KEEL_SCHEMA_WORK_PER_VALUE 100 per instance value) at /...:
+ *                                     the schema asks too much work of this instance"; a step is
+ *                                     one subschema applied to one value, one member or item
+ *                                     visited, one regex search (and one per 64 bytes searched),
+ *                                     one value hashed or compared
+ *   KEEL_SCHEMA_MAX_DEPTH             "schema: validation stopped: subschemas nested deeper than
+ *                                     256 levels (KEEL_SCHEMA_MAX_DEPTH) at #/... on /..."
+ *   KEEL_SCHEMA_REGEX_MATCH_LIMIT,    "schema: validation stopped: the regular expression '...'
+ *   KEEL_SCHEMA_REGEX_DEPTH_LIMIT,    of 'pattern' at #/..., searching the string at /...: the
+ *   KEEL_SCHEMA_REGEX_HEAP_LIMIT_KIB  search hit the match limit (1000000 steps,
+ *                                     KEEL_SCHEMA_REGEX_MATCH_LIMIT)" (or the depth or heap limit)
+ *   (a $dynamicRef loop)              "schema: validation stopped: the subschema at #/... applies
+ *                                     itself to /... again without moving into the instance"
+ * And KEEL_SCHEMA_MAX_ERRORS errors at most are kept in a result (the rest set `truncated`).
  *
  * So a validation has three outcomes: KEEL_OK with result.valid (the instance conforms), KEEL_OK
- * with !result.valid and the errors (it does not), or an error return: KEEL_EINVAL when the
- * instance text is not JSON, KEEL_EEXHAUSTED when a limit above stopped the validation before it
- * could decide (never retryable: the same schema and instance stop the same way), KEEL_ENOMEM.
+ * with !result.valid and the errors (it does not), or an error return and no result: KEEL_EINVAL
+ * when the instance text is not JSON keel reads, KEEL_EEXHAUSTED when a limit above stopped the
+ * validation before it could decide, KEEL_ENOMEM.
  */
 #ifndef KEEL_SCHEMA_H
 #define KEEL_SCHEMA_H
@@ -170,8 +173,9 @@ int keel_schema_options_init(keel_schema_options *opts, unsigned version);
  * Parse and compile schema_json (a JSON text whose root is an object or a boolean; a repeated
  * member name keeps its last value, as JSON.parse does). A text that is not JSON, a known keyword
  * with a value of the wrong shape (e.g. "minLength": "3", an unknown type name, a regex that
- * does not compile), a refused keyword or dialect, or a reference that does not resolve fails
- * with KEEL_EINVAL naming the keyword and its location in the schema ("at #/properties/a").
+ * does not compile), a refused keyword or dialect, a reference that does not resolve, or a cycle
+ * of references that never moves into the instance fails with KEEL_EINVAL naming the keyword and
+ * its location in the schema ("at #/properties/a").
  * On success *out owns a new schema: free it with keel_schema_free.
  */
 int keel_schema_new(keel_schema **out, const char *schema_json, keel_error *err);

@@ -893,6 +893,7 @@ struct keel_schema {
     size_t nresources, capresources;
     snode **nodes;
     size_t nnodes, capnodes;
+    bool has_dynamic_refs; /* if not, check_loops proved no subschema can re-enter itself */
 };
 
 /* Append p to a malloc'd array of pointers; false when out of memory. */
@@ -1986,10 +1987,12 @@ static void kw_ref(cc *c, snode *s, const cJSON *kw, dialect d)
         return;
     }
     bool dynamic = strcmp(kw->string, "$dynamicRef") == 0;
-    if (dynamic)
+    if (dynamic) {
         s->dynref_text = kw->valuestring;
-    else
+        c->s->has_dynamic_refs = true;
+    } else {
         s->ref_text = kw->valuestring;
+    }
     add_link(c, s, kw->string, kw->valuestring, dynamic);
 }
 
@@ -2716,12 +2719,16 @@ static bool enter(vstate *st, const snode *s, const cJSON *inst)
                      KEEL_SCHEMA_MAX_DEPTH, s->loc, where(st));
     /* the same subschema again on the same value with nothing in between moving into it: only
      * $dynamicRef can get here (check_loops refused the static cycles), and it would never end */
-    for (size_t i = st->depth; i-- > 0 && st->frames[i].inst == inst;)
+    size_t scanned = 0;
+    for (size_t i = st->depth;
+         st->schema->has_dynamic_refs && i-- > 0 && st->frames[i].inst == inst; scanned++)
         if (st->frames[i].s == s)
             return vstop(st, KEEL_EEXHAUSTED,
                          "validation stopped: the subschema at %s applies itself to %s again "
                          "without moving into the instance",
                          s->loc, where(st));
+    if (!charge(st, scanned / 16))
+        return false;
     frame *f = &st->frames[st->depth++];
     f->s = s;
     f->inst = inst;
