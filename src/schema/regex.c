@@ -37,6 +37,11 @@
 #define JS_SPACE                                                                                   \
     "\\t-\\r\\x{20}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}"        \
     "\\x{3000}\\x{feff}"
+/* \D and \W as class items. PCRE2 10.42 mismatches code points above 255 in a negated class
+ * that holds both \D, \W or \S and a \p{..} ([^\W\p{L}] matches U+1F600), so inside [...]
+ * keel spells them as ranges. */
+#define JS_NOT_DIGIT "\\x{0}-\\x{2f}\\x{3a}-\\x{10ffff}"
+#define JS_NOT_WORD  "\\x{0}-\\x{2f}\\x{3a}-\\x{40}\\x{5b}-\\x{5e}\\x{60}\\x{7b}-\\x{10ffff}"
 /* `.` without the s flag: any code point but a LineTerminator. */
 #define JS_DOT "[^\\n\\r\\x{2028}\\x{2029}]"
 
@@ -180,10 +185,20 @@ static bool is_ascii_alnum(uint32_t c)
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
+/* A lone surrogate (\uD800 with no pair) is a valid JavaScript escape, but keel's strings are
+ * UTF-8 and never hold one, so it matches nothing: outside [...] it becomes a group that always
+ * fails, inside it adds nothing. */
+static bool is_surrogate(uint32_t cp)
+{
+    return cp >= 0xD800 && cp <= 0xDFFF;
+}
+
 /* A literal code point, spelled so that PCRE2 reads exactly that character in or out of []. */
 static void put_literal(obuf *b, uint32_t cp)
 {
-    if (is_ascii_alnum(cp)) {
+    if (is_surrogate(cp)) {
+        put(b, "(?:(?!))");
+    } else if (is_ascii_alnum(cp)) {
         char c = (char)cp;
         put_n(b, &c, 1);
     } else {
@@ -261,9 +276,7 @@ static int read_u_escape(xlat *x, esc *e)
             x->p += 6;
         }
     }
-    if (v >= 0xD800 && v <= 0xDFFF)
-        return xfail(x, at, "a lone surrogate escape cannot match UTF-8 text and is not supported");
-    e->kind = ESC_CHAR;
+    e->kind = ESC_CHAR; /* possibly a lone surrogate: see is_surrogate */
     e->cp = v;
     return 0;
 }
@@ -672,16 +685,35 @@ static int read_class_atom(xlat *x, esc *e)
     return 0;
 }
 
+/* The range lo-hi as class items, without the surrogates (which UTF-8 text never holds). */
+static void put_range(obuf *items, uint32_t lo, uint32_t hi)
+{
+    uint32_t parts[2][2] = {{lo, hi < 0xD800 ? hi : 0xD7FF}, {lo > 0xDFFF ? lo : 0xE000, hi}};
+    for (int i = 0; i < 2; i++) {
+        if (parts[i][0] > parts[i][1] || (i == 0 && lo >= 0xD800) || (i == 1 && hi <= 0xDFFF))
+            continue;
+        put_literal(items, parts[i][0]);
+        put(items, "-");
+        put_literal(items, parts[i][1]);
+    }
+}
+
 /* Add a class atom to the items of a PCRE2 class; \S is noted apart (PCRE2 has no class item
  * for "not JavaScript white space"). */
 static void put_class_item(obuf *items, const esc *e, bool *has_not_space)
 {
+    if (e->kind == ESC_CHAR && is_surrogate(e->cp))
+        return;
     if (e->kind == ESC_CHAR)
         put_literal(items, e->cp);
     else if (e->space > 0)
         put(items, JS_SPACE);
     else if (e->space < 0)
         *has_not_space = true;
+    else if (strcmp(e->text, "\\D") == 0)
+        put(items, JS_NOT_DIGIT);
+    else if (strcmp(e->text, "\\W") == 0)
+        put(items, JS_NOT_WORD);
     else
         put(items, e->text);
 }
@@ -720,9 +752,7 @@ static int translate_class(xlat *x)
                 rc = xfail(x, dash, "range out of order in [...]");
                 break;
             }
-            put_literal(&items, a.cp);
-            put(&items, "-");
-            put_literal(&items, b.cp);
+            put_range(&items, a.cp, b.cp);
             continue;
         }
         put_class_item(&items, &a, &has_not_space);

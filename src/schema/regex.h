@@ -18,8 +18,9 @@
  *
  * Known differences from JavaScript, each refused when compiling rather than matched wrongly:
  * lookbehind must have a bounded length (PCRE2 10.42), quantifier bounds above 65535, group
- * names outside [A-Za-z0-9_], lone surrogate escapes (\uD800 with no pair; keel's strings are
- * UTF-8 and hold no surrogates), and the ES2025 modifiers (?i:...).
+ * names outside [A-Za-z0-9_], and the ES2025 modifiers (?i:...). A lone surrogate escape
+ * (\uD800 with no pair) is accepted and matches nothing: keel's strings are UTF-8 and hold no
+ * surrogates.
  *
  * A compiled regex is immutable and may be shared between threads; each thread searching it
  * brings its own keel_regex_scratch.

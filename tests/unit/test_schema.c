@@ -728,6 +728,10 @@ START_TEST(regex_follows_ecma262)
         {"^[^\\S]$", " ", 1},
         {"^[^\\Sx]$", "x", 0},
         {"^[a\\S]$", " ", 0},
+        /* PCRE2 10.42 would match these ([^\W\p{L}] is a digit or _) */
+        {"^[^\\W\\p{L}]$", "\xf0\x9f\x98\x80", 0},
+        {"^[^\\W\\p{L}]$", "5", 1},
+        {"^[^\\D\\p{L}]$", "\xc3\xa9", 0},
         {"^abc$", "abc\n", 0},
         {"^a", "ba", 0},
         {"b", "abc", 1},
@@ -745,6 +749,13 @@ START_TEST(regex_follows_ecma262)
         {"^[\\b]$", "\b", 1},
         {"^a{2,3}$", "aaaa", 0},
         {"^# x$", "# x", 1}, /* PCRE2's extended-mode characters are plain here */
+        /* lone surrogates are valid escapes that UTF-8 text can never match */
+        {"\\uD800", "x", 0},
+        {"^a\\uDE00?$", "a", 1},
+        {"^[\\uD800a]$", "a", 1},
+        {"^[\\uD800-\\uDFFF]$", "a", 0},
+        {"^[^\\uD800-\\uDFFF]$", "a", 1},
+        {"^[a-\\uFFFF]+$", "b\xef\xbf\xbf\xee\x80\x80", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         ck_assert_msg(search(cases[i].pattern, cases[i].subject) == cases[i].match,
@@ -783,7 +794,6 @@ START_TEST(regex_refuses_what_javascript_refuses)
         {"\\x4", "\\x needs two hex digits"},
         {"\\u12", "invalid \\u escape"},
         {"\\u{110000}", "above U+10FFFF"},
-        {"\\uD800", "lone surrogate"},
         {"\\01", "octal"},
         {"\\-", "\\- outside"},
         {"(a", "missing )"},
