@@ -2302,8 +2302,11 @@ static snode *resolve(cc *c, const char *uri, dialect d, const char **anchor_nam
     const char *frag = hash ? hash + 1 : "";
     *anchor_name = NULL;
     if (!r) {
-        snprintf(why, whysz, "no schema keel was given has the URI %.*s", (int)(n > 300 ? 300 : n),
-                 uri);
+        if (strncmp(uri, DEFAULT_BASE_URI, 8) == 0) /* "keel:///": relative to a root with no URI */
+            snprintf(why, whysz, "the schema has no $id, so a relative reference names nothing");
+        else
+            snprintf(why, whysz, "no schema keel was given has the URI %.*s",
+                     (int)(n > 300 ? 300 : n), uri);
         return NULL;
     }
     if (!*frag)
@@ -2315,7 +2318,8 @@ static snode *resolve(cc *c, const char *uri, dialect d, const char **anchor_nam
             *anchor_name = r->anchors[i].name;
             return r->anchors[i].node;
         }
-    snprintf(why, whysz, "%.300s has no anchor '%.100s'", r->uri, frag);
+    snprintf(why, whysz, "%.300s has no anchor '%.100s'",
+             strcmp(r->uri, DEFAULT_BASE_URI) == 0 ? "the schema" : r->uri, frag);
     return NULL;
 }
 

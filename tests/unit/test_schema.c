@@ -232,10 +232,11 @@ START_TEST(rejects_bad_instances_and_refs)
                    "'$ref' at #/properties/a 'http://example.com/s.json#/x' does not resolve");
     expect_refused("{\"$ref\":\"#/definitions/missing\"}",
                    "'#/definitions/missing' does not resolve");
-    expect_refused("{\"$ref\":\"#nowhere\"}", "has no anchor 'nowhere'");
+    expect_refused("{\"$ref\":\"#nowhere\"}", "the schema has no anchor 'nowhere'");
     expect_refused("{\"$ref\":\"#/a~2b\"}", "does not resolve");
     expect_refused("{\"$ref\":\"#/a%zz\"}", "percent-encoded");
-    expect_refused("{\"$ref\":\"other.json\"}", "'other.json' does not resolve");
+    expect_refused("{\"$ref\":\"other.json\"}",
+                   "'other.json' does not resolve: the schema has no $id, so a relative reference");
     /* JSON Pointer array indices: strictly decimal, no leading zero, no wrap-around */
     expect_refused("{\"prefixItems\":[{},{}],\"$ref\":\"#/prefixItems/01\"}", "does not resolve");
     expect_refused("{\"prefixItems\":[{},{}],\"$ref\":\"#/prefixItems/-1\"}", "does not resolve");
