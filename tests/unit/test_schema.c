@@ -381,14 +381,25 @@ START_TEST(depth_limit_is_an_error_not_a_crash)
     ck_assert_int_eq(keel_schema_validate(s, deeper, &r, &err), KEEL_EINVAL);
     ck_assert_msg(strstr(err.message, "nested deeper than 100"), "%s", err.message);
     keel_schema_free(s);
-    /* a chain of 300 references is deeper than KEEL_SCHEMA_MAX_DEPTH: stopped, not crashed */
+    /* a chain of 600 references is deeper than KEEL_SCHEMA_MAX_DEPTH: stopped, not crashed */
     char *schema = malloc(64 * 1024);
     strcpy(schema, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
-    for (int i = 0; i < 300; i++)
+    for (int i = 0; i < 600; i++)
         sprintf(schema + strlen(schema), "\"d%d\":{\"$ref\":\"#/$defs/d%d\"},", i, i + 1);
-    strcat(schema, "\"d300\":true}}");
-    expect_stopped(schema, "1", KEEL_EEXHAUSTED, "nested deeper than 256 levels");
+    strcat(schema, "\"d600\":true}}");
+    expect_stopped(schema, "1", KEEL_EEXHAUSTED, "nested deeper than 512 levels");
     free(schema);
+    /* a recursive schema with a dynamic reference and an applicator per level, on an instance
+     * nested 99 deep: about 300 levels, within the limit */
+    char inst[1024] = "";
+    for (int i = 0; i < 99; i++)
+        strcat(inst, "{\"a\":");
+    strcat(inst, "1");
+    for (int i = 0; i < 99; i++)
+        strcat(inst, "}");
+    ck_assert(is_valid("{\"$dynamicAnchor\":\"n\",\"anyOf\":[{\"type\":\"integer\"},"
+                       "{\"additionalProperties\":{\"$dynamicRef\":\"#n\"}}]}",
+                       inst));
 }
 END_TEST
 
