@@ -23,6 +23,7 @@
 #include "activities/procurement.h"
 
 #include "activities/failpoint.h"
+#include "keel/json.h"
 
 #include <libpq-fe.h>
 #include <math.h>
@@ -140,7 +141,7 @@ static cJSON *value_json(const PGresult *r, int row, int col)
         return cJSON_CreateNumber(strtod(v, NULL));
     case OID_JSON:
     case OID_JSONB: {
-        cJSON *j = cJSON_Parse(v);
+        cJSON *j = keel_json_from(v);
         return j ? j : cJSON_CreateNull();
     }
     default:
@@ -202,7 +203,7 @@ static int finish(cJSON *result, char **out, keel_error *err)
 {
     *out = NULL;
     money_two_decimals(result);
-    char *text = result ? cJSON_PrintUnformatted(result) : NULL;
+    char *text = result ? keel_json_print(result) : NULL;
     cJSON_Delete(result);
     if (!text)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory building the tool result");
@@ -262,7 +263,7 @@ static int arg_money(const cJSON *args, const char *name, char buf[64], keel_err
 
 static int print_arg(cJSON *copy, char **out, keel_error *err)
 {
-    *out = copy ? cJSON_PrintUnformatted(copy) : NULL;
+    *out = copy ? keel_json_print(copy) : NULL;
     cJSON_Delete(copy);
     return *out ? KEEL_OK : keel_error_set(err, KEEL_ENOMEM, "out of memory copying arguments");
 }

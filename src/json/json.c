@@ -756,6 +756,14 @@ int keel_json_parse_str(const char *text, unsigned flags, const char *what, cJSO
     return keel_json_parse(text, text ? strlen(text) : 0, flags, what, out, err);
 }
 
+cJSON *keel_json_from(const char *text)
+{
+    cJSON *root = NULL;
+    if (text)
+        keel_json_parse(text, strlen(text), KEEL_JSON_STRICT, NULL, &root, NULL);
+    return root;
+}
+
 int keel_json_check(const char *text, size_t len, unsigned flags, const char *what, keel_error *err)
 {
     cJSON *root;

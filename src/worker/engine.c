@@ -21,6 +21,7 @@
 #include "temporal/api/enums/v1/event_type.pb-c.h"
 #include "worker/protocol.h"
 #include "temporal/api/enums/v1/failed_cause.pb-c.h"
+#include "keel/json.h"
 
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
@@ -1199,7 +1200,7 @@ static int record_marker(keel_engine *e, cmd_kind kind, const char *name, const 
 static int record_version_marker(keel_engine *e, const char *change_id, int version)
 {
     cJSON *id = cJSON_CreateString(change_id);
-    char *id_json = id ? cJSON_PrintUnformatted(id) : NULL;
+    char *id_json = id ? keel_json_print(id) : NULL;
     cJSON_Delete(id);
     if (id_json == NULL) {
         engine_error(e, "out of memory recording version %d of %s", version, change_id);
@@ -1555,7 +1556,7 @@ marker_detail(Temporal__Api__History__V1__MarkerRecordedEventAttributes__Details
         keel_error err;
         if (keel_payloads_to_json(d[i]->value, key, &json, &err) != KEEL_OK)
             return NULL;
-        cJSON *j = cJSON_Parse(json);
+        cJSON *j = keel_json_from(json);
         free(json);
         char *out = NULL;
         if (cJSON_IsString(j))

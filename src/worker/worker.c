@@ -26,6 +26,7 @@
 #include "worker/activity.h"
 #include "worker/cache.h"
 #include "worker/engine.h"
+#include "keel/json.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
@@ -468,7 +469,7 @@ static int workflow_metadata(const keel_engine *e, char **result, keel_error *er
     if (type->describe)
         type->describe(keel_engine_state(e), line, sizeof line);
     cJSON_AddStringToObject(j, "currentDetails", line);
-    *result = cJSON_PrintUnformatted(j);
+    *result = keel_json_print(j);
     cJSON_Delete(j);
     return *result ? KEEL_OK : keel_error_set(err, KEEL_ENOMEM, "out of memory");
 }
