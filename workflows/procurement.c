@@ -1595,6 +1595,8 @@ static int on_decision(keel_workflow_ctx *ctx, procurement *p, const keel_workfl
 
 static int on_signal(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(p, ev->name, ev->failure_message);
     if (strcmp(ev->name, "approve") == 0 || strcmp(ev->name, "reject") == 0)
         return on_decision(ctx, p, ev);
     if (strcmp(ev->name, "requisition") == 0)

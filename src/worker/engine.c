@@ -31,6 +31,7 @@ typedef enum { NOT_UPDATE, UPDATE_NEW, UPDATE_REPLAYED } update_kind;
 
 typedef struct delivery {
     bool is_start;
+    bool bad_input;          /* the start's input could not be read: the run fails with BadInput */
     update_kind update;      /* an update: new ones are validated first */
     keel_update_request req; /* ...and its request */
     keel_workflow_event ev;  /* its strings point at the owned copies below */
@@ -1422,8 +1423,13 @@ static int run_callback(keel_engine *e, delivery *d, keel_error *err)
         if (urc != KEEL_OK || skip)
             return urc;
     }
-    int rc = d->is_start ? e->type->start(&e->ctx, e->state, d->json)
-                         : e->type->on_event(&e->ctx, e->state, &d->ev);
+    int rc;
+    if (d->is_start && d->bad_input) /* the run cannot begin: say why, once, for good */
+        rc = keel_workflow_fail(&e->ctx, "BadInput", d->failure_message, true);
+    else if (d->is_start)
+        rc = e->type->start(&e->ctx, e->state, d->json);
+    else
+        rc = e->type->on_event(&e->ctx, e->state, &d->ev);
     if (rc == KEEL_OK && e->error[0] == '\0')
         return KEEL_OK;
     return keel_error_set(err, KEEL_EINVAL, "workflow %s (%s) %s: %s", e->type->name,
@@ -1536,6 +1542,37 @@ static int seal(delivery *d, keel_error *err)
     d->ev.failure_message = d->failure_message;
     d->ev.failure_type = d->failure_type;
     return KEEL_OK;
+}
+
+/*
+ * The delivery's JSON from payloads that came from outside (a client's input or signal, another
+ * worker's result). A json/plain payload keel cannot read (not JSON, a NUL, invalid UTF-8) must
+ * not fail the workflow task: the history holds it for good, so every
+ * retry would fail again and the run would be stuck. Instead the delivery carries "null" and
+ * the reason, and the caller decides what the workflow sees. Returns whether the payload was
+ * read; when it was not, *rc is KEEL_OK if the reason is in the delivery, else the error (*err:
+ * no memory, or an encoding keel does not read).
+ */
+static bool read_outside(delivery *d, const keel_pb_payloads *p, const char *what,
+                         const char *failure_type, int *rc, keel_error *err)
+{
+    keel_error why;
+    *rc = keel_payloads_to_json(p, what, &d->json, &why);
+    if (*rc == KEEL_OK)
+        return true;
+    /* An encoding keel does not decode (a codec's, say) is the deployment's to fix: the task
+     * fails until a worker that reads it comes, as the SDKs do. Bad json/plain data is final. */
+    bool json =
+        p && p->n_payloads > 0 && keel_payload_encoding_is(p->payloads[0], KEEL_ENCODING_JSON);
+    if (*rc == KEEL_ENOMEM || !json) {
+        keel_error_set(err, *rc, "%s", why.message);
+        return false;
+    }
+    *rc = KEEL_OK;
+    if ((d->failure_message = strdup(why.message)) == NULL ||
+        (d->failure_type = strdup(failure_type)) == NULL)
+        *rc = oom(err);
+    return false;
 }
 
 /* ---- matching command events ----
@@ -1896,7 +1933,9 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     if (d == NULL)
         return KEEL_ENOMEM;
     d->is_start = true;
-    int rc = keel_payloads_to_json(a->input, "workflow input", &d->json, err);
+    int rc;
+    d->bad_input =
+        !read_outside(d, a->input, "workflow input", "BadInput", &rc, err) && rc == KEEL_OK;
     return rc == KEEL_OK ? seal(d, err) : rc;
 }
 
@@ -1977,8 +2016,10 @@ static int on_activity_closed(keel_engine *e, const keel_pb_event *ev, keel_erro
     d->name = strdup(it->type ? it->type : "");
     if (kind == KEEL_EVENT_ACTIVITY_COMPLETED) {
         char what[160];
-        snprintf(what, sizeof what, "result of activity %u (%s)", it->seq, it->type);
-        int rc = keel_payloads_to_json(result, what, &d->json, err);
+        snprintf(what, sizeof what, "result of activity %u (%.100s)", it->seq, it->type);
+        int rc;
+        if (!read_outside(d, result, what, "BadResult", &rc, err) && rc == KEEL_OK)
+            d->ev.kind = KEEL_EVENT_ACTIVITY_FAILED; /* a result nobody can read is a failure */
         if (rc != KEEL_OK)
             return rc;
     } else if (kind == KEEL_EVENT_ACTIVITY_FAILED) {
@@ -2018,8 +2059,9 @@ static int on_signal(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     d->ev.kind = KEEL_EVENT_SIGNAL;
     d->name = strdup(a->signal_name ? a->signal_name : "");
     char what[160];
-    snprintf(what, sizeof what, "argument of signal '%s'", a->signal_name);
-    int rc = keel_payloads_to_json(a->input, what, &d->json, err);
+    snprintf(what, sizeof what, "argument of signal '%.100s'", a->signal_name);
+    int rc;
+    read_outside(d, a->input, what, "BadInput", &rc, err);
     return rc == KEEL_OK ? seal(d, err) : rc;
 }
 
@@ -2107,7 +2149,9 @@ static int on_child_event(keel_engine *e, const keel_pb_event *ev, keel_error *e
     if (kind == KEEL_EVENT_CHILD_COMPLETED) {
         char what[160];
         snprintf(what, sizeof what, "result of child workflow %.100s", it->id);
-        int rc = keel_payloads_to_json(result, what, &d->json, err);
+        int rc;
+        if (!read_outside(d, result, what, "BadResult", &rc, err) && rc == KEEL_OK)
+            d->ev.kind = KEEL_EVENT_CHILD_FAILED;
         if (rc != KEEL_OK)
             return rc;
     } else if (failure) {

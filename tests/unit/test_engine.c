@@ -242,9 +242,13 @@ static int order_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_
         return keel_workflow_complete(ctx, o->charged);
     case KEEL_EVENT_SIGNAL:
         o->signals++;
+        if (ev->failure_type[0]) /* an argument the engine could not read */
+            return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
         if (strcmp(ev->name, "stop") == 0)
             return keel_workflow_fail(ctx, "Stopped", ev->json, true);
         return KEEL_OK;
+    case KEEL_EVENT_ACTIVITY_FAILED:
+        return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
     default:
         return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
     }
@@ -520,6 +524,88 @@ START_TEST(a_signal_can_fail_the_workflow_with_its_argument)
     ck_assert(f->application_failure_info->non_retryable);
     keel_engine_free(e);
     free_history(&h);
+}
+END_TEST
+
+/* Make the first payload of p hold data[0..len) as json/plain, whatever it is. */
+static void raw_json(Temporal__Api__Common__V1__Payloads *p, const char *data, size_t len)
+{
+    free(p->payloads[0]->data.data);
+    p->payloads[0]->data.data = malloc(len);
+    memcpy(p->payloads[0]->data.data, data, len);
+    p->payloads[0]->data.len = len;
+}
+
+/* The failure the run's only command fails it with. */
+static const Temporal__Api__Failure__V1__Failure *failed_with(keel_engine *e, const char *type)
+{
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(c->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION);
+    const Temporal__Api__Failure__V1__Failure *f =
+        c->fail_workflow_execution_command_attributes->failure;
+    ck_assert_str_eq(f->application_failure_info->type, type);
+    return f;
+}
+
+/* A json/plain payload that is not JSON keel reads stays in the history for good: failing the
+ * task would fail every retry. The run hears of it instead, once, with the reason. */
+START_TEST(unreadable_payloads_reach_the_workflow_as_bad_input)
+{
+    int rc;
+    keel_error err;
+    /* The start input: the run fails with BadInput before start is called. */
+    history h = {0};
+    started(&h, "{}");
+    raw_json(h.ev[0]->workflow_execution_started_event_attributes->input,
+             "{\"approver\":\"boss\0evil\"}", 24);
+    task(&h, false);
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const Temporal__Api__Failure__V1__Failure *f = failed_with(e, "BadInput");
+    ck_assert_msg(strstr(f->message, "workflow input is not valid JSON: at byte 17 (/approver): a "
+                                     "NUL character"),
+                  "%s", f->message);
+    ck_assert_int_eq(((const order *)keel_engine_state(e))->step, 0);
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* A signal's argument: delivered as "null" with BadInput and the reason. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    activity_scheduled(&h2, "1", "charge");
+    signaled(&h2, "go", "\"x\"");
+    raw_json(h2.ev[h2.n - 1]->workflow_execution_signaled_event_attributes->input, "\"\xff\xfe\"",
+             4);
+    task(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    f = failed_with(e, "BadInput");
+    ck_assert_msg(strstr(f->message,
+                         "argument of signal 'go' is not valid JSON: at byte 1 (the top "
+                         "level): invalid UTF-8 (byte 0xff)"),
+                  "%s", f->message);
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* An activity's result: a failure of that activity, BadResult. */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, true);
+    int64_t s = activity_scheduled(&h3, "1", "charge");
+    activity_completed(&h3, s, "{}");
+    raw_json(h3.ev[h3.n - 1]->activity_task_completed_event_attributes->result, "{\"a\":1,\"a\":2}",
+             13);
+    task(&h3, false);
+    e = run(&h3, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    f = failed_with(e, "BadResult");
+    ck_assert_msg(strstr(f->message, "result of activity 1 (charge) is not valid JSON: at byte 7 "
+                                     "(/a): the member name \"a\" appears twice"),
+                  "%s", f->message);
+    keel_engine_free(e);
+    free_history(&h3);
 }
 END_TEST
 
@@ -1132,6 +1218,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, a_failed_task_attempt_is_folded_into_the_next);
     tcase_add_test(tc, a_signal_can_fail_the_workflow_with_its_argument);
     tcase_add_test(tc, bugs_and_bad_histories_are_errors_not_crashes);
+    tcase_add_test(tc, unreadable_payloads_reach_the_workflow_as_bad_input);
     tcase_add_test(tc, randomness_and_time_replay_identically);
     tcase_add_test(tc, cancelled_before_sent_and_misuse);
     tcase_add_test(tc, get_version_records_new_runs_and_replays_old_ones);
