@@ -646,16 +646,16 @@ static bool read_member(reader *r, cJSON *object, names *seen)
         return false;
     }
     item->string = name;
+    append(object, item);
+    /* The table still names `earlier`: swap it for the new member before earlier is freed. */
+    bool noted = names_add(seen, object, item, earlier);
     if (earlier) {
         detach(object, earlier);
         cJSON_Delete(earlier);
     }
-    append(object, item);
-    if (!names_add(seen, object, item, earlier)) {
+    if (!noted)
         fail_oom(r);
-        return false;
-    }
-    return true;
+    return noted;
 }
 
 static cJSON *read_object(reader *r)
