@@ -101,6 +101,17 @@ static void replay_refused(const char *type_name, const char *file, const char *
     ck_assert_msg(strstr(err.message, want) != NULL, "%s: %s", path, err.message);
 }
 
+START_TEST(a_failure_nested_10000_deep_is_refused_naming_the_limit)
+{
+    /* A binary history whose started event's continued failure has 10,000 nested causes:
+     * protobuf-c would recurse once per cause and overflow the stack. */
+    replay_refused("keel.Procurement", "deep-failure-10000.bin",
+                   "temporal.api.history.v1.History nested deeper than 100 messages (at "
+                   "events[0].workflow_execution_started_event_attributes.continued_failure."
+                   "cause.cause");
+}
+END_TEST
+
 START_TEST(an_event_with_another_events_attributes_is_refused)
 {
     /* WorkflowTaskStarted carrying a timer's attributes: reading its suggest_continue_as_new
@@ -121,6 +132,7 @@ Suite *replay_suite(void)
     tcase_add_test(tc, the_registry_finds_its_types_by_name);
     suite_add_tcase(s, tc);
     TCase *hostile = tcase_create("hostile");
+    tcase_add_test(hostile, a_failure_nested_10000_deep_is_refused_naming_the_limit);
     tcase_add_test(hostile, an_event_with_another_events_attributes_is_refused);
     suite_add_tcase(s, hostile);
     return s;
