@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "converter/protojson.h"
 #include "proto/depth.h"
 #include "proto/proto.h"
 
@@ -420,6 +421,26 @@ START_TEST(a_task_too_deep_still_gives_its_token)
 }
 END_TEST
 
+START_TEST(an_any_too_deep_is_refused_by_protojson)
+{
+    /* An update rejection (which the JSON encoder unpacks from an Any) whose failure has
+     * 10,000 nested causes: its one field is the whole message. */
+    bytes r =
+        wrap(&temporal__api__update__v1__rejection__descriptor, "failure", failure_chain(10000));
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    any.type_url = "type.googleapis.com/temporal.api.update.v1.Rejection";
+    any.value.data = r.data;
+    any.value.len = r.len;
+    keel_error err;
+    char *json = keel_protojson_encode(&any.base, false, &err);
+    ck_assert_ptr_null(json);
+    ck_assert_msg(strstr(err.message, "temporal.api.update.v1.Rejection nested deeper than 100 "
+                                      "messages (at failure.cause.cause") != NULL,
+                  "%s", err.message);
+    free(r.data);
+}
+END_TEST
+
 Suite *proto_suite(void)
 {
     Suite *s = suite_create("proto");
@@ -431,6 +452,7 @@ Suite *proto_suite(void)
     tcase_add_test(tc, maps_count_and_bytes_and_unknown_fields_are_not_entered);
     tcase_add_test(tc, malformed_bytes_are_refused_without_reading_past_them);
     tcase_add_test(tc, a_task_too_deep_still_gives_its_token);
+    tcase_add_test(tc, an_any_too_deep_is_refused_by_protojson);
     suite_add_tcase(s, tc);
     return s;
 }
