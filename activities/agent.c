@@ -10,6 +10,7 @@
 #include "activities/notify.h"
 #include "activities/procurement.h"
 #include "activities/sandbox.h"
+#include "keel/json.h"
 
 static const char *const procurement_grant[] = {"get_budget",
                                                 "check_budget",
@@ -235,7 +236,7 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
     cJSON *problem = keel_toolbox_check(a->toolbox, keel_activity_workflow_type(ctx), b->tool->name,
                                         input_json, &args);
     if (problem) {
-        char *details = cJSON_PrintUnformatted(problem);
+        char *details = keel_json_print(problem);
         char message[KEEL_ERROR_MESSAGE_MAX];
         refusal_message(problem, message, sizeof message);
         cJSON_Delete(problem);

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "activities/embedded.h"
+#include "keel/json.h"
 
 #define DEFAULT_MAX_CONNECTIONS 8
 /* Seconds libpq may take to dial; a conninfo that sets connect_timeout itself wins. */
@@ -522,25 +523,11 @@ static int check_key(const keel_ledger_key *key, const char *request_hash, keel_
     return KEEL_OK;
 }
 
-/* Parse json (NULL when it is not JSON at all); *offset gets where parsing stopped. */
-static cJSON *parse_json(const char *json, size_t *offset)
-{
-    const char *end = NULL;
-    cJSON *v = cJSON_ParseWithOpts(json, &end, 1);
-    *offset = end ? (size_t)(end - json) : 0;
-    return v;
-}
-
 static int check_json(const char *json, const char *what, keel_error *err)
 {
     if (json == NULL)
         return keel_error_set(err, KEEL_EINVAL, "%s is missing", what);
-    size_t offset;
-    cJSON *v = parse_json(json, &offset);
-    if (v == NULL)
-        return keel_error_set(err, KEEL_EINVAL, "%s is not valid JSON (at byte %zu)", what, offset);
-    cJSON_Delete(v);
-    return KEEL_OK;
+    return keel_json_check(json, strlen(json), KEEL_JSON_STRICT, what, err);
 }
 
 /* ---- migrations ---- */
@@ -845,12 +832,11 @@ static int check_messages(const char *messages_json, size_t *count, keel_error *
     *count = 0;
     if (messages_json == NULL)
         return keel_error_set(err, KEEL_EINVAL, "the messages to append are missing");
-    size_t offset;
-    cJSON *v = parse_json(messages_json, &offset);
-    if (v == NULL)
-        return keel_error_set(err, KEEL_EINVAL,
-                              "the messages to append are not valid JSON (at byte %zu)", offset);
-    int rc = KEEL_OK;
+    cJSON *v = NULL;
+    int rc =
+        keel_json_parse_str(messages_json, KEEL_JSON_STRICT, "the messages to append", &v, err);
+    if (rc != KEEL_OK)
+        return rc;
     size_t n = 0;
     if (!cJSON_IsArray(v))
         rc = keel_error_set(err, KEEL_EINVAL, "the messages to append must be a JSON array");

@@ -28,6 +28,7 @@
 
 #include "keel/duration.h"
 #include "keel/schema.h"
+#include "keel/json.h"
 
 /* ---- configuration ---- */
 
@@ -85,7 +86,7 @@ static int price_field(const cJSON *entry, const char *model, const char *name, 
 
 int keel_llm_config_set_prices(keel_llm_config *cfg, const char *json, keel_error *err)
 {
-    cJSON *root = cJSON_Parse(json ? json : "");
+    cJSON *root = keel_json_from(json ? json : "");
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return keel_error_set(err, KEEL_EINVAL,
@@ -272,7 +273,7 @@ static char *provider_error(const keel_http_response *r, const char *api_key, ch
                             size_t tcap)
 {
     type[0] = '\0';
-    cJSON *body = r->body ? cJSON_Parse(r->body) : NULL;
+    cJSON *body = r->body ? keel_json_from(r->body) : NULL;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(body, "error");
     const char *m = cJSON_IsString(e) ? e->valuestring : NULL;
     if (cJSON_IsObject(e)) {
@@ -438,7 +439,7 @@ static int fail_ledger(keel_activity_ctx *ctx, const char *what, const keel_erro
 static int read_input(const keel_llm *llm, const char *json, chat_input *in, char *why, size_t cap)
 {
     memset(in, 0, sizeof *in);
-    in->root = cJSON_Parse(json ? json : "");
+    in->root = keel_json_from(json ? json : "");
     if (!cJSON_IsObject(in->root))
         return snprintf(why, cap, "the input must be a JSON object"), KEEL_EINVAL;
     const cJSON *r = in->root;
@@ -489,7 +490,7 @@ static int read_input(const keel_llm *llm, const char *json, chat_input *in, cha
     if (!cJSON_IsString(name) || !cJSON_IsObject(schema))
         return snprintf(why, cap, "\"response_format\" needs a \"name\" and a \"schema\" object"),
                KEEL_EINVAL;
-    char *text = cJSON_PrintUnformatted(schema);
+    char *text = keel_json_print(schema);
     keel_error err;
     int rc = text ? keel_schema_new(&in->output_schema, text, &err) : KEEL_ENOMEM;
     free(text);
@@ -557,7 +558,7 @@ static char *build_request(const keel_llm *llm, const chat_input *in, cJSON *mes
     copy_field(req, in->root, "max_tokens");
     copy_field(req, in->root, "temperature");
     copy_field(req, in->root, "seed");
-    char *text = cJSON_PrintUnformatted(req);
+    char *text = keel_json_print(req);
     cJSON_Delete(req);
     if (!text)
         keel_error_set(err, KEEL_ENOMEM, "out of memory");
@@ -574,7 +575,7 @@ static int gather_messages(const keel_llm *llm, const chat_input *in, cJSON **ou
     int rc = KEEL_OK;
     if (in->conversation)
         rc = keel_ledger_conversation_load(llm->ledger, in->conversation, &all, NULL, err);
-    cJSON *list = rc == KEEL_OK ? (all ? cJSON_Parse(all) : cJSON_CreateArray()) : NULL;
+    cJSON *list = rc == KEEL_OK ? (all ? keel_json_from(all) : cJSON_CreateArray()) : NULL;
     free(all);
     if (rc != KEEL_OK)
         return rc;
@@ -603,7 +604,7 @@ static const cJSON *first_message(const cJSON *body, const cJSON **choice)
 
 static const char *usable_response(const char *body_text)
 {
-    cJSON *body = cJSON_Parse(body_text);
+    cJSON *body = keel_json_from(body_text);
     const cJSON *choice;
     const char *why = NULL;
     if (!cJSON_IsObject(body))
@@ -666,7 +667,7 @@ static cJSON *checked_call(const keel_llm *llm, const char *workflow_type, const
         id = synth;
     }
     /* Some servers send the arguments as an object: keep them as text, as OpenAI does. */
-    char *printed = args && !cJSON_IsString(args) ? cJSON_PrintUnformatted(args) : NULL;
+    char *printed = args && !cJSON_IsString(args) ? keel_json_print(args) : NULL;
     const char *text = printed ? printed : cJSON_IsString(args) ? args->valuestring : "";
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "id", id);
@@ -676,8 +677,8 @@ static cJSON *checked_call(const keel_llm *llm, const char *workflow_type, const
     if (llm->tools)
         error = keel_toolbox_check(llm->tools, workflow_type, name ? name : "", text, &parsed);
     else
-        error = cJSON_Parse("{\"error\":\"unknown_tool\",\"errors\":[{\"pointer\":\"\","
-                            "\"reason\":\"this worker has no tools\"}]}");
+        error = keel_json_from("{\"error\":\"unknown_tool\",\"errors\":[{\"pointer\":\"\","
+                               "\"reason\":\"this worker has no tools\"}]}");
     cJSON_AddBoolToObject(out, "valid", error == NULL);
     cJSON_AddItemToObject(out, error ? "error" : "args", error ? error : parsed);
     /* The transcript keeps the call exactly as the provider must see it again. */
@@ -692,31 +693,40 @@ static cJSON *checked_call(const keel_llm *llm, const char *workflow_type, const
     return out;
 }
 
-/* Structured output: the content must parse and validate against response_format.schema. */
+/* An output_error of kind `error` in result, with one reason at the root when reason is set. */
+static void output_error(cJSON *result, const char *error, const char *reason)
+{
+    cJSON *e = cJSON_AddObjectToObject(result, "output_error");
+    cJSON_AddStringToObject(e, "error", error);
+    cJSON *list = cJSON_AddArrayToObject(e, "errors");
+    if (reason == NULL)
+        return;
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "pointer", "");
+    cJSON_AddStringToObject(item, "reason", reason);
+    cJSON_AddItemToArray(list, item);
+}
+
+/* Structured output: the content must parse and validate against response_format.schema. The
+ * model's text is read strictly (keel/json.h): a NUL, invalid UTF-8 or a repeated name is an
+ * output error that says where, and numbers keep their text in `parsed`. */
 static void check_output(const chat_input *in, const char *content, const char *finish,
                          cJSON *result)
 {
-    const char *problem = NULL;
-    cJSON *parsed = content ? cJSON_Parse(content) : NULL;
-    if (!content)
-        problem = "no_content";
-    else if (finish && strcmp(finish, "length") == 0)
-        problem = "truncated_output";
-    else if (!parsed)
-        problem = "output_not_json";
-    if (problem) {
-        cJSON *e = cJSON_AddObjectToObject(result, "output_error");
-        cJSON_AddStringToObject(e, "error", problem);
-        cJSON_AddArrayToObject(e, "errors");
-        cJSON_Delete(parsed);
-        return;
-    }
-    keel_schema_result r;
     keel_error err;
+    keel_error_clear(&err);
+    cJSON *parsed = NULL;
+    if (!content)
+        return output_error(result, "no_content", NULL);
+    if (finish && strcmp(finish, "length") == 0)
+        return output_error(result, "truncated_output", NULL);
+    if (keel_json_parse_str(content, KEEL_JSON_STRICT, "the model's output", &parsed, &err) !=
+        KEEL_OK)
+        return output_error(result, "output_not_json", err.message);
+    keel_schema_result r;
     if (keel_schema_validate(in->output_schema, content, &r, &err) != KEEL_OK) {
-        cJSON *e = cJSON_AddObjectToObject(result, "output_error");
-        cJSON_AddStringToObject(e, "error", "output_not_json");
-        cJSON_AddArrayToObject(e, "errors");
+        /* Validation could not finish (a limit of keel/schema.h): say so, never "valid". */
+        output_error(result, "output_not_checked", err.message);
         cJSON_Delete(parsed);
         return;
     }
@@ -742,7 +752,7 @@ static void check_output(const chat_input *in, const char *content, const char *
 static cJSON *build_result(const keel_llm *llm, keel_activity_ctx *ctx, const chat_input *in,
                            const char *body_text, bool reused, cJSON **assistant)
 {
-    cJSON *body = cJSON_Parse(body_text);
+    cJSON *body = keel_json_from(body_text);
     const cJSON *choice, *msg = first_message(body, &choice);
     const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "content"));
     const char *refusal = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "refusal"));
@@ -796,10 +806,10 @@ static cJSON *build_result(const keel_llm *llm, keel_activity_ctx *ctx, const ch
 /* Keep x-request-id with the stored response (the body lacks it), for operators and logs. */
 static char *annotate(const char *body_text, const char *request_id)
 {
-    cJSON *body = cJSON_Parse(body_text);
+    cJSON *body = keel_json_from(body_text);
     if (request_id)
         cJSON_AddStringToObject(body, "x_request_id", request_id);
-    char *text = cJSON_PrintUnformatted(body);
+    char *text = keel_json_print(body);
     cJSON_Delete(body);
     return text;
 }
@@ -877,7 +887,7 @@ static int append_once(const attempt *a, const char *part, const cJSON *messages
 {
     size_t n = strlen(a->key_text) + strlen(part) + 2;
     char *key = malloc(n);
-    char *text = key ? cJSON_PrintUnformatted(messages) : NULL;
+    char *text = key ? keel_json_print(messages) : NULL;
     int rc = text ? KEEL_OK : keel_error_set(err, KEEL_ENOMEM, "out of memory");
     if (rc == KEEL_OK) {
         snprintf(key, n, "%s/%s", a->key_text, part);
@@ -914,7 +924,7 @@ static int finish(attempt *a, const char *body, bool reused, char **result_json)
             rc = fail_ledger(a->ctx, "appending the turn to the conversation", &err);
     }
     cJSON_Delete(assistant);
-    if (rc == KEEL_OK && !(*result_json = cJSON_PrintUnformatted(result)))
+    if (rc == KEEL_OK && !(*result_json = keel_json_print(result)))
         rc = fail(a->ctx, "OutOfMemory", false, 0, "out of memory");
     if (rc == KEEL_OK && strlen(*result_json) > MAX_RESULT_BYTES) {
         size_t n = strlen(*result_json);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "activities/http.h"
+#include "keel/json.h"
 
 #define NOTIFY_LEASE_MS 30000
 
@@ -29,7 +30,7 @@ static char *payload(const cJSON *args)
     cJSON_AddStringToObject(body, "text", text ? text : "");
     if (channel)
         cJSON_AddStringToObject(body, "channel", channel);
-    char *out = cJSON_PrintUnformatted(body);
+    char *out = keel_json_print(body);
     cJSON_Delete(body);
     return out;
 }

@@ -23,6 +23,7 @@
 #include "activities/procurement.h"
 
 #include "activities/failpoint.h"
+#include "keel/json.h"
 
 #include <libpq-fe.h>
 #include <math.h>
@@ -136,11 +137,15 @@ static cJSON *value_json(const PGresult *r, int row, int col)
     case OID_INT4:
     case OID_INT8:
     case OID_FLOAT8:
-    case OID_NUMERIC:
-        return cJSON_CreateNumber(strtod(v, NULL));
+    case OID_NUMERIC: {
+        /* The column's own digits, not a double's: a bigint past 2^53 stays exact. NaN and
+         * Infinity (float8, numeric) have no JSON spelling: null. */
+        cJSON *n = keel_json_number_from_text(v);
+        return n ? n : cJSON_CreateNull();
+    }
     case OID_JSON:
     case OID_JSONB: {
-        cJSON *j = cJSON_Parse(v);
+        cJSON *j = keel_json_from(v);
         return j ? j : cJSON_CreateNull();
     }
     default:
@@ -202,7 +207,7 @@ static int finish(cJSON *result, char **out, keel_error *err)
 {
     *out = NULL;
     money_two_decimals(result);
-    char *text = result ? cJSON_PrintUnformatted(result) : NULL;
+    char *text = result ? keel_json_print(result) : NULL;
     cJSON_Delete(result);
     if (!text)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory building the tool result");
@@ -251,7 +256,13 @@ static int num_text(const cJSON *v, const char *name, double min, double max, ch
         v->valuedouble > max)
         return keel_error_set(err, KEEL_EINVAL, "'%s' must be a number from %.15g to %.15g", name,
                               min, max);
-    snprintf(buf, 64, "%.17g", v->valuedouble);
+    /* The argument's own text (SQL reads it as an exact numeric), else the double's. */
+    char spare[32];
+    const char *text = keel_json_number_text(v, spare);
+    if (strlen(text) >= 64)
+        snprintf(buf, 64, "%.17g", v->valuedouble);
+    else
+        strcpy(buf, text);
     return KEEL_OK;
 }
 
@@ -262,7 +273,7 @@ static int arg_money(const cJSON *args, const char *name, char buf[64], keel_err
 
 static int print_arg(cJSON *copy, char **out, keel_error *err)
 {
-    *out = copy ? cJSON_PrintUnformatted(copy) : NULL;
+    *out = copy ? keel_json_print(copy) : NULL;
     cJSON_Delete(copy);
     return *out ? KEEL_OK : keel_error_set(err, KEEL_ENOMEM, "out of memory copying arguments");
 }

@@ -9,6 +9,7 @@
  * both spend the last of it.
  */
 #include "activities/sandbox.h"
+#include "keel/json.h"
 
 #include <libpq-fe.h>
 #include <math.h>
@@ -91,9 +92,9 @@ static void money_two_decimals(cJSON *node)
 /* PostgreSQL's JSON text ({"a" : 1}) as compact JSON ({"a":1.00}) in a new string. */
 static int compact(char **json, keel_error *err)
 {
-    cJSON *o = cJSON_Parse(*json);
+    cJSON *o = keel_json_from(*json);
     money_two_decimals(o);
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *text = o ? keel_json_print(o) : NULL;
     cJSON_Delete(o);
     free(*json);
     *json = text;
@@ -168,7 +169,7 @@ static int arg_tags(const cJSON *args, char **out, keel_error *err)
         else if (!cJSON_AddStringToObject(tags, k, v))
             rc = keel_error_set(err, KEEL_ENOMEM, "out of memory");
     }
-    if (rc == KEEL_OK && !(*out = cJSON_PrintUnformatted(tags)))
+    if (rc == KEEL_OK && !(*out = keel_json_print(tags)))
         rc = keel_error_set(err, KEEL_ENOMEM, "out of memory");
     cJSON_Delete(tags);
     return rc;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "keel/schema.h"
+#include "keel/json.h"
 
 struct keel_toolbox {
     const keel_tool *tools;
@@ -197,16 +198,16 @@ cJSON *keel_toolbox_check(const keel_toolbox *box, const char *workflow_type, co
     if (!keel_toolbox_allowed(box, workflow_type, name))
         return call_error("tool_not_allowed", name, "", "this workflow may not use this tool");
     const char *text = arguments && *arguments ? arguments : "{}";
-    cJSON *parsed = cJSON_Parse(text);
-    if (!parsed)
-        return call_error("arguments_not_json", name, "", "the arguments are not JSON text");
+    cJSON *parsed = NULL;
+    keel_error err;
+    keel_error_clear(&err);
+    if (keel_json_parse_str(text, KEEL_JSON_STRICT, "the arguments", &parsed, &err) != KEEL_OK)
+        return call_error("arguments_not_json", name, "", err.message);
     if (!cJSON_IsObject(parsed)) {
         cJSON_Delete(parsed);
         return call_error("invalid_arguments", name, "", "the arguments must be a JSON object");
     }
     keel_schema_result r;
-    keel_error err;
-    keel_error_clear(&err);
     if (keel_schema_validate(box->schemas[i], text, &r, &err) != KEEL_OK) {
         cJSON_Delete(parsed);
         return call_error("invalid_arguments", name, "", err.message);
@@ -228,7 +229,7 @@ static cJSON *definition(const keel_tool *t)
     cJSON_AddStringToObject(fn, "name", t->name);
     cJSON_AddStringToObject(fn, "description", t->description);
     /* The schema compiled when the toolbox was made, so it parses. */
-    cJSON_AddItemToObject(fn, "parameters", cJSON_Parse(t->schema));
+    cJSON_AddItemToObject(fn, "parameters", keel_json_from(t->schema));
     return def;
 }
 

@@ -33,6 +33,7 @@
 #include "workflows/agent_task.h"
 
 #include "workflows/wfjson.h"
+#include "keel/json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -572,7 +573,7 @@ static int run_tool(keel_workflow_ctx *ctx, agent *a, const cJSON *args)
     static const char *const final[] = {"ToolInvalidArguments", "ToolRefused"};
     char type[NAME_SIZE + 8];
     snprintf(type, sizeof type, "tool.%s", call_name(a));
-    char *text = args ? cJSON_PrintUnformatted(args) : strdup("{}");
+    char *text = args ? keel_json_print(args) : strdup("{}");
     if (text == NULL)
         return keel_workflow_error(ctx, "out of memory writing the arguments of %s", type);
     keel_retry_policy retry = {.initial_interval_ms = 1000,
@@ -625,7 +626,7 @@ static int next_call(keel_workflow_ctx *ctx, agent *a)
 
 static int on_model_answer(keel_workflow_ctx *ctx, agent *a, const char *json)
 {
-    cJSON *r = cJSON_Parse(json);
+    cJSON *r = keel_json_from(json);
     const cJSON *usage = keel_wf_member(r, "usage"), *calls = keel_wf_member(r, "tool_calls");
     const cJSON *tokens = keel_wf_member(usage, "total_tokens"),
                 *cost = keel_wf_member(usage, "cost_usd");
@@ -833,6 +834,8 @@ static int on_handoff(keel_workflow_ctx *ctx, agent *a, const keel_workflow_even
 
 static int on_signal(keel_workflow_ctx *ctx, agent *a, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(a, ev->name, ev->failure_message);
     bool decision = strcmp(ev->name, "approve") == 0 || strcmp(ev->name, "reject") == 0;
     bool handoff = strcmp(ev->name, "resume") == 0 || strcmp(ev->name, "take_over") == 0;
     if (!decision && !handoff)
@@ -843,7 +846,7 @@ static int on_signal(keel_workflow_ctx *ctx, agent *a, const keel_workflow_event
         return ignore_signal(a, ev->name, "no tool call is waiting for approval");
     if (handoff && a->stage != AWAITING_HANDOFF)
         return ignore_signal(a, ev->name, "the task is not waiting for a hand-off");
-    cJSON *in = cJSON_Parse(ev->json ? ev->json : "");
+    cJSON *in = keel_json_from(ev->json ? ev->json : "");
     int rc = decision ? on_decision(ctx, a, ev, in) : on_handoff(ctx, a, ev, in);
     cJSON_Delete(in);
     return rc;
@@ -888,7 +891,7 @@ static int agent_start(keel_workflow_ctx *ctx, void *state, const char *input_js
 {
     agent *a = state;
     char why[REASON_SIZE];
-    cJSON *in = cJSON_Parse(input_json ? input_json : "");
+    cJSON *in = keel_json_from(input_json ? input_json : "");
     bool ok = read_input(ctx, a, in, why, sizeof why);
     if (ok) {
         cJSON_DeleteItemFromObjectCaseSensitive(in, "carry");
@@ -954,7 +957,7 @@ static void describe(const agent *a, char *buf, size_t n)
                  a->approved ? a->approver : "");
         return;
     case AWAITING_APPROVAL: {
-        char *text = a->args ? cJSON_PrintUnformatted(a->args) : NULL;
+        char *text = a->args ? keel_json_print(a->args) : NULL;
         snprintf(args, sizeof args, "%.150s%s", text ? text : "{}",
                  text && strlen(text) > 150 ? "..." : "");
         cJSON_free(text);

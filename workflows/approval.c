@@ -20,6 +20,7 @@
 #include "workflows/approval.h"
 
 #include "workflows/wfjson.h"
+#include "keel/json.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -222,7 +223,7 @@ static bool decision_from(const cJSON *in, const char *signal, decision *d, char
 static bool read_decision(const char *json, const char *signal, decision *d, char *why, size_t n)
 {
     memset(d, 0, sizeof *d);
-    cJSON *in = cJSON_Parse(json ? json : "");
+    cJSON *in = keel_json_from(json ? json : "");
     bool ok = decision_from(in, signal, d, why, n);
     cJSON_Delete(in);
     return ok;
@@ -405,7 +406,7 @@ static int approval_start(keel_workflow_ctx *ctx, void *state, const char *input
 {
     approval *a = state;
     char why[REASON_SIZE];
-    cJSON *in = cJSON_Parse(input_json ? input_json : "");
+    cJSON *in = keel_json_from(input_json ? input_json : "");
     bool ok = read_input(a, in, why, sizeof why);
     cJSON_Delete(in);
     if (!ok) {
@@ -425,6 +426,8 @@ static int approval_start(keel_workflow_ctx *ctx, void *state, const char *input
 /* "approve" / "reject": a decision that cannot be answered, so a bad one is only noted. */
 static int on_signal(keel_workflow_ctx *ctx, approval *a, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(a, ev->name, ev->failure_message);
     if (strcmp(ev->name, "approve") != 0 && strcmp(ev->name, "reject") != 0)
         return ignore_signal(a, ev->name, "this workflow takes only approve and reject");
     decision d;

@@ -32,6 +32,7 @@
 
 #include "workflows/procurement.h"
 #include "workflows/wfjson.h"
+#include "keel/json.h"
 
 #define ID_SIZE     64  /* a requisition id or PO number, with its NUL */
 #define FILTER_SIZE 128 /* a cost centre or person to select */
@@ -597,7 +598,7 @@ static int claim_failed(keel_workflow_ctx *ctx, batch *b, requisition *r,
  * child that does not keep the contract. */
 static void classify(requisition *r, const char *json)
 {
-    cJSON *res = cJSON_Parse(json ? json : "");
+    cJSON *res = keel_json_from(json ? json : "");
     const char *outcome = cJSON_GetStringValue(keel_wf_member(res, "outcome"));
     const char *reason = cJSON_GetStringValue(keel_wf_member(res, "reason"));
     const cJSON *amount = keel_wf_member(res, "amount_usd");
@@ -693,7 +694,7 @@ static void read_requisition(batch *b, int i)
 
 static int on_listing(keel_workflow_ctx *ctx, batch *b, const char *json)
 {
-    cJSON *doc = cJSON_Parse(json ? json : "");
+    cJSON *doc = keel_json_from(json ? json : "");
     b->listing = cJSON_DetachItemFromObjectCaseSensitive(doc, "requisitions");
     cJSON_Delete(doc);
     if (!cJSON_IsArray(b->listing))
@@ -766,9 +767,11 @@ static int ignore_signal(batch *b, const char *signal, const char *why)
  * counting against max_concurrent. */
 static int on_signal(keel_workflow_ctx *ctx, batch *b, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(b, ev->name, ev->failure_message);
     if (strcmp(ev->name, WAITING_SIGNAL) != 0)
         return ignore_signal(b, ev->name, "this workflow takes only " WAITING_SIGNAL);
-    cJSON *in = cJSON_Parse(ev->json ? ev->json : "");
+    cJSON *in = keel_json_from(ev->json ? ev->json : "");
     const char *wf = cJSON_GetStringValue(keel_wf_member(in, "workflow_id"));
     const char *req = cJSON_GetStringValue(keel_wf_member(in, "requisition_id"));
     const char *stage = cJSON_GetStringValue(keel_wf_member(in, "stage"));
@@ -814,7 +817,7 @@ static int batch_start(keel_workflow_ctx *ctx, void *state, const char *input_js
 {
     batch *b = state;
     char why[REASON_SIZE];
-    cJSON *in = cJSON_Parse(input_json ? input_json : "");
+    cJSON *in = keel_json_from(input_json ? input_json : "");
     bool ok = read_input(b, in, why, sizeof why);
     cJSON_Delete(in);
     if (!ok)

@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "workflows/wfjson.h"
+#include "keel/json.h"
 
 #define NAME_SIZE     128
 #define TEXT_SIZE     512
@@ -606,7 +607,7 @@ static cJSON *message(const char *role, const char *content)
 
 static cJSON *intake_schema(void)
 {
-    return cJSON_Parse(
+    return keel_json_from(
         "{\"type\":\"object\",\"additionalProperties\":false,"
         "\"required\":[\"category\",\"items\",\"needed_by\",\"justification\"],"
         "\"properties\":{"
@@ -724,7 +725,7 @@ static int on_intake(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
     keel_wf_date(keel_workflow_now_ms(ctx), today);
     if (!cJSON_IsObject(parsed)) {
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "output_error");
-        char *errors = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(err, "errors"));
+        char *errors = keel_json_print(cJSON_GetObjectItemCaseSensitive(err, "errors"));
         snprintf(why, sizeof why, "%s %s",
                  text_of(err, "error")[0] ? text_of(err, "error") : "no structured output",
                  errors ? errors : "");
@@ -942,7 +943,7 @@ static int judge_quotes(procurement *p, const char *today)
                 missing = cJSON_GetObjectItemCaseSensitive(v, "missing_certifications");
         }
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "certified"))) {
-            char *m = cJSON_PrintUnformatted(missing);
+            char *m = keel_json_print(missing);
             snprintf(why, sizeof why, "not certified for %s (missing %s)",
                      text_of(p->requisition, "category"), m ? m : "a required certification");
             cJSON_free(m);
@@ -1024,9 +1025,9 @@ static int start_recommendation(keel_workflow_ctx *ctx, procurement *p)
     int rc = set_stage(ctx, p, ST_RECOMMENDATION);
     if (rc != KEEL_OK)
         return rc;
-    char *req = cJSON_PrintUnformatted(p->requisition);
+    char *req = keel_json_print(p->requisition);
     cJSON *qs = quotes_for_model(p);
-    char *quotes = qs ? cJSON_PrintUnformatted(qs) : NULL;
+    char *quotes = qs ? keel_json_print(qs) : NULL;
     cJSON_Delete(qs);
     size_t size =
         (req ? strlen(req) : 0) + (quotes ? strlen(quotes) : 0) + strlen(p->request) + 256;
@@ -1047,10 +1048,10 @@ static int start_recommendation(keel_workflow_ctx *ctx, procurement *p)
               keel_wf_put(msgs, NULL, message("user", user)) &&
               keel_wf_put(fmt, "name", cJSON_CreateString("vendor_recommendation")) &&
               keel_wf_put(fmt, "schema",
-                          cJSON_Parse("{\"type\":\"object\",\"additionalProperties\":false,"
-                                      "\"required\":[\"vendor_id\",\"rationale\"],"
-                                      "\"properties\":{\"vendor_id\":{\"type\":\"string\"},"
-                                      "\"rationale\":{\"type\":\"string\"}}}")) &&
+                          keel_json_from("{\"type\":\"object\",\"additionalProperties\":false,"
+                                         "\"required\":[\"vendor_id\",\"rationale\"],"
+                                         "\"properties\":{\"vendor_id\":{\"type\":\"string\"},"
+                                         "\"rationale\":{\"type\":\"string\"}}}")) &&
               keel_wf_put(fmt, "strict", cJSON_CreateBool(true)) &&
               keel_wf_put(o, "model_tier", cJSON_CreateString("small")) &&
               keel_wf_put(o, "max_tokens", cJSON_CreateNumber(600)) &&
@@ -1280,7 +1281,7 @@ typedef struct decision {
 static bool read_decision(const char *json, const char *signal, decision *d, char *why, size_t n)
 {
     memset(d, 0, sizeof *d);
-    cJSON *in = cJSON_Parse(json ? json : "");
+    cJSON *in = keel_json_from(json ? json : "");
     bool ok = false;
     if (!cJSON_IsObject(in)) {
         keel_wf_refuse(why, n, "a decision must be a JSON object like {\"approver\": \"ana\"%s}",
@@ -1437,7 +1438,7 @@ static int procurement_start(keel_workflow_ctx *ctx, void *state, const char *in
     char why[TEXT_SIZE] = "", today[11];
     p->lowest = p->recommended = p->chosen = -1;
     keel_wf_date(keel_workflow_now_ms(ctx), today);
-    cJSON *in = cJSON_Parse(input_json ? input_json : "");
+    cJSON *in = keel_json_from(input_json ? input_json : "");
     bool ok = read_input(p, in, today, why, sizeof why);
     cJSON_Delete(in);
     if (!ok) {
@@ -1447,7 +1448,7 @@ static int procurement_start(keel_workflow_ctx *ctx, void *state, const char *in
     }
     /* Names and ids are JSON strings here: escape them through cJSON. */
     cJSON *r = cJSON_CreateString(p->requester), *c = cJSON_CreateString(p->cost_center);
-    char *rj = cJSON_PrintUnformatted(r), *cj = cJSON_PrintUnformatted(c);
+    char *rj = keel_json_print(r), *cj = keel_json_print(c);
     cJSON_Delete(r);
     cJSON_Delete(c);
     if (!rj || !cj) {
@@ -1538,7 +1539,7 @@ static int on_activity(keel_workflow_ctx *ctx, procurement *p, const keel_workfl
     if (ev->seq != p->pending)
         return KEEL_OK; /* a reminder's notification, or an answer no longer awaited */
     if (ev->kind == KEEL_EVENT_ACTIVITY_COMPLETED) {
-        cJSON *r = cJSON_Parse(ev->json ? ev->json : "");
+        cJSON *r = keel_json_from(ev->json ? ev->json : "");
         if (r == NULL)
             return keel_workflow_error(ctx, "%s answered something that is not JSON", ev->name);
         int rc = on_step(ctx, p, ev, r);
@@ -1564,7 +1565,7 @@ static int on_review(keel_workflow_ctx *ctx, procurement *p, const keel_workflow
         return ignore_signal(p, ev->name, "the request is not waiting for a requisition");
     char why[TEXT_SIZE] = "", by[NAME_SIZE], today[11];
     keel_wf_date(keel_workflow_now_ms(ctx), today);
-    cJSON *in = cJSON_Parse(ev->json ? ev->json : ""), *req = NULL;
+    cJSON *in = keel_json_from(ev->json ? ev->json : ""), *req = NULL;
     double estimate = 0;
     bool ok = cJSON_IsObject(in) ? keel_wf_only_known_fields(in, review_fields, why, sizeof why) &&
                                        keel_wf_take_text(keel_wf_member(in, "by"), "by", false, by,
@@ -1594,6 +1595,8 @@ static int on_decision(keel_workflow_ctx *ctx, procurement *p, const keel_workfl
 
 static int on_signal(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(p, ev->name, ev->failure_message);
     if (strcmp(ev->name, "approve") == 0 || strcmp(ev->name, "reject") == 0)
         return on_decision(ctx, p, ev);
     if (strcmp(ev->name, "requisition") == 0)

@@ -2,6 +2,7 @@
  * wfjson - shared JSON chores of the workflows (see wfjson.h).
  */
 #include "workflows/wfjson.h"
+#include "keel/json.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -84,7 +85,7 @@ cJSON *keel_wf_string_or_null(const char *s)
 
 char *keel_wf_print(cJSON *o, bool complete)
 {
-    char *s = complete && o ? cJSON_PrintUnformatted(o) : NULL;
+    char *s = complete && o ? keel_json_print(o) : NULL;
     cJSON_Delete(o);
     return s;
 }

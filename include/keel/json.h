@@ -65,6 +65,11 @@ int keel_json_parse(const char *text, size_t len, unsigned flags, const char *wh
 int keel_json_parse_str(const char *text, unsigned flags, const char *what, cJSON **out,
                         keel_error *err);
 
+/* The tree of a NUL-terminated text by keel_json_parse's strict rules, or NULL when text is
+ * NULL, refused or memory ran out: for texts keel wrote itself or checked already, where a
+ * refusal needs no explanation. Free with cJSON_Delete. */
+cJSON *keel_json_from(const char *text);
+
 /* Check text[0..len) by keel_json_parse's rules without building a tree. */
 int keel_json_check(const char *text, size_t len, unsigned flags, const char *what,
                     keel_error *err);

@@ -8,6 +8,7 @@
 #include "keel/duration.h"
 #include "keel/error.h"
 #include "keel/execution.h"
+#include "keel/json.h"
 #include "keel/options.h"
 #include "keel/replayer.h"
 #include "keel/schedule.h"

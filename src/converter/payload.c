@@ -1,12 +1,12 @@
 /* Payloads: the standard converter's json/plain, binary/null and binary/plain. */
 #include "converter/payload.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "keel/client.h"
+#include "keel/json.h"
 
 #define PAYLOAD_FREE(p) protobuf_c_message_free_unpacked(&(p)->base, NULL)
 
@@ -68,26 +68,13 @@ int keel_payload_set_metadata(keel_pb_payload *p, const char *key, const char *v
     return KEEL_OK;
 }
 
-/* Whether text[0..len) is exactly one JSON value (whitespace around it allowed). */
-static bool is_json(const char *text, size_t len)
-{
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    if (j == NULL)
-        return false;
-    cJSON_Delete(j);
-    while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    return end == text + len;
-}
-
 int keel_payload_new_json(const char *json, size_t len, const char *what, keel_pb_payload **out,
                           keel_error *err)
 {
     *out = NULL;
-    if (json == NULL || !is_json(json, len))
-        return keel_error_set(err, KEEL_EINVAL, "%s is not valid JSON: %.80s%s", what,
-                              json ? json : "(null)", json && len > 80 ? "..." : "");
+    int rc = keel_json_check(json, len, KEEL_JSON_STRICT, what, err);
+    if (rc != KEEL_OK)
+        return rc;
     keel_pb_payload *p = payload_alloc();
     if (p == NULL)
         return oom(err);
@@ -169,9 +156,11 @@ int keel_payload_to_json(const keel_pb_payload *p, const char *what, char **json
                               what, name);
     }
     const char *text = (const char *)p->data.data;
-    if (p->data.len == 0 || text == NULL || !is_json(text, p->data.len))
-        return keel_error_set(err, KEEL_EINVAL, "%s is marked json/plain but is not valid JSON",
-                              what);
+    if (p->data.len == 0 || text == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s is marked json/plain but is empty", what);
+    int rc = keel_json_check(text, p->data.len, KEEL_JSON_STRICT, what, err);
+    if (rc != KEEL_OK)
+        return rc;
     char *s = malloc(p->data.len + 1);
     if (s == NULL)
         return oom(err);

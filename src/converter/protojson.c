@@ -10,11 +10,13 @@
 #include <string.h>
 
 #include "google/protobuf/any.pb-c.h"
+#include "keel/json.h"
 #include "google/protobuf/duration.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 #include "google/protobuf/field_mask.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
+#include "proto/depth.h"
 #include "temporal/api/errordetails/v1/message.pb-c.h"
 #include "temporal/api/update/v1/message.pb-c.h"
 
@@ -1156,9 +1158,10 @@ static cJSON *enc_any(pj *c, const ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = resolve_url(c, url);
     if (d == NULL)
         return any_wrap(c, url, enc_bytes(c, &a->value), true);
-    ProtobufCMessage *inner = protobuf_c_message_unpack(d, NULL, a->value.len, a->value.data);
-    if (inner == NULL) {
-        fail(c, KEEL_EINVAL, "value is not a valid %s", d->name);
+    ProtobufCMessage *inner = NULL;
+    keel_error why;
+    if (keel_proto_unpack(d, a->value.data, a->value.len, &inner, &why) != KEEL_OK) {
+        fail(c, KEEL_EINVAL, "value: %s", why.message);
         return NULL;
     }
     cJSON *body = enc_message(c, inner);
@@ -1817,55 +1820,12 @@ cJSON *keel_protojson_to_cjson(const ProtobufCMessage *msg, keel_error *err)
     return keel_protojson_to_cjson_with(msg, NULL, err);
 }
 
-/* Whether cJSON's printer writes d exactly. It tries 15 significant digits and keeps them when
- * they read back *approximately* equal, so 0.30000000000000004 would print as 0.3. */
-static bool prints_exactly(double d)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%1.15g", d);
-    return strtod(buf, NULL) == d;
-}
-
-/* Turns a number cJSON would print inexactly into raw text with the fewest digits (16 or 17)
- * that read back exactly. The text is allocated with cJSON's allocator: cJSON_Delete frees it. */
-static bool make_exact(cJSON *item)
-{
-    char buf[32];
-    for (int digits = 16; digits <= 17; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, item->valuedouble);
-        if (strtod(buf, NULL) == item->valuedouble)
-            break;
-    }
-    char *raw = cJSON_malloc(strlen(buf) + 1);
-    if (raw == NULL)
-        return false;
-    memcpy(raw, buf, strlen(buf) + 1);
-    item->type = (item->type & ~cJSON_Number) | cJSON_Raw;
-    item->valuestring = raw;
-    return true;
-}
-
-static bool exact_numbers(cJSON *j)
-{
-    if (cJSON_IsNumber(j))
-        return prints_exactly(j->valuedouble) || make_exact(j);
-    for (cJSON *item = j->child; item != NULL; item = item->next)
-        if (!exact_numbers(item))
-            return false;
-    return true;
-}
-
 char *keel_protojson_encode(const ProtobufCMessage *msg, bool pretty, keel_error *err)
 {
     cJSON *j = keel_protojson_to_cjson(msg, err);
     if (j == NULL)
         return NULL;
-    if (!exact_numbers(j)) {
-        cJSON_Delete(j);
-        keel_error_set(err, KEEL_ENOMEM, "out of memory printing JSON");
-        return NULL;
-    }
-    char *text = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
+    char *text = pretty ? keel_json_print_pretty(j) : keel_json_print(j);
     cJSON_Delete(j);
     if (text == NULL)
         keel_error_set(err, KEEL_ENOMEM, "out of memory printing JSON");
@@ -1891,11 +1851,6 @@ int keel_protojson_from_cjson(const ProtobufCMessageDescriptor *desc, const cJSO
     return keel_protojson_from_cjson_with(desc, json, NULL, out, err);
 }
 
-static bool is_json_space(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
-}
-
 int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                           ProtobufCMessage **out, keel_error *err)
 {
@@ -1903,16 +1858,10 @@ int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *js
         *out = NULL;
     if (desc == NULL || (json == NULL && len > 0) || out == NULL)
         return keel_error_set(err, KEEL_EINVAL, "protojson: missing descriptor, JSON or output");
-    const char *end = NULL;
-    cJSON *root = len > 0 ? cJSON_ParseWithLengthOpts(json, len, &end, false) : NULL;
-    size_t at = end != NULL && end >= json ? (size_t)(end - json) : 0;
-    if (root == NULL)
-        return keel_error_set(err, KEEL_EINVAL, "not valid JSON (at offset %zu)", at);
-    while (at < len && is_json_space(json[at]))
-        at++;
-    int rc = at < len ? keel_error_set(err, KEEL_EINVAL,
-                                       "unexpected text after the JSON value at offset %zu", at)
-                      : keel_protojson_from_cjson(desc, root, out, err);
+    cJSON *root = NULL;
+    int rc = keel_json_parse(json ? json : "", len, KEEL_JSON_STRICT, "the JSON text", &root, err);
+    if (rc == KEEL_OK)
+        rc = keel_protojson_from_cjson(desc, root, out, err);
     cJSON_Delete(root);
     return rc;
 }

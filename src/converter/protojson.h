@@ -78,12 +78,12 @@ const ProtobufCMessageDescriptor *keel_protojson_resolve_builtin(const char *ful
 
 /* Encode msg as proto3 JSON. Returns a new NUL-terminated string the caller frees with free()
  * (cJSON's allocator; keel does not replace its hooks), or NULL with err set. pretty: indented
- * with tabs, one field a line. */
+ * by two spaces, one field a line. Doubles print exactly (keel_json_print). */
 char *keel_protojson_encode(const ProtobufCMessage *msg, bool pretty, keel_error *err);
 
 /* Same, as a cJSON tree the caller owns (cJSON_Delete). opts may be NULL (defaults). Numbers
- * hold their exact values, but cJSON_Print rounds some doubles to 15 significant digits
- * (0.30000000000000004 prints as 0.3): print with keel_protojson_encode for exact text. */
+ * hold their exact values; print the tree with keel_json_print (cJSON_Print would round some
+ * doubles to 15 significant digits: 0.30000000000000004 as 0.3). */
 cJSON *keel_protojson_to_cjson(const ProtobufCMessage *msg, keel_error *err);
 cJSON *keel_protojson_to_cjson_with(const ProtobufCMessage *msg, const keel_protojson_options *opts,
                                     keel_error *err);
@@ -91,7 +91,8 @@ cJSON *keel_protojson_to_cjson_with(const ProtobufCMessage *msg, const keel_prot
 /* Decode one JSON value json[0..len) (surrounding whitespace allowed, nothing else) into a new
  * message of type desc. On success *out is a message the caller frees with
  * protobuf_c_message_free_unpacked(*out, NULL); on failure *out is NULL and err names the JSON
- * path that was wrong. */
+ * path that was wrong. The text is read by keel_json_parse's strict rules (keel/json.h): no NUL
+ * characters, valid UTF-8, no repeated field names, at most KEEL_JSON_MAX_DEPTH nested. */
 int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                           ProtobufCMessage **out, keel_error *err);
 

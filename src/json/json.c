@@ -646,16 +646,16 @@ static bool read_member(reader *r, cJSON *object, names *seen)
         return false;
     }
     item->string = name;
+    append(object, item);
+    /* The table still names `earlier`: swap it for the new member before earlier is freed. */
+    bool noted = names_add(seen, object, item, earlier);
     if (earlier) {
         detach(object, earlier);
         cJSON_Delete(earlier);
     }
-    append(object, item);
-    if (!names_add(seen, object, item, earlier)) {
+    if (!noted)
         fail_oom(r);
-        return false;
-    }
-    return true;
+    return noted;
 }
 
 static cJSON *read_object(reader *r)
@@ -754,6 +754,14 @@ int keel_json_parse_str(const char *text, unsigned flags, const char *what, cJSO
                         keel_error *err)
 {
     return keel_json_parse(text, text ? strlen(text) : 0, flags, what, out, err);
+}
+
+cJSON *keel_json_from(const char *text)
+{
+    cJSON *root = NULL;
+    if (text)
+        keel_json_parse(text, strlen(text), KEEL_JSON_STRICT, NULL, &root, NULL);
+    return root;
 }
 
 int keel_json_check(const char *text, size_t len, unsigned flags, const char *what, keel_error *err)

@@ -51,6 +51,7 @@
 #include <string.h>
 
 #include "keel/keel.h"
+#include "keel/json.h"
 
 #define WORKFLOW_TYPE "InteropGreeting"
 #define INPUT_MAX     8192 /* bytes of workflow input kept in the state */
@@ -151,7 +152,7 @@ static int greeting_validate(const void *state, const char *name, const char *ar
         snprintf(reason, n, "too late to rename: the run is %s", stage_names[g->stage]);
         return KEEL_EINVAL;
     }
-    cJSON *arg = cJSON_Parse(args_json);
+    cJSON *arg = keel_json_from(args_json);
     bool ok = rename_name(arg) != NULL;
     cJSON_Delete(arg);
     if (!ok) {
@@ -168,12 +169,12 @@ static int greeting_rename(keel_workflow_ctx *ctx, greeting *g, const keel_workf
     /* The validator admits renames only while the run waits; answer any other one all the same. */
     if (g->stage != WAITING_FOR_APPROVAL)
         return keel_workflow_update_fail(ctx, ev->seq, "TooLate", "the run is past approval");
-    cJSON *arg = cJSON_Parse(ev->json);
-    cJSON *input = g->name[0] ? NULL : cJSON_Parse(g->input);
+    cJSON *arg = keel_json_from(ev->json);
+    cJSON *input = g->name[0] ? NULL : keel_json_from(g->input);
     const cJSON *name = rename_name(arg);
     const cJSON *first = cJSON_GetObjectItemCaseSensitive(input, "name");
-    char *now = name ? cJSON_PrintUnformatted(name) : NULL;
-    char *before = cJSON_IsString(first) ? cJSON_PrintUnformatted(first) : NULL;
+    char *now = name ? keel_json_print(name) : NULL;
+    char *before = cJSON_IsString(first) ? keel_json_print(first) : NULL;
     char *result = NULL;
     int rc = KEEL_OK;
     if (now == NULL) {
@@ -269,7 +270,7 @@ static const keel_workflow_type greeting_type = {
 static int compose(keel_activity_ctx *ctx, const char *arg_json, char **result_json, void *user)
 {
     (void)user;
-    cJSON *arg = cJSON_Parse(arg_json);
+    cJSON *arg = keel_json_from(arg_json);
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(arg, "input");
     const cJSON *approval = cJSON_GetObjectItemCaseSensitive(arg, "approval");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(arg, "name"); /* after a rename */
@@ -295,7 +296,7 @@ static int compose(keel_activity_ctx *ctx, const char *arg_json, char **result_j
     cJSON_AddStringToObject(out, "approvedBy", by->valuestring);
     cJSON_AddStringToObject(out, "workflowId", keel_activity_workflow_id(ctx));
     cJSON_AddNumberToObject(out, "attempt", keel_activity_attempt(ctx));
-    *result_json = hello ? cJSON_PrintUnformatted(out) : NULL;
+    *result_json = hello ? keel_json_print(out) : NULL;
     free(hello);
     cJSON_Delete(out);
     cJSON_Delete(arg);

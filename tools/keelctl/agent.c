@@ -9,6 +9,7 @@
 
 #include "activities/agent.h"
 #include "keelctl.h"
+#include "keel/json.h"
 
 static int open_ledger(keel_ledger **ledger)
 {
@@ -78,7 +79,7 @@ static int tool_list(const cli *c)
         cJSON_AddStringToObject(o, "description", t->description);
         cJSON_AddStringToObject(o, "risk", keel_tool_risk_name(t->risk));
         cJSON_AddStringToObject(o, "scopes", t->scopes);
-        cJSON_AddItemToObject(o, "parameters", cJSON_Parse(t->schema));
+        cJSON_AddItemToObject(o, "parameters", keel_json_from(t->schema));
         cJSON_AddStringToObject(o, "granted_to", grants);
         cJSON_AddItemToArray(list, o);
     }
@@ -103,7 +104,7 @@ static int conversation_show(const cli *c)
     keel_ledger_close(ledger);
     if (rc != KEEL_OK)
         return fail(&err);
-    cJSON *doc = cJSON_Parse(messages);
+    cJSON *doc = keel_json_from(messages);
     free(messages);
     if (!doc) {
         fprintf(stderr, "keelctl: conversation %s is not JSON\n", c->workflow_id);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "keelctl.h"
+#include "keel/json.h"
 
 static const char usage[] =
     "usage: keelctl [global options] COMMAND\n"
@@ -265,7 +266,7 @@ int fail(const keel_error *err)
 
 int print_json(cJSON *j)
 {
-    char *s = j ? cJSON_Print(j) : NULL;
+    char *s = j ? keel_json_print_pretty(j) : NULL;
     cJSON_Delete(j);
     if (s == NULL) {
         fprintf(stderr, "keelctl: out of memory printing JSON\n");

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "keelctl.h"
+#include "keel/json.h"
 
 /* Parse an optional duration option into *ms; names the option on error. */
 static int duration_option(const char *option, const char *text, int64_t *ms)
@@ -170,7 +171,7 @@ static int print_outcome(const char *workflow_id, const keel_workflow_outcome *o
         cJSON_AddStringToObject(j, "runId", out->run_id);
         cJSON_AddStringToObject(j, "status", keel_workflow_status_name(out->status));
         if (completed) {
-            cJSON *r = cJSON_Parse(out->result_json);
+            cJSON *r = keel_json_from(out->result_json);
             cJSON_AddItemToObject(j, "result", r ? r : cJSON_CreateNull());
         } else {
             cJSON *f = cJSON_AddObjectToObject(j, "failure");
@@ -280,7 +281,7 @@ static cJSON *kv_json_object(const keel_kv *kv, size_t n)
 {
     cJSON *o = cJSON_CreateObject();
     for (size_t i = 0; i < n; i++) {
-        cJSON *v = cJSON_Parse(kv[i].value);
+        cJSON *v = keel_json_from(kv[i].value);
         cJSON_AddItemToObject(o, kv[i].key, v ? v : cJSON_CreateString(kv[i].value));
     }
     return o;
@@ -492,7 +493,7 @@ int keelctl_workflow_update(keel_client *client, const cli *c)
             cJSON_AddStringToObject(j, "failure", out.failure_message);
             cJSON_AddStringToObject(j, "failureType", out.failure_type);
         } else {
-            cJSON *r = cJSON_Parse(out.result_json);
+            cJSON *r = keel_json_from(out.result_json);
             cJSON_AddItemToObject(j, "result", r ? r : cJSON_CreateString(out.result_json));
         }
         rc = print_json(j);
