@@ -458,6 +458,7 @@ static bool json_equal(const cJSON *a, const cJSON *b, uint64_t *work)
     return true;
 }
 
+/* Code points of s; KEEL_JSON_KEEP_NUL's C0 80 counts once, as the U+0000 it stands for. */
 static size_t utf8_length(const char *s)
 {
     size_t n = 0;
@@ -465,6 +466,64 @@ static size_t utf8_length(const char *s)
         if ((*c & 0xC0) != 0x80)
             n++;
     return n;
+}
+
+/*
+ * Strings are read with KEEL_JSON_KEEP_NUL, so U+0000 is the two bytes C0 80 (keel/json.h). PCRE2
+ * in UTF mode refuses those bytes: a subject gets its real NULs back (PCRE2 takes a length), a
+ * pattern gets the JavaScript escape \x00. Both return NULL when s holds no U+0000 (use s) or
+ * memory ran out (*oom).
+ */
+static char *subject_with_nuls(const char *s, size_t *len, bool *oom)
+{
+    *oom = false;
+    if (!strstr(s, KEEL_JSON_NUL))
+        return NULL;
+    char *out = malloc(*len + 1);
+    if (!out)
+        return *oom = true, NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < *len; i++) {
+        bool nul = (unsigned char)s[i] == 0xC0 && (unsigned char)s[i + 1] == 0x80;
+        out[o++] = nul ? '\0' : s[i];
+        i += nul;
+    }
+    *len = o;
+    return out;
+}
+
+static char *pattern_with_nuls(const char *s, bool *oom)
+{
+    *oom = false;
+    if (!strstr(s, KEEL_JSON_NUL))
+        return NULL;
+    char *out = malloc(2 * strlen(s) + 1); /* C0 80 (2 bytes) becomes \x00 (4) */
+    if (!out)
+        return *oom = true, NULL;
+    size_t o = 0;
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)p[0] == 0xC0 && (unsigned char)p[1] == 0x80) {
+            memcpy(out + o, "\\x00", 4);
+            o += 4;
+            p++;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* keel_regex_compile of a pattern that may hold KEEL_JSON_KEEP_NUL's U+0000. */
+static int compile_regex(keel_regex **re, const char *source, char *why, size_t whysz)
+{
+    bool oom;
+    char *escaped = pattern_with_nuls(source, &oom);
+    if (oom)
+        return KEEL_ENOMEM;
+    int rc = keel_regex_compile(re, escaped ? escaped : source, why, whysz);
+    free(escaped);
+    return rc;
 }
 
 /* ---- URIs (RFC 3986) ---------------------------------------------------------------------- */
@@ -1300,8 +1359,8 @@ static bool parse_regdoc(cc *c, regdoc *rd)
         return true;
     cJSON *tree = NULL;
     keel_error inner;
-    if (keel_json_parse(rd->text, strlen(rd->text), KEEL_JSON_LAST_WINS, rd->uri, &tree, &inner) !=
-        KEEL_OK) {
+    if (keel_json_parse(rd->text, strlen(rd->text), KEEL_JSON_LAST_WINS | KEEL_JSON_KEEP_NUL,
+                        rd->uri, &tree, &inner) != KEEL_OK) {
         if (inner.code == KEEL_ENOMEM)
             return coom(c), false;
         cfail(c, "the registered schema %s", inner.message);
@@ -1681,7 +1740,7 @@ static const keel_regex *get_regex(cc *c, const snode *s, const char *keyword, c
         return NULL;
     }
     char why[300];
-    int rc = keel_regex_compile(&re, source, why, sizeof why);
+    int rc = compile_regex(&re, source, why, sizeof why);
     if (rc == KEEL_ENOMEM) {
         coom(c);
         return NULL;
@@ -2529,8 +2588,8 @@ int keel_schema_new_with(keel_schema **out, const char *schema_json,
     if (!schema_json)
         return keel_error_set(err, KEEL_EINVAL, "schema: no schema text");
     cJSON *root = NULL;
-    int rc = keel_json_parse(schema_json, strlen(schema_json), KEEL_JSON_LAST_WINS, "the schema",
-                             &root, err);
+    int rc = keel_json_parse(schema_json, strlen(schema_json),
+                             KEEL_JSON_LAST_WINS | KEEL_JSON_KEEP_NUL, "the schema", &root, err);
     if (rc != KEEL_OK)
         return rc;
     keel_schema *s = calloc(1, sizeof *s);
@@ -2765,7 +2824,14 @@ static int search(vstate *st, const keel_regex *re, const char *source, const sn
     if (!charge(st, 1 + len / 64))
         return -1;
     char why[300];
-    int rc = keel_regex_search(re, subject, len, &st->scratch, why, sizeof why);
+    bool oom;
+    char *restored = subject_with_nuls(subject, &len, &oom);
+    int rc = oom ? KEEL_ENOMEM
+                 : keel_regex_search(re, restored ? restored : subject, len, &st->scratch, why,
+                                     sizeof why);
+    free(restored);
+    if (rc == KEEL_ENOMEM)
+        snprintf(why, sizeof why, "out of memory");
     if (rc >= 0)
         return rc;
     vstop(st, rc,
@@ -2906,7 +2972,7 @@ static bool eval_format_regex(vstate *st, const cJSON *inst, bool collect)
     char why[300];
     if (!charge(st, 1 + strlen(inst->valuestring) / 16))
         return false;
-    int rc = keel_regex_compile(&re, inst->valuestring, why, sizeof why);
+    int rc = compile_regex(&re, inst->valuestring, why, sizeof why);
     keel_regex_free(re);
     if (rc == KEEL_ENOMEM)
         return voom(st);
@@ -3519,8 +3585,8 @@ int keel_schema_validate(const keel_schema *schema, const char *instance_json,
     if (!schema || !instance_json)
         return keel_error_set(err, KEEL_EINVAL, "schema: no schema or no instance text");
     cJSON *inst = NULL;
-    int rc = keel_json_parse(instance_json, strlen(instance_json), KEEL_JSON_LAST_WINS,
-                             "the instance", &inst, err);
+    int rc = keel_json_parse(instance_json, strlen(instance_json),
+                             KEEL_JSON_LAST_WINS | KEEL_JSON_KEEP_NUL, "the instance", &inst, err);
     if (rc != KEEL_OK)
         return rc;
     rc = keel_schema_validate_tree(schema, inst, out, err);
