@@ -9,6 +9,11 @@
  * in its cache (the run's next task comes on the worker's sticky queue). What the server takes
  * was tried: StartWorkflowExecution and RespondActivityTaskFailed both accept a failure 9,990
  * deep and refuse one 10,010 deep ("exceeded maximum recursion depth").
+ *
+ * And llm.chat on keel-worker handed the schemas and model answers that broke it before: a
+ * pattern that ate gigabytes, a schema that took 2^32 steps, a remote $ref, an answer holding
+ * \u0000, a string that makes a backtracking pattern work exponentially. Each is a clear error,
+ * and the same process then answers an ordinary request.
  */
 #include <check.h>
 #include <signal.h>
@@ -309,8 +314,9 @@ END_TEST
 
 /* ---- a cached run whose activity fails 9,000 deep ---- */
 
-/* Runs one activity on the queue its input names (which this test serves by hand, with one
- * attempt), and ends as the activity did. */
+/* Runs one activity on the queue its input names ({"queue", "activity": default hostile.act,
+ * "args": default {}}), with one attempt, and ends as the activity did: completed with its
+ * result, or failed with its failure type and message. */
 typedef struct caller {
     char queue[128];
 } caller;
@@ -325,10 +331,16 @@ static int caller_start(keel_workflow_ctx *ctx, void *state, const char *input)
         return keel_workflow_error(ctx, "input needs a queue");
     }
     snprintf(s->queue, sizeof s->queue, "%s", q->valuestring);
-    cJSON_Delete(in);
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "activity"));
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(in, "args");
+    char *args_json = args ? keel_json_print(args) : NULL;
     keel_retry_policy once = {.maximum_attempts = 1};
     keel_activity_options o = {.task_queue = s->queue, .start_to_close_ms = 60000, .retry = &once};
-    return keel_workflow_activity(ctx, "hostile.act", "{}", &o) ? KEEL_OK : KEEL_EINVAL;
+    uint32_t seq =
+        keel_workflow_activity(ctx, type ? type : "hostile.act", args_json ? args_json : "{}", &o);
+    free(args_json);
+    cJSON_Delete(in);
+    return seq ? KEEL_OK : KEEL_EINVAL;
 }
 
 static int caller_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
@@ -337,7 +349,8 @@ static int caller_event(keel_workflow_ctx *ctx, void *state, const keel_workflow
     if (ev->kind == KEEL_EVENT_ACTIVITY_COMPLETED)
         return keel_workflow_complete(ctx, ev->json);
     if (ev->kind == KEEL_EVENT_ACTIVITY_FAILED)
-        return keel_workflow_fail(ctx, "ActivityFailed", ev->failure_message, true);
+        return keel_workflow_fail(ctx, ev->failure_type[0] ? ev->failure_type : "ActivityFailed",
+                                  ev->failure_message, true);
     return KEEL_OK;
 }
 
@@ -466,6 +479,112 @@ START_TEST(a_cached_run_gets_a_failure_too_deep_and_the_worker_serves_on)
 }
 END_TEST
 
+/* ---- llm.chat on keel-worker, fed hostile schemas and hostile answers ---- */
+
+/* llm.chat's input for one user message and a response_format named name with schema. */
+static char *chat_args(const char *text, const char *name, const char *schema)
+{
+    char *s = malloc(1024);
+    snprintf(s, 1024, "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]%s%s%s%s%s}", text,
+             name ? ",\"response_format\":{\"name\":\"" : "", name ? name : "",
+             name ? "\",\"schema\":" : "", name ? schema : "", name ? "}" : "");
+    return s;
+}
+
+/* Run llm.chat with args on keel-worker's queue through hostile.Caller; its outcome. */
+static keel_workflow_outcome llm_once(keel_client *c, const char *queue, const char *llm_queue,
+                                      const char *args)
+{
+    char input[2048], id[128];
+    snprintf(input, sizeof input, "{\"queue\":\"%s\",\"activity\":\"llm.chat\",\"args\":%s}",
+             llm_queue, args);
+    keel_test_start_run(c, caller_type.name, queue, "keel-hostile-llm", input, id, sizeof id, NULL);
+    keel_workflow_outcome out;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_result(c, id, NULL, 60000, &out, &err) == KEEL_OK, "%s",
+                  err.message);
+    return out;
+}
+
+START_TEST(keel_worker_refuses_hostile_schemas_and_answers_and_serves_on)
+{
+    char base[256], queue[96], llm_queue[128], log[] = "/tmp/keel-hostile-llm-log-XXXXXX";
+    close(mkstemp(log));
+    snprintf(base, sizeof base, "%s/v1", keel_test_model_server());
+    setenv("OPENAI_BASE_URL", base, 1);
+    setenv("OPENAI_API_KEY", "sk-keel-test-0123456789abcdef", 1);
+    setenv("KEEL_MODEL", "keel-scripted-small", 1);
+    keel_test_unique(queue, sizeof queue, "keel-hostile-llm");
+    snprintf(llm_queue, sizeof llm_queue, "%s-act", queue);
+    pid_t pid = keel_test_spawn_worker(llm_queue, NULL, log);
+    keel_client *c = connect_client();
+    const keel_workflow_type *types[] = {&caller_type};
+    keel_worker *w = keel_test_start_worker(c, queue, types, 1, NULL, 0);
+
+    /* Schemas a workflow may hand llm.chat: each refused when compiled, in well under a second
+     * (on 01cbd3e: 11 s and 3 GB, or 2^32 steps), naming what is wrong. */
+    static const struct {
+        const char *schema, *says;
+    } bad[] = {
+        {"{\"type\":\"string\",\"pattern\":\"a++++++++++++++++++++++++\"}", "cannot be used"},
+        {"{\"type\":\"string\",\"pattern\":\"((a{0,100}){0,100}){0,100}\"}", "cannot be used"},
+        {"{\"anyOf\":[{\"$ref\":\"#\"},{\"$ref\":\"#\"}]}", "never moving into the instance"},
+        {"{\"$ref\":\"https://elsewhere.example/s.json\"}", "https://elsewhere.example/s.json"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *args = chat_args("Extract it.", "keel_bad_schema", bad[i].schema);
+        keel_workflow_outcome out = llm_once(c, queue, llm_queue, args);
+        ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_FAILED);
+        ck_assert_str_eq(out.failure_type, "LlmBadInput");
+        ck_assert_msg(strstr(out.failure_message, bad[i].says), "%s", out.failure_message);
+        keel_workflow_outcome_dispose(&out);
+        free(args);
+    }
+
+    /* Answers that must come back as output errors, not as cut strings or a hung search. */
+    static const struct {
+        const char *name, *schema, *error, *says;
+    } answers[] = {
+        {"keel_nul", "{\"type\":\"object\"}", "output_not_json", "\\u0000 inside a string"},
+        {"keel_redos",
+         "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"string\",\"pattern\":"
+         "\"^(a+)+$\"}}}",
+         "output_not_checked", "match limit"},
+    };
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+        char *args = chat_args("Answer.", answers[i].name, answers[i].schema);
+        keel_workflow_outcome out = llm_once(c, queue, llm_queue, args);
+        ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s",
+                      out.failure_message ? out.failure_message : "");
+        cJSON *r = keel_json_from(out.result_json);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "output_error");
+        ck_assert_msg(e != NULL, "no output_error: %s", out.result_json);
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "error")),
+                         answers[i].error);
+        ck_assert_msg(strstr(out.result_json, answers[i].says), "%s", out.result_json);
+        ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(r, "parsed"));
+        cJSON_Delete(r);
+        keel_workflow_outcome_dispose(&out);
+        free(args);
+    }
+
+    /* The same process answers an ordinary request. */
+    char *args = chat_args("Reply with the single word pong.", NULL, NULL);
+    keel_workflow_outcome out = llm_once(c, queue, llm_queue, args);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_msg(strstr(out.result_json, "\"content\":\"pong\""), "%s", out.result_json);
+    keel_workflow_outcome_dispose(&out);
+    free(args);
+    ck_assert_int_eq(kill(pid, 0), 0);
+
+    keel_worker_free(w);
+    keel_client_free(c);
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    ck_assert_int_eq(keel_test_wait_exit(pid, 15), 0);
+    unlink(log);
+}
+END_TEST
+
 Suite *hostile_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -473,6 +592,7 @@ Suite *hostile_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, keel_worker_fails_a_task_too_deep_and_serves_on);
     tcase_add_test(tc, a_cached_run_gets_a_failure_too_deep_and_the_worker_serves_on);
+    tcase_add_test(tc, keel_worker_refuses_hostile_schemas_and_answers_and_serves_on);
     suite_add_tcase(s, tc);
     return s;
 }
