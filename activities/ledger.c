@@ -1246,14 +1246,15 @@ int keel_ledger_effect_list(keel_ledger *ledger, const char *which, const char *
              " 'owner', owner, 'attempt', attempt, 'claimed_at', claimed_at,"
              " 'lease_ends_at', " LEASE_END ", 'takeovers', takeovers, 'reason', reason,"
              " 'payload', payload::json, 'result', result::json, 'done_at', done_at,"
-             " 'released_at', released_at, 'abandoned_at', abandoned_at) ORDER BY claimed_at),"
+             " 'released_at', released_at, 'abandoned_at', abandoned_at)"
+             " ORDER BY claimed_at DESC),"
              " '[]') FROM (SELECT * FROM keel_effects"
              " WHERE ($2::text IS NULL OR kind = $2) AND CASE $1"
              "  WHEN 'all' THEN true"
              "  WHEN 'unsent' THEN state IN ('released', 'abandoned')"
              "   OR (state = 'claimed' AND " LEASE_END " <= clock_timestamp())"
              "  ELSE state = $1 END"
-             " ORDER BY claimed_at LIMIT $3::integer) e",
+             " ORDER BY claimed_at DESC LIMIT $3::integer) e",
              which, kind, n);
     if (rc != KEEL_OK)
         return session_close(&s, rc);

@@ -181,7 +181,7 @@ int keel_ledger_effect_sweep(keel_ledger *ledger, int *abandoned, keel_error *er
 int keel_ledger_effect_sweeper_start(keel_ledger *ledger, int64_t interval_ms, keel_error *err);
 
 /*
- * The effects in `which` state as a new JSON array (caller frees), oldest claim first, at most
+ * The effects in `which` state as a new JSON array (caller frees), newest claim first, at most
  * limit (<= 0: 100) of them, of one kind (NULL: every kind). which: "unsent" (NULL too: released,
  * abandoned, or claimed with the lease run out: what may not have happened), "claimed", "done",
  * "released", "abandoned" or "all". Each: {"key", "kind", "state", "lease_expired", "owner",

@@ -659,7 +659,7 @@ START_TEST(a_released_claim_can_be_claimed_again_but_not_a_taken_over_one)
     ck_assert_int_gt(strlen(first.token), 0);
     sleep_ms(200);
     /* The lease ran out: another attempt takes over, and the first one's release is refused. */
-    ck_assert_int_eq(claim_as(key, 100, "second", 2, NULL, &second), KEEL_EFFECT_CLAIMED);
+    ck_assert_int_eq(claim_as(key, 60000, "second", 2, NULL, &second), KEEL_EFFECT_CLAIMED);
     ck_assert(second.taken_over);
     ck_assert_str_ne(first.token, second.token);
     ck_assert_int_eq(keel_ledger_effect_release(ledger, key, first.token, "late", &err), KEEL_OK);
@@ -756,15 +756,17 @@ START_TEST(a_stale_claim_is_taken_over_after_its_lease)
     /* The holder's own lease counts, not the caller's. */
     ck_assert_int_eq(claim_as(key, 1, "worker-b:2", 2, NULL, &b), KEEL_EFFECT_BUSY);
     sleep_ms(400);
-    ck_assert_int_eq(claim_as(key, 300, "worker-b:2", 3, NULL, &c), KEEL_EFFECT_CLAIMED);
+    ck_assert_int_eq(claim_as(key, 60000, "worker-b:2", 3, NULL, &c), KEEL_EFFECT_CLAIMED);
     ck_assert(c.taken_over);
     ck_assert_str_eq(c.holder, "worker-a:1 (attempt 1)");
     expect_column(key, "owner", "worker-b:2");
     expect_column(key, "attempt", "3");
     expect_column(key, "takeovers", "1");
     expect_column(key, "payload", "{\"text\":\"hi\"}"); /* kept from the first claim */
-    expect_column_has(key, "reason", "taken over from worker-a:1 (attempt 1), whose lease");
-    /* The takeover starts a new lease. */
+    /* (or "taken over after it was abandoned: worker-a:1 ...", if a worker's sweep came first) */
+    expect_column_has(key, "reason", "worker-a:1 (attempt 1)");
+    /* The takeover starts a new lease, the taker's. */
+    expect_column(key, "lease_ms", "60000");
     ck_assert_int_eq(claim(key, 300, NULL), KEEL_EFFECT_BUSY);
 }
 END_TEST
@@ -776,19 +778,19 @@ START_TEST(the_sweep_marks_a_claim_past_its_lease_abandoned_and_a_retry_still_de
     keel_error err;
     unique(key, sizeof key, "sweep");
     unique(other, sizeof other, "sweep");
-    ck_assert_int_eq(claim_as(key, 200, "worker-a:7", 1, "{\"text\":\"approval needed\"}", &c),
+    ck_assert_int_eq(claim_as(key, 1500, "worker-a:7", 1, "{\"text\":\"approval needed\"}", &c),
                      KEEL_EFFECT_CLAIMED);
     ck_assert_int_eq(claim(other, 60000, NULL), KEEL_EFFECT_CLAIMED);
     sweep();
     expect_column(key, "state", "claimed"); /* its lease runs */
     ck_assert(!listed("unsent", key));
-    sleep_ms(300);
+    sleep_ms(1600);
     ck_assert(listed("unsent", key)); /* past its lease, before any sweep */
-    ck_assert_int_ge(sweep(), 1);
+    sweep();                          /* (keel-workers on the same database may sweep it first) */
     expect_column(key, "state", "abandoned");
     expect_column(other, "state", "claimed");
     expect_column_has(key, "reason", "worker-a:7 (attempt 1) claimed it at");
-    expect_column_has(key, "reason", "did not finish within its lease of 200 ms");
+    expect_column_has(key, "reason", "did not finish within its lease of 1500 ms");
     ck_assert(listed("abandoned", key));
     ck_assert(listed("unsent", key));
     /* What the operator reads: the message that may not have been sent. */
@@ -819,7 +821,7 @@ START_TEST(a_late_holder_records_an_abandoned_effect_as_done)
     unique(key, sizeof key, "late");
     ck_assert_int_eq(claim_as(key, 100, "slow", 1, NULL, &c), KEEL_EFFECT_CLAIMED);
     sleep_ms(200);
-    ck_assert_int_ge(sweep(), 1);
+    sweep(); /* (keel-workers on the same database may sweep it first) */
     expect_column(key, "state", "abandoned");
     ck_assert_int_eq(keel_ledger_effect_done(ledger, key, "{\"status\":200}", &err), KEEL_OK);
     expect_column(key, "state", "done");
@@ -843,7 +845,7 @@ START_TEST(a_claim_stuck_from_before_the_leases_is_abandoned)
                     key));
     PQfinish(conn);
     expect_column(key, "lease_ms", "30000");
-    ck_assert_int_ge(sweep(), 1);
+    sweep(); /* (keel-workers on the same database may sweep it first) */
     expect_column(key, "state", "abandoned");
     expect_column_has(key, "reason", "an attempt that did not say who it was claimed it");
     ck_assert_int_eq(claim(key, 1000, NULL), KEEL_EFFECT_CLAIMED);
