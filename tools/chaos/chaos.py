@@ -81,8 +81,14 @@ LOG_LOCK = threading.Lock()
 EVENTS_FILE = None
 
 
+def wall_clock():
+    """UTC time of day with milliseconds, as PostgreSQL and keel's logs print it."""
+    t = time.time()
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + ".%03d" % (int(t * 1000) % 1000)
+
+
 def say(msg):
-    line = "chaos [%7.1fs] %s" % (time.monotonic() - T0, msg)
+    line = "chaos %s [%6.1fs] %s" % (wall_clock(), time.monotonic() - T0, msg)
     with LOG_LOCK:
         print(line, flush=True)
         if EVENTS_FILE:
@@ -151,8 +157,8 @@ class Config:
             except ValueError:
                 raise HarnessError("CHAOS_SEED=%r is not a whole number" % seed)
         self.workers = env_int("CHAOS_WORKERS", 2, 1, 16)
-        self.kill_every = env_range("CHAOS_KILL_EVERY", (4.0, 15.0), 1, 3600)
-        self.failpoint_rate = env_float("CHAOS_FAILPOINT_RATE", 0.5, 0, 1)
+        self.kill_every = env_range("CHAOS_KILL_EVERY", (3.0, 12.0), 1, 3600)
+        self.failpoint_rate = env_float("CHAOS_FAILPOINT_RATE", 0.6, 0, 1)
         self.model_kill_every = env_range("CHAOS_MODEL_KILL_EVERY", (20.0, 45.0), 1, 3600)
         self.model_down = env_range("CHAOS_MODEL_DOWN", (1.0, 4.0), 0, 600)
         self.think = env_range("CHAOS_THINK", (1.0, 10.0), 0, 3600)
@@ -395,6 +401,7 @@ class Workers:
         self.armed = {}
         self.start_failures = 0
         self.unexpected = []  # exits nobody asked for
+        self.deaths = []  # (epoch seconds, slot, pid, why): every worker that died
         self.calm = False
 
     def start(self, i, failpoint=None):
@@ -435,6 +442,7 @@ class Workers:
             s["proc"].send_signal(signal.SIGKILL)
             s["proc"].wait(timeout=30)
             self.kills += 1
+            self.deaths.append((time.time(), i, s["proc"].pid, "SIGKILL"))
             self.restart_at[i] = time.monotonic() + self.rng.uniform(0.5, 3.0)
             say("worker %d: SIGKILL pid %d (kill #%d)" % (i, s["proc"].pid, self.kills))
             return i
@@ -467,6 +475,8 @@ class Workers:
         if rc == 137 and m:
             name = m.group(1)
             self.failpoint_hits[name] = self.failpoint_hits.get(name, 0) + 1
+            # noticed within the supervision period (0.2 s) of the exit
+            self.deaths.append((time.time(), i, pid, "failpoint " + name))
             say("worker %d: pid %d hit failpoint %s (exit 137)" % (i, pid, name))
             self.restart_at[i] = time.monotonic() + self.rng.uniform(0.5, 2.0)
             return
@@ -514,6 +524,7 @@ class Workers:
                     s["proc"].send_signal(signal.SIGKILL)
                     s["proc"].wait(timeout=30)
                     self.kills += 1
+                    self.deaths.append((time.time(), i, s["proc"].pid, "SIGKILL (calm phase)"))
                     self.restart_at[i] = time.monotonic()
                     say("worker %d: calm phase: replacing armed pid %d" % (i, s["proc"].pid))
 
@@ -877,10 +888,11 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
         post_count[t] = post_count.get(t, 0) + 1
     like = "CC-X%s-%%" % inv.upper()
     po = {}
-    for cc, n, total in psql(cfg, "SELECT cost_center, count(*), coalesce(sum(total_usd), 0) "
-                                  "FROM purchase_orders WHERE cost_center LIKE %s "
-                                  "GROUP BY cost_center" % sql_text(like)):
-        po[cc] = (int(n), float(total))
+    for cc, n, total, numbers in psql(
+            cfg, "SELECT cost_center, count(*), coalesce(sum(total_usd), 0), "
+                 "string_agg(po_number, ' ' ORDER BY po_number) FROM purchase_orders "
+                 "WHERE cost_center LIKE %s GROUP BY cost_center" % sql_text(like)):
+        po[cc] = (int(n), float(total), numbers.split())
     committed = {cc: float(v) for cc, v in psql(
         cfg, "SELECT cost_center, sum(committed_usd) FROM budgets WHERE cost_center LIKE %s "
              "GROUP BY cost_center" % sql_text(like))}
@@ -889,11 +901,25 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
                                      "cost_center LIKE %s" % sql_text(like)):
         reqs.setdefault(cc, []).append((rid, status))
     claims = {}
-    for key, kind, at in psql(cfg, "SELECT key, kind, claimed_at FROM keel_effects WHERE "
-                                   "state = 'claimed' AND key LIKE %s" %
-                                   sql_text("%s/chaos-%s-%%" % (NAMESPACE, inv))):
+    for key, kind, at, epoch in psql(
+            cfg, "SELECT key, kind, claimed_at, extract(epoch FROM claimed_at) FROM keel_effects "
+                 "WHERE state = 'claimed' AND key LIKE %s" %
+                 sql_text("%s/chaos-%s-%%" % (NAMESPACE, inv))):
         wf = key.split("/")[1] if key.count("/") >= 3 else key
-        claims.setdefault(wf, []).append(dict(key=key, kind=kind, claimed_at=at))
+        # the worker deaths in the 20 s after the claim (tool.notify's start-to-close timeout)
+        near = ["%s worker %d pid %d %+.3fs after the claim" % (why, slot, pid, t - float(epoch))
+                for t, slot, pid, why in workers.deaths if 0 <= t - float(epoch) <= 20.5]
+        claims.setdefault(wf, []).append(dict(key=key, kind=kind, claimed_at=at,
+                                              deaths_after=near))
+    # With leases (branch `claims`, migration 004) a claim whose holder died is swept to
+    # 'abandoned' (or given back, 'released'): the message may never have gone out. The
+    # notification check against the webhook's posts says whether it did; these are counted too.
+    ended = {}
+    for key, state in psql(cfg, "SELECT key, state FROM keel_effects WHERE state IN "
+                                "('abandoned', 'released') AND key LIKE %s" %
+                                sql_text("%s/chaos-%s-%%" % (NAMESPACE, inv))):
+        wf = key.split("/")[1] if key.count("/") >= 3 else key
+        ended.setdefault(wf, []).append(dict(key=key, state=state))
     log_fail = worker_log_failures(workers.logs)
 
     def one(r):
@@ -947,10 +973,11 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
         for aid, n in sorted(notes.items(), key=lambda kv: int(kv[0] or 0)):
             f["notifications"].append(dict(activity_id=aid, text=n["text"], state=n["state"],
                                            posts=post_count.get(n["text"], 0)))
-        f["purchase_orders"], f["po_total"] = po.get(r.cc, (0, 0.0))
+        f["purchase_orders"], f["po_total"], f["po_numbers"] = po.get(r.cc, (0, 0.0, []))
         f["committed_usd"] = committed.get(r.cc, 0.0)
         f["requisitions"] = reqs.get(r.cc, [])
         f["stuck_claims"] = claims.get(r.id, [])
+        f["abandoned_claims"] = ended.get(r.id, [])
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(one, runs))
@@ -960,9 +987,10 @@ def judge(runs):
     """Per run: what is wrong with it (its `problems`) and its counters."""
     for r in runs:
         f = r.final
-        c = dict(runs=1, completed=0, lost=0, wrong_outcome=0, duplicate_pos=0, missing_pos=0,
+        c = dict(runs=1, completed=0, lost=0, wrong_outcome=0, requisition_wrong=0,
+                 duplicate_pos=0, missing_pos=0,
                  double_commits=0, missing_commits=0, notifications=0, notif_missing=0,
-                 notif_duplicated=0, stuck_claims=0, wft_failures=0, wft_timeouts=0, nde=0,
+                 notif_duplicated=0, stuck_claims=0, claims_abandoned=0, wft_failures=0, wft_timeouts=0, nde=0,
                  replay_failures=0)
         problems = f.setdefault("problems", [])
         f["counts"] = c
@@ -990,8 +1018,17 @@ def judge(runs):
         elif n < want:
             c["missing_pos"] = want - n
             problems.append("no purchase order for an ordered run")
-        if ordered and (f.get("result") or {}).get("po_number") is None:
-            problems.append("ordered without a po_number in the result")
+        result = f.get("result") or {}
+        if ordered and n == 1 and result.get("po_number") not in f.get("po_numbers", []):
+            c["wrong_outcome"] = 1
+            problems.append("the result says %s, the database has %s" %
+                            (result.get("po_number"), f.get("po_numbers")))
+        want_req = spec["outcome"] if f.get("status") == "Completed" else None
+        req_states = [st for _, st in f.get("requisitions", [])]
+        if want_req and req_states != [want_req]:
+            c["requisition_wrong"] = 1
+            problems.append("requisitions %s, expected one %s" % (f.get("requisitions"),
+                                                                   want_req))
         committed, total = f.get("committed_usd", 0.0), f.get("po_total", 0.0)
         if committed > total + 0.005:
             c["double_commits"] = 1
@@ -1003,6 +1040,11 @@ def judge(runs):
                             (committed, total))
         if ordered and abs(total - spec["amount"]) > 0.005 and n == 1:
             problems.append("purchase order of USD %.2f, expected %.2f" % (total, spec["amount"]))
+        due = 1 + len(spec["decisions"])  # each approver asked, and the requester told
+        if f.get("status") == "Completed" and len(f.get("notifications", [])) < due:
+            c["notif_missing"] += due - len(f.get("notifications", []))
+            problems.append("%d notifications scheduled, %d due for %s" %
+                            (len(f.get("notifications", [])), due, r.cls))
         for nt in f.get("notifications", []):
             c["notifications"] += 1
             if nt["posts"] == 0:
@@ -1020,8 +1062,10 @@ def judge(runs):
             known = (" (defect 10: the run closed while its notification was in flight, "
                      "activity %s)" % nt["state"]) if cl["kind"] == "notify" and nt and \
                 nt["state"] != "completed" else ""
-            problems.append("claim %s (%s) still claimed since %s%s" %
-                            (cl["key"], cl["kind"], cl["claimed_at"], known))
+            problems.append("claim %s (%s) still claimed since %s%s; worker deaths after it: %s" %
+                            (cl["key"], cl["kind"], cl["claimed_at"], known,
+                             "; ".join(cl.get("deaths_after") or []) or "none"))
+        c["claims_abandoned"] = len(f.get("abandoned_claims", []))
         c["wft_failures"] = max(len(f.get("wft_failed", [])),
                                 len(f.get("worker_log_wft_failures", [])))
         c["wft_timeouts"] = f.get("wft_timeouts", 0)
@@ -1035,15 +1079,17 @@ def judge(runs):
             problems.append("replay: %s" % f.get("replay"))
 
 
-FATAL = ["lost", "wrong_outcome", "duplicate_pos", "missing_pos", "double_commits",
+FATAL = ["lost", "wrong_outcome", "requisition_wrong", "duplicate_pos", "missing_pos", "double_commits",
          "missing_commits", "notif_missing", "notif_duplicated", "stuck_claims", "nde",
          "replay_failures"]
 ROWS = [("runs", "runs"), ("completed", "completed"), ("lost", "lost (not completed)"),
-        ("wrong_outcome", "wrong outcome"), ("duplicate_pos", "duplicate POs"),
+        ("wrong_outcome", "wrong outcome"), ("requisition_wrong", "requisition status wrong"),
+        ("duplicate_pos", "duplicate POs"),
         ("missing_pos", "missing POs"), ("double_commits", "double budget commits"),
         ("missing_commits", "missing budget commits"), ("notifications", "notifications due"),
         ("notif_missing", "notifications missing"),
         ("notif_duplicated", "notifications duplicated"), ("stuck_claims", "stuck claims"),
+        ("claims_abandoned", "claims abandoned (info)"),
         ("wft_failures", "WFT failures"), ("wft_timeouts", "WFT timeouts (info)"),
         ("nde", "non-determinism"), ("replay_failures", "replay failures")]
 
