@@ -740,6 +740,8 @@ class Chaos(threading.Thread):
         self.next_kill = start_time + rng.uniform(*cfg.kill_every)
         self.next_model_kill = start_time + rng.uniform(*cfg.model_kill_every)
         self.model_restart_at = None
+        self.infra = None
+        self.pg_started = self.temporal_started = False
         self.pg_restarts = 0
         self.temporal_restarts = 0
         self.model_kills = 0
@@ -771,28 +773,18 @@ class Chaos(threading.Thread):
                 self.model_restart_at = now + 2.0
         if not self.chaos_on:
             return
-        if self.pg_restarts == 0 and now >= self.pg_at:
-            self.in_flight_at["postgres"] = self.open_runs()
-            down = self.rng.uniform(1.0, 4.0)
-            say("postgres: clean restart (%.1fs down, %d runs in flight)" %
-                (down, self.in_flight_at["postgres"]))
-            ok = self.stack.restart("postgres", down)
-            self.pg_restarts += 1
-            if not ok:
-                self.restart_failures.append("postgres")
-            say("postgres: back" if ok else "postgres: DID NOT COME BACK")
-            return
-        if self.temporal_restarts == 0 and now >= self.temporal_at:
-            self.in_flight_at["temporal"] = self.open_runs()
-            down = self.rng.uniform(1.0, 5.0)
-            say("temporal: clean restart (%.1fs down, %d runs in flight)" %
-                (down, self.in_flight_at["temporal"]))
-            ok = self.stack.restart("temporal", down)
-            self.temporal_restarts += 1
-            if not ok:
-                self.restart_failures.append("temporal")
-            say("temporal: back" if ok else "temporal: DID NOT COME BACK")
-            return
+        # The two restarts run beside the worker and model server chaos, one after the other.
+        infra_idle = self.infra is None or not self.infra.is_alive()
+        if infra_idle and not self.pg_started and now >= self.pg_at:
+            self.pg_started = True
+            self.infra = threading.Thread(target=self.restart, daemon=True,
+                                          args=("postgres", self.rng.uniform(1.0, 4.0)))
+            self.infra.start()
+        elif infra_idle and not self.temporal_started and now >= self.temporal_at:
+            self.temporal_started = True
+            self.infra = threading.Thread(target=self.restart, daemon=True,
+                                          args=("temporal", self.rng.uniform(1.0, 5.0)))
+            self.infra.start()
         if now >= self.next_kill:
             self.next_kill = now + self.rng.uniform(*self.cfg.kill_every)
             self.workers.kill_one()
@@ -803,6 +795,19 @@ class Chaos(threading.Thread):
             self.model_restart_at = now + self.rng.uniform(*self.cfg.model_down)
             say("model server: SIGKILL pid %s (kill #%d), back in %.1fs" %
                 (pid, self.model_kills, self.model_restart_at - now))
+
+    def restart(self, component, down):
+        self.in_flight_at[component] = self.open_runs()
+        say("%s: clean restart (%.1fs down, %d runs in flight)" %
+            (component, down, self.in_flight_at[component]))
+        ok = self.stack.restart(component, down)
+        if not ok:
+            self.restart_failures.append(component)
+        say("%s: back" % component if ok else "%s: DID NOT COME BACK" % component)
+        if component == "postgres":
+            self.pg_restarts += 1
+        else:
+            self.temporal_restarts += 1
 
     def calm(self):
         """Stop the chaos (not the supervision): the remaining runs get to finish."""
@@ -1271,6 +1276,8 @@ def main():
         chaos.chaos_on = False
         chaos.stop_event.set()
         chaos.join(timeout=600)
+        if chaos.infra is not None:
+            chaos.infra.join(timeout=600)
         business.pool.shutdown(wait=True)
         wall = time.monotonic() - T0
         time.sleep(3)  # activities of closed runs still finishing on a worker
@@ -1339,6 +1346,8 @@ def main():
             chaos.chaos_on = False
             chaos.stop_event.set()
             chaos.join(timeout=120)
+            if chaos.infra is not None:
+                chaos.infra.join(timeout=300)
         if business:
             business.pool.shutdown(wait=False, cancel_futures=True)
         if workers:
