@@ -28,6 +28,7 @@ See docs/operations.md, "Chaos".
 """
 
 import base64
+import calendar
 import json
 import os
 import random
@@ -653,8 +654,20 @@ class Business:
         finally:
             r.busy = False
 
+    def interval(self):
+        """How long to wait before asking a run again: 2 s, longer when many runs wait, so that
+        the business system's queries stay around 10 a second."""
+        waiting = sum(1 for r in self.runs if r.stage == "approval" and not r.closed)
+        return max(2.0, 0.1 * waiting)
+
     def act(self, r):
         now = time.monotonic()
+        # An approver who has seen the request decides after the think time; nothing but this
+        # business system decides, so the run still waits for them.
+        due = [i for i, t in r.ready_at.items() if now >= t and not r.sent.get(i)]
+        if due:
+            self.send(r, due[0])
+            return
         rc, out, err = self.kc(["workflow", "query", "--id", r.id, "--name", "status"],
                                timeout=5)
         if rc != 0:
@@ -666,29 +679,31 @@ class Business:
             r.next_check = now + 2.0
             return
         if st.get("stage") != "approval":
-            r.next_check = now + 2.0
+            r.next_check = now + self.interval()
             return
         ap = st.get("approval") or {}
         done = len(ap.get("approvals") or [])
         decisions = r.spec["decisions"]
-        if done >= len(decisions):
-            r.next_check = now + 3.0
-            return
-        level, verdict = decisions[done]
-        who = r.approver(level)
-        if ap.get("pending") != who:
-            r.next_check = now + 2.0
+        if done >= len(decisions) or ap.get("pending") != r.approver(decisions[done][0]):
+            r.next_check = now + self.interval()
             return
         if done not in r.ready_at:
             lo, hi = self.cfg.think
             r.ready_at[done] = now + lo + (hi - lo) * r.thinks[done]
-        if now < r.ready_at[done]:
             r.next_check = r.ready_at[done]
             return
-        sent = r.sent.setdefault(done, [])
+        sent = r.sent.get(done) or []
         if sent and now - sent[-1] < 20.0:
-            r.next_check = now + 3.0  # sent; wait for the run to take it
+            r.next_check = now + self.interval()  # sent; wait for the run to take it
             return
+        self.send(r, done)  # not taken 20 s after it was sent: send it again
+
+    def send(self, r, done):
+        """Send decision `done` by its channel; on failure it is sent again soon."""
+        now = time.monotonic()
+        level, verdict = r.spec["decisions"][done]
+        who = r.approver(level)
+        sent = r.sent.setdefault(done, [])
         channel = r.channels[done]
         comment = "chaos %s by %s" % (verdict, level)
         sent.append(now)
@@ -697,6 +712,7 @@ class Business:
                                     "--input", json.dumps({"approver": who,
                                                            "comment": comment})], timeout=10)
             ok = rc == 0
+            refused = False
             note = "" if ok else err.strip()[:200]
         else:
             rc, out, err = self.kc(["workflow", "update", "--id", r.id, "--name", "decide",
@@ -704,22 +720,25 @@ class Business:
                                     json.dumps({"approver": who, "decision": verdict,
                                                 "comment": comment})], timeout=20,
                                    json_out=True)
-            ok = False
+            ok = refused = False
             note = err.strip()[:200]
             if rc is not None and out.strip():
                 try:
                     u = json.loads(out)
                     ok = not u.get("failed")
+                    refused = not ok
                     note = "" if ok else "refused: %s" % u.get("failure")
                 except ValueError:
                     pass
         r.decision_log.append(dict(t=round(time.monotonic() - T0, 1), level=level,
                                    verdict=verdict, channel=channel, ok=ok, note=note))
-        say("run %s: %s %s by %s (%s)%s" % (r.id, level, verdict, channel,
-                                            "sent" if ok else "FAILED, will retry",
-                                            "" if ok else ": " + note))
-        if not ok:
-            sent.pop()  # not delivered: try again soon
+        say("run %s: %s %s by %s (%s)%s" % (
+            r.id, level, verdict, channel,
+            "sent" if ok else "refused, will ask the run" if refused else "FAILED, will retry",
+            "" if ok else ": " + note))
+        if not ok and not refused:
+            sent.pop()  # not delivered: send it again soon
+        # refused by the validator: the status query says what the run waits for now
         r.next_check = time.monotonic() + (3.0 if ok else 2.0)
 
 
@@ -845,7 +864,8 @@ def analyse_history(events):
                     text = json.loads(decode_payload(pl[0])).get("text")
                 except ValueError:
                     text = None
-                notes[a.get("activityId")] = dict(text=text, state="scheduled")
+                notes[a.get("activityId")] = dict(text=text, state="scheduled",
+                                                  scheduled=e.get("eventTime"))
                 by_sched[e.get("eventId")] = a.get("activityId")
         elif t in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_ACTIVITY_TASK_FAILED",
                    "EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT", "EVENT_TYPE_ACTIVITY_TASK_CANCELED"):
@@ -883,6 +903,22 @@ def worker_log_failures(logs):
     return out
 
 
+def deaths_after(workers, epoch, what, window=20.5):
+    """The first two worker deaths in the `window` seconds after `epoch` (tool.notify's
+    start-to-close timeout is 20 s): the likely holder of what was in flight then."""
+    return ["%s of worker %d pid %d %.3fs after %s" % (why, slot, pid, t - epoch, what)
+            for t, slot, pid, why in workers.deaths if 0 <= t - epoch <= window][:2]
+
+
+def event_epoch(text):
+    """'2026-12-03T15:38:38.787123456Z' -> seconds since the epoch (None when unreadable)."""
+    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?Z$", text or "")
+    if not m:
+        return None
+    whole = calendar.timegm(tuple(int(g) for g in m.groups()[:6]) + (0, 0, 0))
+    return whole + float(m.group(7) or 0)
+
+
 def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
     say("counting: describe, history and replay of %d runs" % len(runs))
     hook_name = hook_url.rsplit("/", 1)[1]
@@ -911,11 +947,9 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
                  "WHERE state = 'claimed' AND key LIKE %s" %
                  sql_text("%s/chaos-%s-%%" % (NAMESPACE, inv))):
         wf = key.split("/")[1] if key.count("/") >= 3 else key
-        # the worker deaths in the 20 s after the claim (tool.notify's start-to-close timeout)
-        near = ["%s worker %d pid %d %+.3fs after the claim" % (why, slot, pid, t - float(epoch))
-                for t, slot, pid, why in workers.deaths if 0 <= t - float(epoch) <= 20.5]
         claims.setdefault(wf, []).append(dict(key=key, kind=kind, claimed_at=at,
-                                              deaths_after=near))
+                                              deaths_after=deaths_after(workers, float(epoch),
+                                                                        "the claim")))
     # With leases (branch `claims`, migration 004) a claim whose holder died is swept to
     # 'abandoned' (or given back, 'released'): the message may never have gone out. The
     # notification check against the webhook's posts says whether it did; these are counted too.
@@ -976,8 +1010,12 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
         f["nde"] = len(nde) + sum(1 for e in log_fail.get(r.id, []) if is_nde(e))
         f["notifications"] = []
         for aid, n in sorted(notes.items(), key=lambda kv: int(kv[0] or 0)):
-            f["notifications"].append(dict(activity_id=aid, text=n["text"], state=n["state"],
-                                           posts=post_count.get(n["text"], 0)))
+            nt = dict(activity_id=aid, text=n["text"], state=n["state"],
+                      scheduled=n["scheduled"], posts=post_count.get(n["text"], 0))
+            if nt["posts"] != 1 and event_epoch(n["scheduled"]) is not None:
+                nt["deaths_after"] = deaths_after(workers, event_epoch(n["scheduled"]),
+                                                  "it was scheduled")
+            f["notifications"].append(nt)
         f["purchase_orders"], f["po_total"], f["po_numbers"] = po.get(r.cc, (0, 0.0, []))
         f["committed_usd"] = committed.get(r.cc, 0.0)
         f["requisitions"] = reqs.get(r.cc, [])
@@ -993,10 +1031,9 @@ def judge(runs):
     for r in runs:
         f = r.final
         c = dict(runs=1, completed=0, lost=0, wrong_outcome=0, requisition_wrong=0,
-                 duplicate_pos=0, missing_pos=0,
-                 double_commits=0, missing_commits=0, notifications=0, notif_missing=0,
-                 notif_duplicated=0, stuck_claims=0, claims_abandoned=0, wft_failures=0, wft_timeouts=0, nde=0,
-                 replay_failures=0)
+                 duplicate_pos=0, missing_pos=0, double_commits=0, missing_commits=0,
+                 notifications=0, notif_missing=0, notif_duplicated=0, stuck_claims=0,
+                 claims_abandoned=0, wft_failures=0, wft_timeouts=0, nde=0, replay_failures=0)
         problems = f.setdefault("problems", [])
         f["counts"] = c
         if not r.started:
@@ -1052,14 +1089,17 @@ def judge(runs):
                             (len(f.get("notifications", [])), due, r.cls))
         for nt in f.get("notifications", []):
             c["notifications"] += 1
+            deaths = "; worker deaths after it was scheduled (%s): %s" % (
+                nt.get("scheduled"), "; ".join(nt.get("deaths_after") or []) or "none")
             if nt["posts"] == 0:
                 c["notif_missing"] += 1
-                problems.append("notification (activity %s, %s) never posted: %.90s" %
-                                (nt["activity_id"], nt["state"], nt["text"]))
+                problems.append("notification (activity %s, %s) never posted: %.90s%s" %
+                                (nt["activity_id"], nt["state"], nt["text"], deaths))
             elif nt["posts"] > 1:
                 c["notif_duplicated"] += nt["posts"] - 1
-                problems.append("notification (activity %s) posted %d times: %.90s" %
-                                (nt["activity_id"], nt["posts"], nt["text"]))
+                problems.append("notification (activity %s, %s) posted %d times: %.90s%s" %
+                                (nt["activity_id"], nt["state"], nt["posts"], nt["text"],
+                                 deaths))
         for cl in f.get("stuck_claims", []):
             c["stuck_claims"] += 1
             aid = cl["key"].rsplit("/", 1)[-1]
@@ -1084,9 +1124,9 @@ def judge(runs):
             problems.append("replay: %s" % f.get("replay"))
 
 
-FATAL = ["lost", "wrong_outcome", "requisition_wrong", "duplicate_pos", "missing_pos", "double_commits",
-         "missing_commits", "notif_missing", "notif_duplicated", "stuck_claims", "nde",
-         "replay_failures"]
+FATAL = ["lost", "wrong_outcome", "requisition_wrong", "duplicate_pos", "missing_pos",
+         "double_commits", "missing_commits", "notif_missing", "notif_duplicated",
+         "stuck_claims", "nde", "replay_failures"]
 ROWS = [("runs", "runs"), ("completed", "completed"), ("lost", "lost (not completed)"),
         ("wrong_outcome", "wrong outcome"), ("requisition_wrong", "requisition status wrong"),
         ("duplicate_pos", "duplicate POs"),
