@@ -344,7 +344,8 @@ class ModelServer:
         self.dir = os.path.join(self.base, "%s-%d" % (self.name, self.gen))
         rc, out, err = run([self.script, "up", self.dir], 60, env=self.env)
         if rc != 0:
-            raise HarnessError("%s: tools/model-server/run up on port %d failed: %s" %
+            raise HarnessError("%s: tools/model-server/run up on port %d failed (CHAOS_MODEL_PORT "
+                               "and CHAOS_HOOK_PORT choose the ports): %s" %
                                (self.name, self.port, (out + err).strip()[-1500:]))
 
     def pid(self):
@@ -494,10 +495,6 @@ class Workers:
                                     failpoint=s["failpoint"]))
         self.restart_at[i] = time.monotonic() + 1.0
         say("worker %d: pid %d EXITED UNEXPECTEDLY (status %s); log %s" % (i, pid, rc, s["log"]))
-
-    def any_live(self):
-        with self.lock:
-            return any(s and s["proc"].poll() is None for s in self.slots)
 
     def stop_all(self, sig=signal.SIGTERM, wait=15):
         with self.lock:
@@ -1375,6 +1372,12 @@ def main():
     except HarnessError as e:
         say("HARNESS ERROR: %s" % e)
         rc = 2
+        try:
+            with open(os.path.join(cfg.out_root, "report.json"), "w") as f:
+                json.dump(dict(invocation=inv, config=cfg.describe(), exit=2,
+                               harness_problems=[str(e)]), f, indent=2)
+        except OSError:
+            pass
     except KeyboardInterrupt:
         say("interrupted (%s): cleaning up" % (
             signal.Signals(stopping["signal"]).name if stopping["signal"] else "SIGINT"))
