@@ -234,6 +234,26 @@ BENCH_ARGS ?= --workflows 500 --concurrency 8
 bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on the dev stack
 	eval "$$($(DEVSTACK) env)" && $(BENCH) $(BENCH_ARGS)
 
+# ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----
+
+# Procurement runs while keel-worker is SIGKILLed, failpoints fire, the model server dies and
+# keel's PostgreSQL and the Temporal server restart, on a stack of its own (build/run-chaos,
+# ports moved by CHAOS_PORT_OFFSET) so that the dev stack's users are not disturbed. Knobs:
+# CHAOS_RUNS, CHAOS_SEED, CHAOS_WORKERS, CHAOS_KILL_EVERY, ... (docs/operations.md). The stack's
+# keelctl is the plain build's (like devstack-up); keel-worker and the replaying keelctl are
+# this build's (SAN=1: the sanitizer build).
+CHAOS_RUNS ?= 20
+CHAOS_ENV = KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL))
+
+.PHONY: chaos chaos-smoke
+chaos: all ## Chaos test: CHAOS_RUNS procurement runs (20) while workers, model, DB, Temporal die
+	@$(MAKE) --no-print-directory SAN=0 all
+	@$(CHAOS_ENV) CHAOS_RUNS=$(CHAOS_RUNS) tools/chaos/chaos.py
+
+chaos-smoke: all ## The short chaos run for make check: 20 runs, a few minutes
+	@$(MAKE) --no-print-directory SAN=0 all
+	@$(CHAOS_ENV) CHAOS_RUNS=20 tools/chaos/chaos.py
+
 # ---- running ----
 
 # The demo: the dev stack, keel-worker in the background (with the offline model server when
