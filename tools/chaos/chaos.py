@@ -920,9 +920,17 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
     say("counting: describe, history and replay of %d runs" % len(runs))
     hook_name = hook_url.rsplit("/", 1)[1]
     posts = http_get_json("http://%s:%d/_keel/hooks/%s" % (HOST, cfg.hook_port, hook_name))
-    post_count = {}
-    for p in posts.get("posts", []):
+    # A notification is delivered once per Idempotency-Key (keel sends the activity's key on
+    # every attempt, for receivers that honour it); a second post of the same key comes from a
+    # worker that died between its post and its record of it: counted apart, as a re-post.
+    post_count, repost_count, seen = {}, {}, set()
+    keys = posts.get("keys") or [None] * len(posts.get("posts", []))
+    for p, key in zip(posts.get("posts", []), keys):
         t = p.get("text")
+        if key is not None and (t, key) in seen:
+            repost_count[t] = repost_count.get(t, 0) + 1
+            continue
+        seen.add((t, key))
         post_count[t] = post_count.get(t, 0) + 1
     like = "CC-X%s-%%" % inv.upper()
     po = {}
@@ -1008,7 +1016,8 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
         f["notifications"] = []
         for aid, n in sorted(notes.items(), key=lambda kv: int(kv[0] or 0)):
             nt = dict(activity_id=aid, text=n["text"], state=n["state"],
-                      scheduled=n["scheduled"], posts=post_count.get(n["text"], 0))
+                      scheduled=n["scheduled"], posts=post_count.get(n["text"], 0),
+                      reposts=repost_count.get(n["text"], 0))
             if nt["posts"] != 1 and event_epoch(n["scheduled"]) is not None:
                 nt["deaths_after"] = deaths_after(workers, event_epoch(n["scheduled"]),
                                                   "it was scheduled")
@@ -1029,7 +1038,8 @@ def judge(runs):
         f = r.final
         c = dict(runs=1, completed=0, lost=0, wrong_outcome=0, requisition_wrong=0,
                  duplicate_pos=0, missing_pos=0, double_commits=0, missing_commits=0,
-                 notifications=0, notif_missing=0, notif_duplicated=0, stuck_claims=0,
+                 notifications=0, notif_missing=0, notif_duplicated=0, notif_reposted=0,
+                 stuck_claims=0,
                  claims_abandoned=0, wft_failures=0, wft_timeouts=0, nde=0, replay_failures=0)
         problems = f.setdefault("problems", [])
         f["counts"] = c
@@ -1086,6 +1096,7 @@ def judge(runs):
                             (len(f.get("notifications", [])), due, r.cls))
         for nt in f.get("notifications", []):
             c["notifications"] += 1
+            c["notif_reposted"] += nt.get("reposts", 0)
             deaths = "; worker deaths after it was scheduled (%s): %s" % (
                 nt.get("scheduled"), "; ".join(nt.get("deaths_after") or []) or "none")
             if nt["posts"] == 0:
@@ -1130,7 +1141,8 @@ ROWS = [("runs", "runs"), ("completed", "completed"), ("lost", "lost (not comple
         ("missing_pos", "missing POs"), ("double_commits", "double budget commits"),
         ("missing_commits", "missing budget commits"), ("notifications", "notifications due"),
         ("notif_missing", "notifications missing"),
-        ("notif_duplicated", "notifications duplicated"), ("stuck_claims", "stuck claims"),
+        ("notif_duplicated", "notifications duplicated"),
+        ("notif_reposted", "re-posted with the same key (info)"), ("stuck_claims", "stuck claims"),
         ("claims_abandoned", "claims abandoned (info)"),
         ("wft_failures", "WFT failures"), ("wft_timeouts", "WFT timeouts (info)"),
         ("nde", "non-determinism"), ("replay_failures", "replay failures")]
