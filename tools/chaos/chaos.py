@@ -1142,7 +1142,7 @@ ROWS = [("runs", "runs"), ("completed", "completed"), ("lost", "lost (not comple
         ("missing_commits", "missing budget commits"), ("notifications", "notifications due"),
         ("notif_missing", "notifications missing"),
         ("notif_duplicated", "notifications duplicated"),
-        ("notif_reposted", "re-posted with the same key (info)"), ("stuck_claims", "stuck claims"),
+        ("notif_reposted", "re-posted, same key (info)"), ("stuck_claims", "stuck claims"),
         ("claims_abandoned", "claims abandoned (info)"),
         ("wft_failures", "WFT failures"), ("wft_timeouts", "WFT timeouts (info)"),
         ("nde", "non-determinism"), ("replay_failures", "replay failures")]
