@@ -114,6 +114,8 @@ static int open_database(keel_agent *a, const keel_agent_options *opts, keel_err
     int rc = keel_ledger_open(&a->ledger, url, 0, err);
     if (rc == KEEL_OK && !(opts && opts->skip_migrations))
         rc = keel_ledger_migrate(a->ledger, NULL, err);
+    if (rc == KEEL_OK) /* no effect claim outlives its lease as 'claimed' (ledger.h) */
+        rc = keel_ledger_effect_sweeper_start(a->ledger, 0, err);
     return rc;
 }
 

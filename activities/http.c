@@ -153,6 +153,33 @@ static void describe_host(const char *url, char *out, size_t cap)
     curl_url_cleanup(u);
 }
 
+void keel_http_url_for_log(const char *url, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", "(unparsable URL)");
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
+    if (u && url && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        curl_url_get(u, CURLUPART_PATH, &path, 0);
+        curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        curl_url_get(u, CURLUPART_USER, &user, 0);
+        /* Userinfo and query strings carry credentials (user:pass@, ?api-key=): name that they
+         * were there, never what they said. */
+        snprintf(out, cap, "%s://%s%s%s%s%s%s", scheme, user ? "(credentials)@" : "", host,
+                 port ? ":" : "", port ? port : "", path && strcmp(path, "/") ? path : "",
+                 query ? "?(query redacted)" : "");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_url_cleanup(u);
+}
+
 static int transfer_error(CURLcode rc, const transfer *t, const char *where, keel_error *err)
 {
     int code;

@@ -18,6 +18,12 @@
 /* Call once before threads start (libcurl's global state). Safe to call more than once. */
 int keel_http_global_init(keel_error *err);
 
+/* url as it may be logged: scheme, host, port and path, with any userinfo shown as
+ * "(credentials)@" and any query as "?(query redacted)", since both carry secrets
+ * (user:pass@host, ?api-key=...). Into out[cap]; "(unparsable URL)" when libcurl cannot parse
+ * it. */
+void keel_http_url_for_log(const char *url, char *out, size_t cap);
+
 typedef struct keel_http_request {
     const char *url;             /* required */
     const char *body;            /* JSON text, required */

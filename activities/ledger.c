@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <openssl/evp.h>
@@ -20,8 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "activities/embedded.h"
+#include "keel/duration.h"
 #include "keel/json.h"
 
 #define DEFAULT_MAX_CONNECTIONS 8
@@ -34,6 +37,8 @@
 #define MAX_LEASE_MS INT64_C(315360000000)
 /* How often effect_claim re-reads a row whose takeover lost a race before answering BUSY. */
 #define CLAIM_ROUNDS 4
+/* How often keel-worker sweeps effects whose claims outlived their lease, by default. */
+#define DEFAULT_SWEEP_MS INT64_C(30000)
 /* Room for one line of libpq's or PostgreSQL's text inside a keel_error message. */
 #define PQ_TEXT_MAX 640
 
@@ -45,6 +50,11 @@ struct keel_ledger {
     int n_idle;
     int n_open; /* idle + in use + being dialled */
     int max;
+    /* The effect sweeper (keel_ledger_effect_sweeper_start), under mu. */
+    pthread_t sweeper;
+    pthread_cond_t sweeper_wake; /* on CLOCK_MONOTONIC: keel_ledger_close() wakes it */
+    int64_t sweep_ms;
+    bool sweeper_running, sweeper_stop;
 };
 
 /* ---- messages ---- */
@@ -284,6 +294,7 @@ static int check_conninfo(const char *conninfo, keel_error *err)
 
 static void pool_free(keel_ledger *l)
 {
+    pthread_cond_destroy(&l->sweeper_wake);
     pthread_cond_destroy(&l->freed);
     pthread_mutex_destroy(&l->mu);
     free(l->idle);
@@ -307,6 +318,11 @@ int keel_ledger_open(keel_ledger **out, const char *conninfo, int max_connection
     l->idle = calloc((size_t)l->max, sizeof *l->idle);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->freed, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->sweeper_wake, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     if (l->conninfo == NULL || l->idle == NULL) {
         pool_free(l);
         return keel_error_set(err, KEEL_ENOMEM, "out of memory opening the ledger");
@@ -323,10 +339,13 @@ int keel_ledger_open(keel_ledger **out, const char *conninfo, int max_connection
     return KEEL_OK;
 }
 
+static void sweeper_stop(keel_ledger *l);
+
 void keel_ledger_close(keel_ledger *ledger)
 {
     if (ledger == NULL)
         return;
+    sweeper_stop(ledger);
     for (int i = 0; i < ledger->n_idle; i++)
         PQfinish(ledger->idle[i]);
     pool_free(ledger);
@@ -922,24 +941,35 @@ int keel_ledger_conversation_load(keel_ledger *ledger, const char *conversation_
 
 /* ---- once-only effects ---- */
 
-/* What effect_claim found in the row. */
+/* claimed_at in microseconds: a claim's token, and the compare-and-swap value of a takeover. */
+#define CLAIMED_US "(extract(epoch FROM claimed_at) * 1000000)::bigint"
+/* When the claim's lease runs out. */
+#define LEASE_END "(claimed_at + lease_ms * interval '1 millisecond')"
+/* A time t as text for a reason: "2026-11-23 09:00:00.123 UTC". */
+#define UTC_TEXT(t) "to_char(" t " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS \"UTC\"')"
+
+/* What claim() found in the row. */
 typedef struct effect_row {
     bool found;
-    bool done;
-    bool expired; /* claimed, and the claim is older than the lease */
+    char state[16];
+    bool expired; /* claimed, and the holder's lease has run out */
+    int64_t left_ms;
     char claimed_us[32];
+    char holder[256];
     char *result; /* owned */
 } effect_row;
 
-static int read_effect(session *s, const char *key, const char *kind, const char *lease,
-                       effect_row *row)
+static int read_effect(session *s, const char *key, const char *kind, effect_row *row)
 {
     PGresult *res;
     int rc = RUN(s, &res, "read the effect",
-                 "SELECT kind, state, result, (extract(epoch FROM claimed_at) * 1000000)::bigint,"
-                 " claimed_at <= now() - $2::bigint * interval '1 millisecond'"
+                 "SELECT kind, state, result, " CLAIMED_US ", " LEASE_END " <= clock_timestamp(),"
+                 " greatest(0, ceil(extract(epoch FROM " LEASE_END " - clock_timestamp()) * 1000)"
+                 ")::bigint,"
+                 " coalesce(owner, 'an attempt that did not say who it was')"
+                 " || coalesce(' (attempt ' || attempt || ')', '')"
                  " FROM keel_effects WHERE key = $1",
-                 key, lease);
+                 key);
     if (rc != KEEL_OK)
         return rc;
     row->found = PQntuples(res) > 0;
@@ -947,27 +977,49 @@ static int read_effect(session *s, const char *key, const char *kind, const char
         rc = keel_error_set(s->err, KEEL_EEXISTS, "effect %s was claimed as %s, not %s", key,
                             PQgetvalue(res, 0, 0), kind);
     } else if (row->found) {
-        row->done = strcmp(PQgetvalue(res, 0, 1), "done") == 0;
-        row->expired = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+        snprintf(row->state, sizeof row->state, "%s", PQgetvalue(res, 0, 1));
         snprintf(row->claimed_us, sizeof row->claimed_us, "%s", PQgetvalue(res, 0, 3));
-        if (row->done)
+        row->expired =
+            strcmp(row->state, "claimed") == 0 && strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+        row->left_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+        snprintf(row->holder, sizeof row->holder, "%s", PQgetvalue(res, 0, 6));
+        if (strcmp(row->state, "done") == 0)
             rc = dup_value(res, 0, 2, &row->result, s->err);
     }
     PQclear(res);
     return rc;
 }
 
-/* Take an expired claim over, if nobody changed the row since we read it (compare-and-swap on
- * claimed_at). */
-static int take_over(session *s, const char *key, const effect_row *row, bool *taken, char *token)
+/* The request's fields as statement parameters. */
+typedef struct effect_params {
+    char lease[24], attempt[16];
+    const char *owner, *attempt_or_null, *payload;
+} effect_params;
+
+/* Take over a claim that was released, abandoned or whose lease ran out, if nobody changed the
+ * row since we read it (compare-and-swap on state and claimed_at). The reason says from whom, so
+ * that an operator can tell a possible second delivery. */
+static int take_over(session *s, const char *key, const effect_row *row, const effect_params *p,
+                     bool *taken, char *token)
 {
     PGresult *res;
-    int rc = RUN(s, &res, "take over the effect",
-                 "UPDATE keel_effects SET claimed_at = clock_timestamp()"
-                 " WHERE key = $1 AND state = 'claimed'"
-                 " AND (extract(epoch FROM claimed_at) * 1000000)::bigint = $2::bigint"
-                 " RETURNING (extract(epoch FROM claimed_at) * 1000000)::bigint",
-                 key, row->claimed_us);
+    int rc = RUN_INPUT(
+        s, &res, "take over the effect",
+        "UPDATE keel_effects SET state = 'claimed', claimed_at = clock_timestamp(),"
+        " lease_ms = $3::bigint, owner = $4, attempt = $5::integer,"
+        " payload = coalesce($6, payload), released_at = NULL, abandoned_at = NULL,"
+        " takeovers = takeovers + (state <> 'released')::integer,"
+        " reason = CASE state"
+        "  WHEN 'released' THEN 'claimed again after ' || coalesce(owner, 'its holder')"
+        "   || ' released it: ' || coalesce(reason, 'no reason given')"
+        "  WHEN 'abandoned' THEN 'taken over after it was abandoned: ' || coalesce(reason, '?')"
+        "  ELSE 'taken over from ' || coalesce(owner, 'its holder')"
+        "   || coalesce(' (attempt ' || attempt || ')', '') || ', whose lease of ' || lease_ms"
+        "   || ' ms ran out at ' || " UTC_TEXT(
+            LEASE_END) " END"
+                       " WHERE key = $1 AND state = $7 AND " CLAIMED_US " = $2::bigint"
+                       " RETURNING " CLAIMED_US,
+        key, row->claimed_us, p->lease, p->owner, p->attempt_or_null, p->payload, row->state);
     if (rc != KEEL_OK)
         return rc;
     *taken = PQntuples(res) == 1;
@@ -977,85 +1029,104 @@ static int take_over(session *s, const char *key, const effect_row *row, bool *t
     return KEEL_OK;
 }
 
-static int claim(session *s, const char *key, const char *kind, const char *lease,
-                 keel_effect_state *state, char **result_json, char *token)
+static int claim(session *s, const keel_effect_request *req, const effect_params *p,
+                 keel_effect_claim *out)
 {
     for (int round = 0; round < CLAIM_ROUNDS; round++) {
         PGresult *res;
-        int rc = RUN(s, &res, "claim the effect",
-                     "INSERT INTO keel_effects (key, kind, state, claimed_at)"
-                     " VALUES ($1, $2, 'claimed', clock_timestamp()) ON CONFLICT DO NOTHING"
-                     " RETURNING (extract(epoch FROM claimed_at) * 1000000)::bigint",
-                     key, kind);
+        int rc = RUN_INPUT(s, &res, "claim the effect",
+                           "INSERT INTO keel_effects"
+                           " (key, kind, state, claimed_at, lease_ms, owner, attempt, payload)"
+                           " VALUES ($1, $2, 'claimed', clock_timestamp(), $3::bigint, $4,"
+                           " $5::integer, $6)"
+                           " ON CONFLICT DO NOTHING RETURNING " CLAIMED_US,
+                           req->key, req->kind, p->lease, p->owner, p->attempt_or_null, p->payload);
         if (rc != KEEL_OK)
             return rc;
         bool inserted = PQntuples(res) == 1;
         if (inserted)
-            snprintf(token, KEEL_EFFECT_TOKEN_MAX, "%s", PQgetvalue(res, 0, 0));
+            snprintf(out->token, sizeof out->token, "%s", PQgetvalue(res, 0, 0));
         PQclear(res);
         if (inserted) {
-            *state = KEEL_EFFECT_CLAIMED;
+            out->state = KEEL_EFFECT_CLAIMED;
             return KEEL_OK;
         }
         effect_row row = {0};
-        rc = read_effect(s, key, kind, lease, &row);
+        rc = read_effect(s, req->key, req->kind, &row);
         if (rc != KEEL_OK || !row.found) {
             free(row.result);
             if (rc != KEEL_OK)
                 return rc;
             continue; /* gone again (deleted by hand): claim afresh */
         }
-        if (row.done) {
-            *state = KEEL_EFFECT_DONE;
-            *result_json = row.result;
+        if (strcmp(row.state, "done") == 0) {
+            out->state = KEEL_EFFECT_DONE;
+            out->result_json = row.result;
             return KEEL_OK;
         }
-        if (!row.expired) {
-            *state = KEEL_EFFECT_BUSY;
+        snprintf(out->holder, sizeof out->holder, "%s", row.holder);
+        if (strcmp(row.state, "claimed") == 0 && !row.expired) {
+            out->state = KEEL_EFFECT_BUSY;
+            out->busy_ms = row.left_ms > 0 ? row.left_ms : 1;
             return KEEL_OK;
         }
         bool taken = false;
-        rc = take_over(s, key, &row, &taken, token);
+        rc = take_over(s, req->key, &row, p, &taken, out->token);
         if (rc != KEEL_OK)
             return rc;
         if (taken) {
-            *state = KEEL_EFFECT_CLAIMED;
+            out->state = KEEL_EFFECT_CLAIMED;
+            out->taken_over = strcmp(row.state, "released") != 0;
             return KEEL_OK;
         }
         /* Someone else changed the row between our read and our update: look again. */
     }
-    *state = KEEL_EFFECT_BUSY;
+    out->state = KEEL_EFFECT_BUSY;
+    out->busy_ms = 1000;
     return KEEL_OK;
 }
 
-int keel_ledger_effect_claim(keel_ledger *ledger, const char *key, const char *kind,
-                             int64_t lease_ms, keel_effect_state *state, char **result_json,
-                             char *token, keel_error *err)
+int keel_ledger_effect_claim(keel_ledger *ledger, const keel_effect_request *req,
+                             keel_effect_claim *out, keel_error *err)
 {
-    char ignored[KEEL_EFFECT_TOKEN_MAX];
-    token = token ? token : ignored;
-    token[0] = '\0';
-    if (result_json != NULL)
-        *result_json = NULL;
-    if (ledger == NULL || state == NULL || !present(key) || !present(kind))
-        return keel_error_set(err, KEEL_EINVAL,
-                              "an effect claim needs a ledger, a key, a kind and out");
-    if (lease_ms < 0)
+    if (out == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "an effect claim needs somewhere to answer");
+    memset(out, 0, sizeof *out);
+    out->state = KEEL_EFFECT_BUSY;
+    if (ledger == NULL || req == NULL || !present(req->key) || !present(req->kind))
+        return keel_error_set(err, KEEL_EINVAL, "an effect claim needs a ledger, a key and a kind");
+    if (req->lease_ms < 0)
         return keel_error_set(err, KEEL_EINVAL, "an effect's lease must not be negative");
-    *state = KEEL_EFFECT_BUSY;
-    char lease[24];
-    snprintf(lease, sizeof lease, "%" PRId64, lease_ms < MAX_LEASE_MS ? lease_ms : MAX_LEASE_MS);
+    if (req->attempt < 0)
+        return keel_error_set(err, KEEL_EINVAL, "an effect's attempt must not be negative");
+    if (req->payload_json != NULL) {
+        int rc = check_json(req->payload_json, "the effect's payload", err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    effect_params p = {.owner = req->owner, .payload = req->payload_json};
+    snprintf(p.lease, sizeof p.lease, "%" PRId64,
+             req->lease_ms < MAX_LEASE_MS ? req->lease_ms : MAX_LEASE_MS);
+    snprintf(p.attempt, sizeof p.attempt, "%" PRId32, req->attempt);
+    p.attempt_or_null = req->attempt > 0 ? p.attempt : NULL;
     session s;
     int rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
-    char *result = NULL;
-    rc = claim(&s, key, kind, lease, state, &result, token);
-    if (rc == KEEL_OK && result_json != NULL)
-        *result_json = result;
-    else
-        free(result);
+    rc = claim(&s, req, &p, out);
+    if (rc != KEEL_OK) {
+        keel_effect_claim_dispose(out);
+        out->state = KEEL_EFFECT_BUSY;
+    }
     return session_close(&s, rc);
+}
+
+void keel_effect_claim_dispose(keel_effect_claim *claim)
+{
+    if (claim == NULL)
+        return;
+    free(claim->result_json);
+    claim->result_json = NULL;
 }
 
 int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *result_json,
@@ -1072,12 +1143,14 @@ int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *re
     rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
-    /* Only a claim turns into done: a second done() keeps the first result. The answer says
-     * whether the key exists at all. */
+    /* Anything but done turns into done (a late holder of an abandoned or released claim made
+     * the effect after all); a second done() keeps the first result. The answer says whether
+     * the key exists at all. */
     PGresult *res;
     rc = RUN_INPUT(&s, &res, "record the effect as done",
                    "WITH done AS (UPDATE keel_effects SET state = 'done', done_at = now(),"
-                   " result = $2 WHERE key = $1 AND state = 'claimed' RETURNING 1)"
+                   " result = $2, released_at = NULL, abandoned_at = NULL"
+                   " WHERE key = $1 AND state <> 'done' RETURNING 1)"
                    " SELECT EXISTS (SELECT 1 FROM done)"
                    " OR EXISTS (SELECT 1 FROM keel_effects WHERE key = $1)",
                    key, result_json);
@@ -1090,7 +1163,7 @@ int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *re
 }
 
 int keel_ledger_effect_release(keel_ledger *ledger, const char *key, const char *token,
-                               keel_error *err)
+                               const char *reason, keel_error *err)
 {
     if (ledger == NULL || !present(key) || !present(token))
         return keel_error_set(err, KEEL_EINVAL, "effect_release needs a ledger, a key and a token");
@@ -1098,15 +1171,166 @@ int keel_ledger_effect_release(keel_ledger *ledger, const char *key, const char 
     int rc = keel_ledger_session_open(&s, ledger, err);
     if (rc != KEEL_OK)
         return rc;
-    /* Only this claim: one taken over since (a new claimed_at) stays with its new holder. */
+    /* Only this claim: one taken over since (a new claimed_at) stays with its new holder. One
+     * the sweep marked abandoned meanwhile is still this holder's to settle. */
     PGresult *res;
-    rc = RUN(&s, &res, "release the effect",
-             "DELETE FROM keel_effects WHERE key = $1 AND state = 'claimed'"
-             " AND (extract(epoch FROM claimed_at) * 1000000)::bigint = $2::bigint",
-             key, token);
+    rc = RUN_INPUT(&s, &res, "release the effect",
+                   "UPDATE keel_effects SET state = 'released', released_at = now(),"
+                   " abandoned_at = NULL, reason = coalesce($3, 'released by its holder')"
+                   " WHERE key = $1 AND state IN ('claimed', 'abandoned')"
+                   " AND " CLAIMED_US " = $2::bigint",
+                   key, token, reason);
     if (rc == KEEL_OK)
         PQclear(res);
     return session_close(&s, rc);
+}
+
+int keel_ledger_effect_sweep(keel_ledger *ledger, int *abandoned, keel_error *err)
+{
+    if (abandoned != NULL)
+        *abandoned = 0;
+    session s;
+    int rc = keel_ledger_session_open(&s, ledger, err);
+    if (rc != KEEL_OK)
+        return rc;
+    PGresult *res;
+    rc = run_stmt(&s, false, &res, "sweep the effects",
+                  "UPDATE keel_effects SET state = 'abandoned', abandoned_at = now(),"
+                  " reason = coalesce(owner, 'an attempt that did not say who it was')"
+                  " || coalesce(' (attempt ' || attempt || ')', '')"
+                  " || ' claimed it at ' || " UTC_TEXT(
+                      "claimed_at") ""
+                                    " || ' and did not finish within its lease of '"
+                                    " || lease_ms || ' ms: it died or hung between its claim and "
+                                    "its record, so the '"
+                                    " || kind || ' may or may not have happened'"
+                                    " WHERE state = 'claimed' AND " LEASE_END
+                                    " <= clock_timestamp() RETURNING key",
+                  0, NULL);
+    if (rc != KEEL_OK)
+        return session_close(&s, rc);
+    if (abandoned != NULL)
+        *abandoned = PQntuples(res);
+    PQclear(res);
+    return session_close(&s, rc);
+}
+
+int keel_ledger_effect_list(keel_ledger *ledger, const char *which, const char *kind, int limit,
+                            char **json, keel_error *err)
+{
+    static const char *const known[] = {"unsent",    "claimed", "done", "released",
+                                        "abandoned", "all",     NULL};
+    if (json == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "effect_list needs somewhere to answer");
+    *json = NULL;
+    which = which ? which : "unsent";
+    bool ok = false;
+    for (const char *const *k = known; *k; k++)
+        ok = ok || strcmp(*k, which) == 0;
+    if (!ok)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "unknown effect state '%s': unsent, claimed, done, released, "
+                              "abandoned or all",
+                              which);
+    char n[16];
+    snprintf(n, sizeof n, "%d", limit > 0 ? limit : 100);
+    session s;
+    int rc = keel_ledger_session_open(&s, ledger, err);
+    if (rc != KEEL_OK)
+        return rc;
+    PGresult *res;
+    rc = RUN(&s, &res, "list the effects",
+             "SELECT coalesce(json_agg(json_build_object("
+             " 'key', key, 'kind', kind, 'state', state,"
+             " 'lease_expired', state = 'claimed' AND " LEASE_END " <= clock_timestamp(),"
+             " 'owner', owner, 'attempt', attempt, 'claimed_at', claimed_at,"
+             " 'lease_ends_at', " LEASE_END ", 'takeovers', takeovers, 'reason', reason,"
+             " 'payload', payload::json, 'result', result::json, 'done_at', done_at,"
+             " 'released_at', released_at, 'abandoned_at', abandoned_at)"
+             " ORDER BY claimed_at DESC),"
+             " '[]') FROM (SELECT * FROM keel_effects"
+             " WHERE ($2::text IS NULL OR kind = $2) AND CASE $1"
+             "  WHEN 'all' THEN true"
+             "  WHEN 'unsent' THEN state IN ('released', 'abandoned')"
+             "   OR (state = 'claimed' AND " LEASE_END " <= clock_timestamp())"
+             "  ELSE state = $1 END"
+             " ORDER BY claimed_at DESC LIMIT $3::integer) e",
+             which, kind, n);
+    if (rc != KEEL_OK)
+        return session_close(&s, rc);
+    rc = dup_value(res, 0, 0, json, err);
+    PQclear(res);
+    return session_close(&s, rc);
+}
+
+/* ---- the sweeper ---- */
+
+static void *sweeper_main(void *arg)
+{
+    keel_ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->sweeper_stop) {
+        pthread_mutex_unlock(&l->mu);
+        keel_error err;
+        keel_ledger_effect_sweep(l, NULL, &err); /* a failure waits for the next round */
+        pthread_mutex_lock(&l->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(l->sweep_ms / 1000);
+        until.tv_nsec += (long)(l->sweep_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!l->sweeper_stop &&
+               pthread_cond_timedwait(&l->sweeper_wake, &l->mu, &until) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+int keel_ledger_effect_sweeper_start(keel_ledger *ledger, int64_t interval_ms, keel_error *err)
+{
+    if (ledger == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "the effect sweeper needs a ledger");
+    if (interval_ms <= 0) {
+        const char *env = getenv("KEEL_EFFECT_SWEEP_INTERVAL");
+        interval_ms = DEFAULT_SWEEP_MS;
+        if (env != NULL && env[0] != '\0') {
+            keel_error why;
+            if (keel_duration_parse(env, &interval_ms, &why) != KEEL_OK || interval_ms <= 0)
+                return keel_error_set(err, KEEL_EINVAL,
+                                      "KEEL_EFFECT_SWEEP_INTERVAL must be a positive duration "
+                                      "such as 30s: %s",
+                                      interval_ms <= 0 ? "it is not positive" : why.message);
+        }
+    }
+    pthread_mutex_lock(&ledger->mu);
+    if (ledger->sweeper_running) {
+        pthread_mutex_unlock(&ledger->mu);
+        return KEEL_OK;
+    }
+    ledger->sweep_ms = interval_ms;
+    ledger->sweeper_stop = false;
+    int prc = pthread_create(&ledger->sweeper, NULL, sweeper_main, ledger);
+    ledger->sweeper_running = prc == 0;
+    pthread_mutex_unlock(&ledger->mu);
+    if (prc != 0)
+        return keel_error_set(err, KEEL_EINTERNAL, "cannot start the effect sweeper thread");
+    return KEEL_OK;
+}
+
+static void sweeper_stop(keel_ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool running = l->sweeper_running;
+    l->sweeper_stop = true;
+    l->sweeper_running = false;
+    pthread_cond_broadcast(&l->sweeper_wake);
+    pthread_mutex_unlock(&l->mu);
+    if (running)
+        pthread_join(l->sweeper, NULL);
 }
 
 char *keel_ledger_key_text(const keel_ledger_key *key)

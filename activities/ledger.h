@@ -100,38 +100,96 @@ int keel_ledger_conversation_load(keel_ledger *ledger, const char *conversation_
                                   char **messages_json, size_t *count, keel_error *err);
 
 /*
- * Once-only side effects outside the database (a webhook post). claim() inserts
- * (key, kind) into keel_effects:
- * - KEEL_EFFECT_CLAIMED: this caller owns the effect now; perform it, then call effect_done().
- * - KEEL_EFFECT_DONE: it happened already; *result_json (caller frees) is what done() recorded.
- * - KEEL_EFFECT_BUSY: another attempt claimed it less than lease_ms ago and has not finished;
- *   fail retryably and try later. A claim older than lease_ms is taken over (its holder is
- *   presumed dead), so an effect outside the database is at least once within that window and
- *   exactly once otherwise.
+ * Once-only side effects outside the database (a webhook post), guarded by a claim in
+ * keel_effects (migrations/001_ledger.sql and 004_effect_leases.sql). The key is the effect's
+ * identity (the activity's, the same for every attempt); a row is in one of four states:
+ *
+ *   claimed    one attempt (its owner) holds the effect for lease_ms from claimed_at;
+ *   done       it happened, and result is what the holder recorded;
+ *   released   the holder knows it did not happen (the webhook refused it); a retry may claim it;
+ *   abandoned  the holder did not finish within its lease (it died or hung between its claim and
+ *              its record): whether it happened is unknown. keel_ledger_effect_sweep() sets it.
+ *
+ * Nothing stays claimed past its lease: a later attempt takes the claim over, or the sweep marks
+ * it abandoned (keel-worker sweeps on a thread: keel_ledger_effect_sweeper_start()), and an
+ * operator lists what may not have happened (keel_ledger_effect_list(), `keelctl effects list`).
+ *
+ * The holder's side of the contract: make the effect only within the lease (stop trying when it
+ * runs out), then done() — or release() when it surely did not happen. A takeover happens only
+ * after the lease, so an effect happens once, unless its holder dies (or stalls past its lease)
+ * after making it and before done(): then the next holder makes it again (at least once).
  */
 typedef enum keel_effect_state {
-    KEEL_EFFECT_CLAIMED,
-    KEEL_EFFECT_DONE,
-    KEEL_EFFECT_BUSY,
+    KEEL_EFFECT_CLAIMED, /* the caller holds the effect now: make it, then done() */
+    KEEL_EFFECT_DONE,    /* it happened already: the recorded result is in the answer */
+    KEEL_EFFECT_BUSY,    /* another attempt holds it and its lease runs: fail retryably */
 } keel_effect_state;
 
-/* token (may be NULL; KEEL_EFFECT_TOKEN_MAX bytes) gets this claim's identity when CLAIMED. */
+/* The size of a claim's token (its identity, for release()), with the NUL. */
 #define KEEL_EFFECT_TOKEN_MAX 32
 
-int keel_ledger_effect_claim(keel_ledger *ledger, const char *key, const char *kind,
-                             int64_t lease_ms, keel_effect_state *state, char **result_json,
-                             char *token, keel_error *err);
+typedef struct keel_effect_request {
+    const char *key;  /* required */
+    const char *kind; /* required ("notify"); a key claimed as another kind is KEEL_EEXISTS */
+    int64_t lease_ms; /* how long the claim is the caller's; >= 0 */
+    /* Who claims, shown to operators ("attempt 2 on host:1234"); NULL: nobody said. */
+    const char *owner;
+    int32_t attempt; /* the activity attempt; 0: not an activity */
+    /* What the effect carries (JSON; NULL: nothing), kept so that an operator can see what an
+     * abandoned or released effect would have sent. A takeover keeps the earlier one if NULL. */
+    const char *payload_json;
+} keel_effect_request;
 
-/* Give back a claim whose effect did not happen (the webhook refused it), so that a retry may
- * try again. Only the claim named by token: one another attempt took over since stays. */
+typedef struct keel_effect_claim {
+    keel_effect_state state;
+    char token[KEEL_EFFECT_TOKEN_MAX]; /* CLAIMED: this claim's identity */
+    char *result_json;                 /* DONE: what done() recorded (keel_effect_claim_dispose) */
+    int64_t busy_ms;                   /* BUSY: how long the holder's lease still runs */
+    /* CLAIMED: taken over from a holder that may have made the effect (its lease ran out, or it
+     * was abandoned); not for a released one, which surely did not. */
+    bool taken_over;
+    char holder[256]; /* BUSY, or CLAIMED after a takeover: the (earlier) holder, for messages */
+} keel_effect_claim;
+
+/* Claim req->key (see above). *out is filled on KEEL_OK; free it with keel_effect_claim_dispose. */
+int keel_ledger_effect_claim(keel_ledger *ledger, const keel_effect_request *req,
+                             keel_effect_claim *out, keel_error *err);
+
+void keel_effect_claim_dispose(keel_effect_claim *claim);
+
+/* Record that a claimed effect did not happen (the webhook refused it), with why (NULL: no
+ * reason), so that a retry may claim it again and an operator sees it unsent. Only the claim
+ * named by token: one another attempt took over since stays as it is. */
 int keel_ledger_effect_release(keel_ledger *ledger, const char *key, const char *token,
-                               keel_error *err);
+                               const char *reason, keel_error *err);
 
-/* Record a claimed effect as done with result_json (NULL records JSON null). On an effect that
- * is done already it keeps the first result and returns KEEL_OK; on a key never claimed it is
+/* Record an effect as done with result_json (NULL records JSON null): a claimed one, or one that
+ * was released or abandoned meanwhile (its late holder made it after all). On an effect that is
+ * done already it keeps the first result and returns KEEL_OK; on a key never claimed it is
  * KEEL_ENOTFOUND. */
 int keel_ledger_effect_done(keel_ledger *ledger, const char *key, const char *result_json,
                             keel_error *err);
+
+/* Mark every claim whose lease has run out as abandoned, with a reason naming its owner and
+ * lease. *abandoned (may be NULL) gets how many. Any number of processes may sweep at once. */
+int keel_ledger_effect_sweep(keel_ledger *ledger, int *abandoned, keel_error *err);
+
+/* Sweep now and then every interval_ms on a thread of the ledger's own, until
+ * keel_ledger_close(). interval_ms <= 0: $KEEL_EFFECT_SWEEP_INTERVAL (a duration such as "30s")
+ * or 30 s. A sweep that fails (the database is away) is tried again at the next interval. A
+ * second call changes nothing. */
+int keel_ledger_effect_sweeper_start(keel_ledger *ledger, int64_t interval_ms, keel_error *err);
+
+/*
+ * The effects in `which` state as a new JSON array (caller frees), newest claim first, at most
+ * limit (<= 0: 100) of them, of one kind (NULL: every kind). which: "unsent" (NULL too: released,
+ * abandoned, or claimed with the lease run out: what may not have happened), "claimed", "done",
+ * "released", "abandoned" or "all". Each: {"key", "kind", "state", "lease_expired", "owner",
+ * "attempt", "claimed_at", "lease_ends_at", "takeovers", "reason", "payload", "result",
+ * "done_at", "released_at", "abandoned_at"}.
+ */
+int keel_ledger_effect_list(keel_ledger *ledger, const char *which, const char *kind, int limit,
+                            char **json, keel_error *err);
 
 /* For tools that run their own SQL: take a connection (KEEL_EUNAVAILABLE when none can be
  * dialled) and give it back. broken: the connection failed and must be closed, not reused; a

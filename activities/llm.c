@@ -725,7 +725,7 @@ static void check_output(const chat_input *in, const char *content, const char *
         KEEL_OK)
         return output_error(result, "output_not_json", err.message);
     keel_schema_result r;
-    if (keel_schema_validate(in->output_schema, content, &r, &err) != KEEL_OK) {
+    if (keel_schema_validate_tree(in->output_schema, parsed, &r, &err) != KEEL_OK) {
         /* Validation could not finish (a limit of keel/schema.h): say so, never "valid". */
         output_error(result, "output_not_checked", err.message);
         cJSON_Delete(parsed);

@@ -6,11 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "activities/failpoint.h"
 #include "activities/http.h"
 #include "keel/json.h"
 
+/* How long a claim on a message is its attempt's: longer than the start-to-close timeout the
+ * workflows give tool.notify (keel.Procurement: 20 s), and than a post (below) with the margin. */
 #define NOTIFY_LEASE_MS 30000
+/* A post's longest exchange, and how long before the lease's end it must be over at the latest;
+ * with less than MIN_POST_MS of the lease left the attempt gives its claim back unposted. */
+#define POST_TIMEOUT_MS 15000
+#define LEASE_MARGIN_MS 5000
+#define MIN_POST_MS     1000
 
 static const char notify_schema[] =
     "{\"type\":\"object\",\"additionalProperties\":false,"
@@ -38,11 +48,12 @@ static char *payload(const cJSON *args)
 /* Post. KEEL_OK with *status when the webhook answered at all (any status); a transport error
  * leaves *status 0: then nobody knows whether the message arrived. A long reply is cut, not an
  * error: the status is what counts. */
-static int post(const keel_tool_call *call, const char *body, long *status, keel_error *err)
+static int post(const keel_tool_call *call, const char *body, int64_t timeout_ms, long *status,
+                keel_error *err)
 {
     keel_http_request req = {.url = call->notify_webhook_url,
                              .body = body,
-                             .timeout_ms = 15000,
+                             .timeout_ms = (long)timeout_ms,
                              .max_body = 4096,
                              .truncate_body = true,
                              .activity = call->activity};
@@ -62,19 +73,76 @@ static int post(const keel_tool_call *call, const char *body, long *status, keel
     return rc;
 }
 
-/* The effect was recorded already, or is being made by another attempt. */
-static int settled(keel_effect_state state, char *recorded, char **result_json, keel_error *err)
+static int64_t monotonic_ms(void)
 {
-    if (state == KEEL_EFFECT_DONE) {
-        *result_json = recorded ? recorded : strdup("{\"delivered\":true}");
-        return *result_json ? KEEL_OK : keel_error_set(err, KEEL_ENOMEM, "out of memory");
-    }
-    free(recorded);
-    int rc = keel_error_set(err, KEEL_EUNAVAILABLE,
-                            "notify: another attempt is delivering this message");
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Who claims, for operators: this process; the attempt goes into its own column. */
+static void owner_of(char *out, size_t n)
+{
+    char host[128] = "";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown-host");
+    host[sizeof host - 1] = '\0';
+    snprintf(out, n, "keel-worker %s:%ld", host, (long)getpid());
+}
+
+/* Mark err retryable (the server tries the activity again) and pass rc through. */
+static int retryable(keel_error *err, int rc)
+{
     if (err)
         err->retryable = true;
     return rc;
+}
+
+/* Post the claimed message, within what is left of the claim's lease; record the outcome. */
+static int deliver(const keel_tool_call *call, const char *body, const char *token,
+                   int64_t claim_started, char **result_json, keel_error *err)
+{
+    /* The crash tests' point: claimed, not yet posted. */
+    keel_failpoint("notify.after_claim");
+    /* The post must end before the lease does, so that an attempt taking the claim over after
+     * the lease never posts while this one still might. Time counts from before the claim was
+     * asked for, which is earlier than the lease's start. */
+    int64_t budget = NOTIFY_LEASE_MS - LEASE_MARGIN_MS - (monotonic_ms() - claim_started);
+    if (budget < MIN_POST_MS) {
+        keel_error ignored;
+        keel_ledger_effect_release(call->ledger, call->idempotency_key, token,
+                                   "the claim took so long that too little of its lease was left "
+                                   "to post",
+                                   &ignored);
+        return retryable(err, keel_error_set(err, KEEL_EUNAVAILABLE,
+                                             "notify: claiming the message took %lld ms, too "
+                                             "much of its lease to post; a retry tries again",
+                                             (long long)(monotonic_ms() - claim_started)));
+    }
+    long status = 0;
+    int rc = post(call, body, budget < POST_TIMEOUT_MS ? budget : POST_TIMEOUT_MS, &status, err);
+    if (rc != KEEL_OK) {
+        /* A webhook that answered did not take the message: release the claim, saying why, so
+         * that a retry may post. Without an answer the message may have arrived, so the claim
+         * stays until its lease runs out. */
+        if (status != 0) {
+            keel_error ignored;
+            keel_ledger_effect_release(call->ledger, call->idempotency_key, token,
+                                       err ? err->message : "the webhook refused the message",
+                                       &ignored);
+        }
+        return rc;
+    }
+    char result[96];
+    snprintf(result, sizeof result, "{\"delivered\":true,\"status\":%ld}", status);
+    /* The message is out: whatever happens to the record, answer that it was delivered. Failing
+     * here would make a retry post it again; an unrecorded claim is marked abandoned by the
+     * sweep instead, for an operator to see. */
+    keel_error ignored;
+    keel_ledger_effect_done(call->ledger, call->idempotency_key, result, &ignored);
+    if (!(*result_json = strdup(result)))
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory");
+    return KEEL_OK;
 }
 
 static int run_notify(const keel_tool_call *call, const cJSON *args, char **result_json,
@@ -83,34 +151,37 @@ static int run_notify(const keel_tool_call *call, const cJSON *args, char **resu
     if (!call->notify_webhook_url || !*call->notify_webhook_url)
         return keel_error_set(err, KEEL_EINVAL,
                               "notify: no webhook is configured (KEEL_NOTIFY_WEBHOOK_URL)");
-    keel_effect_state state;
-    char *recorded = NULL, token[KEEL_EFFECT_TOKEN_MAX];
-    int rc = keel_ledger_effect_claim(call->ledger, call->idempotency_key, "notify",
-                                      NOTIFY_LEASE_MS, &state, &recorded, token, err);
-    if (rc != KEEL_OK)
-        return rc;
-    if (state != KEEL_EFFECT_CLAIMED)
-        return settled(state, recorded, result_json, err);
     char *body = payload(args);
-    long status = 0;
-    rc = body ? post(call, body, &status, err) : keel_error_set(err, KEEL_ENOMEM, "out of memory");
-    free(body);
-    if (rc != KEEL_OK) {
-        /* A webhook that answered did not take the message: a retry may post. Without an answer
-         * the message may have arrived, so the claim stays until its lease runs out. */
-        if (status != 0) {
-            keel_error ignored;
-            keel_ledger_effect_release(call->ledger, call->idempotency_key, token, &ignored);
-        }
-        return rc;
+    if (!body)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory");
+    char owner[200];
+    owner_of(owner, sizeof owner);
+    keel_effect_request req = {.key = call->idempotency_key,
+                               .kind = "notify",
+                               .lease_ms = NOTIFY_LEASE_MS,
+                               .owner = owner,
+                               .attempt =
+                                   call->activity ? keel_activity_attempt(call->activity) : 0,
+                               .payload_json = body};
+    keel_effect_claim claim;
+    int64_t started = monotonic_ms();
+    int rc = keel_ledger_effect_claim(call->ledger, &req, &claim, err);
+    if (rc == KEEL_OK && claim.state == KEEL_EFFECT_CLAIMED)
+        rc = deliver(call, body, claim.token, started, result_json, err);
+    else if (rc == KEEL_OK && claim.state == KEEL_EFFECT_DONE) {
+        /* Posted by an earlier attempt: its record is the answer. */
+        *result_json = claim.result_json ? claim.result_json : strdup("{\"delivered\":true}");
+        claim.result_json = NULL;
+        if (!*result_json)
+            rc = keel_error_set(err, KEEL_ENOMEM, "out of memory");
+    } else if (rc == KEEL_OK) {
+        rc = retryable(err, keel_error_set(err, KEEL_EUNAVAILABLE,
+                                           "notify: %s is delivering this message; its claim's "
+                                           "lease runs %lld ms more, then a retry takes it over",
+                                           claim.holder, (long long)claim.busy_ms));
     }
-    char result[96];
-    snprintf(result, sizeof result, "{\"delivered\":true,\"status\":%ld}", status);
-    rc = keel_ledger_effect_done(call->ledger, call->idempotency_key, result, err);
-    if (rc == KEEL_ENOTFOUND)
-        rc = KEEL_OK; /* the claim row went away meanwhile; the message was delivered */
-    if (rc == KEEL_OK && !(*result_json = strdup(result)))
-        rc = keel_error_set(err, KEEL_ENOMEM, "out of memory");
+    keel_effect_claim_dispose(&claim);
+    free(body);
     return rc;
 }
 

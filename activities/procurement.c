@@ -137,8 +137,12 @@ static cJSON *value_json(const PGresult *r, int row, int col)
     case OID_INT4:
     case OID_INT8:
     case OID_FLOAT8:
-    case OID_NUMERIC:
-        return cJSON_CreateNumber(strtod(v, NULL));
+    case OID_NUMERIC: {
+        /* The column's own digits, not a double's: a bigint past 2^53 stays exact. NaN and
+         * Infinity (float8, numeric) have no JSON spelling: null. */
+        cJSON *n = keel_json_number_from_text(v);
+        return n ? n : cJSON_CreateNull();
+    }
     case OID_JSON:
     case OID_JSONB: {
         cJSON *j = keel_json_from(v);
@@ -252,7 +256,13 @@ static int num_text(const cJSON *v, const char *name, double min, double max, ch
         v->valuedouble > max)
         return keel_error_set(err, KEEL_EINVAL, "'%s' must be a number from %.15g to %.15g", name,
                               min, max);
-    snprintf(buf, 64, "%.17g", v->valuedouble);
+    /* The argument's own text (SQL reads it as an exact numeric), else the double's. */
+    char spare[32];
+    const char *text = keel_json_number_text(v, spare);
+    if (strlen(text) >= 64)
+        snprintf(buf, 64, "%.17g", v->valuedouble);
+    else
+        strcpy(buf, text);
     return KEEL_OK;
 }
 

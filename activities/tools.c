@@ -208,7 +208,7 @@ cJSON *keel_toolbox_check(const keel_toolbox *box, const char *workflow_type, co
         return call_error("invalid_arguments", name, "", "the arguments must be a JSON object");
     }
     keel_schema_result r;
-    if (keel_schema_validate(box->schemas[i], text, &r, &err) != KEEL_OK) {
+    if (keel_schema_validate_tree(box->schemas[i], parsed, &r, &err) != KEEL_OK) {
         cJSON_Delete(parsed);
         return call_error("invalid_arguments", name, "", err.message);
     }

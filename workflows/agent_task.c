@@ -834,6 +834,8 @@ static int on_handoff(keel_workflow_ctx *ctx, agent *a, const keel_workflow_even
 
 static int on_signal(keel_workflow_ctx *ctx, agent *a, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(a, ev->name, ev->failure_message);
     bool decision = strcmp(ev->name, "approve") == 0 || strcmp(ev->name, "reject") == 0;
     bool handoff = strcmp(ev->name, "resume") == 0 || strcmp(ev->name, "take_over") == 0;
     if (!decision && !handoff)

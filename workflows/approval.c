@@ -426,6 +426,8 @@ static int approval_start(keel_workflow_ctx *ctx, void *state, const char *input
 /* "approve" / "reject": a decision that cannot be answered, so a bad one is only noted. */
 static int on_signal(keel_workflow_ctx *ctx, approval *a, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(a, ev->name, ev->failure_message);
     if (strcmp(ev->name, "approve") != 0 && strcmp(ev->name, "reject") != 0)
         return ignore_signal(a, ev->name, "this workflow takes only approve and reject");
     decision d;

@@ -767,6 +767,8 @@ static int ignore_signal(batch *b, const char *signal, const char *why)
  * counting against max_concurrent. */
 static int on_signal(keel_workflow_ctx *ctx, batch *b, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(b, ev->name, ev->failure_message);
     if (strcmp(ev->name, WAITING_SIGNAL) != 0)
         return ignore_signal(b, ev->name, "this workflow takes only " WAITING_SIGNAL);
     cJSON *in = keel_json_from(ev->json ? ev->json : "");

@@ -3,10 +3,11 @@
  * docs/workflows/procurement.md).
  *
  * Only one activity is awaited (`pending`, with the step it answers); anything else that
- * completes is stale (a reminder's notification, an activity whose answer no longer matters) and
- * ignored. The steps chain: each handler reads its activity's result and starts the next step,
- * or concludes. Concluding (ordered, rejected, expired, cancelled, failed) records the outcome,
- * stops the clocks, sets the requisition's status and tells the requester before the run closes.
+ * completes is a notification sent without waiting (counted in `notices`) or stale (an activity
+ * whose answer no longer matters) and ignored. The steps chain: each handler reads its activity's
+ * result and starts the next step, or concludes. Concluding (ordered, rejected, expired,
+ * cancelled, failed) records the outcome, stops the clocks, sets the requisition's status and
+ * tells the requester; the run closes once every notification it sent is settled (close_run).
  *
  * The model only proposes: it turns text into a requisition (checked against a schema and by the
  * code below) and recommends a vendor with a rationale. Amounts, quote counts, certification,
@@ -150,6 +151,8 @@ typedef struct procurement {
     char reason[1024];
     char last_problem[TEXT_SIZE]; /* the last signal ignored, and why */
     bool cancel_noted;
+    int notices;  /* notifications sent and not yet delivered or failed for good */
+    bool closing; /* concluded: the run closes once `notices` is 0 (close_run) */
 
     /* What the models cost. */
     int model_calls;
@@ -427,15 +430,28 @@ static const keel_activity_options tool_options = {
     .start_to_close_ms = 20000,
     .retry = &tool_retry,
 };
+/* Notifications are retried until their schedule-to-close timeout, which also bounds how long a
+ * concluded run waits for them (close_run): long enough to outlast the 30 s lease on a message
+ * that a worker died holding (activities/notify.h), after which a retry posts it. */
+static const keel_retry_policy notify_retry = {
+    .initial_interval_ms = 1000,
+    .backoff_coefficient = 2.0,
+    .maximum_interval_ms = 10000,
+};
+static const keel_activity_options notify_options = {
+    .schedule_to_close_ms = 300000,
+    .start_to_close_ms = 20000,
+    .retry = &notify_retry,
+};
 
-/* Schedule `type` with the object o (freed here) and await it as step s. */
-static int await(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
-                 bool model)
+/* Schedule `type` with the object o (freed here) and options, and await it as step s. */
+static int await_with(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
+                      const keel_activity_options *options)
 {
     char *json = keel_wf_print(o, true);
     if (json == NULL)
         return keel_workflow_error(ctx, "out of memory writing the input of %s", type);
-    uint32_t seq = keel_workflow_activity(ctx, type, json, model ? &model_options : &tool_options);
+    uint32_t seq = keel_workflow_activity(ctx, type, json, options);
     cJSON_free(json);
     if (seq == 0)
         return KEEL_EINVAL; /* the engine said why */
@@ -444,17 +460,27 @@ static int await(keel_workflow_ctx *ctx, procurement *p, step s, const char *typ
     return KEEL_OK;
 }
 
-/* Fire and forget (a reminder): its completion is ignored like any stale one. */
-static int notify(keel_workflow_ctx *ctx, const char *text)
+static int await(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
+                 bool model)
+{
+    return await_with(ctx, p, s, type, o, model ? &model_options : &tool_options);
+}
+
+/* Not awaited (a reminder): the run goes on, and only counts it until it is delivered or fails
+ * for good (on_activity), because the run does not close before that (close_run). */
+static int notify(keel_workflow_ctx *ctx, procurement *p, const char *text)
 {
     cJSON *o = cJSON_CreateObject();
     char *json = keel_wf_print(o, o && keel_wf_put(o, "text", cJSON_CreateString(text)) &&
                                       keel_wf_put(o, "channel", cJSON_CreateNull()));
     if (json == NULL)
         return keel_workflow_error(ctx, "out of memory writing a notification");
-    uint32_t seq = keel_workflow_activity(ctx, "tool.notify", json, &tool_options);
+    uint32_t seq = keel_workflow_activity(ctx, "tool.notify", json, &notify_options);
     cJSON_free(json);
-    return seq ? KEEL_OK : KEEL_EINVAL;
+    if (seq == 0)
+        return KEEL_EINVAL;
+    p->notices++;
+    return KEEL_OK;
 }
 
 static int set_stage(keel_workflow_ctx *ctx, procurement *p, stage s)
@@ -524,11 +550,33 @@ static char *result_json(const procurement *p)
 
 static char *status_json(const procurement *p);
 
-/* The last step: close the run as the outcome says. */
+/* Since this change, a run closes only after its notifications are settled (close_run). */
+#define AWAIT_NOTIFICATIONS "procurement.await-notifications"
+
+/*
+ * The last step: close the run as the outcome says, once every notification it sent is
+ * delivered or has failed for good. A run owes its notifications that: once it closes, the server
+ * drops its activities, so a message whose worker died after claiming it (before posting) would
+ * never get the retry that posts it. The wait is bounded by the notifications' own
+ * schedule-to-close timeout (notify_options), and on_activity calls this again when the last one
+ * ends. Runs that closed before the change did not wait (the version marker keeps their replay).
+ */
 static int close_run(keel_workflow_ctx *ctx, procurement *p)
 {
     p->pending = 0;
     p->pending_step = STEP_NONE;
+    if (p->notices > 0) {
+        int version;
+        int rc =
+            keel_workflow_get_version(ctx, AWAIT_NOTIFICATIONS, KEEL_DEFAULT_VERSION, 1, &version);
+        if (rc != KEEL_OK)
+            return rc;
+        if (version >= 1) {
+            p->closing = true;
+            return KEEL_OK;
+        }
+    }
+    p->closing = false;
     if (p->outcome == ST_FAILED)
         return keel_workflow_fail(ctx, "ProcurementFailed", p->reason, true);
     char *json = p->outcome == ST_CANCELLED ? status_json(p) : result_json(p);
@@ -559,7 +607,7 @@ static int tell_requester(keel_workflow_ctx *ctx, procurement *p)
         cJSON_Delete(o);
         return keel_workflow_error(ctx, "out of memory writing a notification");
     }
-    return await(ctx, p, STEP_TELL_REQUESTER, "tool.notify", o, false);
+    return await_with(ctx, p, STEP_TELL_REQUESTER, "tool.notify", o, &notify_options);
 }
 
 /* Record the outcome and start closing: the requisition's status, then the requester. A
@@ -712,7 +760,7 @@ static int intake_failed(keel_workflow_ctx *ctx, procurement *p, const char *pro
              "Purchase request from %s (%s) needs a human: the models could not turn it into a "
              "requisition (%s). Send the requisition with the \"requisition\" signal.",
              p->requester, p->cost_center, p->intake_problem);
-    return notify(ctx, text);
+    return notify(ctx, p, text);
 }
 
 static int on_intake(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
@@ -1210,7 +1258,7 @@ static bool fill_level(procurement *p, const cJSON *holder, const char *role)
     return true;
 }
 
-static int notify_pending(keel_workflow_ctx *ctx, const procurement *p, const char *what)
+static int notify_pending(keel_workflow_ctx *ctx, procurement *p, const char *what)
 {
     char text[1024], money[48];
     const level *l = &p->levels[p->at];
@@ -1221,7 +1269,7 @@ static int notify_pending(keel_workflow_ctx *ctx, const procurement *p, const ch
              what, p->requisition_id, l->approver, l->role, money,
              text_of(quote_at(p, p->chosen), "vendor_name"), p->requester, p->cost_center,
              keel_workflow_id(ctx));
-    return notify(ctx, text);
+    return notify(ctx, p, text);
 }
 
 static int on_approvers(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
@@ -1536,8 +1584,13 @@ static int on_step(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_e
 
 static int on_activity(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev)
 {
-    if (ev->seq != p->pending)
-        return KEEL_OK; /* a reminder's notification, or an answer no longer awaited */
+    if (ev->seq != p->pending) {
+        /* A notification (not awaited) is settled: the last one lets a concluded run close. */
+        if (strcmp(ev->name, "tool.notify") == 0 && p->notices > 0 && --p->notices == 0 &&
+            p->closing)
+            return close_run(ctx, p);
+        return KEEL_OK; /* or an answer no longer awaited */
+    }
     if (ev->kind == KEEL_EVENT_ACTIVITY_COMPLETED) {
         cJSON *r = keel_json_from(ev->json ? ev->json : "");
         if (r == NULL)
@@ -1595,6 +1648,8 @@ static int on_decision(keel_workflow_ctx *ctx, procurement *p, const keel_workfl
 
 static int on_signal(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev)
 {
+    if (ev->failure_type[0]) /* an argument the worker could not read: the reason says where */
+        return ignore_signal(p, ev->name, ev->failure_message);
     if (strcmp(ev->name, "approve") == 0 || strcmp(ev->name, "reject") == 0)
         return on_decision(ctx, p, ev);
     if (strcmp(ev->name, "requisition") == 0)
@@ -1644,7 +1699,7 @@ static int on_timer(keel_workflow_ctx *ctx, procurement *p, uint32_t seq)
                  "Escalation: %s (%s) has not decided on %s for 48 hours; %s may decide now. "
                  "Workflow %s.",
                  l->approver, l->role, p->requisition_id, l->delegate, keel_workflow_id(ctx));
-        return notify(ctx, text);
+        return notify(ctx, p, text);
     }
     if (seq == p->expire_timer) {
         p->expire_timer = 0;
@@ -1799,7 +1854,7 @@ static char *status_json(const procurement *p)
 {
     char waiting[1024];
     describe(p, waiting, sizeof waiting);
-    bool waits = p->stage == ST_APPROVAL || p->stage == ST_INTAKE_REVIEW;
+    bool waits = p->stage == ST_APPROVAL || p->stage == ST_INTAKE_REVIEW || p->closing;
     const cJSON *chosen = quote_at(p, p->chosen);
     cJSON *o = cJSON_CreateObject();
     bool ok =
@@ -1822,7 +1877,8 @@ static char *status_json(const procurement *p)
         keel_wf_put(o, "spend", spend_json(p)) &&
         keel_wf_put(o, "intake_attempts", cJSON_CreateNumber(p->intake_attempts)) &&
         keel_wf_put(o, "reason", keel_wf_string_or_null(p->reason)) &&
-        keel_wf_put(o, "last_problem", keel_wf_string_or_null(p->last_problem));
+        keel_wf_put(o, "last_problem", keel_wf_string_or_null(p->last_problem)) &&
+        keel_wf_put(o, "notifications_in_flight", cJSON_CreateNumber(p->notices));
     return keel_wf_print(o, ok);
 }
 
@@ -1841,8 +1897,11 @@ static int procurement_query(const void *state, const char *name, const char *ar
 static void describe(const void *state, char *buf, size_t n)
 {
     const procurement *p = state;
-    char money[48];
+    char money[48], closing[96] = "";
     keel_wf_money(p->amount, money, sizeof money);
+    if (p->closing)
+        snprintf(closing, sizeof closing,
+                 "; closing once its %d notification(s) in flight are delivered", p->notices);
     switch (p->stage) {
     case ST_INTAKE_REVIEW:
         snprintf(buf, n,
@@ -1862,14 +1921,14 @@ static void describe(const void *state, char *buf, size_t n)
         return;
     }
     case ST_ORDERED:
-        snprintf(buf, n, "stage ordered: %s from %s for USD %s", p->po_number,
-                 text_of(quote_at(p, p->chosen), "vendor_id"), money);
+        snprintf(buf, n, "stage ordered: %s from %s for USD %s%s", p->po_number,
+                 text_of(quote_at(p, p->chosen), "vendor_id"), money, closing);
         return;
     case ST_REJECTED:
     case ST_EXPIRED:
     case ST_CANCELLED:
     case ST_FAILED:
-        snprintf(buf, n, "stage %s: %s", stage_names[p->stage], p->reason);
+        snprintf(buf, n, "stage %s: %s%s", stage_names[p->stage], p->reason, closing);
         return;
     default:
         snprintf(buf, n, "stage %s: waiting for activity %u", stage_names[p->stage], p->pending);

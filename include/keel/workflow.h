@@ -42,15 +42,23 @@ typedef struct keel_workflow_ctx keel_workflow_ctx;
 
 typedef enum keel_workflow_event_kind {
     KEEL_EVENT_ACTIVITY_COMPLETED = 1, /* json: the result */
-    KEEL_EVENT_ACTIVITY_FAILED,        /* failure_*: after the server's retries gave up */
+    KEEL_EVENT_ACTIVITY_FAILED,        /* failure_*: after the server's retries gave up, or
+                                          "BadResult": it completed with a result keel cannot
+                                          read (keel/json.h's rules; the message says where) */
     KEEL_EVENT_ACTIVITY_CANCELED,      /* after keel_workflow_cancel_activity() */
     KEEL_EVENT_TIMER_FIRED,
-    KEEL_EVENT_SIGNAL,           /* name, json: the signal and its argument */
+    KEEL_EVENT_SIGNAL,           /* name, json: the signal and its argument. An argument keel
+                                    cannot read (not JSON, a NUL, invalid UTF-8) comes as json
+                                    "null" with failure_type "BadInput" and failure_message
+                                    saying where: the workflow refuses it as it would any bad
+                                    payload (a start input keel cannot read fails the run with
+                                    BadInput before start is called) */
     KEEL_EVENT_CANCEL_REQUESTED, /* a client asked the run to cancel; json: the reason */
     KEEL_EVENT_CHILD_COMPLETED,  /* json: the child workflow's result */
     KEEL_EVENT_CHILD_FAILED,     /* the child failed, timed out, was canceled or terminated, or
                                     could not start (failure_type: its application type,
-                                    "Timeout", "Canceled", "Terminated", "AlreadyStarted") */
+                                    "Timeout", "Canceled", "Terminated", "AlreadyStarted"), or
+                                    its result cannot be read ("BadResult") */
     KEEL_EVENT_SIGNAL_DELIVERED, /* a signal this workflow sent has been delivered */
     KEEL_EVENT_SIGNAL_FAILED,    /* ...could not be (no such workflow, say): failure_message */
     KEEL_EVENT_UPDATE,           /* an update the type's validator accepted: name, json (its
@@ -64,8 +72,8 @@ typedef struct keel_workflow_event {
     uint32_t seq;                /* the activity's, timer's or child's sequence number */
     const char *name;            /* activity type, signal name, or child workflow type */
     const char *json;            /* result, signal argument or reason as JSON ("null": none) */
-    const char *failure_message; /* ACTIVITY_FAILED: the failure and its causes */
-    const char *failure_type;    /* ACTIVITY_FAILED: application type, "Timeout", or "" */
+    const char *failure_message; /* *_FAILED: the failure and its causes; SIGNAL: see above */
+    const char *failure_type;    /* *_FAILED: application type, "Timeout", ...; or "" */
 } keel_workflow_event;
 
 typedef struct keel_workflow_type {

@@ -16,6 +16,7 @@
 #include "google/protobuf/field_mask.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
+#include "proto/depth.h"
 #include "temporal/api/errordetails/v1/message.pb-c.h"
 #include "temporal/api/update/v1/message.pb-c.h"
 
@@ -1157,9 +1158,10 @@ static cJSON *enc_any(pj *c, const ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = resolve_url(c, url);
     if (d == NULL)
         return any_wrap(c, url, enc_bytes(c, &a->value), true);
-    ProtobufCMessage *inner = protobuf_c_message_unpack(d, NULL, a->value.len, a->value.data);
-    if (inner == NULL) {
-        fail(c, KEEL_EINVAL, "value is not a valid %s", d->name);
+    ProtobufCMessage *inner = NULL;
+    keel_error why;
+    if (keel_proto_unpack(d, a->value.data, a->value.len, &inner, &why) != KEEL_OK) {
+        fail(c, KEEL_EINVAL, "value: %s", why.message);
         return NULL;
     }
     cJSON *body = enc_message(c, inner);

@@ -197,6 +197,8 @@ static long read_u_escape(reader *r, const char *p, size_t *len)
     }
     long cp = hex4(p + 2);
     *len = 6;
+    if (cp == 0 && (r->flags & KEEL_JSON_KEEP_NUL))
+        return 0;
     if (cp == 0) {
         fail_at(r, p,
                 "\\u0000 inside a string (keel refuses NUL characters: a C string would "
@@ -238,7 +240,7 @@ static long scan_string(reader *r, bool *has_escapes)
                 long cp = read_u_escape(r, p, &len);
                 if (cp < 0)
                     return -1;
-                out += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+                out += cp == 0 ? 2 : cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
                 p += len;
                 continue;
             }
@@ -306,7 +308,12 @@ static char *read_string(reader *r)
         if (p[1] == 'u') {
             size_t len;
             long cp = read_u_escape(r, p, &len); /* checked already: cannot fail */
-            o += put_utf8(s + o, (uint32_t)cp);
+            if (cp == 0) {                       /* KEEL_JSON_KEEP_NUL */
+                memcpy(s + o, KEEL_JSON_NUL, 2);
+                o += 2;
+            } else {
+                o += put_utf8(s + o, (uint32_t)cp);
+            }
             p += len;
             continue;
         }
@@ -646,16 +653,16 @@ static bool read_member(reader *r, cJSON *object, names *seen)
         return false;
     }
     item->string = name;
+    append(object, item);
+    /* The table still names `earlier`: swap it for the new member before earlier is freed. */
+    bool noted = names_add(seen, object, item, earlier);
     if (earlier) {
         detach(object, earlier);
         cJSON_Delete(earlier);
     }
-    append(object, item);
-    if (!names_add(seen, object, item, earlier)) {
+    if (!noted)
         fail_oom(r);
-        return false;
-    }
-    return true;
+    return noted;
 }
 
 static cJSON *read_object(reader *r)
@@ -861,6 +868,12 @@ static void put_string(out *o, const char *s)
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c == 0xc0 && (unsigned char)s[1] == 0x80) { /* KEEL_JSON_KEEP_NUL's U+0000 */
+            put(o, run, (size_t)(s - run));
+            puts_(o, "\\u0000");
+            run = ++s + 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         put(o, run, (size_t)(s - run));

@@ -19,6 +19,7 @@
 
 #include "google/rpc/status.pb-c.h"
 #include "keel/version.h"
+#include "proto/depth.h"
 
 struct keel_transport {
     grpc_channel *channel;
@@ -368,9 +369,10 @@ static void read_status_details(const grpc_metadata_array *trailers, keel_error 
         const grpc_metadata *m = &trailers->metadata[i];
         if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") != 0)
             continue;
-        Google__Rpc__Status *st = google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(m->value),
-                                                              GRPC_SLICE_START_PTR(m->value));
-        if (st == NULL)
+        Google__Rpc__Status *st = NULL;
+        if (keel_proto_unpack(&google__rpc__status__descriptor, GRPC_SLICE_START_PTR(m->value),
+                              GRPC_SLICE_LENGTH(m->value), (ProtobufCMessage **)&st,
+                              NULL) != KEEL_OK)
             return;
         if (st->n_details > 0 && st->details[0]->type_url)
             detail_type(st->details[0]->type_url, err->failure_type, sizeof err->failure_type);
@@ -389,8 +391,11 @@ static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
     return bb;
 }
 
+/* Decode the response, refusing one that nests too deep or does not walk (proto/depth.h). For a
+ * response refused as too deep, *partial (when asked for) gets what can still be read of it. */
 static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
-                  ProtobufCMessage **out, const char *what, keel_error *err)
+                  ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
+                  keel_error *err)
 {
     grpc_byte_buffer_reader reader;
     if (!grpc_byte_buffer_reader_init(&reader, bb))
@@ -398,11 +403,19 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
     grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
     size_t n = GRPC_SLICE_LENGTH(s);
-    *out = protobuf_c_message_unpack(type, NULL, n, GRPC_SLICE_START_PTR(s));
+    const uint8_t *data = GRPC_SLICE_START_PTR(s);
+    keel_error why;
+    bool too_deep = false;
+    int rc = keel_proto_check(type, data, n, KEEL_PROTO_MAX_DEPTH, &too_deep, &why);
+    if (rc == KEEL_OK && (*out = protobuf_c_message_unpack(type, NULL, n, data)) == NULL)
+        rc = keel_error_set(&why, KEEL_EINVAL, "not a valid %s", type->name);
+    if (rc != KEEL_OK && too_deep && partial != NULL &&
+        keel_proto_unpack_pruned(type, data, n, partial, NULL, NULL) != KEEL_OK)
+        *partial = NULL;
     grpc_slice_unref(s);
-    if (*out == NULL)
-        return keel_error_set(err, KEEL_EPROTOCOL, "%s: the response (%zu bytes) is not a valid %s",
-                              what, n, type->name);
+    if (rc != KEEL_OK)
+        return keel_error_set(err, KEEL_EPROTOCOL, "%s: the response (%zu bytes) is refused: %s",
+                              what, n, why.message);
     return KEEL_OK;
 }
 
@@ -410,8 +423,8 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
 static int call_once(keel_transport *t, const char *path, const char *what,
                      const ProtobufCMessage *request,
                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
-                     int64_t timeout_ms, const char *namespace, keel_call_cancel *cancel,
-                     keel_error *err)
+                     ProtobufCMessage **partial, int64_t timeout_ms, const char *namespace,
+                     keel_call_cancel *cancel, keel_error *err)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     gpr_timespec deadline =
@@ -483,7 +496,7 @@ static int call_once(keel_transport *t, const char *path, const char *what,
             rc = keel_error_set(err, KEEL_EPROTOCOL, "%s: the server sent OK without a response",
                                 what);
         } else {
-            rc = decode(resp, response_type, response, what, err);
+            rc = decode(resp, response_type, response, partial, what, err);
         }
     }
 
@@ -522,6 +535,8 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
     keel_call_options o = {.retry = true};
     if (opts)
         o = *opts;
+    if (o.partial)
+        *o.partial = NULL;
     int64_t budget = o.timeout_ms > 0 ? o.timeout_ms : t->rpc_timeout_ms;
 
     char path[256], what[256];
@@ -542,8 +557,8 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
         int64_t left = budget - (now_ms() - start);
         if (left < 1)
             left = 1;
-        int rc = call_once(t, path, what, request, response_type, response, left, o.namespace,
-                           o.cancel, e);
+        int rc = call_once(t, path, what, request, response_type, response, o.partial, left,
+                           o.namespace, o.cancel, e);
         if (rc == KEEL_OK)
             return KEEL_OK;
         if (o.cancel && keel_call_cancel_triggered(o.cancel)) {

@@ -54,6 +54,12 @@ typedef struct keel_call_options {
     const char *namespace;
     /* NULL, or a handle another thread may use to abandon the call. */
     keel_call_cancel *cancel;
+    /* NULL, or where a response refused for nesting deeper than KEEL_PROTO_MAX_DEPTH
+     * (proto/depth.h) is still delivered in part: without its top-level fields that nest too
+     * deep, so that the caller can tell what it was about (a workflow task's token). The call
+     * fails all the same (KEEL_EPROTOCOL naming the limit); *partial is NULL or a message the
+     * caller frees with protobuf_c_message_free_unpacked(). */
+    ProtobufCMessage **partial;
 } keel_call_options;
 
 /*
@@ -79,7 +85,8 @@ const char *keel_transport_namespace(const keel_transport *t);
  * Make a unary call: encode request, send it, decode the answer as response_type.
  * On success *response is a new message the caller frees with
  * protobuf_c_message_free_unpacked(*response, NULL). On failure *response is NULL and err says
- * what happened; a response the peer sent that does not decode is KEEL_EPROTOCOL.
+ * what happened; a response the peer sent that does not decode, or that nests deeper than
+ * KEEL_PROTO_MAX_DEPTH messages, is KEEL_EPROTOCOL (and is not retried).
  * opts may be NULL (defaults: transport timeout, retry on).
  */
 int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,

@@ -10,6 +10,8 @@
 #include "worker/engine.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@ typedef enum { NOT_UPDATE, UPDATE_NEW, UPDATE_REPLAYED } update_kind;
 
 typedef struct delivery {
     bool is_start;
+    bool bad_input;          /* the start's input could not be read: the run fails with BadInput */
     update_kind update;      /* an update: new ones are validated first */
     keel_update_request req; /* ...and its request */
     keel_workflow_event ev;  /* its strings point at the owned copies below */
@@ -209,6 +212,13 @@ static void engine_error(keel_engine *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->error, sizeof e->error, fmt, ap);
     va_end(ap);
+}
+
+/* A string from a message that may have been built by hand (protobuf-c's own leave "", not
+ * NULL), for printing. */
+static const char *txt(const char *s)
+{
+    return s ? s : "";
 }
 
 static bool same(const char *a, const char *b)
@@ -1422,8 +1432,13 @@ static int run_callback(keel_engine *e, delivery *d, keel_error *err)
         if (urc != KEEL_OK || skip)
             return urc;
     }
-    int rc = d->is_start ? e->type->start(&e->ctx, e->state, d->json)
-                         : e->type->on_event(&e->ctx, e->state, &d->ev);
+    int rc;
+    if (d->is_start && d->bad_input) /* the run cannot begin: say why, once, for good */
+        rc = keel_workflow_fail(&e->ctx, "BadInput", d->failure_message, true);
+    else if (d->is_start)
+        rc = e->type->start(&e->ctx, e->state, d->json);
+    else
+        rc = e->type->on_event(&e->ctx, e->state, &d->ev);
     if (rc == KEEL_OK && e->error[0] == '\0')
         return KEEL_OK;
     return keel_error_set(err, KEEL_EINVAL, "workflow %s (%s) %s: %s", e->type->name,
@@ -1538,6 +1553,37 @@ static int seal(delivery *d, keel_error *err)
     return KEEL_OK;
 }
 
+/*
+ * The delivery's JSON from payloads that came from outside (a client's input or signal, another
+ * worker's result). A json/plain payload keel cannot read (not JSON, a NUL, invalid UTF-8) must
+ * not fail the workflow task: the history holds it for good, so every
+ * retry would fail again and the run would be stuck. Instead the delivery carries "null" and
+ * the reason, and the caller decides what the workflow sees. Returns whether the payload was
+ * read; when it was not, *rc is KEEL_OK if the reason is in the delivery, else the error (*err:
+ * no memory, or an encoding keel does not read).
+ */
+static bool read_outside(delivery *d, const keel_pb_payloads *p, const char *what,
+                         const char *failure_type, int *rc, keel_error *err)
+{
+    keel_error why;
+    *rc = keel_payloads_to_json(p, what, &d->json, &why);
+    if (*rc == KEEL_OK)
+        return true;
+    /* An encoding keel does not decode (a codec's, say) is the deployment's to fix: the task
+     * fails until a worker that reads it comes, as the SDKs do. Bad json/plain data is final. */
+    bool json =
+        p && p->n_payloads > 0 && keel_payload_encoding_is(p->payloads[0], KEEL_ENCODING_JSON);
+    if (*rc == KEEL_ENOMEM || !json) {
+        keel_error_set(err, *rc, "%s", why.message);
+        return false;
+    }
+    *rc = KEEL_OK;
+    if ((d->failure_message = strdup(why.message)) == NULL ||
+        (d->failure_type = strdup(failure_type)) == NULL)
+        *rc = oom(err);
+    return false;
+}
+
 /* ---- matching command events ----
  *
  * The command events after a WorkflowTaskCompleted are collected first (as `recorded`); the
@@ -1562,9 +1608,9 @@ marker_detail(Temporal__Api__History__V1__MarkerRecordedEventAttributes__Details
         if (cJSON_IsString(j))
             out = strdup(j->valuestring);
         else if (cJSON_IsNumber(j)) {
+            /* As written: a version that is not a plain integer does not parse as one. */
             char buf[32];
-            snprintf(buf, sizeof buf, "%.0f", j->valuedouble);
-            out = strdup(buf);
+            out = strdup(keel_json_number_text(j, buf));
         }
         cJSON_Delete(j);
         return out;
@@ -1587,8 +1633,8 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES: {
         const Temporal__Api__History__V1__ActivityTaskScheduledEventAttributes *a =
             ev->activity_task_scheduled_event_attributes;
-        id = a->activity_id;
-        type = a->activity_type ? a->activity_type->name : "";
+        id = txt(a->activity_id);
+        type = a->activity_type ? txt(a->activity_type->name) : "";
         snprintf(r->seen, sizeof r->seen, "ActivityTaskScheduled (activity %s, type %s)", id, type);
         break;
     }
@@ -1598,8 +1644,8 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
         const Temporal__Api__History__V1__StartChildWorkflowExecutionInitiatedEventAttributes *a =
             ev->start_child_workflow_execution_initiated_event_attributes;
-        id = a->workflow_id;
-        type = a->workflow_type ? a->workflow_type->name : "";
+        id = txt(a->workflow_id);
+        type = a->workflow_type ? txt(a->workflow_type->name) : "";
         snprintf(r->seen, sizeof r->seen,
                  "StartChildWorkflowExecutionInitiated (workflow %s, type %s)", id, type);
         break;
@@ -1607,18 +1653,18 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
         const Temporal__Api__History__V1__SignalExternalWorkflowExecutionInitiatedEventAttributes
             *a = ev->signal_external_workflow_execution_initiated_event_attributes;
-        id = a->workflow_execution ? a->workflow_execution->workflow_id : "";
-        type = a->signal_name;
+        id = a->workflow_execution ? txt(a->workflow_execution->workflow_id) : "";
+        type = txt(a->signal_name);
         snprintf(r->seen, sizeof r->seen,
                  "SignalExternalWorkflowExecutionInitiated (%.60s to %.80s)", type, id);
         break;
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
-        id = ev->timer_started_event_attributes->timer_id;
+        id = txt(ev->timer_started_event_attributes->timer_id);
         snprintf(r->seen, sizeof r->seen, "TimerStarted (timer %s)", id);
         break;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
-        id = ev->timer_canceled_event_attributes->timer_id;
+        id = txt(ev->timer_canceled_event_attributes->timer_id);
         snprintf(r->seen, sizeof r->seen, "TimerCanceled (timer %s)", id);
         break;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES: {
@@ -1646,12 +1692,20 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         if (same(type, VERSION_MARKER)) {
             r->id = marker_detail(a->details, a->n_details, "change-id");
             char *v = marker_detail(a->details, a->n_details, "version");
-            r->version = v ? strtoll(v, NULL, 10) : 0;
+            char *end = NULL;
+            errno = 0;
+            r->version = v ? strtoll(v, &end, 10) : 0;
+            /* get_version() hands it on as an int: a version that is not one is refused. */
+            bool in_range = v == NULL || (end != v && *end == '\0' && errno == 0 &&
+                                          r->version >= INT_MIN && r->version <= INT_MAX);
             free(v);
-            if (r->id == NULL)
-                return keel_error_set(err, KEEL_EINVAL,
-                                      "history event %lld is a Version marker without a change-id",
-                                      (long long)ev->event_id);
+            if (r->id == NULL || !in_range) {
+                free(r->id);
+                return keel_error_set(err, KEEL_EINVAL, "history event %lld is a Version marker %s",
+                                      (long long)ev->event_id,
+                                      in_range ? "without a change-id"
+                                               : "whose version is not an integer an int holds");
+            }
         }
         snprintf(r->seen, sizeof r->seen, "MarkerRecorded (%s%s%s)", type ? type : "",
                  r->id ? " " : "", r->id ? r->id : "");
@@ -1896,7 +1950,9 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     if (d == NULL)
         return KEEL_ENOMEM;
     d->is_start = true;
-    int rc = keel_payloads_to_json(a->input, "workflow input", &d->json, err);
+    int rc;
+    d->bad_input =
+        !read_outside(d, a->input, "workflow input", "BadInput", &rc, err) && rc == KEEL_OK;
     return rc == KEEL_OK ? seal(d, err) : rc;
 }
 
@@ -1977,8 +2033,10 @@ static int on_activity_closed(keel_engine *e, const keel_pb_event *ev, keel_erro
     d->name = strdup(it->type ? it->type : "");
     if (kind == KEEL_EVENT_ACTIVITY_COMPLETED) {
         char what[160];
-        snprintf(what, sizeof what, "result of activity %u (%s)", it->seq, it->type);
-        int rc = keel_payloads_to_json(result, what, &d->json, err);
+        snprintf(what, sizeof what, "result of activity %u (%.100s)", it->seq, it->type);
+        int rc;
+        if (!read_outside(d, result, what, "BadResult", &rc, err) && rc == KEEL_OK)
+            d->ev.kind = KEEL_EVENT_ACTIVITY_FAILED; /* a result nobody can read is a failure */
         if (rc != KEEL_OK)
             return rc;
     } else if (kind == KEEL_EVENT_ACTIVITY_FAILED) {
@@ -2018,8 +2076,9 @@ static int on_signal(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     d->ev.kind = KEEL_EVENT_SIGNAL;
     d->name = strdup(a->signal_name ? a->signal_name : "");
     char what[160];
-    snprintf(what, sizeof what, "argument of signal '%s'", a->signal_name);
-    int rc = keel_payloads_to_json(a->input, what, &d->json, err);
+    snprintf(what, sizeof what, "argument of signal '%.100s'", txt(a->signal_name));
+    int rc;
+    read_outside(d, a->input, what, "BadInput", &rc, err);
     return rc == KEEL_OK ? seal(d, err) : rc;
 }
 
@@ -2107,7 +2166,9 @@ static int on_child_event(keel_engine *e, const keel_pb_event *ev, keel_error *e
     if (kind == KEEL_EVENT_CHILD_COMPLETED) {
         char what[160];
         snprintf(what, sizeof what, "result of child workflow %.100s", it->id);
-        int rc = keel_payloads_to_json(result, what, &d->json, err);
+        int rc;
+        if (!read_outside(d, result, what, "BadResult", &rc, err) && rc == KEEL_OK)
+            d->ev.kind = KEEL_EVENT_CHILD_FAILED;
         if (rc != KEEL_OK)
             return rc;
     } else if (failure) {
@@ -2168,8 +2229,9 @@ static int on_signal_outcome(keel_engine *e, const keel_pb_event *ev, keel_error
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_##x:                                     \
         return TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_##x##_EVENT_ATTRIBUTES
 
-/* The attributes an event that keel reads must carry (0: keel reads none). A history from a file
- * or an odd server may leave them out; that is an error, not a crash. */
+/* The attributes an event that keel reads must carry (0: keel reads none, but see
+ * is_command_event: those need theirs too). A history from a file or an odd server may leave
+ * them out; that is an error, not a crash. */
 static int expected_attributes(Temporal__Api__Enums__V1__EventType type)
 {
     switch (type) {
@@ -2199,17 +2261,61 @@ static int expected_attributes(Temporal__Api__Enums__V1__EventType type)
     }
 }
 
+/* Whether the attributes field `field` ("timer_fired_event_attributes") is the one of event type
+ * `type` (TIMER_FIRED, the enum name without its prefix): the Temporal API names them alike. */
+static bool attributes_fit(const char *type, const char *field)
+{
+    static const char suffix[] = "_event_attributes";
+    for (; *type; type++, field++)
+        if (*field == '\0' || (*type >= 'A' && *type <= 'Z' ? *type - 'A' + 'a' : *type) != *field)
+            return false;
+    return strcmp(field, suffix) == 0;
+}
+
+/* The attributes an event carries must be its own type's, and there: the oneof's members share
+ * one pointer, so reading a WorkflowTaskStarted's attributes out of a timer's would read past
+ * them. After this, every attributes pointer the handlers below read is the right one. */
+static int check_attributes(const keel_pb_event *ev, keel_error *err)
+{
+    if (ev->attributes_case == TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES__NOT_SET) {
+        if (expected_attributes(ev->event_type) || is_command_event(ev))
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "history event %lld is %s without its attributes",
+                                  (long long)ev->event_id, event_name(ev));
+        return KEEL_OK;
+    }
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+        &temporal__api__history__v1__history_event__descriptor, (unsigned)ev->attributes_case);
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_MESSAGE)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "history event %lld (%s) carries attributes of unknown field %d",
+                              (long long)ev->event_id, event_name(ev), (int)ev->attributes_case);
+    const char *type = keel_proto_enum_name(&temporal__api__enums__v1__event_type__descriptor,
+                                            (int)ev->event_type);
+    /* A type this build does not know is never read: see the default case in feed_one. */
+    if (type != NULL && !attributes_fit(event_name(ev), f->name)) {
+        size_t n = strlen(f->name);
+        size_t cut = n > strlen("_event_attributes") ? n - strlen("_event_attributes") : n;
+        return keel_error_set(err, KEEL_EINVAL, "history event %lld (%s) carries %.*s attributes",
+                              (long long)ev->event_id, event_name(ev), (int)cut, f->name);
+    }
+    if (*(void *const *)((const char *)ev + f->offset) == NULL)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "history event %lld (%s) names its attributes but has none",
+                              (long long)ev->event_id, event_name(ev));
+    return KEEL_OK;
+}
+
 static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
     if (ev->event_id != e->last_event_id + 1)
         return keel_error_set(err, KEEL_EINVAL,
                               "history is not contiguous: event %lld follows event %lld",
                               (long long)ev->event_id, (long long)e->last_event_id);
+    int rc = check_attributes(ev, err);
+    if (rc != KEEL_OK)
+        return rc;
     e->last_event_id = ev->event_id;
-    int want = expected_attributes(ev->event_type);
-    if (want && (int)ev->attributes_case != want)
-        return keel_error_set(err, KEEL_EINVAL, "history event %lld is %s without its attributes",
-                              (long long)ev->event_id, event_name(ev));
 
     if (is_command_event(ev))
         return match_command_event(e, ev, err);
@@ -2220,7 +2326,7 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED)
         return KEEL_OK; /* older servers recorded rejections among the commands' events; the
                            run was not changed by them */
-    int rc = settle(e, err);
+    rc = settle(e, err);
     if (rc != KEEL_OK)
         return rc;
 
@@ -2230,8 +2336,10 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_STARTED:
         e->pending_started_id = ev->event_id;
         e->pending_started_ms = event_ms(ev);
+        /* Its attributes are optional here (keel reads only this flag), and checked above. */
         e->pending_started_suggest =
-            ev->workflow_task_started_event_attributes &&
+            ev->attributes_case ==
+                TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_TASK_STARTED_EVENT_ATTRIBUTES &&
             ev->workflow_task_started_event_attributes->suggest_continue_as_new;
         e->last_started_id = ev->event_id;
         return KEEL_OK;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "activities/agent.h"
+#include "activities/http.h"
 #include "keel/keel.h"
 #include "log/log.h"
 #include "workflows/registry.h"
@@ -140,8 +141,10 @@ static int start_agent(keel_agent **out)
         return EXIT_FAILED;
     }
     const keel_llm_config *llm = keel_agent_llm_config(*out);
-    keel_log(KEEL_LOG_INFO, "main", "agent activities ready", "model_endpoint", llm->base_url,
-             "model", llm->model, "api_key", llm->api_key ? "set" : "unset", NULL);
+    char endpoint[512];
+    keel_http_url_for_log(llm->base_url, endpoint, sizeof endpoint);
+    keel_log(KEEL_LOG_INFO, "main", "agent activities ready", "model_endpoint", endpoint, "model",
+             llm->model, "api_key", llm->api_key ? "set" : "unset", NULL);
     return 0;
 }
 

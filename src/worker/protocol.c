@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "converter/payload.h"
+#include "proto/depth.h"
 
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
@@ -89,11 +90,15 @@ int keel_update_request_read(const keel_pb_message *m, keel_update_request *out,
         return keel_error_set(err, KEEL_EUNIMPLEMENTED,
                               "protocol message '%s' carries %s, which keel does not handle", id,
                               type);
-    keel_pb_update_request *r =
-        temporal__api__update__v1__request__unpack(NULL, m->body->value.len, m->body->value.data);
-    int rc = r ? take(r, out, err)
-               : keel_error_set(err, KEEL_EINVAL,
-                                "protocol message '%s': its update request does not decode", id);
+    keel_pb_update_request *r = NULL;
+    keel_error why;
+    int rc = keel_proto_unpack(&temporal__api__update__v1__request__descriptor, m->body->value.data,
+                               m->body->value.len, (ProtobufCMessage **)&r, &why);
+    rc = rc == KEEL_OK ? take(r, out, err)
+                       : keel_error_set(err, KEEL_EINVAL,
+                                        "protocol message '%s': its update request does not "
+                                        "decode: %s",
+                                        id, why.message);
     if (r)
         FREE_PB(r);
     if (rc == KEEL_EINVAL && m->protocol_instance_id && m->protocol_instance_id[0]) {
@@ -157,9 +162,10 @@ static keel_pb_update_request *unpack_request(const keel_update_request *r, bool
     *failed = false;
     if (r->raw == NULL)
         return NULL;
-    keel_pb_update_request *req =
-        temporal__api__update__v1__request__unpack(NULL, r->raw_len, r->raw);
-    if (req == NULL) {
+    keel_pb_update_request *req = NULL;
+    /* The bytes came off the wire (and decoded once already): only memory can fail here. */
+    if (keel_proto_unpack(&temporal__api__update__v1__request__descriptor, r->raw, r->raw_len,
+                          (ProtobufCMessage **)&req, NULL) != KEEL_OK) {
         *failed = true;
         oom(err);
     }

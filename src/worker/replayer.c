@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "converter/protojson.h"
+#include "proto/depth.h"
 #include "temporal/api/history/v1/message.pb-c.h"
 #include "worker/engine.h"
 
@@ -30,12 +31,19 @@ static int decode(const char *data, size_t len, pb_history **out, keel_error *er
     if (looks_like_json(data, len))
         return keel_protojson_decode(&temporal__api__history__v1__history__descriptor, data, len,
                                      (ProtobufCMessage **)out, err);
-    *out = temporal__api__history__v1__history__unpack(NULL, len, (const uint8_t *)data);
+    keel_error why;
+    bool too_deep = false;
+    int rc = keel_proto_check(&temporal__api__history__v1__history__descriptor,
+                              (const uint8_t *)data, len, KEEL_PROTO_MAX_DEPTH, &too_deep, &why);
+    if (rc != KEEL_OK && too_deep)
+        return keel_error_set(err, KEEL_EINVAL, "%s", why.message);
+    if (rc == KEEL_OK)
+        *out = temporal__api__history__v1__history__unpack(NULL, len, (const uint8_t *)data);
     if (*out == NULL)
         return keel_error_set(err, KEEL_EINVAL,
                               "not a history: neither JSON nor a binary "
-                              "temporal.api.history.v1.History (%zu bytes)",
-                              len);
+                              "temporal.api.history.v1.History (%zu bytes): %s",
+                              len, rc != KEEL_OK ? why.message : "protobuf-c refused it");
     return KEEL_OK;
 }
 
@@ -47,9 +55,10 @@ int keel_replay(const keel_workflow_type *type, const char *data, size_t len, ke
     int rc = decode(data, len, &h, err);
     if (rc != KEEL_OK)
         return rc;
-    if (h->n_events == 0 ||
+    if (h->n_events == 0 || h->events[0] == NULL ||
         h->events[0]->attributes_case !=
-            TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES) {
+            TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES ||
+        h->events[0]->workflow_execution_started_event_attributes == NULL) {
         protobuf_c_message_free_unpacked(&h->base, NULL);
         return keel_error_set(err, KEEL_EINVAL,
                               "the history does not begin with WorkflowExecutionStarted");

@@ -635,6 +635,24 @@ static void process(keel_worker *w, const workflow_task *t)
         keel_cache_drop(w->cache, run_id, e); /* out of step with the server: rebuild it */
 }
 
+/* A task whose poll response was refused for nesting too deep (proto/depth.h), as far as it
+ * could still be read: without its history. Fail it with why, so that the run's owner sees the
+ * cause; a cached state of the run is dropped, as its next task must start over. */
+static void refuse_task(keel_worker *w, const workflow_task *t, const char *why)
+{
+    if (t->task_token.len == 0) {
+        log_line(KEEL_LOG_WARN, "workflow poll failed", why);
+        return;
+    }
+    const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : "";
+    if (run_id && run_id[0])
+        keel_engine_free(keel_cache_take(w->cache, run_id));
+    if (t->query)
+        respond_query(w, t, NULL, why);
+    else
+        respond_failed(w, t, KEEL_EPROTOCOL, why);
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
@@ -662,14 +680,22 @@ static void *workflow_thread(void *arg)
         req.namespace_ = (char *)w->namespace;
         req.task_queue = on_sticky ? &sticky : &normal;
         req.identity = w->identity;
-        keel_call_options co = {
-            .timeout_ms = POLL_TIMEOUT_MS, .namespace = w->namespace, .cancel = a->cancel};
-        workflow_task *t = NULL;
+        workflow_task *t = NULL, *partial = NULL;
+        keel_call_options co = {.timeout_ms = POLL_TIMEOUT_MS,
+                                .namespace = w->namespace,
+                                .cancel = a->cancel,
+                                .partial = (ProtobufCMessage **)&partial};
         keel_error err;
         int rc = keel_transport_call(
             w->transport, WF("PollWorkflowTaskQueue"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
             (ProtobufCMessage **)&t, &co, &err);
+        if (partial != NULL) {
+            /* A task came, but it nests too deep to be read: fail it and poll on. */
+            refuse_task(w, partial, err.message);
+            FREE_PB(partial);
+            continue;
+        }
         if (rc == KEEL_ECANCELLED)
             break;
         if (rc == KEEL_ETIMEOUT)

@@ -182,19 +182,39 @@ char *keel_test_query_until(keel_client *client, const char *id, const char *nam
     return NULL;
 }
 
-void keel_test_start_run(keel_client *client, const char *type, const char *queue,
-                         const char *prefix, const char *input, char *id, size_t n, char **run)
+/* Start a run; KEEL_OK or the client's error in *err. */
+static int start_run(keel_client *client, const char *type, const char *queue, const char *id,
+                     const char *input, char **run, keel_error *err)
 {
-    keel_test_unique(id, n, prefix);
     keel_workflow_start_options o;
     keel_workflow_start_options_init(&o, KEEL_WORKFLOW_START_OPTIONS_VERSION);
     o.workflow_id = id;
     o.workflow_type = type;
     o.task_queue = queue;
     o.input_json = input;
+    return keel_client_workflow_start(client, &o, run, err);
+}
+
+void keel_test_start_run(keel_client *client, const char *type, const char *queue,
+                         const char *prefix, const char *input, char *id, size_t n, char **run)
+{
+    keel_test_unique(id, n, prefix);
     keel_error err;
-    ck_assert_msg(keel_client_workflow_start(client, &o, run, &err) == KEEL_OK, "start %s: %s", id,
-                  err.message);
+    ck_assert_msg(start_run(client, type, queue, id, input, run, &err) == KEEL_OK, "start %s: %s",
+                  id, err.message);
+}
+
+void keel_test_start_refused(keel_client *client, const char *type, const char *queue,
+                             const char *input, const char *part)
+{
+    char id[128];
+    keel_test_unique(id, sizeof id, "keel-refused");
+    keel_error err;
+    char *run = NULL;
+    ck_assert_msg(start_run(client, type, queue, id, input, &run, &err) == KEEL_EINVAL,
+                  "started %s with %s", id, input);
+    ck_assert_ptr_null(run);
+    ck_assert_msg(strstr(err.message, part), "'%s' lacks '%s'", err.message, part);
 }
 
 keel_workflow_outcome keel_test_finish(keel_client *client, const keel_workflow_type *type,
@@ -210,4 +230,19 @@ keel_workflow_outcome keel_test_finish(keel_client *client, const keel_workflow_
                   out.failure_message ? out.failure_message : out.result_json);
     keel_test_replay_and_record(client, type, id, out.run_id, scenario);
     return out;
+}
+
+int keel_test_keelctl(const char *args, char *out, size_t n)
+{
+    const char *bin = getenv("KEELCTL");
+    ck_assert_msg(bin != NULL, "KEELCTL is not set");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
 }

@@ -58,12 +58,21 @@ char *keel_test_query_until(keel_client *client, const char *id, const char *nam
 void keel_test_start_run(keel_client *client, const char *type, const char *queue,
                          const char *prefix, const char *input, char *id, size_t n, char **run);
 
+/* Check that keel's client refuses to start `type` with input before it reaches the server, with
+ * an error that contains `part`. */
+void keel_test_start_refused(keel_client *client, const char *type, const char *queue,
+                             const char *input, const char *part);
+
 /* Wait up to timeout_ms for workflow id (run: NULL for the latest, following continue-as-new)
  * to close, check it closed with `status`, then keel_test_replay_and_record() the run that
  * closed. The outcome is the caller's to dispose. */
 keel_workflow_outcome keel_test_finish(keel_client *client, const keel_workflow_type *type,
                                        const char *id, const char *run, int status,
                                        const char *scenario, int64_t timeout_ms);
+
+/* Run keelctl (the binary $KEELCTL names) with args; its exit status, stdout and stderr into
+ * out[n]. */
+int keel_test_keelctl(const char *args, char *out, size_t n);
 
 /* The scenario a run id names: the part of id after prefix, up to the next '-'. */
 void keel_test_scenario(const char *id, const char *prefix, char *out, size_t n);

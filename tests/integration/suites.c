@@ -15,6 +15,7 @@ Suite *agent_suite(void);
 Suite *procurement_suite(void);
 Suite *agent_task_suite(void);
 Suite *batch_suite(void);
+Suite *hostile_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -33,6 +34,7 @@ const keel_test_suite *keel_test_suites(void)
         {"procurement", procurement_suite},
         {"agent-task", agent_task_suite},
         {"batch", batch_suite},
+        {"hostile", hostile_suite},
         {NULL, NULL},
     };
     return suites;

@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
 
 #include "activities/agent.h"
 #include "harness.h"
@@ -379,6 +380,84 @@ START_TEST(structured_output_is_parsed_and_validated)
 }
 END_TEST
 
+/* The numbers of the keel_numbers scenario, as the model wrote them. */
+static const char *const exact_numbers[] = {
+    "\"id\":9007199254740993", "\"max_safe\":9007199254740991", "\"big\":12345678901234567891",
+    "\"sum\":0.30000000000000004", "\"price\":4596.00"};
+
+static void has_exact_numbers(const char *where, const char *text, bool pretty)
+{
+    for (size_t i = 0; i < sizeof exact_numbers / sizeof exact_numbers[0]; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s", exact_numbers[i]);
+        if (pretty) /* "name": value */
+            snprintf(want, sizeof want, "%.*s %s",
+                     (int)(strchr(exact_numbers[i], ':') - exact_numbers[i] + 1), exact_numbers[i],
+                     strchr(exact_numbers[i], ':') + 1);
+        ck_assert_msg(strstr(text, want), "%s lacks %s: %s", where, want, text);
+    }
+}
+
+/* A number keel parses and prints again keeps its text: in llm.chat's `parsed`, in the response
+ * the ledger stores, in the workflow's result and in keelctl --json. */
+START_TEST(numbers_come_out_exactly_as_the_model_wrote_them)
+{
+    char id[128], text[256];
+    snprintf(text, sizeof text, "Give the numbers.");
+    cJSON *chat, *in = chat_input(text, &chat);
+    cJSON_AddItemToObject(chat, "response_format",
+                          keel_json_from("{\"name\":\"keel_numbers\",\"schema\":{\"type\":"
+                                         "\"object\",\"required\":[\"big\"]}}"));
+    char *input = keel_json_print(in);
+    cJSON_Delete(in);
+    start_probe(input, "keel-numbers", id, sizeof id);
+    free(input);
+    keel_workflow_outcome out;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_result(client, id, NULL, 60000, &out, &err) == KEEL_OK, "%s",
+                  err.message);
+    ck_assert_msg(out.status == KEEL_WORKFLOW_STATUS_COMPLETED, "%s",
+                  out.failure_message ? out.failure_message : "");
+    /* The workflow result holds llm.chat's result, `parsed` included, as the worker printed it. */
+    cJSON *r = keel_json_from(out.result_json);
+    ck_assert_ptr_nonnull(r);
+    char *parsed = keel_json_print(cJSON_GetObjectItemCaseSensitive(r, "parsed"));
+    ck_assert_ptr_nonnull(parsed);
+    has_exact_numbers("parsed", parsed, false);
+    has_exact_numbers("the workflow result", out.result_json, false);
+    cJSON_free(parsed);
+    cJSON_Delete(r);
+    keel_workflow_outcome_dispose(&out);
+
+    static char shown[65536];
+    char args[256];
+    snprintf(args, sizeof args, "--json workflow result --id %s", id);
+    ck_assert_msg(keel_test_keelctl(args, shown, sizeof shown) == 0, "%s", shown);
+    has_exact_numbers("keelctl --json workflow result", shown, true);
+
+    /* The stored response: the content string carries the text, escaped. */
+    PGconn *db = PQconnectdb(getenv("DATABASE_URL"));
+    ck_assert_int_eq(PQstatus(db), CONNECTION_OK);
+    const char *p[] = {id};
+    PGresult *res =
+        PQexecParams(db, "SELECT response FROM keel_llm_responses WHERE workflow_id = $1", 1, NULL,
+                     p, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(res), 1);
+    cJSON *stored = keel_json_from(PQgetvalue(res, 0, 0));
+    ck_assert_ptr_nonnull(stored);
+    const cJSON *choice =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(stored, "choices"), 0);
+    const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(choice, "message"), "content"));
+    ck_assert_ptr_nonnull(content);
+    has_exact_numbers("the stored response", content, false);
+    cJSON_Delete(stored);
+    PQclear(res);
+    PQfinish(db);
+}
+END_TEST
+
 START_TEST(the_api_key_never_reaches_history_or_failures)
 {
     /* expect_failure checks each failure's text; here the whole history of a call that
@@ -581,6 +660,7 @@ Suite *agent_suite(void)
     tcase_add_checked_fixture(llm, setup, teardown);
     tcase_set_timeout(llm, 180);
     tcase_add_test(llm, chat_answers_with_usage_and_cost);
+    tcase_add_test(llm, numbers_come_out_exactly_as_the_model_wrote_them);
     tcase_add_test(llm, rate_limits_are_retryable_with_the_providers_delay);
     tcase_add_test(llm, a_rate_limit_passes_on_the_next_attempt);
     tcase_add_test(llm, quota_and_client_errors_are_not_retried);

@@ -304,7 +304,6 @@ START_TEST(bad_input_fails_the_run_with_bad_input)
         {"{" REQUEST ",\"required\":3}",
          "\"required\" must be a whole number of approvals from 1 to 2"},
         {"{" REQUEST ",\"remind_afer\":1000}", "unknown field \"remind_afer\""},
-        {"{" REQUEST ",\"approvers\":[\"dee\"]}", "field \"approvers\" appears twice"},
         {"{" REQUEST ",\"expire_after\":-5}", "\"expire_after\" must be a whole number"},
         {"{" REQUEST ",\"delegate\":\"ana\"}", "the delegate 'ana' is already an approver"},
         {"{\"subject\":\"x\",\"requester\":\"cy\",\"approvers\":[]}",
@@ -322,6 +321,10 @@ START_TEST(bad_input_fails_the_run_with_bad_input)
         expect_in(out.failure_message, cases[i].message);
         keel_workflow_outcome_dispose(&out);
     }
+    /* A repeated field never leaves keel's client (the worker refuses it too: keel/json.h). */
+    keel_test_start_refused(client, KEEL_APPROVAL_TYPE, queue,
+                            "{" REQUEST ",\"approvers\":[\"dee\"]}",
+                            "the member name \"approvers\" appears twice");
 }
 END_TEST
 

@@ -565,37 +565,120 @@ END_TEST
 
 /* ---- effects ---- */
 
+/* Claim key as owner `who`, attempt `attempt`, carrying payload (may be NULL). */
+static keel_effect_state claim_as(const char *key, int64_t lease_ms, const char *who, int attempt,
+                                  const char *payload, keel_effect_claim *out)
+{
+    keel_effect_request req = {.key = key,
+                               .kind = "webhook",
+                               .lease_ms = lease_ms,
+                               .owner = who,
+                               .attempt = attempt,
+                               .payload_json = payload};
+    keel_error err;
+    ck_assert_msg(keel_ledger_effect_claim(ledger, &req, out, &err) == KEEL_OK, "%s", err.message);
+    return out->state;
+}
+
 static keel_effect_state claim(const char *key, int64_t lease_ms, char **result)
 {
-    keel_effect_state state;
-    keel_error err;
-    ck_assert_msg(keel_ledger_effect_claim(ledger, key, "webhook", lease_ms, &state, result, NULL,
-                                           &err) == KEEL_OK,
-                  "%s", err.message);
+    keel_effect_claim c;
+    keel_effect_state state = claim_as(key, lease_ms, "test", 1, NULL, &c);
+    if (result != NULL) {
+        *result = c.result_json;
+        c.result_json = NULL;
+    }
+    keel_effect_claim_dispose(&c);
     return state;
+}
+
+/* One column of the effect's row (a new string; NULL for SQL NULL or no row). */
+static char *effect_column(const char *key, const char *column)
+{
+    char query[256];
+    snprintf(query, sizeof query, "SELECT %s::text FROM keel_effects WHERE key = $1", column);
+    PGconn *c = connect_to(database_url());
+    char *v = must_value(c, query, key);
+    PQfinish(c);
+    return v;
+}
+
+/* want NULL: SQL NULL. */
+static void expect_column(const char *key, const char *column, const char *want)
+{
+    char *v = effect_column(key, column);
+    ck_assert_msg(want ? v && strcmp(v, want) == 0 : v == NULL, "%s of %s is %s, not %s", column,
+                  key, v ? v : "NULL", want ? want : "NULL");
+    free(v);
+}
+
+static void expect_column_has(const char *key, const char *column, const char *text)
+{
+    char *v = effect_column(key, column);
+    ck_assert_msg(v && strstr(v, text), "%s of %s is %s, without '%s'", column, key, v ? v : "NULL",
+                  text);
+    free(v);
+}
+
+/* Whether keel_ledger_effect_list(which) names key. */
+static bool listed(const char *which, const char *key)
+{
+    char *json = NULL;
+    keel_error err;
+    ck_assert_msg(keel_ledger_effect_list(ledger, which, "webhook", 100000, &json, &err) == KEEL_OK,
+                  "%s", err.message);
+    cJSON *list = cJSON_Parse(json);
+    ck_assert_msg(cJSON_IsArray(list), "not a list: %s", json);
+    bool found = false;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "key"));
+        found = found || (k && strcmp(k, key) == 0);
+    }
+    cJSON_Delete(list);
+    free(json);
+    return found;
+}
+
+static int sweep(void)
+{
+    int n = -1;
+    keel_error err;
+    ck_assert_msg(keel_ledger_effect_sweep(ledger, &n, &err) == KEEL_OK, "%s", err.message);
+    return n;
 }
 
 START_TEST(a_released_claim_can_be_claimed_again_but_not_a_taken_over_one)
 {
-    char key[96], first[KEEL_EFFECT_TOKEN_MAX], second[KEEL_EFFECT_TOKEN_MAX];
+    char key[96];
+    keel_effect_claim first, second;
     unique(key, sizeof key, "release");
-    keel_effect_state state;
     keel_error err;
-    ck_assert_int_eq(
-        keel_ledger_effect_claim(ledger, key, "webhook", 100, &state, NULL, first, &err), KEEL_OK);
-    ck_assert_int_eq(state, KEEL_EFFECT_CLAIMED);
-    ck_assert_int_gt(strlen(first), 0);
-    usleep(200 * 1000);
+    ck_assert_int_eq(claim_as(key, 100, "first", 1, NULL, &first), KEEL_EFFECT_CLAIMED);
+    ck_assert_int_gt(strlen(first.token), 0);
+    sleep_ms(200);
     /* The lease ran out: another attempt takes over, and the first one's release is refused. */
-    ck_assert_int_eq(
-        keel_ledger_effect_claim(ledger, key, "webhook", 100, &state, NULL, second, &err), KEEL_OK);
-    ck_assert_int_eq(state, KEEL_EFFECT_CLAIMED);
-    ck_assert_str_ne(first, second);
-    ck_assert_int_eq(keel_ledger_effect_release(ledger, key, first, &err), KEEL_OK);
+    ck_assert_int_eq(claim_as(key, 60000, "second", 2, NULL, &second), KEEL_EFFECT_CLAIMED);
+    ck_assert(second.taken_over);
+    ck_assert_str_ne(first.token, second.token);
+    ck_assert_int_eq(keel_ledger_effect_release(ledger, key, first.token, "late", &err), KEEL_OK);
     ck_assert_int_eq(claim(key, 60000, NULL), KEEL_EFFECT_BUSY);
-    /* The holder's release frees the key for a new claim. */
-    ck_assert_int_eq(keel_ledger_effect_release(ledger, key, second, &err), KEEL_OK);
-    ck_assert_int_eq(claim(key, 60000, NULL), KEEL_EFFECT_CLAIMED);
+    /* The holder's release frees the key for a new claim, which is no takeover: the effect
+     * surely did not happen. */
+    ck_assert_int_eq(
+        keel_ledger_effect_release(ledger, key, second.token, "HTTP 500: try later", &err),
+        KEEL_OK);
+    expect_column(key, "state", "released");
+    expect_column(key, "reason", "HTTP 500: try later");
+    ck_assert(listed("unsent", key));
+    ck_assert(listed("released", key));
+    keel_effect_claim third;
+    ck_assert_int_eq(claim_as(key, 60000, "third", 3, NULL, &third), KEEL_EFFECT_CLAIMED);
+    ck_assert(!third.taken_over);
+    expect_column(key, "takeovers", "1");
+    expect_column_has(key, "reason", "claimed again after second released it: HTTP 500");
+    ck_assert(!listed("unsent", key));
 }
 END_TEST
 
@@ -620,6 +703,8 @@ START_TEST(an_effect_is_claimed_done_and_then_reported_done)
     ck_assert_str_eq(result, "{\"status\": 202}");
     free(result);
     ck_assert_int_eq(claim(key, 60000, NULL), KEEL_EFFECT_DONE);
+    ck_assert(listed("done", key));
+    ck_assert(!listed("unsent", key));
 }
 END_TEST
 
@@ -628,15 +713,23 @@ START_TEST(effect_misuse_is_refused)
     char key[96];
     unique(key, sizeof key, "effect");
     keel_error err;
-    keel_effect_state state;
+    keel_effect_claim c;
     ck_assert_int_eq(keel_ledger_effect_done(ledger, key, "{}", &err), KEEL_ENOTFOUND);
     ck_assert_int_eq(claim(key, 60000, NULL), KEEL_EFFECT_CLAIMED);
-    ck_assert_int_eq(
-        keel_ledger_effect_claim(ledger, key, "email", 60000, &state, NULL, NULL, &err),
-        KEEL_EEXISTS);
-    ck_assert_int_eq(keel_ledger_effect_claim(ledger, key, "webhook", -1, &state, NULL, NULL, &err),
-                     KEEL_EINVAL);
+    keel_effect_request req = {.key = key, .kind = "email", .lease_ms = 60000};
+    ck_assert_int_eq(keel_ledger_effect_claim(ledger, &req, &c, &err), KEEL_EEXISTS);
+    req.kind = "webhook";
+    req.lease_ms = -1;
+    ck_assert_int_eq(keel_ledger_effect_claim(ledger, &req, &c, &err), KEEL_EINVAL);
+    req.lease_ms = 1000;
+    req.payload_json = "{oops";
+    ck_assert_int_eq(keel_ledger_effect_claim(ledger, &req, &c, &err), KEEL_EINVAL);
+    ck_assert_int_eq(keel_ledger_effect_claim(ledger, NULL, &c, &err), KEEL_EINVAL);
+    ck_assert_int_eq(keel_ledger_effect_release(ledger, key, NULL, NULL, &err), KEEL_EINVAL);
     ck_assert_int_eq(keel_ledger_effect_done(ledger, key, "{oops", &err), KEEL_EINVAL);
+    char *json = NULL;
+    ck_assert_int_eq(keel_ledger_effect_list(ledger, "lost", NULL, 10, &json, &err), KEEL_EINVAL);
+    ck_assert_ptr_null(json);
     ck_assert_int_eq(keel_ledger_effect_done(ledger, key, NULL, &err), KEEL_OK);
     char *result = NULL;
     ck_assert_int_eq(claim(key, 60000, &result), KEEL_EFFECT_DONE);
@@ -648,13 +741,147 @@ END_TEST
 START_TEST(a_stale_claim_is_taken_over_after_its_lease)
 {
     char key[96];
+    keel_effect_claim a, b, c;
     unique(key, sizeof key, "effect");
-    ck_assert_int_eq(claim(key, 200, NULL), KEEL_EFFECT_CLAIMED);
-    ck_assert_int_eq(claim(key, 200, NULL), KEEL_EFFECT_BUSY);
-    sleep_ms(300);
-    ck_assert_int_eq(claim(key, 200, NULL), KEEL_EFFECT_CLAIMED);
-    /* The takeover starts a new lease. */
-    ck_assert_int_eq(claim(key, 200, NULL), KEEL_EFFECT_BUSY);
+    ck_assert_int_eq(claim_as(key, 300, "worker-a:1", 1, "{\"text\":\"hi\"}", &a),
+                     KEEL_EFFECT_CLAIMED);
+    ck_assert(!a.taken_over);
+    expect_column(key, "owner", "worker-a:1");
+    expect_column(key, "attempt", "1");
+    expect_column(key, "lease_ms", "300");
+    /* A later attempt within the holder's lease is told who holds it, and for how long. */
+    ck_assert_int_eq(claim_as(key, 300, "worker-b:2", 2, NULL, &b), KEEL_EFFECT_BUSY);
+    ck_assert_str_eq(b.holder, "worker-a:1 (attempt 1)");
+    ck_assert_msg(b.busy_ms > 0 && b.busy_ms <= 300, "busy for %lld ms", (long long)b.busy_ms);
+    /* The holder's own lease counts, not the caller's. */
+    ck_assert_int_eq(claim_as(key, 1, "worker-b:2", 2, NULL, &b), KEEL_EFFECT_BUSY);
+    sleep_ms(400);
+    ck_assert_int_eq(claim_as(key, 60000, "worker-b:2", 3, NULL, &c), KEEL_EFFECT_CLAIMED);
+    ck_assert(c.taken_over);
+    ck_assert_str_eq(c.holder, "worker-a:1 (attempt 1)");
+    expect_column(key, "owner", "worker-b:2");
+    expect_column(key, "attempt", "3");
+    expect_column(key, "takeovers", "1");
+    expect_column(key, "payload", "{\"text\":\"hi\"}"); /* kept from the first claim */
+    /* (or "taken over after it was abandoned: worker-a:1 ...", if a worker's sweep came first) */
+    expect_column_has(key, "reason", "worker-a:1 (attempt 1)");
+    /* The takeover starts a new lease, the taker's. */
+    expect_column(key, "lease_ms", "60000");
+    ck_assert_int_eq(claim(key, 300, NULL), KEEL_EFFECT_BUSY);
+}
+END_TEST
+
+START_TEST(the_sweep_marks_a_claim_past_its_lease_abandoned_and_a_retry_still_delivers)
+{
+    char key[96], other[96];
+    keel_effect_claim c;
+    keel_error err;
+    unique(key, sizeof key, "sweep");
+    unique(other, sizeof other, "sweep");
+    ck_assert_int_eq(claim_as(key, 1500, "worker-a:7", 1, "{\"text\":\"approval needed\"}", &c),
+                     KEEL_EFFECT_CLAIMED);
+    ck_assert_int_eq(claim(other, 60000, NULL), KEEL_EFFECT_CLAIMED);
+    sweep();
+    expect_column(key, "state", "claimed"); /* its lease runs */
+    ck_assert(!listed("unsent", key));
+    sleep_ms(1600);
+    ck_assert(listed("unsent", key)); /* past its lease, before any sweep */
+    sweep();                          /* (keel-workers on the same database may sweep it first) */
+    expect_column(key, "state", "abandoned");
+    expect_column(other, "state", "claimed");
+    expect_column_has(key, "reason", "worker-a:7 (attempt 1) claimed it at");
+    expect_column_has(key, "reason", "did not finish within its lease of 1500 ms");
+    ck_assert(listed("abandoned", key));
+    ck_assert(listed("unsent", key));
+    /* What the operator reads: the message that may not have been sent. */
+    char *json = NULL;
+    ck_assert_int_eq(keel_ledger_effect_list(ledger, "abandoned", NULL, 100000, &json, &err),
+                     KEEL_OK);
+    ck_assert_msg(strstr(json, "\"payload\" : {\"text\":\"approval needed\"}") ||
+                      strstr(json, "\"payload\":{\"text\":\"approval needed\"}"),
+                  "%s", json);
+    free(json);
+    /* A later attempt of the same activity takes it over and makes it. */
+    keel_effect_claim retry;
+    ck_assert_int_eq(claim_as(key, 200, "worker-b:8", 2, NULL, &retry), KEEL_EFFECT_CLAIMED);
+    ck_assert(retry.taken_over);
+    expect_column_has(key, "reason", "taken over after it was abandoned: worker-a:7");
+    ck_assert_int_eq(keel_ledger_effect_done(ledger, key, "{\"delivered\":true}", &err), KEEL_OK);
+    expect_column(key, "state", "done");
+    expect_column(key, "abandoned_at", NULL);
+    ck_assert(!listed("unsent", key));
+}
+END_TEST
+
+START_TEST(a_late_holder_records_an_abandoned_effect_as_done)
+{
+    char key[96];
+    keel_effect_claim c;
+    keel_error err;
+    unique(key, sizeof key, "late");
+    ck_assert_int_eq(claim_as(key, 100, "slow", 1, NULL, &c), KEEL_EFFECT_CLAIMED);
+    sleep_ms(200);
+    sweep(); /* (keel-workers on the same database may sweep it first) */
+    expect_column(key, "state", "abandoned");
+    ck_assert_int_eq(keel_ledger_effect_done(ledger, key, "{\"status\":200}", &err), KEEL_OK);
+    expect_column(key, "state", "done");
+    char *result = NULL;
+    ck_assert_int_eq(claim(key, 100, &result), KEEL_EFFECT_DONE);
+    ck_assert_str_eq(result, "{\"status\":200}");
+    free(result);
+}
+END_TEST
+
+/* A claim from before migration 004 (no owner, no lease of its own: the incident's stuck row)
+ * gets the 30 s lease and is swept like any other. */
+START_TEST(a_claim_stuck_from_before_the_leases_is_abandoned)
+{
+    char key[96];
+    unique(key, sizeof key, "stuck");
+    PGconn *conn = connect_to(database_url());
+    free(must_value(conn,
+                    "INSERT INTO keel_effects (key, kind, state, claimed_at)"
+                    " VALUES ($1, 'webhook', 'claimed', now() - interval '1 hour')",
+                    key));
+    PQfinish(conn);
+    expect_column(key, "lease_ms", "30000");
+    sweep(); /* (keel-workers on the same database may sweep it first) */
+    expect_column(key, "state", "abandoned");
+    expect_column_has(key, "reason", "an attempt that did not say who it was claimed it");
+    ck_assert_int_eq(claim(key, 1000, NULL), KEEL_EFFECT_CLAIMED);
+}
+END_TEST
+
+/* keel-worker's sweeper: a claim left by a dead holder is abandoned within an interval of its
+ * lease's end, and closing the ledger stops the thread. */
+START_TEST(the_sweeper_thread_abandons_claims_without_being_asked)
+{
+    char key[96];
+    keel_effect_claim c;
+    keel_error err;
+    keel_ledger *own;
+    ck_assert_msg(keel_ledger_open(&own, database_url(), 1, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_ledger_effect_sweeper_start(own, 100, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_int_eq(keel_ledger_effect_sweeper_start(own, 100, &err), KEEL_OK); /* once */
+    unique(key, sizeof key, "sweeper");
+    ck_assert_int_eq(claim_as(key, 200, "dead", 1, NULL, &c), KEEL_EFFECT_CLAIMED);
+    char *state = NULL;
+    for (int i = 0; i < 50; i++, sleep_ms(100)) {
+        free(state);
+        state = effect_column(key, "state");
+        if (state && strcmp(state, "abandoned") == 0)
+            break;
+    }
+    ck_assert_str_eq(state ? state : "NULL", "abandoned");
+    free(state);
+    keel_ledger_close(own);
+    /* A bad interval in the environment is refused by name. */
+    ck_assert_msg(keel_ledger_open(&own, database_url(), 1, &err) == KEEL_OK, "%s", err.message);
+    setenv("KEEL_EFFECT_SWEEP_INTERVAL", "often", 1);
+    ck_assert_int_eq(keel_ledger_effect_sweeper_start(own, 0, &err), KEEL_EINVAL);
+    unsetenv("KEEL_EFFECT_SWEEP_INTERVAL");
+    ck_assert_msg(strstr(err.message, "KEEL_EFFECT_SWEEP_INTERVAL"), "%s", err.message);
+    keel_ledger_close(own);
 }
 END_TEST
 
@@ -671,8 +898,11 @@ static void *claim_racer(void *arg)
 {
     claim_race *r = arg;
     pthread_barrier_wait(r->start);
-    r->rc = keel_ledger_effect_claim(ledger, r->key, "webhook", r->lease_ms, &r->state, NULL, NULL,
-                                     &r->err);
+    keel_effect_request req = {.key = r->key, .kind = "webhook", .lease_ms = r->lease_ms};
+    keel_effect_claim c;
+    r->rc = keel_ledger_effect_claim(ledger, &req, &c, &r->err);
+    r->state = c.state;
+    keel_effect_claim_dispose(&c);
     return NULL;
 }
 
@@ -914,6 +1144,10 @@ Suite *ledger_suite(void)
     tcase_add_test(tc, effect_misuse_is_refused);
     tcase_add_test(tc, a_stale_claim_is_taken_over_after_its_lease);
     tcase_add_test(tc, racing_claims_have_exactly_one_winner);
+    tcase_add_test(tc, the_sweep_marks_a_claim_past_its_lease_abandoned_and_a_retry_still_delivers);
+    tcase_add_test(tc, a_late_holder_records_an_abandoned_effect_as_done);
+    tcase_add_test(tc, a_claim_stuck_from_before_the_leases_is_abandoned);
+    tcase_add_test(tc, the_sweeper_thread_abandons_claims_without_being_asked);
     tcase_add_test(tc, an_unreachable_database_is_unavailable_and_keeps_the_password);
     tcase_add_test(tc, a_malformed_conninfo_is_invalid_and_keeps_the_password);
     tcase_add_test(tc, a_killed_connection_fails_once_and_the_pool_redials);

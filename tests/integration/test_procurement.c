@@ -822,6 +822,169 @@ START_TEST(killed_between_the_order_and_its_report)
 }
 END_TEST
 
+/* How many posts the test's webhook received whose text holds `a` and `b` (b may be NULL). */
+static int posts_with(const char *a, const char *b)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/_keel/hooks/%s", queue);
+    cJSON *doc = keel_test_model_server_json(path);
+    int n = 0;
+    const cJSON *post;
+    cJSON_ArrayForEach(post, cJSON_GetObjectItemCaseSensitive(doc, "posts"))
+    {
+        const char *text = str(post, "text");
+        n += text && strstr(text, a) && (!b || strstr(text, b));
+    }
+    cJSON_Delete(doc);
+    return n;
+}
+
+/* Wait up to 30 s for the webhook to have `want` posts holding a and b. */
+static void expect_posts(int want, const char *a, const char *b)
+{
+    for (int64_t until = keel_test_now_ms() + 30000;
+         posts_with(a, b) < want && keel_test_now_ms() < until;)
+        usleep(100 * 1000);
+    ck_assert_int_eq(posts_with(a, b), want);
+}
+
+/* The run's effect claims (notifications): how many are in `state` ("!done": not done). */
+static char *effects_of(const char *id, const char *state)
+{
+    char like[256];
+    snprintf(like, sizeof like, "default/%s/%%", id);
+    return sql(strcmp(state, "!done") == 0
+                   ? "SELECT count(*) FROM keel_effects WHERE key LIKE $1 AND state <> 'done'"
+                   : "SELECT count(*) FROM keel_effects WHERE key LIKE $1 AND state = $2",
+               like, strcmp(state, "!done") == 0 ? NULL : state);
+}
+
+static void expect_effects(const char *id, const char *state, const char *count)
+{
+    char *n = effects_of(id, state);
+    ck_assert_msg(n && strcmp(n, count) == 0, "%s of %s's claims are %s, not %s", n ? n : "NULL",
+                  id, state, count);
+    free(n);
+}
+
+/*
+ * The incident: keel-worker dies right after claiming the director's "approval needed"
+ * notification, before posting it, and the director approves by signal long before the
+ * notification's retry (its 20 s start-to-close timeout, then the claim's 30 s lease). The run
+ * orders, tells the requester, and then waits for the notification: its retry takes the dead
+ * worker's claim over and posts it, once; only then does the run complete, and no claim is left.
+ */
+START_TEST(killed_after_claiming_a_notification_the_run_waits_for_its_retry)
+{
+    char id[160], director[200], log[] = "/tmp/keel-procurement-log-XXXXXX";
+    org o;
+    close(mkstemp(log));
+    make_org(&o, "50000", false);
+    snprintf(director, sizeof director, "%s (director) is asked to approve", o.dir);
+    pid_t first = keel_test_spawn_worker(queue, NULL, log);
+    start_run(id, sizeof id, "crashnotify", LAPTOPS_10, REQUESTER, o.cc, NULL);
+    cJSON_Delete(wait_stage(id, "approval"));
+    expect_posts(1, "Approval needed for", o.mgr);
+    stop_worker(first);
+    /* The next worker dies as soon as it has claimed a notification: the director's. */
+    pid_t second = keel_test_spawn_worker(queue, "notify.after_claim", log);
+    approve(id, o.mgr, NULL);
+    ck_assert_int_eq(keel_test_wait_exit(second, 60), 137);
+    expect_effects(id, "claimed", "1");
+    approve(id, o.dir, NULL); /* recorded while no worker runs */
+    pid_t third = keel_test_spawn_worker(queue, NULL, log);
+    /* Ordered and the requester told, the run waits for the director's notification. */
+    bool waited = false;
+    for (int64_t until = keel_test_now_ms() + 60000; !waited && keel_test_now_ms() < until;
+         usleep(200 * 1000)) {
+        char *answer = NULL;
+        keel_error err;
+        if (keel_client_workflow_query(client, id, NULL, "status", NULL, &answer, &err) != KEEL_OK)
+            continue;
+        waited = strstr(answer, "closing once its 1 notification(s) in flight are delivered") &&
+                 strstr(answer, "\"notifications_in_flight\":1") && posts_with(director, NULL) == 0;
+        free(answer);
+        keel_workflow_info info;
+        if (keel_client_workflow_describe(client, id, NULL, &info, &err) == KEEL_OK) {
+            bool closed = info.status != KEEL_WORKFLOW_STATUS_RUNNING;
+            keel_workflow_info_dispose(&info);
+            if (closed)
+                break; /* it did not wait (the defect) */
+        }
+    }
+    cJSON *r = result_of(id);
+    stop_worker(third);
+    ck_assert_str_eq(str(r, "outcome"), "ordered");
+    expect_pos(str(r, "requisition_id"), "1");
+    /* Posted exactly once, by the retry that took the claim over; every claim ended done. */
+    ck_assert_int_eq(posts_with("Approval needed for", director), 1);
+    ck_assert_int_eq(posts_with("Approval needed for", o.mgr), 1);
+    ck_assert_int_eq(posts_with(REQUESTER ": your", "is ordered as"), 1);
+    expect_effects(id, "!done", "0");
+    char like[256];
+    snprintf(like, sizeof like, "default/%s/%%", id);
+    expect_sql("1", "SELECT count(*) FROM keel_effects WHERE key LIKE $1 AND takeovers = 1", like);
+    ck_assert_msg(waited, "the run never showed that it waited for the notification");
+    cJSON_Delete(r);
+    unlink(log);
+}
+END_TEST
+
+/*
+ * A run that closes without its notification (terminated: no workflow code runs) leaves the dead
+ * worker's claim to nobody. keel-worker's sweep marks it abandoned once its lease is over, and
+ * `keelctl effects list` shows the operator the message that may not have been sent.
+ */
+START_TEST(a_claim_whose_run_closed_is_abandoned_for_operators_to_see)
+{
+    char id[160], log[] = "/tmp/keel-procurement-log-XXXXXX";
+    org o;
+    close(mkstemp(log));
+    make_org(&o, "20000", false);
+    pid_t first = keel_test_spawn_worker(queue, "notify.after_claim", log);
+    start_run(id, sizeof id, "abandoned", LAPTOPS_4, REQUESTER, o.cc, NULL);
+    ck_assert_int_eq(keel_test_wait_exit(first, 60), 137); /* the manager's notification */
+    expect_effects(id, "claimed", "1");
+    keel_error err;
+    ck_assert_int_eq(keel_client_workflow_terminate(client, id, NULL, "test: gone", &err), KEEL_OK);
+    setenv("KEEL_EFFECT_SWEEP_INTERVAL", "1s", 1);
+    pid_t sweeper = keel_test_spawn_worker(queue, NULL, log);
+    unsetenv("KEEL_EFFECT_SWEEP_INTERVAL");
+    char *n = NULL;
+    for (int64_t until = keel_test_now_ms() + 60000; keel_test_now_ms() < until; usleep(250000)) {
+        free(n);
+        n = effects_of(id, "abandoned");
+        if (n && strcmp(n, "1") == 0)
+            break;
+    }
+    stop_worker(sweeper);
+    ck_assert_str_eq(n ? n : "NULL", "1");
+    free(n);
+    expect_effects(id, "claimed", "0");
+    ck_assert_int_eq(posts_with("Approval needed for", o.mgr), 0);
+    /* What the operator reads. */
+    const char *keelctl = getenv("KEELCTL");
+    ck_assert_msg(keelctl != NULL, "KEELCTL is not set (make test-integration sets it)");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s effects list abandoned --type notify --limit 100000", keelctl);
+    FILE *f = popen(cmd, "r");
+    size_t len = 0, cap = 1 << 16;
+    char *out = malloc(cap);
+    for (size_t got; (got = fread(out + len, 1, cap - len - 1, f)) > 0;)
+        if ((len += got) + 1 == cap)
+            out = realloc(out, cap *= 2);
+    out[len] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    char *at = strstr(out, id);
+    ck_assert_msg(at, "%s not in:\n%s", id, out);
+    expect_in(at, "did not finish within its lease of 30000 ms");
+    expect_in(at, "attempt 1");
+    expect_in(at, "Approval needed for");
+    free(out);
+    unlink(log);
+}
+END_TEST
+
 Suite *procurement_suite(void);
 
 Suite *procurement_suite(void)
@@ -855,6 +1018,8 @@ Suite *procurement_suite(void)
     tcase_add_test(crash, killed_during_a_model_call);
     tcase_add_test(crash, killed_while_waiting_for_approval);
     tcase_add_test(crash, killed_between_the_order_and_its_report);
+    tcase_add_test(crash, killed_after_claiming_a_notification_the_run_waits_for_its_retry);
+    tcase_add_test(crash, a_claim_whose_run_closed_is_abandoned_for_operators_to_see);
     suite_add_tcase(s, crash);
     return s;
 }

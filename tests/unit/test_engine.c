@@ -242,9 +242,13 @@ static int order_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_
         return keel_workflow_complete(ctx, o->charged);
     case KEEL_EVENT_SIGNAL:
         o->signals++;
+        if (ev->failure_type[0]) /* an argument the engine could not read */
+            return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
         if (strcmp(ev->name, "stop") == 0)
             return keel_workflow_fail(ctx, "Stopped", ev->json, true);
         return KEEL_OK;
+    case KEEL_EVENT_ACTIVITY_FAILED:
+        return keel_workflow_fail(ctx, ev->failure_type, ev->failure_message, true);
     default:
         return keel_workflow_error(ctx, "unexpected event %d", (int)ev->kind);
     }
@@ -520,6 +524,88 @@ START_TEST(a_signal_can_fail_the_workflow_with_its_argument)
     ck_assert(f->application_failure_info->non_retryable);
     keel_engine_free(e);
     free_history(&h);
+}
+END_TEST
+
+/* Make the first payload of p hold data[0..len) as json/plain, whatever it is. */
+static void raw_json(Temporal__Api__Common__V1__Payloads *p, const char *data, size_t len)
+{
+    free(p->payloads[0]->data.data);
+    p->payloads[0]->data.data = malloc(len);
+    memcpy(p->payloads[0]->data.data, data, len);
+    p->payloads[0]->data.len = len;
+}
+
+/* The failure the run's only command fails it with. */
+static const Temporal__Api__Failure__V1__Failure *failed_with(keel_engine *e, const char *type)
+{
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(c->command_type,
+                     TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION);
+    const Temporal__Api__Failure__V1__Failure *f =
+        c->fail_workflow_execution_command_attributes->failure;
+    ck_assert_str_eq(f->application_failure_info->type, type);
+    return f;
+}
+
+/* A json/plain payload that is not JSON keel reads stays in the history for good: failing the
+ * task would fail every retry. The run hears of it instead, once, with the reason. */
+START_TEST(unreadable_payloads_reach_the_workflow_as_bad_input)
+{
+    int rc;
+    keel_error err;
+    /* The start input: the run fails with BadInput before start is called. */
+    history h = {0};
+    started(&h, "{}");
+    raw_json(h.ev[0]->workflow_execution_started_event_attributes->input,
+             "{\"approver\":\"boss\0evil\"}", 24);
+    task(&h, false);
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const Temporal__Api__Failure__V1__Failure *f = failed_with(e, "BadInput");
+    ck_assert_msg(strstr(f->message, "workflow input is not valid JSON: at byte 17 (/approver): a "
+                                     "NUL character"),
+                  "%s", f->message);
+    ck_assert_int_eq(((const order *)keel_engine_state(e))->step, 0);
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* A signal's argument: delivered as "null" with BadInput and the reason. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    activity_scheduled(&h2, "1", "charge");
+    signaled(&h2, "go", "\"x\"");
+    raw_json(h2.ev[h2.n - 1]->workflow_execution_signaled_event_attributes->input, "\"\xff\xfe\"",
+             4);
+    task(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    f = failed_with(e, "BadInput");
+    ck_assert_msg(strstr(f->message,
+                         "argument of signal 'go' is not valid JSON: at byte 1 (the top "
+                         "level): invalid UTF-8 (byte 0xff)"),
+                  "%s", f->message);
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* An activity's result: a failure of that activity, BadResult. */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, true);
+    int64_t s = activity_scheduled(&h3, "1", "charge");
+    activity_completed(&h3, s, "{}");
+    raw_json(h3.ev[h3.n - 1]->activity_task_completed_event_attributes->result, "{\"a\":1,\"a\":2}",
+             13);
+    task(&h3, false);
+    e = run(&h3, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    f = failed_with(e, "BadResult");
+    ck_assert_msg(strstr(f->message, "result of activity 1 (charge) is not valid JSON: at byte 7 "
+                                     "(/a): the member name \"a\" appears twice"),
+                  "%s", f->message);
+    keel_engine_free(e);
+    free_history(&h3);
 }
 END_TEST
 
@@ -1118,6 +1204,124 @@ START_TEST(the_continue_as_new_suggestion_comes_from_each_task)
 }
 END_TEST
 
+/* ---- attributes and fields the engine must not trust ---- */
+
+/* Every event type, carrying another type's attributes (a timer's, 40 bytes, or for
+ * TIMER_FIRED a task's): refused by name before anything reads them. Under ASan, a read of the
+ * wrong attributes past their end would fail the test. */
+START_TEST(every_event_type_with_another_types_attributes_is_refused)
+{
+    const ProtobufCEnumDescriptor *types = &temporal__api__enums__v1__event_type__descriptor;
+    for (unsigned i = 0; i < types->n_values; i++) {
+        int type = types->values[i].value;
+        bool timer = type == TYPE(TIMER_FIRED);
+        history h = {0};
+        started(&h, "{}");
+        keel_pb_event *ev = add(&h, (Temporal__Api__Enums__V1__EventType)type,
+                                timer ? ATTR(WORKFLOW_TASK_SCHEDULED) : ATTR(TIMER_FIRED));
+        if (timer) {
+            NEW(a, Temporal__Api__History__V1__WorkflowTaskScheduledEventAttributes,
+                temporal__api__history__v1__workflow_task_scheduled_event_attributes__init);
+            ev->workflow_task_scheduled_event_attributes = a;
+        } else {
+            NEW(a, Temporal__Api__History__V1__TimerFiredEventAttributes,
+                temporal__api__history__v1__timer_fired_event_attributes__init);
+            a->timer_id = strdup("1");
+            a->started_event_id = 1;
+            ev->timer_fired_event_attributes = a;
+        }
+        int rc;
+        keel_error err;
+        keel_engine *e = run(&h, &rc, &err);
+        char want[160];
+        snprintf(want, sizeof want, "history event 2 (%s) carries %s attributes",
+                 types->values[i].name + strlen("EVENT_TYPE_"),
+                 timer ? "workflow_task_scheduled" : "timer_fired");
+        ck_assert_msg(rc == KEEL_EINVAL && strstr(err.message, want) != NULL, "%s: %s (%s)",
+                      types->values[i].name, keel_error_code_name(rc), err.message);
+        keel_engine_free(e);
+        /* Free the attributes as what they are, not as what the event type says. */
+        if (timer)
+            FREE_PB(ev->workflow_task_scheduled_event_attributes);
+        else
+            FREE_PB(ev->timer_fired_event_attributes);
+        ev->attributes_case = TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES__NOT_SET;
+        free_history(&h);
+    }
+}
+END_TEST
+
+START_TEST(attributes_named_but_missing_or_left_out_are_refused)
+{
+    int rc;
+    keel_error err;
+    /* The oneof names timer_fired, but there is nothing behind it (the happy path otherwise,
+     * so that the timer's firing is what gets read). */
+    history h = {0};
+    happy(&h, false);
+    keel_pb_event *fired = h.ev[11];
+    ck_assert_int_eq(fired->event_type, TYPE(TIMER_FIRED));
+    FREE_PB(fired->timer_fired_event_attributes);
+    fired->timer_fired_event_attributes = NULL;
+    keel_engine *e = run(&h, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "history event 12 (TIMER_FIRED) names its attributes but "
+                                      "has none") != NULL,
+                  "%s", err.message);
+    keel_engine_free(e);
+    fired->attributes_case = TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES__NOT_SET;
+    free_history(&h);
+
+    /* A command event without attributes: an error saying so, not a mismatch. */
+    history h2 = {0};
+    started(&h2, "{}");
+    task(&h2, true);
+    add(&h2, TYPE(ACTIVITY_TASK_SCHEDULED), 0);
+    task(&h2, false);
+    e = run(&h2, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "history event 5 is ACTIVITY_TASK_SCHEDULED without its "
+                                      "attributes") != NULL,
+                  "%s", err.message);
+    keel_engine_free(e);
+    free_history(&h2);
+
+    /* A WorkflowTaskStarted without attributes is fine (keel reads only an optional flag). */
+    history h3 = {0};
+    started(&h3, "{}");
+    task(&h3, false);
+    e = run(&h3, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_engine_free(e);
+    free_history(&h3);
+}
+END_TEST
+
+START_TEST(a_version_marker_an_int_cannot_hold_is_refused)
+{
+    static const char *const bad[] = {"4294967297", "1.5", "1e300", "-2147483649"};
+    supported_min = KEEL_DEFAULT_VERSION;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        history h = {0};
+        started(&h, "{}");
+        task(&h, true);
+        const char *const keys[] = {"change-id", "version"}, *const vals[] = {"\"pay-v2\"", bad[i]};
+        marker(&h, "Version", keys, vals);
+        activity_scheduled(&h, "1", "pay_v2");
+        task(&h, false);
+        int rc;
+        keel_error err;
+        keel_engine *e = run_type(&patched_type, &h, &rc, &err);
+        ck_assert_msg(rc == KEEL_EINVAL &&
+                          strstr(err.message, "history event 5 is a Version marker whose version "
+                                              "is not an integer an int holds") != NULL,
+                      "version %s: %s (%s)", bad[i], keel_error_code_name(rc), err.message);
+        keel_engine_free(e);
+        free_history(&h);
+    }
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
 
@@ -1132,6 +1336,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, a_failed_task_attempt_is_folded_into_the_next);
     tcase_add_test(tc, a_signal_can_fail_the_workflow_with_its_argument);
     tcase_add_test(tc, bugs_and_bad_histories_are_errors_not_crashes);
+    tcase_add_test(tc, unreadable_payloads_reach_the_workflow_as_bad_input);
     tcase_add_test(tc, randomness_and_time_replay_identically);
     tcase_add_test(tc, cancelled_before_sent_and_misuse);
     tcase_add_test(tc, get_version_records_new_runs_and_replays_old_ones);
@@ -1141,6 +1346,9 @@ Suite *engine_suite(void)
     tcase_add_test(tc, update_messages_that_are_not_usable_are_rejected);
     tcase_add_test(tc, side_effects_run_once_and_replay_their_value);
     tcase_add_test(tc, the_continue_as_new_suggestion_comes_from_each_task);
+    tcase_add_test(tc, every_event_type_with_another_types_attributes_is_refused);
+    tcase_add_test(tc, attributes_named_but_missing_or_left_out_are_refused);
+    tcase_add_test(tc, a_version_marker_an_int_cannot_hold_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }

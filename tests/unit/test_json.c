@@ -108,6 +108,23 @@ START_TEST(refuses_nul_and_bad_utf8)
 }
 END_TEST
 
+/* For the schema validator only: U+0000 kept as C0 80 and printed back as \u0000. */
+START_TEST(keep_nul_reads_and_prints_u0000)
+{
+    cJSON *j = NULL;
+    keel_error err;
+    ck_assert_int_eq(
+        keel_json_parse_str("[\"a\\u0000b\",\"a\"]", KEEL_JSON_KEEP_NUL, NULL, &j, &err), KEEL_OK);
+    ck_assert_str_eq(cJSON_GetArrayItem(j, 0)->valuestring, "a" KEEL_JSON_NUL "b");
+    ck_assert_str_ne(cJSON_GetArrayItem(j, 0)->valuestring, cJSON_GetArrayItem(j, 1)->valuestring);
+    char *s = keel_json_print(j);
+    ck_assert_str_eq(s, "[\"a\\u0000b\",\"a\"]");
+    cJSON_free(s);
+    cJSON_Delete(j);
+    refuses_n("\"a\0b\"", 5, KEEL_JSON_KEEP_NUL, "a NUL character (0x00)");
+}
+END_TEST
+
 START_TEST(reads_escapes_and_utf8)
 {
     cJSON *j = NULL;
@@ -224,6 +241,7 @@ Suite *json_suite(void)
     tcase_add_test(t, changed_and_made_numbers_print_their_value);
     tcase_add_test(t, refuses_nul_and_bad_utf8);
     tcase_add_test(t, reads_escapes_and_utf8);
+    tcase_add_test(t, keep_nul_reads_and_prints_u0000);
     tcase_add_test(t, refuses_what_rfc8259_refuses);
     tcase_add_test(t, names_once_unless_last_wins);
     tcase_add_test(t, nesting_is_capped_and_named);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activities/http.h"
 #include "activities/llm.h"
 
 #define KEY "sk-secret-key-4242"
@@ -217,6 +218,29 @@ START_TEST(configuration_comes_from_the_environment)
 }
 END_TEST
 
+/* keel-worker logs the model endpoint: never the credentials a URL may carry. */
+START_TEST(endpoints_are_logged_without_credentials)
+{
+    static const struct {
+        const char *url, *logged;
+    } cases[] = {
+        {"https://api.openai.com/v1", "https://api.openai.com/v1"},
+        {"http://127.0.0.1:8398/v1/", "http://127.0.0.1:8398/v1/"},
+        {"https://bob:s3cret@llm.corp.example/v1", "https://(credentials)@llm.corp.example/v1"},
+        {"https://llm.corp.example/openai?api-key=s3cret&x=1",
+         "https://llm.corp.example/openai?(query redacted)"},
+        {"https://llm.corp.example", "https://llm.corp.example"},
+        {"not a url", "(unparsable URL)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        keel_http_url_for_log(cases[i].url, out, sizeof out);
+        ck_assert_str_eq(out, cases[i].logged);
+        ck_assert_ptr_null(strstr(out, "s3cret"));
+    }
+}
+END_TEST
+
 Suite *llm_suite(void);
 
 Suite *llm_suite(void)
@@ -224,6 +248,7 @@ Suite *llm_suite(void)
     Suite *s = suite_create("llm");
     TCase *tc = tcase_create("classify");
     tcase_add_test(tc, statuses_map_to_types_and_retryability);
+    tcase_add_test(tc, endpoints_are_logged_without_credentials);
     tcase_add_test(tc, an_exhausted_quota_is_not_a_rate_limit);
     tcase_add_test(tc, the_delay_comes_from_the_provider);
     tcase_add_test(tc, x_should_retry_overrides_the_status);

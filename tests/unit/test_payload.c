@@ -54,6 +54,46 @@ START_TEST(invalid_json_is_refused_naming_the_value)
 }
 END_TEST
 
+/* A NUL or invalid UTF-8 would be cut or passed on raw: both are refused where they stand, in
+ * either direction (a payload keel builds, and one an official client sent). */
+START_TEST(nul_bytes_and_invalid_utf8_are_refused_naming_where)
+{
+    static const struct {
+        const char *json;
+        size_t len;
+        const char *says;
+    } bad[] = {
+        {"{\"approver\":\"boss@corp.example\0evil\"}", 36,
+         "signal argument is not valid JSON: at byte 30 (/approver): a NUL character (0x00)"},
+        {"{\"approver\":\"\\u0000\"}", 21, "(/approver): \\u0000 inside a string"},
+        {"{\"note\":\"\xff\xfe\"}", 13, "at byte 9 (/note): invalid UTF-8 (byte 0xff)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        keel_pb_payload *p = (keel_pb_payload *)1;
+        keel_error err;
+        ck_assert_int_eq(
+            keel_payload_new_json(bad[i].json, bad[i].len, "signal argument", &p, &err),
+            KEEL_EINVAL);
+        ck_assert_ptr_null(p);
+        ck_assert_msg(strstr(err.message, bad[i].says), "'%s' lacks '%s'", err.message,
+                      bad[i].says);
+
+        /* The same bytes from the wire. */
+        ck_assert_int_eq(keel_payload_new_json("{}", 2, "x", &p, NULL), KEEL_OK);
+        free(p->data.data);
+        p->data.data = malloc(bad[i].len);
+        memcpy(p->data.data, bad[i].json, bad[i].len);
+        p->data.len = bad[i].len;
+        char *json = (char *)1;
+        ck_assert_int_eq(keel_payload_to_json(p, "signal argument", &json, &err), KEEL_EINVAL);
+        ck_assert_ptr_null(json);
+        ck_assert_msg(strstr(err.message, bad[i].says), "'%s' lacks '%s'", err.message,
+                      bad[i].says);
+        FREE_PB(p);
+    }
+}
+END_TEST
+
 START_TEST(null_and_binary_payloads)
 {
     keel_pb_payload *p;
@@ -132,6 +172,7 @@ Suite *payload_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, json_payload_keeps_the_text_and_says_json_plain);
     tcase_add_test(tc, invalid_json_is_refused_naming_the_value);
+    tcase_add_test(tc, nul_bytes_and_invalid_utf8_are_refused_naming_where);
     tcase_add_test(tc, null_and_binary_payloads);
     tcase_add_test(tc, metadata_is_replaced_not_duplicated);
     tcase_add_test(tc, payloads_from_the_wire_are_checked);

@@ -625,6 +625,13 @@ START_TEST(decode_errors_name_the_json_path)
         {"{\"events\":[{\"timerStartedEventAttributes\":{\"timerId\":\"\xff\"}}]}",
          "the JSON text is not valid JSON: at byte 54 "
          "(/events/0/timerStartedEventAttributes/timerId): invalid UTF-8"},
+        /* "\u0000" would end the C string: keel.Procurement\0-v2 must not read as keel.Procurement
+         */
+        {"{\"events\":[{\"workflowExecutionStartedEventAttributes\":{\"workflowType\":{\"name\":"
+         "\"keel.Procurement\\u0000-v2\"}}}]}",
+         "the JSON text is not valid JSON: at byte 95 "
+         "(/events/0/workflowExecutionStartedEventAttributes/workflowType/name): \\u0000 inside a "
+         "string"},
         {"{\"events\":[{\"timerStartedEventAttributes\":{},\"timerFiredEventAttributes\":{}}]}",
          "events[0].timerFiredEventAttributes: a second member of the same oneof"},
         {"{\"events\":[{\"eventId\":\"1\",\"event_id\":\"2\"}]}",

@@ -86,6 +86,44 @@ START_TEST(the_registry_finds_its_types_by_name)
 }
 END_TEST
 
+/* Hostile histories (tests/fixtures/hostile/, inputs that broke keel): replaying one is an
+ * error naming what is wrong, never a crash. */
+static void replay_refused(const char *type_name, const char *file, const char *want)
+{
+    const keel_workflow_type *type = keel_workflow_registry_find(type_name);
+    ck_assert_ptr_nonnull(type);
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/hostile/%s", file);
+    keel_error err;
+    int rc = keel_replay_file(type, path, &err);
+    ck_assert_msg(rc == KEEL_EINVAL, "%s: %s (%s)", path, keel_error_code_name(rc),
+                  rc == KEEL_OK ? "it replayed" : err.message);
+    ck_assert_msg(strstr(err.message, want) != NULL, "%s: %s", path, err.message);
+}
+
+START_TEST(a_failure_nested_10000_deep_is_refused_naming_the_limit)
+{
+    /* A binary history whose started event's continued failure has 10,000 nested causes:
+     * protobuf-c would recurse once per cause and overflow the stack. */
+    replay_refused("keel.Procurement", "deep-failure-10000.bin",
+                   "temporal.api.history.v1.History nested deeper than 100 messages (at "
+                   "events[0].workflow_execution_started_event_attributes.continued_failure."
+                   "cause.cause");
+}
+END_TEST
+
+START_TEST(an_event_with_another_events_attributes_is_refused)
+{
+    /* WorkflowTaskStarted carrying a timer's attributes: reading its suggest_continue_as_new
+     * would read past them. From JSON and from binary. */
+    replay_refused("keel.Procurement", "oob-started.json",
+                   "history event 3 (WORKFLOW_TASK_STARTED) carries timer_fired attributes");
+    replay_refused("keel.BatchProcurement", "oob-started.bin",
+                   "history event 9 (WORKFLOW_TASK_STARTED) carries workflow_execution_timed_out "
+                   "attributes");
+}
+END_TEST
+
 Suite *replay_suite(void)
 {
     Suite *s = suite_create("replay");
@@ -93,5 +131,9 @@ Suite *replay_suite(void)
     tcase_add_test(tc, every_workflow_replays_its_recorded_histories);
     tcase_add_test(tc, the_registry_finds_its_types_by_name);
     suite_add_tcase(s, tc);
+    TCase *hostile = tcase_create("hostile");
+    tcase_add_test(hostile, a_failure_nested_10000_deep_is_refused_naming_the_limit);
+    tcase_add_test(hostile, an_event_with_another_events_attributes_is_refused);
+    suite_add_tcase(s, hostile);
     return s;
 }

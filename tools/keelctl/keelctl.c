@@ -73,6 +73,10 @@ static const char usage[] =
     "  db seed                          migrate, then load the procurement demo data\n"
     "  tool list                        the agent tools: risk, scopes, workflows granted\n"
     "  conversation show --id CONV      an agent conversation kept in the ledger, as JSON\n"
+    "  effects list [unsent|claimed|released|abandoned|done|all] [--type KIND] [--limit N]\n"
+    "                                   once-only effects (notifications); unsent: those that\n"
+    "                                   may not have happened, with what they carried\n"
+    "  effects sweep                    mark claims past their lease abandoned now\n"
     "\n"
     "Global options (the TEMPORAL_* environment variables set the defaults):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
@@ -623,6 +627,8 @@ int main(int argc, char **argv)
         return finish(keelctl_replay(&c));
     if (strcmp(c.args[0], "schema") == 0)
         return finish(keelctl_schema(&c));
+    if (strcmp(c.args[0], "effects") == 0)
+        return finish(keelctl_effects(&c));
     if (strcmp(c.args[0], "db") == 0 || strcmp(c.args[0], "tool") == 0 ||
         strcmp(c.args[0], "conversation") == 0)
         return finish(keelctl_agent(&c));

@@ -64,7 +64,8 @@ int keelctl_activity_fail(keel_client *client, const cli *c);
 /* Offline: no client. */
 int keelctl_replay(const cli *c);
 int keelctl_schema(const cli *c);
-int keelctl_agent(const cli *c); /* db, tool, conversation: no Temporal server */
+int keelctl_agent(const cli *c);   /* db, tool, conversation: no Temporal server */
+int keelctl_effects(const cli *c); /* effects list|sweep (effects.c): no Temporal server */
 int keelctl_workflow_signal_with_start(keel_client *client, const cli *c);
 
 /* The schedule commands (schedule.c). */
