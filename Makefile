@@ -220,12 +220,13 @@ test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
 
 # The CI entry point (.ci/run): install, build, start the stack, run everything twice: plain and
-# under the sanitizers. Each step is its own make so that a fresh machine gets its packages
-# before anything reads pkg-config.
-check: ## Install deps, check formatting, run all tests plain and under sanitizers (CI)
+# under the sanitizers, with the short chaos run between the two. Each step is its own make so
+# that a fresh machine gets its packages before anything reads pkg-config.
+check: ## Install deps, check formatting, run all tests plain and under sanitizers, chaos (CI)
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory chaos-smoke
 	@$(MAKE) --no-print-directory test-asan
 
 # The check runs on workflows/, and first on a fixture it must reject, so a broken check fails.
@@ -283,6 +284,26 @@ BENCH_ARGS ?= --workflows 500 --concurrency 8
 
 bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on the dev stack
 	eval "$$($(DEVSTACK) env)" && $(BENCH) $(BENCH_ARGS)
+
+# ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----
+
+# Procurement runs while keel-worker is SIGKILLed, failpoints fire, the model server dies and
+# keel's PostgreSQL and the Temporal server restart, on a stack of its own (build/run-chaos,
+# ports moved by CHAOS_PORT_OFFSET) so that the dev stack's users are not disturbed. Knobs:
+# CHAOS_RUNS, CHAOS_SEED, CHAOS_WORKERS, CHAOS_KILL_EVERY, ... (docs/operations.md). The stack's
+# keelctl is the plain build's (like devstack-up); keel-worker and the replaying keelctl are
+# this build's (SAN=1: the sanitizer build).
+CHAOS_RUNS ?= 20
+CHAOS_ENV = KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL))
+
+.PHONY: chaos chaos-smoke
+chaos: all ## Chaos test: CHAOS_RUNS procurement runs (20) while workers, model, DB, Temporal die
+	@$(MAKE) --no-print-directory SAN=0 all
+	@$(CHAOS_ENV) CHAOS_RUNS=$(CHAOS_RUNS) tools/chaos/chaos.py
+
+chaos-smoke: all ## The short chaos run for make check: 20 runs, a few minutes
+	@$(MAKE) --no-print-directory SAN=0 all
+	@$(CHAOS_ENV) CHAOS_RUNS=20 tools/chaos/chaos.py
 
 # ---- running ----
 

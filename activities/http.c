@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #define DEFAULT_TIMEOUT_MS         120000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -214,6 +215,28 @@ static int transfer_error(CURLcode rc, const transfer *t, const char *where, kee
     return code;
 }
 
+/* "Idempotency-Key: <key>" for a short printable key, else "Idempotency-Key: sha256-<hex>":
+ * keys hold workflow ids of up to 1,000 bytes of any text, and a header must stay one short
+ * line. */
+static void idempotency_header(const char *key, char *line, size_t n)
+{
+    size_t len = strlen(key);
+    bool plain = len <= 200;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = key[i] > 0x20 && key[i] < 0x7f;
+    if (plain) {
+        snprintf(line, n, "Idempotency-Key: %s", key);
+        return;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
+    if (EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL) == 1)
+        for (unsigned i = 0; i < mdlen; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    snprintf(line, n, "Idempotency-Key: sha256-%s", hex);
+}
+
 static struct curl_slist *request_headers(const keel_http_request *req, bool *ok)
 {
     struct curl_slist *h = NULL, *next;
@@ -236,6 +259,13 @@ static struct curl_slist *request_headers(const keel_http_request *req, bool *ok
         explicit_bzero(line, n);
         free(line);
         if (!next)
+            goto fail;
+        h = next;
+    }
+    if (req->idempotency_key && *req->idempotency_key) {
+        char line[256];
+        idempotency_header(req->idempotency_key, line, sizeof line);
+        if (!(next = curl_slist_append(h, line)))
             goto fail;
         h = next;
     }

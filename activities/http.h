@@ -28,6 +28,8 @@ typedef struct keel_http_request {
     const char *url;             /* required */
     const char *body;            /* JSON text, required */
     const char *bearer_token;    /* "Authorization: Bearer ..." when non-NULL and non-empty */
+    const char *idempotency_key; /* "Idempotency-Key: ..." when non-NULL and non-empty: the key
+                                    itself when short and printable, else sha256-<its hex> */
     long timeout_ms;             /* the whole exchange; default 120 s */
     long connect_timeout_ms;     /* default 10 s */
     size_t max_body;             /* response bytes kept; default 8 MiB; more is an error... */

@@ -56,6 +56,10 @@ static int post(const keel_tool_call *call, const char *body, int64_t timeout_ms
                              .timeout_ms = (long)timeout_ms,
                              .max_body = 4096,
                              .truncate_body = true,
+                             /* The same key on every attempt: a receiver that honours it takes
+                              * a message once even when a worker died between its post and
+                              * the record of it (the one window keel cannot close itself). */
+                             .idempotency_key = call->idempotency_key,
                              .activity = call->activity};
     keel_http_response resp;
     int rc = keel_http_post_json(&req, &resp, err);

@@ -2306,6 +2306,25 @@ static int check_attributes(const keel_pb_event *ev, keel_error *err)
     return KEEL_OK;
 }
 
+/* Workflow time comes from event times, and workflows do date arithmetic on it: a time outside
+ * what google.protobuf.Timestamp allows (years 1 to 9999) is refused here, once, rather than
+ * overflowing in every workflow that adds a day to it. */
+#define TIMESTAMP_MIN_SECONDS (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define TIMESTAMP_MAX_SECONDS 253402300799LL   /* 9999-12-31T23:59:59Z */
+
+static int check_time(const keel_pb_event *ev, keel_error *err)
+{
+    const Google__Protobuf__Timestamp *t = ev->event_time;
+    if (t == NULL || (t->seconds >= TIMESTAMP_MIN_SECONDS && t->seconds <= TIMESTAMP_MAX_SECONDS &&
+                      t->nanos >= 0 && t->nanos <= 999999999))
+        return KEEL_OK;
+    return keel_error_set(err, KEEL_EINVAL,
+                          "history event %lld (%s) has a time outside the years 1 to 9999 "
+                          "(%lld s, %d ns)",
+                          (long long)ev->event_id, event_name(ev), (long long)t->seconds,
+                          (int)t->nanos);
+}
+
 static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
     if (ev->event_id != e->last_event_id + 1)
@@ -2313,6 +2332,8 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                               "history is not contiguous: event %lld follows event %lld",
                               (long long)ev->event_id, (long long)e->last_event_id);
     int rc = check_attributes(ev, err);
+    if (rc == KEEL_OK)
+        rc = check_time(ev, err);
     if (rc != KEEL_OK)
         return rc;
     e->last_event_id = ev->event_id;

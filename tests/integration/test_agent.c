@@ -647,6 +647,11 @@ START_TEST(notify_posts_once_per_key_even_when_attempts_race)
     snprintf(path, sizeof path, "/_keel/hooks/%s", queue);
     cJSON *posts = keel_test_model_server_json(path);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(posts, "posts")), 1);
+    /* ...with the call's idempotency key, for a receiver to de-duplicate by. */
+    const char *sent = cJSON_GetStringValue(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(posts, "keys"), 0));
+    ck_assert_ptr_nonnull(sent);
+    ck_assert_str_eq(sent, key);
     cJSON_Delete(posts);
 }
 END_TEST

@@ -671,7 +671,8 @@ class Hooks(Base):
         self.assertEqual((status, body), (200, b"ok"))
         self.assertTrue(headers["Content-Type"].startswith("text/plain"))
         post = {"text": "PO-2 *rejected*", "blocks": [{"type": "section"}]}
-        self.assertEqual(self.call("POST", f"/hooks/{name}", post)[0], 200)
+        self.assertEqual(self.call("POST", f"/hooks/{name}", post,
+                                   {"Idempotency-Key": "ns/wf/run/7"})[0], 200)
         self.assertEqual(self.call("POST", f"/hooks/{name}", b"not json"),
                          (400, unittest.mock.ANY, b"invalid_payload"))
         self.assertEqual(self.call("POST", f"/hooks/{name}", {"blocks": []})[2],
@@ -680,9 +681,10 @@ class Hooks(Base):
         self.assertEqual(status, 500)
         status, _, body = self.call("GET", f"/_keel/hooks/{name}")
         self.assertEqual(status, 200)
-        self.assertEqual(json.loads(body), {"posts": [{"text": "PO-1 approved"}, post]})
+        self.assertEqual(json.loads(body), {"posts": [{"text": "PO-1 approved"}, post],
+                                            "keys": [None, "ns/wf/run/7"]})
         self.assertEqual(json.loads(self.call("GET", "/_keel/hooks/never-used")[2]),
-                         {"posts": []})
+                         {"posts": [], "keys": []})
 
 
 class ApiKey(Base):

@@ -3,6 +3,7 @@
  * non-determinism checks, and what the workflow sees.
  */
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -647,6 +648,19 @@ START_TEST(bugs_and_bad_histories_are_errors_not_crashes)
     ck_assert_msg(rc == KEEL_OK, "%s", err.message);
     keel_engine_free(e);
     free_history(&h3);
+
+    /* A time no Timestamp can hold: refused before a workflow adds a day to it. */
+    history h5 = {0};
+    started(&h5, "{}");
+    task(&h5, false);
+    h5.ev[2]->event_time->seconds = INT64_MIN;
+    e = run(&h5, &rc, &err);
+    ck_assert_int_eq(rc, KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "history event 3 (WORKFLOW_TASK_STARTED) has a time outside "
+                                      "the years 1 to 9999"),
+                  "%s", err.message);
+    keel_engine_free(e);
+    free_history(&h5);
 
     /* Input that is not JSON. */
     history h4 = {0};

@@ -761,6 +761,7 @@ class State:
         self.tags = {}
         self.used = {}  # directive text -> times applied
         self.hooks = {}
+        self.hook_keys = {}  # name -> the Idempotency-Key of each recorded post (or None)
 
     def next_serial(self):
         with self.lock:
@@ -925,7 +926,8 @@ class Handler(BaseHTTPRequestHandler):
             name = unquote(path[len("/_keel/hooks/"):])
             with self.state.lock:
                 posts = list(self.state.hooks.get(name, []))
-            return self.send(200, {"posts": posts})
+                keys = list(self.state.hook_keys.get(name, []))
+            return self.send(200, {"posts": posts, "keys": keys})
         if path == "/_keel/stats" and method == "GET":
             with self.state.lock:
                 if "tag" in query:
@@ -963,6 +965,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(400, "invalid_payload", "text/plain; charset=utf-8")
         with self.state.lock:
             self.state.hooks.setdefault(name, []).append(doc)
+            self.state.hook_keys.setdefault(name, []).append(self.headers.get("Idempotency-Key"))
         return self.send(200, "ok", "text/plain; charset=utf-8")
 
     def chat(self, raw):
