@@ -1,6 +1,6 @@
 /*
  * fuzz.h - what the libFuzzer targets in tests/fuzz/ share: size caps, NUL-terminated copies,
- * splitting an input in two, protobuf bytes unpacked with a nesting limit, hand-built histories,
+ * splitting an input in two, protobuf bytes unpacked as keel unpacks them, hand-built histories,
  * and a way to run a history through one workflow type the way keel-worker does.
  *
  * Nothing here keeps state between inputs: every helper allocates what it returns and the
@@ -37,14 +37,8 @@ char *fuzz_strndup(const uint8_t *data, size_t len);
  * NUL-terminated copies). Returns false, with *b NULL, when there is no NUL. */
 bool fuzz_split(const uint8_t *data, size_t len, char **a, char **b);
 
-/* Whether the protobuf bytes data[0..len) of message type desc nest at most max_depth messages
- * deep (the top message is depth 1). Malformed bytes count as shallow: protobuf-c refuses them
- * itself. protobuf-c recurses once per level with no limit of its own; the targets refuse what
- * keel's own unpacking will refuse (issue 10, defect 1) rather than rediscover it. */
-bool fuzz_pb_depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                      unsigned max_depth);
-
-/* protobuf_c_message_unpack after fuzz_pb_depth_ok(desc, ..., 100); NULL when refused. */
+/* Outside protobuf bytes unpacked as keel unpacks them (keel_proto_unpack, src/proto/depth.h:
+ * nesting checked before protobuf-c recurses); NULL when refused. */
 ProtobufCMessage *fuzz_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                  size_t len);
 

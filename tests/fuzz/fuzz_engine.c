@@ -27,6 +27,7 @@
 
 #include "converter/payload.h"
 #include "fuzz.h"
+#include "proto/depth.h"
 #include "temporal/api/workflowservice/v1/request_response.pb-c.h"
 
 #define MAX_LEN (256 * 1024)
@@ -45,8 +46,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t flags = data[0];
     workflow_task *t = (workflow_task *)fuzz_pb_unpack(task_desc, data + 1, size - 1);
-    if (t == NULL)
+    if (t == NULL) {
+        /* Too deep: the worker reads what it can (the token) to fail the task. */
+        ProtobufCMessage *pruned = NULL;
+        if (keel_proto_unpack_pruned(task_desc, data + 1, size - 1, &pruned, NULL, NULL) ==
+            KEEL_OK) {
+            fuzz_pb_touch(&pruned, 1);
+            FREE_PB(pruned);
+        }
         return 0;
+    }
     if (t->history && t->history->n_events > 0) {
         char *args = NULL;
         if (t->query &&

@@ -3,7 +3,8 @@
  * (keel_replay, include/keel/replayer.h), as `keelctl replay --history F.bin` runs it: decoded,
  * its workflow type checked, and replayed through the engine with the type it names.
  *
- * Property: a decoded history that encodes as JSON decodes back to the same JSON.
+ * Properties: a decoded history that encodes as JSON decodes back to the same JSON; what
+ * keel_proto_unpack_pruned keeps of a history nested too deep passes the depth check.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "converter/protojson.h"
 #include "fuzz.h"
 #include "keel/replayer.h"
+#include "proto/depth.h"
 #include "temporal/api/history/v1/message.pb-c.h"
 
 #define MAX_LEN (256 * 1024)
@@ -32,10 +34,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         keel_error err;
         (void)keel_replay(types[i], (const char *)data, size, &err);
     }
-    ProtobufCMessage *m = fuzz_pb_unpack(desc, data, size);
+    keel_error err;
+    ProtobufCMessage *m = NULL;
+    bool too_deep = false;
+    if (keel_proto_check(desc, data, size, KEEL_PROTO_MAX_DEPTH, &too_deep, &err) != KEEL_OK &&
+        too_deep) {
+        /* What the worker still reads of a task nested too deep: it must pass the check. */
+        size_t pruned = 0;
+        if (keel_proto_unpack_pruned(desc, data, size, &m, &pruned, &err) == KEEL_OK) {
+            size_t len = protobuf_c_message_get_packed_size(m);
+            uint8_t *bytes = malloc(len ? len : 1);
+            if (bytes == NULL)
+                abort();
+            protobuf_c_message_pack(m, bytes);
+            if (keel_proto_check(desc, bytes, len, KEEL_PROTO_MAX_DEPTH, NULL, &err) != KEEL_OK)
+                fuzz_fail("keel_proto_unpack_pruned left %zu too deep: %s", pruned, err.message);
+            free(bytes);
+            FREE_PB(m);
+        }
+        return 0;
+    }
+    m = fuzz_pb_unpack(desc, data, size);
     if (m == NULL)
         return 0;
-    keel_error err;
     char *text = keel_protojson_encode(m, false, &err); /* refused: a string that is not UTF-8 */
     if (text) {
         ProtobufCMessage *again;

@@ -7,13 +7,11 @@
 #include <string.h>
 
 #include "converter/payload.h"
+#include "proto/depth.h"
 #include "worker/engine.h"
 #include "workflows/registry.h"
 
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
-
-/* The nesting keel allows on outside protobuf bytes (issue 10: at most 100, as protojson). */
-#define FUZZ_PB_MAX_DEPTH 100
 
 void fuzz_fail(const char *fmt, ...)
 {
@@ -58,78 +56,13 @@ bool fuzz_split(const uint8_t *data, size_t len, char **a, char **b)
     return true;
 }
 
-/* ---- protobuf bytes with a nesting limit ---- */
-
-static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return true;
-    }
-    return false;
-}
-
-/* false: nested deeper than max. Recursion is bounded by max itself. */
-static bool depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end,
-                     unsigned depth, unsigned max)
-{
-    if (depth > max)
-        return false;
-    while (p < end) {
-        uint64_t key, n;
-        if (!varint(&p, end, &key))
-            return true;
-        switch (key & 7) {
-        case 0:
-            if (!varint(&p, end, &n))
-                return true;
-            break;
-        case 1:
-            if (end - p < 8)
-                return true;
-            p += 8;
-            break;
-        case 5:
-            if (end - p < 4)
-                return true;
-            p += 4;
-            break;
-        case 2: {
-            if (!varint(&p, end, &n) || n > (uint64_t)(end - p))
-                return true;
-            uint64_t number = key >> 3;
-            const ProtobufCFieldDescriptor *f =
-                number <= UINT32_MAX
-                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)number)
-                    : NULL;
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                !depth_ok(f->descriptor, p, p + n, depth + 1, max))
-                return false;
-            p += n;
-            break;
-        }
-        default: /* groups and invalid wire types: protobuf-c refuses them */
-            return true;
-        }
-    }
-    return true;
-}
-
-bool fuzz_pb_depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                      unsigned max_depth)
-{
-    return depth_ok(desc, data, data + len, 1, max_depth);
-}
+/* ---- protobuf bytes ---- */
 
 ProtobufCMessage *fuzz_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                  size_t len)
 {
-    if (!fuzz_pb_depth_ok(desc, data, len, FUZZ_PB_MAX_DEPTH))
-        return NULL;
-    return protobuf_c_message_unpack(desc, NULL, len, data);
+    ProtobufCMessage *m = NULL;
+    return keel_proto_unpack(desc, data, len, &m, NULL) == KEEL_OK ? m : NULL;
 }
 
 size_t fuzz_pb_touch(ProtobufCMessage *const *msgs, size_t n)
@@ -334,7 +267,7 @@ void fuzz_run(const keel_workflow_type *type, Temporal__Api__History__V1__Histor
         report(type, "first task", rc, &err);
         if (rc == KEEL_OK)
             answer(e);
-        if (rc == KEEL_OK && !keel_engine_closing(e) &&
+        if (rc == KEEL_OK && !keel_engine_closing(e) && ev[cut]->event_id > INT64_MIN &&
             keel_engine_last_event_id(e) == ev[cut]->event_id - 1) {
             rc = keel_engine_feed(e, ev + cut, n - cut, &err);
         } else {
