@@ -1,9 +1,10 @@
 /*
  * fuzz_json - keel's strict JSON reader and exact printer (include/keel/json.h, src/json/json.c).
  *
- * Properties, for strict parsing and for KEEL_JSON_LAST_WINS:
+ * Properties, for strict parsing, KEEL_JSON_LAST_WINS and KEEL_JSON_KEEP_NUL:
  *   - keel_json_check accepts exactly what keel_json_parse accepts;
- *   - every string in an accepted tree is valid UTF-8 (no NUL, no surrogates, nothing overlong);
+ *   - every string in an accepted tree is valid UTF-8 (no NUL, no surrogates, nothing overlong;
+ *     with KEEL_JSON_KEEP_NUL, C0 80 stands for U+0000);
  *   - no container nests deeper than KEEL_JSON_MAX_DEPTH;
  *   - parse -> print -> parse gives an equal tree (same types, member names in the same order,
  *     same strings, and numbers with the same text), compact and indented alike, and printing
@@ -38,12 +39,14 @@ static size_t utf8_char(const unsigned char *s, size_t n)
     return len;
 }
 
-static bool valid_utf8(const char *s)
+/* keep_nul: KEEL_JSON_KEEP_NUL's C0 80 stands for U+0000. */
+static bool valid_utf8(const char *s, bool keep_nul)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_char(p + i, n - i);
+        size_t k =
+            keep_nul && i + 1 < n && p[i] == 0xC0 && p[i + 1] == 0x80 ? 2 : utf8_char(p + i, n - i);
         if (k == 0)
             return false;
         i += k;
@@ -52,11 +55,11 @@ static bool valid_utf8(const char *s)
 }
 
 /* Check what keel_json_parse promises of a tree; returns its depth. */
-static int inspect(const cJSON *item)
+static int inspect(const cJSON *item, bool keep_nul)
 {
-    if (item->string && !valid_utf8(item->string))
+    if (item->string && !valid_utf8(item->string, keep_nul))
         fuzz_fail("a member name is not valid UTF-8");
-    if (cJSON_IsString(item) && !valid_utf8(item->valuestring))
+    if (cJSON_IsString(item) && !valid_utf8(item->valuestring, keep_nul))
         fuzz_fail("a string is not valid UTF-8");
     if (cJSON_IsNumber(item)) {
         char buf[32];
@@ -68,7 +71,7 @@ static int inspect(const cJSON *item)
     }
     int deepest = 0;
     for (const cJSON *c = item->child; c; c = c->next) {
-        int d = inspect(c);
+        int d = inspect(c, keep_nul);
         deepest = d > deepest ? d : deepest;
     }
     return cJSON_IsArray(item) || cJSON_IsObject(item) ? deepest + 1 : 0;
@@ -96,11 +99,11 @@ static bool equal(const cJSON *a, const cJSON *b)
 }
 
 /* text (printed by keel_json_print*) must parse back to a tree equal to `tree`. */
-static cJSON *reparse(const char *text, const cJSON *tree, const char *how)
+static cJSON *reparse(const char *text, const cJSON *tree, unsigned flags, const char *how)
 {
     cJSON *again;
     keel_error err;
-    if (keel_json_parse_str(text, KEEL_JSON_STRICT, "printed", &again, &err) != KEEL_OK)
+    if (keel_json_parse_str(text, flags & KEEL_JSON_KEEP_NUL, "printed", &again, &err) != KEEL_OK)
         fuzz_fail("keel_json_parse refused what keel_json_print%s wrote: %s\n%s", how, err.message,
                   text);
     if (!equal(tree, again))
@@ -119,14 +122,14 @@ static void one(const uint8_t *data, size_t size, unsigned flags)
                   flags);
     if (rc != KEEL_OK)
         return;
-    if (inspect(tree) > KEEL_JSON_MAX_DEPTH)
+    if (inspect(tree, flags & KEEL_JSON_KEEP_NUL) > KEEL_JSON_MAX_DEPTH)
         fuzz_fail("a tree nested deeper than %d was accepted", KEEL_JSON_MAX_DEPTH);
     char *text = keel_json_print(tree);
     char *pretty = keel_json_print_pretty(tree);
     if (text == NULL || pretty == NULL)
         abort();
-    cJSON *again = reparse(text, tree, "");
-    cJSON_Delete(reparse(pretty, tree, "_pretty"));
+    cJSON *again = reparse(text, tree, flags, "");
+    cJSON_Delete(reparse(pretty, tree, flags, "_pretty"));
     char *text2 = keel_json_print(again);
     if (text2 == NULL || strcmp(text, text2) != 0)
         fuzz_fail("printing is not stable:\n%s\n%s", text, text2 ? text2 : "(null)");
@@ -143,5 +146,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     one(data, size, KEEL_JSON_STRICT);
     one(data, size, KEEL_JSON_LAST_WINS);
+    one(data, size, KEEL_JSON_KEEP_NUL);
     return 0;
 }
