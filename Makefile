@@ -11,9 +11,19 @@ SHELL := bash
 BUILD := build
 PROTO := $(BUILD)/proto
 SAN ?= 0
+FUZZ_CC ?= clang
 ifeq ($(SAN),1)
 OUT := $(BUILD)/asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else ifeq ($(SAN),fuzz)
+# The libFuzzer build (make fuzz): clang, coverage for the fuzzer plus ASan and UBSan, into
+# build/fuzz/. Only the fuzz targets link the fuzzer's runtime (-fsanitize=fuzzer).
+OUT := $(BUILD)/fuzz
+CC := $(FUZZ_CC)
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+# clang, unlike gcc, warns where the generated *__INIT macros name deprecated Temporal fields.
+MODE_WARN := -Wno-deprecated-declarations
 else
 OUT := $(BUILD)
 SANFLAGS :=
@@ -27,7 +37,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 TEST_LIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 # -std=c11, not gnu11: GNU mode predefines `linux`, which the Temporal API uses as a field name.
-WARN := -Wall -Wextra -Werror
+WARN := -Wall -Wextra -Werror $(MODE_WARN)
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
               -Iinclude -Isrc -I. -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
@@ -228,6 +238,46 @@ determinism-check: ## Check that workflows/ uses no clock, randomness, threads, 
 	  if grep -q 'sleep(' <<<"$$out"; then echo "check-determinism flagged a string"; exit 1; fi
 	@tools/check-determinism workflows
 
+# ---- fuzzing (libFuzzer; tests/fuzz/README.md) ----
+
+# The targets are tests/fuzz/fuzz_*.c, built by clang with ASan and UBSan into build/fuzz/bin/
+# from libkeel, workflows/ and activities/ compiled the same way (SAN=fuzz). Corpus growth goes to
+# build/fuzz/corpus-work/, crashes to build/fuzz/artifacts/; tests/fuzz/ is only read.
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(addprefix $(BUILD)/fuzz/bin/,$(FUZZ_NAMES))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+
+.PHONY: fuzz fuzz-build fuzz-binaries fuzz-smoke fuzz-replay
+
+fuzz-build: protos ## Build the libFuzzer targets (clang, ASan + UBSan) into build/fuzz/bin/
+	@tools/install-deps fuzz
+	@$(MAKE) --no-print-directory SAN=fuzz $(if $(findstring j,$(firstword $(filter-out --%,$(MAKEFLAGS)))),,-j$(NPROC)) fuzz-binaries
+
+fuzz-binaries: $(FUZZ_BINS) $(BUILD)/fuzz/bin/keel-fuzz-seed
+
+# Made by the pattern rule below, but kept: they are not throwaway intermediates.
+.SECONDARY: $(call obj,$(wildcard tests/fuzz/*.c))
+
+$(BUILD)/fuzz/bin/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c tests/fuzz/support.c) $(APPS) $(ACTS) $(LIB)
+	@mkdir -p $(@D)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
+# Writes seeds in the targets' binary formats from the project's fixtures (tests/fuzz/seed-corpus).
+$(BUILD)/fuzz/bin/keel-fuzz-seed: $(call obj,tests/fuzz/seed.c) $(APPS) $(ACTS) $(LIB)
+	@mkdir -p $(@D)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+fuzz: fuzz-build ## Run every fuzz target FUZZ_SECONDS (60) seconds each (FUZZ_TARGETS picks some)
+	tests/fuzz/run fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build ## Replay every regression and seed input, then fuzz each target briefly
+	tests/fuzz/run smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-replay: fuzz-build ## Run each committed regression and seed input once through its target
+	tests/fuzz/run replay 0 $(FUZZ_TARGETS)
+
 # ---- benchmarks (never part of the tests: numbers are measured, not asserted) ----
 
 BENCH_ARGS ?= --workflows 500 --concurrency 8
@@ -292,8 +342,9 @@ format: ## Reformat the C sources with clang-format
 format-check: ## Fail if clang-format would change a C source
 	@clang-format --dry-run --Werror $(FORMAT_FILES)
 
-clean: ## Remove build outputs (keeps the fetched protos and the dev stack's data)
+clean: ## Remove build outputs (keeps the fetched protos, the dev stack's data, fuzz corpora)
 	rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/libkeel.a $(BUILD)/libkeel-workflows.a $(BUILD)/asan
+	rm -rf $(BUILD)/fuzz/obj $(BUILD)/fuzz/bin $(BUILD)/fuzz/embedded $(BUILD)/fuzz/*.a
 
 distclean: devstack-down ## Remove everything under build/
 	rm -rf $(BUILD)

@@ -8,6 +8,7 @@
  * indistinguishable from a fresh one except for "reused": true.
  */
 #include "activities/llm.h"
+#include "activities/llm_internal.h"
 
 #include "activities/failpoint.h"
 
@@ -977,6 +978,32 @@ int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char 
         rc = finish(&a, body, reused, result_json);
     free(body);
     free(a.key_text);
+    dispose_input(&a.in);
+    return rc;
+}
+
+/* ---- the answer path alone (activities/llm_internal.h) ---- */
+
+int keel_llm_answer_from_body(const keel_llm *llm, keel_activity_ctx *ctx, const char *input_json,
+                              const char *body, char **result_json)
+{
+    attempt a = {.ctx = ctx, .llm = llm};
+    char why[600];
+    const char *bad = NULL;
+    char *kept = NULL;
+    int rc = KEEL_OK;
+    *result_json = NULL;
+    if (llm->ledger || read_input(llm, input_json, &a.in, why, sizeof why) != KEEL_OK)
+        rc = fail(ctx, "LlmBadInput", true, 0, "llm.chat input: %s",
+                  llm->ledger ? "keel_llm_answer_from_body works without a ledger" : why);
+    else if ((bad = usable_response(body)) != NULL)
+        rc = fail(ctx, "LlmMalformedResponse", false, 0,
+                  "the model provider answered HTTP 200 but %s", bad);
+    else if ((kept = annotate(body, "req-offline")) == NULL)
+        rc = fail(ctx, "OutOfMemory", false, 0, "out of memory");
+    else
+        rc = finish(&a, kept, false, result_json);
+    free(kept);
     dispose_input(&a.in);
     return rc;
 }

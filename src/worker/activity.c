@@ -171,6 +171,8 @@ static int64_t mono_ms(void)
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json)
 {
     keel_activity_pool *p = ctx->pool;
+    if (p == NULL) /* an offline context (keel_activity_offline_new): nobody to tell */
+        return ctx->cancel_requested ? KEEL_ECANCELLED : KEEL_OK;
     if (atomic_load(&p->abandon)) {
         ctx->worker_stopping = true; /* the worker is going: hand the attempt back */
         return KEEL_ECANCELLED;
@@ -396,4 +398,49 @@ void *keel_activity_thread(void *arg)
         FREE_PB(task);
     }
     return NULL;
+}
+
+/* ---- offline contexts (tests, fuzz targets) ---- */
+
+keel_activity_ctx *keel_activity_offline_new(const char *workflow_type, const char *activity_id)
+{
+    keel_activity_ctx *ctx = calloc(1, sizeof *ctx);
+    activity_task *t = malloc(sizeof *t);
+    Temporal__Api__Common__V1__WorkflowType *wt = malloc(sizeof *wt);
+    char *name = strdup(workflow_type ? workflow_type : "");
+    char *id = strdup(activity_id ? activity_id : "");
+    if (ctx == NULL || t == NULL || wt == NULL || name == NULL || id == NULL) {
+        free(ctx);
+        free(t);
+        free(wt);
+        free(name);
+        free(id);
+        return NULL;
+    }
+    temporal__api__workflowservice__v1__poll_activity_task_queue_response__init(t);
+    temporal__api__common__v1__workflow_type__init(wt);
+    wt->name = name;
+    t->workflow_type = wt;
+    t->activity_id = id;
+    ctx->task = t;
+    return ctx;
+}
+
+void keel_activity_offline_free(keel_activity_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    FREE_PB(ctx->task);
+    free(ctx->fail_details);
+    free(ctx);
+}
+
+const char *keel_activity_offline_failure(const keel_activity_ctx *ctx, bool *non_retryable,
+                                          int64_t *next_retry_delay_ms)
+{
+    if (non_retryable)
+        *non_retryable = ctx->non_retryable;
+    if (next_retry_delay_ms)
+        *next_retry_delay_ms = ctx->next_retry_delay_ms;
+    return ctx->failed ? ctx->fail_type : NULL;
 }

@@ -37,4 +37,18 @@ typedef struct keel_activity_thread_arg {
 /* pthread entry: poll, run, report, until *pool->stopping. */
 void *keel_activity_thread(void *arg);
 
+/*
+ * An activity context outside any worker, for tests and the fuzz targets (tests/fuzz/): an
+ * activity function runs against it as it would in a worker, with the given workflow type and
+ * activity id (copied; the other ids are ""), attempt 1. Heartbeats go nowhere and return
+ * KEEL_OK. Free with keel_activity_offline_free (NULL is allowed); NULL when out of memory.
+ */
+keel_activity_ctx *keel_activity_offline_new(const char *workflow_type, const char *activity_id);
+void keel_activity_offline_free(keel_activity_ctx *ctx);
+
+/* The failure type the activity reported (keel_activity_fail*), or NULL when it reported none;
+ * its retryability and next retry delay through the pointers (each may be NULL). Borrowed. */
+const char *keel_activity_offline_failure(const keel_activity_ctx *ctx, bool *non_retryable,
+                                          int64_t *next_retry_delay_ms);
+
 #endif
