@@ -2724,6 +2724,34 @@ static char *dup_str(const char *s)
     return p;
 }
 
+/* Drop the bytes of any character that a "%.200s" or the buffer's end cut in two: a reason goes
+ * into llm.chat's result, which must stay valid UTF-8 (found by fuzz_schema). KEEL_JSON_KEEP_NUL's
+ * C0 80 is kept: keel_json_print writes it as \u0000. */
+static void whole_characters(char *s)
+{
+    unsigned char *r = (unsigned char *)s, *w = r;
+    while (*r) {
+        size_t n = *r < 0x80             ? 1
+                   : (*r & 0xE0) == 0xC0 ? 2
+                   : (*r & 0xF0) == 0xE0 ? 3
+                   : (*r & 0xF8) == 0xF0 ? 4
+                                         : 0;
+        bool ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (r[i] & 0xC0) == 0x80;
+        if (ok && n == 2 && r[0] < 0xC2)
+            ok = r[0] == 0xC0 && r[1] == 0x80;
+        if (!ok) {
+            r++;
+            continue;
+        }
+        memmove(w, r, n);
+        w += n;
+        r += n;
+    }
+    *w = '\0';
+}
+
 static void add_error(vstate *st, bool collect, const char *keyword, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void add_error(vstate *st, bool collect, const char *keyword, const char *fmt, ...)
@@ -2744,6 +2772,7 @@ static void add_error(vstate *st, bool collect, const char *keyword, const char 
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    whole_characters(reason);
     keel_schema_error *e = &r->errors[r->count];
     e->pointer = dup_str(sb_str(&st->ptr));
     e->keyword = dup_str(keyword);
