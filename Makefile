@@ -220,13 +220,14 @@ test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
 
 # The CI entry point (.ci/run): install, build, start the stack, run everything twice: plain and
-# under the sanitizers, with the short chaos run between the two. Each step is its own make so
-# that a fresh machine gets its packages before anything reads pkg-config.
-check: ## Install deps, check formatting, run all tests plain and under sanitizers, chaos (CI)
+# under the sanitizers, with the short chaos run and the fuzz smoke between the two. Each step is
+# its own make so that a fresh machine gets its packages before anything reads pkg-config.
+check: ## Install deps, check formatting, run all tests plain and under sanitizers, chaos, fuzz (CI)
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory chaos-smoke
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory test-asan
 
 # The check runs on workflows/, and first on a fixture it must reject, so a broken check fails.

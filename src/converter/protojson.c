@@ -971,7 +971,38 @@ static int enc_map_entry(pj *c, cJSON *obj, const ProtobufCMessage *e)
     return rc;
 }
 
-/* Entries stay in their order; a NULL entry (never made by unpack) is skipped. */
+/* The wire may repeat a map key, and protobuf's readers keep the last entry; JSON names each
+ * member once (keel's reader refuses a repeat). Keep the last of each key: one pass from the end
+ * with a hash of the names seen, so a hostile map of a million entries stays linear. */
+static bool drop_repeated_keys(cJSON *obj, size_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap <<= 1;
+    const cJSON **seen = calloc(cap, sizeof *seen);
+    if (seen == NULL)
+        return false;
+    cJSON *item = obj->child ? obj->child->prev : NULL; /* the last member */
+    while (item != NULL) {
+        cJSON *before = item == obj->child ? NULL : item->prev;
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        for (const char *k = item->string; *k; k++)
+            h = (h ^ (unsigned char)*k) * 1099511628211ull;
+        size_t i = h & (cap - 1);
+        while (seen[i] && strcmp(seen[i]->string, item->string) != 0)
+            i = (i + 1) & (cap - 1);
+        if (seen[i])
+            cJSON_Delete(cJSON_DetachItemViaPointer(obj, item));
+        else
+            seen[i] = item;
+        item = before;
+    }
+    free(seen);
+    return true;
+}
+
+/* Entries stay in their order (of each key, the last); a NULL entry (never made by unpack) is
+ * skipped. */
 static cJSON *enc_map(pj *c, const ProtobufCMessage *const *entries, size_t n)
 {
     cJSON *obj = made(c, cJSON_CreateObject());
@@ -980,6 +1011,10 @@ static cJSON *enc_map(pj *c, const ProtobufCMessage *const *entries, size_t n)
             cJSON_Delete(obj);
             obj = NULL;
         }
+    }
+    if (obj != NULL && n > 1 && !drop_repeated_keys(obj, n)) {
+        cJSON_Delete(obj);
+        obj = made(c, NULL);
     }
     return obj;
 }

@@ -2178,7 +2178,8 @@ static int on_child_event(keel_engine *e, const keel_pb_event *ev, keel_error *e
         char msg[300];
         snprintf(msg, sizeof msg, "child workflow %.200s: %s", it->id, event_name(ev));
         d->failure_message = strdup(msg);
-        d->failure_type = strdup(type);
+        /* A failed child whose event carries no Failure has no type to give. */
+        d->failure_type = strdup(type ? type : "");
     }
     if (kind == KEEL_EVENT_CHILD_FAILED && (!d->failure_message || !d->failure_type))
         return oom(err);

@@ -1204,6 +1204,19 @@ START_TEST(maps_with_integer_keys)
                         "typesInfo[\"3000000000\"]: 3000000000 is out of range for int32");
     assert_decode_fails(d, "{\"typesInfo\":{\"1\":null}}",
                         "typesInfo[\"1\"]: null is not allowed as a map value");
+
+    /* The wire may repeat a key (found by fuzz_history_bin): JSON names it once, the last. */
+    v = (Temporal__Api__Taskqueue__V1__TaskQueueVersionInfo *)decode_ok(
+        d, "{\"typesInfo\":{\"1\":{\"pollers\":[{\"identity\":\"first\"}]},\"2\":{},"
+           "\"3\":{\"pollers\":[{\"identity\":\"last\"}]}}}");
+    v->types_info[2]->key = 1;
+    keel_error err;
+    char *text = keel_protojson_encode(&v->base, false, &err);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text,
+                     "{\"typesInfo\":{\"2\":{},\"1\":{\"pollers\":[{\"identity\":\"last\"}]}}}");
+    free(text);
+    FREE_PB(v);
 }
 END_TEST
 
