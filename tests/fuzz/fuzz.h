@@ -37,6 +37,10 @@ char *fuzz_strndup(const uint8_t *data, size_t len);
  * NUL-terminated copies). Returns false, with *b NULL, when there is no NUL. */
 bool fuzz_split(const uint8_t *data, size_t len, char **a, char **b);
 
+/* Whether s is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF);
+ * keep_nul: also C0 80, KEEL_JSON_KEEP_NUL's spelling of U+0000. */
+bool fuzz_valid_utf8(const char *s, bool keep_nul);
+
 /* Outside protobuf bytes unpacked as keel unpacks them (keel_proto_unpack, src/proto/depth.h:
  * nesting checked before protobuf-c recurses); NULL when refused. */
 ProtobufCMessage *fuzz_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,

@@ -20,46 +20,12 @@
 
 #define MAX_LEN (256 * 1024)
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
-static size_t utf8_char(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80                    ? 1
-                 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
-                 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-                 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
-                                                : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((len == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (len == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (len == 4 && s[0] == 0xF0 && s[1] < 0x90) || (len == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return len;
-}
-
-/* keep_nul: KEEL_JSON_KEEP_NUL's C0 80 stands for U+0000. */
-static bool valid_utf8(const char *s, bool keep_nul)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        size_t k =
-            keep_nul && i + 1 < n && p[i] == 0xC0 && p[i + 1] == 0x80 ? 2 : utf8_char(p + i, n - i);
-        if (k == 0)
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 /* Check what keel_json_parse promises of a tree; returns its depth. */
 static int inspect(const cJSON *item, bool keep_nul)
 {
-    if (item->string && !valid_utf8(item->string, keep_nul))
+    if (item->string && !fuzz_valid_utf8(item->string, keep_nul))
         fuzz_fail("a member name is not valid UTF-8");
-    if (cJSON_IsString(item) && !valid_utf8(item->valuestring, keep_nul))
+    if (cJSON_IsString(item) && !fuzz_valid_utf8(item->valuestring, keep_nul))
         fuzz_fail("a string is not valid UTF-8");
     if (cJSON_IsNumber(item)) {
         char buf[32];

@@ -8,8 +8,8 @@
  * Each schema is compiled as 2020-12 and as draft 7 (for a root without `$schema`).
  *
  * Properties: a result says valid exactly when it lists no errors, keeps at most
- * KEEL_SCHEMA_MAX_ERRORS, each with a pointer, keyword and reason; validating the text and
- * validating its tree (keel_schema_validate_tree) give the same result.
+ * KEEL_SCHEMA_MAX_ERRORS, each with a pointer, keyword and reason in valid UTF-8; validating the
+ * text and validating its tree (keel_schema_validate_tree) give the same result.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +28,15 @@ static void check(const keel_schema_result *r)
         fuzz_fail("%zu errors kept (limit %d)", r->count, KEEL_SCHEMA_MAX_ERRORS);
     if (r->truncated && r->count != KEEL_SCHEMA_MAX_ERRORS)
         fuzz_fail("truncated with only %zu errors", r->count);
-    for (size_t i = 0; i < r->count; i++)
-        if (!r->errors[i].pointer || !r->errors[i].keyword || !r->errors[i].reason)
+    for (size_t i = 0; i < r->count; i++) {
+        const keel_schema_error *e = &r->errors[i];
+        if (!e->pointer || !e->keyword || !e->reason)
             fuzz_fail("error %zu lacks a pointer, keyword or reason", i);
+        /* They travel in JSON (tool errors, llm.chat's output_error) and Temporal payloads. */
+        if (!fuzz_valid_utf8(e->pointer, true) || !fuzz_valid_utf8(e->keyword, false) ||
+            !fuzz_valid_utf8(e->reason, true))
+            fuzz_fail("error %zu is not valid UTF-8: %s: %s", i, e->pointer, e->reason);
+    }
 }
 
 static bool same(const keel_schema_result *a, const keel_schema_result *b)
