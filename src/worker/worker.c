@@ -558,6 +558,7 @@ static int engine_for(keel_worker *w, const workflow_task *t, keel_engine **out,
     *hit = false;
     *out = NULL;
     if (e && !full_history(t) && t->history && t->history->n_events > 0 &&
+        t->history->events[0]->event_id > 0 && /* the server's number: no INT64_MIN - 1 */
         keel_engine_last_event_id(e) == t->history->events[0]->event_id - 1) {
         int rc = keel_engine_feed(e, t->history->events, t->history->n_events, err);
         if (rc == KEEL_OK)
