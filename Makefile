@@ -204,7 +204,7 @@ test-interop: all devstack-up ## Official TypeScript and Go clients start and si
 
 # The operator's view of a waiting keel.Procurement run, read from the Web UI by headless Chromium
 # (tests/webui/run, which starts its own worker from this build and a model server on port 8397);
-# it saves docs/webui-procurement.png.
+# it saves build/webui/webui-procurement.png (docs/webui-procurement.png is updated by hand).
 .PHONY: test-webui test-deploy
 test-webui: all devstack-up ## Open a waiting procurement run in the Web UI with headless Chromium
 	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
