@@ -361,22 +361,26 @@ static void detail_type(const char *type_url, char *out, size_t outsz)
     snprintf(out, outsz, "%s", dot ? dot + 1 : full);
 }
 
-/* Pull the typed error detail out of grpc-status-details-bin, if the server sent one. A detail
- * that does not decode is ignored: the status code and message already say what failed. */
+void keel_transport_status_detail(const uint8_t *data, size_t n, keel_error *err)
+{
+    Google__Rpc__Status *st = NULL;
+    if (keel_proto_unpack(&google__rpc__status__descriptor, data, n, (ProtobufCMessage **)&st,
+                          NULL) != KEEL_OK)
+        return;
+    if (st->n_details > 0 && st->details[0]->type_url)
+        detail_type(st->details[0]->type_url, err->failure_type, sizeof err->failure_type);
+    google__rpc__status__free_unpacked(st, NULL);
+}
+
+/* Pull the typed error detail out of grpc-status-details-bin, if the server sent one. */
 static void read_status_details(const grpc_metadata_array *trailers, keel_error *err)
 {
     for (size_t i = 0; i < trailers->count; i++) {
         const grpc_metadata *m = &trailers->metadata[i];
         if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") != 0)
             continue;
-        Google__Rpc__Status *st = NULL;
-        if (keel_proto_unpack(&google__rpc__status__descriptor, GRPC_SLICE_START_PTR(m->value),
-                              GRPC_SLICE_LENGTH(m->value), (ProtobufCMessage **)&st,
-                              NULL) != KEEL_OK)
-            return;
-        if (st->n_details > 0 && st->details[0]->type_url)
-            detail_type(st->details[0]->type_url, err->failure_type, sizeof err->failure_type);
-        google__rpc__status__free_unpacked(st, NULL);
+        keel_transport_status_detail(GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value),
+                                     err);
         return;
     }
 }
@@ -391,8 +395,26 @@ static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
     return bb;
 }
 
-/* Decode the response, refusing one that nests too deep or does not walk (proto/depth.h). For a
- * response refused as too deep, *partial (when asked for) gets what can still be read of it. */
+int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageDescriptor *type,
+                          ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
+                          keel_error *err)
+{
+    keel_error why;
+    bool too_deep = false;
+    *out = NULL;
+    int rc = keel_proto_check(type, data, n, KEEL_PROTO_MAX_DEPTH, &too_deep, &why);
+    if (rc == KEEL_OK && (*out = protobuf_c_message_unpack(type, NULL, n, data)) == NULL)
+        rc = keel_error_set(&why, KEEL_EINVAL, "not a valid %s", type->name);
+    if (rc != KEEL_OK && too_deep && partial != NULL &&
+        keel_proto_unpack_pruned(type, data, n, partial, NULL, NULL) != KEEL_OK)
+        *partial = NULL;
+    if (rc != KEEL_OK)
+        return keel_error_set(err, KEEL_EPROTOCOL, "%s: the response (%zu bytes) is refused: %s",
+                              what, n, why.message);
+    return KEEL_OK;
+}
+
+/* The response's bytes, through keel_transport_decode(). */
 static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
                   ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
                   keel_error *err)
@@ -402,21 +424,10 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
         return keel_error_set(err, KEEL_EPROTOCOL, "%s: cannot read the response", what);
     grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
-    size_t n = GRPC_SLICE_LENGTH(s);
-    const uint8_t *data = GRPC_SLICE_START_PTR(s);
-    keel_error why;
-    bool too_deep = false;
-    int rc = keel_proto_check(type, data, n, KEEL_PROTO_MAX_DEPTH, &too_deep, &why);
-    if (rc == KEEL_OK && (*out = protobuf_c_message_unpack(type, NULL, n, data)) == NULL)
-        rc = keel_error_set(&why, KEEL_EINVAL, "not a valid %s", type->name);
-    if (rc != KEEL_OK && too_deep && partial != NULL &&
-        keel_proto_unpack_pruned(type, data, n, partial, NULL, NULL) != KEEL_OK)
-        *partial = NULL;
+    int rc = keel_transport_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), type, out,
+                                   partial, what, err);
     grpc_slice_unref(s);
-    if (rc != KEEL_OK)
-        return keel_error_set(err, KEEL_EPROTOCOL, "%s: the response (%zu bytes) is refused: %s",
-                              what, n, why.message);
-    return KEEL_OK;
+    return rc;
 }
 
 /* One attempt. err is never NULL here: keel_transport_call() supplies its own when needed. */

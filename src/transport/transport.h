@@ -13,6 +13,7 @@
 #define KEEL_TRANSPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -93,6 +94,23 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
                         const ProtobufCMessageDescriptor *response_type,
                         ProtobufCMessage **response, const keel_call_options *opts,
                         keel_error *err);
+
+/*
+ * The byte-level halves of a call, exposed for the fuzz target (tests/fuzz/fuzz_transport.c):
+ *
+ * keel_transport_decode() reads n bytes of a response as `type`: refused (KEEL_EPROTOCOL, the
+ * message naming `what` and the reason) when they nest deeper than KEEL_PROTO_MAX_DEPTH or do
+ * not decode; *partial as keel_call_options.partial says. On success *out is a new message the
+ * caller frees with protobuf_c_message_free_unpacked().
+ *
+ * keel_transport_status_detail() reads grpc-status-details-bin (a google.rpc.Status) and puts
+ * the short name of its first detail's type into err->failure_type ("NotFoundFailure"). A
+ * detail that does not decode is ignored: the status code and message already say what failed.
+ */
+int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageDescriptor *type,
+                          ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
+                          keel_error *err);
+void keel_transport_status_detail(const uint8_t *data, size_t n, keel_error *err);
 
 /*
  * The delay before retry number `attempt` (1-based) with a budget of budget_ms: 200 ms doubling
