@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/strbuf.h"
+
 /* ---- reading ---- */
 
 /* Where the reader is inside the tree, for error messages: the member name or the array index
@@ -109,23 +111,12 @@ static void describe_byte(const reader *r, const char *p, char buf[32])
         snprintf(buf, 32, "byte 0x%02x", (unsigned char)*p);
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Four hex digits at p (p + 4 <= end checked by the caller), or -1. */
 static long hex4(const char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit(p[i]);
+        int d = keel_hex_digit(p[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;
@@ -828,38 +819,17 @@ cJSON *keel_json_number_from_text(const char *text)
 
 /* ---- printing ---- */
 
-typedef struct out {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} out;
+/* keel never installs cJSON hooks, so cJSON_free is free(): the buffer can be what is returned. */
+typedef keel_strbuf out;
 
 static void put(out *o, const char *s, size_t n)
 {
-    if (o->oom)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 256;
-        while (o->len + n + 1 > cap)
-            cap *= 2;
-        char *b = cJSON_malloc(cap);
-        if (b == NULL) {
-            o->oom = true;
-            return;
-        }
-        if (o->buf)
-            memcpy(b, o->buf, o->len);
-        cJSON_free(o->buf);
-        o->buf = b;
-        o->cap = cap;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
+    keel_strbuf_put(o, s, n);
 }
 
 static void puts_(out *o, const char *s)
 {
-    put(o, s, strlen(s));
+    keel_strbuf_puts(o, s);
 }
 
 static void put_string(out *o, const char *s)
@@ -977,12 +947,11 @@ static char *print(const cJSON *item, bool pretty)
         return NULL;
     out o = {0};
     put_value(&o, item, pretty, 0);
-    if (o.oom) {
-        cJSON_free(o.buf);
+    if (o.oom || o.p == NULL) {
+        free(o.p);
         return NULL;
     }
-    o.buf[o.len] = '\0';
-    return o.buf;
+    return o.p;
 }
 
 char *keel_json_print(const cJSON *item)

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "keel/schema.h"
+#include "util/strbuf.h"
 
 /* Groups nested deeper than this are refused (PCRE2's own default limit is 250). */
 #define MAX_GROUP_NESTING 250
@@ -96,43 +97,14 @@ struct keel_regex_scratch {
 
 /* ---- the translator ----------------------------------------------------------------------- */
 
-typedef struct obuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} obuf;
-
-static void put_n(obuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (n >= b->cap - b->len || !b->p) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (cap - b->len <= n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void put(obuf *b, const char *s)
-{
-    put_n(b, s, strlen(s));
-}
+/* The translated pattern, built piece by piece. */
+typedef keel_strbuf obuf;
 
 static void put_hex(obuf *b, uint32_t cp)
 {
     char tmp[16];
     snprintf(tmp, sizeof tmp, "\\x{%x}", (unsigned)cp);
-    put(b, tmp);
+    keel_strbuf_puts(b, tmp);
 }
 
 typedef struct xlat {
@@ -197,24 +169,13 @@ static bool is_surrogate(uint32_t cp)
 static void put_literal(obuf *b, uint32_t cp)
 {
     if (is_surrogate(cp)) {
-        put(b, "(?:(?!))");
+        keel_strbuf_puts(b, "(?:(?!))");
     } else if (is_ascii_alnum(cp)) {
         char c = (char)cp;
-        put_n(b, &c, 1);
+        keel_strbuf_put(b, &c, 1);
     } else {
         put_hex(b, cp);
     }
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* n hex digits at p into *v; false when one is missing. */
@@ -222,7 +183,7 @@ static bool read_hex(const char *p, int n, uint32_t *v)
 {
     uint32_t r = 0;
     for (int i = 0; i < n; i++) {
-        int h = hex_value(p[i]);
+        int h = keel_hex_digit(p[i]);
         if (h < 0)
             return false;
         r = r * 16 + (uint32_t)h;
@@ -255,7 +216,7 @@ static int read_u_escape(xlat *x, esc *e)
         const char *q = x->p + 1;
         v = 0;
         int h, digits = 0;
-        while ((h = hex_value(*q)) >= 0) {
+        while ((h = keel_hex_digit(*q)) >= 0) {
             v = v * 16 + (uint32_t)h;
             if (v > 0x10FFFF)
                 return xfail(x, at, "\\u{...} above U+10FFFF");
@@ -693,7 +654,7 @@ static void put_range(obuf *items, uint32_t lo, uint32_t hi)
         if (parts[i][0] > parts[i][1] || (i == 0 && lo >= 0xD800) || (i == 1 && hi <= 0xDFFF))
             continue;
         put_literal(items, parts[i][0]);
-        put(items, "-");
+        keel_strbuf_puts(items, "-");
         put_literal(items, parts[i][1]);
     }
 }
@@ -707,15 +668,15 @@ static void put_class_item(obuf *items, const esc *e, bool *has_not_space)
     if (e->kind == ESC_CHAR)
         put_literal(items, e->cp);
     else if (e->space > 0)
-        put(items, JS_SPACE);
+        keel_strbuf_puts(items, JS_SPACE);
     else if (e->space < 0)
         *has_not_space = true;
     else if (strcmp(e->text, "\\D") == 0)
-        put(items, JS_NOT_DIGIT);
+        keel_strbuf_puts(items, JS_NOT_DIGIT);
     else if (strcmp(e->text, "\\W") == 0)
-        put(items, JS_NOT_WORD);
+        keel_strbuf_puts(items, JS_NOT_WORD);
     else
-        put(items, e->text);
+        keel_strbuf_puts(items, e->text);
 }
 
 /* [...]; x->p is after the '['. */
@@ -761,27 +722,28 @@ static int translate_class(xlat *x)
         x->p++; /* the ']' */
         const char *it = items.p ? items.p : "";
         if (!has_not_space && !*it) {
-            put(&x->out, neg ? "(?s:.)" : "(?:(?!))"); /* [^] is any character, [] none */
+            keel_strbuf_puts(&x->out,
+                             neg ? "(?s:.)" : "(?:(?!))"); /* [^] is any character, [] none */
         } else if (!has_not_space) {
-            put(&x->out, neg ? "[^" : "[");
-            put(&x->out, it);
-            put(&x->out, "]");
+            keel_strbuf_puts(&x->out, neg ? "[^" : "[");
+            keel_strbuf_puts(&x->out, it);
+            keel_strbuf_puts(&x->out, "]");
         } else if (!neg) { /* items or not-space */
-            put(&x->out, "(?:");
+            keel_strbuf_puts(&x->out, "(?:");
             if (*it) {
-                put(&x->out, "[");
-                put(&x->out, it);
-                put(&x->out, "]|");
+                keel_strbuf_puts(&x->out, "[");
+                keel_strbuf_puts(&x->out, it);
+                keel_strbuf_puts(&x->out, "]|");
             }
-            put(&x->out, "[^" JS_SPACE "])");
+            keel_strbuf_puts(&x->out, "[^" JS_SPACE "])");
         } else { /* neither items nor not-space: space and not one of the items */
-            put(&x->out, "(?:");
+            keel_strbuf_puts(&x->out, "(?:");
             if (*it) {
-                put(&x->out, "(?![");
-                put(&x->out, it);
-                put(&x->out, "])");
+                keel_strbuf_puts(&x->out, "(?![");
+                keel_strbuf_puts(&x->out, it);
+                keel_strbuf_puts(&x->out, "])");
             }
-            put(&x->out, "[" JS_SPACE "])");
+            keel_strbuf_puts(&x->out, "[" JS_SPACE "])");
         }
     }
     if (items.oom)
@@ -840,12 +802,12 @@ static int translate_quantifier(xlat *x, bool can_repeat)
             snprintf(q, sizeof q, "{%lu}", lo);
         else
             snprintf(q, sizeof q, "{%lu,%lu}", lo, hi);
-        put(&x->out, q);
+        keel_strbuf_puts(&x->out, q);
     } else {
-        put_n(&x->out, x->p++, 1);
+        keel_strbuf_put(&x->out, x->p++, 1);
     }
     if (*x->p == '?')
-        put_n(&x->out, x->p++, 1); /* lazy */
+        keel_strbuf_put(&x->out, x->p++, 1); /* lazy */
     if (*x->p && strchr("*+?{", *x->p))
         return xfail(x, x->p, "nothing to repeat");
     return 0;
@@ -864,16 +826,16 @@ static int translate_group_open(xlat *x, group_stack *g)
         return xfail(x, at, "groups nested deeper than %d", MAX_GROUP_NESTING);
     bool repeatable = true;
     if (*x->p != '?') {
-        put(&x->out, "(");
+        keel_strbuf_puts(&x->out, "(");
     } else if (x->p[1] == ':') {
-        put(&x->out, "(?:");
+        keel_strbuf_puts(&x->out, "(?:");
         x->p += 2;
     } else if (x->p[1] == '=' || x->p[1] == '!') {
-        put_n(&x->out, at, 3);
+        keel_strbuf_put(&x->out, at, 3);
         x->p += 2;
         repeatable = false; /* JavaScript's u flag forbids quantified lookahead */
     } else if (x->p[1] == '<' && (x->p[2] == '=' || x->p[2] == '!')) {
-        put_n(&x->out, at, 4);
+        keel_strbuf_put(&x->out, at, 4);
         x->p += 3;
         repeatable = false;
     } else if (x->p[1] == '<') {
@@ -882,7 +844,7 @@ static int translate_group_open(xlat *x, group_stack *g)
         if (read_group_name(x, at, name, sizeof name) != 0)
             return -1;
         snprintf(text, sizeof text, "(?<%s>", name);
-        put(&x->out, text);
+        keel_strbuf_puts(&x->out, text);
     } else {
         return xfail(x, at, "unsupported group (?%c: JavaScript has (?: (?= (?! (?<= (?<! (?<name>",
                      x->p[1] ? x->p[1] : ' ');
@@ -910,9 +872,9 @@ static int translate(xlat *x)
             if (e.kind == ESC_CHAR)
                 put_literal(&x->out, e.cp);
             else if (e.kind == ESC_CLASS && e.space)
-                put(&x->out, e.space > 0 ? "[" JS_SPACE "]" : "[^" JS_SPACE "]");
+                keel_strbuf_puts(&x->out, e.space > 0 ? "[" JS_SPACE "]" : "[^" JS_SPACE "]");
             else
-                put(&x->out, e.text);
+                keel_strbuf_puts(&x->out, e.text);
             can_repeat = e.kind != ESC_OTHER || e.quantifiable;
             break;
         case '[':
@@ -928,18 +890,18 @@ static int translate(xlat *x)
         case ')':
             if (g.depth == 0)
                 return xfail(x, at, "unmatched )");
-            put(&x->out, ")");
+            keel_strbuf_puts(&x->out, ")");
             x->p++;
             can_repeat = g.repeatable[--g.depth];
             break;
         case '|':
         case '^':
         case '$':
-            put_n(&x->out, x->p++, 1);
+            keel_strbuf_put(&x->out, x->p++, 1);
             can_repeat = false;
             break;
         case '.':
-            put(&x->out, JS_DOT);
+            keel_strbuf_puts(&x->out, JS_DOT);
             x->p++;
             can_repeat = true;
             break;

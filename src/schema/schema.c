@@ -23,6 +23,7 @@
 
 #include "keel/json.h"
 #include "schema/regex.h"
+#include "util/strbuf.h"
 
 /* The base URI of a root document that has none of its own (no $id, no options.base_uri). */
 #define DEFAULT_BASE_URI "keel:///schema.json"
@@ -94,56 +95,19 @@ static void arena_free(arena *a)
 
 /* ---- growable string ---------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_putn(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (!b->p || n >= b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap - b->len <= n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-static void sb_truncate(sbuf *b, size_t len)
-{
-    b->len = len;
-    if (b->p)
-        b->p[len] = '\0';
-}
+typedef keel_strbuf sbuf;
 
 /* Append "/" and a reference token, escaping ~ and / as RFC 6901 says. */
 static void sb_push_token(sbuf *b, const char *tok)
 {
-    sb_putn(b, "/", 1);
+    keel_strbuf_put(b, "/", 1);
     for (const char *c = tok; *c; c++) {
         if (*c == '~')
-            sb_putn(b, "~0", 2);
+            keel_strbuf_put(b, "~0", 2);
         else if (*c == '/')
-            sb_putn(b, "~1", 2);
+            keel_strbuf_put(b, "~1", 2);
         else
-            sb_putn(b, c, 1);
+            keel_strbuf_put(b, c, 1);
     }
 }
 
@@ -586,7 +550,7 @@ static void remove_dots(sbuf *out, const char *path, size_t n)
                    (left == 2 && strncmp(p, "/.", 2) == 0)) {
             p += 2;
             if (left == 2) {
-                sb_putn(out, "/", 1);
+                keel_strbuf_put(out, "/", 1);
                 break;
             }
         } else if ((left >= 4 && strncmp(p, "/../", 4) == 0) ||
@@ -596,9 +560,9 @@ static void remove_dots(sbuf *out, const char *path, size_t n)
                 out->len--;
             if (out->len > start)
                 out->len--;
-            sb_truncate(out, out->len);
+            keel_strbuf_truncate(out, out->len);
             if (left == 3) {
-                sb_putn(out, "/", 1);
+                keel_strbuf_put(out, "/", 1);
                 break;
             }
         } else if ((left == 1 && *p == '.') || (left == 2 && strncmp(p, "..", 2) == 0)) {
@@ -607,7 +571,7 @@ static void remove_dots(sbuf *out, const char *path, size_t n)
             const char *q = p + 1;
             while (q < end && *q != '/')
                 q++;
-            sb_putn(out, p, (size_t)(q - p));
+            keel_strbuf_put(out, p, (size_t)(q - p));
             p = q;
         }
     }
@@ -626,24 +590,24 @@ static char *uri_resolve(const char *base, const char *ref)
     } else if (r.authority.present) {
         remove_dots(&path, r.path.p, r.path.n);
     } else if (r.path.n == 0) {
-        sb_putn(&path, b.path.p, b.path.n);
+        keel_strbuf_put(&path, b.path.p, b.path.n);
         auth = &b;
         query = r.query.present ? &r : &b;
     } else {
         sbuf merged = {0};
         if (r.path.p[0] == '/') {
-            sb_putn(&merged, r.path.p, r.path.n);
+            keel_strbuf_put(&merged, r.path.p, r.path.n);
         } else if (b.authority.present && b.path.n == 0) {
-            sb_puts(&merged, "/");
-            sb_putn(&merged, r.path.p, r.path.n);
+            keel_strbuf_puts(&merged, "/");
+            keel_strbuf_put(&merged, r.path.p, r.path.n);
         } else {
             const char *slash = NULL;
             for (size_t i = 0; i < b.path.n; i++)
                 if (b.path.p[i] == '/')
                     slash = b.path.p + i;
             if (slash)
-                sb_putn(&merged, b.path.p, (size_t)(slash - b.path.p) + 1);
-            sb_putn(&merged, r.path.p, r.path.n);
+                keel_strbuf_put(&merged, b.path.p, (size_t)(slash - b.path.p) + 1);
+            keel_strbuf_put(&merged, r.path.p, r.path.n);
         }
         remove_dots(&path, sb_str(&merged), merged.len);
         free(merged.p);
@@ -651,21 +615,21 @@ static char *uri_resolve(const char *base, const char *ref)
     }
     const uri_parts *scheme = r.scheme.present ? &r : &b;
     if (scheme->scheme.present) {
-        sb_putn(&out, scheme->scheme.p, scheme->scheme.n);
-        sb_puts(&out, ":");
+        keel_strbuf_put(&out, scheme->scheme.p, scheme->scheme.n);
+        keel_strbuf_puts(&out, ":");
     }
     if (auth->authority.present) {
-        sb_puts(&out, "//");
-        sb_putn(&out, auth->authority.p, auth->authority.n);
+        keel_strbuf_puts(&out, "//");
+        keel_strbuf_put(&out, auth->authority.p, auth->authority.n);
     }
-    sb_puts(&out, sb_str(&path));
+    keel_strbuf_puts(&out, sb_str(&path));
     if (query->query.present) {
-        sb_puts(&out, "?");
-        sb_putn(&out, query->query.p, query->query.n);
+        keel_strbuf_puts(&out, "?");
+        keel_strbuf_put(&out, query->query.p, query->query.n);
     }
     if (r.fragment.present) {
-        sb_puts(&out, "#");
-        sb_putn(&out, r.fragment.p, r.fragment.n);
+        keel_strbuf_puts(&out, "#");
+        keel_strbuf_put(&out, r.fragment.p, r.fragment.n);
     }
     free(path.p);
     if (out.oom || path.oom) {
@@ -1587,7 +1551,7 @@ static snode *sub(cc *c, snode *s, const cJSON *j, const char *tok1, const char 
     if (tok2)
         sb_push_token(&c->loc, tok2);
     snode *r = compile_schema(c, j, s->res, d);
-    sb_truncate(&c->loc, len);
+    keel_strbuf_truncate(&c->loc, len);
     return r;
 }
 
@@ -2215,10 +2179,10 @@ static bool compile_regdoc(cc *c, regdoc *rd, dialect d)
     const char *saved_doc = c->doc_name;
     size_t saved_len = c->loc.len;
     c->doc_name = rd->uri;
-    sb_truncate(&c->loc, 0);
+    keel_strbuf_truncate(&c->loc, 0);
     compile_schema(c, rd->tree, r, d);
     c->doc_name = saved_doc;
-    sb_truncate(&c->loc, saved_len);
+    keel_strbuf_truncate(&c->loc, saved_len);
     return c->rc == KEEL_OK;
 }
 
@@ -2300,8 +2264,8 @@ static void pointer_location(cc *c, const resource *r, const char *pointer)
 {
     bool doc_root = c->s->docs[r->doc] == r->json;
     c->doc_name = doc_root ? c->doc_names[r->doc] : r->uri;
-    sb_truncate(&c->loc, 0);
-    sb_puts(&c->loc, pointer);
+    keel_strbuf_truncate(&c->loc, 0);
+    keel_strbuf_puts(&c->loc, pointer);
 }
 
 /* A JSON Pointer fragment inside resource r. A target that no keyword made a subschema (inside
@@ -2798,7 +2762,7 @@ static size_t push_index(vstate *st, size_t i)
 
 static void pop(vstate *st, size_t len)
 {
-    sb_truncate(&st->ptr, len);
+    keel_strbuf_truncate(&st->ptr, len);
 }
 
 /* Enter s at inst: bounded depth, no loop, s's resource on the dynamic scope. */
