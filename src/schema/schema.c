@@ -654,11 +654,7 @@ static char *percent_decode(const char *s)
         }
         int v = 0;
         for (int i = 1; i <= 2; i++) {
-            char c = p[i];
-            int h = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                           : -1;
+            int h = keel_hex_digit(p[i]);
             if (h < 0) {
                 free(out);
                 return NULL;
