@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1200,6 +1201,23 @@ def table(runs, chaos, workers, business, wall, cfg, failpoints_missing):
 # ---------------------------------------------------------------------------------------------
 
 
+def snapshot_binaries(cfg, out_dir):
+    """Run copies of keel-worker and keelctl, so that a rebuild during a long run (make all in the
+    same tree) neither breaks a restart halfway through a link nor mixes two builds."""
+    bin_dir = os.path.join(out_dir, "bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    copies = {}
+    for attr, name in (("worker_bin", "keel-worker"), ("keelctl", "keelctl"),
+                       ("stack_keelctl", "keelctl-stack")):
+        src = getattr(cfg, attr)
+        if src not in copies:
+            dst = os.path.join(bin_dir, name)
+            shutil.copy2(src, dst)
+            copies[src] = dst
+        setattr(cfg, attr, copies[src])
+    cfg.stack_env["KEELCTL"] = cfg.stack_keelctl
+
+
 def main():
     global EVENTS_FILE
     try:
@@ -1212,6 +1230,7 @@ def main():
     hist_dir = os.path.join(out_dir, "histories")
     os.makedirs(hist_dir, exist_ok=True)
     EVENTS_FILE = open(os.path.join(out_dir, "events.log"), "w")
+    snapshot_binaries(cfg, out_dir)
     say("seed %d (reproduce the same plan with CHAOS_SEED=%d CHAOS_RUNS=%d); output in %s" %
         (cfg.seed, cfg.seed, cfg.runs, out_dir))
     master = random.Random(cfg.seed)
@@ -1410,6 +1429,7 @@ def main():
         model.down()
         hooks.down()
         stack.down()
+        shutil.rmtree(os.path.join(out_dir, "bin"), ignore_errors=True)
         say("cleaned up")
     return rc
 
