@@ -30,16 +30,20 @@ SANFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := grpc libprotobuf-c libcjson libcurl libpq libcrypto libpcre2-8
+# LIB_PKGS: what libkeel itself (src/) links; the rest is for the activities, keelctl and tests.
+LIB_PKGS := grpc libprotobuf-c libcjson libpcre2-8
+PKGS := $(LIB_PKGS) libcurl libpq libcrypto
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LIB_PKG_LIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lm
 TEST_LIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 # -std=c11, not gnu11: GNU mode predefines `linux`, which the Temporal API uses as a field name.
 WARN := -Wall -Wextra -Werror $(MODE_WARN)
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
+# -fPIC: the same objects make libkeel.a and libkeel.so.
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
               -Iinclude -Isrc -I. -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
@@ -67,6 +71,12 @@ Q := @
 say = echo "  $(1)	$(2)";
 endif
 LIB := $(OUT)/libkeel.a
+# The shared library's version is keel's (include/keel/version.h); its soname carries the ABI's
+# major number only, raised on every incompatible change (docs/install.md, "Versioning").
+KEEL_VERSION := $(shell sed -nE 's/^\#define KEEL_VERSION +"([^"]+)".*/\1/p' include/keel/version.h)
+KEEL_SOVERSION := 0
+SONAME := libkeel.so.$(KEEL_SOVERSION)
+SHLIB := $(OUT)/libkeel.so.$(KEEL_VERSION)
 APPS := $(OUT)/libkeel-workflows.a
 ACTS := $(OUT)/libkeel-activities.a
 KEELCTL := $(OUT)/bin/keelctl
@@ -102,13 +112,29 @@ deps: ## Install the Debian packages keel needs (no-op when present)
 protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
 
-binaries: $(LIB) $(APPS) $(ACTS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
+binaries: $(LIB) $(if $(filter 0,$(SAN)),$(SHLIB)) $(APPS) $(ACTS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
           $(if $(wildcard tests/interop/*.c),$(INTEROP_WORKER))
 
 $(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
 	@mkdir -p $(@D)
 	@rm -f $@
 	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
+
+# Exports exactly the functions include/keel/ declares (tools/install/public-symbols): internal
+# keel_ functions and the generated protobuf-c code stay inside. -z defs: nothing left undefined,
+# so LIB_PKGS (keel.pc's private requirements) must name everything src/ uses.
+$(OUT)/libkeel.map: $(wildcard include/keel/*.h) tools/install/public-symbols
+	@mkdir -p $(@D)
+	$(Q)$(call say,GEN,$@){ echo '{ global:'; tools/install/public-symbols $(CC) | sed 's/$$/;/'; \
+	  echo 'local: *; };'; } > $@.tmp && mv $@.tmp $@
+
+$(SHLIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS)) \
+          $(OUT)/libkeel.map
+	@mkdir -p $(@D)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=$(OUT)/libkeel.map -Wl,-z,defs -o $@ $(filter %.o,$^) $(LIB_PKG_LIBS)
+	@ln -sf $(notdir $@) $(OUT)/$(SONAME)
+	@ln -sf $(SONAME) $(OUT)/libkeel.so
 
 $(APPS): $(call obj,$(APP_SRCS))
 	@mkdir -p $(@D)
@@ -130,15 +156,21 @@ $(EMBEDDED): $(EMBED) $(MIGRATIONS) activities/seed.sql
 	$(Q)$(call say,EMBED,$@)$(EMBED) --migrations $(MIGRATIONS) --seed activities/seed.sql > $@.tmp
 	@mv $@.tmp $@
 
-$(OUT)/obj/embedded/embedded_sql.o: $(EMBEDDED)
+$(OUT)/obj/embedded/embedded_sql.o: $(EMBEDDED) $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(OUT)/obj/%.o: %.c
+# Objects are rebuilt when the compiler flags change, not only their sources: the stamp is
+# rewritten only when the flags differ from the last build's.
+FLAGS_STAMP := $(OUT)/obj/.cflags
+$(shell mkdir -p $(OUT)/obj && echo '$(CC) $(ALL_CFLAGS)' | cmp -s - $(FLAGS_STAMP) || \
+  echo '$(CC) $(ALL_CFLAGS)' > $(FLAGS_STAMP))
+
+$(OUT)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c
+$(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -214,7 +246,7 @@ test-webui: all devstack-up ## Open a waiting procurement run in the Web UI with
 test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
 	tests/deploy/check-compose
 
-test: test-unit test-model-server test-integration test-interop test-webui test-deploy determinism-check ## Build, start the stack, run all tests
+test: test-unit test-model-server test-integration test-interop test-webui test-deploy test-install determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
@@ -343,8 +375,50 @@ format: ## Reformat the C sources with clang-format
 format-check: ## Fail if clang-format would change a C source
 	@clang-format --dry-run --Werror $(FORMAT_FILES)
 
+# ---- installing (docs/install.md) ----
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
+# What keel's public headers need from elsewhere (keel/json.h includes cJSON), and what linking
+# libkeel.a statically needs.
+PC_REQUIRES := libcjson
+PC_REQUIRES_PRIVATE := $(filter-out libcjson,$(LIB_PKGS))
+
+.PHONY: install uninstall test-install
+install: ## Install libkeel (.a, .so), headers, keel.pc, keel-worker, keelctl, migrations (PREFIX, DESTDIR)
+	@$(MAKE) --no-print-directory SAN=0 all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/keel \
+	  $(DESTDIR)$(DATADIR)/keel/migrations
+	install -m 755 $(BUILD)/bin/keel-worker $(BUILD)/bin/keelctl $(DESTDIR)$(BINDIR)/
+	install -m 644 $(BUILD)/libkeel.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libkeel.so.$(KEEL_VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libkeel.so.$(KEEL_VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkeel.so
+	install -m 644 include/keel/*.h $(DESTDIR)$(INCLUDEDIR)/keel/
+	install -m 644 $(MIGRATIONS) activities/seed.sql $(DESTDIR)$(DATADIR)/keel/migrations/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	  -e 's|@VERSION@|$(KEEL_VERSION)|; s|@REQUIRES@|$(PC_REQUIRES)|' \
+	  -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|' tools/install/keel.pc.in \
+	  > $(DESTDIR)$(LIBDIR)/pkgconfig/keel.pc
+
+uninstall: ## Remove what make install put under PREFIX (same PREFIX, DESTDIR)
+	rm -f $(DESTDIR)$(BINDIR)/keel-worker $(DESTDIR)$(BINDIR)/keelctl
+	rm -f $(DESTDIR)$(LIBDIR)/libkeel.a $(DESTDIR)$(LIBDIR)/libkeel.so* \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/keel.pc
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/keel $(DESTDIR)$(DATADIR)/keel
+
+# Installs into build/install/, builds examples/hello out of tree with pkg-config, checks the
+# exported symbols, and runs it against the dev stack (tests/install/run).
+test-install: devstack-up ## Install into build/install, build examples/ out of tree, run it
+	eval "$$($(DEVSTACK) env)" && tests/install/run
+
 clean: ## Remove build outputs (keeps the fetched protos, the dev stack's data, fuzz corpora)
-	rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/libkeel.a $(BUILD)/libkeel-workflows.a $(BUILD)/asan
+	rm -rf $(BUILD)/obj $(BUILD)/bin $(BUILD)/tests $(BUILD)/libkeel.* $(BUILD)/libkeel-*.a $(BUILD)/asan \
+	  $(BUILD)/install
 	rm -rf $(BUILD)/fuzz/obj $(BUILD)/fuzz/bin $(BUILD)/fuzz/embedded $(BUILD)/fuzz/*.a
 
 distclean: devstack-down ## Remove everything under build/

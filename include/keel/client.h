@@ -108,9 +108,11 @@ typedef struct keel_namespace_register_options {
 } keel_namespace_register_options;
 
 #define KEEL_DEFAULT_RETENTION_MS (72LL * 3600 * 1000)
+/* The defaults, as a static initializer: what keel_namespace_register_options_init() sets. */
 #define KEEL_NAMESPACE_REGISTER_OPTIONS_INIT                                                       \
     {                                                                                              \
-        KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION                                                    \
+        .version = KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION,                                        \
+        .retention_ms = KEEL_DEFAULT_RETENTION_MS                                                  \
     }
 
 int keel_namespace_register_options_init(keel_namespace_register_options *opts,

@@ -84,7 +84,7 @@ typedef struct keel_workflow_start_options {
 
 #define KEEL_WORKFLOW_START_OPTIONS_INIT                                                           \
     {                                                                                              \
-        KEEL_WORKFLOW_START_OPTIONS_VERSION                                                        \
+        .version = KEEL_WORKFLOW_START_OPTIONS_VERSION                                             \
     }
 
 int keel_workflow_start_options_init(keel_workflow_start_options *opts, unsigned int version);

@@ -49,9 +49,12 @@ typedef struct keel_connect_options {
     int64_t rpc_timeout_ms;
 } keel_connect_options;
 
+/* The defaults, as a static initializer: the same values keel_connect_options_init() sets. */
 #define KEEL_CONNECT_OPTIONS_INIT                                                                  \
     {                                                                                              \
-        KEEL_CONNECT_OPTIONS_VERSION                                                               \
+        .version = KEEL_CONNECT_OPTIONS_VERSION, .address = KEEL_DEFAULT_ADDRESS,                  \
+        .namespace_ = KEEL_DEFAULT_NAMESPACE, .tls = KEEL_TLS_AUTO,                                \
+        .rpc_timeout_ms = KEEL_DEFAULT_RPC_TIMEOUT_MS                                              \
     }
 
 /* Fill *opts with the defaults. Always succeeds for a non-NULL opts and the current version. */

@@ -39,7 +39,7 @@ typedef struct keel_schedule_options {
 
 #define KEEL_SCHEDULE_OPTIONS_INIT                                                                 \
     {                                                                                              \
-        KEEL_SCHEDULE_OPTIONS_VERSION                                                              \
+        .version = KEEL_SCHEDULE_OPTIONS_VERSION                                                   \
     }
 
 int keel_schedule_options_init(keel_schedule_options *opts, unsigned int version);

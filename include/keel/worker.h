@@ -28,6 +28,10 @@ typedef struct keel_worker keel_worker;
 
 #define KEEL_WORKER_OPTIONS_VERSION 1
 
+#define KEEL_DEFAULT_WORKFLOW_POLLERS          2
+#define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES 8
+#define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS      256
+
 typedef struct keel_worker_options {
     unsigned int version;
     const char *task_queue; /* required */
@@ -35,11 +39,11 @@ typedef struct keel_worker_options {
     size_t n_workflows;
     const keel_activity_type *activities;
     size_t n_activities;
-    int workflow_pollers;          /* default 2 */
-    int max_concurrent_activities; /* default 8 */
+    int workflow_pollers;          /* KEEL_DEFAULT_WORKFLOW_POLLERS */
+    int max_concurrent_activities; /* KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES */
     const char *identity;          /* default: the client's identity */
     /* Runs kept between tasks (sticky execution): a cached run's next task carries only new
-     * events. Default 256; 0 replays every task from the full history. */
+     * events. KEEL_DEFAULT_MAX_CACHED_WORKFLOWS; 0 replays every task from the full history. */
     int max_cached_workflows;
     /* How long keel_worker_stop() lets running activities finish before it hands them back:
      * their heartbeats then answer KEEL_ECANCELLED and each attempt is reported as a retryable
@@ -48,9 +52,12 @@ typedef struct keel_worker_options {
     int64_t shutdown_grace_ms;
 } keel_worker_options;
 
+/* The defaults, as a static initializer: the same values keel_worker_options_init() sets. */
 #define KEEL_WORKER_OPTIONS_INIT                                                                   \
     {                                                                                              \
-        KEEL_WORKER_OPTIONS_VERSION                                                                \
+        .version = KEEL_WORKER_OPTIONS_VERSION, .workflow_pollers = KEEL_DEFAULT_WORKFLOW_POLLERS, \
+        .max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES,                       \
+        .max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS                                  \
     }
 
 int keel_worker_options_init(keel_worker_options *opts, unsigned int version);

@@ -33,9 +33,6 @@
 
 #define POLL_TIMEOUT_MS       70000
 #define POLL_ERROR_BACKOFF_MS 1000
-#define DEFAULT_WF_POLLERS    2
-#define DEFAULT_ACTIVITIES    8
-#define DEFAULT_CACHED_RUNS   256
 #define DEFAULT_GRACE_MS      10000
 /* How long the server holds a task for this worker's sticky queue before giving it to the normal
  * queue (the SDKs' default). */
@@ -97,9 +94,9 @@ int keel_worker_options_init(keel_worker_options *opts, unsigned int version)
         return KEEL_EINVAL;
     memset(opts, 0, sizeof *opts);
     opts->version = version;
-    opts->workflow_pollers = DEFAULT_WF_POLLERS;
-    opts->max_concurrent_activities = DEFAULT_ACTIVITIES;
-    opts->max_cached_workflows = DEFAULT_CACHED_RUNS;
+    opts->workflow_pollers = KEEL_DEFAULT_WORKFLOW_POLLERS;
+    opts->max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES;
+    opts->max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS;
     return KEEL_OK;
 }
 

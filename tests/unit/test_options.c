@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keel/options.h"
+#include "keel/keel.h"
 
 static const char *vars[] = {
     "TEMPORAL_ADDRESS",
@@ -176,6 +176,61 @@ START_TEST(header_values_must_be_printable_ascii)
 }
 END_TEST
 
+/* Each options struct's *_INIT macro is its *_init() function as a static initializer: a program
+ * that uses one gets what the other gives (the macros once set only the version, which left a
+ * connection with no RPC timeout and a worker with no sticky cache). */
+START_TEST(init_macros_match_init_functions)
+{
+    keel_connect_options c = KEEL_CONNECT_OPTIONS_INIT, ci;
+    ck_assert_int_eq(keel_connect_options_init(&ci, KEEL_CONNECT_OPTIONS_VERSION), KEEL_OK);
+    ck_assert_uint_eq(c.version, ci.version);
+    ck_assert_str_eq(c.address, ci.address);
+    ck_assert_str_eq(c.namespace_, ci.namespace_);
+    ck_assert_ptr_eq(c.identity, ci.identity);
+    ck_assert_int_eq(c.tls, ci.tls);
+    ck_assert_ptr_eq(c.tls_ca_path, ci.tls_ca_path);
+    ck_assert_ptr_eq(c.tls_cert_path, ci.tls_cert_path);
+    ck_assert_ptr_eq(c.tls_key_path, ci.tls_key_path);
+    ck_assert_ptr_eq(c.tls_server_name, ci.tls_server_name);
+    ck_assert_ptr_eq(c.api_key, ci.api_key);
+    ck_assert_int_eq(c.rpc_timeout_ms, ci.rpc_timeout_ms);
+    keel_error err;
+    ck_assert_int_eq(keel_connect_options_validate(&c, &err), KEEL_OK);
+
+    keel_worker_options w = KEEL_WORKER_OPTIONS_INIT, wi;
+    ck_assert_int_eq(keel_worker_options_init(&wi, KEEL_WORKER_OPTIONS_VERSION), KEEL_OK);
+    ck_assert_uint_eq(w.version, wi.version);
+    ck_assert_int_eq(w.workflow_pollers, wi.workflow_pollers);
+    ck_assert_int_eq(w.max_concurrent_activities, wi.max_concurrent_activities);
+    ck_assert_int_eq(w.max_cached_workflows, wi.max_cached_workflows);
+    ck_assert_int_eq(w.shutdown_grace_ms, wi.shutdown_grace_ms);
+    ck_assert_ptr_eq(w.identity, wi.identity);
+    ck_assert_ptr_eq(w.task_queue, wi.task_queue);
+
+    keel_namespace_register_options n = KEEL_NAMESPACE_REGISTER_OPTIONS_INIT, ni;
+    ck_assert_int_eq(
+        keel_namespace_register_options_init(&ni, KEEL_NAMESPACE_REGISTER_OPTIONS_VERSION),
+        KEEL_OK);
+    ck_assert_uint_eq(n.version, ni.version);
+    ck_assert_int_eq(n.retention_ms, ni.retention_ms);
+    ck_assert_ptr_eq(n.name, ni.name);
+
+    keel_workflow_start_options st = KEEL_WORKFLOW_START_OPTIONS_INIT, sti;
+    ck_assert_int_eq(keel_workflow_start_options_init(&sti, KEEL_WORKFLOW_START_OPTIONS_VERSION),
+                     KEEL_OK);
+    ck_assert_uint_eq(st.version, sti.version);
+    ck_assert_int_eq(st.execution_timeout_ms, sti.execution_timeout_ms);
+    ck_assert_int_eq(st.id_reuse_policy, sti.id_reuse_policy);
+    ck_assert_ptr_eq(st.request_id, sti.request_id);
+
+    keel_schedule_options sc = KEEL_SCHEDULE_OPTIONS_INIT, sci;
+    ck_assert_int_eq(keel_schedule_options_init(&sci, KEEL_SCHEDULE_OPTIONS_VERSION), KEEL_OK);
+    ck_assert_uint_eq(sc.version, sci.version);
+    ck_assert_int_eq(sc.interval_ms, sci.interval_ms);
+    ck_assert_int_eq(sc.overlap_policy, sci.overlap_policy);
+}
+END_TEST
+
 Suite *options_suite(void)
 {
     Suite *s = suite_create("options");
@@ -188,6 +243,7 @@ Suite *options_suite(void)
     tcase_add_test(tc, validation_catches_contradictions);
     tcase_add_test(tc, addresses_need_a_real_port);
     tcase_add_test(tc, header_values_must_be_printable_ascii);
+    tcase_add_test(tc, init_macros_match_init_functions);
     suite_add_tcase(s, tc);
     return s;
 }
