@@ -13,8 +13,9 @@
 //   --expect-event TEXT...            in the Event History (timer and activity summaries)
 //   --expect-worker TEXT...           in the run's Workers tab (the heartbeating worker's
 //                                     identity, SDK...), and in the namespace's Workers page
-//   --screenshot FILE                 the Event History page, with the Call Stack, Queries and
-//                                     Search Attributes panels of the same run below it
+//   --screenshot FILE                 the Event History page, with the User Metadata and Workers
+//                                     tabs and the Call Stack, Queries and Search Attributes
+//                                     panels of the same run below it
 // Every check reads the page's text, the way an operator reads it; each prints one PASS or FAIL
 // line, and the exit status is 1 if any failed.
 import { chromium } from 'playwright-core';
