@@ -361,6 +361,14 @@ int keel_heartbeat_start(keel_heartbeat *h, atomic_bool *stopping, keel_error *e
     h->stopping = stopping;
     if (h->interval_ms < 0 || h->running)
         return KEEL_OK;
+    if (keel_call_cancel_triggered(h->cancel)) {
+        /* Started again after a stop: the old handle cancels every call made with it. */
+        keel_call_cancel *fresh = keel_call_cancel_new();
+        if (fresh == NULL)
+            return keel_error_set(err, KEEL_ENOMEM, "out of memory starting worker heartbeats");
+        keel_call_cancel_free(h->cancel);
+        h->cancel = fresh;
+    }
     h->stop = false;
     int rc = pthread_create(&h->thread, NULL, heartbeat_thread, h);
     if (rc != 0)

@@ -849,7 +849,9 @@ static void shutdown_worker(keel_worker *w)
             w->transport, WF("ShutdownWorker"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__shutdown_worker_response__descriptor, &resp, &co,
             &err) != KEEL_OK)
-        log_line(KEEL_LOG_INFO, "ShutdownWorker failed; sticky tasks move after their timeout",
+        log_line(w->sticky_queue ? KEEL_LOG_INFO : KEEL_LOG_DEBUG,
+                 w->sticky_queue ? "ShutdownWorker failed; sticky tasks move after their timeout"
+                                 : "ShutdownWorker failed",
                  err.message);
     if (resp)
         FREE_PB(resp);
