@@ -545,7 +545,16 @@ static int call_model(keel_workflow_ctx *ctx, agent *a)
                                .backoff_coefficient = 2,
                                .maximum_interval_ms = 60000,
                                .maximum_attempts = 6};
-    keel_activity_options o = {.start_to_close_ms = 300000, .retry = &retry};
+    /* The Web UI shows the model tier and the turn with the activity. */
+    const cJSON *tier = keel_wf_member(a->config, "model_tier");
+    const cJSON *model = keel_wf_member(a->config, "model");
+    char summary[160];
+    snprintf(summary, sizeof summary, "%.40s model: agent turn %d",
+             cJSON_IsString(tier)    ? tier->valuestring
+             : cJSON_IsString(model) ? model->valuestring
+                                     : "default",
+             a->n.turns + 1);
+    keel_activity_options o = {.start_to_close_ms = 300000, .retry = &retry, .summary = summary};
     a->model_seq = keel_workflow_activity(ctx, "llm.chat", text, &o);
     cJSON_free(text);
     a->stage = THINKING;
@@ -582,7 +591,10 @@ static int run_tool(keel_workflow_ctx *ctx, agent *a, const cJSON *args)
                                .maximum_attempts = 5,
                                .non_retryable_error_types = final,
                                .n_non_retryable_error_types = 2};
-    keel_activity_options o = {.start_to_close_ms = 120000, .retry = &retry};
+    char summary[160];
+    snprintf(summary, sizeof summary, "tool call %.60s asked for by the model in turn %d",
+             text_of(current_call(a), "id"), a->n.turns);
+    keel_activity_options o = {.start_to_close_ms = 120000, .retry = &retry, .summary = summary};
     a->tool_seq = keel_workflow_activity(ctx, type, text, &o);
     cJSON_free(text);
     a->stage = RUNNING_TOOL;

@@ -402,6 +402,16 @@ static int ignore_signal(approval *a, const char *signal, const char *why)
 
 /* ---- the callbacks ---- */
 
+/* The reminder clock, named for the Web UI (its timer summary) after the approvers it nudges. */
+static uint32_t remind_timer(keel_workflow_ctx *ctx, const approval *a)
+{
+    char summary[160];
+    snprintf(summary, sizeof summary, "reminder to %.100s%s", a->deciders[0],
+             a->n_deciders > 1 ? " and the other approvers" : "");
+    keel_timer_options o = {.summary = summary};
+    return keel_workflow_timer_with(ctx, a->remind_after, &o);
+}
+
 static int approval_start(keel_workflow_ctx *ctx, void *state, const char *input_json)
 {
     approval *a = state;
@@ -415,9 +425,15 @@ static int approval_start(keel_workflow_ctx *ctx, void *state, const char *input
         return keel_workflow_fail(ctx, "BadInput", why, true);
     }
     a->stage = WAITING;
-    a->remind_timer = keel_workflow_timer(ctx, a->remind_after);
-    a->escalate_timer = keel_workflow_timer(ctx, a->escalate_after);
-    a->expire_timer = keel_workflow_timer(ctx, a->expire_after);
+    a->remind_timer = remind_timer(ctx, a);
+    char escalate[160];
+    if (a->delegate[0])
+        snprintf(escalate, sizeof escalate, "escalate to %.100s", a->delegate);
+    else
+        snprintf(escalate, sizeof escalate, "escalation (no delegate)");
+    keel_timer_options eo = {.summary = escalate}, xo = {.summary = "request expires"};
+    a->escalate_timer = keel_workflow_timer_with(ctx, a->escalate_after, &eo);
+    a->expire_timer = keel_workflow_timer_with(ctx, a->expire_after, &xo);
     if (!a->remind_timer || !a->escalate_timer || !a->expire_timer)
         return KEEL_EINVAL; /* the engine said why */
     return set_stage_attribute(ctx, WAITING);
@@ -465,8 +481,7 @@ static int remind(keel_workflow_ctx *ctx, approval *a)
 {
     a->remind_timer = 0;
     a->reminders++;
-    if (a->reminders < MAX_REMINDERS &&
-        (a->remind_timer = keel_workflow_timer(ctx, a->remind_after)) == 0)
+    if (a->reminders < MAX_REMINDERS && (a->remind_timer = remind_timer(ctx, a)) == 0)
         return KEEL_EINVAL;
     char count[16];
     snprintf(count, sizeof count, "%d", a->reminders);

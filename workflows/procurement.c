@@ -444,14 +444,43 @@ static const keel_activity_options notify_options = {
     .retry = &notify_retry,
 };
 
-/* Schedule `type` with the object o (freed here) and options, and await it as step s. */
+/* What each step's activity is for, as the Web UI shows it with the activity (its summary). */
+static const char *const step_purpose[] = {
+    [STEP_NONE] = "",
+    [STEP_INTAKE] = "read the request into a requisition",
+    [STEP_CREATE_REQ] = "record the requisition",
+    [STEP_MARK_ACTIVE] = "mark the requisition in progress",
+    [STEP_BUDGET] = "check the estimate against the budget",
+    [STEP_VENDORS] = "list the certified vendors",
+    [STEP_QUOTES] = "request quotes",
+    [STEP_RECOMMEND] = "recommend a vendor from the quotes",
+    [STEP_RECHECK] = "check the amount to approve against the budget",
+    [STEP_APPROVERS] = "find the approvers",
+    [STEP_ORDER] = "place the purchase order",
+    [STEP_CLOSE_REQ] = "close the requisition",
+    [STEP_TELL_REQUESTER] = "tell the requester the outcome",
+};
+
+/* Schedule `type` with the object o (freed here) and options, and await it as step s. A model
+ * call's summary names its tier and purpose ("strong model: read the request ..."). */
 static int await_with(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
                       const keel_activity_options *options)
 {
+    char summary[160];
+    const char *tier = text_of(o, "model_tier");
+    if (strcmp(type, "llm.chat") == 0)
+        snprintf(summary, sizeof summary, "%s model: %s", tier[0] ? tier : "default",
+                 step_purpose[s]);
+    else if (s == STEP_BUDGET || s == STEP_RECHECK)
+        snprintf(summary, sizeof summary, "%s of %.40s", step_purpose[s], p->cost_center);
+    else
+        snprintf(summary, sizeof summary, "%s", step_purpose[s]);
+    keel_activity_options with = *options;
+    with.summary = summary;
     char *json = keel_wf_print(o, true);
     if (json == NULL)
         return keel_workflow_error(ctx, "out of memory writing the input of %s", type);
-    uint32_t seq = keel_workflow_activity(ctx, type, json, options);
+    uint32_t seq = keel_workflow_activity(ctx, type, json, &with);
     cJSON_free(json);
     if (seq == 0)
         return KEEL_EINVAL; /* the engine said why */
@@ -468,14 +497,16 @@ static int await(keel_workflow_ctx *ctx, procurement *p, step s, const char *typ
 
 /* Not awaited (a reminder): the run goes on, and only counts it until it is delivered or fails
  * for good (on_activity), because the run does not close before that (close_run). */
-static int notify(keel_workflow_ctx *ctx, procurement *p, const char *text)
+static int notify(keel_workflow_ctx *ctx, procurement *p, const char *text, const char *summary)
 {
     cJSON *o = cJSON_CreateObject();
     char *json = keel_wf_print(o, o && keel_wf_put(o, "text", cJSON_CreateString(text)) &&
                                       keel_wf_put(o, "channel", cJSON_CreateNull()));
     if (json == NULL)
         return keel_workflow_error(ctx, "out of memory writing a notification");
-    uint32_t seq = keel_workflow_activity(ctx, "tool.notify", json, &notify_options);
+    keel_activity_options with = notify_options;
+    with.summary = summary;
+    uint32_t seq = keel_workflow_activity(ctx, "tool.notify", json, &with);
     cJSON_free(json);
     if (seq == 0)
         return KEEL_EINVAL;
@@ -751,7 +782,8 @@ static int intake_failed(keel_workflow_ctx *ctx, procurement *p, const char *pro
     int rc = set_stage(ctx, p, ST_INTAKE_REVIEW);
     if (rc != KEEL_OK)
         return rc;
-    if ((p->expire_timer = keel_workflow_timer(ctx, p->expire_after)) == 0)
+    keel_timer_options expiry = {.summary = "request expires"};
+    if ((p->expire_timer = keel_workflow_timer_with(ctx, p->expire_after, &expiry)) == 0)
         return KEEL_EINVAL;
     p->pending = 0;
     p->pending_step = STEP_NONE;
@@ -760,7 +792,7 @@ static int intake_failed(keel_workflow_ctx *ctx, procurement *p, const char *pro
              "Purchase request from %s (%s) needs a human: the models could not turn it into a "
              "requisition (%s). Send the requisition with the \"requisition\" signal.",
              p->requester, p->cost_center, p->intake_problem);
-    return notify(ctx, p, text);
+    return notify(ctx, p, text, "ask a human for the requisition");
 }
 
 static int on_intake(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
@@ -1258,6 +1290,34 @@ static bool fill_level(procurement *p, const cJSON *holder, const char *role)
     return true;
 }
 
+/* The approval clocks, named for the Web UI (timer summaries): whom a reminder goes to, to whom
+ * the decision escalates, and the expiry. */
+static uint32_t remind_timer(keel_workflow_ctx *ctx, const procurement *p)
+{
+    char summary[160];
+    snprintf(summary, sizeof summary, "reminder to %.100s", p->levels[p->at].approver);
+    keel_timer_options o = {.summary = summary};
+    return keel_workflow_timer_with(ctx, p->remind_after, &o);
+}
+
+static uint32_t escalate_timer(keel_workflow_ctx *ctx, const procurement *p)
+{
+    const level *l = &p->levels[p->at];
+    char summary[160];
+    if (l->delegate[0])
+        snprintf(summary, sizeof summary, "escalate to %.100s", l->delegate);
+    else
+        snprintf(summary, sizeof summary, "escalation check for %.100s (no delegate)", l->approver);
+    keel_timer_options o = {.summary = summary};
+    return keel_workflow_timer_with(ctx, p->escalate_after, &o);
+}
+
+static uint32_t expire_timer(keel_workflow_ctx *ctx, const procurement *p)
+{
+    keel_timer_options o = {.summary = "request expires"};
+    return keel_workflow_timer_with(ctx, p->expire_after, &o);
+}
+
 static int notify_pending(keel_workflow_ctx *ctx, procurement *p, const char *what)
 {
     char text[1024], money[48];
@@ -1269,7 +1329,9 @@ static int notify_pending(keel_workflow_ctx *ctx, procurement *p, const char *wh
              what, p->requisition_id, l->approver, l->role, money,
              text_of(quote_at(p, p->chosen), "vendor_name"), p->requester, p->cost_center,
              keel_workflow_id(ctx));
-    return notify(ctx, p, text);
+    char summary[160];
+    snprintf(summary, sizeof summary, "%s %.100s", what[0] == 'R' ? "remind" : "ask", l->approver);
+    return notify(ctx, p, text, summary);
 }
 
 static int on_approvers(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
@@ -1296,9 +1358,9 @@ static int on_approvers(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
     p->pending = 0;
     p->pending_step = STEP_NONE;
     p->at = 0;
-    if ((p->remind_timer = keel_workflow_timer(ctx, p->remind_after)) == 0 ||
-        (p->escalate_timer = keel_workflow_timer(ctx, p->escalate_after)) == 0 ||
-        (p->expire_timer = keel_workflow_timer(ctx, p->expire_after)) == 0)
+    if ((p->remind_timer = remind_timer(ctx, p)) == 0 ||
+        (p->escalate_timer = escalate_timer(ctx, p)) == 0 ||
+        (p->expire_timer = expire_timer(ctx, p)) == 0)
         return KEEL_EINVAL;
     if (p->report_to[0] && !p->told_parent) {
         cJSON *o = cJSON_CreateObject();
@@ -1417,8 +1479,8 @@ static int restart_level_clocks(keel_workflow_ctx *ctx, procurement *p)
         *timers[i] = 0;
     }
     p->escalated = false;
-    if ((p->remind_timer = keel_workflow_timer(ctx, p->remind_after)) == 0 ||
-        (p->escalate_timer = keel_workflow_timer(ctx, p->escalate_after)) == 0)
+    if ((p->remind_timer = remind_timer(ctx, p)) == 0 ||
+        (p->escalate_timer = escalate_timer(ctx, p)) == 0)
         return KEEL_EINVAL;
     return KEEL_OK;
 }
@@ -1683,8 +1745,7 @@ static int on_timer(keel_workflow_ctx *ctx, procurement *p, uint32_t seq)
     if (seq == p->remind_timer) {
         p->remind_timer = 0;
         p->reminders++;
-        if (p->reminders < MAX_REMINDERS &&
-            (p->remind_timer = keel_workflow_timer(ctx, p->remind_after)) == 0)
+        if (p->reminders < MAX_REMINDERS && (p->remind_timer = remind_timer(ctx, p)) == 0)
             return KEEL_EINVAL;
         return notify_pending(ctx, p, "Reminder: approval still needed for");
     }
@@ -1699,7 +1760,9 @@ static int on_timer(keel_workflow_ctx *ctx, procurement *p, uint32_t seq)
                  "Escalation: %s (%s) has not decided on %s for 48 hours; %s may decide now. "
                  "Workflow %s.",
                  l->approver, l->role, p->requisition_id, l->delegate, keel_workflow_id(ctx));
-        return notify(ctx, p, text);
+        char summary[160];
+        snprintf(summary, sizeof summary, "escalate to %.100s", l->delegate);
+        return notify(ctx, p, text, summary);
     }
     if (seq == p->expire_timer) {
         p->expire_timer = 0;

@@ -50,6 +50,10 @@ typedef struct keel_worker_options {
      * WorkerShutdown failure, so the server retries it elsewhere. 0: 10 s; negative: no limit.
      * (Workflow tasks in progress always finish: they take milliseconds.) */
     int64_t shutdown_grace_ms;
+    /* How often the worker tells the server it is alive and how loaded it is (worker heartbeats:
+     * the Web UI's Workers pages, ListWorkers), 1000-60000 ms. 0: 60 s, the official SDKs'
+     * default; negative: never (the final heartbeat at stop is still sent). */
+    int64_t heartbeat_interval_ms;
 } keel_worker_options;
 
 /* The defaults, as a static initializer: the same values keel_worker_options_init() sets. */

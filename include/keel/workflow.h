@@ -104,6 +104,11 @@ typedef struct keel_workflow_type {
                            size_t n);
 } keel_workflow_type;
 
+/* Summaries longer than this many bytes are cut (at a character boundary); invalid UTF-8 in
+ * them becomes '?' and control characters spaces. The server takes at most 400 bytes of summary
+ * payload by default (limit.userMetadataSummarySize). */
+#define KEEL_SUMMARY_MAX 200
+
 typedef struct keel_activity_options {
     const char *task_queue;       /* NULL: the workflow's own task queue */
     int64_t schedule_to_close_ms; /* this or start_to_close_ms must be set */
@@ -111,6 +116,10 @@ typedef struct keel_activity_options {
     int64_t schedule_to_start_ms;
     int64_t heartbeat_ms;           /* 0: no heartbeat timeout */
     const keel_retry_policy *retry; /* NULL: the server's default (retry until timeouts) */
+    /* Optional: what this activity is for, in one line ("quote from the strong model"), shown
+     * with it in the Web UI (the command's user_metadata summary). Not part of replay matching:
+     * it may change between versions of the code. See KEEL_SUMMARY_MAX. */
+    const char *summary;
 } keel_activity_options;
 
 /*
@@ -134,6 +143,8 @@ typedef struct keel_child_options {
     /* What happens to the child when this run closes first: 0 or 1 terminate it (the server's
      * default), 2 abandon it, 3 request its cancellation. */
     int parent_close_policy;
+    /* Optional: what the child is for, shown in the Web UI (as keel_activity_options.summary). */
+    const char *summary;
 } keel_child_options;
 
 /*
@@ -160,6 +171,16 @@ int keel_workflow_update_fail(keel_workflow_ctx *ctx, uint32_t update_seq, const
 
 /* Start a durable timer; KEEL_EVENT_TIMER_FIRED with the returned seq follows. 0 on error. */
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms);
+
+typedef struct keel_timer_options {
+    /* Optional: what the timer is for ("reminder to ana@example.com"), shown in the Web UI in
+     * place of the timer's number (as keel_activity_options.summary). */
+    const char *summary;
+} keel_timer_options;
+
+/* keel_workflow_timer() with options (NULL: none). */
+uint32_t keel_workflow_timer_with(keel_workflow_ctx *ctx, int64_t duration_ms,
+                                  const keel_timer_options *opts);
 
 /* Cancel a timer that has not fired; no event follows. */
 int keel_workflow_cancel_timer(keel_workflow_ctx *ctx, uint32_t timer_seq);

@@ -10,6 +10,7 @@
 #include "converter/payload.h"
 #include "log/log.h"
 #include "proto/proto.h"
+#include "worker/heartbeat.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
@@ -376,6 +377,7 @@ void *keel_activity_thread(void *arg)
         req.namespace_ = (char *)p->namespace;
         req.task_queue = &tq;
         req.identity = (char *)p->identity;
+        req.worker_instance_key = (char *)(p->instance_key ? p->instance_key : "");
         keel_call_options co = {
             .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = a->cancel};
         activity_task *task = NULL;
@@ -393,8 +395,10 @@ void *keel_activity_thread(void *arg)
             sleep_ms(POLL_ERROR_BACKOFF_MS);
             continue;
         }
-        if (task->task_token.len > 0)
+        if (task->task_token.len > 0) {
+            atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
             run_task(p, task);
+        }
         FREE_PB(task);
     }
     return NULL;

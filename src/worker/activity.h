@@ -20,12 +20,14 @@ typedef struct keel_activity_pool {
     const char *namespace;
     const char *task_queue;
     const char *identity;
+    const char *instance_key; /* the worker's, sent with polls (heartbeat.h) */
     const keel_activity_type *types;
     size_t n_types;
     atomic_bool *stopping;
     atomic_bool abandon; /* the shutdown grace is over: running activities hand back */
     atomic_int busy;     /* activities running now */
     atomic_uint_fast64_t completed, failed;
+    atomic_int_fast64_t poll_ms; /* wall clock of the last poll that brought a task */
 } keel_activity_pool;
 
 /* The thread's argument: the pool and the thread's own poll-cancel handle. */

@@ -164,6 +164,10 @@ struct keel_engine {
     uint32_t next_activity_seq, next_timer_seq, next_child_seq, next_signal_seq, next_update_seq;
     uint32_t next_side_effect_seq;
 
+    /* The SDK name and version the history last recorded (WorkflowTaskCompleted's sdk_metadata):
+     * the worker sends its own only when they differ, as the official SDKs do. */
+    char sdk_name[64], sdk_version[64];
+
     uint64_t rng;
     int64_t now_ms;
     bool suggest_continue_as_new; /* the current workflow task's, from history */
@@ -540,6 +544,62 @@ static Temporal__Api__Common__V1__RetryPolicy *new_retry(const keel_retry_policy
     return r;
 }
 
+/* ---- summaries (user_metadata): what the Web UI shows for a command ---- */
+
+/* The summary as the Web UI reads it: a json/plain payload holding one JSON string. Cosmetic, so
+ * never an error for what it says: invalid UTF-8 becomes '?', control characters spaces, and it
+ * is cut at KEEL_SUMMARY_MAX bytes (on a character boundary). NULL: no summary, or out of
+ * memory (then the command goes without one). */
+static Temporal__Api__Sdk__V1__UserMetadata *new_summary(const char *summary)
+{
+    if (summary == NULL || summary[0] == '\0')
+        return NULL;
+    char text[KEEL_SUMMARY_MAX + 1];
+    size_t o = 0;
+    const unsigned char *s = (const unsigned char *)summary;
+    while (*s && o < KEEL_SUMMARY_MAX) {
+        size_t len = *s < 0x80             ? 1
+                     : (*s & 0xe0) == 0xc0 ? 2
+                     : (*s & 0xf0) == 0xe0 ? 3
+                     : (*s & 0xf8) == 0xf0 ? 4
+                                           : 0;
+        bool ok = len > 0 && !(len == 2 && *s < 0xc2) && !(len == 4 && *s > 0xf4);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (s[k] & 0xc0) == 0x80;
+        if (ok && len == 3)
+            ok = !(*s == 0xe0 && s[1] < 0xa0) && !(*s == 0xed && s[1] > 0x9f);
+        if (ok && len == 4)
+            ok = !(*s == 0xf0 && s[1] < 0x90) && !(*s == 0xf4 && s[1] > 0x8f);
+        if (!ok) {
+            text[o++] = '?';
+            s++;
+            continue;
+        }
+        if (o + len > KEEL_SUMMARY_MAX)
+            break;
+        if (len == 1)
+            text[o++] = *s < 0x20 || *s == 0x7f ? ' ' : (char)*s;
+        else
+            memcpy(text + o, s, len), o += len;
+        s += len;
+    }
+    text[o] = '\0';
+    cJSON *str = cJSON_CreateString(text);
+    char *json = str ? keel_json_print(str) : NULL;
+    cJSON_Delete(str);
+    Temporal__Api__Sdk__V1__UserMetadata *m = json ? malloc(sizeof *m) : NULL;
+    if (m) {
+        temporal__api__sdk__v1__user_metadata__init(m);
+        keel_error err;
+        if (keel_payload_new_json(json, strlen(json), "summary", &m->summary, &err) != KEEL_OK) {
+            free(m);
+            m = NULL;
+        }
+    }
+    free(json);
+    return m;
+}
+
 uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const char *input_json,
                                 const keel_activity_options *opts)
 {
@@ -578,6 +638,7 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
     a->heartbeat_timeout = dur(opts->heartbeat_ms);
     if (opts->retry)
         a->retry_policy = new_retry(opts->retry);
+    pb->user_metadata = new_summary(opts->summary);
     char what[160];
     snprintf(what, sizeof what, "activity %s input", type);
     keel_error perr;
@@ -639,6 +700,7 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
     a->workflow_execution_timeout = dur(opts->execution_timeout_ms);
     a->workflow_run_timeout = dur(opts->run_timeout_ms);
     a->parent_close_policy = (Temporal__Api__Enums__V1__ParentClosePolicy)opts->parent_close_policy;
+    pb->user_metadata = new_summary(opts->summary);
     char what[160];
     snprintf(what, sizeof what, "child workflow %s input", type);
     keel_error perr;
@@ -753,6 +815,12 @@ int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
 
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms)
 {
+    return keel_workflow_timer_with(ctx, duration_ms, NULL);
+}
+
+uint32_t keel_workflow_timer_with(keel_workflow_ctx *ctx, int64_t duration_ms,
+                                  const keel_timer_options *opts)
+{
     keel_engine *e = ctx->engine;
     if (!may_issue(e, "StartTimer"))
         return 0;
@@ -775,6 +843,7 @@ uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms)
     a->timer_id = seq_str(seq);
     a->start_to_fire_timeout = dur(duration_ms);
     pb->start_timer_command_attributes = a;
+    pb->user_metadata = new_summary(opts ? opts->summary : NULL);
     command *c = push_command(e, CMD_TIMER, seq, pb);
     if (c == NULL || add_item(&e->timers, seq, NULL) == NULL) {
         engine_error(e, "out of memory starting a timer");
@@ -2326,6 +2395,17 @@ static int check_time(const keel_pb_event *ev, keel_error *err)
                           (int)t->nanos);
 }
 
+/* Keep the SDK name and version a completed task recorded (empty: unchanged since the last). */
+static void note_sdk(keel_engine *e, const Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *m)
+{
+    if (m == NULL)
+        return;
+    if (m->sdk_name && m->sdk_name[0])
+        snprintf(e->sdk_name, sizeof e->sdk_name, "%s", m->sdk_name);
+    if (m->sdk_version && m->sdk_version[0])
+        snprintf(e->sdk_version, sizeof e->sdk_version, "%s", m->sdk_version);
+}
+
 static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
     if (ev->event_id != e->last_event_id + 1)
@@ -2366,6 +2446,7 @@ static int feed_one(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         e->last_started_id = ev->event_id;
         return KEEL_OK;
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_COMPLETED: {
+        note_sdk(e, ev->workflow_task_completed_event_attributes->sdk_metadata);
         int64_t started = ev->workflow_task_completed_event_attributes->started_event_id;
         if (e->answered_started_id != 0 && started == e->answered_started_id) {
             /* The task this engine answered live: its commands follow now. */
@@ -2544,4 +2625,10 @@ const void *keel_engine_state(const keel_engine *e)
 const keel_workflow_type *keel_engine_type(const keel_engine *e)
 {
     return e->type;
+}
+
+void keel_engine_sdk_recorded(const keel_engine *e, const char **name, const char **version)
+{
+    *name = e->sdk_name;
+    *version = e->sdk_version;
 }

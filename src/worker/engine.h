@@ -84,6 +84,10 @@ int64_t keel_engine_last_started_id(const keel_engine *e);
 /* Whether the workflow issued a command that closes the run. */
 bool keel_engine_closing(const keel_engine *e);
 
+/* The SDK name and version the history fed so far last recorded in a WorkflowTaskCompleted
+ * event's sdk_metadata ("" when none). Borrowed, valid until the next feed or free. */
+void keel_engine_sdk_recorded(const keel_engine *e, const char **name, const char **version);
+
 /* The workflow's state (for queries and the stack trace view). Borrowed. */
 const void *keel_engine_state(const keel_engine *e);
 const keel_workflow_type *keel_engine_type(const keel_engine *e);

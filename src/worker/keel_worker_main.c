@@ -29,6 +29,8 @@ typedef struct settings {
     const char *task_queue;
     int pollers, activities, cached;
     int64_t grace_ms;
+    int64_t heartbeat_ms; /* 0: the default; negative: off */
+    char identity[512];
 } settings;
 
 static int config_error(const char *what, const char *detail)
@@ -54,6 +56,33 @@ static int env_int(const char *name, int min, int max, int *out)
     return 0;
 }
 
+/* KEEL_IDENTITY, or what this worker is: "<pid>@<host>@<build id>", the build id being
+ * KEEL_BUILD_ID or "keel-<version>". It names the worker in history events, in the Web UI's
+ * Pollers and Workers tabs, and in its sticky queue's name. */
+static int worker_identity(char *out, size_t n)
+{
+    const char *v = getenv("KEEL_IDENTITY");
+    if (v && v[0]) {
+        if (strlen(v) >= n || !keel_header_value_ok(v))
+            return config_error("KEEL_IDENTITY",
+                                "must be printable ASCII and shorter than 512 bytes");
+        snprintf(out, n, "%s", v);
+        return 0;
+    }
+    const char *build = getenv("KEEL_BUILD_ID");
+    if (build && build[0] && (strlen(build) > 255 || !keel_header_value_ok(build)))
+        return config_error("KEEL_BUILD_ID", "must be printable ASCII, at most 255 bytes");
+    char host[256] = "unknown-host";
+    if (gethostname(host, sizeof host - 1) != 0)
+        strcpy(host, "unknown-host");
+    host[sizeof host - 1] = '\0';
+    if (build && build[0])
+        snprintf(out, n, "%ld@%.200s@%s", (long)getpid(), host, build);
+    else
+        snprintf(out, n, "%ld@%.200s@%s-%s", (long)getpid(), host, KEEL_SDK_NAME, KEEL_VERSION);
+    return 0;
+}
+
 static int read_settings(settings *s)
 {
     *s = (settings){.task_queue = "keel", .pollers = 2, .activities = 8, .cached = 256};
@@ -72,6 +101,18 @@ static int read_settings(settings *s)
         rc = config_error("KEEL_SHUTDOWN_GRACE", err.message);
     if (rc == 0 && s->grace_ms == 0)
         s->grace_ms = 1; /* "0": hand activities back at once (0 in the options means default) */
+    const char *hb = getenv("KEEL_WORKER_HEARTBEAT_INTERVAL");
+    if (rc == 0 && hb && hb[0]) {
+        if (keel_duration_parse(hb, &s->heartbeat_ms, &err) != KEEL_OK)
+            rc = config_error("KEEL_WORKER_HEARTBEAT_INTERVAL", err.message);
+        else if (s->heartbeat_ms == 0)
+            s->heartbeat_ms = -1; /* "0": no heartbeats */
+        else if (s->heartbeat_ms < 1000 || s->heartbeat_ms > 60000)
+            rc = config_error("KEEL_WORKER_HEARTBEAT_INTERVAL",
+                              "must be from 1s to 60s, or 0 for no worker heartbeats");
+    }
+    if (rc == 0)
+        rc = worker_identity(s->identity, sizeof s->identity);
     return rc;
 }
 
@@ -96,7 +137,9 @@ static void usage(FILE *f)
         "Settings come from the environment (docs/operations.md): TEMPORAL_ADDRESS,\n"
         "TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, KEEL_TASK_QUEUE (keel),\n"
         "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
-        "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info).\n"
+        "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info),\n"
+        "KEEL_IDENTITY (<pid>@<host>@<build id>), KEEL_BUILD_ID (keel-<version>),\n"
+        "KEEL_WORKER_HEARTBEAT_INTERVAL (60s; 0: none).\n"
         "With DATABASE_URL it also runs the agent activities (llm.chat, tool.*): OPENAI_BASE_URL,\n"
         "OPENAI_API_KEY, KEEL_MODEL, KEEL_LLM_TIMEOUT, KEEL_PRICES, KEEL_NOTIFY_WEBHOOK_URL.\n");
 }
@@ -185,6 +228,8 @@ static int serve(const settings *s, sigset_t *stop)
     w.max_concurrent_activities = s->activities;
     w.max_cached_workflows = s->cached;
     w.shutdown_grace_ms = s->grace_ms;
+    w.heartbeat_interval_ms = s->heartbeat_ms;
+    w.identity = s->identity;
     if (agent)
         w.activities = keel_agent_activities(agent, &w.n_activities);
     keel_worker *worker = NULL;
@@ -206,8 +251,8 @@ static int serve(const settings *s, sigset_t *stop)
     snprintf(count, sizeof count, "%zu", n_types);
     keel_log(KEEL_LOG_INFO, "main", "polling", "version", KEEL_VERSION, "server",
              info.server_version, "address", keel_client_address(client), "namespace",
-             keel_client_namespace(client), "task_queue", s->task_queue, "workflows", names,
-             "workflow_types", count, NULL);
+             keel_client_namespace(client), "task_queue", s->task_queue, "identity", s->identity,
+             "workflows", names, "workflow_types", count, NULL);
     keel_system_info_dispose(&info);
 
     int sig = 0;

@@ -26,7 +26,9 @@
 #include "worker/activity.h"
 #include "worker/cache.h"
 #include "worker/engine.h"
+#include "worker/heartbeat.h"
 #include "keel/json.h"
+#include "keel/version.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
@@ -61,6 +63,9 @@ struct keel_worker {
     struct wf_thread_arg *wf_args;           /* one per workflow poller */
     keel_activity_thread_arg *activity_args; /* one per activity thread */
     atomic_uint_fast64_t wf_completed, wf_failed, cache_hits, cache_misses;
+    keel_heartbeat *heartbeat;      /* worker heartbeats (heartbeat.h) */
+    atomic_int wf_busy;             /* workflow tasks being worked on */
+    atomic_int_fast64_t poll_ms[2]; /* last normal / sticky poll that brought a task */
 };
 
 typedef struct wf_thread_arg {
@@ -109,6 +114,10 @@ static int check_options(const keel_worker_options *o, keel_error *err)
     if (o->n_workflows == 0 && o->n_activities == 0)
         return keel_error_set(err, KEEL_EINVAL,
                               "a worker needs at least one workflow or activity type");
+    if (o->heartbeat_interval_ms > 0 && (o->heartbeat_interval_ms < KEEL_HEARTBEAT_MIN_MS ||
+                                         o->heartbeat_interval_ms > KEEL_HEARTBEAT_MAX_MS))
+        return keel_error_set(err, KEEL_EINVAL,
+                              "heartbeat_interval_ms must be 1000-60000 (0: 60 s; negative: off)");
     if (o->workflow_pollers < 1 || o->workflow_pollers > 64 || o->max_concurrent_activities < 1 ||
         o->max_concurrent_activities > 512 || o->max_cached_workflows < 0 ||
         o->max_cached_workflows > 1000000)
@@ -136,6 +145,32 @@ static int check_options(const keel_worker_options *o, keel_error *err)
                                       t->name);
     }
     return KEEL_OK;
+}
+
+/* What the worker heartbeats report (heartbeat.h). Workflow tasks run on the poller threads. */
+static void worker_load(void *arg, keel_worker_load *l)
+{
+    keel_worker *w = arg;
+    bool sticky = w->sticky_queue != NULL;
+    l->wf_slots = w->n_wf_pollers;
+    l->wf_used = atomic_load(&w->wf_busy);
+    l->wf_processed = atomic_load(&w->wf_completed) + atomic_load(&w->wf_failed);
+    l->wf_failed = atomic_load(&w->wf_failed);
+    /* Odd pollers serve the sticky queue; a lone poller takes turns (workflow_thread). */
+    l->wf_pollers =
+        sticky && w->n_wf_pollers > 1 ? w->n_wf_pollers - w->n_wf_pollers / 2 : w->n_wf_pollers;
+    l->sticky_pollers = !sticky ? 0 : w->n_wf_pollers > 1 ? w->n_wf_pollers / 2 : 1;
+    l->wf_poll_ms = atomic_load(&w->poll_ms[0]);
+    l->sticky_poll_ms = atomic_load(&w->poll_ms[1]);
+    l->activity_slots = w->n_activity_threads;
+    l->activity_used = atomic_load(&w->pool.busy);
+    l->activity_processed = atomic_load(&w->pool.completed) + atomic_load(&w->pool.failed);
+    l->activity_failed = atomic_load(&w->pool.failed);
+    l->activity_pollers = w->n_activity_threads - l->activity_used;
+    l->activity_poll_ms = atomic_load(&w->pool.poll_ms);
+    l->cache_hits = atomic_load(&w->cache_hits);
+    l->cache_misses = atomic_load(&w->cache_misses);
+    l->cache_size = keel_cache_size(w->cache);
 }
 
 int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_options *opts,
@@ -191,6 +226,17 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     }
     w->pool.task_queue = w->task_queue;
     w->pool.identity = w->identity;
+    atomic_init(&w->wf_busy, 0);
+    atomic_init(&w->poll_ms[0], 0);
+    atomic_init(&w->poll_ms[1], 0);
+    atomic_init(&w->pool.poll_ms, 0);
+    w->heartbeat = keel_heartbeat_new(w->transport, w->namespace, w->task_queue, w->identity,
+                                      opts->heartbeat_interval_ms, worker_load, w);
+    if (w->heartbeat == NULL) {
+        keel_worker_free(w);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the worker");
+    }
+    w->pool.instance_key = keel_heartbeat_instance_key(w->heartbeat);
     *out = w;
     return KEEL_OK;
 }
@@ -405,6 +451,18 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
         TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_WORKFLOW_TASK_COMPLETED_REQUEST__CAPABILITIES__INIT;
     caps.discard_speculative_workflow_task_with_events = 1;
     req.capabilities = &caps;
+    /* Which SDK answered (the Web UI's "Workflow SDK"): its name and version go only with a task
+     * whose history does not already say them, as the official SDKs send them. keel uses no SDK
+     * flags: its engine's behaviour does not branch on them. */
+    Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata sdk =
+        TEMPORAL__API__SDK__V1__WORKFLOW_TASK_COMPLETED_METADATA__INIT;
+    const char *sdk_name, *sdk_version;
+    keel_engine_sdk_recorded(e, &sdk_name, &sdk_version);
+    if (strcmp(sdk_name, KEEL_SDK_NAME) != 0)
+        sdk.sdk_name = KEEL_SDK_NAME;
+    if (strcmp(sdk_version, KEEL_VERSION) != 0)
+        sdk.sdk_version = KEEL_VERSION;
+    req.sdk_metadata = &sdk;
     req.query_results = answer_attached_queries(t, e, &req.n_query_results);
     keel_call_options co = {.retry = true, .namespace = w->namespace};
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
@@ -678,6 +736,7 @@ static void *workflow_thread(void *arg)
         req.namespace_ = (char *)w->namespace;
         req.task_queue = on_sticky ? &sticky : &normal;
         req.identity = w->identity;
+        req.worker_instance_key = (char *)keel_heartbeat_instance_key(w->heartbeat);
         workflow_task *t = NULL, *partial = NULL;
         keel_call_options co = {.timeout_ms = POLL_TIMEOUT_MS,
                                 .namespace = w->namespace,
@@ -703,8 +762,12 @@ static void *workflow_thread(void *arg)
             sleep_ms(POLL_ERROR_BACKOFF_MS);
             continue;
         }
-        if (t->task_token.len > 0)
+        if (t->task_token.len > 0) {
+            atomic_store(&w->poll_ms[on_sticky], keel_heartbeat_clock_ms());
+            atomic_fetch_add(&w->wf_busy, 1);
             process(w, t);
+            atomic_fetch_sub(&w->wf_busy, 1);
+        }
         FREE_PB(t);
     }
     return NULL;
@@ -747,22 +810,35 @@ int keel_worker_start(keel_worker *w, keel_error *err)
         }
         w->n_threads = i + 1;
     }
-    return KEEL_OK;
+    int rc = keel_heartbeat_start(w->heartbeat, &w->stopping, err);
+    if (rc != KEEL_OK)
+        keel_worker_stop(w);
+    return rc;
 }
 
 /* Tell the server this worker is going, so that it stops routing runs to our sticky queue and
- * hands them to the normal queue at once instead of after the sticky timeout. */
+ * hands them to the normal queue at once instead of after the sticky timeout, and drops the
+ * worker from its list (the final heartbeat, status SHUTDOWN). */
 static void shutdown_worker(keel_worker *w)
 {
-    if (w->sticky_queue == NULL)
-        return;
     Temporal__Api__Workflowservice__V1__ShutdownWorkerRequest req =
         TEMPORAL__API__WORKFLOWSERVICE__V1__SHUTDOWN_WORKER_REQUEST__INIT;
     req.namespace_ = (char *)w->namespace;
-    req.sticky_task_queue = w->sticky_queue;
+    req.sticky_task_queue = w->sticky_queue ? w->sticky_queue : "";
     req.identity = w->identity;
     req.reason = "graceful shutdown";
     req.task_queue = w->task_queue;
+    req.worker_instance_key = (char *)keel_heartbeat_instance_key(w->heartbeat);
+    Temporal__Api__Enums__V1__TaskQueueType types[2];
+    if (w->n_wf_pollers > 0)
+        types[req.n_task_queue_types++] =
+            TEMPORAL__API__ENUMS__V1__TASK_QUEUE_TYPE__TASK_QUEUE_TYPE_WORKFLOW;
+    if (w->n_activity_threads > 0)
+        types[req.n_task_queue_types++] =
+            TEMPORAL__API__ENUMS__V1__TASK_QUEUE_TYPE__TASK_QUEUE_TYPE_ACTIVITY;
+    req.task_queue_types = types;
+    req.worker_heartbeat = keel_heartbeat_build(
+        w->heartbeat, TEMPORAL__API__ENUMS__V1__WORKER_STATUS__WORKER_STATUS_SHUTDOWN);
     keel_call_options co = {.timeout_ms = 5000, .namespace = w->namespace};
     ProtobufCMessage *resp = NULL;
     keel_error err;
@@ -770,10 +846,14 @@ static void shutdown_worker(keel_worker *w)
             w->transport, WF("ShutdownWorker"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__shutdown_worker_response__descriptor, &resp, &co,
             &err) != KEEL_OK)
-        log_line(KEEL_LOG_INFO, "ShutdownWorker failed; sticky tasks move after their timeout",
+        log_line(w->sticky_queue ? KEEL_LOG_INFO : KEEL_LOG_DEBUG,
+                 w->sticky_queue ? "ShutdownWorker failed; sticky tasks move after their timeout"
+                                 : "ShutdownWorker failed",
                  err.message);
     if (resp)
         FREE_PB(resp);
+    if (req.worker_heartbeat)
+        FREE_PB(req.worker_heartbeat);
 }
 
 void keel_worker_stop(keel_worker *w)
@@ -796,6 +876,7 @@ void keel_worker_stop(keel_worker *w)
     for (size_t i = 0; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
     atomic_store(&w->pool.abandon, false);
+    keel_heartbeat_stop(w->heartbeat);
     /* After the last task's answer, which could have named the sticky queue again. */
     shutdown_worker(w);
     for (size_t i = 0; i < w->n_threads; i++)
@@ -822,6 +903,7 @@ void keel_worker_free(keel_worker *w)
     free(w->cancels);
     free(w->wf_args);
     free(w->activity_args);
+    keel_heartbeat_free(w->heartbeat);
     keel_cache_free(w->cache);
     free(w->sticky_queue);
     free(w->task_queue);

@@ -15,6 +15,7 @@
 #include "converter/payload.h"
 #include "keel/keel.h"
 #include "proto/proto.h"
+#include "worker/engine.h"
 
 #define WF(m) ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
 
@@ -1395,6 +1396,205 @@ START_TEST(stop_returns_promptly_while_polls_wait)
 }
 END_TEST
 
+/* ---- the server's view of the worker: heartbeats, ListWorkers, the SDK in history ---- */
+
+typedef Temporal__Api__Workflowservice__V1__ListWorkersResponse list_workers_response;
+typedef Temporal__Api__Workflowservice__V1__DescribeWorkerResponse describe_worker_response;
+
+/* The server's list of workers on `queue` (ListWorkers, as the Web UI's Workers tab asks). */
+static list_workers_response *list_workers(const char *q)
+{
+    keel_transport *t = keel_client_transport(client);
+    Temporal__Api__Workflowservice__V1__ListWorkersRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__LIST_WORKERS_REQUEST__INIT;
+    char query[160];
+    snprintf(query, sizeof query, "TaskQueue=\"%s\"", q);
+    req.namespace_ = (char *)keel_transport_namespace(t);
+    req.page_size = 10;
+    req.query = query;
+    list_workers_response *resp = NULL;
+    keel_call_options co = {.retry = true, .namespace = req.namespace_};
+    keel_error err;
+    ck_assert_msg(
+        keel_transport_call(t, WF("ListWorkers"), (ProtobufCMessage *)&req,
+                            &temporal__api__workflowservice__v1__list_workers_response__descriptor,
+                            (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK,
+        "%s", err.message);
+    return resp;
+}
+
+/* A worker's last heartbeat as the server keeps it (DescribeWorker); NULL when it has none. */
+static describe_worker_response *describe_worker(const char *key)
+{
+    keel_transport *t = keel_client_transport(client);
+    Temporal__Api__Workflowservice__V1__DescribeWorkerRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__DESCRIBE_WORKER_REQUEST__INIT;
+    req.namespace_ = (char *)keel_transport_namespace(t);
+    req.worker_instance_key = (char *)key;
+    describe_worker_response *resp = NULL;
+    keel_call_options co = {.namespace = req.namespace_};
+    keel_error err;
+    if (keel_transport_call(
+            t, WF("DescribeWorker"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__describe_worker_response__descriptor,
+            (ProtobufCMessage **)&resp, &co, &err) != KEEL_OK)
+        return NULL;
+    if (resp->worker_info == NULL || resp->worker_info->worker_heartbeat == NULL) {
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
+        return NULL;
+    }
+    return resp;
+}
+
+/* Describe the worker until `ready` holds for its heartbeat, within timeout_ms (NULL if not). */
+static describe_worker_response *
+described_when(const char *key, bool (*ready)(const Temporal__Api__Worker__V1__WorkerHeartbeat *),
+               int64_t timeout_ms)
+{
+    for (int64_t until = now_ms() + timeout_ms; now_ms() < until; usleep(200 * 1000)) {
+        describe_worker_response *d = describe_worker(key);
+        if (d && ready(d->worker_info->worker_heartbeat))
+            return d;
+        if (d)
+            protobuf_c_message_free_unpacked((ProtobufCMessage *)d, NULL);
+    }
+    return NULL;
+}
+
+/* A second heartbeat: it says how long since the first. */
+static bool second(const Temporal__Api__Worker__V1__WorkerHeartbeat *hb)
+{
+    return hb->elapsed_since_last_heartbeat != NULL;
+}
+
+/* One that counts the workflow tasks of a run (two at least). */
+static bool counted(const Temporal__Api__Worker__V1__WorkerHeartbeat *hb)
+{
+    return hb->workflow_task_slots_info && hb->workflow_task_slots_info->total_processed_tasks >= 2;
+}
+
+START_TEST(the_server_lists_the_worker_until_it_stops_and_history_names_keel)
+{
+    /* The fixture's worker, again with an identity of its own and a 1 s heartbeat. */
+    keel_worker_free(worker);
+    char identity[160];
+    snprintf(identity, sizeof identity, "keel-test@%s", queue);
+    keel_worker_options w;
+    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
+    w.task_queue = queue;
+    w.workflows = workflows;
+    w.n_workflows = sizeof workflows / sizeof workflows[0];
+    w.activities = activities;
+    w.n_activities = sizeof activities / sizeof activities[0];
+    w.max_concurrent_activities = 4;
+    w.shutdown_grace_ms = 500;
+    w.identity = identity;
+    w.heartbeat_interval_ms = 1000;
+    keel_error err;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
+
+    /* The first heartbeat goes out at start: ListWorkers lists the worker. */
+    list_workers_response *resp = NULL;
+    for (int64_t until = now_ms() + 10000; now_ms() < until; usleep(200 * 1000)) {
+        resp = list_workers(queue);
+        if (resp->n_workers > 0)
+            break;
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
+        resp = NULL;
+    }
+    ck_assert_msg(resp != NULL, "ListWorkers does not list the worker on %s", queue);
+    ck_assert_uint_eq(resp->n_workers, 1);
+    const Temporal__Api__Worker__V1__WorkerListInfo *li = resp->workers[0];
+    ck_assert_str_eq(li->sdk_name, "keel");
+    ck_assert_str_eq(li->sdk_version, KEEL_VERSION);
+    ck_assert_str_eq(li->task_queue, queue);
+    ck_assert_str_eq(li->worker_identity, identity);
+    ck_assert_int_eq(li->status, TEMPORAL__API__ENUMS__V1__WORKER_STATUS__WORKER_STATUS_RUNNING);
+    ck_assert_int_eq(strlen(li->worker_instance_key), 36);
+    char pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    ck_assert_str_eq(li->process_id, pid);
+    ck_assert_ptr_nonnull(li->start_time);
+    char key[40];
+    snprintf(key, sizeof key, "%s", li->worker_instance_key);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
+
+    /* The whole heartbeat: slots, pollers, and (from the second on) the interval. */
+    describe_worker_response *d = described_when(key, second, 10000);
+    ck_assert_msg(d != NULL, "no second heartbeat within 10 s");
+    const Temporal__Api__Worker__V1__WorkerHeartbeat *hb = d->worker_info->worker_heartbeat;
+    ck_assert_int_le(keel_proto_duration_ms(hb->elapsed_since_last_heartbeat), 5000);
+    ck_assert_ptr_nonnull(hb->host_info);
+    ck_assert_str_eq(hb->host_info->process_id, pid);
+    ck_assert_ptr_nonnull(hb->heartbeat_time);
+    ck_assert_ptr_nonnull(hb->workflow_task_slots_info);
+    ck_assert_int_eq(hb->workflow_task_slots_info->current_available_slots +
+                         hb->workflow_task_slots_info->current_used_slots,
+                     2);
+    ck_assert_ptr_nonnull(hb->activity_task_slots_info);
+    ck_assert_int_eq(hb->activity_task_slots_info->current_available_slots +
+                         hb->activity_task_slots_info->current_used_slots,
+                     4);
+    ck_assert_ptr_nonnull(hb->workflow_poller_info);
+    ck_assert_ptr_nonnull(hb->workflow_sticky_poller_info);
+    ck_assert_ptr_nonnull(hb->activity_poller_info);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)d, NULL);
+
+    /* A run: its first task completion names the SDK; the second, already recorded, does not. */
+    char id[128];
+    free(start("Sleeper", "keel-sdk", NULL, id, sizeof id));
+    keel_workflow_outcome out = wait_result(id);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+    keel_transport *t = keel_client_transport(client);
+    Temporal__Api__Common__V1__WorkflowExecution x =
+        TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    x.workflow_id = id;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest hreq =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
+    hreq.namespace_ = (char *)keel_transport_namespace(t);
+    hreq.execution = &x;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *h = NULL;
+    keel_call_options co = {.retry = true, .namespace = hreq.namespace_};
+    ck_assert_msg(
+        keel_transport_call(
+            t, WF("GetWorkflowExecutionHistory"), (ProtobufCMessage *)&hreq,
+            &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+            (ProtobufCMessage **)&h, &co, &err) == KEEL_OK,
+        "%s", err.message);
+    int completed = 0;
+    for (size_t i = 0; h->history && i < h->history->n_events; i++) {
+        const keel_pb_event *ev = h->history->events[i];
+        if (ev->event_type !=
+            TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+            continue;
+        const Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *a =
+            ev->workflow_task_completed_event_attributes;
+        ck_assert_str_eq(a->identity, identity);
+        const Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *m = a->sdk_metadata;
+        const char *name = m && m->sdk_name ? m->sdk_name : "";
+        const char *version = m && m->sdk_version ? m->sdk_version : "";
+        ck_assert_str_eq(name, completed == 0 ? "keel" : "");
+        ck_assert_str_eq(version, completed == 0 ? KEEL_VERSION : "");
+        completed++;
+    }
+    ck_assert_int_ge(completed, 2);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)h, NULL);
+
+    /* The heartbeats count the work done. */
+    d = described_when(key, counted, 5000);
+    ck_assert_msg(d != NULL, "the heartbeats do not count the run's workflow tasks");
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)d, NULL);
+
+    /* Stopped, it leaves the list at once (its last heartbeat, in ShutdownWorker, says so). */
+    keel_worker_stop(worker);
+    resp = list_workers(queue);
+    ck_assert_uint_eq(resp->n_workers, 0);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
+}
+END_TEST
+
 Suite *worker_suite(void)
 {
     Suite *s = suite_create("worker");
@@ -1422,6 +1622,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, updates_are_validated_accepted_answered_and_replayed);
     tcase_add_test(tc, an_activity_completes_asynchronously_by_token_or_id);
     tcase_add_test(tc, a_failure_can_set_the_next_retry_delay);
+    tcase_add_test(tc, the_server_lists_the_worker_until_it_stops_and_history_names_keel);
     tcase_add_test(tc, a_stopping_worker_hands_running_activities_back);
     tcase_add_test(tc, stop_returns_promptly_while_polls_wait);
     suite_add_tcase(s, tc);

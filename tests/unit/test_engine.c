@@ -1336,6 +1336,133 @@ START_TEST(a_version_marker_an_int_cannot_hold_is_refused)
 }
 END_TEST
 
+/* ---- summaries (user_metadata) and the SDK history recorded ---- */
+
+static int named_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    keel_activity_options ao = {.start_to_close_ms = 1000, .summary = "small model: read it"};
+    keel_timer_options plain = {.summary = "reminder to ana@example.com"};
+    /* invalid UTF-8 (a lone continuation byte, an overlong form) and control characters */
+    keel_timer_options odd = {.summary = "bad \x80 byte\tand \xc0\xaf overlong\n"};
+    char longer[400] = "";
+    for (int i = 0; i < 150; i++)
+        strcat(longer, "\xc3\xa9"); /* 300 bytes of e-acute */
+    keel_timer_options cut = {.summary = longer};
+    if (keel_workflow_activity(ctx, "llm.chat", NULL, &ao) == 0 ||
+        keel_workflow_timer_with(ctx, 1000, &plain) == 0 ||
+        keel_workflow_timer_with(ctx, 1000, &odd) == 0 ||
+        keel_workflow_timer_with(ctx, 1000, &cut) == 0 ||
+        keel_workflow_timer_with(ctx, 1000, NULL) == 0 || keel_workflow_timer(ctx, 1000) == 0)
+        return KEEL_EINVAL;
+    if (strstr(input, "child")) {
+        keel_child_options co = {.summary = "order for CC-1001"};
+        if (keel_workflow_child(ctx, "Child", NULL, &co) == 0)
+            return KEEL_EINVAL;
+    }
+    return KEEL_OK;
+}
+
+static const keel_workflow_type named_type = {
+    .name = "Named", .state_size = 8, .start = named_start, .on_event = no_event};
+
+/* The summary a command carries, as the text of its json/plain payload ("" when none). */
+static const char *summary_of(const keel_pb_command *c, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (c->user_metadata == NULL)
+        return buf;
+    const Temporal__Api__Common__V1__Payload *p = c->user_metadata->summary;
+    ck_assert_ptr_nonnull(p);
+    ck_assert(keel_payload_encoding_is(p, "json/plain"));
+    ck_assert_uint_lt(p->data.len, n);
+    memcpy(buf, p->data.data, p->data.len);
+    buf[p->data.len] = '\0';
+    return buf;
+}
+
+START_TEST(commands_carry_their_summaries_as_json_payloads)
+{
+    history h = {0};
+    started(&h, "\"child\"");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run_type(&named_type, &h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_pb_command *const *cmds;
+    ck_assert_uint_eq(keel_engine_commands(e, &cmds), 7);
+    char buf[1024];
+    ck_assert_str_eq(summary_of(cmds[0], buf, sizeof buf), "\"small model: read it\"");
+    ck_assert_str_eq(summary_of(cmds[1], buf, sizeof buf), "\"reminder to ana@example.com\"");
+    ck_assert_str_eq(summary_of(cmds[2], buf, sizeof buf), "\"bad ? byte and ?? overlong \"");
+    /* 200 bytes: 100 whole characters, none cut in half */
+    summary_of(cmds[3], buf, sizeof buf);
+    ck_assert_uint_eq(strlen(buf), KEEL_SUMMARY_MAX + 2);
+    ck_assert_str_eq(buf + strlen(buf) - 3, "\xc3\xa9\"");
+    ck_assert_str_eq(summary_of(cmds[4], buf, sizeof buf), "");
+    ck_assert_ptr_null(cmds[5]->user_metadata);
+    ck_assert_int_eq(
+        cmds[6]->command_type,
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION);
+    ck_assert_str_eq(summary_of(cmds[6], buf, sizeof buf), "\"order for CC-1001\"");
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
+/* Summaries are not matched on replay (the SDKs do not either): history recorded without them,
+ * or with other ones, replays. The SDK name and version history last recorded are kept. */
+START_TEST(summaries_do_not_affect_replay_and_the_recorded_sdk_is_kept)
+{
+    history h = {0};
+    started(&h, "\"plain\"");
+    task(&h, true);
+    Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *done =
+        h.ev[h.n - 1]->workflow_task_completed_event_attributes;
+    NEW(m, Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata,
+        temporal__api__sdk__v1__workflow_task_completed_metadata__init);
+    m->sdk_name = strdup("keel");
+    m->sdk_version = strdup("0.0.9");
+    done->sdk_metadata = m;
+    activity_scheduled(&h, "1", "llm.chat");
+    for (int i = 1; i <= 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%d", i);
+        timer_started(&h, id);
+    }
+    signaled(&h, "poke", "null");
+    task(&h, true); /* records nothing new: the name and version stay */
+    NEW(m2, Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata,
+        temporal__api__sdk__v1__workflow_task_completed_metadata__init);
+    h.ev[h.n - 1]->workflow_task_completed_event_attributes->sdk_metadata = m2;
+    signaled(&h, "poke", "null");
+    task(&h, false);
+    int rc;
+    keel_error err;
+    keel_engine *e = run_type(&named_type, &h, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    const char *name, *version;
+    keel_engine_sdk_recorded(e, &name, &version);
+    ck_assert_str_eq(name, "keel");
+    ck_assert_str_eq(version, "0.0.9");
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* A history no SDK name was recorded in says "". */
+    history f = {0};
+    started(&f, "\"plain\"");
+    task(&f, false);
+    e = run_type(&named_type, &f, &rc, &err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+    keel_engine_sdk_recorded(e, &name, &version);
+    ck_assert_str_eq(name, "");
+    ck_assert_str_eq(version, "");
+    keel_engine_free(e);
+    free_history(&f);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
 
@@ -1363,6 +1490,8 @@ Suite *engine_suite(void)
     tcase_add_test(tc, every_event_type_with_another_types_attributes_is_refused);
     tcase_add_test(tc, attributes_named_but_missing_or_left_out_are_refused);
     tcase_add_test(tc, a_version_marker_an_int_cannot_hold_is_refused);
+    tcase_add_test(tc, commands_carry_their_summaries_as_json_payloads);
+    tcase_add_test(tc, summaries_do_not_affect_replay_and_the_recorded_sdk_is_kept);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,8 +6,16 @@
 //   --expect-search-attribute K=V...  in the Search Attributes tab ("K": "V")
 //   --expect-query NAME:K=V...        in the Queries tab, after running query NAME ("K": "V")
 //   --expect-call-stack TEXT...       in the Call Stack tab (keel's __stack_trace answer)
-//   --screenshot FILE                 the Event History page, with the Call Stack, Queries and
-//                                     Search Attributes panels of the same run below it
+//   --expect-sdk TEXT                 the run's "Workflow SDK" in its header ("Keel 0.1.0": the
+//                                     sdk_metadata of keel's task completions)
+//   --expect-current-details TEXT...  in the run's Current Details (User Metadata tab: the
+//                                     __temporal_workflow_metadata answer's currentDetails)
+//   --expect-event TEXT...            in the Event History (timer and activity summaries)
+//   --expect-worker TEXT...           in the run's Workers tab (the heartbeating worker's
+//                                     identity, SDK...), and in the namespace's Workers page
+//   --screenshot FILE                 the Event History page, with the User Metadata and Workers
+//                                     tabs and the Call Stack, Queries and Search Attributes
+//                                     panels of the same run below it
 // Every check reads the page's text, the way an operator reads it; each prints one PASS or FAIL
 // line, and the exit status is 1 if any failed.
 import { chromium } from 'playwright-core';
@@ -24,6 +32,9 @@ function parseArgs(argv) {
     expectSearchAttribute: [],
     expectQuery: [],
     expectCallStack: [],
+    expectCurrentDetails: [],
+    expectEvent: [],
+    expectWorker: [],
   };
   const lists = new Set(Object.keys(a));
   for (let i = 0; i < argv.length; i += 2) {
@@ -75,6 +86,29 @@ async function panelText(page, name, wanted) {
   }
 }
 
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+// The text around the first `near` in t (or its start), for a FAIL line.
+function excerptAround(t, near) {
+  const i = Math.max(0, t.indexOf(near));
+  return JSON.stringify(t.slice(Math.max(0, i - 200), i + 600));
+}
+
+// The element's text once ok(text) holds, or whatever it shows after WAIT_MS.
+async function textUntil(loc, ok) {
+  const deadline = Date.now() + WAIT_MS;
+  let text = '';
+  for (;;) {
+    try {
+      text = await loc.first().innerText();
+    } catch {
+      text = '';
+    }
+    if (ok(text) || Date.now() > deadline) return text;
+    await loc.page().waitForTimeout(250);
+  }
+}
+
 const excerpt = (t) => (t === null ? '(panel not found)' : JSON.stringify(t.slice(0, 600)));
 
 async function main() {
@@ -109,8 +143,73 @@ async function main() {
       header.includes(a.workflowId) && header.includes(a.runId) && /\bRunning\b/.test(header),
       JSON.stringify(header.slice(0, 400)),
     );
+    // The header: which SDK ran the run (sdk_metadata), shown as "Workflow SDK  Keel 0.1.0".
+    if (a.expectSdk) {
+      const re = new RegExp(
+        'Workflow SDK\\s*' + a.expectSdk.split(/\s+/).map(escapeRe).join('\\s*'),
+      );
+      const text = await textUntil(page.locator('main'), (t) => re.test(t));
+      check(`header says Workflow SDK ${a.expectSdk}`, re.test(text), excerptAround(text, 'SDK'));
+    }
+    // The event history: timers and activities named by their summaries.
+    for (const want of a.expectEvent) {
+      const text = await textUntil(page.locator('main'), (t) => t.includes(want));
+      check(`Event History shows ${JSON.stringify(want)}`, text.includes(want), excerptAround(text, 'Timer'));
+    }
     shots.push({ title: 'Event History', png: await wholePageShot(page) });
     took('Event History tab');
+
+    // Current Details (the User Metadata tab): the workflow's one-line state, keel's answer to
+    // __temporal_workflow_metadata (its currentDetails).
+    if (a.expectCurrentDetails.length) {
+      await page.goto(`${base}/user-metadata`, { waitUntil: 'load' });
+      // The UI renders the details as Markdown in an iframe of their own: read the frames too.
+      const text = await textUntil(page.locator('main'), (t) => t.includes('Current Details'));
+      const deadline = Date.now() + WAIT_MS;
+      let shown = '';
+      while (!a.expectCurrentDetails.every((w) => shown.includes(w)) && Date.now() < deadline) {
+        await page.waitForTimeout(250);
+        shown = '';
+        for (const f of page.frames()) {
+          if (f === page.mainFrame()) continue;
+          shown += await f.locator('body').innerText().catch(() => '');
+        }
+      }
+      for (const want of a.expectCurrentDetails) {
+        check(
+          `Current Details show ${JSON.stringify(want)}`,
+          text.includes('Current Details') && shown.includes(want),
+          `${excerptAround(text, 'Current Details')}; frames: ${JSON.stringify(shown.slice(0, 400))}`,
+        );
+      }
+      shots.push({ title: 'User Metadata: Current Details', png: await wholePageShot(page) });
+      took('User Metadata tab');
+    }
+
+    // The run's Workers tab: the worker's heartbeat (identity, SDK, status), not only its polls.
+    if (a.expectWorker.length) {
+      await page.goto(`${base}/workers`, { waitUntil: 'load' });
+      const text = await textUntil(page.locator('main'), (t) => a.expectWorker.every((w) => t.includes(w)));
+      for (const want of a.expectWorker) {
+        check(`Workers tab shows ${JSON.stringify(want)}`, text.includes(want), excerptAround(text, 'Worker'));
+      }
+      check(
+        'Workers tab has heartbeats',
+        !text.includes('No Workers Sending Heartbeats'),
+        excerptAround(text, 'Heartbeats'),
+      );
+      shots.push({ title: 'Workers', png: await wholePageShot(page) });
+      took('Workers tab');
+      const ns = `${a.ui.replace(/\/$/, '')}/namespaces/${encodeURIComponent(a.namespace)}/workers`;
+      await page.goto(ns, { waitUntil: 'load' });
+      const all = await textUntil(page.locator('main'), (t) => t.includes(a.expectWorker[0]));
+      check(
+        `namespace Workers page lists ${JSON.stringify(a.expectWorker[0])}`,
+        all.includes(a.expectWorker[0]),
+        excerptAround(all, 'Worker'),
+      );
+      took('namespace Workers page');
+    }
 
     // The Call Stack tab: keel answers __stack_trace with where the run stands.
     if (a.expectCallStack.length) {
