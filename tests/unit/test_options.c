@@ -204,6 +204,7 @@ START_TEST(init_macros_match_init_functions)
     ck_assert_int_eq(w.max_concurrent_activities, wi.max_concurrent_activities);
     ck_assert_int_eq(w.max_cached_workflows, wi.max_cached_workflows);
     ck_assert_int_eq(w.shutdown_grace_ms, wi.shutdown_grace_ms);
+    ck_assert_int_eq(w.heartbeat_interval_ms, wi.heartbeat_interval_ms);
     ck_assert_ptr_eq(w.identity, wi.identity);
     ck_assert_ptr_eq(w.task_queue, wi.task_queue);
 
