@@ -30,7 +30,7 @@ SANFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := grpc libprotobuf-c libcjson libcurl libpq libcrypto libpcre2-8
+PKGS := grpc libprotobuf-c libcjson libcurl libpq libcrypto libpcre2-8 libmicrohttpd
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm

@@ -18,6 +18,7 @@
 #include "keel/activity.h"
 #include "keel/client.h"
 #include "keel/error.h"
+#include "keel/metrics.h"
 #include "keel/workflow.h"
 
 #ifdef __cplusplus
@@ -46,6 +47,10 @@ typedef struct keel_worker_options {
      * WorkerShutdown failure, so the server retries it elsewhere. 0: 10 s; negative: no limit.
      * (Workflow tasks in progress always finish: they take milliseconds.) */
     int64_t shutdown_grace_ms;
+    /* Where the worker records Temporal's SDK metrics (docs/observability.md), and its client's
+     * transport its RPC metrics; NULL: none. Borrowed: it must outlive the worker and the client.
+     * Set it before the client is used from other threads. */
+    keel_metrics *metrics;
 } keel_worker_options;
 
 #define KEEL_WORKER_OPTIONS_INIT                                                                   \
