@@ -95,7 +95,8 @@ extern const size_t keel_metrics_n_long_latency_buckets;
  * connection idle for KEEL_METRICS_HTTP_TIMEOUT_S seconds.
  *
  * address is "host:port" ("127.0.0.1:9464", "[::1]:9464", "localhost:9464", ":9464" for every
- * interface); port 1-65535. A bad address or a port that cannot be bound is KEEL_EINVAL / KEEL_EIO
+ * interface); port 1-65535, or 0 for any free one (keel_metrics_server_port() says which). A bad
+ * address or a port that cannot be bound is KEEL_EINVAL / KEEL_EIO
  * with the reason. The server borrows m, which must outlive it. Stop and free with
  * keel_metrics_server_free() (NULL is allowed).
  */
@@ -105,7 +106,7 @@ extern const size_t keel_metrics_n_long_latency_buckets;
 typedef struct keel_metrics_server keel_metrics_server;
 int keel_metrics_server_start(keel_metrics_server **out, keel_metrics *m, const char *address,
                               keel_error *err);
-/* The port the server listens on. */
+/* The port the server listens on (the one chosen for port 0). */
 int keel_metrics_server_port(const keel_metrics_server *s);
 void keel_metrics_server_free(keel_metrics_server *s);
 

@@ -439,23 +439,28 @@ static void putf(buf *b, const char *fmt, ...)
         put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* A sample value: integers without a fraction, +Inf / -Inf / NaN as Prometheus spells them. */
-static void put_value(buf *b, double v)
+/* A number as Prometheus reads it: integers without a fraction, +Inf / -Inf / NaN, otherwise
+ * the shorter of %.15g and %.17g that reads back as v (0.1, not 0.10000000000000001). */
+static void format_number(char *out, size_t n, double v)
 {
     if (isnan(v))
-        puts_(b, "NaN");
+        snprintf(out, n, "NaN");
     else if (isinf(v))
-        puts_(b, v > 0 ? "+Inf" : "-Inf");
+        snprintf(out, n, "%s", v > 0 ? "+Inf" : "-Inf");
     else if (v == floor(v) && fabs(v) < 1e15)
-        putf(b, "%.0f", v);
+        snprintf(out, n, "%.0f", v);
     else {
-        /* The shortest of %.15g and %.17g that reads back as v. */
-        char tmp[40];
-        snprintf(tmp, sizeof tmp, "%.15g", v);
-        if (strtod(tmp, NULL) != v)
-            snprintf(tmp, sizeof tmp, "%.17g", v);
-        puts_(b, tmp);
+        snprintf(out, n, "%.15g", v);
+        if (strtod(out, NULL) != v)
+            snprintf(out, n, "%.17g", v);
     }
+}
+
+static void put_value(buf *b, double v)
+{
+    char tmp[40];
+    format_number(tmp, sizeof tmp, v);
+    puts_(b, tmp);
 }
 
 /* Help text: backslash and newline escaped. Label values: also the double quote. */
@@ -529,7 +534,7 @@ static void render_family(buf *b, keel_metric *f)
             char le[40];
             cum += s->buckets[k];
             if (k < f->n_bounds)
-                snprintf(le, sizeof le, "%.17g", f->bounds[k]);
+                format_number(le, sizeof le, f->bounds[k]);
             else
                 snprintf(le, sizeof le, "+Inf");
             puts_(b, f->name);

@@ -1,7 +1,9 @@
 /* metrics server - GET /metrics over HTTP with libmicrohttpd, on the library's own thread. */
 #include <errno.h>
 #include <stdbool.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,10 +100,10 @@ static int split_address(const char *address, char *host, size_t hostsz, int *po
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno || p < 1 || p > 65535)
+    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535)
         return keel_error_set(err, KEEL_EINVAL,
-                              "metrics address '%.100s': the port must be a number from 1 to "
-                              "65535",
+                              "metrics address '%.100s': the port must be a number from 0 (any "
+                              "free port) to 65535",
                               address);
     *port = (int)p;
     return KEEL_OK;
@@ -136,6 +138,11 @@ static int listen_on(const char *address, int *fd_out, int *port_out, keel_error
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0) {
             freeaddrinfo(res);
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof ss;
+            if (port == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+                port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                      : ((struct sockaddr_in *)&ss)->sin_port);
             *fd_out = fd;
             *port_out = port;
             return KEEL_OK;

@@ -168,8 +168,10 @@ static int start_metrics(const settings *s, keel_metrics **reg, keel_metrics_ser
         *reg = NULL;
         return config_error("KEEL_METRICS_ADDRESS", err.message);
     }
-    keel_log(KEEL_LOG_INFO, "main", "serving metrics", "address", s->metrics_address, "path",
-             "/metrics", NULL);
+    char port[16];
+    snprintf(port, sizeof port, "%d", keel_metrics_server_port(*srv));
+    keel_log(KEEL_LOG_INFO, "main", "serving metrics", "address", s->metrics_address, "port", port,
+             "path", "/metrics", NULL);
     return 0;
 }
 
