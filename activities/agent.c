@@ -302,7 +302,8 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
                            .ledger = a->ledger,
                            .idempotency_key = key,
                            .workflow_id = keel_activity_workflow_id(ctx),
-                           .notify_webhook_url = a->notify_webhook_url};
+                           .notify_webhook_url = a->notify_webhook_url,
+                           .metrics = a->metrics};
     keel_error err;
     keel_error_clear(&err);
     int rc = b->tool->run(&call, args, result_json, &err);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 keel_agent_metrics *keel_agent_metrics_new(keel_metrics *m)
 {
     if (m == NULL)
@@ -46,7 +48,43 @@ keel_agent_metrics *keel_agent_metrics_new(keel_metrics *m)
     am->budget_rejections = keel_metrics_counter(
         m, "keel_budget_rejections_total",
         "Budget checks whose answer was that the amount does not fit.", t, 1, &e);
+    static const char *const lv[] = {"level"};
+    static const char *const ld[] = {"level", "decision"};
+    am->approvals_requested = keel_metrics_counter(
+        m, "keel_approvals_requested_total",
+        "Approvals asked of an approver (the notification to them delivered), by level.", lv, 1,
+        &e);
+    am->approvals_decided = keel_metrics_counter(
+        m, "keel_approvals_decided_total",
+        "Approvals that ended, by level and decision (approved, rejected, expired, cancelled).", ld,
+        2, &e);
+    am->approvals_waiting = keel_metrics_gauge(
+        m, "keel_approvals_waiting",
+        "Approvals requested and not yet decided, by level, as this worker process saw them.", lv,
+        1, &e);
     return am;
+}
+
+void keel_agent_metrics_approvals(const keel_agent_metrics *am, const cJSON *list)
+{
+    if (am == NULL || !cJSON_IsArray(list))
+        return;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        const char *level = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "level"));
+        const char *event = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "event"));
+        if (!level || !event)
+            continue;
+        const char *v[] = {level, event};
+        if (strcmp(event, "requested") == 0) {
+            keel_metric_add(am->approvals_requested, v, 1);
+            keel_metric_add(am->approvals_waiting, v, 1);
+        } else {
+            keel_metric_add(am->approvals_decided, v, 1);
+            keel_metric_add(am->approvals_waiting, v, -1);
+        }
+    }
 }
 
 void keel_agent_metrics_free(keel_agent_metrics *am)

@@ -17,18 +17,27 @@
 #include "keel/metrics.h"
 
 typedef struct keel_agent_metrics {
-    keel_metric *model_requests;    /* counter: model, tier, outcome */
-    keel_metric *model_tokens;      /* counter: model, kind (prompt, cached, completion) */
-    keel_metric *model_cost;        /* counter: model (USD) */
-    keel_metric *model_latency;     /* histogram: model, tier (seconds) */
-    keel_metric *ledger_reuse;      /* counter: model (responses reused from the ledger) */
-    keel_metric *tool_calls;        /* counter: tool, outcome */
-    keel_metric *budget_rejections; /* counter: tool */
+    keel_metric *model_requests;      /* counter: model, tier, outcome */
+    keel_metric *model_tokens;        /* counter: model, kind (prompt, cached, completion) */
+    keel_metric *model_cost;          /* counter: model (USD) */
+    keel_metric *model_latency;       /* histogram: model, tier (seconds) */
+    keel_metric *ledger_reuse;        /* counter: model (responses reused from the ledger) */
+    keel_metric *tool_calls;          /* counter: tool, outcome */
+    keel_metric *budget_rejections;   /* counter: tool */
+    keel_metric *approvals_requested; /* counter: level */
+    keel_metric *approvals_decided;   /* counter: level, decision */
+    keel_metric *approvals_waiting;   /* gauge: level */
 } keel_agent_metrics;
 
 /* Register the families in m; NULL when m is NULL or out of memory. Free with _free. */
 keel_agent_metrics *keel_agent_metrics_new(keel_metrics *m);
 void keel_agent_metrics_free(keel_agent_metrics *am);
+
+/* Count the approval events a delivered notification tells of: its "approvals" argument, a list
+ * of {"level", "event"} (requested, approved, rejected, expired, cancelled) that workflows set
+ * (notify's schema bounds both). NULL am or list: nothing. */
+struct cJSON;
+void keel_agent_metrics_approvals(const keel_agent_metrics *am, const struct cJSON *list);
 
 /* The outcome label of a finished llm.chat attempt from the failure type it reported (NULL: it
  * succeeded) and whether the model refused: ok, refused, rate_limited, quota, timeout,
