@@ -11,6 +11,8 @@
 
 #include "activities/metrics.h"
 #include "keel/metrics.h"
+#include "temporal/api/enums/v1/command_type.pb-c.h"
+#include "worker/worker_metrics.h"
 
 static char *render(keel_metrics *m)
 {
@@ -28,7 +30,19 @@ static void expect_line(const char *text, const char *line)
     snprintf(want, sizeof want, "\n%s\n", line);
     /* The first line has no newline before it. */
     bool first = strncmp(text, line, strlen(line)) == 0 && text[strlen(line)] == '\n';
-    ck_assert_msg(first || strstr(text, want), "missing line '%s' in:\n%s", line, text);
+    /* The text may be long: the series' lines of the same name are what helps. */
+    char near[2048] = "";
+    const char *brace = strchr(line, '{');
+    size_t stem = brace ? (size_t)(brace - line) : strlen(line);
+    for (const char *p = text; p && *p && strlen(near) < sizeof near - 300;) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        if (strncmp(p, line, stem) == 0 && n < 280)
+            snprintf(near + strlen(near), sizeof near - strlen(near), "%.*s\n", (int)n, p);
+        p = eol ? eol + 1 : NULL;
+    }
+    ck_assert_msg(first || strstr(text, want), "missing line '%s'; lines of that name:\n%s", line,
+                  near);
 }
 
 static void expect_no(const char *text, const char *part)
@@ -250,6 +264,82 @@ START_TEST(outcome_labels_come_from_failure_types)
 }
 END_TEST
 
+START_TEST(worker_hooks_record_the_sdk_metrics)
+{
+    keel_metrics *m = keel_metrics_new();
+    ck_assert_ptr_null(keel_worker_metrics_new(NULL, "default", "q"));
+    keel_worker_metrics *wm = keel_worker_metrics_new(m, "default", "q");
+    ck_assert_ptr_nonnull(wm);
+    keel_wm_started(wm, 1, 1, 4);
+    keel_wm_wf_poll(wm, true);
+    keel_wm_wf_poll(wm, false);
+    keel_wm_activity_poll(wm, false);
+    keel_wm_wft_begin(wm, "keel.Procurement", 1000, 1250);
+    keel_wm_wft_cache(wm, "keel.Procurement", false, 0.002);
+    keel_wm_wft_end(wm, "keel.Procurement", 0.01, "NonDeterminismError", 3, 2);
+    keel_wm_wft_begin(wm, "keel.Procurement", 0, 0);           /* no stamps: no schedule-to-start */
+    keel_wm_wft_end(wm, "keel.Procurement", 0.01, NULL, 3, 2); /* no new evictions */
+    keel_wm_workflow_closed(
+        wm, "keel.Procurement",
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION,
+        keel_wm_wall_ms() - 5000);
+    keel_wm_workflow_closed(wm, "keel.Procurement",
+                            TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_START_TIMER, 1);
+    keel_wm_activity_begin(wm, "llm.chat", "keel.Procurement", 2000, 2100);
+    char *text = render(m);
+    expect_line(text, "temporal_worker_task_slots_used{namespace=\"default\",task_queue=\"q\","
+                      "worker_type=\"ActivityWorker\"} 1");
+    expect_line(text, "temporal_worker_task_slots_available{namespace=\"default\",task_queue="
+                      "\"q\",worker_type=\"ActivityWorker\"} 3");
+    free(text);
+    keel_wm_activity_end(wm, "llm.chat", "keel.Procurement", 0.5, KEEL_WM_ACTIVITY_FAILED, 2000);
+    text = render(m);
+    const char *wf = "namespace=\"default\",task_queue=\"q\",worker_type=\"WorkflowWorker\"";
+    char line[512];
+#define EXPECT(fmt, ...)                                                                           \
+    do {                                                                                           \
+        snprintf(line, sizeof line, fmt, __VA_ARGS__);                                             \
+        expect_line(text, line);                                                                   \
+    } while (0)
+    EXPECT("temporal_workflow_task_queue_poll_succeed_total{%s} 1", wf);
+    EXPECT("temporal_workflow_task_queue_poll_empty_total{%s} 1", wf);
+    EXPECT("temporal_workflow_task_schedule_to_start_latency_seconds_sum{%s,workflow_type="
+           "\"keel.Procurement\"} 0.25",
+           wf);
+    EXPECT("temporal_workflow_task_replay_latency_seconds_count{%s,workflow_type="
+           "\"keel.Procurement\"} 1",
+           wf);
+    EXPECT("temporal_workflow_task_execution_failed_total{%s,workflow_type=\"keel.Procurement\","
+           "failure_reason=\"NonDeterminismError\"} 1",
+           wf);
+    EXPECT("temporal_workflow_task_execution_latency_seconds_count{%s,workflow_type="
+           "\"keel.Procurement\"} 2",
+           wf);
+    EXPECT("temporal_sticky_cache_miss_total{%s} 1", wf);
+    EXPECT("temporal_sticky_cache_size{%s} 3", wf);
+    EXPECT("temporal_sticky_cache_total_forced_eviction_total{%s} 2", wf);
+    EXPECT("temporal_workflow_continue_as_new_total{%s,workflow_type=\"keel.Procurement\"} 1", wf);
+    EXPECT("temporal_workflow_endtoend_latency_seconds_bucket{%s,workflow_type="
+           "\"keel.Procurement\",le=\"10\"} 1",
+           wf);
+    EXPECT("temporal_worker_task_slots_available{%s} 2", wf);
+    EXPECT("temporal_num_pollers{namespace=\"default\",task_queue=\"q\",poller_type=%s} 1",
+           "\"sticky_workflow_task\"");
+    expect_no(text, "temporal_workflow_completed_total{");
+    const char *act = "namespace=\"default\",task_queue=\"q\",worker_type=\"ActivityWorker\","
+                      "workflow_type=\"keel.Procurement\",activity_type=\"llm.chat\"";
+    EXPECT("temporal_activity_execution_failed_total{%s} 1", act);
+    EXPECT("temporal_activity_schedule_to_start_latency_seconds_sum{%s} 0.1", act);
+    EXPECT("temporal_worker_task_slots_used{%s} 0",
+           "namespace=\"default\",task_queue=\"q\",worker_type=\"ActivityWorker\"");
+    expect_no(text, "temporal_activity_succeed_endtoend_latency_seconds_count{");
+#undef EXPECT
+    free(text);
+    keel_worker_metrics_free(wm);
+    keel_metrics_free(m);
+}
+END_TEST
+
 /* ---- the HTTP endpoint ---- */
 
 typedef struct body {
@@ -374,6 +464,7 @@ Suite *metrics_suite(void)
     tcase_add_test(tc, registration_checks_names_and_shapes);
     tcase_add_test(tc, recording_from_many_threads_loses_nothing);
     tcase_add_test(tc, outcome_labels_come_from_failure_types);
+    tcase_add_test(tc, worker_hooks_record_the_sdk_metrics);
     tcase_add_test(tc, the_endpoint_serves_metrics_and_refuses_the_rest);
     tcase_add_test(tc, bad_addresses_are_refused_with_the_reason);
     suite_add_tcase(s, tc);
