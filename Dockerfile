@@ -16,7 +16,7 @@ RUN make all
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libgrpc29 libprotobuf-c1 libcjson1 libcurl4 libpq5 ca-certificates \
+      libgrpc29 libprotobuf-c1 libcjson1 libcurl4 libpq5 libmicrohttpd12 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin keel
 COPY --from=build /src/keel/build/bin/keel-worker /src/keel/build/bin/keelctl /usr/local/bin/

@@ -31,7 +31,7 @@ endif
 
 CC ?= gcc
 # LIB_PKGS: what libkeel itself (src/) links; the rest is for the activities, keelctl and tests.
-LIB_PKGS := grpc libprotobuf-c libcjson libpcre2-8
+LIB_PKGS := grpc libprotobuf-c libcjson libpcre2-8 libmicrohttpd
 PKGS := $(LIB_PKGS) libcurl libpq libcrypto
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -242,11 +242,20 @@ test-webui: all devstack-up ## Open a waiting procurement run in the Web UI with
 	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
 	  tests/webui/run
 
+# keel-worker's /metrics end to end (tests/metrics/run): two procurement runs on a worker of its
+# own with KEEL_METRICS_ADDRESS, the series and values checked, `promtool check metrics`, and a
+# real Prometheus server that scrapes it and answers queries. Prometheus and promtool are built
+# from the Go module proxy, pinned, on first use (tools/prometheus/install; ~/.cache/keel).
+.PHONY: test-metrics
+test-metrics: all devstack-up ## keel-worker's /metrics: values, promtool check metrics, a real Prometheus
+	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/metrics/run
+
 # docker-compose.yml, checked by Debian's docker-compose (needs no Docker engine).
 test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
 	tests/deploy/check-compose
 
-test: test-unit test-model-server test-integration test-interop test-webui test-deploy test-install determinism-check ## Build, start the stack, run all tests
+test: test-unit test-model-server test-integration test-interop test-webui test-metrics test-deploy test-install determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
@@ -313,9 +322,11 @@ fuzz-replay: fuzz-build ## Run each committed regression and seed input once thr
 
 # ---- benchmarks (never part of the tests: numbers are measured, not asserted) ----
 
-BENCH_ARGS ?= --workflows 500 --concurrency 8
+# Each configuration of --configs (off, metrics) runs the same workflows in the same process,
+# --rounds times in turn; the summary line compares their CPU-seconds per 1,000 workflows.
+BENCH_ARGS ?= --workflows 500 --concurrency 8 --configs off,metrics --rounds 2
 
-bench: all devstack-up ## Measure workflows/second and peak RSS of one worker on the dev stack
+bench: all devstack-up ## Measure workflows/s, CPU-s per 1,000 workflows (metrics off vs on), peak RSS
 	eval "$$($(DEVSTACK) env)" && $(BENCH) $(BENCH_ARGS)
 
 # ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----

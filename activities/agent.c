@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activities/metrics.h"
 #include "activities/notify.h"
 #include "activities/procurement.h"
 #include "activities/sandbox.h"
@@ -55,6 +56,7 @@ struct keel_agent {
     keel_activity_type *activities;
     size_t n_activities;
     char *notify_webhook_url;
+    keel_agent_metrics *metrics; /* NULL: metrics off */
 };
 
 size_t keel_agent_tool_count(void)
@@ -162,6 +164,7 @@ void keel_agent_free(keel_agent *a)
     free(a->bindings);
     free(a->activities);
     free(a->notify_webhook_url);
+    keel_agent_metrics_free(a->metrics);
     free(a);
 }
 
@@ -229,6 +232,37 @@ static void refusal_message(const cJSON *problem, char *buf, size_t n)
     }
 }
 
+void keel_agent_set_metrics(keel_agent *agent, keel_metrics *m)
+{
+    keel_agent_metrics_free(agent->metrics);
+    agent->metrics = keel_agent_metrics_new(m);
+    agent->llm.metrics = agent->metrics;
+}
+
+/* A tool call's outcome: keel_tool_calls_total, and a budget check that did not fit. */
+static void record_tool(const keel_agent *a, const keel_tool *tool, const char *outcome,
+                        const char *result_json)
+{
+    if (a->metrics == NULL)
+        return;
+    const char *v[] = {tool->name, outcome};
+    keel_metric_add(a->metrics->tool_calls, v, 1);
+    if (result_json && strstr(tool->name, "budget") && strstr(result_json, "\"fits\"")) {
+        cJSON *r = cJSON_Parse(result_json);
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "fits")))
+            keel_metric_add(a->metrics->budget_rejections, v, 1);
+        cJSON_Delete(r);
+    }
+}
+
+static const char *tool_outcome(int rc)
+{
+    return rc == KEEL_ECANCELLED                                                 ? "cancelled"
+           : rc == KEEL_EUNAVAILABLE || rc == KEEL_ETIMEOUT || rc == KEEL_ENOMEM ? "unavailable"
+           : rc == KEEL_EINVAL || rc == KEEL_ENOTFOUND || rc == KEEL_EEXISTS     ? "refused"
+                                                                                 : "error";
+}
+
 int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **result_json,
                        void *user_data)
 {
@@ -241,6 +275,12 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
         char *details = keel_json_print(problem);
         char message[KEEL_ERROR_MESSAGE_MAX];
         refusal_message(problem, message, sizeof message);
+        record_tool(a, b->tool,
+                    keel_agent_metrics_tool_outcome(
+                        "ToolInvalidArguments",
+                        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(problem, "error")),
+                        false),
+                    NULL);
         cJSON_Delete(problem);
         keel_activity_failure f = {.type = "ToolInvalidArguments",
                                    .message = message,
@@ -262,7 +302,8 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
                            .ledger = a->ledger,
                            .idempotency_key = key,
                            .workflow_id = keel_activity_workflow_id(ctx),
-                           .notify_webhook_url = a->notify_webhook_url};
+                           .notify_webhook_url = a->notify_webhook_url,
+                           .metrics = a->metrics};
     keel_error err;
     keel_error_clear(&err);
     int rc = b->tool->run(&call, args, result_json, &err);
@@ -271,7 +312,9 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
     if (rc != KEEL_OK) {
         free(*result_json);
         *result_json = NULL;
+        record_tool(a, b->tool, tool_outcome(rc), NULL);
         return tool_failure(ctx, b->tool, rc, &err);
     }
+    record_tool(a, b->tool, "ok", *result_json);
     return KEEL_OK;
 }

@@ -21,6 +21,7 @@
 #include "activities/tools.h"
 #include "keel/activity.h"
 #include "keel/error.h"
+#include "keel/metrics.h"
 
 /* Which workflow types may use which tools in keel as shipped (NULL-terminated lists). */
 extern const keel_tool_grant keel_default_grants[];
@@ -48,6 +49,10 @@ void keel_agent_free(keel_agent *agent);
 
 /* The activities to register on a worker (borrowed; valid until keel_agent_free). */
 const keel_activity_type *keel_agent_activities(const keel_agent *agent, size_t *count);
+
+/* Record keel's own metrics (activities/metrics.h) into m from now on; NULL: none. Call it
+ * before the activities run; m must outlive the agent. */
+void keel_agent_set_metrics(keel_agent *agent, keel_metrics *m);
 
 /* Borrowed parts, for tests and keelctl. */
 keel_ledger *keel_agent_ledger(const keel_agent *agent);

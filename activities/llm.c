@@ -11,6 +11,7 @@
 #include "activities/llm_internal.h"
 
 #include "activities/failpoint.h"
+#include "activities/metrics.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -940,6 +941,55 @@ static int finish(attempt *a, const char *body, bool reused, char **result_json)
     return rc;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* keel_model_* and keel_ledger_reuse_total for one attempt (activities/metrics.h). Tokens and
+ * cost count once, when the model was called: a reused response was paid for already. */
+static void record_model(const attempt *a, int rc, bool reused, double latency_s,
+                         const char *result_json)
+{
+    const keel_agent_metrics *am = a->llm->metrics;
+    if (am == NULL)
+        return;
+    const keel_llm_config *c = a->llm->config;
+    const char *model = a->in.model ? a->in.model : "";
+    const char *tier = c->model && strcmp(model, c->model) == 0                 ? "small"
+                       : c->strong_model && strcmp(model, c->strong_model) == 0 ? "strong"
+                                                                                : "custom";
+    cJSON *r = rc == KEEL_OK && result_json ? cJSON_Parse(result_json) : NULL;
+    bool refused = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "refusal"));
+    const char *v[] = {
+        model, tier,
+        keel_agent_metrics_model_outcome(rc == KEEL_OK ? NULL : keel_activity_failure_type(a->ctx),
+                                         refused, rc == KEEL_ECANCELLED)};
+    keel_metric_add(am->model_requests, v, 1);
+    if (latency_s >= 0)
+        keel_metric_observe(am->model_latency, v, latency_s);
+    if (reused)
+        keel_metric_add(am->ledger_reuse, v, 1);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "usage");
+    if (u && !reused) {
+        static const char *const kinds[][2] = {{"prompt_tokens", "prompt"},
+                                               {"cached_tokens", "cached"},
+                                               {"completion_tokens", "completion"}};
+        for (size_t i = 0; i < 3; i++) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(u, kinds[i][0]);
+            const char *kv[] = {model, kinds[i][1]};
+            if (cJSON_IsNumber(n) && n->valuedouble > 0)
+                keel_metric_add(am->model_tokens, kv, n->valuedouble);
+        }
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(u, "cost_usd");
+        if (cJSON_IsNumber(cost) && cost->valuedouble > 0)
+            keel_metric_add(am->model_cost, v, cost->valuedouble);
+    }
+    cJSON_Delete(r);
+}
+
 int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char **result_json,
                            void *user_data)
 {
@@ -969,13 +1019,17 @@ int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char 
     } else if (rc != KEEL_OK) {
         rc = fail(ctx, "OutOfMemory", false, 0, "cannot hash the request");
     }
+    double latency = -1;
     if (rc == KEEL_OK && !reused) {
+        double began = mono_s();
         rc = call_model(&a, &body);
+        latency = mono_s() - began;
         if (rc == KEEL_OK)
             keel_failpoint("llm.after_ledger_put");
     }
     if (rc == KEEL_OK)
         rc = finish(&a, body, reused, result_json);
+    record_model(&a, rc, reused, latency, *result_json);
     free(body);
     free(a.key_text);
     dispose_input(&a.in);

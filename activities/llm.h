@@ -100,6 +100,7 @@ typedef struct keel_llm {
     const keel_llm_config *config;
     keel_ledger *ledger;       /* NULL: no reuse and no conversations */
     const keel_toolbox *tools; /* checks the model's tool calls; may be NULL (no tools) */
+    const struct keel_agent_metrics *metrics; /* NULL: metrics off (activities/metrics.h) */
 } keel_llm;
 
 /* The llm.chat activity; user_data is a keel_llm *. */

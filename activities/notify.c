@@ -11,6 +11,7 @@
 
 #include "activities/failpoint.h"
 #include "activities/http.h"
+#include "activities/metrics.h"
 #include "keel/json.h"
 
 /* How long a claim on a message is its attempt's: longer than the start-to-close timeout the
@@ -29,7 +30,15 @@ static const char notify_schema[] =
     "\"text\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":3000,"
     "\"description\":\"The message, plain text; Slack mrkdwn is allowed\"},"
     "\"channel\":{\"type\":[\"string\",\"null\"],\"maxLength\":80,"
-    "\"description\":\"A channel name such as #procurement, or null for the webhook's default\"}"
+    "\"description\":\"A channel name such as #procurement, or null for the webhook's default\"},"
+    "\"approvals\":{\"type\":\"array\",\"maxItems\":4,"
+    "\"description\":\"Set by workflows, not models: which approval events the message tells of "
+    "(counted in keel's approval metrics when it is delivered)\","
+    "\"items\":{\"type\":\"object\",\"additionalProperties\":false,"
+    "\"required\":[\"level\",\"event\"],\"properties\":{"
+    "\"level\":{\"enum\":[\"manager\",\"director\",\"cfo\"]},"
+    "\"event\":{\"enum\":[\"requested\",\"approved\",\"rejected\",\"expired\","
+    "\"cancelled\"]}}}}"
     "}}";
 
 static char *payload(const cJSON *args)
@@ -170,9 +179,13 @@ static int run_notify(const keel_tool_call *call, const cJSON *args, char **resu
     keel_effect_claim claim;
     int64_t started = monotonic_ms();
     int rc = keel_ledger_effect_claim(call->ledger, &req, &claim, err);
-    if (rc == KEEL_OK && claim.state == KEEL_EFFECT_CLAIMED)
+    if (rc == KEEL_OK && claim.state == KEEL_EFFECT_CLAIMED) {
         rc = deliver(call, body, claim.token, started, result_json, err);
-    else if (rc == KEEL_OK && claim.state == KEEL_EFFECT_DONE) {
+        /* Counted by the attempt that posted it, so once per message. */
+        if (rc == KEEL_OK)
+            keel_agent_metrics_approvals(call->metrics,
+                                         cJSON_GetObjectItemCaseSensitive(args, "approvals"));
+    } else if (rc == KEEL_OK && claim.state == KEEL_EFFECT_DONE) {
         /* Posted by an earlier attempt: its record is the answer. */
         *result_json = claim.result_json ? claim.result_json : strdup("{\"delivered\":true}");
         claim.result_json = NULL;

@@ -43,6 +43,7 @@ typedef struct keel_tool_call {
     const char *idempotency_key;
     const char *workflow_id;
     const char *notify_webhook_url; /* the notify tool's target (NULL: notify fails clearly) */
+    const struct keel_agent_metrics *metrics; /* NULL: none (activities/metrics.h) */
 } keel_tool_call;
 
 /*

@@ -140,6 +140,7 @@ typedef struct procurement {
     int n_levels, at; /* levels[at] decides now */
     approval approvals[MAX_LEVELS];
     int n_approvals;
+    bool approval_asked; /* an approver was notified: the approval metrics count from there */
     int reminders;
     bool escalated, told_parent;
     uint32_t remind_timer, escalate_timer, expire_timer;
@@ -497,11 +498,38 @@ static int await(keel_workflow_ctx *ctx, procurement *p, step s, const char *typ
 
 /* Not awaited (a reminder): the run goes on, and only counts it until it is delivered or fails
  * for good (on_activity), because the run does not close before that (close_run). */
-static int notify(keel_workflow_ctx *ctx, procurement *p, const char *text, const char *summary)
+/* One entry of notify's "approvals": what the message says about the approval at `level`, so
+ * that the notify activity can count approvals requested and decided (keel_approvals_*). */
+static bool approval_event(cJSON *list, const char *level, const char *event)
 {
+    cJSON *e = cJSON_CreateObject();
+    if (!e || !keel_wf_put(e, "level", cJSON_CreateString(level)) ||
+        !keel_wf_put(e, "event", cJSON_CreateString(event))) {
+        cJSON_Delete(e);
+        return false;
+    }
+    return keel_wf_put(list, NULL, e);
+}
+
+/* Post text; approvals (taken; NULL: none) says which approval events it tells of; summary
+ * names the activity in the Web UI. */
+static int notify_about(keel_workflow_ctx *ctx, procurement *p, const char *text, cJSON *approvals,
+                        const char *summary)
+{
+    if (approvals && cJSON_GetArraySize(approvals) == 0) {
+        cJSON_Delete(approvals);
+        approvals = NULL;
+    }
     cJSON *o = cJSON_CreateObject();
-    char *json = keel_wf_print(o, o && keel_wf_put(o, "text", cJSON_CreateString(text)) &&
-                                      keel_wf_put(o, "channel", cJSON_CreateNull()));
+    bool ok = o && keel_wf_put(o, "text", cJSON_CreateString(text)) &&
+              keel_wf_put(o, "channel", cJSON_CreateNull());
+    if (approvals) {
+        if (ok)
+            ok = keel_wf_put(o, "approvals", approvals); /* takes it, also when it fails */
+        else
+            cJSON_Delete(approvals);
+    }
+    char *json = keel_wf_print(o, ok);
     if (json == NULL)
         return keel_workflow_error(ctx, "out of memory writing a notification");
     keel_activity_options with = notify_options;
@@ -512,6 +540,11 @@ static int notify(keel_workflow_ctx *ctx, procurement *p, const char *text, cons
         return KEEL_EINVAL;
     p->notices++;
     return KEEL_OK;
+}
+
+static int notify(keel_workflow_ctx *ctx, procurement *p, const char *text, const char *summary)
+{
+    return notify_about(ctx, p, text, NULL, summary);
 }
 
 static int set_stage(keel_workflow_ctx *ctx, procurement *p, stage s)
@@ -632,9 +665,33 @@ static int tell_requester(keel_workflow_ctx *ctx, procurement *p)
         snprintf(text, sizeof text, "%s: your %s was %s: %.1500s", p->requester, what,
                  stage_names[p->outcome], p->reason);
     }
+    /* How the approval that was asked for ended: the last level approved (ordered), or the
+     * level that was waiting was rejected, expired or cut short. */
+    cJSON *events = NULL;
+    if (p->approval_asked && p->n_levels > 0) {
+        bool ordered = p->outcome == ST_ORDERED;
+        int at = ordered ? p->n_levels - 1 : p->at;
+        const char *event = ordered                     ? "approved"
+                            : p->outcome == ST_REJECTED ? "rejected"
+                            : p->outcome == ST_EXPIRED  ? "expired"
+                                                        : "cancelled";
+        if (at >= 0 && at < p->n_levels && (ordered || p->at < p->n_levels) &&
+            ((events = cJSON_CreateArray()) == NULL ||
+             !approval_event(events, p->levels[at].role, event))) {
+            cJSON_Delete(events);
+            return keel_workflow_error(ctx, "out of memory writing a notification");
+        }
+    }
     cJSON *o = cJSON_CreateObject();
-    if (!o || !keel_wf_put(o, "text", cJSON_CreateString(text)) ||
-        !keel_wf_put(o, "channel", cJSON_CreateNull())) {
+    bool ok = o && keel_wf_put(o, "text", cJSON_CreateString(text)) &&
+              keel_wf_put(o, "channel", cJSON_CreateNull());
+    if (events) {
+        if (ok)
+            ok = keel_wf_put(o, "approvals", events); /* takes it, also when it fails */
+        else
+            cJSON_Delete(events);
+    }
+    if (!ok) {
         cJSON_Delete(o);
         return keel_workflow_error(ctx, "out of memory writing a notification");
     }
@@ -1322,6 +1379,18 @@ static int notify_pending(keel_workflow_ctx *ctx, procurement *p, const char *wh
 {
     char text[1024], money[48];
     const level *l = &p->levels[p->at];
+    /* A first request at this level (not a reminder), after the level below approved. */
+    cJSON *events = NULL;
+    if (strncmp(what, "Reminder", 8) != 0) {
+        events = cJSON_CreateArray();
+        if (!events ||
+            (p->at > 0 && !approval_event(events, p->levels[p->at - 1].role, "approved")) ||
+            !approval_event(events, l->role, "requested")) {
+            cJSON_Delete(events);
+            return keel_workflow_error(ctx, "out of memory writing a notification");
+        }
+        p->approval_asked = true;
+    }
     keel_wf_money(p->amount, money, sizeof money);
     snprintf(text, sizeof text,
              "%s %s: %s (%s) is asked to approve USD %s for %s, requested by %s (cost centre %s). "
@@ -1331,7 +1400,7 @@ static int notify_pending(keel_workflow_ctx *ctx, procurement *p, const char *wh
              keel_workflow_id(ctx));
     char summary[160];
     snprintf(summary, sizeof summary, "%s %.100s", what[0] == 'R' ? "remind" : "ask", l->approver);
-    return notify(ctx, p, text, summary);
+    return notify_about(ctx, p, text, events, summary);
 }
 
 static int on_approvers(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)

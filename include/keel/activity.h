@@ -75,6 +75,10 @@ int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json);
  * failure, and the server retries it on another worker). */
 bool keel_activity_cancel_requested(const keel_activity_ctx *ctx);
 
+/* The failure type this attempt reported so far with keel_activity_fail*(), or NULL when it
+ * reported none (for metrics and logs). Borrowed, valid during the run. */
+const char *keel_activity_failure_type(const keel_activity_ctx *ctx);
+
 /* The attempt, 1 for the first try. */
 int32_t keel_activity_attempt(const keel_activity_ctx *ctx);
 

@@ -9,6 +9,7 @@
 #include "keel/error.h"
 #include "keel/execution.h"
 #include "keel/json.h"
+#include "keel/metrics.h"
 #include "keel/options.h"
 #include "keel/replayer.h"
 #include "keel/schedule.h"

@@ -18,6 +18,7 @@
 #include "keel/activity.h"
 #include "keel/client.h"
 #include "keel/error.h"
+#include "keel/metrics.h"
 #include "keel/workflow.h"
 
 #ifdef __cplusplus
@@ -54,6 +55,10 @@ typedef struct keel_worker_options {
      * the Web UI's Workers pages, ListWorkers), 1000-60000 ms. 0: 60 s, the official SDKs'
      * default; negative: never (the final heartbeat at stop is still sent). */
     int64_t heartbeat_interval_ms;
+    /* Where the worker records Temporal's SDK metrics (docs/observability.md), and its client's
+     * transport its RPC metrics; NULL: none. Borrowed: it must outlive the worker and the client.
+     * Set it before the client is used from other threads. */
+    keel_metrics *metrics;
 } keel_worker_options;
 
 /* The defaults, as a static initializer: the same values keel_worker_options_init() sets. */

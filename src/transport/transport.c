@@ -28,6 +28,8 @@ struct keel_transport {
     char *identity;
     char *authorization; /* "Bearer <key>", or NULL */
     int64_t rpc_timeout_ms;
+    /* temporal_request*, temporal_long_request* (NULL: metrics off) */
+    keel_metric *requests, *failures, *latency, *long_requests, *long_failures, *long_latency;
 };
 
 /* Backoff jitter: an xorshift state per thread, so that threads sharing a transport need no lock.
@@ -312,6 +314,56 @@ const char *keel_transport_namespace(const keel_transport *t)
     return t->namespace;
 }
 
+void keel_transport_set_metrics(keel_transport *t, keel_metrics *m)
+{
+    static const char *const labels[] = {"namespace", "operation"};
+    static const char *const fail_labels[] = {"namespace", "operation", "status_code"};
+    keel_error e;
+    t->requests = keel_metrics_counter(m, "temporal_request_total",
+                                       "RPCs made to the Temporal frontend (long polls apart).",
+                                       labels, 2, &e);
+    t->failures =
+        keel_metrics_counter(m, "temporal_request_failure_total",
+                             "RPCs that failed, by gRPC status code.", fail_labels, 3, &e);
+    t->latency = keel_metrics_histogram(
+        m, "temporal_request_latency_seconds", "RPC latency, per attempt, in seconds.", labels, 2,
+        keel_metrics_latency_buckets, keel_metrics_n_latency_buckets, &e);
+    t->long_requests =
+        keel_metrics_counter(m, "temporal_long_request_total",
+                             "Long polls made to the Temporal frontend.", labels, 2, &e);
+    t->long_failures =
+        keel_metrics_counter(m, "temporal_long_request_failure_total",
+                             "Long polls that failed, by gRPC status code.", fail_labels, 3, &e);
+    t->long_latency = keel_metrics_histogram(
+        m, "temporal_long_request_latency_seconds", "Long poll latency, in seconds.", labels, 2,
+        keel_metrics_latency_buckets, keel_metrics_n_latency_buckets, &e);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One attempt's metrics. The status code is gRPC's name for it ("UNAVAILABLE"); failures that
+ * are not the server's (an undecodable answer, a cancelled call) count under their keel code. */
+static void record_attempt(const keel_transport *t, const char *method, const char *namespace,
+                           double started, int rc, const keel_error *e)
+{
+    if (t->requests == NULL && t->long_requests == NULL)
+        return;
+    bool poll = strncmp(method, "Poll", 4) == 0;
+    const char *v[] = {namespace ? namespace : t->namespace, method, NULL};
+    keel_metric_add(poll ? t->long_requests : t->requests, v, 1);
+    keel_metric_observe(poll ? t->long_latency : t->latency, v, mono_s() - started);
+    if (rc != KEEL_OK) {
+        v[2] =
+            e->grpc_status > 0 ? keel_grpc_status_name(e->grpc_status) : keel_error_code_name(rc);
+        keel_metric_add(poll ? t->long_failures : t->failures, v, 1);
+    }
+}
+
 int64_t keel_transport_backoff_ms(int attempt, int64_t budget_ms, uint32_t random)
 {
     int64_t cap = budget_ms / 10;
@@ -568,8 +620,11 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
         int64_t left = budget - (now_ms() - start);
         if (left < 1)
             left = 1;
+        double started = mono_s();
+        e->grpc_status = KEEL_NO_GRPC_STATUS;
         int rc = call_once(t, path, what, request, response_type, response, o.partial, left,
                            o.namespace, o.cancel, e);
+        record_attempt(t, rpc.method, o.namespace, started, rc, e);
         if (rc == KEEL_OK)
             return KEEL_OK;
         if (o.cancel && keel_call_cancel_triggered(o.cancel)) {

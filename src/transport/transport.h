@@ -19,6 +19,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "keel/error.h"
+#include "keel/metrics.h"
 #include "keel/options.h"
 
 #define KEEL_WORKFLOW_SERVICE "temporal.api.workflowservice.v1.WorkflowService"
@@ -72,6 +73,14 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *opts, k
 
 /* Close the channel and free the transport. NULL is allowed. */
 void keel_transport_free(keel_transport *t);
+
+/*
+ * Record temporal_request / temporal_long_request (Poll* methods) counts, failures and latency
+ * for every call attempt into m, labelled by namespace and operation (the RPC's method name), as
+ * the SDKs do; NULL stops. Call it before the transport is shared between threads; m must
+ * outlive the transport or a later call with NULL.
+ */
+void keel_transport_set_metrics(keel_transport *t, keel_metrics *m);
 
 /* The address the transport connects to. Borrowed: valid until keel_transport_free(). */
 const char *keel_transport_address(const keel_transport *t);

@@ -119,6 +119,11 @@ bool keel_activity_cancel_requested(const keel_activity_ctx *ctx)
     return ctx->cancel_requested || ctx->worker_stopping;
 }
 
+const char *keel_activity_failure_type(const keel_activity_ctx *ctx)
+{
+    return ctx->failed ? ctx->fail_type : NULL;
+}
+
 int32_t keel_activity_attempt(const keel_activity_ctx *ctx)
 {
     return ctx->task->attempt > 0 ? ctx->task->attempt : 1;
@@ -303,7 +308,27 @@ static void report_canceled(keel_activity_pool *p, const activity_task *t)
     atomic_fetch_add(&p->failed, 1);
 }
 
-static void run_task(keel_activity_pool *p, const activity_task *t)
+static keel_wm_activity_outcome run_task(keel_activity_pool *p, const activity_task *t);
+
+/* run_task() with the activity metrics around it. */
+static void run_measured(keel_activity_pool *p, const activity_task *t)
+{
+    if (p->wm == NULL) {
+        run_task(p, t);
+        return;
+    }
+    const char *type = t->activity_type && t->activity_type->name ? t->activity_type->name : "";
+    const char *wf_type = t->workflow_type && t->workflow_type->name ? t->workflow_type->name : "";
+    keel_wm_activity_begin(p->wm, type, wf_type,
+                           keel_proto_timestamp_ms(t->current_attempt_scheduled_time),
+                           keel_proto_timestamp_ms(t->started_time));
+    double began = keel_wm_now_s();
+    keel_wm_activity_outcome outcome = run_task(p, t);
+    keel_wm_activity_end(p->wm, type, wf_type, keel_wm_now_s() - began, outcome,
+                         keel_proto_timestamp_ms(t->scheduled_time));
+}
+
+static keel_wm_activity_outcome run_task(keel_activity_pool *p, const activity_task *t)
 {
     const char *name = t->activity_type && t->activity_type->name ? t->activity_type->name : "";
     const keel_activity_type *type = find_type(p, name);
@@ -313,13 +338,13 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
                  "activity type '%s' is not registered on this worker (task queue %s)", name,
                  p->task_queue);
         report_failed(p, t, "ActivityTypeNotRegistered", msg, false);
-        return;
+        return KEEL_WM_ACTIVITY_FAILED;
     }
     char *input = NULL;
     keel_error err;
     if (keel_payloads_to_json(t->input, "activity input", &input, &err) != KEEL_OK) {
         report_failed(p, t, "BadActivityInput", err.message, true);
-        return;
+        return KEEL_WM_ACTIVITY_FAILED;
     }
     keel_activity_ctx ctx = {.pool = p, .task = t};
     int64_t timeout = keel_proto_duration_ms(t->heartbeat_timeout);
@@ -330,13 +355,18 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
     int rc = type->run(&ctx, input, &result, type->user_data);
     atomic_fetch_sub(&p->busy, 1);
     free(input);
+    keel_wm_activity_outcome outcome = KEEL_WM_ACTIVITY_FAILED;
     if (rc == KEEL_OK && ctx.async) {
         /* Completed elsewhere, by task token. */
+        outcome = KEEL_WM_ACTIVITY_ASYNC;
     } else if (rc == KEEL_OK) {
         if (report_completed(p, t, result, &err) != KEEL_OK)
             report_failed(p, t, "BadActivityResult", err.message, true);
+        else
+            outcome = KEEL_WM_ACTIVITY_OK;
     } else if (ctx.cancel_requested && !ctx.failed) {
         report_canceled(p, t);
+        outcome = KEEL_WM_ACTIVITY_CANCELED;
     } else if (ctx.failed) {
         keel_activity_failure f = {.type = ctx.fail_type,
                                    .message = ctx.fail_message,
@@ -356,6 +386,7 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
     }
     free(result);
     free(ctx.fail_details);
+    return outcome;
 }
 
 static void sleep_ms(int64_t ms)
@@ -388,16 +419,19 @@ void *keel_activity_thread(void *arg)
             (ProtobufCMessage **)&task, &co, &err);
         if (rc == KEEL_ECANCELLED)
             break;
-        if (rc == KEEL_ETIMEOUT)
+        if (rc == KEEL_ETIMEOUT) {
+            keel_wm_activity_poll(p->wm, false);
             continue; /* a long poll that outlived its deadline: poll again */
+        }
         if (rc != KEEL_OK) {
             log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
             sleep_ms(POLL_ERROR_BACKOFF_MS);
             continue;
         }
+        keel_wm_activity_poll(p->wm, task->task_token.len > 0);
         if (task->task_token.len > 0) {
             atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
-            run_task(p, task);
+            run_measured(p, task);
         }
         FREE_PB(task);
     }

@@ -13,6 +13,7 @@
 
 #include "keel/activity.h"
 #include "transport/transport.h"
+#include "worker/worker_metrics.h"
 
 /* What one executor thread needs; shared read-only except the counters. */
 typedef struct keel_activity_pool {
@@ -28,6 +29,7 @@ typedef struct keel_activity_pool {
     atomic_int busy;     /* activities running now */
     atomic_uint_fast64_t completed, failed;
     atomic_int_fast64_t poll_ms; /* wall clock of the last poll that brought a task */
+    keel_worker_metrics *wm;     /* NULL: metrics off */
 } keel_activity_pool;
 
 /* The thread's argument: the pool and the thread's own poll-cancel handle. */

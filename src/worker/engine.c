@@ -170,6 +170,7 @@ struct keel_engine {
 
     uint64_t rng;
     int64_t now_ms;
+    int64_t started_ms;           /* the run's WorkflowExecutionStarted time */
     bool suggest_continue_as_new; /* the current workflow task's, from history */
     bool replaying, closing;
     char error[KEEL_ERROR_MESSAGE_MAX]; /* set by keel_workflow_error() or API misuse */
@@ -1415,6 +1416,11 @@ int keel_workflow_side_effect(keel_workflow_ctx *ctx, keel_side_effect_fn fn, vo
 
 /* ---- the rest of the context ---- */
 
+int64_t keel_engine_run_started_ms(const keel_engine *e)
+{
+    return e->started_ms;
+}
+
 int64_t keel_workflow_now_ms(const keel_workflow_ctx *ctx)
 {
     return ctx->engine->now_ms;
@@ -2008,6 +2014,7 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     e->rng = seed_from(seed);
     snprintf(e->original_run, sizeof e->original_run, "%s", seed);
     e->now_ms = event_ms(ev);
+    e->started_ms = e->now_ms;
     if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
         char *q = strdup(a->task_queue->name);
         if (q == NULL)

@@ -81,6 +81,9 @@ size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out);
 int64_t keel_engine_last_event_id(const keel_engine *e);
 int64_t keel_engine_last_started_id(const keel_engine *e);
 
+/* When the run started (its WorkflowExecutionStarted event), ms since the epoch; 0: unknown. */
+int64_t keel_engine_run_started_ms(const keel_engine *e);
+
 /* Whether the workflow issued a command that closes the run. */
 bool keel_engine_closing(const keel_engine *e);
 

@@ -27,6 +27,7 @@
 
 typedef struct settings {
     const char *task_queue;
+    const char *metrics_address; /* KEEL_METRICS_ADDRESS; NULL: no /metrics */
     int pollers, activities, cached;
     int64_t grace_ms;
     int64_t heartbeat_ms; /* 0: the default; negative: off */
@@ -99,6 +100,8 @@ static int read_settings(settings *s)
     s->grace_ms = 10000;
     if (rc == 0 && grace && grace[0] && keel_duration_parse(grace, &s->grace_ms, &err) != KEEL_OK)
         rc = config_error("KEEL_SHUTDOWN_GRACE", err.message);
+    const char *metrics = getenv("KEEL_METRICS_ADDRESS");
+    s->metrics_address = metrics && metrics[0] ? metrics : NULL;
     if (rc == 0 && s->grace_ms == 0)
         s->grace_ms = 1; /* "0": hand activities back at once (0 in the options means default) */
     const char *hb = getenv("KEEL_WORKER_HEARTBEAT_INTERVAL");
@@ -140,6 +143,7 @@ static void usage(FILE *f)
         "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info),\n"
         "KEEL_IDENTITY (<pid>@<host>@<build id>), KEEL_BUILD_ID (keel-<version>),\n"
         "KEEL_WORKER_HEARTBEAT_INTERVAL (60s; 0: none).\n"
+        "KEEL_METRICS_ADDRESS (host:port: Prometheus /metrics; unset: off).\n"
         "With DATABASE_URL it also runs the agent activities (llm.chat, tool.*): OPENAI_BASE_URL,\n"
         "OPENAI_API_KEY, KEEL_MODEL, KEEL_LLM_TIMEOUT, KEEL_PRICES, KEEL_NOTIFY_WEBHOOK_URL.\n");
 }
@@ -191,6 +195,29 @@ static int start_agent(keel_agent **out)
     return 0;
 }
 
+/* The /metrics endpoint, when KEEL_METRICS_ADDRESS asks for one; a bad address stops the start. */
+static int start_metrics(const settings *s, keel_metrics **reg, keel_metrics_server **srv)
+{
+    *reg = NULL;
+    *srv = NULL;
+    if (s->metrics_address == NULL)
+        return 0;
+    keel_error err;
+    keel_error_clear(&err);
+    if ((*reg = keel_metrics_new()) == NULL)
+        return config_error("KEEL_METRICS_ADDRESS", "out of memory");
+    if (keel_metrics_server_start(srv, *reg, s->metrics_address, &err) != KEEL_OK) {
+        keel_metrics_free(*reg);
+        *reg = NULL;
+        return config_error("KEEL_METRICS_ADDRESS", err.message);
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", keel_metrics_server_port(*srv));
+    keel_log(KEEL_LOG_INFO, "main", "serving metrics", "address", s->metrics_address, "port", port,
+             "path", "/metrics", NULL);
+    return 0;
+}
+
 /* Connect, start, wait for the stop signal, stop. */
 static int serve(const settings *s, sigset_t *stop)
 {
@@ -210,13 +237,21 @@ static int serve(const settings *s, sigset_t *stop)
         keel_client_free(client);
         return EXIT_FAILED;
     }
+    keel_metrics *metrics = NULL;
+    keel_metrics_server *metrics_server = NULL;
     keel_agent *agent = NULL;
-    int agent_rc = start_agent(&agent);
+    int agent_rc = start_metrics(s, &metrics, &metrics_server);
+    if (agent_rc == 0)
+        agent_rc = start_agent(&agent);
     if (agent_rc != 0) {
+        keel_metrics_server_free(metrics_server);
+        keel_metrics_free(metrics);
         keel_system_info_dispose(&info);
         keel_client_free(client);
         return agent_rc;
     }
+    if (agent)
+        keel_agent_set_metrics(agent, metrics);
     size_t n_types;
     const keel_workflow_type *const *types = keel_workflow_registry(&n_types);
     keel_worker_options w;
@@ -230,6 +265,7 @@ static int serve(const settings *s, sigset_t *stop)
     w.shutdown_grace_ms = s->grace_ms;
     w.heartbeat_interval_ms = s->heartbeat_ms;
     w.identity = s->identity;
+    w.metrics = metrics;
     if (agent)
         w.activities = keel_agent_activities(agent, &w.n_activities);
     keel_worker *worker = NULL;
@@ -242,6 +278,8 @@ static int serve(const settings *s, sigset_t *stop)
         keel_agent_free(agent);
         keel_system_info_dispose(&info);
         keel_client_free(client);
+        keel_metrics_server_free(metrics_server);
+        keel_metrics_free(metrics);
         return EXIT_FAILED;
     }
     char names[512] = "", count[24];
@@ -268,6 +306,8 @@ static int serve(const settings *s, sigset_t *stop)
     keel_worker_free(worker);
     keel_agent_free(agent);
     keel_client_free(client);
+    keel_metrics_server_free(metrics_server);
+    keel_metrics_free(metrics);
     return 0;
 }
 

@@ -27,6 +27,7 @@
 #include "worker/cache.h"
 #include "worker/engine.h"
 #include "worker/heartbeat.h"
+#include "worker/worker_metrics.h"
 #include "keel/json.h"
 #include "keel/version.h"
 
@@ -66,6 +67,7 @@ struct keel_worker {
     keel_heartbeat *heartbeat;      /* worker heartbeats (heartbeat.h) */
     atomic_int wf_busy;             /* workflow tasks being worked on */
     atomic_int_fast64_t poll_ms[2]; /* last normal / sticky poll that brought a task */
+    keel_worker_metrics *wm;        /* NULL: metrics off */
 };
 
 typedef struct wf_thread_arg {
@@ -237,6 +239,10 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the worker");
     }
     w->pool.instance_key = keel_heartbeat_instance_key(w->heartbeat);
+    if (opts->metrics) {
+        keel_transport_set_metrics(w->transport, opts->metrics);
+        w->pool.wm = w->wm = keel_worker_metrics_new(opts->metrics, w->namespace, w->task_queue);
+    }
     *out = w;
     return KEEL_OK;
 }
@@ -474,6 +480,9 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
             (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
     if (ok) {
         atomic_fetch_add(&w->wf_completed, 1);
+        if (n > 0 && keel_engine_closing(e))
+            keel_wm_workflow_closed(w->wm, t->workflow_type ? t->workflow_type->name : "",
+                                    (int)cmds[n - 1]->command_type, keel_engine_run_started_ms(e));
         if (resp->reset_history_event_id > 0)
             ok = false; /* discarded: the run's next task replays it from history */
     } else {
@@ -648,7 +657,7 @@ static void process_query(keel_worker *w, const workflow_task *t)
     keel_engine_free(e);
 }
 
-static void process(keel_worker *w, const workflow_task *t)
+static void process(keel_worker *w, const workflow_task *t, const char **failure)
 {
     if (t->query) {
         process_query(w, t);
@@ -657,8 +666,11 @@ static void process(keel_worker *w, const workflow_task *t)
     keel_engine *e = NULL;
     keel_error err;
     bool hit = false;
+    double replay_from = keel_wm_now_s();
     int rc = engine_for(w, t, &e, &hit, &err);
     atomic_fetch_add(hit ? &w->cache_hits : &w->cache_misses, 1);
+    keel_wm_wft_cache(w->wm, t->workflow_type ? t->workflow_type->name : "", hit,
+                      hit ? -1 : keel_wm_now_s() - replay_from);
     if (rc == KEEL_OK)
         rc = keel_engine_take_messages(e, t->messages, t->n_messages, &err);
     if (rc == KEEL_OK)
@@ -668,6 +680,8 @@ static void process(keel_worker *w, const workflow_task *t)
             log_task(KEEL_LOG_INFO, "workflow task abandoned", t, err.message); /* it returns */
         else
             respond_failed(w, t, rc, err.message);
+        if (rc != KEEL_EPRECONDITION)
+            *failure = rc == KEEL_ENONDETERMINISM ? "NonDeterminismError" : "WorkflowError";
         keel_engine_free(e);
         return;
     }
@@ -689,6 +703,24 @@ static void process(keel_worker *w, const workflow_task *t)
         keel_cache_unpin(w->cache, run_id, e);
     else
         keel_cache_drop(w->cache, run_id, e); /* out of step with the server: rebuild it */
+}
+
+/* process() with the workflow task metrics around it (not for legacy query tasks). */
+static void process_measured(keel_worker *w, const workflow_task *t)
+{
+    if (w->wm == NULL || t->query) {
+        const char *failure = NULL;
+        process(w, t, &failure);
+        return;
+    }
+    const char *type = t->workflow_type ? t->workflow_type->name : "";
+    double began = keel_wm_now_s();
+    keel_wm_wft_begin(w->wm, type, keel_proto_timestamp_ms(t->scheduled_time),
+                      keel_proto_timestamp_ms(t->started_time));
+    const char *failure = NULL;
+    process(w, t, &failure);
+    keel_wm_wft_end(w->wm, type, keel_wm_now_s() - began, failure, keel_cache_size(w->cache),
+                    keel_cache_evictions(w->cache));
 }
 
 /* A task whose poll response was refused for nesting too deep (proto/depth.h), as far as it
@@ -755,17 +787,20 @@ static void *workflow_thread(void *arg)
         }
         if (rc == KEEL_ECANCELLED)
             break;
-        if (rc == KEEL_ETIMEOUT)
+        if (rc == KEEL_ETIMEOUT) {
+            keel_wm_wf_poll(w->wm, false);
             continue;
+        }
         if (rc != KEEL_OK) {
             log_line(KEEL_LOG_WARN, "workflow poll failed", err.message);
             sleep_ms(POLL_ERROR_BACKOFF_MS);
             continue;
         }
+        keel_wm_wf_poll(w->wm, t->task_token.len > 0);
         if (t->task_token.len > 0) {
             atomic_store(&w->poll_ms[on_sticky], keel_heartbeat_clock_ms());
             atomic_fetch_add(&w->wf_busy, 1);
-            process(w, t);
+            process_measured(w, t);
             atomic_fetch_sub(&w->wf_busy, 1);
         }
         FREE_PB(t);
@@ -788,6 +823,8 @@ int keel_worker_start(keel_worker *w, keel_error *err)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory starting the worker");
     atomic_store(&w->stopping, false);
     w->running = true;
+    int sticky_pollers = w->sticky_queue && w->n_wf_pollers > 1 ? w->n_wf_pollers / 2 : 0;
+    keel_wm_started(w->wm, w->n_wf_pollers - sticky_pollers, sticky_pollers, w->n_activity_threads);
     for (size_t i = 0; i < n; i++) {
         if ((w->cancels[i] = keel_call_cancel_new()) == NULL) {
             keel_worker_stop(w);
@@ -905,6 +942,7 @@ void keel_worker_free(keel_worker *w)
     free(w->activity_args);
     keel_heartbeat_free(w->heartbeat);
     keel_cache_free(w->cache);
+    keel_worker_metrics_free(w->wm);
     free(w->sticky_queue);
     free(w->task_queue);
     free(w->identity);

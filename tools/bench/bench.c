@@ -1,15 +1,26 @@
 /*
- * keel-bench - how fast one keel worker completes workflows on the dev stack.
+ * keel-bench - how fast one keel worker completes workflows on the dev stack, and what
+ * observability costs.
  *
  *   keel-bench [--workflows N] [--concurrency C] [--cache N] [--pollers P]
+ *              [--configs off,metrics] [--rounds R]
  *
  * Runs a worker in this process with a one-activity workflow (schedule "noop", complete with its
  * result), starts N runs from C starter threads, waits until every run has completed, and
- * prints the throughput and this process's peak RSS. The starters and the worker share the
- * process (and one gRPC channel), so the RSS is an upper bound for the worker alone. Connects
- * with the TEMPORAL_* environment, like every keel program.
+ * prints the throughput, the CPU time the process used per 1,000 workflows, and its peak RSS.
+ * The starters and the worker share the process, so the RSS is an upper bound for the worker
+ * alone and the CPU includes the starters' (the same in every configuration).
+ *
+ * Each configuration in --configs (default "off,metrics") runs the same benchmark with a client
+ * and worker of its own, one after the other, R rounds in turn (so that drift in the server
+ * hits each alike); then one line compares each configuration's CPU per 1,000 workflows with
+ * the first one's. Configurations: "off" (nothing), "metrics" (a keel_metrics registry on the
+ * worker, its /metrics served on a free port and scraped every second, as Prometheus would).
+ * A new one (tracing, say) is one more entry in the `configs` table. Connects with the
+ * TEMPORAL_* environment, like every keel program.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +28,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "keel/keel.h"
 
@@ -95,6 +108,98 @@ static void *start_and_wait(void *arg)
     return NULL;
 }
 
+/* ---- configurations ---- */
+
+/* What one configuration sets up around its worker. */
+typedef struct config_state {
+    keel_metrics *metrics;
+    keel_metrics_server *server;
+    pthread_t scraper;
+    bool scraping;
+    atomic_bool stop;
+    atomic_int scrapes;
+} config_state;
+
+static size_t discard(char *p, size_t size, size_t n, void *user)
+{
+    (void)p;
+    (void)user;
+    return size * n;
+}
+
+/* GET /metrics every second, as a Prometheus server would. */
+static void *scrape(void *arg)
+{
+    config_state *cs = arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", keel_metrics_server_port(cs->server));
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+    while (!atomic_load(&cs->stop)) {
+        if (curl_easy_perform(c) == CURLE_OK)
+            atomic_fetch_add(&cs->scrapes, 1);
+        for (int i = 0; i < 10 && !atomic_load(&cs->stop); i++)
+            usleep(100 * 1000);
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static int metrics_setup(config_state *cs, keel_worker_options *wo, keel_error *err)
+{
+    if ((cs->metrics = keel_metrics_new()) == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory");
+    int rc = keel_metrics_server_start(&cs->server, cs->metrics, "127.0.0.1:0", err);
+    if (rc != KEEL_OK)
+        return rc;
+    wo->metrics = cs->metrics;
+    atomic_init(&cs->stop, false);
+    atomic_init(&cs->scrapes, 0);
+    cs->scraping = pthread_create(&cs->scraper, NULL, scrape, cs) == 0;
+    return KEEL_OK;
+}
+
+/* After the worker is freed. */
+static void metrics_teardown(config_state *cs)
+{
+    atomic_store(&cs->stop, true);
+    if (cs->scraping)
+        pthread_join(cs->scraper, NULL);
+    keel_metrics_server_free(cs->server);
+    keel_metrics_free(cs->metrics);
+}
+
+typedef struct config {
+    const char *name;
+    int (*setup)(config_state *cs, keel_worker_options *wo, keel_error *err); /* NULL: none */
+    void (*teardown)(config_state *cs);
+} config;
+
+static const config configs[] = {
+    {"off", NULL, NULL},
+    {"metrics", metrics_setup, metrics_teardown},
+};
+
+static const config *find_config(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+        if (strlen(configs[i].name) == len && strncmp(configs[i].name, name, len) == 0)
+            return &configs[i];
+    return NULL;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static int arg_int(int argc, char **argv, const char *name, int dflt)
 {
     for (int i = 1; i + 1 < argc; i++)
@@ -103,17 +208,28 @@ static int arg_int(int argc, char **argv, const char *name, int dflt)
     return dflt;
 }
 
-int main(int argc, char **argv)
+static const char *arg_str(int argc, char **argv, const char *name, const char *dflt)
 {
-    int n = arg_int(argc, argv, "--workflows", 500);
-    int conc = arg_int(argc, argv, "--concurrency", 8);
-    int cache = arg_int(argc, argv, "--cache", 256);
-    int pollers = arg_int(argc, argv, "--pollers", 2);
-    if (n < 1 || conc < 1 || conc > 256 || cache < 0 || pollers < 1 || pollers > 64) {
-        fprintf(stderr, "usage: keel-bench [--workflows N] [--concurrency 1-256] [--cache N] "
-                        "[--pollers 1-64]\n");
-        return 2;
-    }
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return dflt;
+}
+
+typedef struct params {
+    int n, conc, cache, pollers;
+} params;
+
+typedef struct measured {
+    double seconds, cpu;
+    int failures, scrapes;
+    keel_worker_stats stats;
+} measured;
+
+/* One benchmark run under configuration c, with a client and worker of its own. */
+static int run_one(const params *p, const config *c, int round, measured *m)
+{
+    memset(m, 0, sizeof *m);
     keel_connect_options co;
     keel_error err;
     keel_connect_options_init(&co, KEEL_CONNECT_OPTIONS_VERSION);
@@ -126,9 +242,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-bench: %s\n", err.message);
         return 1;
     }
-    char queue[64], prefix[64];
-    snprintf(queue, sizeof queue, "keel-bench-%ld", (long)getpid());
-    snprintf(prefix, sizeof prefix, "keel-bench-%ld-%ld", (long)getpid(), (long)time(NULL));
+    char queue[96], prefix[96];
+    snprintf(queue, sizeof queue, "keel-bench-%ld-%s-%d", (long)getpid(), c->name, round);
+    snprintf(prefix, sizeof prefix, "keel-bench-%ld-%ld-%s-%d", (long)getpid(), (long)time(NULL),
+             c->name, round);
 
     const keel_workflow_type *wfs[] = {&one_activity};
     keel_activity_type acts[] = {{"noop", noop, NULL}};
@@ -139,12 +256,21 @@ int main(int argc, char **argv)
     wo.n_workflows = 1;
     wo.activities = acts;
     wo.n_activities = 1;
-    wo.max_cached_workflows = cache;
-    wo.workflow_pollers = pollers;
-    keel_worker *w;
-    if (keel_worker_new(&w, client, &wo, &err) != KEEL_OK ||
+    wo.max_cached_workflows = p->cache;
+    wo.workflow_pollers = p->pollers;
+    config_state cs;
+    memset(&cs, 0, sizeof cs);
+    keel_worker *w = NULL;
+    double cpu0 = cpu_seconds();
+    int64_t t0 = now_ms();
+    if ((c->setup && c->setup(&cs, &wo, &err) != KEEL_OK) ||
+        keel_worker_new(&w, client, &wo, &err) != KEEL_OK ||
         keel_worker_start(w, &err) != KEEL_OK) {
-        fprintf(stderr, "keel-bench: %s\n", err.message);
+        fprintf(stderr, "keel-bench: %s: %s\n", c->name, err.message);
+        keel_worker_free(w);
+        if (c->teardown)
+            c->teardown(&cs);
+        keel_client_free(client);
         return 1;
     }
 
@@ -152,29 +278,90 @@ int main(int argc, char **argv)
     atomic_init(&failures, 0);
     pthread_t threads[256];
     starter st[256];
-    int64_t t0 = now_ms();
-    for (int i = 0; i < conc; i++) {
-        st[i] = (starter){client, queue, prefix, n * i / conc, n * (i + 1) / conc, &failures};
+    for (int i = 0; i < p->conc; i++) {
+        st[i] = (starter){client,   queue, prefix, p->n * i / p->conc, p->n * (i + 1) / p->conc,
+                          &failures};
         pthread_create(&threads[i], NULL, start_and_wait, &st[i]);
     }
-    for (int i = 0; i < conc; i++)
+    for (int i = 0; i < p->conc; i++)
         pthread_join(threads[i], NULL);
-    int64_t ms = now_ms() - t0;
-    keel_worker_stats s;
-    keel_worker_get_stats(w, &s);
+    m->seconds = (double)(now_ms() - t0) / 1000.0;
+    keel_worker_get_stats(w, &m->stats);
     keel_worker_free(w);
     keel_client_free(client);
+    m->scrapes = atomic_load(&cs.scrapes);
+    if (c->teardown)
+        c->teardown(&cs);
+    m->cpu = cpu_seconds() - cpu0;
+    m->failures = atomic_load(&failures);
+    return 0;
+}
 
+int main(int argc, char **argv)
+{
+    params p = {.n = arg_int(argc, argv, "--workflows", 500),
+                .conc = arg_int(argc, argv, "--concurrency", 8),
+                .cache = arg_int(argc, argv, "--cache", 256),
+                .pollers = arg_int(argc, argv, "--pollers", 2)};
+    int rounds = arg_int(argc, argv, "--rounds", 1);
+    const char *names = arg_str(argc, argv, "--configs", "off,metrics");
+    const config *chosen[8];
+    size_t n_chosen = 0;
+    bool bad = false;
+    for (const char *q = names; *q && !bad;) {
+        size_t len = strcspn(q, ",");
+        const config *c = find_config(q, len);
+        if (c == NULL || n_chosen == sizeof chosen / sizeof chosen[0])
+            bad = true;
+        else
+            chosen[n_chosen++] = c;
+        q += len + (q[len] == ',');
+    }
+    if (bad || n_chosen == 0 || p.n < 1 || p.conc < 1 || p.conc > 256 || p.cache < 0 ||
+        p.pollers < 1 || p.pollers > 64 || rounds < 1 || rounds > 20) {
+        fprintf(stderr, "usage: keel-bench [--workflows N] [--concurrency 1-256] [--cache N] "
+                        "[--pollers 1-64] [--configs off,metrics] [--rounds 1-20]\n"
+                        "configurations:");
+        for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+            fprintf(stderr, " %s", configs[i].name);
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    double cpu[8] = {0}, secs[8] = {0};
+    int failed = 0;
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0; i < n_chosen; i++) {
+            measured m;
+            int rc = run_one(&p, chosen[i], r, &m);
+            if (rc != 0)
+                return rc;
+            cpu[i] += m.cpu;
+            secs[i] += m.seconds;
+            failed += m.failures;
+            printf("config=%s round=%d workflows=%d concurrency=%d cache=%d pollers=%d failed=%d "
+                   "seconds=%.2f workflows_per_second=%.1f cpu_seconds=%.2f "
+                   "cpu_seconds_per_1000_workflows=%.2f workflow_tasks=%llu activities=%llu "
+                   "cache_hits=%llu cache_misses=%llu scrapes=%d\n",
+                   chosen[i]->name, r + 1, p.n, p.conc, p.cache, p.pollers, m.failures, m.seconds,
+                   m.seconds > 0 ? p.n / m.seconds : 0.0, m.cpu, m.cpu * 1000.0 / p.n,
+                   (unsigned long long)m.stats.workflow_tasks_completed,
+                   (unsigned long long)m.stats.activities_completed,
+                   (unsigned long long)m.stats.cache_hits, (unsigned long long)m.stats.cache_misses,
+                   m.scrapes);
+            fflush(stdout);
+        }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("workflows=%d concurrency=%d cache=%d pollers=%d failed=%d seconds=%.2f "
-           "workflows_per_second=%.1f "
-           "peak_rss_mb=%.1f workflow_tasks=%llu activities=%llu cache_hits=%llu "
-           "cache_misses=%llu\n",
-           n, conc, cache, pollers, atomic_load(&failures), (double)ms / 1000.0,
-           ms > 0 ? n * 1000.0 / (double)ms : 0.0, (double)ru.ru_maxrss / 1024.0,
-           (unsigned long long)s.workflow_tasks_completed,
-           (unsigned long long)s.activities_completed, (unsigned long long)s.cache_hits,
-           (unsigned long long)s.cache_misses);
-    return atomic_load(&failures) == 0 ? 0 : 1;
+    double total = (double)p.n * rounds;
+    printf("summary:");
+    for (size_t i = 0; i < n_chosen; i++) {
+        double per = cpu[i] * 1000.0 / total, base = cpu[0] * 1000.0 / total;
+        printf(" %s=%.2f_cpu_s_per_1000_workflows", chosen[i]->name, per);
+        if (i > 0 && base > 0)
+            printf("(%+.1f%%)", (per - base) * 100.0 / base);
+    }
+    printf(" peak_rss_mb=%.1f\n", (double)ru.ru_maxrss / 1024.0);
+    curl_global_cleanup();
+    return failed == 0 ? 0 : 1;
 }
