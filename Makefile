@@ -1,7 +1,7 @@
 # keel - a Temporal worker written in C. `make help` lists the targets.
 #
 # Outputs go to build/ (build/asan/ for the sanitizer build). The Temporal API protos are fetched
-# into build/proto by tools/fetch-protos; the targets that compile them run in a second make so
+# into build/proto and the OpenTelemetry (OTLP) ones into build/proto-otel by tools/fetch-protos; the targets that compile them run in a second make so
 # that the list of generated files is known when that make reads this file.
 
 SHELL := bash
@@ -10,6 +10,7 @@ SHELL := bash
 
 BUILD := build
 PROTO := $(BUILD)/proto
+OTEL_PROTO := $(BUILD)/proto-otel
 SAN ?= 0
 FUZZ_CC ?= clang
 ifeq ($(SAN),1)
@@ -40,7 +41,7 @@ TEST_LIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror $(MODE_WARN)
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
-              -Iinclude -Isrc -I. -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
+              -Iinclude -Isrc -I. -I$(PROTO)/gen -I$(OTEL_PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 LIB_SRCS := $(filter-out %_main.c,$(wildcard src/*.c src/*/*.c))
@@ -52,6 +53,7 @@ MIGRATIONS := $(sort $(wildcard activities/migrations/*.sql))
 EMBED := $(BUILD)/bin/keel-embed
 EMBEDDED := $(OUT)/embedded/embedded_sql.c
 GEN_SRCS := $(shell find $(PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
+OTEL_GEN_SRCS := $(shell find $(OTEL_PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 INTEGRATION_SRCS := $(wildcard tests/integration/*.c)
 TEST_SUPPORT := tests/support/check_main.c
@@ -99,13 +101,15 @@ all: protos ## Build libkeel, keelctl, keel-worker and the tests
 deps: ## Install the Debian packages keel needs (no-op when present)
 	@tools/install-deps
 
-protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
+protos: ## Fetch the pinned Temporal API and OpenTelemetry protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
+	@tools/fetch-protos $(OTEL_PROTO) proto/otel.pin proto/otel-protos.list
 
 binaries: $(LIB) $(APPS) $(ACTS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
           $(if $(wildcard tests/interop/*.c),$(INTEROP_WORKER))
 
-$(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
+$(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS)) \
+        $(patsubst $(OTEL_PROTO)/gen/%.c,$(OUT)/obj/gen-otel/%.o,$(OTEL_GEN_SRCS))
 	@mkdir -p $(@D)
 	@rm -f $@
 	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
@@ -139,6 +143,10 @@ $(OUT)/obj/%.o: %.c
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c
+	@mkdir -p $(@D)
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(OUT)/obj/gen-otel/%.o: $(OTEL_PROTO)/gen/%.c
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
