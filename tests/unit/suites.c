@@ -16,6 +16,7 @@ Suite *schema_suite(void);
 Suite *llm_suite(void);
 Suite *tools_suite(void);
 Suite *json_suite(void);
+Suite *trace_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -35,6 +36,7 @@ const keel_test_suite *keel_test_suites(void)
         {"llm", llm_suite},
         {"tools", tools_suite},
         {"json", json_suite},
+        {"trace", trace_suite},
         {NULL, NULL},
     };
     return suites;
