@@ -1,6 +1,11 @@
 /* Unit tests of the tracer: W3C trace context, OTEL_* configuration, sampling, the bounded
  * export queue, OTLP encoding (read back with protobuf-c) and the Temporal trace header. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,6 +508,90 @@ START_TEST(derived_ids_are_stable)
 }
 END_TEST
 
+/* A one-request OTLP receiver on a loopback port: reads one POST, answers 200, keeps the body. */
+typedef struct {
+    int fd;
+    char head[4096];
+    uint8_t *body;
+    size_t len;
+} receiver;
+
+static void *receive_one(void *arg)
+{
+    receiver *r = arg;
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[65536];
+    size_t n = 0;
+    ssize_t got;
+    char *end = NULL;
+    while (n < sizeof buf - 1 && (got = read(c, buf + n, sizeof buf - 1 - n)) > 0) {
+        n += (size_t)got;
+        buf[n] = '\0';
+        if ((end = strstr(buf, "\r\n\r\n")) != NULL) {
+            const char *cl = strstr(buf, "Content-Length:");
+            size_t want = cl ? strtoul(cl + 15, NULL, 10) : 0;
+            size_t have = n - (size_t)(end + 4 - buf);
+            if (have >= want) {
+                snprintf(r->head, sizeof r->head, "%.*s", (int)(end - buf), buf);
+                r->len = want;
+                r->body = malloc(want ? want : 1);
+                memcpy(r->body, end + 4, want);
+                break;
+            }
+        }
+    }
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                     "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    ssize_t w = write(c, ok, strlen(ok));
+    (void)w;
+    close(c);
+    return NULL;
+}
+
+START_TEST(spans_reach_a_collector)
+{
+    receiver r = {0};
+    r.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(r.fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t alen = sizeof a;
+    getsockname(r.fd, (struct sockaddr *)&a, &alen);
+    ck_assert_int_eq(listen(r.fd, 4), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, receive_one, &r);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                         url,
+                         "OTEL_EXPORTER_OTLP_HEADERS",
+                         "x-api-key=s3cret",
+                         "OTEL_BSP_SCHEDULE_DELAY",
+                         "600000",
+                         NULL};
+    start_with(env);
+    keel_span *s = keel_span_start("exported", NULL);
+    keel_span_end(s);
+    keel_trace_shutdown(5000); /* sends the queued span */
+    pthread_join(t, NULL);
+    close(r.fd);
+    ck_assert_uint_eq(keel_trace_exported_spans(), 1);
+    ck_assert_uint_eq(keel_trace_dropped_spans(), 0);
+    ck_assert_ptr_nonnull(strstr(r.head, "POST /v1/traces HTTP/1.1"));
+    ck_assert_ptr_nonnull(strstr(r.head, "Content-Type: application/x-protobuf"));
+    ck_assert_ptr_nonnull(strstr(r.head, "x-api-key: s3cret"));
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+            NULL, r.len, r.body);
+    ck_assert_ptr_nonnull(req);
+    ck_assert_str_eq(req->resource_spans[0]->scope_spans[0]->spans[0]->name, "exported");
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req,
+                                                                                            NULL);
+    free(r.body);
+}
+END_TEST
+
 Suite *trace_suite(void)
 {
     Suite *s = suite_create("trace");
@@ -519,6 +608,7 @@ Suite *trace_suite(void)
     tcase_add_test(tc, attributes_are_capped);
     tcase_add_test(tc, temporal_header_round_trips);
     tcase_add_test(tc, derived_ids_are_stable);
+    tcase_add_test(tc, spans_reach_a_collector);
     suite_add_tcase(s, tc);
     return s;
 }
