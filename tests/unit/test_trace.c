@@ -12,7 +12,10 @@
 
 #include "keel/trace.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include <cjson/cJSON.h>
+
 #include "converter/payload.h"
+#include "log/log.h"
 #include "trace/trace.h"
 
 #define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -592,6 +595,63 @@ START_TEST(spans_reach_a_collector)
 }
 END_TEST
 
+/* Run keel_log with stderr on a pipe; the record, NUL-terminated, into out. */
+static void capture_log(char *out, size_t n, const char *msg, const char *key, const char *value)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    keel_log(KEEL_LOG_WARN, "test", msg, key, value, NULL);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+    ssize_t got = read(fds[0], out, n - 1);
+    out[got > 0 ? got : 0] = '\0';
+    close(fds[0]);
+}
+
+START_TEST(log_lines_carry_the_current_span)
+{
+    char line[8192];
+    keel_span_context c;
+    ck_assert_int_eq(keel_traceparent_parse(TP, NULL, &c), KEEL_OK);
+    keel_log_set_json(false);
+    capture_log(line, sizeof line, "no span", "k", "v");
+    ck_assert_ptr_null(strstr(line, "trace_id"));
+    keel_trace_set_current(&c);
+    capture_log(line, sizeof line, "in a span", "k", "v");
+    ck_assert_ptr_nonnull(strstr(line, " trace_id=4bf92f3577b34da6a3ce929d0e0e4736"));
+    ck_assert_ptr_nonnull(strstr(line, " span_id=00f067aa0ba902b7"));
+    keel_log_set_json(true);
+    capture_log(line, sizeof line, "quote \" and\nnewline", "bad", "\xff\x01ok");
+    keel_trace_set_current(NULL);
+    keel_log_set_json(false);
+    cJSON *o = cJSON_Parse(line);
+    ck_assert_msg(cJSON_IsObject(o), "not JSON: %s", line);
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "level")->valuestring, "warn");
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "msg")->valuestring, "quote \" and\nnewline");
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "bad")->valuestring, "\xef\xbf\xbd\x01ok");
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "trace_id")->valuestring,
+                     "4bf92f3577b34da6a3ce929d0e0e4736");
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "span_id")->valuestring, "00f067aa0ba902b7");
+    cJSON_Delete(o);
+    /* a record past the cap is cut, and still parses */
+    char *big = malloc(10000);
+    memset(big, 'x', 9999);
+    big[9999] = '\0';
+    keel_log_set_json(true);
+    capture_log(line, sizeof line, "big", "v", big);
+    keel_log_set_json(false);
+    free(big);
+    ck_assert_uint_le(strlen(line), 4096);
+    o = cJSON_Parse(line);
+    ck_assert_msg(cJSON_IsObject(o), "not JSON: %.200s", line);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(o, "truncated")));
+    cJSON_Delete(o);
+}
+END_TEST
+
 Suite *trace_suite(void)
 {
     Suite *s = suite_create("trace");
@@ -609,6 +669,7 @@ Suite *trace_suite(void)
     tcase_add_test(tc, temporal_header_round_trips);
     tcase_add_test(tc, derived_ids_are_stable);
     tcase_add_test(tc, spans_reach_a_collector);
+    tcase_add_test(tc, log_lines_carry_the_current_span);
     suite_add_tcase(s, tc);
     return s;
 }
