@@ -330,6 +330,8 @@ static void run_task(keel_activity_pool *p, const activity_task *t)
     keel_span_context saved;
     keel_span *span = keel_tracing_activity_begin(t, &saved);
     int rc = type->run(&ctx, input, &result, type->user_data);
+    keel_log(KEEL_LOG_DEBUG, "activity", "activity ran", "activity_type", name, "activity_id",
+             t->activity_id, "outcome", rc == KEEL_OK ? "ok" : keel_error_code_name(rc), NULL);
     keel_tracing_activity_end(span,
                               rc == KEEL_OK ? NULL
                               : ctx.failed  ? ctx.fail_message
