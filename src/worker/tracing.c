@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "temporal/api/update/v1/message.pb-c.h"
 #include "trace/trace.h"
 
 /* The attribute keys of the TypeScript SDK's interceptor (@temporalio/interceptors-opentelemetry),
@@ -61,6 +62,59 @@ static void start_span(const char *what, const char *type, const char *id,
     keel_span_end(s);
 }
 
+/* The update request the task brought for update_id (unpacked; caller frees), or NULL. */
+static Temporal__Api__Update__V1__Request *
+update_request(const Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse *t,
+               const char *update_id)
+{
+    for (size_t i = 0; i < t->n_messages; i++) {
+        const Temporal__Api__Protocol__V1__Message *m = t->messages[i];
+        if (m && m->body && m->protocol_instance_id &&
+            strcmp(m->protocol_instance_id, update_id) == 0 && m->body->type_url &&
+            strstr(m->body->type_url, "temporal.api.update.v1.Request"))
+            return temporal__api__update__v1__request__unpack(NULL, m->body->value.len,
+                                                              m->body->value.data);
+    }
+    return NULL;
+}
+
+/* ValidateUpdate:<name> for an acceptance or a rejection, HandleUpdate:<name> for a response,
+ * when the request came with this task (a response to an update accepted in an earlier task has
+ * no name here, and no span). */
+static void update_spans(keel_engine *e,
+                         const Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse *t,
+                         const keel_span_context *run, const char *workflow_id, const char *run_id)
+{
+    keel_pb_message *const *msgs;
+    size_t n = keel_engine_messages(e, &msgs);
+    for (size_t i = 0; i < n; i++) {
+        const char *id = txt(msgs[i]->id), *slash = strrchr(id, '/');
+        if (slash == NULL)
+            continue;
+        bool handle = strcmp(slash, "/complete") == 0;
+        if (!handle && strcmp(slash, "/accept") != 0 && strcmp(slash, "/reject") != 0)
+            continue;
+        char update_id[256];
+        snprintf(update_id, sizeof update_id, "%.*s", (int)(slash - id), id);
+        Temporal__Api__Update__V1__Request *r = update_request(t, update_id);
+        if (r == NULL)
+            continue;
+        keel_span_context parent;
+        bool has = r->input && keel_trace_from_header(r->input->header, &parent) == KEEL_OK;
+        const char *what = handle ? "HandleUpdate" : "ValidateUpdate";
+        char name[300];
+        span_name(name, sizeof name, what, r->input ? r->input->name : "");
+        keel_span *s =
+            derived_span(name, KEEL_SPAN_SERVER, has ? &parent : run, run_id, what, update_id, 0);
+        workflow_attrs(s, workflow_id, run_id);
+        keel_span_set_str(s, "temporalUpdateId", update_id);
+        if (strcmp(slash, "/reject") == 0)
+            keel_span_set_status(s, KEEL_SPAN_ERROR, "the update was rejected");
+        keel_span_end(s);
+        temporal__api__update__v1__request__free_unpacked(r, NULL);
+    }
+}
+
 void keel_tracing_workflow_task(
     keel_engine *e, const Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse *t)
 {
@@ -104,6 +158,7 @@ void keel_tracing_workflow_task(
         keel_span_end(s);
     }
     keel_engine_trace_clear_signals(e);
+    update_spans(e, t, &run, workflow_id, run_id);
 
     keel_pb_command *const *cmds;
     size_t n = keel_engine_commands(e, &cmds);

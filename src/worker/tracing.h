@@ -13,6 +13,8 @@
  *   ContinueAsNew:<type>       continue-as-new, into the new run's header likewise
  *   HandleSignal:<name>        each signal the task delivers; child of the signal's header or
  *                              of the run
+ *   ValidateUpdate:<name>      an update the task accepted or rejected, and
+ *   HandleUpdate:<name>        one it answered; children of the update's header or of the run
  *   HandleQuery:<name>         a query that carries a trace header
  * Activities: RunActivity:<type>, child of the task's header, current while the activity runs.
  * All of it is a no-op while tracing is off.

@@ -180,4 +180,81 @@ check(
 const po = tools.find((s) => s.operationName === 'execute_tool create_purchase_order');
 check(po && tag(po, 'gen_ai.tool.call.id') !== undefined && tag(po, 'keel.idempotency_key') !== undefined,
   'the purchase order: execute_tool create_purchase_order with a call id and an idempotency key');
+
+// ---- a run that waits for a person: query and signal under one client span ----
+if (args['approval-input']) {
+  const tracer = provider.getTracer('keel-trace-test');
+  const connection2 = await Connection.connect({ address: args.address });
+  const client2 = new Client({
+    connection: connection2,
+    namespace: args.namespace,
+    interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+  });
+  const id2 = `${args['workflow-id']}-approval`;
+  let traceId2;
+  const outcome = await tracer.startActiveSpan('procurement request with approval', async (root) => {
+    traceId2 = root.spanContext().traceId;
+    try {
+      const h = await client2.workflow.start('keel.Procurement', {
+        taskQueue: args['task-queue'],
+        workflowId: id2,
+        args: [JSON.parse(args['approval-input'])],
+      });
+      let stage = '';
+      const until = Date.now() + 60000;
+      while (stage !== 'approval' && Date.now() < until) {
+        await new Promise((res) => setTimeout(res, 500));
+        stage = await h.query('status').then((s) => s.stage, () => '');
+      }
+      if (stage !== 'approval') return { error: `stage ${stage}, not approval` };
+      await h.signal('approve', JSON.parse(args['approve-input']));
+      return await Promise.race([
+        h.result(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no result in time')), RESULT_TIMEOUT_MS)),
+      ]);
+    } catch (e) {
+      return { error: String(e) };
+    } finally {
+      root.end();
+    }
+  });
+  check(!outcome.error, 'the run that waited for approval completed', JSON.stringify(outcome).slice(0, 300));
+  await provider.forceFlush();
+  await connection2.close();
+  let t2 = null;
+  const until2 = Date.now() + JAEGER_TIMEOUT_MS;
+  while (Date.now() < until2) {
+    try {
+      const body = await (await fetch(`${args.jaeger}/api/traces/${traceId2}`)).json();
+      const t = body.data && body.data[0];
+      if (t && t.spans.some((s) => s.operationName === 'HandleSignal:approve') &&
+          t.spans.some((s) => s.operationName === 'RunWorkflow:keel.Procurement')) {
+        await new Promise((res) => setTimeout(res, 1500));
+        t2 = (await (await fetch(`${args.jaeger}/api/traces/${traceId2}`)).json()).data[0];
+        break;
+      }
+    } catch (e) {
+      /* not yet */
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  if (check(t2 !== null, 'Jaeger has the approval run\'s trace with its signal')) {
+    const ids = new Map(t2.spans.map((s) => [s.spanID, s]));
+    const up = (s) => {
+      const ref = (s.references || []).find((r) => r.refType === 'CHILD_OF');
+      return ref ? ids.get(ref.spanID) : undefined;
+    };
+    const one = (n) => t2.spans.filter((s) => s.operationName === n);
+    const sig = one('HandleSignal:approve');
+    check(sig.length === 1 && up(sig[0]) && up(sig[0]).operationName === 'SignalWorkflow:approve',
+      'HandleSignal:approve, once, is a child of the client\'s SignalWorkflow:approve');
+    const q = one('HandleQuery:status');
+    check(q.length > 0 && q.every((s) => up(s) && up(s).operationName === 'QueryWorkflow:status'),
+      'HandleQuery:status spans are children of the client\'s QueryWorkflow:status');
+    const runs2 = one('RunWorkflow:keel.Procurement');
+    check(runs2.length === 1 && up(runs2[0]) && up(runs2[0]).operationName === 'StartWorkflow:keel.Procurement',
+      'the approval run: one RunWorkflow under StartWorkflow');
+    check(one('execute_tool create_purchase_order').length === 1, 'the approval run ordered: one create_purchase_order');
+  }
+}
 finish();
