@@ -218,6 +218,13 @@ test-webui: all devstack-up ## Open a waiting procurement run in the Web UI with
 	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
 	  tests/webui/run
 
+# One trace from the official TypeScript client (with its OpenTelemetry interceptor) through a
+# keel.Procurement run, read back from Jaeger (tools/devstack jaeger; docs/observability.md).
+.PHONY: test-trace
+test-trace: all devstack-up ## TypeScript client -> keel -> Jaeger: check one procurement trace
+	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/trace/run
+
 # docker-compose.yml, checked by Debian's docker-compose (needs no Docker engine).
 test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
 	tests/deploy/check-compose

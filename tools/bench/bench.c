@@ -5,9 +5,11 @@
  *
  * Runs a worker in this process with a one-activity workflow (schedule "noop", complete with its
  * result), starts N runs from C starter threads, waits until every run has completed, and
- * prints the throughput and this process's peak RSS. The starters and the worker share the
- * process (and one gRPC channel), so the RSS is an upper bound for the worker alone. Connects
- * with the TEMPORAL_* environment, like every keel program.
+ * prints the throughput, the CPU time it took (user + system, per 1,000 workflows) and this
+ * process's peak RSS. The starters and the worker share the process (and one gRPC channel), so
+ * the RSS and the CPU time are upper bounds for the worker alone. Connects with the TEMPORAL_*
+ * environment, like every keel program; with OTEL_EXPORTER_OTLP_ENDPOINT set it traces as
+ * keel-worker does (docs/observability.md), to measure what tracing costs.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "keel/keel.h"
+#include "keel/trace.h"
 
 static int64_t now_ms(void)
 {
@@ -121,6 +124,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-bench: %s\n", err.message);
         return 2;
     }
+    keel_trace_config tc;
+    if (keel_trace_config_from_env(&tc, "keel-bench", NULL, NULL, &err) != KEEL_OK ||
+        keel_trace_start(&tc, &err) != KEEL_OK) {
+        fprintf(stderr, "keel-bench: %s\n", err.message);
+        return 2;
+    }
+    keel_trace_config_clear(&tc);
     keel_client *client;
     if (keel_client_new(&client, &co, &err) != KEEL_OK) {
         fprintf(stderr, "keel-bench: %s\n", err.message);
@@ -164,17 +174,23 @@ int main(int argc, char **argv)
     keel_worker_get_stats(w, &s);
     keel_worker_free(w);
     keel_client_free(client);
+    bool tracing = keel_trace_enabled();
+    keel_trace_shutdown(5000);
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     printf("workflows=%d concurrency=%d cache=%d pollers=%d failed=%d seconds=%.2f "
-           "workflows_per_second=%.1f "
+           "workflows_per_second=%.1f cpu_seconds=%.2f cpu_seconds_per_1000_workflows=%.2f "
            "peak_rss_mb=%.1f workflow_tasks=%llu activities=%llu cache_hits=%llu "
-           "cache_misses=%llu\n",
+           "cache_misses=%llu tracing=%s spans_exported=%llu spans_dropped=%llu\n",
            n, conc, cache, pollers, atomic_load(&failures), (double)ms / 1000.0,
-           ms > 0 ? n * 1000.0 / (double)ms : 0.0, (double)ru.ru_maxrss / 1024.0,
-           (unsigned long long)s.workflow_tasks_completed,
+           ms > 0 ? n * 1000.0 / (double)ms : 0.0, cpu, cpu * 1000.0 / n,
+           (double)ru.ru_maxrss / 1024.0, (unsigned long long)s.workflow_tasks_completed,
            (unsigned long long)s.activities_completed, (unsigned long long)s.cache_hits,
-           (unsigned long long)s.cache_misses);
+           (unsigned long long)s.cache_misses, tracing ? "on" : "off",
+           (unsigned long long)keel_trace_exported_spans(),
+           (unsigned long long)keel_trace_dropped_spans());
     return atomic_load(&failures) == 0 ? 0 : 1;
 }
