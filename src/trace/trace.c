@@ -1240,6 +1240,22 @@ static bool post(CURL *curl, struct curl_slist *headers, const uint8_t *body, si
     return true;
 }
 
+/* The endpoint as logs may show it: without credentials (user:password@) or a query. */
+static void redact_url(const char *url, char *out, size_t n)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+    size_t scheme = (size_t)(host - url);
+    if (at && (slash == NULL || at < slash))
+        snprintf(out, n, "%.*s(credentials)@%s", (int)scheme, url, at + 1);
+    else
+        snprintf(out, n, "%s", url);
+    char *q = strpbrk(out, "?#");
+    if (q)
+        *q = '\0';
+}
+
 static void *exporter(void *arg)
 {
     (void)arg;
@@ -1298,10 +1314,11 @@ static void *exporter(void *arg)
             int64_t now = keel_trace_now_ns();
             if (now - last_warn > 60 * (int64_t)1000000000) { /* once a minute at most */
                 last_warn = now;
-                char count[32];
+                char count[32], shown[512];
                 snprintf(count, sizeof count, "%zu", n);
+                redact_url(T.cfg.endpoint, shown, sizeof shown);
                 keel_log(KEEL_LOG_WARN, "trace", "could not export spans; they are dropped",
-                         "spans", count, "endpoint", T.cfg.endpoint, "error", why, NULL);
+                         "spans", count, "endpoint", shown, "error", why, NULL);
             }
         }
         pthread_mutex_lock(&T.mu);
