@@ -219,8 +219,13 @@ void keel_tracing_workflow_task(
         keel_trace_span_free(run_span); /* not over yet: its context served the children */
 }
 
+int64_t keel_tracing_query_begin(void)
+{
+    return keel_trace_enabled() ? keel_trace_now_ns() : 0;
+}
+
 void keel_tracing_query(const Temporal__Api__Query__V1__WorkflowQuery *q, const char *workflow_id,
-                        const char *run_id, bool ok, const char *error)
+                        const char *run_id, int64_t started_ns, bool ok, const char *error)
 {
     if (!keel_trace_enabled() || q == NULL)
         return;
@@ -229,8 +234,9 @@ void keel_tracing_query(const Temporal__Api__Query__V1__WorkflowQuery *q, const 
         return; /* the Web UI's stack-trace polls carry none: no trace of each */
     char name[300];
     span_name(name, sizeof name, "HandleQuery", q->query_type);
-    keel_span *s =
-        keel_span_start(name, &(keel_span_options){.kind = KEEL_SPAN_SERVER, .parent = &parent});
+    keel_span *s = keel_span_start(
+        name,
+        &(keel_span_options){.kind = KEEL_SPAN_SERVER, .parent = &parent, .start_ns = started_ns});
     keel_span_set_str(s, ATTR_WORKFLOW_ID, workflow_id);
     keel_span_set_str(s, ATTR_RUN_ID, run_id);
     keel_span_set_status(s, ok ? KEEL_SPAN_OK : KEEL_SPAN_ERROR, error);

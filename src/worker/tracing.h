@@ -23,6 +23,7 @@
 #define KEEL_WORKER_TRACING_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "keel/trace.h"
 #include "temporal/api/workflowservice/v1/request_response.pb-c.h"
@@ -33,10 +34,13 @@
 void keel_tracing_workflow_task(
     keel_engine *e, const Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse *t);
 
-/* A query task or an attached query: a HandleQuery span when the query carries a trace
- * header. ok says whether it was answered. */
+/* When a query task began (unix ns; 0 while tracing is off), for keel_tracing_query(). */
+int64_t keel_tracing_query_begin(void);
+
+/* A query task: a HandleQuery span from started_ns when the query carries a trace header. ok
+ * says whether it was answered. */
 void keel_tracing_query(const Temporal__Api__Query__V1__WorkflowQuery *q, const char *workflow_id,
-                        const char *run_id, bool ok, const char *error);
+                        const char *run_id, int64_t started_ns, bool ok, const char *error);
 
 /* An activity task starts: its RunActivity span, made this thread's current span (NULL when
  * tracing is off). *saved receives what was current, for keel_tracing_activity_end(). */

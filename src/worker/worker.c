@@ -585,14 +585,15 @@ static void process_query(keel_worker *w, const workflow_task *t)
     keel_engine *e = NULL;
     keel_error err;
     char *result = NULL;
+    int64_t began = keel_tracing_query_begin();
     int rc = replay(w, t, &e, &err);
     if (rc == KEEL_OK)
         rc = keel_engine_settle(e, &err);
     if (rc == KEEL_OK)
         rc = answer_query(e, t->query, &result, &err);
     keel_tracing_query(t->query, t->workflow_execution ? t->workflow_execution->workflow_id : "",
-                       t->workflow_execution ? t->workflow_execution->run_id : "", rc == KEEL_OK,
-                       rc == KEEL_OK ? NULL : err.message);
+                       t->workflow_execution ? t->workflow_execution->run_id : "", began,
+                       rc == KEEL_OK, rc == KEEL_OK ? NULL : err.message);
     respond_query(w, t, rc == KEEL_OK ? result : NULL, rc == KEEL_OK ? NULL : err.message);
     free(result);
     keel_engine_free(e);
