@@ -10,7 +10,8 @@ WORKDIR /src/keel
 COPY tools/install-deps tools/install-deps
 RUN tools/install-deps build && rm -rf /var/lib/apt/lists/*
 COPY . .
-# fetch-protos downloads the pinned Temporal API protos (npm pack, checked by sha256) into build/.
+# fetch-protos downloads the pinned Temporal API and OTLP protos (npm pack, checked by sha256)
+# into build/.
 RUN make all
 
 FROM debian:bookworm-slim

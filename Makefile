@@ -1,7 +1,7 @@
 # keel - a Temporal worker written in C. `make help` lists the targets.
 #
 # Outputs go to build/ (build/asan/ for the sanitizer build). The Temporal API protos are fetched
-# into build/proto by tools/fetch-protos; the targets that compile them run in a second make so
+# into build/proto and the OpenTelemetry (OTLP) ones into build/proto-otel by tools/fetch-protos; the targets that compile them run in a second make so
 # that the list of generated files is known when that make reads this file.
 
 SHELL := bash
@@ -10,6 +10,7 @@ SHELL := bash
 
 BUILD := build
 PROTO := $(BUILD)/proto
+OTEL_PROTO := $(BUILD)/proto-otel
 SAN ?= 0
 FUZZ_CC ?= clang
 ifeq ($(SAN),1)
@@ -31,8 +32,8 @@ endif
 
 CC ?= gcc
 # LIB_PKGS: what libkeel itself (src/) links; the rest is for the activities, keelctl and tests.
-LIB_PKGS := grpc libprotobuf-c libcjson libpcre2-8 libmicrohttpd
-PKGS := $(LIB_PKGS) libcurl libpq libcrypto
+LIB_PKGS := grpc libprotobuf-c libcjson libpcre2-8 libmicrohttpd libcurl
+PKGS := $(LIB_PKGS) libpq libcrypto
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
@@ -44,7 +45,7 @@ WARN := -Wall -Wextra -Werror $(MODE_WARN)
 CFLAGS ?= -O2 -g
 # -fPIC: the same objects make libkeel.a and libkeel.so.
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
-              -Iinclude -Isrc -I. -I$(PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
+              -Iinclude -Isrc -I. -I$(PROTO)/gen -I$(OTEL_PROTO)/gen -Itests/support $(PKG_CFLAGS) -MMD -MP
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 LIB_SRCS := $(filter-out %_main.c,$(wildcard src/*.c src/*/*.c))
@@ -56,6 +57,7 @@ MIGRATIONS := $(sort $(wildcard activities/migrations/*.sql))
 EMBED := $(BUILD)/bin/keel-embed
 EMBEDDED := $(OUT)/embedded/embedded_sql.c
 GEN_SRCS := $(shell find $(PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
+OTEL_GEN_SRCS := $(shell find $(OTEL_PROTO)/gen -name '*.pb-c.c' 2>/dev/null | sort)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 INTEGRATION_SRCS := $(wildcard tests/integration/*.c)
 TEST_SUPPORT := tests/support/check_main.c
@@ -109,13 +111,17 @@ all: protos ## Build libkeel, keelctl, keel-worker and the tests
 deps: ## Install the Debian packages keel needs (no-op when present)
 	@tools/install-deps
 
-protos: ## Fetch the pinned Temporal API protos and generate protobuf-c code
+protos: ## Fetch the pinned Temporal API and OpenTelemetry protos and generate protobuf-c code
 	@tools/fetch-protos $(PROTO)
+	@tools/fetch-protos $(OTEL_PROTO) proto/otel.pin proto/otel-protos.list
 
 binaries: $(LIB) $(if $(filter 0,$(SAN)),$(SHLIB)) $(APPS) $(ACTS) $(KEELCTL) $(WORKER) $(BENCH) $(UNIT) $(INTEGRATION) \
           $(if $(wildcard tests/interop/*.c),$(INTEROP_WORKER))
 
-$(LIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS))
+LIB_OBJS := $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS)) \
+            $(patsubst $(OTEL_PROTO)/gen/%.c,$(OUT)/obj/gen-otel/%.o,$(OTEL_GEN_SRCS))
+
+$(LIB): $(LIB_OBJS)
 	@mkdir -p $(@D)
 	@rm -f $@
 	$(Q)$(call say,AR,$@)$(AR) rcs $@ $^
@@ -128,8 +134,7 @@ $(OUT)/libkeel.map: $(wildcard include/keel/*.h) tools/install/public-symbols
 	$(Q)$(call say,GEN,$@){ echo '{ global:'; tools/install/public-symbols $(CC) | sed 's/$$/;/'; \
 	  echo 'local: *; };'; } > $@.tmp && mv $@.tmp $@
 
-$(SHLIB): $(call obj,$(LIB_SRCS)) $(patsubst $(PROTO)/gen/%.c,$(OUT)/obj/gen/%.o,$(GEN_SRCS)) \
-          $(OUT)/libkeel.map
+$(SHLIB): $(LIB_OBJS) $(OUT)/libkeel.map
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,$(SONAME) \
 	  -Wl,--version-script=$(OUT)/libkeel.map -Wl,-z,defs -o $@ $(filter %.o,$^) $(LIB_PKG_LIBS)
@@ -171,6 +176,10 @@ $(OUT)/obj/%.o: %.c $(FLAGS_STAMP)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(OUT)/obj/gen/%.o: $(PROTO)/gen/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(OUT)/obj/gen-otel/%.o: $(OTEL_PROTO)/gen/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -250,12 +259,18 @@ test-webui: all devstack-up ## Open a waiting procurement run in the Web UI with
 test-metrics: all devstack-up ## keel-worker's /metrics: values, promtool check metrics, a real Prometheus
 	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
 	  tests/metrics/run
+# One trace from the official TypeScript client (with its OpenTelemetry interceptor) through a
+# keel.Procurement run, read back from Jaeger (tools/devstack jaeger; docs/observability.md).
+.PHONY: test-trace
+test-trace: all devstack-up ## TypeScript client -> keel -> Jaeger: check one procurement trace
+	eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/trace/run
 
 # docker-compose.yml, checked by Debian's docker-compose (needs no Docker engine).
 test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
 	tests/deploy/check-compose
 
-test: test-unit test-model-server test-integration test-interop test-webui test-metrics test-deploy test-install determinism-check ## Build, start the stack, run all tests
+test: test-unit test-model-server test-integration test-interop test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test

@@ -12,6 +12,7 @@
 #include "activities/procurement.h"
 #include "activities/sandbox.h"
 #include "keel/json.h"
+#include "keel/trace.h"
 
 static const char *const procurement_grant[] = {"get_budget",
                                                 "check_budget",
@@ -192,7 +193,7 @@ const keel_llm_config *keel_agent_llm_config(const keel_agent *a)
 /* The failure a tool's error becomes: retryable only when the cause may pass. A cancellation
  * is not a failure: the worker reports the activity canceled. */
 static int tool_failure(keel_activity_ctx *ctx, const keel_tool *tool, int rc,
-                        const keel_error *err)
+                        const keel_error *err, keel_span *span)
 {
     if (rc == KEEL_ECANCELLED)
         return KEEL_ECANCELLED;
@@ -207,6 +208,8 @@ static int tool_failure(keel_activity_ctx *ctx, const keel_tool *tool, int rc,
     }
     char message[KEEL_ERROR_MESSAGE_MAX];
     snprintf(message, sizeof message, "tool %s: %.900s", tool->name, err->message);
+    keel_span_set_str(span, "error.type", type);
+    keel_span_set_status(span, KEEL_SPAN_ERROR, message);
     keel_activity_failure f = {.type = type, .message = message, .non_retryable = !retryable};
     return keel_activity_fail_with(ctx, &f);
 }
@@ -262,11 +265,47 @@ static const char *tool_outcome(int rc)
            : rc == KEEL_EINVAL || rc == KEEL_ENOTFOUND || rc == KEEL_EEXISTS     ? "refused"
                                                                                  : "error";
 }
+/* The execute_tool span (OpenTelemetry GenAI semantic conventions): the call's id is the
+ * activity id, the same for every attempt; arguments and result only with KEEL_TRACE_CONTENT. */
+static keel_span *tool_span_start(keel_activity_ctx *ctx, const keel_tool *tool,
+                                  const char *input_json)
+{
+    if (!keel_trace_enabled())
+        return NULL;
+    char name[128];
+    snprintf(name, sizeof name, "execute_tool %s", tool->name);
+    keel_span *s = keel_span_start(name, NULL);
+    keel_span_set_str(s, "gen_ai.operation.name", "execute_tool");
+    keel_span_set_str(s, "gen_ai.tool.name", tool->name);
+    keel_span_set_str(s, "gen_ai.tool.type", "function");
+    keel_span_set_str(s, "gen_ai.tool.call.id", keel_activity_id(ctx));
+    keel_span_set_str(s, "keel.tool.risk", keel_tool_risk_name(tool->risk));
+    if (keel_trace_capture_content())
+        keel_span_set_str(s, "gen_ai.tool.call.arguments", input_json);
+    return s;
+}
+
+static int run_tool(keel_activity_ctx *ctx, const char *input_json, char **result_json,
+                    const tool_binding *b, keel_span *span);
 
 int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **result_json,
                        void *user_data)
 {
     const tool_binding *b = user_data;
+    keel_span *span = tool_span_start(ctx, b->tool, input_json);
+    keel_span_context mine = keel_span_get_context(span);
+    keel_span_context outer = keel_trace_set_current(span ? &mine : keel_trace_current());
+    int rc = run_tool(ctx, input_json, result_json, b, span);
+    if (rc == KEEL_OK && keel_trace_capture_content())
+        keel_span_set_str(span, "gen_ai.tool.call.result", *result_json);
+    keel_trace_set_current(&outer);
+    keel_span_end(span);
+    return rc;
+}
+
+static int run_tool(keel_activity_ctx *ctx, const char *input_json, char **result_json,
+                    const tool_binding *b, keel_span *span)
+{
     const keel_agent *a = b->agent;
     cJSON *args = NULL;
     cJSON *problem = keel_toolbox_check(a->toolbox, keel_activity_workflow_type(ctx), b->tool->name,
@@ -282,6 +321,9 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
                         false),
                     NULL);
         cJSON_Delete(problem);
+        keel_span_set_str(span, "error.type", "ToolInvalidArguments");
+        keel_span_set_str(span, "keel.validation_errors", message);
+        keel_span_set_status(span, KEEL_SPAN_ERROR, message);
         keel_activity_failure f = {.type = "ToolInvalidArguments",
                                    .message = message,
                                    .non_retryable = true,
@@ -298,6 +340,7 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
         keel_activity_failure f = {.type = "OutOfMemory", .message = "out of memory"};
         return keel_activity_fail_with(ctx, &f);
     }
+    keel_span_set_str(span, "keel.idempotency_key", key);
     keel_tool_call call = {.activity = ctx,
                            .ledger = a->ledger,
                            .idempotency_key = key,
@@ -313,7 +356,7 @@ int keel_tool_activity(keel_activity_ctx *ctx, const char *input_json, char **re
         free(*result_json);
         *result_json = NULL;
         record_tool(a, b->tool, tool_outcome(rc), NULL);
-        return tool_failure(ctx, b->tool, rc, &err);
+        return tool_failure(ctx, b->tool, rc, &err, span);
     }
     record_tool(a, b->tool, "ok", *result_json);
     return KEEL_OK;

@@ -31,6 +31,7 @@
 #include "keel/duration.h"
 #include "keel/schema.h"
 #include "keel/json.h"
+#include "keel/trace.h"
 
 /* ---- configuration ---- */
 
@@ -416,6 +417,9 @@ typedef struct chat_input {
 static int fail(keel_activity_ctx *ctx, const char *type, bool non_retryable, int64_t delay_ms,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The chat span of the call this thread is making (NULL: none, or tracing is off). */
+static _Thread_local keel_span *chat_span;
+
 static int fail(keel_activity_ctx *ctx, const char *type, bool non_retryable, int64_t delay_ms,
                 const char *fmt, ...)
 {
@@ -424,6 +428,8 @@ static int fail(keel_activity_ctx *ctx, const char *type, bool non_retryable, in
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    keel_span_set_str(chat_span, "error.type", type);
+    keel_span_set_status(chat_span, KEEL_SPAN_ERROR, message);
     keel_activity_failure f = {.type = type,
                                .message = message,
                                .non_retryable = non_retryable,
@@ -990,6 +996,118 @@ static void record_model(const attempt *a, int rc, bool reused, double latency_s
     cJSON_Delete(r);
 }
 
+/* ---- the chat span (OpenTelemetry GenAI semantic conventions; docs/observability.md) ---- */
+
+/* host and port of the provider's base URL, for server.address / server.port. */
+static void server_of(const char *url, char *host, size_t n, int64_t *port)
+{
+    const char *p = strstr(url ? url : "", "://");
+    p = p ? p + 3 : url ? url : "";
+    const char *at = strpbrk(p, "@/");
+    if (at && *at == '@') /* user:password@ never goes into a span */
+        p = at + 1;
+    size_t len = strcspn(p, "/?#");
+    const char *colon = memchr(p, ':', len);
+    *port = strncmp(url ? url : "", "https", 5) == 0 ? 443 : 80;
+    if (colon && p[0] != '[') {
+        *port = strtoll(colon + 1, NULL, 10);
+        len = (size_t)(colon - p);
+    }
+    snprintf(host, n, "%.*s", (int)len, p);
+}
+
+static keel_span *chat_span_start(const attempt *a, const char *input_json)
+{
+    if (!keel_trace_enabled())
+        return NULL;
+    char name[300], host[256];
+    snprintf(name, sizeof name, "chat %s", a->in.model ? a->in.model : "");
+    keel_span *s = keel_span_start(name, &(keel_span_options){.kind = KEEL_SPAN_CLIENT});
+    keel_span_set_str(s, "gen_ai.operation.name", "chat");
+    keel_span_set_str(s, "gen_ai.provider.name", "openai"); /* the protocol: OpenAI-compatible */
+    keel_span_set_str(s, "gen_ai.request.model", a->in.model);
+    int64_t port;
+    server_of(a->llm->config->base_url, host, sizeof host, &port);
+    keel_span_set_str(s, "server.address", host);
+    keel_span_set_int(s, "server.port", port);
+    const char *tier =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a->in.root, "model_tier"));
+    keel_span_set_str(s, "keel.model.tier", tier ? tier : "default");
+    keel_span_set_str(s, "keel.idempotency_key", a->key_text);
+    if (a->in.conversation)
+        keel_span_set_str(s, "gen_ai.conversation.id", a->in.conversation);
+    if (keel_trace_capture_content() && a->in.messages) {
+        char *m = keel_json_print(a->in.messages);
+        keel_span_set_str(s, "gen_ai.input.messages", m);
+        free(m);
+    }
+    (void)input_json;
+    return s;
+}
+
+/* What the result says: the response, the usage, the checks. */
+static void chat_span_result(keel_span *s, const char *result_json)
+{
+    cJSON *r = keel_json_from(result_json ? result_json : "");
+    if (s == NULL || !cJSON_IsObject(r)) {
+        cJSON_Delete(r);
+        return;
+    }
+    const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "model"));
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "id"));
+    const char *finish = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "finish_reason"));
+    if (model)
+        keel_span_set_str(s, "gen_ai.response.model", model);
+    if (id)
+        keel_span_set_str(s, "gen_ai.response.id", id);
+    if (finish)
+        keel_span_set_strs(s, "gen_ai.response.finish_reasons", &finish, 1);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "usage");
+    const cJSON *v;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens")))
+        keel_span_set_int(s, "gen_ai.usage.input_tokens", (int64_t)v->valuedouble);
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(u, "completion_tokens")))
+        keel_span_set_int(s, "gen_ai.usage.output_tokens", (int64_t)v->valuedouble);
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(u, "cached_tokens")))
+        keel_span_set_int(s, "gen_ai.usage.cache_read.input_tokens", (int64_t)v->valuedouble);
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(u, "cost_usd")))
+        keel_span_set_double(s, "keel.cost_usd", v->valuedouble);
+    keel_span_set_bool(s, "keel.ledger.reused",
+                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "reused")));
+    /* Proposed tool calls that failed their schema, and output that failed its own. */
+    int calls = 0, invalid = 0;
+    char errors[1024] = "";
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(r, "tool_calls"))
+    {
+        calls++;
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(c, "valid"))) {
+            invalid++;
+            const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(c, "error"), "error"));
+            const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "name"));
+            size_t used = strlen(errors);
+            snprintf(errors + used, sizeof errors - used, "%s%s: %s", used ? "; " : "", n ? n : "?",
+                     e ? e : "invalid");
+        }
+    }
+    keel_span_set_int(s, "keel.tool_calls", calls);
+    if (invalid) {
+        keel_span_set_int(s, "keel.tool_calls.invalid", invalid);
+        keel_span_set_str(s, "keel.validation_errors", errors);
+    }
+    const char *oe = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(r, "output_error"), "error"));
+    if (oe)
+        keel_span_set_str(s, "keel.output_error", oe);
+    if (keel_trace_capture_content()) {
+        const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "content"));
+        if (content)
+            keel_span_set_str(s, "gen_ai.output.messages", content);
+    }
+    cJSON_Delete(r);
+}
+
 int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char **result_json,
                            void *user_data)
 {
@@ -1002,6 +1120,9 @@ int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char 
     a.key = (keel_ledger_key){keel_activity_namespace(ctx), keel_activity_workflow_id(ctx),
                               keel_activity_run_id(ctx), keel_activity_id(ctx)};
     a.key_text = keel_ledger_key_text(&a.key);
+    chat_span = chat_span_start(&a, input_json);
+    keel_span_context chat_ctx = keel_span_get_context(chat_span);
+    keel_span_context outer = keel_trace_set_current(chat_span ? &chat_ctx : keel_trace_current());
     int rc = a.key_text ? request_hash(input_json, a.hash) : KEEL_ENOMEM;
     char *body = NULL;
     bool reused = false;
@@ -1030,6 +1151,13 @@ int keel_llm_chat_activity(keel_activity_ctx *ctx, const char *input_json, char 
     if (rc == KEEL_OK)
         rc = finish(&a, body, reused, result_json);
     record_model(&a, rc, reused, latency, *result_json);
+    if (rc == KEEL_OK)
+        chat_span_result(chat_span, *result_json);
+    else if (rc == KEEL_ECANCELLED)
+        keel_span_add_event(chat_span, "cancelled", NULL, NULL);
+    keel_trace_set_current(&outer);
+    keel_span_end(chat_span);
+    chat_span = NULL;
     free(body);
     free(a.key_text);
     dispose_input(&a.in);

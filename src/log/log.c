@@ -1,5 +1,5 @@
 /*
- * log - logfmt records on stderr (see log.h).
+ * log - logfmt or JSON records on stderr (see log.h).
  */
 #include "log/log.h"
 
@@ -12,10 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keel/trace.h"
+
 #define RECORD_MAX 4096
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static keel_log_level threshold = KEEL_LOG_INFO; /* set once, from the environment */
+static bool json_format;                         /* KEEL_LOG_FORMAT=json */
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
@@ -25,6 +28,20 @@ static void read_level(void)
     for (int i = 0; v && i < 4; i++)
         if (strcmp(v, names[i]) == 0)
             threshold = (keel_log_level)i;
+    const char *f = getenv("KEEL_LOG_FORMAT");
+    json_format = f && strcmp(f, "json") == 0;
+}
+
+bool keel_log_json(void)
+{
+    pthread_once(&once, read_level);
+    return json_format;
+}
+
+void keel_log_set_json(bool on)
+{
+    pthread_once(&once, read_level);
+    json_format = on;
 }
 
 int keel_log_enabled(keel_log_level level)
@@ -92,11 +109,91 @@ static void put_pair(record *r, const char *key, const char *value)
     put_value(r, value);
 }
 
+/* ---- JSON records ---- */
+
+/* Room kept at the end of a JSON record for ',"truncated":true}' and the newline. */
+#define JSON_TAIL 24
+
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n = s[0] < 0x80                    ? 1
+               : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* A JSON string, escaped; bytes that are not UTF-8 become U+FFFD. false when it did not fit
+ * (it is closed all the same). */
+static bool put_json_string(record *r, const char *v)
+{
+    size_t limit = sizeof r->buf - JSON_TAIL;
+    if (r->n + 2 > limit)
+        return false;
+    r->buf[r->n++] = '"';
+    bool fits = true;
+    for (const unsigned char *p = (const unsigned char *)(v ? v : ""); *p;) {
+        char esc[8];
+        size_t len = 0, adv = 1;
+        const char *out = esc;
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\', esc[1] = (char)*p, len = 2;
+        } else if (*p == '\n') {
+            memcpy(esc, "\\n", 2), len = 2;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            len = (size_t)snprintf(esc, sizeof esc, "\\u%04x", *p);
+        } else if ((adv = utf8_len(p)) == 0) {
+            memcpy(esc, "\\ufffd", 6), len = 6, adv = 1;
+        } else {
+            out = (const char *)p, len = adv;
+        }
+        if (r->n + len + 1 > limit) {
+            fits = false;
+            break;
+        }
+        memcpy(r->buf + r->n, out, len);
+        r->n += len;
+        p += adv;
+    }
+    r->buf[r->n++] = '"';
+    return fits;
+}
+
+static bool put_json_pair(record *r, const char *key, const char *value)
+{
+    /* A pair that cannot be written whole is taken back; a value cut short is kept (closed). */
+    size_t mark = r->n;
+    if (r->n + 4 > sizeof r->buf - JSON_TAIL)
+        return false;
+    r->buf[r->n++] = ',';
+    if (!put_json_string(r, key) || r->n + 3 > sizeof r->buf - JSON_TAIL) {
+        r->n = mark;
+        return false;
+    }
+    r->buf[r->n++] = ':';
+    return put_json_string(r, value);
+}
+
 void keel_log(keel_log_level level, const char *component, const char *msg, ...)
 {
     if (!keel_log_enabled(level))
         return;
     record r = {.n = 0};
+    /* The span this thread works in, for joining logs to traces. */
+    char trace_id[33] = "", span_id[17] = "";
+    const keel_span_context *span = keel_trace_current();
+    if (span->valid) {
+        keel_trace_id_hex(span->trace_id, trace_id);
+        keel_span_id_hex(span->span_id, span_id);
+    }
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -105,16 +202,43 @@ void keel_log(keel_log_level level, const char *component, const char *msg, ...)
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ms, sizeof ms, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
     strncat(stamp, ms, sizeof stamp - strlen(stamp) - 1);
+    const char *lvl = names[level < 0 || level > KEEL_LOG_ERROR ? 1 : level];
+    va_list ap;
+    if (json_format) {
+        r.buf[r.n++] = '{';
+        put_json_string(&r, "ts");
+        r.buf[r.n++] = ':';
+        bool ok = put_json_string(&r, stamp) && put_json_pair(&r, "level", lvl) &&
+                  put_json_pair(&r, "component", component) && put_json_pair(&r, "msg", msg);
+        va_start(ap, msg);
+        for (const char *key; ok && (key = va_arg(ap, const char *)) != NULL;)
+            ok = put_json_pair(&r, key, va_arg(ap, const char *));
+        va_end(ap);
+        if (ok && trace_id[0])
+            ok = put_json_pair(&r, "trace_id", trace_id) && put_json_pair(&r, "span_id", span_id);
+        if (!ok) {
+            memcpy(r.buf + r.n, ",\"truncated\":true", 17); /* the room JSON_TAIL kept */
+            r.n += 17;
+        }
+        r.buf[r.n++] = '}';
+        r.buf[r.n++] = '\n';
+        ssize_t ignored = write(STDERR_FILENO, r.buf, r.n);
+        (void)ignored;
+        return;
+    }
     put_str(&r, "ts=");
     put_str(&r, stamp);
-    put_pair(&r, "level", names[level < 0 || level > KEEL_LOG_ERROR ? 1 : level]);
+    put_pair(&r, "level", lvl);
     put_pair(&r, "component", component);
     put_pair(&r, "msg", msg);
-    va_list ap;
     va_start(ap, msg);
     for (const char *key; (key = va_arg(ap, const char *)) != NULL;)
         put_pair(&r, key, va_arg(ap, const char *));
     va_end(ap);
+    if (trace_id[0]) {
+        put_pair(&r, "trace_id", trace_id);
+        put_pair(&r, "span_id", span_id);
+    }
     if (r.n >= sizeof r.buf - 5) {
         memcpy(r.buf + r.n, "...", 3); /* the room put() kept */
         r.n += 3;

@@ -1,5 +1,7 @@
 /* metrics - a registry of counters, gauges and histograms, rendered as Prometheus text. */
 #include "keel/metrics.h"
+#include "keel/trace.h"
+#include "util/strbuf.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -396,38 +398,19 @@ unsigned long long keel_metrics_dropped(keel_metrics *m)
 
 /* ---- rendering ---- */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} buf;
+typedef keel_strbuf buf;
 
 static void put(buf *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    keel_strbuf_put(b, s, n);
 }
 
 static void puts_(buf *b, const char *s)
 {
-    put(b, s, strlen(s));
+    keel_strbuf_puts(b, s);
 }
 
+/* A short formatted piece (a number, a label): at most 127 bytes. */
 static void putf(buf *b, const char *fmt, ...)
 {
     char tmp[128];
@@ -584,6 +567,19 @@ int keel_metrics_render(keel_metrics *m, char **out, size_t *len, keel_error *er
         puts_(&b, "keel_metrics_dropped_samples_total{metric=\"");
         puts_(&b, fams[i]->name);
         putf(&b, "\"} %llu\n", d);
+    }
+    /* The trace exporter's counts are the process's (keel/trace.h), read at each scrape: the
+     * dropped ones are the spans a full queue or a failed export lost. */
+    if (keel_trace_enabled() || keel_trace_exported_spans() || keel_trace_dropped_spans()) {
+        puts_(&b, "# HELP keel_trace_spans_exported_total Spans the OTLP exporter delivered.\n"
+                  "# TYPE keel_trace_spans_exported_total counter\n");
+        putf(&b, "keel_trace_spans_exported_total %llu\n",
+             (unsigned long long)keel_trace_exported_spans());
+        puts_(&b, "# HELP keel_trace_spans_dropped_total Spans lost: the export queue was full "
+                  "(OTEL_BSP_MAX_QUEUE_SIZE) or the collector did not take them.\n"
+                  "# TYPE keel_trace_spans_dropped_total counter\n");
+        putf(&b, "keel_trace_spans_dropped_total %llu\n",
+             (unsigned long long)keel_trace_dropped_spans());
     }
     if (b.oom) {
         free(b.p);

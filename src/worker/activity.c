@@ -11,6 +11,7 @@
 #include "log/log.h"
 #include "proto/proto.h"
 #include "worker/heartbeat.h"
+#include "worker/tracing.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
@@ -352,7 +353,16 @@ static keel_wm_activity_outcome run_task(keel_activity_pool *p, const activity_t
         timeout > 0 ? timeout * HEARTBEAT_GAP_PERCENT / 100 : DEFAULT_HEARTBEAT_GAP_MS;
     char *result = NULL;
     atomic_fetch_add(&p->busy, 1);
+    keel_span_context saved;
+    keel_span *span = keel_tracing_activity_begin(t, &saved);
     int rc = type->run(&ctx, input, &result, type->user_data);
+    keel_log(KEEL_LOG_DEBUG, "activity", "activity ran", "activity_type", name, "activity_id",
+             t->activity_id, "outcome", rc == KEEL_OK ? "ok" : keel_error_code_name(rc), NULL);
+    keel_tracing_activity_end(span,
+                              rc == KEEL_OK ? NULL
+                              : ctx.failed  ? ctx.fail_message
+                                            : keel_error_code_name(rc),
+                              &saved);
     atomic_fetch_sub(&p->busy, 1);
     free(input);
     keel_wm_activity_outcome outcome = KEEL_WM_ACTIVITY_FAILED;

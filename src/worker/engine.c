@@ -24,6 +24,7 @@
 #include "worker/protocol.h"
 #include "temporal/api/enums/v1/failed_cause.pb-c.h"
 #include "keel/json.h"
+#include "trace/trace.h"
 
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
 
@@ -174,6 +175,11 @@ struct keel_engine {
     bool suggest_continue_as_new; /* the current workflow task's, from history */
     bool replaying, closing;
     char error[KEEL_ERROR_MESSAGE_MAX]; /* set by keel_workflow_error() or API misuse */
+
+    /* for the worker's tracing, only while tracing is on (keel_engine_trace_info) */
+    keel_span_context trace_parent; /* (and started_ms, above) */
+    keel_engine_signal *trace_signals;
+    size_t n_trace_signals, cap_trace_signals;
 };
 
 /* ---- small helpers ---- */
@@ -371,6 +377,8 @@ void keel_engine_free(keel_engine *e)
         free(e->versions[i].change_id);
     free(e->versions);
     free(e->deferred);
+    keel_engine_trace_clear_signals(e);
+    free(e->trace_signals);
     free(e);
 }
 
@@ -1544,6 +1552,8 @@ static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *
         /* (other news after the close has nobody to go to) */
     }
     free_deliveries(e);
+    if (replaying) /* their spans were made when they were new */
+        keel_engine_trace_clear_signals(e);
     /* Timers and activities issued now are open once sent (or recorded, in replay). */
     for (size_t i = 0; i < e->activities.n; i++)
         if (e->activities.v[i].state == OPEN_UNSENT)
@@ -2015,6 +2025,8 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     snprintf(e->original_run, sizeof e->original_run, "%s", seed);
     e->now_ms = event_ms(ev);
     e->started_ms = e->now_ms;
+    if (keel_trace_enabled())
+        keel_trace_from_header(a->header, &e->trace_parent); /* a bad one: no parent */
     if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
         char *q = strdup(a->task_queue->name);
         if (q == NULL)
@@ -2151,6 +2163,16 @@ static int on_signal(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         return KEEL_ENOMEM;
     d->ev.kind = KEEL_EVENT_SIGNAL;
     d->name = strdup(a->signal_name ? a->signal_name : "");
+    if (keel_trace_enabled() && grow((void **)&e->trace_signals, &e->cap_trace_signals,
+                                     e->n_trace_signals + 1, sizeof *e->trace_signals)) {
+        keel_engine_signal *s = &e->trace_signals[e->n_trace_signals];
+        s->name = strdup(txt(a->signal_name));
+        s->event_id = ev->event_id;
+        s->time_ms = event_ms(ev);
+        keel_trace_from_header(a->header, &s->parent);
+        if (s->name)
+            e->n_trace_signals++;
+    }
     char what[160];
     snprintf(what, sizeof what, "argument of signal '%.100s'", txt(a->signal_name));
     int rc;
@@ -2638,4 +2660,21 @@ void keel_engine_sdk_recorded(const keel_engine *e, const char **name, const cha
 {
     *name = e->sdk_name;
     *version = e->sdk_version;
+}
+
+keel_engine_trace keel_engine_trace_info(const keel_engine *e)
+{
+    keel_engine_trace t = {.parent = e->trace_parent,
+                           .started_ms = e->started_ms,
+                           .original_run_id = e->original_run[0] ? e->original_run : e->run_id,
+                           .signals = e->trace_signals,
+                           .n_signals = e->n_trace_signals};
+    return t;
+}
+
+void keel_engine_trace_clear_signals(keel_engine *e)
+{
+    for (size_t i = 0; i < e->n_trace_signals; i++)
+        free(e->trace_signals[i].name);
+    e->n_trace_signals = 0;
 }

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keel/trace.h"
 #include "keel/workflow.h"
 #include "temporal/api/command/v1/message.pb-c.h"
 #include "temporal/api/history/v1/message.pb-c.h"
@@ -94,5 +95,27 @@ void keel_engine_sdk_recorded(const keel_engine *e, const char **name, const cha
 /* The workflow's state (for queries and the stack trace view). Borrowed. */
 const void *keel_engine_state(const keel_engine *e);
 const keel_workflow_type *keel_engine_type(const keel_engine *e);
+
+/* What the worker's tracing (worker/tracing.h) needs from the history, kept only while tracing
+ * is on: the trace context of the start event's header, the run's first run id and start time,
+ * and the signals of the task being worked on (not those replayed: a replayed batch clears
+ * them; keel_engine_trace_clear_signals() after they are reported). */
+typedef struct keel_engine_signal {
+    char *name;
+    int64_t event_id;
+    int64_t time_ms;
+    keel_span_context parent; /* from the signal's header; invalid when none */
+} keel_engine_signal;
+
+typedef struct keel_engine_trace {
+    keel_span_context parent; /* from the start event's header; invalid when none */
+    int64_t started_ms;
+    const char *original_run_id;
+    const keel_engine_signal *signals;
+    size_t n_signals;
+} keel_engine_trace;
+
+keel_engine_trace keel_engine_trace_info(const keel_engine *e);
+void keel_engine_trace_clear_signals(keel_engine *e);
 
 #endif

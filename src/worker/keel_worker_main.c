@@ -19,6 +19,7 @@
 #include "activities/agent.h"
 #include "activities/http.h"
 #include "keel/keel.h"
+#include "keel/trace.h"
 #include "log/log.h"
 #include "workflows/registry.h"
 
@@ -311,6 +312,31 @@ static int serve(const settings *s, sigset_t *stop)
     return 0;
 }
 
+/* OpenTelemetry traces from the OTEL_* variables (docs/observability.md); off without an
+ * endpoint. The endpoint and the headers are not logged: they may hold credentials. */
+static int start_tracing(void)
+{
+    keel_trace_config c;
+    keel_error err;
+    if (keel_trace_config_from_env(&c, "keel-worker", NULL, NULL, &err) != KEEL_OK)
+        return config_error("OTEL_*", err.message);
+    if (!c.enabled)
+        return 0;
+    int rc = keel_trace_start(&c, &err);
+    const char *service = "";
+    for (size_t i = 0; i < c.n_resource; i++)
+        if (strcmp(c.resource[i].key, "service.name") == 0)
+            service = c.resource[i].value;
+    if (rc == KEEL_OK)
+        keel_log(KEEL_LOG_INFO, "main", "tracing on (OTLP/HTTP)", "service", service, NULL);
+    keel_trace_config_clear(&c);
+    if (rc != KEEL_OK) {
+        keel_log(KEEL_LOG_ERROR, "main", "cannot start tracing", "error", err.message, NULL);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) {
@@ -332,5 +358,10 @@ int main(int argc, char **argv)
     }
     settings s;
     int rc = read_settings(&s);
-    return rc ? rc : serve(&s, &stop);
+    if (rc == 0)
+        rc = start_tracing();
+    if (rc == 0)
+        rc = serve(&s, &stop);
+    keel_trace_shutdown(5000); /* what is queued goes out, waiting at most 5 s */
+    return rc;
 }

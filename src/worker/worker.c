@@ -28,6 +28,7 @@
 #include "worker/engine.h"
 #include "worker/heartbeat.h"
 #include "worker/worker_metrics.h"
+#include "worker/tracing.h"
 #include "keel/json.h"
 #include "keel/version.h"
 
@@ -423,6 +424,7 @@ static query_result_entry **answer_attached_queries(const workflow_task *t, cons
  * (a speculative task that only rejected updates is discarded: the server forgets its events). */
 static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e)
 {
+    keel_tracing_workflow_task(e, t); /* spans for what is new; trace context into headers */
     keel_pb_command *const *cmds;
     size_t n = keel_engine_commands(e, &cmds);
     keel_pb_message *const *msgs;
@@ -647,11 +649,15 @@ static void process_query(keel_worker *w, const workflow_task *t)
     keel_engine *e = NULL;
     keel_error err;
     char *result = NULL;
+    int64_t began = keel_tracing_query_begin();
     int rc = replay(w, t, &e, &err);
     if (rc == KEEL_OK)
         rc = keel_engine_settle(e, &err);
     if (rc == KEEL_OK)
         rc = answer_query(e, t->query, &result, &err);
+    keel_tracing_query(t->query, t->workflow_execution ? t->workflow_execution->workflow_id : "",
+                       t->workflow_execution ? t->workflow_execution->run_id : "", began,
+                       rc == KEEL_OK, rc == KEEL_OK ? NULL : err.message);
     respond_query(w, t, rc == KEEL_OK ? result : NULL, rc == KEEL_OK ? NULL : err.message);
     free(result);
     keel_engine_free(e);

@@ -17,6 +17,7 @@ Suite *llm_suite(void);
 Suite *tools_suite(void);
 Suite *json_suite(void);
 Suite *metrics_suite(void);
+Suite *trace_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -37,6 +38,7 @@ const keel_test_suite *keel_test_suites(void)
         {"tools", tools_suite},
         {"json", json_suite},
         {"metrics", metrics_suite},
+        {"trace", trace_suite},
         {NULL, NULL},
     };
     return suites;

@@ -32,6 +32,7 @@
 #include <curl/curl.h>
 
 #include "keel/keel.h"
+#include "keel/trace.h"
 
 static int64_t now_ms(void)
 {
@@ -237,6 +238,13 @@ static int run_one(const params *p, const config *c, int round, measured *m)
         fprintf(stderr, "keel-bench: %s\n", err.message);
         return 2;
     }
+    keel_trace_config tc;
+    if (keel_trace_config_from_env(&tc, "keel-bench", NULL, NULL, &err) != KEEL_OK ||
+        keel_trace_start(&tc, &err) != KEEL_OK) {
+        fprintf(stderr, "keel-bench: %s\n", err.message);
+        return 2;
+    }
+    keel_trace_config_clear(&tc);
     keel_client *client;
     if (keel_client_new(&client, &co, &err) != KEEL_OK) {
         fprintf(stderr, "keel-bench: %s\n", err.message);

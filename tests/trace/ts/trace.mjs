@@ -1,0 +1,260 @@
+// tests/trace/ts/trace.mjs - one trace from the official TypeScript client through keel.
+//
+// Started by tests/trace/run. The official client, with the official OpenTelemetry interceptor
+// (@temporalio/interceptors-opentelemetry), starts a keel.Procurement run on --task-queue and
+// waits for its result; its spans go to the collector (--otlp, OTLP/HTTP protobuf). Then the
+// trace of the client's StartWorkflow span is read back from Jaeger's query API (--jaeger) until
+// the run's spans are there, and its shape is checked: one PASS/FAIL line per check, and
+// "N passed, M failed" alone on the last line; exit 1 on any failure.
+import { Connection, Client } from '@temporalio/client';
+import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { Resource } from '@opentelemetry/resources';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+for (const need of ['address', 'namespace', 'task-queue', 'workflow-id', 'otlp', 'jaeger', 'input']) {
+  if (!args[need]) {
+    console.error(`trace.mjs: --${need} is required`);
+    process.exit(2);
+  }
+}
+const RESULT_TIMEOUT_MS = 120000;
+const JAEGER_TIMEOUT_MS = 60000;
+
+let passed = 0;
+let failed = 0;
+const check = (ok, what, detail = '') => {
+  if (ok) passed++;
+  else failed++;
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${what}${!ok && detail ? ` (${detail})` : ''}`);
+  return ok;
+};
+const finish = () => {
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 && passed > 0 ? 0 : 1);
+};
+
+// ---- the client's tracer: spans to the collector, and kept here to learn the trace id ----
+const memory = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({
+  resource: new Resource({ 'service.name': 'keel-trace-test-client' }),
+});
+provider.addSpanProcessor(new SimpleSpanProcessor(memory));
+provider.addSpanProcessor(new SimpleSpanProcessor(new OTLPTraceExporter({ url: args.otlp })));
+// the interceptor injects the active span's context: that needs a context manager
+provider.register({ contextManager: new AsyncLocalStorageContextManager().enable() });
+
+const connection = await Connection.connect({ address: args.address });
+const client = new Client({
+  connection,
+  namespace: args.namespace,
+  interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+});
+
+const handle = await client.workflow.start('keel.Procurement', {
+  taskQueue: args['task-queue'],
+  workflowId: args['workflow-id'],
+  args: [JSON.parse(args.input)],
+});
+const result = await Promise.race([
+  handle.result(),
+  new Promise((_, reject) => setTimeout(() => reject(new Error('no result in time')), RESULT_TIMEOUT_MS)),
+]).catch((e) => ({ error: String(e) }));
+check(!result.error, 'the procurement run completed', JSON.stringify(result).slice(0, 300));
+await provider.forceFlush();
+await connection.close();
+
+const start = memory.getFinishedSpans().find((s) => s.name === 'StartWorkflow:keel.Procurement');
+if (!check(start !== undefined, "the client's interceptor made StartWorkflow:keel.Procurement")) finish();
+const traceId = start.spanContext().traceId;
+const startSpanId = start.spanContext().spanId;
+console.log(`trace id ${traceId}`);
+
+// ---- the trace, from Jaeger ----
+// Jaeger's HTTP query API: GET /api/traces/<id> -> {data: [{spans: [...], processes: {...}}]}
+const wanted = (spans) =>
+  spans.some((s) => s.operationName === 'RunWorkflow:keel.Procurement') &&
+  spans.some((s) => s.operationName.startsWith('execute_tool create_purchase_order')) &&
+  spans.some((s) => s.operationName === 'StartWorkflow:keel.Procurement');
+let trace = null;
+const deadline = Date.now() + JAEGER_TIMEOUT_MS;
+let lastError = '';
+while (Date.now() < deadline) {
+  try {
+    const r = await fetch(`${args.jaeger}/api/traces/${traceId}`);
+    if (r.ok) {
+      const body = await r.json();
+      const t = body.data && body.data[0];
+      if (t && wanted(t.spans)) {
+        trace = t;
+        // the workers export every 200 ms: give the last batch a moment, then read once more
+        await new Promise((res) => setTimeout(res, 1500));
+        const again = await (await fetch(`${args.jaeger}/api/traces/${traceId}`)).json();
+        trace = again.data[0];
+        break;
+      }
+      lastError = t ? `${t.spans.length} spans so far` : 'no trace yet';
+    } else {
+      lastError = `HTTP ${r.status}`;
+    }
+  } catch (e) {
+    lastError = String(e);
+  }
+  await new Promise((res) => setTimeout(res, 500));
+}
+if (!check(trace !== null, 'Jaeger has the trace with the run, the model and the tool spans', lastError)) finish();
+
+const spans = trace.spans;
+const byId = new Map(spans.map((s) => [s.spanID, s]));
+const parentOf = (s) => {
+  const ref = (s.references || []).find((r) => r.refType === 'CHILD_OF');
+  return ref ? byId.get(ref.spanID) : undefined;
+};
+const service = (s) => trace.processes[s.processID].serviceName;
+const tag = (s, key) => {
+  const t = (s.tags || []).find((x) => x.key === key);
+  return t ? t.value : undefined;
+};
+const named = (prefix) => spans.filter((s) => s.operationName.startsWith(prefix));
+console.log(`trace: ${spans.length} spans: ${[...new Set(spans.map((s) => s.operationName))].sort().join(', ')}`);
+
+check(spans.every((s) => s.traceID === traceId), 'every span has the trace id of the client span');
+const client_ = byId.get(startSpanId);
+check(client_ && service(client_) === 'keel-trace-test-client', "the client's span is in the trace");
+const runs = named('RunWorkflow:keel.Procurement');
+check(runs.length === 1, 'one RunWorkflow:keel.Procurement span (never again on replay)', `${runs.length}`);
+const run = runs[0];
+check(run && parentOf(run) === client_, 'RunWorkflow:keel.Procurement is a child of StartWorkflow:keel.Procurement');
+check(run && service(run) === 'keel-worker', 'RunWorkflow comes from keel-worker');
+check(run && tag(run, 'temporalWorkflowId') === args['workflow-id'], 'RunWorkflow carries the workflow id');
+
+const startActs = named('StartActivity:');
+const runActs = named('RunActivity:');
+check(startActs.length > 0, 'keel scheduled activities with StartActivity spans', `${startActs.length}`);
+check(startActs.every((s) => parentOf(s) === run), 'every StartActivity is a child of RunWorkflow');
+const startIds = startActs.map((s) => s.spanID);
+check(new Set(startIds).size === startIds.length, 'StartActivity span ids are unique (no replay duplicates)');
+check(runActs.length >= startActs.length, 'every scheduled activity ran', `${runActs.length} ran, ${startActs.length} scheduled`);
+check(
+  runActs.every((s) => {
+    const p = parentOf(s);
+    return p && p.operationName === `StartActivity:${s.operationName.slice('RunActivity:'.length)}`;
+  }),
+  'every RunActivity:<type> is a child of StartActivity:<type>',
+);
+
+const chats = named('chat ');
+check(chats.length > 0, 'model calls have chat spans', `${chats.length}`);
+check(
+  chats.every((s) => parentOf(s) && parentOf(s).operationName === 'RunActivity:llm.chat'),
+  'every chat span is a child of RunActivity:llm.chat',
+);
+const chat = chats[0];
+if (chat) {
+  check(tag(chat, 'gen_ai.operation.name') === 'chat', 'chat: gen_ai.operation.name = chat');
+  check(tag(chat, 'gen_ai.request.model') !== undefined, 'chat: gen_ai.request.model');
+  check(tag(chat, 'gen_ai.response.model') !== undefined, 'chat: gen_ai.response.model');
+  check(Number(tag(chat, 'gen_ai.usage.input_tokens')) > 0, 'chat: gen_ai.usage.input_tokens > 0');
+  check(tag(chat, 'gen_ai.usage.output_tokens') !== undefined, 'chat: gen_ai.usage.output_tokens');
+  check(tag(chat, 'server.address') === '127.0.0.1', 'chat: server.address');
+  check(tag(chat, 'gen_ai.input.messages') === undefined, 'chat: no message content without KEEL_TRACE_CONTENT');
+  const all = JSON.stringify(spans);
+  check(!all.includes(args['api-key'] || 'sk-keel-test-0123456789abcdef'), 'the API key is nowhere in the trace');
+}
+const tools = named('execute_tool ');
+check(tools.length > 0, 'tool calls have execute_tool spans', `${tools.length}`);
+check(
+  tools.every((s) => {
+    const p = parentOf(s);
+    return p && p.operationName.startsWith('RunActivity:') && tag(s, 'gen_ai.tool.name') === s.operationName.slice(13);
+  }),
+  'every execute_tool <name> is a child of its RunActivity and names gen_ai.tool.name',
+);
+const po = tools.find((s) => s.operationName === 'execute_tool create_purchase_order');
+check(po && tag(po, 'gen_ai.tool.call.id') !== undefined && tag(po, 'keel.idempotency_key') !== undefined,
+  'the purchase order: execute_tool create_purchase_order with a call id and an idempotency key');
+
+// ---- a run that waits for a person: query and signal under one client span ----
+if (args['approval-input']) {
+  const tracer = provider.getTracer('keel-trace-test');
+  const connection2 = await Connection.connect({ address: args.address });
+  const client2 = new Client({
+    connection: connection2,
+    namespace: args.namespace,
+    interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+  });
+  const id2 = `${args['workflow-id']}-approval`;
+  let traceId2;
+  const outcome = await tracer.startActiveSpan('procurement request with approval', async (root) => {
+    traceId2 = root.spanContext().traceId;
+    try {
+      const h = await client2.workflow.start('keel.Procurement', {
+        taskQueue: args['task-queue'],
+        workflowId: id2,
+        args: [JSON.parse(args['approval-input'])],
+      });
+      let stage = '';
+      const until = Date.now() + 60000;
+      while (stage !== 'approval' && Date.now() < until) {
+        await new Promise((res) => setTimeout(res, 500));
+        stage = await h.query('status').then((s) => s.stage, () => '');
+      }
+      if (stage !== 'approval') return { error: `stage ${stage}, not approval` };
+      await h.signal('approve', JSON.parse(args['approve-input']));
+      return await Promise.race([
+        h.result(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no result in time')), RESULT_TIMEOUT_MS)),
+      ]);
+    } catch (e) {
+      return { error: String(e) };
+    } finally {
+      root.end();
+    }
+  });
+  check(!outcome.error, 'the run that waited for approval completed', JSON.stringify(outcome).slice(0, 300));
+  await provider.forceFlush();
+  await connection2.close();
+  let t2 = null;
+  const until2 = Date.now() + JAEGER_TIMEOUT_MS;
+  while (Date.now() < until2) {
+    try {
+      const body = await (await fetch(`${args.jaeger}/api/traces/${traceId2}`)).json();
+      const t = body.data && body.data[0];
+      if (t && t.spans.some((s) => s.operationName === 'HandleSignal:approve') &&
+          t.spans.some((s) => s.operationName === 'RunWorkflow:keel.Procurement')) {
+        await new Promise((res) => setTimeout(res, 1500));
+        t2 = (await (await fetch(`${args.jaeger}/api/traces/${traceId2}`)).json()).data[0];
+        break;
+      }
+    } catch (e) {
+      /* not yet */
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  if (check(t2 !== null, 'Jaeger has the approval run\'s trace with its signal')) {
+    const ids = new Map(t2.spans.map((s) => [s.spanID, s]));
+    const up = (s) => {
+      const ref = (s.references || []).find((r) => r.refType === 'CHILD_OF');
+      return ref ? ids.get(ref.spanID) : undefined;
+    };
+    const one = (n) => t2.spans.filter((s) => s.operationName === n);
+    const sig = one('HandleSignal:approve');
+    check(sig.length === 1 && up(sig[0]) && up(sig[0]).operationName === 'SignalWorkflow:approve',
+      'HandleSignal:approve, once, is a child of the client\'s SignalWorkflow:approve');
+    const q = one('HandleQuery:status');
+    check(q.length > 0 && q.every((s) => up(s) && up(s).operationName === 'QueryWorkflow:status'),
+      'HandleQuery:status spans are children of the client\'s QueryWorkflow:status');
+    const runs2 = one('RunWorkflow:keel.Procurement');
+    check(runs2.length === 1 && up(runs2[0]) && up(runs2[0]).operationName === 'StartWorkflow:keel.Procurement',
+      'the approval run: one RunWorkflow under StartWorkflow');
+    check(one('execute_tool create_purchase_order').length === 1, 'the approval run ordered: one create_purchase_order');
+  }
+}
+finish();
