@@ -339,10 +339,14 @@ fuzz-replay: fuzz-build ## Run each committed regression and seed input once thr
 
 # Each configuration of --configs (off, metrics) runs the same workflows in the same process,
 # --rounds times in turn; the summary line compares their CPU-seconds per 1,000 workflows.
-BENCH_ARGS ?= --workflows 500 --concurrency 8 --configs off,metrics --rounds 2
+# The tracing configurations export to the dev stack's Jaeger (tools/devstack jaeger: built from
+# the Go module proxy the first time, several minutes).
+BENCH_ARGS ?= --workflows 500 --concurrency 8 --configs off,metrics,tracing,both --rounds 2
 
-bench: all devstack-up ## Measure workflows/s, CPU-s per 1,000 workflows (metrics off vs on), peak RSS
-	eval "$$($(DEVSTACK) env)" && $(BENCH) $(BENCH_ARGS)
+bench: all devstack-up ## Measure workflows/s, CPU-s per 1,000 workflows (metrics, tracing off vs on), peak RSS
+	@$(DEVSTACK) jaeger
+	eval "$$($(DEVSTACK) env)" && OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318} \
+	  $(BENCH) $(BENCH_ARGS)
 
 # ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----
 

@@ -3,7 +3,7 @@
  * observability costs.
  *
  *   keel-bench [--workflows N] [--concurrency C] [--cache N] [--pollers P]
- *              [--configs off,metrics] [--rounds R]
+ *              [--configs off,metrics,tracing,both] [--rounds R]
  *
  * Runs a worker in this process with a one-activity workflow (schedule "noop", complete with its
  * result), starts N runs from C starter threads, waits until every run has completed, and
@@ -15,9 +15,10 @@
  * and worker of its own, one after the other, R rounds in turn (so that drift in the server
  * hits each alike); then one line compares each configuration's CPU per 1,000 workflows with
  * the first one's. Configurations: "off" (nothing), "metrics" (a keel_metrics registry on the
- * worker, its /metrics served on a free port and scraped every second, as Prometheus would).
- * A new one (tracing, say) is one more entry in the `configs` table. Connects with the
- * TEMPORAL_* environment, like every keel program.
+ * worker, its /metrics served on a free port and scraped every second, as Prometheus would),
+ * "tracing" (spans as keel-worker makes them, exported over OTLP/HTTP to the collector
+ * OTEL_EXPORTER_OTLP_ENDPOINT names), "both". A new one is one more entry in the `configs`
+ * table. Connects with the TEMPORAL_* environment, like every keel program.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -174,6 +175,46 @@ static void metrics_teardown(config_state *cs)
     keel_metrics_free(cs->metrics);
 }
 
+/* Traces as keel-worker makes them, exported to the collector OTEL_EXPORTER_OTLP_ENDPOINT names
+ * (make bench starts Jaeger for it); each configuration starts and stops the exporter, so the
+ * queue is flushed inside the configuration's own CPU time. */
+static int tracing_setup(config_state *cs, keel_worker_options *wo, keel_error *err)
+{
+    (void)cs;
+    (void)wo;
+    keel_trace_config c;
+    int rc = keel_trace_config_from_env(&c, "keel-bench", NULL, NULL, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if (!c.enabled) {
+        keel_trace_config_clear(&c);
+        return keel_error_set(err, KEEL_EINVAL,
+                              "the tracing configurations need OTEL_EXPORTER_OTLP_ENDPOINT (a "
+                              "collector: tools/devstack jaeger, then http://127.0.0.1:4318)");
+    }
+    rc = keel_trace_start(&c, err);
+    keel_trace_config_clear(&c);
+    return rc;
+}
+
+static void tracing_teardown(config_state *cs)
+{
+    (void)cs;
+    keel_trace_shutdown(10000);
+}
+
+static int both_setup(config_state *cs, keel_worker_options *wo, keel_error *err)
+{
+    int rc = metrics_setup(cs, wo, err);
+    return rc == KEEL_OK ? tracing_setup(cs, wo, err) : rc;
+}
+
+static void both_teardown(config_state *cs)
+{
+    tracing_teardown(cs);
+    metrics_teardown(cs);
+}
+
 typedef struct config {
     const char *name;
     int (*setup)(config_state *cs, keel_worker_options *wo, keel_error *err); /* NULL: none */
@@ -183,6 +224,8 @@ typedef struct config {
 static const config configs[] = {
     {"off", NULL, NULL},
     {"metrics", metrics_setup, metrics_teardown},
+    {"tracing", tracing_setup, tracing_teardown},
+    {"both", both_setup, both_teardown},
 };
 
 static const config *find_config(const char *name, size_t len)
@@ -238,13 +281,6 @@ static int run_one(const params *p, const config *c, int round, measured *m)
         fprintf(stderr, "keel-bench: %s\n", err.message);
         return 2;
     }
-    keel_trace_config tc;
-    if (keel_trace_config_from_env(&tc, "keel-bench", NULL, NULL, &err) != KEEL_OK ||
-        keel_trace_start(&tc, &err) != KEEL_OK) {
-        fprintf(stderr, "keel-bench: %s\n", err.message);
-        return 2;
-    }
-    keel_trace_config_clear(&tc);
     keel_client *client;
     if (keel_client_new(&client, &co, &err) != KEEL_OK) {
         fprintf(stderr, "keel-bench: %s\n", err.message);
