@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "keel/trace.h"
+#include "util/strbuf.h"
 
 #define RECORD_MAX 4096
 
@@ -114,23 +115,6 @@ static void put_pair(record *r, const char *key, const char *value)
 /* Room kept at the end of a JSON record for ',"truncated":true}' and the newline. */
 #define JSON_TAIL 24
 
-/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n = s[0] < 0x80                    ? 1
-               : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
-               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
-                                              : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 /* A JSON string, escaped; bytes that are not UTF-8 become U+FFFD. false when it did not fit
  * (it is closed all the same). */
 static bool put_json_string(record *r, const char *v)
@@ -150,7 +134,7 @@ static bool put_json_string(record *r, const char *v)
             memcpy(esc, "\\n", 2), len = 2;
         } else if (*p < 0x20 || *p == 0x7f) {
             len = (size_t)snprintf(esc, sizeof esc, "\\u%04x", *p);
-        } else if ((adv = utf8_len(p)) == 0) {
+        } else if ((adv = keel_utf8_sequence(p)) == 0) {
             memcpy(esc, "\\ufffd", 6), len = 6, adv = 1;
         } else {
             out = (const char *)p, len = adv;

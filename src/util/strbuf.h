@@ -1,7 +1,7 @@
 /*
  * strbuf - a growable NUL-terminated string, for the printers and translators that build text
  * piece by piece (the JSON printer, the schema validator's messages, the regex translator), and
- * the hex digits they read.
+ * the hex digits and UTF-8 sequences they read.
  *
  * A keel_strbuf starts zeroed ({0}). Appends grow it by doubling; when memory runs out the
  * buffer keeps what it had, sets `oom`, and every later append does nothing, so a caller checks
@@ -31,5 +31,10 @@ void keel_strbuf_truncate(keel_strbuf *b, size_t len);
 
 /* The value of one hex digit (0-9, a-f, A-F), or -1. */
 int keel_hex_digit(char c);
+
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one: overlong forms,
+ * surrogates and code points past U+10FFFF are not. Reads at most up to the first byte that is
+ * not a continuation byte, so a NUL-terminated s is never read past its end. */
+size_t keel_utf8_sequence(const unsigned char *s);
 
 #endif

@@ -12,6 +12,7 @@
 #include "proto/proto.h"
 #include "worker/heartbeat.h"
 #include "worker/tracing.h"
+#include "util/strbuf.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
 #define FREE_PB(m) protobuf_c_message_free_unpacked((ProtobufCMessage *)(m), NULL)
@@ -44,31 +45,13 @@ struct keel_activity_ctx {
     bool failed;
 };
 
-/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one. */
-static size_t utf8_sequence(const unsigned char *s)
-{
-    size_t n = s[0] < 0x80                    ? 1
-               : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
-               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
-                                              : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    /* overlong three- and four-byte forms, surrogates, and code points past U+10FFFF */
-    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 /* Failure texts are proto3 strings, which the server refuses unless they are UTF-8: replace each
  * byte that does not start a valid sequence (a cut character, a peer's Latin-1) by '?'. */
 static void scrub_utf8(char *text)
 {
     unsigned char *s = (unsigned char *)text;
     while (*s) {
-        size_t n = utf8_sequence(s);
+        size_t n = keel_utf8_sequence(s);
         if (n == 0)
             *s++ = '?';
         else
