@@ -341,7 +341,7 @@ fuzz-replay: fuzz-build ## Run each committed regression and seed input once thr
 # --rounds times in turn; the summary line compares their CPU-seconds per 1,000 workflows.
 # The tracing configurations export to the dev stack's Jaeger (tools/devstack jaeger: built from
 # the Go module proxy the first time, several minutes).
-BENCH_ARGS ?= --workflows 500 --concurrency 8 --configs off,metrics,tracing,both --rounds 2
+BENCH_ARGS ?= --workflows 300 --concurrency 8 --configs off,metrics,tracing,both --rounds 5
 
 bench: all devstack-up ## Measure workflows/s, CPU-s per 1,000 workflows (metrics, tracing off vs on), peak RSS
 	@$(DEVSTACK) jaeger

@@ -6,6 +6,7 @@
 // trace of the client's StartWorkflow span is read back from Jaeger's query API (--jaeger) until
 // the run's spans are there, and its shape is checked: one PASS/FAIL line per check, and
 // "N passed, M failed" alone on the last line; exit 1 on any failure.
+import { writeFileSync } from 'node:fs';
 import { Connection, Client } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -255,6 +256,7 @@ if (args['approval-input']) {
     check(runs2.length === 1 && up(runs2[0]) && up(runs2[0]).operationName === 'StartWorkflow:keel.Procurement',
       'the approval run: one RunWorkflow under StartWorkflow');
     check(one('execute_tool create_purchase_order').length === 1, 'the approval run ordered: one create_purchase_order');
+    if (args['save-trace']) writeFileSync(args['save-trace'], JSON.stringify(t2));
   }
 }
 finish();
