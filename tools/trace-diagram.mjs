@@ -18,8 +18,14 @@ if (!input || !output) {
 }
 const textOut = rest[0] === '--text' ? rest[1] : undefined;
 
-let trace = JSON.parse(readFileSync(input, 'utf8'));
-if (trace.data) trace = trace.data[0];
+let trace;
+try {
+  trace = JSON.parse(readFileSync(input, 'utf8'));
+} catch (e) {
+  console.error(`trace-diagram: ${input}: ${e.message}`);
+  process.exit(1);
+}
+if (trace && trace.data) trace = trace.data[0];
 if (!trace || !Array.isArray(trace.spans) || trace.spans.length === 0) {
   console.error(`trace-diagram: ${input}: no spans`);
   process.exit(1);
@@ -67,7 +73,7 @@ const esc = (x) => String(x).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 const palette = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#b07aa1'];
 const services = [...new Set(rows.map((r) => service(r.s)))];
 const colour = (svc) => palette[services.indexOf(svc) % palette.length];
-const rowH = 18, top = 48, nameW = 330, svcW = 170, barX = nameW + svcW, barW = 560, W = barX + barW + 90;
+const rowH = 18, top = 48, nameW = 350, svcW = 170, barX = nameW + svcW, barW = 560, W = barX + barW + 90;
 const H = top + rows.length * rowH + 40;
 const out = [];
 out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +

@@ -120,6 +120,7 @@ typedef struct config_state {
     bool scraping;
     atomic_bool stop;
     atomic_int scrapes;
+    uint64_t spans_exported, spans_dropped; /* read after the exporter's last flush */
 } config_state;
 
 static size_t discard(char *p, size_t size, size_t n, void *user)
@@ -199,8 +200,9 @@ static int tracing_setup(config_state *cs, keel_worker_options *wo, keel_error *
 
 static void tracing_teardown(config_state *cs)
 {
-    (void)cs;
     keel_trace_shutdown(10000);
+    cs->spans_exported = keel_trace_exported_spans();
+    cs->spans_dropped = keel_trace_dropped_spans();
 }
 
 static int both_setup(config_state *cs, keel_worker_options *wo, keel_error *err)
@@ -279,6 +281,7 @@ typedef struct params {
 typedef struct measured {
     double seconds, cpu;
     int failures, scrapes;
+    uint64_t spans_exported, spans_dropped;
     keel_worker_stats stats;
 } measured;
 
@@ -349,6 +352,8 @@ static int run_one(const params *p, const config *c, int round, measured *m)
     if (c->teardown)
         c->teardown(&cs);
     m->cpu = cpu_seconds() - cpu0;
+    m->spans_exported = cs.spans_exported;
+    m->spans_dropped = cs.spans_dropped;
     m->failures = atomic_load(&failures);
     return 0;
 }
@@ -399,13 +404,15 @@ int main(int argc, char **argv)
             printf("config=%s round=%d workflows=%d concurrency=%d cache=%d pollers=%d failed=%d "
                    "seconds=%.2f workflows_per_second=%.1f cpu_seconds=%.2f "
                    "cpu_seconds_per_1000_workflows=%.2f workflow_tasks=%llu activities=%llu "
-                   "cache_hits=%llu cache_misses=%llu scrapes=%d\n",
+                   "cache_hits=%llu cache_misses=%llu scrapes=%d spans_exported=%llu "
+                   "spans_dropped=%llu\n",
                    chosen[i]->name, r + 1, p.n, p.conc, p.cache, p.pollers, m.failures, m.seconds,
                    m.seconds > 0 ? p.n / m.seconds : 0.0, m.cpu, m.cpu * 1000.0 / p.n,
                    (unsigned long long)m.stats.workflow_tasks_completed,
                    (unsigned long long)m.stats.activities_completed,
                    (unsigned long long)m.stats.cache_hits, (unsigned long long)m.stats.cache_misses,
-                   m.scrapes);
+                   m.scrapes, (unsigned long long)m.spans_exported,
+                   (unsigned long long)m.spans_dropped);
             fflush(stdout);
         }
     struct rusage ru;
