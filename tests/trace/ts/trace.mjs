@@ -259,4 +259,77 @@ if (args['approval-input']) {
     if (args['save-trace']) writeFileSync(args['save-trace'], JSON.stringify(t2));
   }
 }
+
+// ---- a batch: keel starts a child and continues as new, and the trace follows both ----
+// The runner put two pending requisitions of --batch-requester in keel's database; with
+// "limit": 1 the batch's first run claims one, runs its keel.Procurement child and continues as
+// new for the other.
+if (args['batch-requester']) {
+  const connection3 = await Connection.connect({ address: args.address });
+  const client3 = new Client({
+    connection: connection3,
+    namespace: args.namespace,
+    interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+  });
+  const h = await client3.workflow.start('keel.BatchProcurement', {
+    taskQueue: args['task-queue'],
+    workflowId: `${args['workflow-id']}-batch`,
+    args: [{ filter: { requester: args['batch-requester'] }, limit: 1, max_concurrent: 1 }],
+  });
+  const report = await Promise.race([
+    h.result(),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('no result in time')), RESULT_TIMEOUT_MS)),
+  ]).catch((e) => ({ error: String(e) }));
+  check(!report.error && report.runs >= 2 && (report.approved || []).length === 2,
+    'the batch ordered both requisitions over two or more runs', JSON.stringify(report).slice(0, 300));
+  await provider.forceFlush();
+  await connection3.close();
+  const batchStart = memory.getFinishedSpans().find((s) => s.name === 'StartWorkflow:keel.BatchProcurement');
+  const traceId3 = batchStart && batchStart.spanContext().traceId;
+  let t3 = null;
+  const until3 = Date.now() + JAEGER_TIMEOUT_MS;
+  while (traceId3 && Date.now() < until3) {
+    try {
+      const t = (await (await fetch(`${args.jaeger}/api/traces/${traceId3}`)).json()).data[0];
+      const n = (name) => t.spans.filter((s) => s.operationName === name).length;
+      if (n('RunWorkflow:keel.BatchProcurement') >= 2 && n('RunWorkflow:keel.Procurement') >= 2) {
+        await new Promise((res) => setTimeout(res, 1500));
+        t3 = (await (await fetch(`${args.jaeger}/api/traces/${traceId3}`)).json()).data[0];
+        break;
+      }
+    } catch (e) {
+      /* not yet */
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  if (check(t3 !== null, "Jaeger has the batch's trace: its runs and its children's")) {
+    const ids = new Map(t3.spans.map((s) => [s.spanID, s]));
+    const up = (s) => {
+      const ref = (s.references || []).find((r) => r.refType === 'CHILD_OF');
+      return ref ? ids.get(ref.spanID) : undefined;
+    };
+    const all = (n) => t3.spans.filter((s) => s.operationName === n);
+    const batchRuns = all('RunWorkflow:keel.BatchProcurement');
+    const first = batchRuns.find((s) => up(s) && up(s).operationName === 'StartWorkflow:keel.BatchProcurement');
+    check(first !== undefined, "the batch's first RunWorkflow is a child of the client's StartWorkflow");
+    const cans = all('ContinueAsNew:keel.BatchProcurement');
+    check(cans.length >= 1 && cans.every((s) => up(s) && up(s).operationName === 'RunWorkflow:keel.BatchProcurement'),
+      'ContinueAsNew:keel.BatchProcurement is a child of the RunWorkflow that continued');
+    check(batchRuns.length === cans.length + 1 &&
+      batchRuns.filter((s) => s !== first).every((s) => up(s) && up(s).operationName === 'ContinueAsNew:keel.BatchProcurement'),
+      'each later run of the batch is a child of the ContinueAsNew before it', `${batchRuns.length} runs, ${cans.length} continues`);
+    const starts = all('StartChildWorkflow:keel.Procurement');
+    check(starts.length === 2 && starts.every((s) => up(s) && up(s).operationName === 'RunWorkflow:keel.BatchProcurement'),
+      'each StartChildWorkflow:keel.Procurement is a child of the batch run that started it', `${starts.length}`);
+    const children = all('RunWorkflow:keel.Procurement');
+    check(children.length === 2 && children.every((s) => up(s) && up(s).operationName === 'StartChildWorkflow:keel.Procurement'),
+      "each child's RunWorkflow:keel.Procurement is a child of its StartChildWorkflow");
+    check(all('execute_tool create_purchase_order').length === 2 &&
+      all('execute_tool create_purchase_order').every((s) => {
+        for (let p = up(s); p; p = up(p)) if (p.operationName === 'RunWorkflow:keel.Procurement') return true;
+        return false;
+      }),
+      "both purchase orders' execute_tool spans sit under a child's RunWorkflow");
+  }
+}
 finish();
