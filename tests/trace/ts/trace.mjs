@@ -260,6 +260,74 @@ if (args['approval-input']) {
   }
 }
 
+// ---- an update: the validator refuses one decision, the handler takes the next ----
+if (args['batch-requester']) {
+  const connection4 = await Connection.connect({ address: args.address });
+  const client4 = new Client({
+    connection: connection4,
+    namespace: args.namespace,
+    interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+  });
+  const tracer = provider.getTracer('keel-trace-test');
+  let traceId4;
+  await tracer.startActiveSpan('approval by update', async (root) => {
+    traceId4 = root.spanContext().traceId;
+    try {
+      const h = await client4.workflow.start('keel.Approval', {
+        taskQueue: args['task-queue'],
+        workflowId: `${args['workflow-id']}-update`,
+        args: [{ subject: 'trace test: 1 monitor', requester: 'cy@example.com', approvers: ['ana@example.com'] }],
+      });
+      const refused = await h.executeUpdate('decide', { args: [{ approver: 'cy@example.com', decision: 'approve' }] })
+        .then(() => false, () => true);
+      check(refused, "keel.Approval's validator refuses the requester's own decision");
+      const status = await h.executeUpdate('decide', { args: [{ approver: 'ana@example.com', decision: 'approve' }] })
+        .catch((e) => ({ error: String(e) }));
+      const result = await h.result().catch((e) => ({ error: String(e) }));
+      check(!status.error && result.decision === 'approved', 'the approver\'s update decided the request',
+        JSON.stringify([status, result]).slice(0, 300));
+    } finally {
+      root.end();
+    }
+  });
+  await provider.forceFlush();
+  await connection4.close();
+  let t4 = null;
+  const until4 = Date.now() + JAEGER_TIMEOUT_MS;
+  while (traceId4 && Date.now() < until4) {
+    try {
+      const t = (await (await fetch(`${args.jaeger}/api/traces/${traceId4}`)).json()).data[0];
+      if (t.spans.some((s) => s.operationName === 'HandleUpdate:decide') &&
+          t.spans.some((s) => s.operationName === 'RunWorkflow:keel.Approval')) {
+        await new Promise((res) => setTimeout(res, 1500));
+        t4 = (await (await fetch(`${args.jaeger}/api/traces/${traceId4}`)).json()).data[0];
+        break;
+      }
+    } catch (e) {
+      /* not yet */
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  if (check(t4 !== null, "Jaeger has the update's spans")) {
+    const ids = new Map(t4.spans.map((s) => [s.spanID, s]));
+    const up = (s) => {
+      const ref = (s.references || []).find((r) => r.refType === 'CHILD_OF');
+      return ref ? ids.get(ref.spanID) : undefined;
+    };
+    const all = (n) => t4.spans.filter((s) => s.operationName === n);
+    const underClient = (s) => up(s) && up(s).operationName === 'StartWorkflowUpdate:decide';
+    const validates = all('ValidateUpdate:decide');
+    check(validates.length === 2 && validates.every(underClient),
+      'ValidateUpdate:decide, once for each update, under the client\'s StartWorkflowUpdate:decide', `${validates.length}`);
+    const tagOf = (s, key) => ((s.tags || []).find((x) => x.key === key) || {}).value;
+    check(validates.filter((s) => tagOf(s, 'error') === true || tagOf(s, 'otel.status_code') === 'ERROR').length === 1,
+      'the refused update\'s ValidateUpdate span is marked as an error');
+    const handles = all('HandleUpdate:decide');
+    check(handles.length === 1 && handles.every(underClient),
+      'HandleUpdate:decide, once, only for the accepted update, under its StartWorkflowUpdate:decide', `${handles.length}`);
+  }
+}
+
 // ---- a batch: keel starts a child and continues as new, and the trace follows both ----
 // The runner put two pending requisitions of --batch-requester in keel's database; with
 // "limit": 1 the batch's first run claims one, runs its keel.Procurement child and continues as
