@@ -341,8 +341,8 @@ static int want(const char *where, const char *prefix, const keel_toml_value *v,
     if (v->type == type)
         return KEEL_OK;
     char what[64];
-    snprintf(what, sizeof what, "must be a %s, not a %s", keel_toml_type_name(type),
-             keel_toml_type_name(v->type));
+    snprintf(what, sizeof what, "must be a %s, not a%s %s", keel_toml_type_name(type),
+             v->type == KEEL_TOML_INT ? "n" : "", keel_toml_type_name(v->type));
     return key_error(where, prefix, v, what, err);
 }
 
