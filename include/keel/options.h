@@ -85,7 +85,10 @@ int keel_connect_options_init(keel_connect_options *opts, unsigned int version);
  * Overlay the TEMPORAL_* environment variables on *opts:
  *   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
  *   TEMPORAL_TLS (true/false/1/0), TEMPORAL_TLS_SERVER_CA_CERT_PATH,
- *   TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME.
+ *   TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME,
+ *   and (version 2 options) TEMPORAL_TLS_SERVER_CA_CERT_DATA, TEMPORAL_TLS_CLIENT_CERT_DATA,
+ *   TEMPORAL_TLS_CLIENT_KEY_DATA. An empty variable counts as unset. TEMPORAL_GRPC_META_* is read
+ *   by keel_connect_options_from_profile() only.
  * The strings point into the environment (borrowed). Fails with KEEL_EINVAL naming the variable
  * when a value is malformed, leaving *opts as it was. It does not check that the settings fit
  * together, so that a caller can apply its own overrides (command-line flags) first: call

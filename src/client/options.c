@@ -101,6 +101,20 @@ int keel_connect_options_from_env(keel_connect_options *opts, keel_error *err)
         o.tls_key_path = v;
     if ((v = env("TEMPORAL_TLS_SERVER_NAME")))
         o.tls_server_name = v;
+    static const char *const data_vars[] = {"TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+                                            "TEMPORAL_TLS_CLIENT_CERT_DATA",
+                                            "TEMPORAL_TLS_CLIENT_KEY_DATA"};
+    const char **data_slots[] = {&o.tls_ca_data, &o.tls_cert_data, &o.tls_key_data};
+    for (size_t i = 0; i < 3; i++) {
+        if ((v = env(data_vars[i])) == NULL)
+            continue;
+        if (opts->version < 2)
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "%s needs version 2 connect options (rebuild against the "
+                                  "current keel/options.h)",
+                                  data_vars[i]);
+        *data_slots[i] = v;
+    }
 
     store(opts, opts->version, &o);
     return KEEL_OK;
