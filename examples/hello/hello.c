@@ -4,11 +4,11 @@
  *
  *   hello TASK_QUEUE NAME
  *
- * The connection comes from the TEMPORAL_* environment (TEMPORAL_ADDRESS, default
- * localhost:7233; TEMPORAL_NAMESPACE, default "default"; TLS and API key as keel-worker takes
- * them). It starts a worker on TASK_QUEUE, starts workflow "example.Hello" with {"name": NAME},
- * waits for it (30 s at most), prints the result on stdout and exits 0; or prints why not on
- * stderr and exits 1.
+ * The connection comes from the client profile file and the TEMPORAL_* environment over it
+ * (TEMPORAL_ADDRESS, default localhost:7233; TEMPORAL_NAMESPACE, default "default"; TLS and API
+ * key as keel-worker takes them; keel/profile.h). It starts a worker on TASK_QUEUE, starts workflow
+ * "example.Hello" with {"name": NAME}, waits for it (30 s at most), prints the result on stdout and
+ * exits 0; or prints why not on stderr and exits 1.
  *
  * The workflow schedules activity "example.greet" with its input and completes with what the
  * activity returns: {"greeting": "Hello, NAME!", "attempt": 1}. The workflow only acts through
@@ -91,9 +91,13 @@ static int run(const char *queue, const char *name)
     keel_worker *worker = NULL;
     char *input = NULL;
     int rc = 1;
-    if (keel_connect_options_from_env(&copts, &err) != KEEL_OK ||
-        keel_client_new(&client, &copts, &err) != KEEL_OK)
+    keel_client_profile *profile = NULL; /* owns the strings copts borrows */
+    if (keel_connect_options_from_profile(&copts, NULL, &profile, &err) != KEEL_OK ||
+        keel_client_new(&client, &copts, &err) != KEEL_OK) {
+        keel_client_profile_free(profile);
         goto out;
+    }
+    keel_client_profile_free(profile); /* the client copied what it keeps */
 
     const keel_workflow_type *workflows[] = {&hello_workflow};
     keel_activity_type activities[] = {{.name = "example.greet", .run = greet}};

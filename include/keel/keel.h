@@ -11,6 +11,7 @@
 #include "keel/json.h"
 #include "keel/metrics.h"
 #include "keel/options.h"
+#include "keel/profile.h"
 #include "keel/replayer.h"
 #include "keel/schedule.h"
 #include "keel/schema.h"

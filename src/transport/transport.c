@@ -17,6 +17,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
+#include "client/options.h"
 #include "google/rpc/status.pb-c.h"
 #include "keel/version.h"
 #include "proto/depth.h"
@@ -26,7 +27,9 @@ struct keel_transport {
     char *address;
     char *namespace;
     char *identity;
-    char *authorization; /* "Bearer <key>", or NULL */
+    char *authorization;  /* "Bearer <key>", or NULL */
+    keel_header *headers; /* a profile's grpc_meta: names and values owned */
+    size_t n_headers;
     int64_t rpc_timeout_ms;
     /* temporal_request*, temporal_long_request* (NULL: metrics off) */
     keel_metric *requests, *failures, *latency, *long_requests, *long_failures, *long_latency;
@@ -114,6 +117,22 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* PEM text given in memory (a profile's *_data): copied, and checked like a file's. */
+static int copy_pem(const char *data, const char *what, char **out, keel_error *err)
+{
+    *out = NULL;
+    size_t n = strlen(data);
+    if (n > PEM_MAX_BYTES)
+        return keel_error_set(err, KEEL_EINVAL, "%s data is larger than %d bytes", what,
+                              PEM_MAX_BYTES);
+    if (strstr(data, "-----BEGIN ") == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s data is not PEM text", what);
+    *out = strdup(data);
+    if (*out == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory copying %s", what);
+    return KEEL_OK;
+}
+
 /* Read a PEM file named by an option. `what` names the option in the error. */
 static int read_pem(const char *path, const char *what, char **out, keel_error *err)
 {
@@ -170,10 +189,16 @@ static int make_credentials(const keel_connect_options *opts, grpc_channel_crede
     int rc = KEEL_OK;
     if (opts->tls_ca_path)
         rc = read_pem(opts->tls_ca_path, "server CA certificate", &ca, err);
+    else if (opts->tls_ca_data)
+        rc = copy_pem(opts->tls_ca_data, "server CA certificate", &ca, err);
     if (rc == KEEL_OK && opts->tls_cert_path)
         rc = read_pem(opts->tls_cert_path, "client certificate", &cert, err);
+    else if (rc == KEEL_OK && opts->tls_cert_data)
+        rc = copy_pem(opts->tls_cert_data, "client certificate", &cert, err);
     if (rc == KEEL_OK && opts->tls_key_path)
         rc = read_pem(opts->tls_key_path, "client key", &key, err);
+    else if (rc == KEEL_OK && opts->tls_key_data)
+        rc = copy_pem(opts->tls_key_data, "client key", &key, err);
     if (rc == KEEL_OK) {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
         /* NULL roots: gRPC's default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH or its bundle). */
@@ -213,14 +238,17 @@ static void quiet_grpc_logs(void)
         gpr_set_log_function(drop_grpc_log);
 }
 
-int keel_transport_new(keel_transport **out, const keel_connect_options *opts, keel_error *err)
+int keel_transport_new(keel_transport **out, const keel_connect_options *given, keel_error *err)
 {
     static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
     pthread_once(&quiet_once, quiet_grpc_logs);
     *out = NULL;
-    int rc = keel_connect_options_validate(opts, err);
+    int rc = keel_connect_options_validate(given, err);
     if (rc != KEEL_OK)
         return rc;
+    keel_connect_options copy;
+    keel_connect_options_upgrade(given, &copy); /* validate accepted its version */
+    const keel_connect_options *opts = &copy;
 
     grpc_init();
     keel_transport *t = calloc(1, sizeof *t);
@@ -238,7 +266,19 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *opts, k
         if (t->authorization)
             snprintf(t->authorization, n, "Bearer %s", opts->api_key);
     }
-    if (!t->address || !t->namespace || !t->identity || (opts->api_key && !t->authorization)) {
+    bool headers_ok = true;
+    if (opts->n_headers > 0) {
+        t->headers = calloc(opts->n_headers, sizeof *t->headers);
+        headers_ok = t->headers != NULL;
+        for (size_t i = 0; headers_ok && i < opts->n_headers; i++) {
+            t->headers[i].name = strdup(opts->headers[i].name);
+            t->headers[i].value = strdup(opts->headers[i].value);
+            t->n_headers = i + 1;
+            headers_ok = t->headers[i].name && t->headers[i].value;
+        }
+    }
+    if (!t->address || !t->namespace || !t->identity || (opts->api_key && !t->authorization) ||
+        !headers_ok) {
         keel_transport_free(t);
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
     }
@@ -295,6 +335,11 @@ void keel_transport_free(keel_transport *t)
     free(t->namespace);
     free(t->identity);
     free_secret(t->authorization);
+    for (size_t i = 0; i < t->n_headers; i++) {
+        free((char *)t->headers[i].name);
+        free_secret((char *)t->headers[i].value);
+    }
+    free(t->headers);
     free(t);
     grpc_shutdown();
 }
@@ -497,8 +542,24 @@ static int call_once(keel_transport *t, const char *path, const char *what,
                                                method, NULL, deadline, NULL);
     grpc_slice_unref(method);
 
-    grpc_metadata meta[4];
+    grpc_metadata stack_meta[8];
+    grpc_metadata *meta = stack_meta;
+    if (t->n_headers + 4 > sizeof stack_meta / sizeof stack_meta[0]) {
+        meta = calloc(t->n_headers + 4, sizeof *meta);
+        if (meta == NULL) {
+            grpc_call_unref(call);
+            grpc_completion_queue_shutdown(cq);
+            while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                       .type != GRPC_QUEUE_SHUTDOWN)
+                ;
+            grpc_completion_queue_destroy(cq);
+            return keel_error_set(err, KEEL_ENOMEM, "out of memory for %s's headers", what);
+        }
+    }
     size_t nmeta = 0;
+    /* A profile's grpc_meta first; keel's own headers (which validate keeps out of it) after. */
+    for (size_t i = 0; i < t->n_headers; i++)
+        meta[nmeta++] = md(t->headers[i].name, t->headers[i].value);
     meta[nmeta++] = md("client-name", KEEL_CLIENT_NAME);
     meta[nmeta++] = md("client-version", KEEL_VERSION);
     if (namespace)
@@ -566,6 +627,8 @@ static int call_once(keel_transport *t, const char *path, const char *what,
     cancel_detach(cancel);
     for (size_t i = 0; i < nmeta; i++)
         grpc_slice_unref(meta[i].value);
+    if (meta != stack_meta)
+        free(meta);
     grpc_byte_buffer_destroy(req);
     if (resp)
         grpc_byte_buffer_destroy(resp);

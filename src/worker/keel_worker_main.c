@@ -139,7 +139,8 @@ static void usage(FILE *f)
         "usage: keel-worker [--help | --version]\n"
         "Runs keel's workflows on a Temporal task queue until SIGINT or SIGTERM.\n"
         "Settings come from the environment (docs/operations.md): TEMPORAL_ADDRESS,\n"
-        "TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, KEEL_TASK_QUEUE (keel),\n"
+        "TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_GRPC_META_*, over the\n"
+        "client profile file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), KEEL_TASK_QUEUE (keel),\n"
         "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
         "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info),\n"
         "KEEL_IDENTITY (<pid>@<host>@<build id>), KEEL_BUILD_ID (keel-<version>),\n"
@@ -225,11 +226,20 @@ static int serve(const settings *s, sigset_t *stop)
     keel_connect_options opts;
     keel_error err;
     keel_connect_options_init(&opts, KEEL_CONNECT_OPTIONS_VERSION);
-    if (keel_connect_options_from_env(&opts, &err) != KEEL_OK ||
-        keel_connect_options_validate(&opts, &err) != KEEL_OK)
+    /* The client profile file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), then TEMPORAL_*. */
+    keel_client_profile *profile = NULL;
+    if (keel_connect_options_from_profile(&opts, NULL, &profile, &err) != KEEL_OK ||
+        keel_connect_options_validate(&opts, &err) != KEEL_OK) {
+        keel_client_profile_free(profile);
         return config_error("TEMPORAL_*", err.message);
+    }
+    if (keel_client_profile_file(profile))
+        keel_log(KEEL_LOG_INFO, "main", "client profile", "file", keel_client_profile_file(profile),
+                 "profile", keel_client_profile_name(profile), NULL);
     keel_client *client;
-    if (keel_client_new(&client, &opts, &err) != KEEL_OK)
+    int client_rc = keel_client_new(&client, &opts, &err);
+    keel_client_profile_free(profile); /* the client copied what it keeps */
+    if (client_rc != KEEL_OK)
         return config_error("TEMPORAL_*", err.message);
     keel_system_info info;
     if (keel_client_system_info(client, &info, &err) != KEEL_OK) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +130,106 @@ START_TEST(keel_worker_refuses_bad_settings)
 }
 END_TEST
 
+/* Start keel-worker with the connection from a profile file only: no TEMPORAL_ADDRESS or
+ * TEMPORAL_NAMESPACE, HOME and XDG_CONFIG_HOME pointing under build/ (never the real
+ * ~/.config). */
+static pid_t spawn_with_profile(const char *queue, const char *file, const char *profile,
+                                const char *log)
+{
+    const char *bin = getenv("KEEL_WORKER");
+    ck_assert_msg(bin != NULL, "KEEL_WORKER is not set (make test-integration sets it)");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        unsetenv("TEMPORAL_ADDRESS");
+        unsetenv("TEMPORAL_NAMESPACE");
+        unsetenv("XDG_CONFIG_HOME");
+        setenv("HOME", "build/tests/profile-it/home", 1);
+        setenv("TEMPORAL_CONFIG_FILE", file, 1);
+        setenv("TEMPORAL_PROFILE", profile, 1);
+        setenv("KEEL_TASK_QUEUE", queue, 1);
+        setenv("KEEL_SHUTDOWN_GRACE", "2s", 1);
+        if (freopen(log, "w", stderr) == NULL)
+            _exit(126);
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+START_TEST(keel_worker_connects_with_only_a_profile_file)
+{
+    const char *address = getenv("TEMPORAL_ADDRESS");
+    const char *ns = getenv("TEMPORAL_NAMESPACE");
+    ck_assert_msg(address != NULL, "TEMPORAL_ADDRESS is not set (the dev stack's env)");
+    mkdir("build/tests", 0755);
+    mkdir("build/tests/profile-it", 0755);
+    const char *file = "build/tests/profile-it/keel-worker.toml";
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "# written by the keel-worker integration suite\n"
+            "[profile.default]\naddress = \"127.0.0.1:1\"  # nothing listens: not this one\n"
+            "[profile.clientconfig]\naddress = \"%s\"\nnamespace = \"%s\"\n"
+            "[profile.clientconfig.grpc_meta]\nx_keel_profile_test = \"1\"\n"
+            "[profile.unreachable]\naddress = \"127.0.0.1:1\"\n",
+            address, ns ? ns : "default");
+    fclose(f);
+
+    char queue[96], id[128], log[] = "build/tests/profile-it/keel-worker-log-XXXXXX";
+    close(mkstemp(log));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(queue, sizeof queue, "clientconfig-profile-%ld-%ld", (long)getpid(), (long)ts.tv_nsec);
+    snprintf(id, sizeof id, "%s-approval", queue);
+
+    /* The profile that points nowhere: the worker cannot reach the server, so the address
+     * really comes from the file. */
+    pid_t pid = spawn_with_profile(queue, file, "unreachable", log);
+    ck_assert_int_ne(wait_exit(pid), 0);
+    ck_assert_msg(strstr(read_log(log), "127.0.0.1:1") != NULL, "%s", read_log(log));
+    /* A profile the file does not have: exit 2, naming it. */
+    pid = spawn_with_profile(queue, file, "staging", log);
+    ck_assert_int_eq(wait_exit(pid), 2);
+    ck_assert_msg(strstr(read_log(log), "the client profile 'staging' is not in") != NULL, "%s",
+                  read_log(log));
+
+    pid = spawn_with_profile(queue, file, "clientconfig", log);
+    for (int i = 0; i < 600 && !strstr(read_log(log), "msg=polling"); i++)
+        usleep(50 * 1000);
+    ck_assert_msg(strstr(read_log(log), "msg=polling") != NULL, "not polling: %s", read_log(log));
+    ck_assert_msg(strstr(read_log(log), "msg=\"client profile\"") != NULL, "%s", read_log(log));
+    ck_assert_ptr_nonnull(strstr(read_log(log), "profile=clientconfig"));
+
+    keel_connect_options o;
+    keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION);
+    keel_error err;
+    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_OK);
+    keel_client *c;
+    ck_assert_int_eq(keel_client_new(&c, &o, &err), KEEL_OK);
+    keel_workflow_start_options so;
+    keel_workflow_start_options_init(&so, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    so.workflow_id = id;
+    so.workflow_type = "keel.Approval";
+    so.task_queue = queue;
+    so.input_json = "{\"subject\":\"a profile\",\"requester\":\"rita\",\"approvers\":[\"ana\"]}";
+    ck_assert_msg(keel_client_workflow_start(c, &so, NULL, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_client_workflow_signal(c, id, NULL, "approve",
+                                              "{\"approver\":\"ana\",\"comment\":\"ok\"}",
+                                              &err) == KEEL_OK,
+                  "%s", err.message);
+    keel_workflow_outcome out;
+    ck_assert_msg(keel_client_workflow_result(c, id, NULL, 30000, &out, &err) == KEEL_OK, "%s",
+                  err.message);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    keel_workflow_outcome_dispose(&out);
+    keel_client_free(c);
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    ck_assert_int_eq(wait_exit(pid), 0);
+    unlink(log);
+}
+END_TEST
+
 Suite *keel_worker_suite(void)
 {
     Suite *s = suite_create("keel-worker");
@@ -136,6 +237,7 @@ Suite *keel_worker_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, keel_worker_serves_the_registry_and_stops_on_sigterm);
     tcase_add_test(tc, keel_worker_refuses_bad_settings);
+    tcase_add_test(tc, keel_worker_connects_with_only_a_profile_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,8 +22,15 @@ static void slurp(FILE *f, char *buf, size_t n)
     buf[got] = '\0';
 }
 
-/* Run keelctl with args; return its exit status. */
+/* Run keelctl with args after `env` arguments (NULL: none); return its exit status. */
+static int keelctl_env(const char *env, const char *args, output *o);
+
 static int keelctl(const char *args, output *o)
+{
+    return keelctl_env(NULL, args, o);
+}
+
+static int keelctl_env(const char *env, const char *args, output *o)
 {
     const char *bin = getenv("KEELCTL");
     ck_assert_msg(bin != NULL, "KEELCTL is not set");
@@ -30,8 +38,9 @@ static int keelctl(const char *args, output *o)
     int fd = mkstemp(errpath);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s", bin, args, errpath);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s%s%s%s %s 2>%s", env ? "env " : "", env ? env : "", env ? " " : "",
+             bin, args, errpath);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     slurp(p, o->out, sizeof o->out);
@@ -357,6 +366,74 @@ START_TEST(schedule_commands)
 }
 END_TEST
 
+/* keelctl with the connection from a profile file only (TEMPORAL_ADDRESS and
+ * TEMPORAL_NAMESPACE unset, HOME under build/, never the real ~/.config), the environment over
+ * the file and the flags over both. */
+#define PROFILE_DIR "build/tests/profile-it"
+#define ONLY_FILE                                                                                  \
+    "-u TEMPORAL_ADDRESS -u TEMPORAL_NAMESPACE -u XDG_CONFIG_HOME -u TEMPORAL_PROFILE "            \
+    "HOME=" PROFILE_DIR "/home TEMPORAL_CONFIG_FILE=" PROFILE_DIR "/keelctl.toml"
+
+START_TEST(keelctl_connects_with_only_a_profile_file)
+{
+    const char *address = getenv("TEMPORAL_ADDRESS");
+    ck_assert_msg(address != NULL, "TEMPORAL_ADDRESS is not set (the dev stack's env)");
+    mkdir("build/tests", 0755);
+    mkdir(PROFILE_DIR, 0755);
+    FILE *f = fopen(PROFILE_DIR "/keelctl.toml", "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "[profile.default]\naddress = \"%s\"\nnamespace = \"default\"\n"
+            "[profile.nowhere]\naddress = \"127.0.0.1:1\"\n"
+            "[profile.missing_ns]\naddress = \"%s\"\nnamespace = \"clientconfig-no-such-ns\"\n",
+            address, address);
+    fclose(f);
+    output o;
+    /* The default profile of the file named by TEMPORAL_CONFIG_FILE. */
+    ck_assert_msg(keelctl_env(ONLY_FILE, "namespace describe default", &o) == 0, "%s", o.err);
+    ck_assert_ptr_nonnull(strstr(o.out, "Name            default"));
+    /* The file's address is the one used: a profile that points nowhere fails ... */
+    ck_assert_int_eq(keelctl_env(ONLY_FILE, "--profile nowhere --timeout 2s system-info", &o), 1);
+    ck_assert_msg(strstr(o.err, "127.0.0.1:1") != NULL, "%s", o.err);
+    ck_assert_int_eq(
+        keelctl_env(ONLY_FILE " TEMPORAL_PROFILE=nowhere", "--timeout 2s system-info", &o), 1);
+    /* ... until a flag overrides it, */
+    char args[512];
+    snprintf(args, sizeof args, "--profile nowhere --address %s system-info", address);
+    ck_assert_msg(keelctl_env(ONLY_FILE, args, &o) == 0, "%s", o.err);
+    /* and the environment overrides the file. */
+    char env[1024];
+    snprintf(env, sizeof env, ONLY_FILE " TEMPORAL_ADDRESS=%s", address);
+    ck_assert_msg(keelctl_env(env, "--profile nowhere system-info", &o) == 0, "%s", o.err);
+    ck_assert_int_eq(
+        keelctl_env(ONLY_FILE " TEMPORAL_ADDRESS=127.0.0.1:1", "--timeout 2s system-info", &o), 1);
+    /* The namespace comes from the profile too. */
+    ck_assert_int_eq(keelctl_env(ONLY_FILE, "--profile missing_ns search-attribute list", &o), 1);
+    ck_assert_msg(strstr(o.err, "clientconfig-no-such-ns") != NULL, "%s", o.err);
+    /* --config-file over TEMPORAL_CONFIG_FILE; --disable-config-file reads none. */
+    ck_assert_int_eq(
+        keelctl_env(ONLY_FILE, "--config-file " PROFILE_DIR "/absent.toml system-info", &o), 2);
+    ck_assert_msg(strstr(o.err, "absent.toml' (named by the options) does not exist") != NULL, "%s",
+                  o.err);
+    ck_assert_int_eq(keelctl_env(ONLY_FILE, "--profile staging system-info", &o), 2);
+    ck_assert_msg(strstr(o.err, "the client profile 'staging' is not in") != NULL, "%s", o.err);
+    ck_assert_int_eq(keelctl_env(ONLY_FILE,
+                                 "--disable-config-file --profile staging --timeout 2s "
+                                 "--address 127.0.0.1:1 system-info",
+                                 &o),
+                     1);
+    /* Strict TOML: a broken file is refused with its line and column. */
+    f = fopen(PROFILE_DIR "/broken.toml", "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("[profile.default]\naddress = [\"a\"]\n", f);
+    fclose(f);
+    ck_assert_int_eq(
+        keelctl_env(ONLY_FILE, "--config-file " PROFILE_DIR "/broken.toml system-info", &o), 2);
+    ck_assert_msg(strstr(o.err, "broken.toml: line 2, column 11: arrays are not supported") != NULL,
+                  "%s", o.err);
+}
+END_TEST
+
 Suite *keelctl_suite(void)
 {
     Suite *s = suite_create("keelctl");
@@ -373,6 +450,7 @@ Suite *keelctl_suite(void)
     tcase_add_test(tc, schema_validate_reports_each_error);
     tcase_add_test(tc, agent_commands_migrate_list_tools_and_show_conversations);
     tcase_add_test(tc, schedule_commands);
+    tcase_add_test(tc, keelctl_connects_with_only_a_profile_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "keel/keel.h"
 
@@ -169,6 +170,97 @@ START_TEST(environment_configures_api_key_and_tls)
 }
 END_TEST
 
+/* A whole file into a new string. */
+static char *slurp_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    do {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 65536;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+    } while (got > 0);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Connect with a profile from `file` (no TEMPORAL_* environment at all, HOME under build/). */
+static int system_info_with_profile(const char *file, const char *profile, keel_error *err)
+{
+    static const char *const env[] = {"HOME=build/tests/profile-it/home", NULL};
+    keel_profile_load_options lo = KEEL_PROFILE_LOAD_OPTIONS_INIT;
+    lo.config_file = file;
+    lo.profile = profile;
+    lo.environment = env;
+    lo.strict = true;
+    keel_connect_options o;
+    keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION);
+    keel_client_profile *p;
+    int rc = keel_connect_options_from_profile(&o, &lo, &p, err);
+    ck_assert_msg(rc == KEEL_OK, "%s", err->message);
+    o.rpc_timeout_ms = 1500;
+    rc = system_info(&o, err);
+    keel_client_profile_free(p);
+    return rc;
+}
+
+START_TEST(profile_file_with_inline_pem_for_mtls_and_an_api_key)
+{
+    paths();
+    mkdir("build/tests", 0755);
+    mkdir("build/tests/profile-it", 0755);
+    const char *file = "build/tests/profile-it/tls.toml";
+    char *ca_pem = slurp_file(ca), *cert_pem = slurp_file(cert), *key_pem = slurp_file(key);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    /* PEM text inline in multi-line strings (basic and literal). */
+    fprintf(f,
+            "[profile.mtls]\naddress = \"127.0.0.1:7444\"\n"
+            "[profile.mtls.tls]\nserver_name = \"" SERVER_NAME "\"\n"
+            "server_ca_cert_data = \"\"\"\n%s\"\"\"\n"
+            "client_cert_data = \"\"\"\n%s\"\"\"\n"
+            "client_key_data = '''\n%s'''\n"
+            "[profile.no_client_cert]\naddress = \"127.0.0.1:7444\"\n"
+            "tls = { server_name = \"" SERVER_NAME "\", server_ca_cert_path = \"%s\" }\n"
+            "[profile.api_key]\naddress = \"127.0.0.1:7445\"\napi_key = \"keel-test-key\"\n"
+            "[profile.api_key.tls]\nserver_name = \"" SERVER_NAME "\"\n"
+            "server_ca_cert_path = \"%s\"\n"
+            "[profile.api_key.grpc_meta]\nx_keel_profile = \"tls-suite\"\n"
+            "[profile.api_key_tls_off]\naddress = \"127.0.0.1:7445\"\napi_key = \"keel-test-key\"\n"
+            "tls.disabled = true\n",
+            ca_pem, cert_pem, key_pem, ca, ca);
+    fclose(f);
+    free(ca_pem);
+    free(cert_pem);
+    free(key_pem);
+
+    keel_error err;
+    ck_assert_msg(system_info_with_profile(file, "mtls", &err) == KEEL_OK, "%s", err.message);
+    /* Without the client certificate the proxy refuses: the inline one was what got through. */
+    ck_assert_int_ne(system_info_with_profile(file, "no_client_cert", &err), KEEL_OK);
+    /* An API key turns TLS on by itself; grpc_meta headers travel along. */
+    char log[600];
+    snprintf(log, sizeof log, "%s/access.log", getenv("KEEL_TLS_PROXY_DIR"));
+    char *before = slurp_file(log);
+    size_t logged = strlen(before);
+    free(before);
+    ck_assert_msg(system_info_with_profile(file, "api_key", &err) == KEEL_OK, "%s", err.message);
+    char *seen = slurp_file(log); /* the proxy logs the header's value; look at the new lines */
+    ck_assert_msg(strstr(seen + logged, "x-keel-profile=\"tls-suite\"") != NULL,
+                  "the grpc_meta header is not in the new lines of %s", log);
+    free(seen);
+    /* tls.disabled = true: plaintext to a TLS port fails. */
+    ck_assert_int_ne(system_info_with_profile(file, "api_key_tls_off", &err), KEEL_OK);
+}
+END_TEST
+
 Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -183,6 +275,7 @@ Suite *tls_suite(void)
     tcase_add_test(tc, api_key_is_sent_as_a_bearer_token);
     tcase_add_test(tc, wrong_or_missing_api_key_is_unauthenticated);
     tcase_add_test(tc, environment_configures_api_key_and_tls);
+    tcase_add_test(tc, profile_file_with_inline_pem_for_mtls_and_an_api_key);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,6 +18,8 @@ Suite *tools_suite(void);
 Suite *json_suite(void);
 Suite *metrics_suite(void);
 Suite *trace_suite(void);
+Suite *toml_suite(void);
+Suite *profile_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -39,6 +41,8 @@ const keel_test_suite *keel_test_suites(void)
         {"json", json_suite},
         {"metrics", metrics_suite},
         {"trace", trace_suite},
+        {"toml", toml_suite},
+        {"profile", profile_suite},
         {NULL, NULL},
     };
     return suites;

@@ -14,6 +14,8 @@ static const char *vars[] = {
     "TEMPORAL_TLS_CLIENT_CERT_PATH",
     "TEMPORAL_TLS_CLIENT_KEY_PATH",
     "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
 };
 
 static void clear_env(void)
@@ -106,6 +108,19 @@ START_TEST(bad_values_name_the_variable_and_change_nothing)
     ck_assert_ptr_nonnull(strstr(err.message, "TEMPORAL_TLS_CLIENT_KEY_PATH"));
     o.tls_key_path = "/tmp/key.pem";
     ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_OK);
+
+    /* PEM text in the environment: a path and data for the same thing is ambiguous. */
+    clear_env();
+    setenv("TEMPORAL_TLS_CLIENT_CERT_DATA", "-----BEGIN CERTIFICATE-----", 1);
+    setenv("TEMPORAL_TLS_CLIENT_KEY_DATA", "-----BEGIN PRIVATE KEY-----", 1);
+    o = defaults();
+    ck_assert_int_eq(keel_connect_options_from_env(&o, &err), KEEL_OK);
+    ck_assert_ptr_nonnull(o.tls_cert_data);
+    ck_assert(keel_connect_options_use_tls(&o));
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_OK);
+    o.tls_cert_path = "/tmp/cert.pem";
+    ck_assert_int_eq(keel_connect_options_validate(&o, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "both as a path and as data"));
     clear_env();
 }
 END_TEST

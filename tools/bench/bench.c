@@ -292,12 +292,15 @@ static int run_one(const params *p, const config *c, int round, measured *m)
     keel_connect_options co;
     keel_error err;
     keel_connect_options_init(&co, KEEL_CONNECT_OPTIONS_VERSION);
-    if (keel_connect_options_from_env(&co, &err) != KEEL_OK) {
+    keel_client_profile *profile;
+    if (keel_connect_options_from_profile(&co, NULL, &profile, &err) != KEEL_OK) {
         fprintf(stderr, "keel-bench: %s\n", err.message);
         return 2;
     }
     keel_client *client;
-    if (keel_client_new(&client, &co, &err) != KEEL_OK) {
+    int client_rc = keel_client_new(&client, &co, &err);
+    keel_client_profile_free(profile);
+    if (client_rc != KEEL_OK) {
         fprintf(stderr, "keel-bench: %s\n", err.message);
         return 1;
     }

@@ -78,12 +78,18 @@ static const char usage[] =
     "                                   may not have happened, with what they carried\n"
     "  effects sweep                    mark claims past their lease abandoned now\n"
     "\n"
-    "Global options (the TEMPORAL_* environment variables set the defaults):\n"
+    "Global options (override the client profile file and the TEMPORAL_* environment;\n"
+    "docs/operations.md):\n"
     "  --address HOST:PORT   Temporal frontend (TEMPORAL_ADDRESS, default localhost:7233)\n"
     "  --namespace NAME      namespace (TEMPORAL_NAMESPACE, default 'default')\n"
     "  --timeout D           deadline of each call, retries included (default 10s)\n"
     "  --tls                 use TLS (TEMPORAL_TLS); TEMPORAL_API_KEY also turns it on\n"
     "  --tls-ca FILE --tls-cert FILE --tls-key FILE --tls-server-name NAME\n"
+    "  --config-file FILE    client profile file (TEMPORAL_CONFIG_FILE, default\n"
+    "                        $XDG_CONFIG_HOME or ~/.config, then temporalio/temporal.toml)\n"
+    "  --profile NAME        profile in it (TEMPORAL_PROFILE, default 'default')\n"
+    "  --disable-config-file, --disable-config-env\n"
+    "                        read no profile file / apply no TEMPORAL_* settings\n"
     "  --json                print JSON instead of text\n"
     "  --help, --version\n";
 
@@ -108,6 +114,8 @@ static const char **option_slot(cli *c, const char *name)
         {"tls-cert", offsetof(cli, tls_cert)},
         {"tls-key", offsetof(cli, tls_key)},
         {"tls-server-name", offsetof(cli, tls_server_name)},
+        {"profile", offsetof(cli, profile)},
+        {"config-file", offsetof(cli, config_file)},
         {"retention", offsetof(cli, retention)},
         {"description", offsetof(cli, description)},
         {"owner-email", offsetof(cli, owner_email)},
@@ -210,6 +218,14 @@ static int parse(int argc, char **argv, cli *c)
         }
         if (strcmp(name, "tls") == 0) {
             c->tls = true;
+            continue;
+        }
+        if (strcmp(name, "disable-config-file") == 0) {
+            c->disable_config_file = true;
+            continue;
+        }
+        if (strcmp(name, "disable-config-env") == 0) {
+            c->disable_config_env = true;
             continue;
         }
         if (strcmp(name, "if-not-exists") == 0) {
@@ -574,24 +590,42 @@ static const struct command *find_command(const cli *c)
     return NULL;
 }
 
-static int connect_options(const cli *c, keel_connect_options *o, keel_error *err)
+/* The profile file, then the environment, then the flags. *profile owns what o borrows. */
+static int connect_options(const cli *c, keel_connect_options *o, keel_client_profile **profile,
+                           keel_error *err)
 {
     keel_connect_options_init(o, KEEL_CONNECT_OPTIONS_VERSION);
-    int rc = keel_connect_options_from_env(o, err);
-    if (rc != KEEL_OK)
-        return rc;
+    keel_profile_load_options lo = KEEL_PROFILE_LOAD_OPTIONS_INIT;
+    lo.config_file = c->config_file;
+    lo.profile = c->profile;
+    lo.disable_file = c->disable_config_file;
+    lo.disable_env = c->disable_config_env;
+    if (lo.disable_file && lo.disable_env) {
+        keel_connect_options_init(o, KEEL_CONNECT_OPTIONS_VERSION); /* flags only */
+    } else {
+        int rc = keel_connect_options_from_profile(o, &lo, profile, err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
     if (c->address)
         o->address = c->address;
     if (c->namespace)
         o->namespace_ = c->namespace;
     if (c->tls)
         o->tls = KEEL_TLS_ON;
-    if (c->tls_ca)
+    /* A flag's path replaces the profile's path or inline data alike. */
+    if (c->tls_ca) {
         o->tls_ca_path = c->tls_ca;
-    if (c->tls_cert)
+        o->tls_ca_data = NULL;
+    }
+    if (c->tls_cert) {
         o->tls_cert_path = c->tls_cert;
-    if (c->tls_key)
+        o->tls_cert_data = NULL;
+    }
+    if (c->tls_key) {
         o->tls_key_path = c->tls_key;
+        o->tls_key_data = NULL;
+    }
     if (c->tls_server_name)
         o->tls_server_name = c->tls_server_name;
     if (c->timeout) {
@@ -639,11 +673,16 @@ int main(int argc, char **argv)
         return usage_error("%s takes no arguments", cmd->group);
 
     keel_connect_options o;
+    keel_client_profile *profile = NULL;
     keel_error err;
-    if (connect_options(&c, &o, &err) != KEEL_OK)
+    if (connect_options(&c, &o, &profile, &err) != KEEL_OK) {
+        keel_client_profile_free(profile);
         return usage_error("%s", err.message);
+    }
     keel_client *client;
-    if (keel_client_new(&client, &o, &err) != KEEL_OK)
+    rc = keel_client_new(&client, &o, &err);
+    keel_client_profile_free(profile); /* the client copied what it keeps */
+    if (rc != KEEL_OK)
         return fail(&err);
     rc = cmd->run(client, &c);
     keel_client_free(client);

@@ -16,6 +16,8 @@
 typedef struct cli {
     const char *address, *namespace, *timeout;
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+    const char *profile, *config_file;
+    bool disable_config_file, disable_config_env;
     bool tls, json, if_not_exists, wait, binary, paused;
     const char *retention, *description, *owner_email;
     const char *name, *type;
