@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "client/client.h"
+#include "client/deployment.h"
 #include "proto/proto.h"
 
 #define WF(m)      ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
@@ -199,8 +200,17 @@ int keel_client_deployment_describe(keel_client *client, const char *name,
         (ProtobufCMessage **)&resp, &co, err);
     if (rc != KEEL_OK)
         return rc;
-    rc = read_info(resp->worker_deployment_info, out, err);
+    rc = keel_deployment_read_describe(resp, out, err);
     FREE_PB(resp);
+    return rc;
+}
+
+int keel_deployment_read_describe(
+    const Temporal__Api__Workflowservice__V1__DescribeWorkerDeploymentResponse *r,
+    keel_deployment_info *out, keel_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = read_info(r->worker_deployment_info, out, err);
     if (rc != KEEL_OK)
         keel_deployment_info_dispose(out);
     return rc;
@@ -216,8 +226,9 @@ void keel_deployment_list_free(keel_deployment_info *list, size_t n)
 typedef Temporal__Api__Workflowservice__V1__ListWorkerDeploymentsResponse__WorkerDeploymentSummary
     deployment_summary;
 
-static int append_page(const Temporal__Api__Workflowservice__V1__ListWorkerDeploymentsResponse *r,
-                       keel_deployment_info **list, size_t *n, keel_error *err)
+int keel_deployment_read_list_page(
+    const Temporal__Api__Workflowservice__V1__ListWorkerDeploymentsResponse *r,
+    keel_deployment_info **list, size_t *n, keel_error *err)
 {
     if (r->n_worker_deployments == 0)
         return KEEL_OK;
@@ -266,7 +277,7 @@ int keel_client_deployment_list(keel_client *client, keel_deployment_info **out,
             (ProtobufCMessage **)&resp, &co, err);
         if (rc != KEEL_OK)
             break;
-        rc = append_page(resp, out, n, err);
+        rc = keel_deployment_read_list_page(resp, out, n, err);
         if (rc == KEEL_OK)
             rc = keel_page_token_next(&token, &resp->next_page_token, "ListWorkerDeployments", err);
         FREE_PB(resp);
