@@ -221,6 +221,34 @@ static void expect_all_on(const char *id, const char *behavior, const char *buil
     }
 }
 
+/* SetWorkerDeploymentCurrentVersion returns once the deployment records the change; the task
+ * queue's partitions learn it a moment later. Start short probe runs (terminated after their
+ * first task) until one starts on `build`, for at most 30 s; how long it took goes to stderr. */
+static void wait_routing(const char *queue, const char *deployment, const char *behavior,
+                         const char *build)
+{
+    int64_t began = keel_test_now_ms();
+    char seen[1024] = "";
+    for (int i = 0; keel_test_now_ms() < began + 30000; i++) {
+        char probe[192];
+        snprintf(probe, sizeof probe, "%s-probe-%d", deployment, i);
+        start_approval(queue, probe);
+        wait_tasks(probe, 1, behavior);
+        task_versions(probe, behavior, seen, sizeof seen);
+        keel_error err;
+        ck_assert_msg(keel_client_workflow_terminate(client, probe, NULL, "routing probe", &err) ==
+                          KEEL_OK,
+                      "%s", err.message);
+        if (strncmp(seen, build, strlen(build)) == 0 && seen[strlen(build)] == '@') {
+            fprintf(stderr, "deployment: new runs reached %s %lld ms after set-current\n", build,
+                    (long long)(keel_test_now_ms() - began));
+            return;
+        }
+        usleep(200 * 1000);
+    }
+    ck_abort_msg("new runs of %s never started on %s within 30 s: last %s", queue, build, seen);
+}
+
 START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
 {
     char deployment[96], queue[128], log1[160], log2[160], out[4096], args[512];
@@ -273,7 +301,8 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     /* v1 still has an open pinned run: it is draining, not drained. */
     wait_version(deployment, "v1", "draining", false, 20000, &v);
 
-    /* A new run goes to v2; the pinned run's remaining tasks stay on v1, and it completes. */
+    /* New runs go to v2; the pinned run's remaining tasks stay on v1, and it completes. */
+    wait_routing(queue, deployment, "VERSIONING_BEHAVIOR_PINNED", "v2");
     start_approval(queue, fresh);
     wait_tasks(fresh, 1, "VERSIONING_BEHAVIOR_PINNED");
     expect_all_on(fresh, "VERSIONING_BEHAVIOR_PINNED", "v2");
@@ -281,10 +310,12 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     expect_all_on(pinned, "VERSIONING_BEHAVIOR_PINNED", "v1");
     wait_tasks(pinned, 2, "VERSIONING_BEHAVIOR_PINNED");
 
-    /* No pinned run is open on v1 any more: the server reports it drained (the dev stack counts
-     * every 5 s), and its worker stops cleanly. */
+    /* No pinned run is open on v1 any more: the server reports it drained, and its worker stops
+     * cleanly. The dev stack's dynamic config has the server count every 5 s, after a 5 s grace
+     * (tools/devstack.d/dynamicconfig.yaml); a server with the defaults (3 minutes each) takes up
+     * to about 6 minutes, which the wait allows rather than fail on a slower but correct server. */
     int64_t began = keel_test_now_ms();
-    wait_version(deployment, "v1", "drained", false, 60000, &v);
+    wait_version(deployment, "v1", "drained", false, 420000, &v);
     ck_assert_str_eq(v.drainage, "drained");
     fprintf(stderr, "deployment: v1 reported drained %lld ms after its last run closed\n",
             (long long)(keel_test_now_ms() - began));
@@ -350,6 +381,7 @@ START_TEST(an_auto_upgrade_run_moves_to_v2_at_its_next_task)
                       KEEL_OK,
                   "%s", err.message);
     wait_version(deployment, "v2", "current", false, 10000, &v);
+    wait_routing(queue, deployment, "VERSIONING_BEHAVIOR_AUTO_UPGRADE", "v2");
     /* v1 keeps polling, but the run's next task (the approval) goes to v2. */
     approve_and_finish(id);
     task_versions(id, "VERSIONING_BEHAVIOR_AUTO_UPGRADE", seen, sizeof seen);
@@ -414,7 +446,7 @@ Suite *deployment_suite(void)
     Suite *s = suite_create("deployment");
     TCase *tc = tcase_create("versions");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 240);
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, bad_deployment_settings_stop_keel_worker_and_keelctl);
     tcase_add_test(tc, an_auto_upgrade_run_moves_to_v2_at_its_next_task);
     tcase_add_test(tc, a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains);
