@@ -18,8 +18,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "client/client.h"
 #include "harness.h"
 #include "keel/keel.h"
+#include "proto/proto.h"
+#include "transport/transport.h"
 #include "workflows/approval.h"
 
 #define LOG_DIR      "build/test-deployment"
@@ -343,6 +346,7 @@ static keel_worker *embedded(const char *queue, const char *deployment, const ch
     w.workflows = types;
     w.n_workflows = 1;
     w.shutdown_grace_ms = 500;
+    w.heartbeat_interval_ms = 1000;
     w.identity = build; /* the history says which version answered */
     w.deployment_name = deployment;
     w.build_id = build;
@@ -354,6 +358,49 @@ static keel_worker *embedded(const char *queue, const char *deployment, const ch
     ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
     ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
     return worker;
+}
+
+/* Wait until the server's list of workers on queue (ListWorkers: their heartbeats) has one of
+ * identity `build` reporting deployment version deployment/build. */
+static void heartbeat_reports(const char *queue, const char *deployment, const char *build)
+{
+    keel_transport *t = keel_client_transport(client);
+    char query[256], last[256] = "no worker listed";
+    snprintf(query, sizeof query, "TaskQueue=\"%s\"", queue);
+    for (int64_t until = keel_test_now_ms() + 15000; keel_test_now_ms() < until;
+         usleep(250 * 1000)) {
+        Temporal__Api__Workflowservice__V1__ListWorkersRequest req =
+            TEMPORAL__API__WORKFLOWSERVICE__V1__LIST_WORKERS_REQUEST__INIT;
+        req.namespace_ = (char *)keel_transport_namespace(t);
+        req.page_size = 10;
+        req.query = query;
+        Temporal__Api__Workflowservice__V1__ListWorkersResponse *resp = NULL;
+        keel_call_options co = {.retry = true, .namespace = req.namespace_};
+        keel_error err;
+        ck_assert_msg(keel_transport_call(
+                          t, ((keel_rpc){KEEL_WORKFLOW_SERVICE, "ListWorkers"}),
+                          (ProtobufCMessage *)&req,
+                          &temporal__api__workflowservice__v1__list_workers_response__descriptor,
+                          (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK,
+                      "%s", err.message);
+        bool found = false;
+        for (size_t i = 0; i < resp->n_workers; i++) {
+            const Temporal__Api__Worker__V1__WorkerListInfo *hb = resp->workers[i];
+            if (hb == NULL || strcmp(hb->worker_identity, build) != 0)
+                continue;
+            const Temporal__Api__Deployment__V1__WorkerDeploymentVersion *v =
+                hb->deployment_version;
+            snprintf(last, sizeof last, "%s reports %s/%s", build,
+                     v ? v->deployment_name : "(none)", v ? v->build_id : "(none)");
+            found =
+                v && strcmp(v->deployment_name, deployment) == 0 && strcmp(v->build_id, build) == 0;
+        }
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)resp, NULL);
+        if (found)
+            return;
+    }
+    ck_abort_msg("no heartbeat of %s on %s reported version %s/%s: %s", build, queue, deployment,
+                 build, last);
 }
 
 START_TEST(an_auto_upgrade_run_moves_to_v2_at_its_next_task)
@@ -377,6 +424,8 @@ START_TEST(an_auto_upgrade_run_moves_to_v2_at_its_next_task)
 
     keel_worker *v2 = embedded(queue, deployment, "v2");
     wait_version(deployment, "v2", NULL, false, 20000, &v);
+    heartbeat_reports(queue, deployment, "v1");
+    heartbeat_reports(queue, deployment, "v2");
     ck_assert_msg(keel_client_deployment_set_current(client, deployment, "v2", false, &err) ==
                       KEEL_OK,
                   "%s", err.message);
