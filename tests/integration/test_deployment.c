@@ -2,7 +2,9 @@
  * Worker Deployments on the real server: keel-worker processes ($KEEL_WORKER) of one deployment
  * in two versions, v1 and v2, made current with keelctl ($KEELCTL). A pinned keel.Approval run
  * started on v1 stays on v1 after v2 becomes current and completes there, while new runs go to
- * v2; then v1 drains and its worker stops. An auto-upgrade run (keel.Approval with a versioning
+ * v2; then v1 drains and its worker stops. A keel.Procurement run waiting for its manager (the
+ * agent activities against the dev stack's PostgreSQL and the offline model server) stays on v1
+ * too and orders there. An auto-upgrade run (keel.Approval with a versioning
  * override, on workers embedded in the test, as a program built on libkeel runs them) moves to
  * v2 at its next workflow task. Every deployment name is unique to the run; logs go under
  * build/test-deployment/.
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
 
 #include "client/client.h"
 #include "harness.h"
@@ -49,8 +52,8 @@ static void teardown(void)
 }
 
 /* keel-worker as version build_id of deployment (NULL: none) on queue, with more settings as
- * NAME=VALUE pairs (NULL-terminated), stderr to log. No DATABASE_URL: keel.Approval needs no
- * activities. */
+ * NAME=VALUE pairs (NULL-terminated), stderr to log. No DATABASE_URL (keel.Approval needs no
+ * activities) unless the settings name it. */
 static pid_t spawn(const char *queue, const char *deployment, const char *build_id, const char *log,
                    const char *const *extra)
 {
@@ -62,6 +65,7 @@ static pid_t spawn(const char *queue, const char *deployment, const char *build_
         setenv("KEEL_TASK_QUEUE", queue, 1);
         setenv("KEEL_SHUTDOWN_GRACE", "2s", 1);
         unsetenv("DATABASE_URL");
+        unsetenv("KEEL_NOTIFY_WEBHOOK_URL");
         unsetenv("KEEL_VERSIONING_BEHAVIOR_OVERRIDES");
         if (deployment)
             setenv("KEEL_DEPLOYMENT_NAME", deployment, 1);
@@ -252,6 +256,111 @@ static void wait_routing(const char *queue, const char *deployment, const char *
     ck_abort_msg("new runs of %s never started on %s within 30 s: last %s", queue, build, seen);
 }
 
+/* ---- a procurement run (the agent activities: PostgreSQL and the offline model server) ---- */
+
+#define REQUESTER "alex.engineer@example.com"
+#define LAPTOPS_4 "Please order 4 laptops (14-inch, 16 GB RAM) for the new engineers."
+
+/* The first value of a query with up to two parameters (a new string; NULL for no row). */
+static char *sql(const char *query, const char *a, const char *b)
+{
+    const char *url = getenv("DATABASE_URL");
+    ck_assert_msg(url && url[0], "DATABASE_URL is not set: eval \"$(tools/devstack env)\"");
+    PGconn *conn = PQconnectdb(url);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    const char *p[] = {a, b};
+    PGresult *r = PQexecParams(conn, query, b ? 2 : a ? 1 : 0, NULL, p, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+    char *value = ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)
+                      ? strdup(PQgetvalue(r, 0, 0))
+                      : NULL;
+    char problem[512];
+    snprintf(problem, sizeof problem, "%s", ok ? "" : PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(conn);
+    ck_assert_msg(ok, "%s: %s", query, problem);
+    return value;
+}
+
+/* A cost centre of the run's own with a budget, a manager m-<cc> and a director d-<cc>, as
+ * tests/integration/test_procurement.c makes them. The manager's address into mgr. */
+static void make_org(char *cc, size_t ncc, char *mgr, size_t nmgr)
+{
+    char dir[160];
+    keel_test_unique(cc, ncc, "CC-D");
+    snprintf(mgr, nmgr, "m-%s@example.com", cc);
+    snprintf(dir, sizeof dir, "d-%s@example.com", cc);
+    free(sql("INSERT INTO cost_centers (id, name, owner) VALUES ($1, 'Deployment test', $2)", cc,
+             dir));
+    free(sql("INSERT INTO budgets (cost_center, period, amount_usd) VALUES ($1, "
+             "proc_current_period(), 20000)",
+             cc, NULL));
+    free(sql("INSERT INTO approvers (person, name, role, cost_center, limit_usd, delegate) VALUES "
+             "($1, 'Test Director', 'director', $2, 50000, 'chloe.cfo@example.com')",
+             dir, cc));
+    free(sql("INSERT INTO approvers (person, name, role, cost_center, limit_usd, delegate) VALUES "
+             "($1, 'Test Manager', 'manager', $2, 10000, 'd-' || $2 || '@example.com')",
+             mgr, cc));
+}
+
+/* The settings a keel-worker needs for the agent activities (static storage). */
+static const char *const *agent_settings(void)
+{
+    static char base[300];
+    snprintf(base, sizeof base, "%s/v1", keel_test_model_server());
+    static const char *settings[] = {"DATABASE_URL",
+                                     NULL,
+                                     "OPENAI_BASE_URL",
+                                     base,
+                                     "OPENAI_API_KEY",
+                                     "sk-keel-test-0123456789abcdef",
+                                     "KEEL_MODEL",
+                                     "keel-scripted-small",
+                                     "KEEL_MODEL_STRONG",
+                                     "keel-scripted-large",
+                                     NULL};
+    settings[1] = getenv("DATABASE_URL");
+    ck_assert_msg(settings[1] && settings[1][0], "DATABASE_URL is not set");
+    return settings;
+}
+
+/* Query the run's status until it holds text, within 60 s. */
+static void status_until(const char *id, const char *text)
+{
+    char *answer = keel_test_query_until(client, id, "status", text, 60000);
+    ck_assert_msg(answer != NULL, "status of %s never held %s", id, text);
+    free(answer);
+}
+
+/* Every activity of the run was started by a worker whose identity ends in "@<build>". */
+static void activities_on(const char *id, const char *build)
+{
+    char *history;
+    size_t len;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &history, &len,
+                                               &err) == KEEL_OK,
+                  "%s", err.message);
+    cJSON *h = cJSON_ParseWithLength(history, len);
+    free(history);
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(h, "events"))
+    {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "activityTaskStartedEventAttributes");
+        if (a == NULL)
+            continue;
+        const char *who = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "identity"));
+        size_t wl = who ? strlen(who) : 0, bl = strlen(build);
+        ck_assert_msg(wl > bl && who[wl - bl - 1] == '@' && strcmp(who + wl - bl, build) == 0,
+                      "%s: an activity ran on %s, not %s", id, who ? who : "?", build);
+        n++;
+    }
+    cJSON_Delete(h);
+    ck_assert_msg(n > 0, "%s ran no activity", id);
+}
+
 START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
 {
     char deployment[96], queue[128], log1[160], log2[160], out[4096], args[512];
@@ -260,8 +369,10 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     snprintf(log1, sizeof log1, LOG_DIR "/%s-v1.log", deployment);
     snprintf(log2, sizeof log2, LOG_DIR "/%s-v2.log", deployment);
 
-    /* v1 polls; once the server knows it, it becomes current. */
-    pid_t v1 = spawn(queue, deployment, "v1", log1, NULL);
+    /* v1 polls (with the agent activities); once the server knows it, it becomes current. */
+    ck_assert_msg(keel_test_keelctl("db seed", out, sizeof out) == 0, "%s", out);
+    const char *const *agent = agent_settings();
+    pid_t v1 = spawn(queue, deployment, "v1", log1, agent);
     keel_deployment_version v;
     wait_version(deployment, "v1", NULL, false, 20000, &v);
     ck_assert_msg(strstr(read_log(log1), "msg=\"versioned worker\"") != NULL, "%s", read_log(log1));
@@ -278,9 +389,31 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     start_approval(queue, pinned);
     wait_tasks(pinned, 1, "VERSIONING_BEHAVIOR_PINNED");
     expect_all_on(pinned, "VERSIONING_BEHAVIOR_PINNED", "v1");
+    /* So does a procurement run: its agent picks a quote on v1 and it waits for the manager. */
+    char cc[64], mgr[160], order[160];
+    make_org(cc, sizeof cc, mgr, sizeof mgr);
+    snprintf(order, sizeof order, "%s-order", deployment);
+    cJSON *in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "request", LAPTOPS_4);
+    cJSON_AddStringToObject(in, "requester", REQUESTER);
+    cJSON_AddStringToObject(in, "cost_center", cc);
+    char *input = cJSON_PrintUnformatted(in);
+    cJSON_Delete(in);
+    keel_workflow_start_options so;
+    keel_workflow_start_options_init(&so, KEEL_WORKFLOW_START_OPTIONS_VERSION);
+    so.workflow_id = order;
+    so.workflow_type = "keel.Procurement";
+    so.task_queue = queue;
+    so.input_json = input;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_start(client, &so, NULL, &err) == KEEL_OK, "%s",
+                  err.message);
+    free(input);
+    status_until(order, "{\"stage\":\"approval\"");
+    expect_all_on(order, "VERSIONING_BEHAVIOR_PINNED", "v1");
 
     /* v2 comes up; ramping first (and ended), then current, all through keelctl. */
-    pid_t v2 = spawn(queue, deployment, "v2", log2, NULL);
+    pid_t v2 = spawn(queue, deployment, "v2", log2, agent);
     wait_version(deployment, "v2", NULL, false, 20000, &v);
     snprintf(args, sizeof args, "deployment set-ramping %s v2 25", deployment);
     ck_assert_msg(keel_test_keelctl(args, out, sizeof out) == 0, "%s", out);
@@ -312,6 +445,25 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     approve_and_finish(pinned);
     expect_all_on(pinned, "VERSIONING_BEHAVIOR_PINNED", "v1");
     wait_tasks(pinned, 2, "VERSIONING_BEHAVIOR_PINNED");
+    /* The manager approves the procurement run: it orders, every task and activity on v1. */
+    char approval[256];
+    snprintf(approval, sizeof approval, "{\"approver\":\"%s\",\"comment\":\"ok\"}", mgr);
+    ck_assert_msg(keel_client_workflow_signal(client, order, NULL, "approve", approval, &err) ==
+                      KEEL_OK,
+                  "%s", err.message);
+    keel_workflow_outcome outcome;
+    ck_assert_msg(keel_client_workflow_result(client, order, NULL, 90000, &outcome, &err) ==
+                      KEEL_OK,
+                  "%s", err.message);
+    ck_assert_msg(outcome.status == KEEL_WORKFLOW_STATUS_COMPLETED && outcome.result_json &&
+                      strstr(outcome.result_json, "\"outcome\":\"ordered\""),
+                  "%s", outcome.result_json ? outcome.result_json : outcome.failure_message);
+    keel_workflow_outcome_dispose(&outcome);
+    expect_all_on(order, "VERSIONING_BEHAVIOR_PINNED", "v1");
+    activities_on(order, "v1");
+    char *pos = sql("SELECT count(*) FROM purchase_orders WHERE cost_center = $1", cc, NULL);
+    ck_assert_msg(pos && strcmp(pos, "1") == 0, "purchase orders for %s: %s", cc, pos);
+    free(pos);
 
     /* No pinned run is open on v1 any more: the server reports it drained, and its worker stops
      * cleanly. The dev stack's dynamic config has the server count every 5 s, after a 5 s grace
