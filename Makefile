@@ -76,7 +76,7 @@ LIB := $(OUT)/libkeel.a
 # The shared library's version is keel's (include/keel/version.h); its soname carries the ABI's
 # major number only, raised on every incompatible change (docs/install.md, "Versioning").
 KEEL_VERSION := $(shell sed -nE 's/^\#define KEEL_VERSION +"([^"]+)".*/\1/p' include/keel/version.h)
-KEEL_SOVERSION := 0
+KEEL_SOVERSION := 1
 SONAME := libkeel.so.$(KEEL_SOVERSION)
 SHLIB := $(OUT)/libkeel.so.$(KEEL_VERSION)
 APPS := $(OUT)/libkeel-workflows.a

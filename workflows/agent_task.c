@@ -1034,4 +1034,6 @@ const keel_workflow_type keel_agent_task_workflow = {
     .dispose = agent_dispose,
     .queries = agent_queries,
     .signals = agent_signals,
+    /* Pinned: the conversation, prompts and tool grants stay those of the version it began on. */
+    .versioning_behavior = KEEL_VERSIONING_PINNED,
 };

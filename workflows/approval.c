@@ -625,4 +625,6 @@ const keel_workflow_type keel_approval_workflow = {
     .signals = approval_signals,
     .updates = approval_updates,
     .validate_update = approval_validate,
+    /* Pinned: an approval waits on people for days and must finish on the code it began with. */
+    .versioning_behavior = KEEL_VERSIONING_PINNED,
 };

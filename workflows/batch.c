@@ -961,4 +961,8 @@ const keel_workflow_type keel_batch_workflow = {
     .dispose = batch_dispose,
     .queries = batch_queries,
     .signals = batch_signals,
+    /* Auto-upgrade: a batch waits on its children (each its own pinned keel.Procurement run),
+     * not on people, and goes on run after run by continue-as-new, which would carry a pinned
+     * version along: it takes new code at its next task, its changes guarded by get_version. */
+    .versioning_behavior = KEEL_VERSIONING_AUTO_UPGRADE,
 };

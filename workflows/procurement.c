@@ -2093,4 +2093,8 @@ const keel_workflow_type keel_procurement_workflow = {
     .signals = procurement_signals,
     .updates = procurement_updates,
     .validate_update = procurement_validate,
+    /* Pinned: a run waits days for approvers; it finishes on the code that started it, so a
+     * release never replays an old history (docs/operations.md, "Rolling out new workflow code").
+     */
+    .versioning_behavior = KEEL_VERSIONING_PINNED,
 };

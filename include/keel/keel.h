@@ -5,6 +5,7 @@
 #include "keel/activity.h"
 #include "keel/client.h"
 #include "keel/completion.h"
+#include "keel/deployment.h"
 #include "keel/duration.h"
 #include "keel/error.h"
 #include "keel/execution.h"

@@ -12,11 +12,13 @@
 #ifndef KEEL_WORKER_H
 #define KEEL_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "keel/activity.h"
 #include "keel/client.h"
+#include "keel/deployment.h"
 #include "keel/error.h"
 #include "keel/metrics.h"
 #include "keel/workflow.h"
@@ -27,11 +29,22 @@ extern "C" {
 
 typedef struct keel_worker keel_worker;
 
-#define KEEL_WORKER_OPTIONS_VERSION 1
+/* 2: the deployment fields (deployment_name ... n_versioning_overrides) were added. */
+#define KEEL_WORKER_OPTIONS_VERSION 2
 
 #define KEEL_DEFAULT_WORKFLOW_POLLERS          2
 #define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES 8
 #define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS      256
+
+/* At most this many versioning overrides (docs/limits.md). A deployment name and build id are
+ * checked as keel_deployment_version_check() (keel/deployment.h) says. */
+#define KEEL_MAX_VERSIONING_OVERRIDES 64
+
+/* One workflow type's versioning behaviour, replacing the type's own. */
+typedef struct keel_versioning_override {
+    const char *workflow_type;
+    keel_versioning_behavior behavior; /* PINNED or AUTO_UPGRADE */
+} keel_versioning_override;
 
 typedef struct keel_worker_options {
     unsigned int version;
@@ -59,6 +72,21 @@ typedef struct keel_worker_options {
      * transport its RPC metrics; NULL: none. Borrowed: it must outlive the worker and the client.
      * Set it before the client is used from other threads. */
     keel_metrics *metrics;
+    /* Worker Deployments (Temporal's Worker Versioning; docs/operations.md, "Rolling out new
+     * workflow code"). NULL deployment_name: an unversioned worker, as before. With a name, the
+     * worker is version deployment_name + build_id (both required, see the caps above), sent
+     * with every poll, answer and heartbeat. use_versioning makes it a versioned worker: the
+     * server routes to it only what the deployment's current or ramping version (or a run pinned
+     * to it) gets, and every workflow type then needs a behaviour: its own, an override, or
+     * default_versioning_behavior. Without use_versioning the version is only reported. */
+    const char *deployment_name;
+    const char *build_id;
+    bool use_versioning;
+    keel_versioning_behavior default_versioning_behavior; /* UNSPECIFIED: none */
+    /* Optional: behaviours by workflow type name, over the types' own (borrowed, like the
+     * types; at most KEEL_MAX_VERSIONING_OVERRIDES, each naming a registered type). */
+    const keel_versioning_override *versioning_overrides;
+    size_t n_versioning_overrides;
 } keel_worker_options;
 
 /* The defaults, as a static initializer: the same values keel_worker_options_init() sets. */
@@ -66,10 +94,32 @@ typedef struct keel_worker_options {
     {                                                                                              \
         .version = KEEL_WORKER_OPTIONS_VERSION, .workflow_pollers = KEEL_DEFAULT_WORKFLOW_POLLERS, \
         .max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES,                       \
-        .max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS                                  \
+        .max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS,                                 \
+        .default_versioning_behavior = KEEL_VERSIONING_UNSPECIFIED                                 \
     }
 
 int keel_worker_options_init(keel_worker_options *opts, unsigned int version);
+
+/* "pinned", "auto-upgrade" (or "auto_upgrade") and "unspecified", in any case, to the behaviour;
+ * KEEL_EINVAL for anything else. */
+int keel_versioning_behavior_parse(const char *text, keel_versioning_behavior *out);
+
+/* "pinned", "auto-upgrade" or "unspecified" (static storage). */
+const char *keel_versioning_behavior_name(keel_versioning_behavior b);
+
+/* A list of overrides from text like "keel.Procurement=auto-upgrade,keel.Approval=pinned"
+ * (spaces around the parts are ignored; an empty text is an empty list). On success *out is a
+ * new array of *n entries whose strings it owns; free it with keel_versioning_overrides_free().
+ * KEEL_EINVAL, with the part that is wrong, for a bad entry, a type named twice or more than
+ * KEEL_MAX_VERSIONING_OVERRIDES entries. */
+int keel_versioning_overrides_parse(const char *text, keel_versioning_override **out, size_t *n,
+                                    keel_error *err);
+void keel_versioning_overrides_free(keel_versioning_override *list, size_t n);
+
+/* The behaviour a worker with these options sends for workflow type t: an override naming it,
+ * else t's own, else the default; UNSPECIFIED on a worker without use_versioning. */
+keel_versioning_behavior keel_worker_options_behavior(const keel_worker_options *opts,
+                                                      const keel_workflow_type *t);
 
 /* A worker on client (borrowed: it must outlive the worker). The types are borrowed too. */
 int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_options *opts,

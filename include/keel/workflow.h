@@ -76,6 +76,21 @@ typedef struct keel_workflow_event {
     const char *failure_type;    /* *_FAILED: application type, "Timeout", ...; or "" */
 } keel_workflow_event;
 
+/* How a run of a workflow type moves between the versions of a Worker Deployment (Temporal's
+ * Worker Versioning; docs/operations.md, "Rolling out new workflow code"). It matters only on a
+ * worker with a deployment name and use_versioning (keel/worker.h); an unversioned worker sends
+ * none. */
+typedef enum keel_versioning_behavior {
+    KEEL_VERSIONING_UNSPECIFIED = 0, /* the worker's default_versioning_behavior */
+    /* The run stays on the version that started it until it closes: new code never replays
+     * its history, so a change needs no keel_workflow_get_version branch. The old version's
+     * workers must keep running until its runs drain. */
+    KEEL_VERSIONING_PINNED = 1,
+    /* The run moves to the deployment's current (or ramping) version at its next workflow task:
+     * the new code replays the old history, so changes still need keel_workflow_get_version. */
+    KEEL_VERSIONING_AUTO_UPGRADE = 2,
+} keel_versioning_behavior;
+
 typedef struct keel_workflow_type {
     const char *name; /* the workflow type clients start */
     size_t state_size;
@@ -102,6 +117,9 @@ typedef struct keel_workflow_type {
      * Without it, every declared update is accepted. */
     int (*validate_update)(const void *state, const char *name, const char *args_json, char *reason,
                            size_t n);
+    /* On a versioned worker: pinned or auto-upgrade (UNSPECIFIED: the worker's default). The
+     * worker's versioning_overrides, by type name, take precedence. */
+    keel_versioning_behavior versioning_behavior;
 } keel_workflow_type;
 
 /* Summaries longer than this many bytes are cut (at a character boundary); invalid UTF-8 in

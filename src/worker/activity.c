@@ -238,6 +238,7 @@ static int report_completed(keel_activity_pool *p, const activity_task *t, const
     req.task_token = t->task_token;
     req.identity = (char *)p->identity;
     req.namespace_ = (char *)p->namespace;
+    req.deployment_options = p->deployment_options;
     int rc = keel_payloads_new_json(result, "activity result", &req.result, err);
     if (rc != KEEL_OK)
         return rc;
@@ -258,6 +259,7 @@ static void report_failed_with(keel_activity_pool *p, const activity_task *t,
     req.task_token = t->task_token;
     req.identity = (char *)p->identity;
     req.namespace_ = (char *)p->namespace;
+    req.deployment_options = p->deployment_options;
     keel_error err;
     req.failure = keel_failure_new_application_with(f->type, f->message, f->non_retryable,
                                                     f->details_json, f->next_retry_delay_ms, &err);
@@ -286,6 +288,7 @@ static void report_canceled(keel_activity_pool *p, const activity_task *t)
     req.task_token = t->task_token;
     req.identity = (char *)p->identity;
     req.namespace_ = (char *)p->namespace;
+    req.deployment_options = p->deployment_options;
     report(
         p, "RespondActivityTaskCanceled", (ProtobufCMessage *)&req,
         &temporal__api__workflowservice__v1__respond_activity_task_canceled_response__descriptor);
@@ -402,6 +405,7 @@ void *keel_activity_thread(void *arg)
         req.task_queue = &tq;
         req.identity = (char *)p->identity;
         req.worker_instance_key = (char *)(p->instance_key ? p->instance_key : "");
+        req.deployment_options = p->deployment_options;
         keel_call_options co = {
             .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = a->cancel};
         activity_task *task = NULL;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "keel/activity.h"
+#include "proto/proto.h"
 #include "transport/transport.h"
 #include "worker/worker_metrics.h"
 
@@ -30,6 +31,8 @@ typedef struct keel_activity_pool {
     atomic_uint_fast64_t completed, failed;
     atomic_int_fast64_t poll_ms; /* wall clock of the last poll that brought a task */
     keel_worker_metrics *wm;     /* NULL: metrics off */
+    /* The worker's deployment version, sent with polls and answers (NULL: none). Borrowed. */
+    Temporal__Api__Deployment__V1__WorkerDeploymentOptions *deployment_options;
 } keel_activity_pool;
 
 /* The thread's argument: the pool and the thread's own poll-cancel handle. */

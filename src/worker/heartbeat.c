@@ -24,6 +24,7 @@
 struct keel_heartbeat {
     keel_transport *transport;
     char *namespace_, *task_queue, *identity;
+    const char *deployment_name, *build_id; /* borrowed from the worker; NULL: none */
     char instance_key[37], grouping_key[37];
     char host[256], pid[24];
     int64_t interval_ms; /* negative: no thread */
@@ -220,6 +221,11 @@ keel_pb_worker_heartbeat *keel_heartbeat_build(keel_heartbeat *h, int status)
     hb->task_queue = strdup(h->task_queue);
     hb->sdk_name = strdup(KEEL_SDK_NAME);
     hb->sdk_version = strdup(KEEL_VERSION);
+    if (h->deployment_name && (hb->deployment_version = malloc(sizeof *hb->deployment_version))) {
+        temporal__api__deployment__v1__worker_deployment_version__init(hb->deployment_version);
+        hb->deployment_version->deployment_name = strdup(h->deployment_name);
+        hb->deployment_version->build_id = strdup(h->build_id);
+    }
     hb->status = (Temporal__Api__Enums__V1__WorkerStatus)status;
     hb->start_time = new_timestamp(h->start_ms);
     hb->heartbeat_time = new_timestamp(now);
@@ -250,7 +256,10 @@ keel_pb_worker_heartbeat *keel_heartbeat_build(keel_heartbeat *h, int status)
     pthread_mutex_unlock(&h->mu);
     if (!host->host_name || !host->process_id || !host->worker_grouping_key ||
         !hb->worker_instance_key || !hb->worker_identity || !hb->task_queue || !hb->sdk_name ||
-        !hb->sdk_version || !hb->start_time || !hb->heartbeat_time) {
+        !hb->sdk_version || !hb->start_time || !hb->heartbeat_time ||
+        (h->deployment_name &&
+         (!hb->deployment_version || !hb->deployment_version->deployment_name ||
+          !hb->deployment_version->build_id))) {
         FREE_PB(hb);
         return NULL;
     }
@@ -389,6 +398,15 @@ void keel_heartbeat_stop(keel_heartbeat *h)
     keel_call_cancel_trigger(h->cancel);
     pthread_join(h->thread, NULL);
     h->running = false;
+}
+
+void keel_heartbeat_set_deployment(keel_heartbeat *h, const char *deployment_name,
+                                   const char *build_id)
+{
+    pthread_mutex_lock(&h->mu);
+    h->deployment_name = deployment_name;
+    h->build_id = build_id;
+    pthread_mutex_unlock(&h->mu);
 }
 
 void keel_heartbeat_free(keel_heartbeat *h)

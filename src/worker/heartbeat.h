@@ -52,6 +52,11 @@ keel_heartbeat *keel_heartbeat_new(keel_transport *t, const char *namespace_,
 /* This worker's instance key (a UUID, for polls and ShutdownWorker). Borrowed. */
 const char *keel_heartbeat_instance_key(const keel_heartbeat *h);
 
+/* The worker's deployment version, reported in every heartbeat from now (before start). Both
+ * borrowed: they must outlive h. */
+void keel_heartbeat_set_deployment(keel_heartbeat *h, const char *deployment_name,
+                                   const char *build_id);
+
 /* Start the heartbeat thread (stopping, borrowed, makes its heartbeats say SHUTTING_DOWN). */
 int keel_heartbeat_start(keel_heartbeat *h, atomic_bool *stopping, keel_error *err);
 

@@ -33,6 +33,11 @@ typedef struct settings {
     int64_t grace_ms;
     int64_t heartbeat_ms; /* 0: the default; negative: off */
     char identity[512];
+    /* Worker Deployments: KEEL_DEPLOYMENT_NAME (NULL: unversioned), KEEL_BUILD_ID, and
+     * KEEL_VERSIONING_BEHAVIOR_OVERRIDES (a list the settings own). */
+    const char *deployment_name, *build_id;
+    keel_versioning_override *overrides;
+    size_t n_overrides;
 } settings;
 
 static int config_error(const char *what, const char *detail)
@@ -85,6 +90,42 @@ static int worker_identity(char *out, size_t n)
     return 0;
 }
 
+/* KEEL_DEPLOYMENT_NAME makes this a versioned worker of that deployment, version KEEL_BUILD_ID
+ * (then required); KEEL_VERSIONING_BEHAVIOR_OVERRIDES changes the registered types' behaviours.
+ * Checked here so that a bad value stops the start with the variable's name. */
+static int deployment_settings(settings *s)
+{
+    const char *name = getenv("KEEL_DEPLOYMENT_NAME");
+    const char *build = getenv("KEEL_BUILD_ID");
+    const char *over = getenv("KEEL_VERSIONING_BEHAVIOR_OVERRIDES");
+    keel_error err;
+    if (name == NULL || name[0] == '\0') {
+        if (over && over[0])
+            return config_error("KEEL_VERSIONING_BEHAVIOR_OVERRIDES",
+                                "needs KEEL_DEPLOYMENT_NAME (an unversioned worker has no "
+                                "versioning behaviours)");
+        return 0;
+    }
+    if (keel_deployment_version_check(name, NULL, &err) != KEEL_OK)
+        return config_error("KEEL_DEPLOYMENT_NAME", err.message);
+    if (build == NULL || build[0] == '\0')
+        return config_error("KEEL_BUILD_ID", "KEEL_DEPLOYMENT_NAME needs a build id too");
+    if (keel_deployment_version_check(NULL, build, &err) != KEEL_OK)
+        return config_error("KEEL_BUILD_ID", err.message);
+    s->deployment_name = name;
+    s->build_id = build;
+    if (keel_versioning_overrides_parse(over, &s->overrides, &s->n_overrides, &err) != KEEL_OK)
+        return config_error("KEEL_VERSIONING_BEHAVIOR_OVERRIDES", err.message);
+    for (size_t i = 0; i < s->n_overrides; i++)
+        if (keel_workflow_registry_find(s->overrides[i].workflow_type) == NULL) {
+            char why[320];
+            snprintf(why, sizeof why, "no workflow type %.200s on keel-worker",
+                     s->overrides[i].workflow_type);
+            return config_error("KEEL_VERSIONING_BEHAVIOR_OVERRIDES", why);
+        }
+    return 0;
+}
+
 static int read_settings(settings *s)
 {
     *s = (settings){.task_queue = "keel", .pollers = 2, .activities = 8, .cached = 256};
@@ -117,6 +158,8 @@ static int read_settings(settings *s)
     }
     if (rc == 0)
         rc = worker_identity(s->identity, sizeof s->identity);
+    if (rc == 0)
+        rc = deployment_settings(s);
     return rc;
 }
 
@@ -145,6 +188,8 @@ static void usage(FILE *f)
         "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info),\n"
         "KEEL_IDENTITY (<pid>@<host>@<build id>), KEEL_BUILD_ID (keel-<version>),\n"
         "KEEL_WORKER_HEARTBEAT_INTERVAL (60s; 0: none).\n"
+        "KEEL_DEPLOYMENT_NAME (unset: unversioned; set: a versioned worker of version\n"
+        "KEEL_BUILD_ID), KEEL_VERSIONING_BEHAVIOR_OVERRIDES (TYPE=pinned|auto-upgrade,...).\n"
         "KEEL_METRICS_ADDRESS (host:port: Prometheus /metrics; unset: off).\n"
         "With DATABASE_URL it also runs the agent activities (llm.chat, tool.*): OPENAI_BASE_URL,\n"
         "OPENAI_API_KEY, KEEL_MODEL, KEEL_LLM_TIMEOUT, KEEL_PRICES, KEEL_NOTIFY_WEBHOOK_URL.\n");
@@ -277,6 +322,11 @@ static int serve(const settings *s, sigset_t *stop)
     w.heartbeat_interval_ms = s->heartbeat_ms;
     w.identity = s->identity;
     w.metrics = metrics;
+    w.deployment_name = s->deployment_name;
+    w.build_id = s->build_id;
+    w.use_versioning = s->deployment_name != NULL;
+    w.versioning_overrides = s->overrides;
+    w.n_versioning_overrides = s->n_overrides;
     if (agent)
         w.activities = keel_agent_activities(agent, &w.n_activities);
     keel_worker *worker = NULL;
@@ -302,6 +352,15 @@ static int serve(const settings *s, sigset_t *stop)
              info.server_version, "address", keel_client_address(client), "namespace",
              keel_client_namespace(client), "task_queue", s->task_queue, "identity", s->identity,
              "workflows", names, "workflow_types", count, NULL);
+    if (s->deployment_name) {
+        char behaviors[1024] = "";
+        for (size_t i = 0; i < n_types; i++)
+            snprintf(behaviors + strlen(behaviors), sizeof behaviors - strlen(behaviors), "%s%s=%s",
+                     i ? "," : "", types[i]->name,
+                     keel_versioning_behavior_name(keel_worker_options_behavior(&w, types[i])));
+        keel_log(KEEL_LOG_INFO, "main", "versioned worker", "deployment", s->deployment_name,
+                 "build_id", s->build_id, "behaviors", behaviors, NULL);
+    }
     keel_system_info_dispose(&info);
 
     int sig = 0;
@@ -372,6 +431,7 @@ int main(int argc, char **argv)
         rc = start_tracing();
     if (rc == 0)
         rc = serve(&s, &stop);
+    keel_versioning_overrides_free(s.overrides, s.n_overrides);
     keel_trace_shutdown(5000); /* what is queued goes out, waiting at most 5 s */
     return rc;
 }

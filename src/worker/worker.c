@@ -69,6 +69,12 @@ struct keel_worker {
     atomic_int wf_busy;             /* workflow tasks being worked on */
     atomic_int_fast64_t poll_ms[2]; /* last normal / sticky poll that brought a task */
     keel_worker_metrics *wm;        /* NULL: metrics off */
+    /* Worker Deployments: what polls, answers and heartbeats carry (NULL: no deployment), and
+     * the behaviour each registered type's completions declare (indexed as workflows). */
+    char *deployment_name, *build_id;
+    Temporal__Api__Deployment__V1__WorkerDeploymentOptions deployment;
+    Temporal__Api__Deployment__V1__WorkerDeploymentOptions *deployment_options;
+    keel_versioning_behavior *behaviors;
 };
 
 typedef struct wf_thread_arg {
@@ -105,6 +111,55 @@ int keel_worker_options_init(keel_worker_options *opts, unsigned int version)
     opts->workflow_pollers = KEEL_DEFAULT_WORKFLOW_POLLERS;
     opts->max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES;
     opts->max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS;
+    return KEEL_OK;
+}
+
+/* The deployment settings: a valid version, overrides that name registered types, and a
+ * behaviour for every type on a versioned worker (the SDKs refuse to start without one too). */
+static int check_deployment(const keel_worker_options *o, keel_error *err)
+{
+    if (o->deployment_name == NULL) {
+        if (o->use_versioning || o->build_id)
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "use_versioning and build_id need a deployment_name");
+        return KEEL_OK;
+    }
+    if (o->build_id == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "a worker in deployment %.100s needs a build_id",
+                              o->deployment_name);
+    int rc = keel_deployment_version_check(o->deployment_name, o->build_id, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if ((unsigned)o->default_versioning_behavior > KEEL_VERSIONING_AUTO_UPGRADE)
+        return keel_error_set(err, KEEL_EINVAL, "default_versioning_behavior %d is not one",
+                              (int)o->default_versioning_behavior);
+    if (o->n_versioning_overrides > KEEL_MAX_VERSIONING_OVERRIDES ||
+        (o->n_versioning_overrides > 0 && o->versioning_overrides == NULL))
+        return keel_error_set(err, KEEL_EINVAL, "at most %d versioning overrides",
+                              KEEL_MAX_VERSIONING_OVERRIDES);
+    for (size_t i = 0; i < o->n_versioning_overrides; i++) {
+        const keel_versioning_override *v = &o->versioning_overrides[i];
+        bool known = false;
+        for (size_t j = 0; v->workflow_type && j < o->n_workflows; j++)
+            known = known || strcmp(o->workflows[j]->name, v->workflow_type) == 0;
+        if (!known)
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "versioning override for %.100s: no such workflow type on this "
+                                  "worker",
+                                  v->workflow_type ? v->workflow_type : "(null)");
+        if (v->behavior != KEEL_VERSIONING_PINNED && v->behavior != KEEL_VERSIONING_AUTO_UPGRADE)
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "versioning override for %.100s: pinned or auto-upgrade",
+                                  v->workflow_type);
+    }
+    for (size_t i = 0; o->use_versioning && i < o->n_workflows; i++) {
+        keel_versioning_behavior b = keel_worker_options_behavior(o, o->workflows[i]);
+        if (b != KEEL_VERSIONING_PINNED && b != KEEL_VERSIONING_AUTO_UPGRADE)
+            return keel_error_set(err, KEEL_EINVAL,
+                                  "workflow type %.100s has no versioning behaviour (pinned or "
+                                  "auto-upgrade): give it one, an override, or a default",
+                                  o->workflows[i]->name);
+    }
     return KEEL_OK;
 }
 
@@ -147,7 +202,7 @@ static int check_options(const keel_worker_options *o, keel_error *err)
                 return keel_error_set(err, KEEL_EINVAL, "activity type %s is registered twice",
                                       t->name);
     }
-    return KEEL_OK;
+    return check_deployment(o, err);
 }
 
 /* What the worker heartbeats report (heartbeat.h). Workflow tasks run on the poller threads. */
@@ -240,6 +295,27 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the worker");
     }
     w->pool.instance_key = keel_heartbeat_instance_key(w->heartbeat);
+    if (opts->deployment_name) {
+        w->deployment_name = strdup(opts->deployment_name);
+        w->build_id = strdup(opts->build_id);
+        w->behaviors = calloc(opts->n_workflows + 1, sizeof *w->behaviors);
+        if (!w->deployment_name || !w->build_id || !w->behaviors) {
+            keel_worker_free(w);
+            return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the worker");
+        }
+        for (size_t i = 0; i < opts->n_workflows; i++)
+            w->behaviors[i] = keel_worker_options_behavior(opts, opts->workflows[i]);
+        temporal__api__deployment__v1__worker_deployment_options__init(&w->deployment);
+        w->deployment.deployment_name = w->deployment_name;
+        w->deployment.build_id = w->build_id;
+        w->deployment.worker_versioning_mode =
+            opts->use_versioning
+                ? TEMPORAL__API__ENUMS__V1__WORKER_VERSIONING_MODE__WORKER_VERSIONING_MODE_VERSIONED
+                : TEMPORAL__API__ENUMS__V1__WORKER_VERSIONING_MODE__WORKER_VERSIONING_MODE_UNVERSIONED;
+        w->deployment_options = &w->deployment;
+        w->pool.deployment_options = w->deployment_options;
+        keel_heartbeat_set_deployment(w->heartbeat, w->deployment_name, w->build_id);
+    }
     if (opts->metrics) {
         keel_transport_set_metrics(w->transport, opts->metrics);
         w->pool.wm = w->wm = keel_worker_metrics_new(opts->metrics, w->namespace, w->task_queue);
@@ -273,6 +349,7 @@ static void respond_failed(keel_worker *w, const workflow_task *t, int code, con
             : TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE;
     req.identity = w->identity;
     req.namespace_ = (char *)w->namespace;
+    req.deployment_options = w->deployment_options;
     keel_error err;
     req.failure = keel_failure_new_application(
         code == KEEL_ENONDETERMINISM ? "NonDeterministicError" : "WorkflowTaskError", message,
@@ -420,6 +497,15 @@ static query_result_entry **answer_attached_queries(const workflow_task *t, cons
     return v;
 }
 
+/* The versioning behaviour this worker declares for a type (UNSPECIFIED when unversioned). */
+static keel_versioning_behavior behavior_of(const keel_worker *w, const char *type)
+{
+    for (size_t i = 0; w->behaviors && i < w->n_workflows; i++)
+        if (strcmp(w->workflows[i]->name, type) == 0)
+            return w->behaviors[i];
+    return KEEL_VERSIONING_UNSPECIFIED;
+}
+
 /* Returns whether the server accepted the completion and the run's state stays in step with it
  * (a speculative task that only rejected updates is discarded: the server forgets its events). */
 static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e)
@@ -471,6 +557,11 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     if (strcmp(sdk_version, KEEL_VERSION) != 0)
         sdk.sdk_version = KEEL_VERSION;
     req.sdk_metadata = &sdk;
+    /* The worker's version, and how this run moves between versions (versioned workers only;
+     * the server records it on the run at its first task, then it follows the run). */
+    req.deployment_options = w->deployment_options;
+    req.versioning_behavior = (Temporal__Api__Enums__V1__VersioningBehavior)behavior_of(
+        w, t->workflow_type ? t->workflow_type->name : "");
     req.query_results = answer_attached_queries(t, e, &req.n_query_results);
     keel_call_options co = {.retry = true, .namespace = w->namespace};
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
@@ -775,6 +866,7 @@ static void *workflow_thread(void *arg)
         req.task_queue = on_sticky ? &sticky : &normal;
         req.identity = w->identity;
         req.worker_instance_key = (char *)keel_heartbeat_instance_key(w->heartbeat);
+        req.deployment_options = w->deployment_options; /* sticky polls too */
         workflow_task *t = NULL, *partial = NULL;
         keel_call_options co = {.timeout_ms = POLL_TIMEOUT_MS,
                                 .namespace = w->namespace,
@@ -949,6 +1041,9 @@ void keel_worker_free(keel_worker *w)
     keel_heartbeat_free(w->heartbeat);
     keel_cache_free(w->cache);
     keel_worker_metrics_free(w->wm);
+    free(w->deployment_name);
+    free(w->build_id);
+    free(w->behaviors);
     free(w->sticky_queue);
     free(w->task_queue);
     free(w->identity);

@@ -16,6 +16,7 @@ Suite *procurement_suite(void);
 Suite *agent_task_suite(void);
 Suite *batch_suite(void);
 Suite *hostile_suite(void);
+Suite *deployment_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -35,6 +36,7 @@ const keel_test_suite *keel_test_suites(void)
         {"agent-task", agent_task_suite},
         {"batch", batch_suite},
         {"hostile", hostile_suite},
+        {"deployment", deployment_suite},
         {NULL, NULL},
     };
     return suites;

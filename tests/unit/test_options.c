@@ -1,5 +1,6 @@
 /* src/client/options.c: defaults, the TEMPORAL_* environment, validation. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,6 +223,16 @@ START_TEST(init_macros_match_init_functions)
     ck_assert_int_eq(w.heartbeat_interval_ms, wi.heartbeat_interval_ms);
     ck_assert_ptr_eq(w.identity, wi.identity);
     ck_assert_ptr_eq(w.task_queue, wi.task_queue);
+    ck_assert_ptr_eq(w.deployment_name, wi.deployment_name);
+    ck_assert_ptr_eq(w.build_id, wi.build_id);
+    ck_assert(w.use_versioning == wi.use_versioning && !w.use_versioning);
+    ck_assert_int_eq(w.default_versioning_behavior, wi.default_versioning_behavior);
+    ck_assert_int_eq(w.default_versioning_behavior, KEEL_VERSIONING_UNSPECIFIED);
+    ck_assert_ptr_eq(w.versioning_overrides, wi.versioning_overrides);
+    ck_assert_uint_eq(w.n_versioning_overrides, wi.n_versioning_overrides);
+    /* A program built against the options before the deployment fields is refused, not read
+     * past its smaller struct. */
+    ck_assert_int_eq(keel_worker_options_init(&wi, 1), KEEL_EINVAL);
 
     keel_namespace_register_options n = KEEL_NAMESPACE_REGISTER_OPTIONS_INIT, ni;
     ck_assert_int_eq(
@@ -247,6 +258,164 @@ START_TEST(init_macros_match_init_functions)
 }
 END_TEST
 
+/* ---- Worker Deployment settings ---- */
+
+static int dummy_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)ctx, (void)state, (void)input;
+    return KEEL_OK;
+}
+
+static int dummy_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    (void)ctx, (void)state, (void)ev;
+    return KEEL_OK;
+}
+
+START_TEST(versioning_overrides_parse_and_refuse)
+{
+    keel_versioning_override *o;
+    size_t n;
+    keel_error err;
+    ck_assert_int_eq(keel_versioning_overrides_parse(
+                         " keel.Procurement = auto-upgrade , keel.Approval=PINNED,", &o, &n, &err),
+                     KEEL_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(o[0].workflow_type, "keel.Procurement");
+    ck_assert_int_eq(o[0].behavior, KEEL_VERSIONING_AUTO_UPGRADE);
+    ck_assert_str_eq(o[1].workflow_type, "keel.Approval");
+    ck_assert_int_eq(o[1].behavior, KEEL_VERSIONING_PINNED);
+    keel_versioning_overrides_free(o, n);
+    ck_assert_int_eq(keel_versioning_overrides_parse("", &o, &n, &err), KEEL_OK);
+    ck_assert_uint_eq(n, 0);
+    keel_versioning_overrides_free(o, n);
+    ck_assert_int_eq(keel_versioning_overrides_parse(NULL, &o, &n, &err), KEEL_OK);
+    ck_assert_ptr_null(o);
+    static const struct {
+        const char *text, *part;
+    } bad[] = {
+        {"keel.Approval", "is not TYPE=pinned"},
+        {"=pinned", "is not TYPE=pinned"},
+        {"keel.Approval=", "is not TYPE=pinned"},
+        {"keel.Approval=sometimes", "'sometimes' is not a versioning behaviour"},
+        {"keel.Approval=unspecified", "'unspecified' is not a versioning behaviour"},
+        {"a=pinned,a=auto-upgrade", "named twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        keel_error_clear(&err);
+        ck_assert_int_eq(keel_versioning_overrides_parse(bad[i].text, &o, &n, &err), KEEL_EINVAL);
+        ck_assert_msg(strstr(err.message, bad[i].part) != NULL, "%s: %s", bad[i].text, err.message);
+        ck_assert_ptr_null(o);
+        ck_assert_uint_eq(n, 0);
+    }
+    /* The cap: KEEL_MAX_VERSIONING_OVERRIDES entries and no more. */
+    char text[4096] = "";
+    for (int i = 0; i <= KEEL_MAX_VERSIONING_OVERRIDES; i++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%st%d=pinned", i ? "," : "", i);
+    ck_assert_int_eq(keel_versioning_overrides_parse(text, &o, &n, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "more than 64"));
+    *strrchr(text, ',') = '\0';
+    ck_assert_int_eq(keel_versioning_overrides_parse(text, &o, &n, &err), KEEL_OK);
+    ck_assert_uint_eq(n, KEEL_MAX_VERSIONING_OVERRIDES);
+    keel_versioning_overrides_free(o, n);
+    keel_versioning_behavior b;
+    ck_assert_int_eq(keel_versioning_behavior_parse("auto_upgrade", &b), KEEL_OK);
+    ck_assert_int_eq(b, KEEL_VERSIONING_AUTO_UPGRADE);
+    ck_assert_str_eq(keel_versioning_behavior_name(b), "auto-upgrade");
+    ck_assert_str_eq(keel_versioning_behavior_name(KEEL_VERSIONING_PINNED), "pinned");
+}
+END_TEST
+
+START_TEST(deployment_names_follow_the_servers_rules)
+{
+    keel_error err;
+    ck_assert_int_eq(keel_deployment_version_check("shop-eu_1", "2026-12-03+abc", &err), KEEL_OK);
+    ck_assert_int_eq(keel_deployment_version_check(NULL, NULL, &err), KEEL_OK);
+    static const struct {
+        const char *name, *build, *part;
+    } bad[] = {
+        {"shop.eu", "v1", "'.' or ':'"},     {"shop:eu", "v1", "'.' or ':'"},
+        {"__shop", "v1", "\"__\""},          {"shop", "__v1", "build id must not start"},
+        {"", "v1", "1-255 bytes"},           {"shop", "", "build id must be 1-255"},
+        {"sh\top", "v1", "printable ASCII"}, {"shop", "v\xc3\xa9", "printable ASCII"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(keel_deployment_version_check(bad[i].name, bad[i].build, &err),
+                         KEEL_EINVAL);
+        ck_assert_msg(strstr(err.message, bad[i].part) != NULL, "%zu: %s", i, err.message);
+    }
+    char long_id[300];
+    memset(long_id, 'b', 256);
+    long_id[256] = '\0';
+    ck_assert_int_eq(keel_deployment_version_check("shop", long_id, &err), KEEL_EINVAL);
+    long_id[255] = '\0';
+    ck_assert_int_eq(keel_deployment_version_check("shop", long_id, &err), KEEL_OK);
+}
+END_TEST
+
+START_TEST(a_versioned_worker_resolves_and_needs_a_behaviour_per_type)
+{
+    keel_workflow_type plain = {.name = "t.Plain", .start = dummy_start, .on_event = dummy_event};
+    keel_workflow_type pinned = plain, upgrading = plain;
+    pinned.name = "t.Pinned";
+    pinned.versioning_behavior = KEEL_VERSIONING_PINNED;
+    upgrading.name = "t.Upgrading";
+    upgrading.versioning_behavior = KEEL_VERSIONING_AUTO_UPGRADE;
+    const keel_workflow_type *const types[] = {&plain, &pinned, &upgrading};
+    keel_versioning_override over[] = {{"t.Pinned", KEEL_VERSIONING_AUTO_UPGRADE}};
+    keel_worker_options w = KEEL_WORKER_OPTIONS_INIT;
+    w.task_queue = "q";
+    w.workflows = types;
+    w.n_workflows = 3;
+    /* Unversioned: nothing is declared. */
+    ck_assert_int_eq(keel_worker_options_behavior(&w, &pinned), KEEL_VERSIONING_UNSPECIFIED);
+    w.deployment_name = "shop";
+    w.build_id = "v1";
+    w.use_versioning = true;
+    ck_assert_int_eq(keel_worker_options_behavior(&w, &plain), KEEL_VERSIONING_UNSPECIFIED);
+    ck_assert_int_eq(keel_worker_options_behavior(&w, &pinned), KEEL_VERSIONING_PINNED);
+    w.default_versioning_behavior = KEEL_VERSIONING_PINNED;
+    ck_assert_int_eq(keel_worker_options_behavior(&w, &plain), KEEL_VERSIONING_PINNED);
+    ck_assert_int_eq(keel_worker_options_behavior(&w, &upgrading), KEEL_VERSIONING_AUTO_UPGRADE);
+    w.versioning_overrides = over;
+    w.n_versioning_overrides = 1;
+    ck_assert_int_eq(keel_worker_options_behavior(&w, &pinned), KEEL_VERSIONING_AUTO_UPGRADE);
+
+    /* keel_worker_new refuses what the server would, before any call. */
+    keel_connect_options co;
+    keel_connect_options_init(&co, KEEL_CONNECT_OPTIONS_VERSION);
+    keel_client *client;
+    keel_error err;
+    ck_assert_int_eq(keel_client_new(&client, &co, &err), KEEL_OK);
+    keel_worker *worker = NULL;
+    w.default_versioning_behavior = KEEL_VERSIONING_UNSPECIFIED;
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    ck_assert_msg(strstr(err.message, "t.Plain has no versioning behaviour"), "%s", err.message);
+    w.default_versioning_behavior = KEEL_VERSIONING_AUTO_UPGRADE;
+    over[0].workflow_type = "t.Missing";
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "t.Missing: no such workflow type"));
+    over[0].workflow_type = "t.Pinned";
+    w.build_id = NULL;
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "needs a build_id"));
+    w.build_id = "v1";
+    w.deployment_name = "shop.eu";
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    w.deployment_name = NULL;
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.message, "need a deployment_name"));
+    /* Reported only (no use_versioning): no behaviour is needed. */
+    w.deployment_name = "shop";
+    w.use_versioning = false;
+    w.default_versioning_behavior = KEEL_VERSIONING_UNSPECIFIED;
+    w.n_versioning_overrides = 0;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    keel_worker_free(worker);
+    keel_client_free(client);
+}
+END_TEST
+
 Suite *options_suite(void)
 {
     Suite *s = suite_create("options");
@@ -260,6 +429,9 @@ Suite *options_suite(void)
     tcase_add_test(tc, addresses_need_a_real_port);
     tcase_add_test(tc, header_values_must_be_printable_ascii);
     tcase_add_test(tc, init_macros_match_init_functions);
+    tcase_add_test(tc, versioning_overrides_parse_and_refuse);
+    tcase_add_test(tc, deployment_names_follow_the_servers_rules);
+    tcase_add_test(tc, a_versioned_worker_resolves_and_needs_a_behaviour_per_type);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -57,6 +57,14 @@ static const char usage[] =
     "      [--overlap skip|buffer-one|buffer-all|cancel-other|terminate-other|allow-all]\n"
     "  schedule describe|trigger|delete --id ID    schedule list\n"
     "  schedule pause|unpause --id ID [--note TEXT]\n"
+    "  deployment list                  the namespace's worker deployments\n"
+    "  deployment describe NAME         a deployment's current and ramping version, and\n"
+    "                                   each version's status and drainage\n"
+    "  deployment set-current NAME BUILD_ID [--ignore-missing-task-queues]\n"
+    "                                   new runs (and auto-upgrade runs) go to BUILD_ID\n"
+    "  deployment set-ramping NAME BUILD_ID PERCENT [--ignore-missing-task-queues]\n"
+    "                                   PERCENT (0-100) of new runs go to BUILD_ID\n"
+    "  deployment unset-ramping NAME    end the ramp\n"
     "  workflow history --id ID [--run-id R] [--output FILE] [--binary]\n"
     "                                   the run's history as JSON (or binary protobuf)\n"
     "  activity complete --id ID [--run-id R] --activity-id A [--input RESULT-JSON]\n"
@@ -242,6 +250,10 @@ static int parse(int argc, char **argv, cli *c)
         }
         if (strcmp(name, "paused") == 0) {
             c->paused = true;
+            continue;
+        }
+        if (strcmp(name, "ignore-missing-task-queues") == 0) {
+            c->ignore_missing_task_queues = true;
             continue;
         }
         if (strcmp(name, "non-retryable") == 0) {
@@ -567,6 +579,11 @@ static const struct command {
     {"schedule", "unpause", keelctl_schedule_unpause},
     {"schedule", "trigger", keelctl_schedule_trigger},
     {"schedule", "delete", keelctl_schedule_delete},
+    {"deployment", "describe", keelctl_deployment_describe},
+    {"deployment", "list", keelctl_deployment_list},
+    {"deployment", "set-current", keelctl_deployment_set_current},
+    {"deployment", "set-ramping", keelctl_deployment_set_ramping},
+    {"deployment", "unset-ramping", keelctl_deployment_unset_ramping},
 };
 
 /* The command named by the arguments, or NULL after saying what is wrong with them. */

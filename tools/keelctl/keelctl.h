@@ -25,14 +25,14 @@ typedef struct cli {
     const char *every, *overlap, *note, *base_workflow_id, *update_id;
     const char *history, *workflow_type, *activity_id;
     const char *schema, *instance;
-    bool non_retryable;
+    bool non_retryable, ignore_missing_task_queues;
     const char *execution_timeout, *run_timeout, *task_timeout, *wait_timeout;
     const char *id_reuse_policy, *id_conflict_policy, *cron, *reason, *query, *limit, *output;
     const char *memo[KEELCTL_MAX_REPEATED];
     int n_memo;
     const char *search_attributes[KEELCTL_MAX_REPEATED];
     int n_search_attributes;
-    const char *args[4];
+    const char *args[5];
     int nargs;
 } cli;
 
@@ -78,5 +78,12 @@ int keelctl_schedule_pause(keel_client *client, const cli *c);
 int keelctl_schedule_unpause(keel_client *client, const cli *c);
 int keelctl_schedule_trigger(keel_client *client, const cli *c);
 int keelctl_schedule_delete(keel_client *client, const cli *c);
+
+/* The worker deployment commands (deployment.c). */
+int keelctl_deployment_describe(keel_client *client, const cli *c);
+int keelctl_deployment_list(keel_client *client, const cli *c);
+int keelctl_deployment_set_current(keel_client *client, const cli *c);
+int keelctl_deployment_set_ramping(keel_client *client, const cli *c);
+int keelctl_deployment_unset_ramping(keel_client *client, const cli *c);
 
 #endif
