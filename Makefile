@@ -236,6 +236,20 @@ test-integration: all devstack-up ## Run the integration tests against the dev s
 	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); \
 	  tools/model-server/run down $(TEST_MODEL_DIR); exit $$rc
 
+# The same integration suites against Temporal on PostgreSQL: tests/postgres-store/run starts a
+# second stack (tools/devstack up --store postgres in build/run-pg, ports +100: Temporal
+# 127.0.0.1:7333, PostgreSQL 54429), runs each command of PGSTORE_CHECKS in its environment and
+# always stops it. A check that should also run on the PostgreSQL store is one more word here.
+PGSTORE_CHECKS := tests/postgres-store/integration
+PGSTORE_ENV = KEELCTL=$(abspath $(KEELCTL)) KEEL_WORKER=$(abspath $(WORKER)) \
+  INTEGRATION=$(abspath $(INTEGRATION)) INTEROP_WORKER=$(abspath $(INTEROP_WORKER)) \
+  PGSTORE_STACK_KEELCTL=$(abspath $(BUILD)/bin/keelctl)
+
+.PHONY: test-postgres-store
+test-postgres-store: all ## Run the integration suites against Temporal on PostgreSQL (a second stack)
+	@$(MAKE) --no-print-directory SAN=0 all
+	$(PGSTORE_ENV) tests/postgres-store/run $(PGSTORE_CHECKS)
+
 test-model-server: ## Test the offline model server on its own (no build needed)
 	tests/model-server/run-tests
 
@@ -270,13 +284,18 @@ test-trace: all devstack-up ## TypeScript client -> keel -> Jaeger: check one pr
 test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
 	tests/deploy/check-compose
 
-test: test-unit test-model-server test-integration test-interop test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
+# PGSTORE_IN_TEST=0 leaves the PostgreSQL-store pass out of `make test`: `make check` runs it in
+# the plain pass only (the store is the server's; the sanitizer pass would add ~6 minutes for it).
+PGSTORE_IN_TEST ?= 1
+test: test-unit test-model-server test-integration $(if $(filter 1,$(PGSTORE_IN_TEST)),test-postgres-store) test-interop test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
 
 # The CI entry point (.ci/run): install, build, start the stack, run everything twice: plain and
-# under the sanitizers, with the short chaos run and the fuzz smoke between the two. Each step is
+# under the sanitizers, with the short chaos run and the fuzz smoke between the two (the
+# integration suites against Temporal on PostgreSQL, test-postgres-store, in the plain pass only;
+# SQLite, the dev stack's store, in both). Each step is
 # its own make so that a fresh machine gets its packages before anything reads pkg-config.
 check: ## Install deps, check formatting, run all tests plain and under sanitizers, chaos, fuzz (CI)
 	@$(MAKE) --no-print-directory deps
@@ -284,7 +303,7 @@ check: ## Install deps, check formatting, run all tests plain and under sanitize
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory chaos-smoke
 	@$(MAKE) --no-print-directory fuzz-smoke
-	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory PGSTORE_IN_TEST=0 test-asan
 
 # The check runs on workflows/, and first on a fixture it must reject, so a broken check fails.
 determinism-check: ## Check that workflows/ uses no clock, randomness, threads, files or network
