@@ -360,12 +360,28 @@ fuzz-replay: fuzz-build ## Run each committed regression and seed input once thr
 # --rounds times in turn; the summary line compares their CPU-seconds per 1,000 workflows.
 # The tracing configurations export to the dev stack's Jaeger (tools/devstack jaeger: built from
 # the Go module proxy the first time, several minutes).
+# BENCH_STORE chooses Temporal's store: sqlite (the dev stack) or postgres (the second stack of
+# tests/postgres-store/run, started for the run and stopped after it). Either way keel-bench also
+# prints the Temporal server process's CPU seconds per round (KEEL_BENCH_SERVER_PID_FILE), and on
+# postgres the CPU seconds of Temporal's PostgreSQL (KEEL_BENCH_DB_PID_FILE; on sqlite the
+# database is inside the server process).
 BENCH_ARGS ?= --workflows 300 --concurrency 8 --configs off,metrics,tracing,both --rounds 5
+BENCH_STORE ?= sqlite
+ifeq ($(filter sqlite postgres,$(BENCH_STORE)),)
+$(error BENCH_STORE=$(BENCH_STORE): sqlite or postgres)
+endif
+BENCH_RUN = $(DEVSTACK) jaeger && KEEL_BENCH_SERVER_PID_FILE=$$($(DEVSTACK) pid-file temporal) \
+  $(if $(filter postgres,$(BENCH_STORE)),KEEL_BENCH_DB_PID_FILE=$$($(DEVSTACK) pid-file postgres)) \
+  OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$${KEEL_JAEGER_OTLP_PORT:-4318}} \
+  $(abspath $(BENCH)) $(BENCH_ARGS)
 
-bench: all devstack-up ## Measure workflows/s, CPU-s per 1,000 workflows (metrics, tracing off vs on), peak RSS
-	@$(DEVSTACK) jaeger
-	eval "$$($(DEVSTACK) env)" && OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318} \
-	  $(BENCH) $(BENCH_ARGS)
+bench: all $(if $(filter sqlite,$(BENCH_STORE)),devstack-up) ## Measure workflows/s, CPU-s per 1,000 workflows (metrics, tracing off vs on), server CPU; BENCH_STORE=sqlite|postgres
+ifeq ($(BENCH_STORE),postgres)
+	@$(MAKE) --no-print-directory SAN=0 all
+	$(PGSTORE_ENV) tests/postgres-store/run '$(BENCH_RUN)'
+else
+	eval "$$($(DEVSTACK) env)" && $(BENCH_RUN)
+endif
 
 # ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----
 
