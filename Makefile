@@ -236,6 +236,20 @@ test-integration: all devstack-up ## Run the integration tests against the dev s
 	  rc=$$?; tests/support/tls-proxy down $(TLS_PROXY_DIR); \
 	  tools/model-server/run down $(TEST_MODEL_DIR); exit $$rc
 
+# The same integration suites against Temporal on PostgreSQL: tests/postgres-store/run starts a
+# second stack (tools/devstack up --store postgres in build/run-pg, ports +100: Temporal
+# 127.0.0.1:7333, PostgreSQL 54429), runs each command of PGSTORE_CHECKS in its environment and
+# always stops it. A check that should also run on the PostgreSQL store is one more word here.
+PGSTORE_CHECKS := tests/postgres-store/integration
+PGSTORE_ENV = KEELCTL=$(abspath $(KEELCTL)) KEEL_WORKER=$(abspath $(WORKER)) \
+  INTEGRATION=$(abspath $(INTEGRATION)) INTEROP_WORKER=$(abspath $(INTEROP_WORKER)) \
+  PGSTORE_STACK_KEELCTL=$(abspath $(BUILD)/bin/keelctl)
+
+.PHONY: test-postgres-store
+test-postgres-store: all ## Run the integration suites against Temporal on PostgreSQL (a second stack)
+	@$(MAKE) --no-print-directory SAN=0 all
+	$(PGSTORE_ENV) tests/postgres-store/run $(PGSTORE_CHECKS)
+
 test-model-server: ## Test the offline model server on its own (no build needed)
 	tests/model-server/run-tests
 
@@ -270,13 +284,18 @@ test-trace: all devstack-up ## TypeScript client -> keel -> Jaeger: check one pr
 test-deploy: ## Validate docker-compose.yml and its services with docker-compose config
 	tests/deploy/check-compose
 
-test: test-unit test-model-server test-integration test-interop test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
+# PGSTORE_IN_TEST=0 leaves the PostgreSQL-store pass out of `make test`: `make check` runs it in
+# the plain pass only (the store is the server's; the sanitizer pass would add ~6 minutes for it).
+PGSTORE_IN_TEST ?= 1
+test: test-unit test-model-server test-integration $(if $(filter 1,$(PGSTORE_IN_TEST)),test-postgres-store) test-interop test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
 
 # The CI entry point (.ci/run): install, build, start the stack, run everything twice: plain and
-# under the sanitizers, with the short chaos run and the fuzz smoke between the two. Each step is
+# under the sanitizers, with the short chaos run and the fuzz smoke between the two (the
+# integration suites against Temporal on PostgreSQL, test-postgres-store, in the plain pass only;
+# SQLite, the dev stack's store, in both). Each step is
 # its own make so that a fresh machine gets its packages before anything reads pkg-config.
 check: ## Install deps, check formatting, run all tests plain and under sanitizers, chaos, fuzz (CI)
 	@$(MAKE) --no-print-directory deps
@@ -284,7 +303,7 @@ check: ## Install deps, check formatting, run all tests plain and under sanitize
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory chaos-smoke
 	@$(MAKE) --no-print-directory fuzz-smoke
-	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory PGSTORE_IN_TEST=0 test-asan
 
 # The check runs on workflows/, and first on a fixture it must reject, so a broken check fails.
 determinism-check: ## Check that workflows/ uses no clock, randomness, threads, files or network
@@ -341,12 +360,28 @@ fuzz-replay: fuzz-build ## Run each committed regression and seed input once thr
 # --rounds times in turn; the summary line compares their CPU-seconds per 1,000 workflows.
 # The tracing configurations export to the dev stack's Jaeger (tools/devstack jaeger: built from
 # the Go module proxy the first time, several minutes).
+# BENCH_STORE chooses Temporal's store: sqlite (the dev stack) or postgres (the second stack of
+# tests/postgres-store/run, started for the run and stopped after it). Either way keel-bench also
+# prints the Temporal server process's CPU seconds per round (KEEL_BENCH_SERVER_PID_FILE), and on
+# postgres the CPU seconds of Temporal's PostgreSQL (KEEL_BENCH_DB_PID_FILE; on sqlite the
+# database is inside the server process).
 BENCH_ARGS ?= --workflows 300 --concurrency 8 --configs off,metrics,tracing,both --rounds 5
+BENCH_STORE ?= sqlite
+ifeq ($(filter sqlite postgres,$(BENCH_STORE)),)
+$(error BENCH_STORE=$(BENCH_STORE): sqlite or postgres)
+endif
+BENCH_RUN = $(DEVSTACK) jaeger && KEEL_BENCH_SERVER_PID_FILE=$$($(DEVSTACK) pid-file temporal) \
+  $(if $(filter postgres,$(BENCH_STORE)),KEEL_BENCH_DB_PID_FILE=$$($(DEVSTACK) pid-file postgres)) \
+  OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$${KEEL_JAEGER_OTLP_PORT:-4318}} \
+  $(abspath $(BENCH)) $(BENCH_ARGS)
 
-bench: all devstack-up ## Measure workflows/s, CPU-s per 1,000 workflows (metrics, tracing off vs on), peak RSS
-	@$(DEVSTACK) jaeger
-	eval "$$($(DEVSTACK) env)" && OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318} \
-	  $(BENCH) $(BENCH_ARGS)
+bench: all $(if $(filter sqlite,$(BENCH_STORE)),devstack-up) ## Measure workflows/s, CPU-s per 1,000 workflows (metrics, tracing off vs on), server CPU; BENCH_STORE=sqlite|postgres
+ifeq ($(BENCH_STORE),postgres)
+	@$(MAKE) --no-print-directory SAN=0 all
+	$(PGSTORE_ENV) tests/postgres-store/run '$(BENCH_RUN)'
+else
+	eval "$$($(DEVSTACK) env)" && $(BENCH_RUN)
+endif
 
 # ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----
 

@@ -19,7 +19,16 @@
  * "tracing" (spans as keel-worker makes them, exported over OTLP/HTTP to the collector
  * OTEL_EXPORTER_OTLP_ENDPOINT names), "both". A new one is one more entry in the `configs`
  * table. Connects with the TEMPORAL_* environment, like every keel program.
+ *
+ * KEEL_BENCH_SERVER_PID_FILE names the Temporal server's pid file (make bench gives the dev
+ * stack's <run>/pids/temporal.pid): each round then also prints the CPU seconds the server process
+ * used during it (utime + stime from /proc/<pid>/stat, before and after), and the summary their
+ * median per 1,000 workflows. Everything else the server does meanwhile counts too, so it is
+ * meaningful on a stack that only the benchmark uses. KEEL_BENCH_DB_PID_FILE does the same for
+ * the server's database when it is a process of its own (PostgreSQL's postmaster.pid: the
+ * postmaster, its children and the children it has reaped), printed as db_cpu_seconds.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -246,6 +255,82 @@ static double cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* The CPU seconds (user + system) process pid has used, from /proc/<pid>/stat; -1 if unreadable.
+ * With reaped, its waited-for children's too (cutime + cstime); *ppid gets its parent's pid. */
+static double stat_cpu_seconds(long pid, bool reaped, long *ppid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* pid (comm) state ppid ...: comm may hold spaces and parentheses, so start after the last
+     * ')'; utime and stime are fields 14 and 15, the 12th and 13th after it. */
+    const char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long long utime, stime;
+    long long cutime, cstime, parent;
+    if (sscanf(p + 1, " %*c %lld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &parent,
+               &utime, &stime, &cutime, &cstime) != 5)
+        return -1;
+    if (ppid)
+        *ppid = (long)parent;
+    long tck = sysconf(_SC_CLK_TCK);
+    double ticks = (double)(utime + stime) + (reaped ? (double)(cutime + cstime) : 0.0);
+    return tck > 0 ? ticks / (double)tck : -1;
+}
+
+static double process_cpu_seconds(long pid)
+{
+    return stat_cpu_seconds(pid, false, NULL);
+}
+
+/* pid, its reaped children and its live children (PostgreSQL: the postmaster and its backends). */
+static double tree_cpu_seconds(long pid)
+{
+    double total = stat_cpu_seconds(pid, true, NULL);
+    if (total < 0)
+        return -1;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return total;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long child = strtol(e->d_name, &end, 10);
+        long parent = 0;
+        if (*end != '\0' || child <= 0)
+            continue;
+        double c = stat_cpu_seconds(child, false, &parent);
+        if (c >= 0 && parent == pid)
+            total += c;
+    }
+    closedir(d);
+    return total;
+}
+
+/* The pid on the first line of the file the environment variable var names: 0 when the variable is
+ * unset, -1 (with a message) when it is set but names no running process. */
+static long pid_from_file(const char *var)
+{
+    const char *file = getenv(var);
+    if (file == NULL || file[0] == '\0')
+        return 0;
+    FILE *f = fopen(file, "r");
+    long pid = 0;
+    if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 0 || process_cpu_seconds(pid) < 0) {
+        fprintf(stderr, "keel-bench: %s=%s names no running process\n", var, file);
+        pid = -1;
+    }
+    if (f != NULL)
+        fclose(f);
+    return pid;
+}
+
 static int arg_int(int argc, char **argv, const char *name, int dflt)
 {
     for (int i = 1; i + 1 < argc; i++)
@@ -279,14 +364,14 @@ typedef struct params {
 } params;
 
 typedef struct measured {
-    double seconds, cpu;
+    double seconds, cpu, server_cpu, db_cpu;
     int failures, scrapes;
     uint64_t spans_exported, spans_dropped;
     keel_worker_stats stats;
 } measured;
 
 /* One benchmark run under configuration c, with a client and worker of its own. */
-static int run_one(const params *p, const config *c, int round, measured *m)
+static int run_one(const params *p, const config *c, int round, long spid, long dbpid, measured *m)
 {
     memset(m, 0, sizeof *m);
     keel_connect_options co;
@@ -324,6 +409,8 @@ static int run_one(const params *p, const config *c, int round, measured *m)
     memset(&cs, 0, sizeof cs);
     keel_worker *w = NULL;
     double cpu0 = cpu_seconds();
+    double server0 = spid > 0 ? process_cpu_seconds(spid) : 0;
+    double db0 = dbpid > 0 ? tree_cpu_seconds(dbpid) : 0;
     int64_t t0 = now_ms();
     if ((c->setup && c->setup(&cs, &wo, &err) != KEEL_OK) ||
         keel_worker_new(&w, client, &wo, &err) != KEEL_OK ||
@@ -357,6 +444,8 @@ static int run_one(const params *p, const config *c, int round, measured *m)
     m->cpu = cpu_seconds() - cpu0;
     m->spans_exported = cs.spans_exported;
     m->spans_dropped = cs.spans_dropped;
+    m->server_cpu = spid > 0 ? process_cpu_seconds(spid) - server0 : 0;
+    m->db_cpu = dbpid > 0 ? tree_cpu_seconds(dbpid) - db0 : 0;
     m->failures = atomic_load(&failures);
     return 0;
 }
@@ -391,18 +480,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "\n");
         return 2;
     }
+    long spid = pid_from_file("KEEL_BENCH_SERVER_PID_FILE");
+    long dbpid = pid_from_file("KEEL_BENCH_DB_PID_FILE");
+    if (spid < 0 || dbpid < 0)
+        return 2;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    double cpu[8] = {0}, secs[8] = {0}, per_round[8][20];
+    double cpu[8] = {0}, secs[8] = {0}, per_round[8][20], server_round[8][20], db_round[8][20],
+           wps_round[8][20];
     int failed = 0;
     for (int r = 0; r < rounds; r++)
         for (size_t i = 0; i < n_chosen; i++) {
             measured m;
-            int rc = run_one(&p, chosen[i], r, &m);
+            int rc = run_one(&p, chosen[i], r, spid, dbpid, &m);
             if (rc != 0)
                 return rc;
             cpu[i] += m.cpu;
             secs[i] += m.seconds;
             per_round[i][r] = m.cpu * 1000.0 / p.n;
+            server_round[i][r] = m.server_cpu * 1000.0 / p.n;
+            db_round[i][r] = m.db_cpu * 1000.0 / p.n;
+            wps_round[i][r] = m.seconds > 0 ? p.n / m.seconds : 0.0;
             failed += m.failures;
             printf("config=%s round=%d workflows=%d concurrency=%d cache=%d pollers=%d failed=%d "
                    "seconds=%.2f workflows_per_second=%.1f cpu_seconds=%.2f "
@@ -416,6 +513,14 @@ int main(int argc, char **argv)
                    (unsigned long long)m.stats.cache_hits, (unsigned long long)m.stats.cache_misses,
                    m.scrapes, (unsigned long long)m.spans_exported,
                    (unsigned long long)m.spans_dropped);
+            if (spid > 0)
+                printf("config=%s round=%d server_cpu_seconds=%.2f "
+                       "server_cpu_seconds_per_1000_workflows=%.2f\n",
+                       chosen[i]->name, r + 1, m.server_cpu, m.server_cpu * 1000.0 / p.n);
+            if (dbpid > 0)
+                printf("config=%s round=%d db_cpu_seconds=%.2f "
+                       "db_cpu_seconds_per_1000_workflows=%.2f\n",
+                       chosen[i]->name, r + 1, m.db_cpu, m.db_cpu * 1000.0 / p.n);
             fflush(stdout);
         }
     struct rusage ru;
@@ -435,6 +540,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n_chosen; i++)
         printf(" %s=%.2f", chosen[i]->name, cpu[i] * 1000.0 / ((double)p.n * rounds));
     printf(" peak_rss_mb=%.1f\n", (double)ru.ru_maxrss / 1024.0);
+    printf("summary (median of %d rounds):", rounds);
+    for (size_t i = 0; i < n_chosen; i++)
+        printf(" %s=%.1f_workflows_per_second", chosen[i]->name, median(wps_round[i], rounds));
+    if (spid > 0)
+        for (size_t i = 0; i < n_chosen; i++)
+            printf(" %s=%.2f_server_cpu_s_per_1000_workflows", chosen[i]->name,
+                   median(server_round[i], rounds));
+    if (dbpid > 0)
+        for (size_t i = 0; i < n_chosen; i++)
+            printf(" %s=%.2f_db_cpu_s_per_1000_workflows", chosen[i]->name,
+                   median(db_round[i], rounds));
+    printf("\n");
     curl_global_cleanup();
     return failed == 0 ? 0 : 1;
 }
