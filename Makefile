@@ -134,7 +134,12 @@ $(OUT)/libkeel.map: $(wildcard include/keel/*.h) tools/install/public-symbols
 	$(Q)$(call say,GEN,$@){ echo '{ global:'; tools/install/public-symbols $(CC) | sed 's/$$/;/'; \
 	  echo 'local: *; };'; } > $@.tmp && mv $@.tmp $@
 
-$(SHLIB): $(LIB_OBJS) $(OUT)/libkeel.map
+# The soname is in the file, not its name: a changed KEEL_SOVERSION must relink it.
+SONAME_STAMP := $(OUT)/obj/.soname
+$(shell mkdir -p $(OUT)/obj && echo '$(SONAME)' | cmp -s - $(SONAME_STAMP) || \
+  echo '$(SONAME)' > $(SONAME_STAMP))
+
+$(SHLIB): $(LIB_OBJS) $(OUT)/libkeel.map $(SONAME_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,$(SONAME) \
 	  -Wl,--version-script=$(OUT)/libkeel.map -Wl,-z,defs -o $@ $(filter %.o,$^) $(LIB_PKG_LIBS)
