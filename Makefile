@@ -368,6 +368,18 @@ chaos-smoke: all ## The short chaos run for make check: 20 runs, a few minutes
 	@$(MAKE) --no-print-directory SAN=0 all
 	@$(CHAOS_ENV) CHAOS_RUNS=20 tools/chaos/chaos.py
 
+# ---- several workers (tests/multiworker/run; docs/operations.md, "Running several workers") ----
+
+# Three keel-workers on one task queue of their own while procurement runs stream in: restarted one
+# at a time (SIGTERM, drained, exit 0, polling again), then one SIGKILLed; every run's outcome and
+# effects, no WFT failure, replay, the sticky hand-over times and the spread of the work. It takes
+# its stack from `tools/devstack env` (whichever store) and starts only the workers and keel's
+# model server (MW_MODEL_PORT, 8412). Knobs: MW_RUNS, MW_SUBMIT_SECONDS, ... (docs/operations.md).
+.PHONY: test-multiworker
+test-multiworker: all devstack-up ## Three keel-workers on one queue: rolling restart, a SIGKILL, all runs right
+	@eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/multiworker/run
+
 # ---- running ----
 
 # The demo: the dev stack, keel-worker in the background (with the offline model server when
