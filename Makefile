@@ -244,14 +244,15 @@ test-integration: all devstack-up ## Run the integration tests against the dev s
 # The same integration suites against Temporal on PostgreSQL: tests/postgres-store/run starts a
 # second stack (tools/devstack up --store postgres in build/run-pg, ports +100: Temporal
 # 127.0.0.1:7333, PostgreSQL 54429), runs each command of PGSTORE_CHECKS in its environment and
-# always stops it. A check that should also run on the PostgreSQL store is one more word here.
-PGSTORE_CHECKS := tests/postgres-store/integration
+# always stops it: the integration suites, then the multi-worker test (tests/multiworker/run).
+# A check that should also run on the PostgreSQL store is one more word here.
+PGSTORE_CHECKS := tests/postgres-store/integration tests/multiworker/run
 PGSTORE_ENV = KEELCTL=$(abspath $(KEELCTL)) KEEL_WORKER=$(abspath $(WORKER)) \
   INTEGRATION=$(abspath $(INTEGRATION)) INTEROP_WORKER=$(abspath $(INTEROP_WORKER)) \
   PGSTORE_STACK_KEELCTL=$(abspath $(BUILD)/bin/keelctl)
 
 .PHONY: test-postgres-store
-test-postgres-store: all ## Run the integration suites against Temporal on PostgreSQL (a second stack)
+test-postgres-store: all ## Integration suites and the multi-worker test against Temporal on PostgreSQL
 	@$(MAKE) --no-print-directory SAN=0 all
 	$(PGSTORE_ENV) tests/postgres-store/run $(PGSTORE_CHECKS)
 
@@ -407,6 +408,18 @@ chaos: all ## Chaos test: CHAOS_RUNS procurement runs (20) while workers, model,
 chaos-smoke: all ## The short chaos run for make check: 20 runs, a few minutes
 	@$(MAKE) --no-print-directory SAN=0 all
 	@$(CHAOS_ENV) CHAOS_RUNS=20 tools/chaos/chaos.py
+
+# ---- several workers (tests/multiworker/run; docs/operations.md, "Running several workers") ----
+
+# Three keel-workers on one task queue of their own while procurement runs stream in: restarted one
+# at a time (SIGTERM, drained, exit 0, polling again), then one SIGKILLed; every run's outcome and
+# effects, no WFT failure, replay, the sticky hand-over times and the spread of the work. It takes
+# its stack from `tools/devstack env` (whichever store) and starts only the workers and keel's
+# model server (MW_MODEL_PORT, 8412). Knobs: MW_RUNS, MW_SUBMIT_SECONDS, ... (docs/operations.md).
+.PHONY: test-multiworker
+test-multiworker: all devstack-up ## Three keel-workers on one queue: rolling restart, a SIGKILL, all runs right
+	@eval "$$($(DEVSTACK) env)" && KEEL_WORKER=$(abspath $(WORKER)) KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/multiworker/run
 
 # ---- running ----
 

@@ -128,8 +128,9 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
 /* Start polling. Fails if the threads cannot be started. */
 int keel_worker_start(keel_worker *w, keel_error *err);
 
-/* Stop polling, let tasks in progress finish (activities within shutdown_grace_ms), tell the
- * server the sticky queue is gone, join the threads. Safe to call twice. */
+/* Stop polling, let the workflow tasks in progress finish, tell the server the sticky queue is
+ * gone (ShutdownWorker, with the final heartbeat), then let running activities finish within
+ * shutdown_grace_ms, join the threads. Safe to call twice. */
 void keel_worker_stop(keel_worker *w);
 
 /* Stop if running, then free. NULL is allowed. */

@@ -999,6 +999,16 @@ void keel_worker_stop(keel_worker *w)
     atomic_store(&w->stopping, true);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_trigger(w->cancels[i]);
+    /* The workflow threads (the first n_wf_pollers) finish the workflow task in hand and stop.
+     * Then no answer of ours can name the sticky queue again, so it goes now, before the
+     * activities' grace period: a run cached here whose activity completes during the grace
+     * (often one this worker runs) goes to the normal queue at once, instead of waiting on a
+     * sticky queue nobody polls for the sticky schedule-to-start timeout. */
+    size_t n_wf = (size_t)w->n_wf_pollers < w->n_threads ? (size_t)w->n_wf_pollers : w->n_threads;
+    for (size_t i = 0; i < n_wf; i++)
+        pthread_join(w->threads[i], NULL);
+    keel_heartbeat_stop(w->heartbeat);
+    shutdown_worker(w);
     /* Activities get the grace period; then their heartbeats tell them to hand back. */
     for (int64_t waited = 0;
          atomic_load(&w->pool.busy) > 0 && (w->grace_ms < 0 || waited < w->grace_ms); waited += 20)
@@ -1008,12 +1018,9 @@ void keel_worker_stop(keel_worker *w)
                  NULL);
     /* Also for a task whose poll returned just now and has not started running yet. */
     atomic_store(&w->pool.abandon, true);
-    for (size_t i = 0; i < w->n_threads; i++)
+    for (size_t i = n_wf; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
     atomic_store(&w->pool.abandon, false);
-    keel_heartbeat_stop(w->heartbeat);
-    /* After the last task's answer, which could have named the sticky queue again. */
-    shutdown_worker(w);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_free(w->cancels[i]);
     free(w->threads);

@@ -1386,6 +1386,77 @@ START_TEST(a_stopping_worker_hands_running_activities_back)
 }
 END_TEST
 
+/* How many events of `type` the run's history holds. */
+static int count_events(const char *id, Temporal__Api__Enums__V1__EventType type)
+{
+    keel_transport *t = keel_client_transport(client);
+    Temporal__Api__Common__V1__WorkflowExecution x =
+        TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    x.workflow_id = (char *)id;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
+    req.namespace_ = (char *)keel_transport_namespace(t);
+    req.execution = &x;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *h = NULL;
+    keel_call_options co = {.retry = true, .namespace = req.namespace_};
+    keel_error err;
+    ck_assert_msg(
+        keel_transport_call(
+            t, WF("GetWorkflowExecutionHistory"), (ProtobufCMessage *)&req,
+            &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+            (ProtobufCMessage **)&h, &co, &err) == KEEL_OK,
+        "%s", err.message);
+    int n = 0;
+    for (size_t i = 0; h->history && i < h->history->n_events; i++)
+        n += h->history->events[i]->event_type == type;
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)h, NULL);
+    return n;
+}
+
+/* Found by tests/multiworker/run: a stopping worker gave its sticky queue up only after the
+ * activities' grace period, so a run cached here whose activity completed during the grace (here,
+ * the one this worker runs) had its next workflow task wait on a sticky queue nobody polled, for
+ * the sticky schedule-to-start timeout (5 s), in every rolling restart. */
+START_TEST(a_stopping_worker_gives_its_sticky_queue_up_before_the_grace)
+{
+    keel_worker_free(worker);
+    keel_worker_options w;
+    keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION);
+    w.task_queue = queue;
+    w.workflows = workflows;
+    w.n_workflows = sizeof workflows / sizeof workflows[0];
+    w.activities = activities;
+    w.n_activities = sizeof activities / sizeof activities[0];
+    w.max_concurrent_activities = 4;
+    w.max_cached_workflows = 256;
+    w.shutdown_grace_ms = 8000; /* the 1.5 s activity finishes within it */
+    keel_error err;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    ck_assert_msg(keel_worker_start(worker, &err) == KEEL_OK, "%s", err.message);
+    char id[128];
+    atomic_store(&long_runs, 0);
+    free(start("Cancellable", "keel-sticky-release", "15", id, sizeof id));
+    for (int64_t until = now_ms() + 10000; atomic_load(&long_runs) == 0 && now_ms() < until;)
+        usleep(20 * 1000);
+    ck_assert_int_eq(atomic_load(&long_runs), 1);
+    /* The run is cached here and its activity runs here: the stop waits for the activity... */
+    int64_t t0 = now_ms();
+    keel_worker_stop(worker);
+    ck_assert_int_ge(now_ms() - t0, 500);
+    /* ...whose completion must reach the next worker through the normal queue at once. */
+    t0 = now_ms();
+    restart_worker(256);
+    keel_workflow_outcome out = completed_run(id);
+    ck_assert_str_eq(out.result_json, "\"finished\"");
+    keel_workflow_outcome_dispose(&out);
+    ck_assert_int_eq(atomic_load(&long_runs), 1);
+    ck_assert_int_eq(
+        count_events(id, TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT),
+        0);
+    ck_assert_int_lt(now_ms() - t0, 4000);
+}
+END_TEST
+
 START_TEST(stop_returns_promptly_while_polls_wait)
 {
     /* The fixture's worker has long polls in flight; stopping must cancel them, not wait 70 s. */
@@ -1608,6 +1679,7 @@ Suite *worker_suite(void)
     tcase_add_test(tc, changed_workflow_code_is_caught_as_non_determinism);
     tcase_add_test(tc, an_unregistered_workflow_type_fails_its_task_with_a_clear_message);
     tcase_add_test(tc, the_sticky_cache_serves_a_runs_next_tasks);
+    tcase_add_test(tc, a_stopping_worker_gives_its_sticky_queue_up_before_the_grace);
     tcase_add_test(tc, a_cache_of_one_still_completes_interleaved_runs);
     tcase_add_test(tc, without_a_cache_every_task_replays);
     tcase_add_test(tc, cancelling_a_run_reaches_its_running_activity);

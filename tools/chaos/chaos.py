@@ -541,14 +541,14 @@ def read_text(path):
 
 
 class Run:
-    def __init__(self, index, inv, cls, rng, model_faults):
+    def __init__(self, index, inv, cls, rng, model_faults, prefix="chaos"):
         self.index = index
         self.cls = cls
         self.spec = CLASSES[cls]
         self.cc = "CC-X%s-%04d" % (inv.upper(), index)
         self.mgr = "m-%s@example.com" % self.cc
         self.dir = "d-%s@example.com" % self.cc
-        self.id = "chaos-%s-%04d-%s" % (inv, index, cls)
+        self.id = "%s-%s-%04d-%s" % (prefix, inv, index, cls)
         self.request = self.spec["request"]
         self.fault = None
         if rng.random() < model_faults:
@@ -572,6 +572,34 @@ class Run:
 
     def approver(self, level):
         return self.mgr if level == "manager" else self.dir
+
+
+def plan_runs(n, inv, rng, model_faults, prefix="chaos"):
+    """The plan: n runs of the six classes (each at least once when n allows, then by weight)."""
+    names = list(CLASSES)
+    classes = names[:n] if n <= len(names) else list(names)
+    classes += rng.choices(names, weights=[CLASSES[c]["weight"] for c in names],
+                           k=max(0, n - len(classes)))
+    rng.shuffle(classes)
+    return [Run(i + 1, inv, c, rng, model_faults, prefix) for i, c in enumerate(classes)]
+
+
+def make_cost_centres(cfg, runs, label):
+    """A cost centre per run in keel's database: its budget, its manager and its director."""
+    sql = ["BEGIN;"]
+    for r in runs:
+        sql.append("INSERT INTO cost_centers (id, name, owner) VALUES (%s, '%s %s', %s);" %
+                   (sql_text(r.cc), label, r.cls, sql_text(r.dir)))
+        sql.append("INSERT INTO budgets (cost_center, period, amount_usd) VALUES (%s, "
+                   "proc_current_period(), %s);" % (sql_text(r.cc), r.spec["budget"]))
+        sql.append("INSERT INTO approvers (person, name, role, cost_center, limit_usd, "
+                   "delegate) VALUES (%s, '%s Director', 'director', %s, 50000, "
+                   "'chloe.cfo@example.com');" % (sql_text(r.dir), label, sql_text(r.cc)))
+        sql.append("INSERT INTO approvers (person, name, role, cost_center, limit_usd, "
+                   "delegate) VALUES (%s, '%s Manager', 'manager', %s, 10000, %s);" %
+                   (sql_text(r.mgr), label, sql_text(r.cc), sql_text(r.dir)))
+    sql.append("COMMIT;")
+    psql(cfg, "\n".join(sql))
 
 
 class Business:
@@ -917,7 +945,9 @@ def event_epoch(text):
     return whole + float(m.group(7) or 0)
 
 
-def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
+def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers, prefix="chaos"):
+    """Everything judge() needs, per run, into run.final. Also used by tests/multiworker/run
+    (`prefix`: the first word of its workflow ids)."""
     say("counting: describe, history and replay of %d runs" % len(runs))
     hook_name = hook_url.rsplit("/", 1)[1]
     posts = http_get_json("http://%s:%d/_keel/hooks/%s" % (HOST, cfg.hook_port, hook_name))
@@ -951,7 +981,7 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
     for key, kind, at, epoch in psql(
             cfg, "SELECT key, kind, claimed_at, extract(epoch FROM claimed_at) FROM keel_effects "
                  "WHERE state = 'claimed' AND key LIKE %s" %
-                 sql_text("%s/chaos-%s-%%" % (NAMESPACE, inv))):
+                 sql_text("%s/%s-%s-%%" % (NAMESPACE, prefix, inv))):
         wf = key.split("/")[1] if key.count("/") >= 3 else key
         claims.setdefault(wf, []).append(dict(key=key, kind=kind, claimed_at=at,
                                               deaths_after=deaths_after(workers, float(epoch),
@@ -962,7 +992,7 @@ def collect(cfg, kc, runs, inv, hist_dir, hook_url, workers):
     ended = {}
     for key, state in psql(cfg, "SELECT key, state FROM keel_effects WHERE state IN "
                                 "('abandoned', 'released') AND key LIKE %s" %
-                                sql_text("%s/chaos-%s-%%" % (NAMESPACE, inv))):
+                                sql_text("%s/%s-%s-%%" % (NAMESPACE, prefix, inv))):
         wf = key.split("/")[1] if key.count("/") >= 3 else key
         ended.setdefault(wf, []).append(dict(key=key, state=state))
     log_fail = worker_log_failures(workers.logs)
@@ -1149,7 +1179,8 @@ ROWS = [("runs", "runs"), ("completed", "completed"), ("lost", "lost (not comple
         ("nde", "non-determinism"), ("replay_failures", "replay failures")]
 
 
-def table(runs, chaos, workers, business, wall, cfg, failpoints_missing):
+def class_table(runs, rows=ROWS, fatal=FATAL):
+    """The counts per outcome class: (lines, per class and total, outcomes per class)."""
     classes = list(CLASSES)
     per = {k: {key: 0 for key, _ in ROWS} for k in classes + ["total"]}
     for r in runs:
@@ -1168,10 +1199,16 @@ def table(runs, chaos, workers, business, wall, cfg, failpoints_missing):
     lines.append("%-*s" % (w0, "per outcome class") + "".join("%9s" % h for h in heads))
     lines.append("%-*s" % (w0, "expected outcome") + "".join(
         "%9s" % CLASSES[k]["outcome"] for k in classes) + "%9s" % "")
-    for key, label in ROWS:
-        mark = " *" if key in FATAL and per["total"][key] else ""
+    for key, label in rows:
+        mark = " *" if key in fatal and per["total"][key] else ""
         lines.append("%-*s" % (w0, label + mark) + "".join(
             "%9d" % per[k][key] for k in classes + ["total"]))
+    return lines, per, outcomes
+
+
+def table(runs, chaos, workers, business, wall, cfg, failpoints_missing):
+    lines, per, outcomes = class_table(runs)
+    w0 = 26
     fp = ", ".join("%s %d/%d" % (n, workers.failpoint_hits.get(n, 0), workers.armed.get(n, 0))
                    for n in FAILPOINTS if n not in failpoints_missing)
     chaos_lines = [
@@ -1277,28 +1314,8 @@ def main():
         say("model server on :%d, webhook sink on :%d (%s)" % (cfg.model_port, cfg.hook_port,
                                                                hook_url))
 
-        # The plan: classes (each at least once when there are enough runs), submission times.
-        names = list(CLASSES)
-        classes = names[:cfg.runs] if cfg.runs <= len(names) else list(names)
-        classes += rng_mix.choices(names, weights=[CLASSES[n]["weight"] for n in names],
-                                   k=max(0, cfg.runs - len(classes)))
-        rng_mix.shuffle(classes)
-        runs = [Run(i + 1, inv, c, rng_mix, cfg.model_faults) for i, c in enumerate(classes)]
-        sql = ["BEGIN;"]
-        for r in runs:
-            sql.append(
-                "INSERT INTO cost_centers (id, name, owner) VALUES (%s, 'Chaos %s', %s);" %
-                (sql_text(r.cc), r.cls, sql_text(r.dir)))
-            sql.append("INSERT INTO budgets (cost_center, period, amount_usd) VALUES (%s, "
-                       "proc_current_period(), %s);" % (sql_text(r.cc), r.spec["budget"]))
-            sql.append("INSERT INTO approvers (person, name, role, cost_center, limit_usd, "
-                       "delegate) VALUES (%s, 'Chaos Director', 'director', %s, 50000, "
-                       "'chloe.cfo@example.com');" % (sql_text(r.dir), sql_text(r.cc)))
-            sql.append("INSERT INTO approvers (person, name, role, cost_center, limit_usd, "
-                       "delegate) VALUES (%s, 'Chaos Manager', 'manager', %s, 10000, %s);" %
-                       (sql_text(r.mgr), sql_text(r.cc), sql_text(r.dir)))
-        sql.append("COMMIT;")
-        psql(cfg, "\n".join(sql))
+        runs = plan_runs(cfg.runs, inv, rng_mix, cfg.model_faults)
+        make_cost_centres(cfg, runs, "Chaos")
         mix = {}
         for r in runs:
             mix[r.cls] = mix.get(r.cls, 0) + 1
