@@ -256,6 +256,21 @@ static void wait_routing(const char *queue, const char *deployment, const char *
     ck_abort_msg("new runs of %s never started on %s within 30 s: last %s", queue, build, seen);
 }
 
+/* keelctl `args` (a set-current or set-ramping), repeated for at most 30 s while the server
+ * refuses it because the version's workers have not yet polled every task queue (workflow and
+ * activity) that the current version's do: the server learns of each queue type at that type's
+ * first poll, which on a busy machine or PostgreSQL can come seconds after the version exists. */
+static void keelctl_when_queues_known(const char *args, char *out, size_t n)
+{
+    int64_t until = keel_test_now_ms() + 30000;
+    while (keel_test_keelctl(args, out, n) != 0) {
+        ck_assert_msg(strstr(out, "missing active task queues") != NULL &&
+                          keel_test_now_ms() < until,
+                      "keelctl %s: %s", args, out);
+        usleep(250 * 1000);
+    }
+}
+
 /* ---- a procurement run (the agent activities: PostgreSQL and the offline model server) ---- */
 
 #define REQUESTER "alex.engineer@example.com"
@@ -416,7 +431,7 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     pid_t v2 = spawn(queue, deployment, "v2", log2, agent);
     wait_version(deployment, "v2", NULL, false, 20000, &v);
     snprintf(args, sizeof args, "deployment set-ramping %s v2 25", deployment);
-    ck_assert_msg(keel_test_keelctl(args, out, sizeof out) == 0, "%s", out);
+    keelctl_when_queues_known(args, out, sizeof out);
     snprintf(args, sizeof args, "--json deployment describe %s", deployment);
     ck_assert_msg(keel_test_keelctl(args, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "\"rampingBuildId\": \"v2\"") &&
@@ -425,7 +440,7 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     snprintf(args, sizeof args, "deployment unset-ramping %s", deployment);
     ck_assert_msg(keel_test_keelctl(args, out, sizeof out) == 0, "%s", out);
     snprintf(args, sizeof args, "deployment set-current %s v2", deployment);
-    ck_assert_msg(keel_test_keelctl(args, out, sizeof out) == 0, "%s", out);
+    keelctl_when_queues_known(args, out, sizeof out);
     snprintf(args, sizeof args, "deployment describe %s", deployment);
     ck_assert_msg(keel_test_keelctl(args, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "Current         v2") && strstr(out, "Ramping         -"), "%s", out);
