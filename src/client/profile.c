@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "client/options.h"
+#include "util/strbuf.h"
 #include "util/toml.h"
 
 extern char **environ;
@@ -38,16 +39,6 @@ int keel_profile_load_options_init(keel_profile_load_options *opts, unsigned int
     return KEEL_OK;
 }
 
-static void free_secret(char *s)
-{
-    if (s == NULL)
-        return;
-    volatile char *p = s;
-    while (*p)
-        *p++ = '\0';
-    free(s);
-}
-
 void keel_client_profile_free(keel_client_profile *p)
 {
     if (p == NULL)
@@ -56,18 +47,18 @@ void keel_client_profile_free(keel_client_profile *p)
     free(p->name);
     free(p->address);
     free(p->namespace_);
-    free_secret(p->api_key);
+    keel_secret_free(p->api_key);
     tls_settings *t = &p->tls;
     free(t->cert_path);
     free(t->cert_data);
     free(t->key_path);
-    free_secret(t->key_data);
+    keel_secret_free(t->key_data);
     free(t->ca_path);
     free(t->ca_data);
     free(t->server_name);
     for (size_t i = 0; i < p->n_meta; i++) {
         free((char *)p->meta[i].name);
-        free_secret((char *)p->meta[i].value);
+        keel_secret_free((char *)p->meta[i].value);
     }
     free(p->meta);
     free(p);
@@ -110,7 +101,7 @@ static int set_str(char **slot, const char *v, keel_error *err)
     char *copy = NULL;
     if (v && v[0] != '\0' && (copy = strdup(v)) == NULL)
         return oom(err);
-    free_secret(*slot);
+    keel_secret_free(*slot);
     *slot = copy;
     return KEEL_OK;
 }
@@ -156,7 +147,7 @@ static int put_header(keel_client_profile *p, char *name, const char *value, kee
     if (value[0] == '\0') {
         if (i >= 0) {
             free((char *)p->meta[i].name);
-            free_secret((char *)p->meta[i].value);
+            keel_secret_free((char *)p->meta[i].value);
             p->meta[i] = p->meta[--p->n_meta];
         }
         free(name);
@@ -169,7 +160,7 @@ static int put_header(keel_client_profile *p, char *name, const char *value, kee
     }
     if (i >= 0) {
         free(name);
-        free_secret((char *)p->meta[i].value);
+        keel_secret_free((char *)p->meta[i].value);
         p->meta[i].value = v;
         return KEEL_OK;
     }

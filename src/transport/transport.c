@@ -21,6 +21,7 @@
 #include "google/rpc/status.pb-c.h"
 #include "keel/version.h"
 #include "proto/depth.h"
+#include "util/strbuf.h"
 
 struct keel_transport {
     grpc_channel *channel;
@@ -167,17 +168,6 @@ static int read_pem(const char *path, const char *what, char **out, keel_error *
     return KEEL_OK;
 }
 
-static void free_secret(char *s)
-{
-    if (s == NULL)
-        return;
-    /* Key material should not linger in freed heap memory. */
-    volatile char *p = s;
-    while (*p)
-        *p++ = '\0';
-    free(s);
-}
-
 static int make_credentials(const keel_connect_options *opts, grpc_channel_credentials **out,
                             keel_error *err)
 {
@@ -208,7 +198,7 @@ static int make_credentials(const keel_connect_options *opts, grpc_channel_crede
     }
     free(ca);
     free(cert);
-    free_secret(key);
+    keel_secret_free(key);
     return rc;
 }
 
@@ -334,10 +324,10 @@ void keel_transport_free(keel_transport *t)
     free(t->address);
     free(t->namespace);
     free(t->identity);
-    free_secret(t->authorization);
+    keel_secret_free(t->authorization);
     for (size_t i = 0; i < t->n_headers; i++) {
         free((char *)t->headers[i].name);
-        free_secret((char *)t->headers[i].value);
+        keel_secret_free((char *)t->headers[i].value);
     }
     free(t->headers);
     free(t);

@@ -74,3 +74,13 @@ size_t keel_utf8_sequence(const unsigned char *s)
         return 0;
     return n;
 }
+
+void keel_secret_free(char *s)
+{
+    if (s == NULL)
+        return;
+    volatile char *p = s;
+    while (*p)
+        *p++ = '\0';
+    free(s);
+}

@@ -37,4 +37,8 @@ int keel_hex_digit(char c);
  * not a continuation byte, so a NUL-terminated s is never read past its end. */
 size_t keel_utf8_sequence(const unsigned char *s);
 
+/* Overwrite the NUL-terminated s with zeros, then free it (NULL: nothing). For key material
+ * and API keys, which should not linger in freed heap memory. */
+void keel_secret_free(char *s);
+
 #endif

@@ -172,13 +172,7 @@ void keel_toml_free(keel_toml_value *v)
         keel_toml_free(v->items[i]);
     free(v->items);
     free(v->key);
-    if (v->str) {
-        /* Values may be API keys or private keys: clear them before the memory is reused. */
-        volatile char *c = v->str;
-        while (*c)
-            *c++ = '\0';
-        free(v->str);
-    }
+    keel_secret_free(v->str); /* values may be API keys or private keys */
     free(v);
 }
 
