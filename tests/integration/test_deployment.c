@@ -164,17 +164,22 @@ static void task_versions(const char *id, const char *behavior, char *out, size_
     cJSON_Delete(h);
 }
 
-static void start_approval(const char *queue, const char *id)
+static void start_run(const char *type, const char *queue, const char *id, const char *input)
 {
     keel_workflow_start_options so;
     keel_workflow_start_options_init(&so, KEEL_WORKFLOW_START_OPTIONS_VERSION);
     so.workflow_id = id;
-    so.workflow_type = "keel.Approval";
+    so.workflow_type = type;
     so.task_queue = queue;
-    so.input_json = APPROVAL_IN;
+    so.input_json = input;
     keel_error err;
     ck_assert_msg(keel_client_workflow_start(client, &so, NULL, &err) == KEEL_OK, "%s",
                   err.message);
+}
+
+static void start_approval(const char *queue, const char *id)
+{
+    start_run("keel.Approval", queue, id, APPROVAL_IN);
 }
 
 /* Wait until the run has had `tasks` workflow tasks completed (it waits for approval then). */
@@ -414,16 +419,9 @@ START_TEST(a_pinned_run_finishes_on_v1_while_new_runs_go_to_v2_then_v1_drains)
     cJSON_AddStringToObject(in, "cost_center", cc);
     char *input = cJSON_PrintUnformatted(in);
     cJSON_Delete(in);
-    keel_workflow_start_options so;
-    keel_workflow_start_options_init(&so, KEEL_WORKFLOW_START_OPTIONS_VERSION);
-    so.workflow_id = order;
-    so.workflow_type = "keel.Procurement";
-    so.task_queue = queue;
-    so.input_json = input;
-    keel_error err;
-    ck_assert_msg(keel_client_workflow_start(client, &so, NULL, &err) == KEEL_OK, "%s",
-                  err.message);
+    start_run("keel.Procurement", queue, order, input);
     free(input);
+    keel_error err;
     status_until(order, "{\"stage\":\"approval\"");
     expect_all_on(order, "VERSIONING_BEHAVIOR_PINNED", "v1");
 
