@@ -1,11 +1,13 @@
 /* transport - unary gRPC calls to a Temporal frontend over gRPC C core. */
 #include "transport/transport.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,8 +25,37 @@
 #include "proto/depth.h"
 #include "util/strbuf.h"
 
+/* Methods registered with the channel (grpc_channel_register_call) at most; calls to others name
+ * their method each time. keel uses about 40. */
+#define KEEL_TRANSPORT_MAX_METHODS 128
+
+typedef struct call_ctx call_ctx;
+
+struct registered_method {
+    uint32_t hash;
+    char *path;
+    void *handle;
+};
+
 struct keel_transport {
     grpc_channel *channel;
+    grpc_completion_queue *cq; /* one for every call, driven by cq_thread */
+    pthread_t cq_thread;
+    bool cq_thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t idle; /* outstanding dropped to 0 while closing */
+    /* Under mu: */
+    bool closing;
+    size_t outstanding; /* calls started whose callback has not yet returned */
+    call_ctx *live;     /* attempts with a batch in flight (or about to be) */
+    struct registered_method methods[KEEL_TRANSPORT_MAX_METHODS];
+    size_t n_methods;
+    /* The completion-queue thread's alone: calls waiting to retry. */
+    call_ctx *waiting;
+    /* The headers every call sends, built once: a profile's grpc_meta first, then keel's own
+     * (client-name, client-version, authorization), which validate keeps out of it. */
+    grpc_metadata *meta;
+    size_t n_meta;
     char *address;
     char *namespace;
     char *identity;
@@ -228,10 +259,61 @@ static void quiet_grpc_logs(void)
         gpr_set_log_function(drop_grpc_log);
 }
 
+/* Debian builds abseil without NDEBUG, so absl::Mutex (which gRPC's locks are) starts in deadlock
+ * detection mode kAbort and keeps a lock-order graph up to date on every Lock and Unlock: about 3 %
+ * of a busy worker's CPU (issue 13's profile), for a check meant for debugging. No environment
+ * variable turns it off; absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore) is the
+ * supported switch. It is C++ (and keel has no C++ in its build), so it is found by its mangled
+ * name, Debian's inline namespace debian3 included, among the libraries already loaded (gRPC pulls
+ * libabsl_synchronization in), and called with kIgnore (0; the enum class is int-sized). Another
+ * abseil build names it otherwise: then nothing is done. It runs once, before the first
+ * grpc_init(), so that no lock is tracked at all. */
+#define ABSL_SET_DEADLOCK_MODE                                                                     \
+    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE"
+static bool deadlock_detector_off;
+
+static void absl_deadlock_detection_off(void)
+{
+    void *self = dlopen(NULL, RTLD_LAZY);
+    void *sym = self ? dlsym(self, ABSL_SET_DEADLOCK_MODE) : NULL;
+    if (sym == NULL) {
+        /* keel loaded with RTLD_LOCAL (a language binding): look in gRPC's abseil itself. */
+        void *lib = dlopen("libabsl_synchronization.so.20220623", RTLD_LAZY | RTLD_NOLOAD);
+        if (lib) {
+            sym = dlsym(lib, ABSL_SET_DEADLOCK_MODE);
+            dlclose(lib);
+        }
+    }
+    if (sym) {
+        void (*set_mode)(int);
+        memcpy(&set_mode, &sym, sizeof set_mode);
+        set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
+        deadlock_detector_off = true;
+    }
+    if (self)
+        dlclose(self);
+}
+
+bool keel_transport_deadlock_detector_off(void)
+{
+    return deadlock_detector_off;
+}
+
+static void *cq_main(void *arg);
+static void cancel_live(keel_transport *t);
+static grpc_metadata md(const char *key, const char *value);
+
+static void process_setup(void)
+{
+    quiet_grpc_logs();
+    absl_deadlock_detection_off();
+}
+
 int keel_transport_new(keel_transport **out, const keel_connect_options *given, keel_error *err)
 {
-    static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
-    pthread_once(&quiet_once, quiet_grpc_logs);
+    /* Before the first grpc_init(): see absl_deadlock_detection_off(). */
+    static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+    pthread_once(&setup_once, process_setup);
     *out = NULL;
     int rc = keel_connect_options_validate(given, err);
     if (rc != KEEL_OK)
@@ -246,6 +328,8 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
         grpc_shutdown();
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
     }
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->idle, NULL);
     t->address = strdup(opts->address);
     t->namespace = strdup(opts->namespace_);
     t->identity = opts->identity ? strdup(opts->identity) : default_identity();
@@ -281,7 +365,7 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
     }
 
     char user_agent[] = KEEL_CLIENT_NAME "/" KEEL_VERSION;
-    grpc_arg args[6];
+    grpc_arg args[8];
     size_t nargs = 0;
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -298,6 +382,12 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                .key = GRPC_ARG_PRIMARY_USER_AGENT_STRING,
                                .value.string = user_agent};
+    /* keel retries by itself (keel_transport_call's backoff): gRPC's retry filter would only
+     * buffer every request (up to 256 KiB) in case it retries. Channelz bookkeeping is unused. */
+    args[nargs++] =
+        (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_RETRIES, .value.integer = 0};
+    args[nargs++] =
+        (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0};
     if (opts->tls_server_name && keel_connect_options_use_tls(opts))
         args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                    .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
@@ -311,6 +401,25 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
         return keel_error_set(err, KEEL_EINVAL, "cannot create a gRPC channel to '%s'",
                               opts->address);
     }
+    t->meta = calloc(t->n_headers + 3, sizeof *t->meta);
+    if (t->meta == NULL) {
+        keel_transport_free(t);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
+    }
+    for (size_t i = 0; i < t->n_headers; i++)
+        t->meta[t->n_meta++] = md(t->headers[i].name, t->headers[i].value);
+    t->meta[t->n_meta++] = md("client-name", KEEL_CLIENT_NAME);
+    t->meta[t->n_meta++] = md("client-version", KEEL_VERSION);
+    if (t->authorization)
+        t->meta[t->n_meta++] = md("authorization", t->authorization);
+    t->cq = grpc_completion_queue_create_for_next(NULL);
+    int prc = pthread_create(&t->cq_thread, NULL, cq_main, t);
+    if (prc != 0) {
+        keel_transport_free(t);
+        return keel_error_set(err, KEEL_EIO, "cannot start the transport's thread: %s",
+                              strerror(prc));
+    }
+    t->cq_thread_started = true;
     *out = t;
     return KEEL_OK;
 }
@@ -319,6 +428,30 @@ void keel_transport_free(keel_transport *t)
 {
     if (t == NULL)
         return;
+    if (t->cq) {
+        /* Cancel what is in flight; calls waiting to retry end on the thread's next look; then
+         * every callback has run and nothing more can post to the queue. */
+        pthread_mutex_lock(&t->mu);
+        t->closing = true;
+        cancel_live(t);
+        while (t->outstanding > 0)
+            pthread_cond_wait(&t->idle, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+        grpc_completion_queue_shutdown(t->cq);
+        if (t->cq_thread_started)
+            pthread_join(t->cq_thread, NULL);
+        else /* no thread: drain here */
+            while (
+                grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+                GRPC_QUEUE_SHUTDOWN)
+                ;
+        grpc_completion_queue_destroy(t->cq);
+    }
+    for (size_t i = 0; i < t->n_meta; i++)
+        grpc_slice_unref(t->meta[i].value);
+    free(t->meta);
+    for (size_t i = 0; i < t->n_methods; i++)
+        free(t->methods[i].path);
     if (t->channel)
         grpc_channel_destroy(t->channel);
     free(t->address);
@@ -330,6 +463,8 @@ void keel_transport_free(keel_transport *t)
         keel_secret_free((char *)t->headers[i].value);
     }
     free(t->headers);
+    pthread_cond_destroy(&t->idle);
+    pthread_mutex_destroy(&t->mu);
     free(t);
     grpc_shutdown();
 }
@@ -472,16 +607,6 @@ static void read_status_details(const grpc_metadata_array *trailers, keel_error 
     }
 }
 
-static grpc_byte_buffer *encode(const ProtobufCMessage *msg)
-{
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    grpc_slice s = grpc_slice_malloc(n);
-    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
-
 int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageDescriptor *type,
                           ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
                           keel_error *err)
@@ -501,7 +626,9 @@ int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageD
     return KEEL_OK;
 }
 
-/* The response's bytes, through keel_transport_decode(). */
+/* The response's bytes, through keel_transport_decode(). A response that arrived as one slice (an
+ * uncompressed message read in one piece) is decoded where it lies; only a message in several
+ * slices is first copied into one. */
 static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
                   ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
                   keel_error *err)
@@ -509,138 +636,489 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
     grpc_byte_buffer_reader reader;
     if (!grpc_byte_buffer_reader_init(&reader, bb))
         return keel_error_set(err, KEEL_EPROTOCOL, "%s: cannot read the response", what);
-    grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    int rc = keel_transport_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), type, out,
+    int rc;
+    grpc_slice *first = NULL;
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1 && grpc_byte_buffer_reader_peek(&reader, &first)) {
+        rc = keel_transport_decode(GRPC_SLICE_START_PTR(*first), GRPC_SLICE_LENGTH(*first), type,
+                                   out, partial, what, err);
+    } else {
+        grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+        rc = keel_transport_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), type, out,
                                    partial, what, err);
-    grpc_slice_unref(s);
+        grpc_slice_unref(s);
+    }
+    grpc_byte_buffer_reader_destroy(&reader);
     return rc;
 }
 
-/* One attempt. err is never NULL here: keel_transport_call() supplies its own when needed. */
-static int call_once(keel_transport *t, const char *path, const char *what,
-                     const ProtobufCMessage *request,
-                     const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
-                     ProtobufCMessage **partial, int64_t timeout_ms, const char *namespace,
-                     keel_call_cancel *cancel, keel_error *err)
-{
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-    grpc_slice method = grpc_slice_from_copied_string(path);
-    grpc_call *call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                               method, NULL, deadline, NULL);
-    grpc_slice_unref(method);
+/* ---- calls on the completion-queue thread ---- */
 
-    grpc_metadata stack_meta[8];
-    grpc_metadata *meta = stack_meta;
-    if (t->n_headers + 4 > sizeof stack_meta / sizeof stack_meta[0]) {
-        meta = calloc(t->n_headers + 4, sizeof *meta);
-        if (meta == NULL) {
-            grpc_call_unref(call);
-            grpc_completion_queue_shutdown(cq);
-            while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-                       .type != GRPC_QUEUE_SHUTDOWN)
-                ;
-            grpc_completion_queue_destroy(cq);
-            return keel_error_set(err, KEEL_ENOMEM, "out of memory for %s's headers", what);
-        }
-    }
-    size_t nmeta = 0;
-    /* A profile's grpc_meta first; keel's own headers (which validate keeps out of it) after. */
-    for (size_t i = 0; i < t->n_headers; i++)
-        meta[nmeta++] = md(t->headers[i].name, t->headers[i].value);
-    meta[nmeta++] = md("client-name", KEEL_CLIENT_NAME);
-    meta[nmeta++] = md("client-version", KEEL_VERSION);
-    if (namespace)
-        meta[nmeta++] = md("temporal-namespace", namespace);
-    if (t->authorization)
-        meta[nmeta++] = md("authorization", t->authorization);
+/* What keel_transport_call() waits on: the completion-queue thread fills it and signals. */
+typedef struct sync_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    keel_error err;
+    grpc_byte_buffer *reply; /* on KEEL_OK: the undecoded answer, the waiter's to decode */
+    double attempt_started;  /* of the last attempt, for its metrics once decoded */
+} sync_waiter;
 
-    grpc_byte_buffer *req = encode(request);
-    grpc_byte_buffer *resp = NULL;
+/* One call, from keel_transport_call_async() until its callback has run: the tag of its batches.
+ * Owned by the caller's thread until its first batch starts, then by the completion-queue
+ * thread. */
+struct call_ctx {
+    keel_transport *t;
+    call_ctx *prev, *next; /* in t->live (under t->mu) or t->waiting (CQ thread only) */
+    void *registered;      /* the channel's handle for the method, or NULL */
+    char path[192];
+    char what[256];
+    const char *method; /* rpc.method, for metrics: the caller's string (a literal) */
+    char *namespace;    /* copied, or NULL */
+    grpc_slice request; /* encoded once, sent by every attempt */
+    const ProtobufCMessageDescriptor *response_type;
+    bool want_partial;
+    bool retry;
+    keel_call_cancel *cancel;
+    keel_transport_done_fn done;
+    void *userdata;
+    sync_waiter *waiter; /* keel_transport_call(): decode on the waiting thread */
+    int64_t start_ms, budget_ms, retry_at_ms;
+    int attempt;
+    double attempt_started;
+    /* The attempt in flight. */
+    grpc_call *call;
+    grpc_byte_buffer *send, *recv;
     grpc_metadata_array initial, trailers;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailers);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-    const char *error_string = NULL;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    keel_error err;
+    ProtobufCMessage *response, *partial;
+    size_t nmeta;
+    grpc_metadata meta[]; /* the transport's headers, then temporal-namespace */
+};
+
+static void live_link(keel_transport *t, call_ctx *c)
+{
+    c->prev = NULL;
+    c->next = t->live;
+    if (t->live)
+        t->live->prev = c;
+    t->live = c;
+}
+
+/* Cancel every attempt in flight (under t->mu). */
+static void cancel_live(keel_transport *t)
+{
+    for (call_ctx *c = t->live; c; c = c->next)
+        grpc_call_cancel(c->call, NULL);
+}
+
+static void live_unlink(keel_transport *t, call_ctx *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Free what one attempt used; the call is out of t->live already. */
+static void attempt_release(call_ctx *c)
+{
+    if (c->send)
+        grpc_byte_buffer_destroy(c->send);
+    if (c->recv)
+        grpc_byte_buffer_destroy(c->recv);
+    c->send = c->recv = NULL;
+    grpc_metadata_array_destroy(&c->initial);
+    grpc_metadata_array_destroy(&c->trailers);
+    grpc_slice_unref(c->details);
+    c->details = grpc_empty_slice();
+    if (c->error_string)
+        gpr_free((void *)c->error_string);
+    c->error_string = NULL;
+    if (c->call)
+        grpc_call_unref(c->call);
+    c->call = NULL;
+}
+
+static void ctx_free(call_ctx *c)
+{
+    grpc_slice_unref(c->request);
+    if (c->namespace)
+        grpc_slice_unref(c->meta[c->nmeta - 1].value);
+    free(c->namespace);
+    free(c);
+}
+
+/* The call is over: hand the outcome over, then free the context. */
+static void finish(call_ctx *c, int rc)
+{
+    keel_transport *t = c->t;
+    if (rc != KEEL_OK)
+        c->err.code = rc;
+    if (c->waiter) {
+        sync_waiter *w = c->waiter;
+        pthread_mutex_lock(&w->mu);
+        w->rc = rc;
+        if (rc != KEEL_OK)
+            w->err = c->err;
+        w->attempt_started = c->attempt_started;
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu); /* w may be gone from here on */
+    } else {
+        c->done(c->userdata, rc, rc == KEEL_OK ? c->response : NULL, c->partial, &c->err);
+    }
+    ctx_free(c);
+    pthread_mutex_lock(&t->mu);
+    if (--t->outstanding == 0 && t->closing)
+        pthread_cond_broadcast(&t->idle);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Start one attempt. On failure nothing of the attempt is left and c->err says why. Once the
+ * batch has started, the completion-queue thread may finish and free c at any moment. */
+static int start_attempt(call_ctx *c)
+{
+    keel_transport *t = c->t;
+    int64_t left = c->budget_ms - (now_ms() - c->start_ms);
+    if (left < 1)
+        left = 1;
+    c->attempt++;
+    c->attempt_started = mono_s();
+    c->err.grpc_status = KEEL_NO_GRPC_STATUS;
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(left, GPR_TIMESPAN));
+    grpc_call *call;
+    if (c->registered) {
+        call = grpc_channel_create_registered_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq,
+                                                   c->registered, deadline, NULL);
+    } else {
+        grpc_slice method = grpc_slice_from_copied_string(c->path);
+        call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq, method,
+                                        NULL, deadline, NULL);
+        grpc_slice_unref(method);
+    }
+    c->send = grpc_raw_byte_buffer_create(&c->request, 1);
+    c->recv = NULL;
+    grpc_metadata_array_init(&c->initial);
+    grpc_metadata_array_init(&c->trailers);
+    c->status = GRPC_STATUS_UNKNOWN;
+    c->details = grpc_empty_slice();
+    c->error_string = NULL;
 
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = nmeta;
-    ops[0].data.send_initial_metadata.metadata = meta;
+    ops[0].data.send_initial_metadata.count = c->nmeta;
+    ops[0].data.send_initial_metadata.metadata = c->meta;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = req;
+    ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial;
     ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &resp;
+    ops[4].data.recv_message.recv_message = &c->recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailers;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    ops[5].data.recv_status_on_client.error_string = &error_string;
+    ops[5].data.recv_status_on_client.trailing_metadata = &c->trailers;
+    ops[5].data.recv_status_on_client.status = &c->status;
+    ops[5].data.recv_status_on_client.status_details = &c->details;
+    ops[5].data.recv_status_on_client.error_string = &c->error_string;
 
-    int rc = KEEL_OK;
-    void *tag = (void *)call;
-    grpc_call_error ce;
-    if (!cancel_attach(cancel, call)) {
-        rc = keel_error_set(err, KEEL_ECANCELLED, "%s: cancelled", what);
-    } else if ((ce = grpc_call_start_batch(call, ops, 6, tag, NULL)) != GRPC_CALL_OK) {
-        rc = keel_error_set(err, KEEL_EINTERNAL, "%s: gRPC refused to start the call (error %d)",
-                            what, (int)ce);
-    } else {
-        grpc_event ev =
-            grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
-            rc = keel_error_set(err, KEEL_EINTERNAL, "%s: the gRPC batch did not complete", what);
-        } else if (status != GRPC_STATUS_OK) {
-            char *msg = grpc_slice_to_c_string(details);
-            rc = keel_error_set(err, keel_error_code_from_grpc(status), "%s failed: %s: %s", what,
-                                keel_grpc_status_name(status),
-                                msg[0] ? msg : (error_string ? error_string : "(no message)"));
-            err->grpc_status = status;
-            err->retryable = keel_grpc_status_retryable(status, msg, false);
-            read_status_details(&trailers, err);
-            gpr_free(msg);
-        } else if (resp == NULL) {
-            rc = keel_error_set(err, KEEL_EPROTOCOL, "%s: the server sent OK without a response",
-                                what);
-        } else {
-            rc = decode(resp, response_type, response, partial, what, err);
-        }
+    /* In t->live before anything can cancel it, so that keel_transport_free() reaches it. */
+    pthread_mutex_lock(&t->mu);
+    bool closing = t->closing;
+    if (!closing) {
+        c->call = call;
+        live_link(t, c);
     }
-
-    cancel_detach(cancel);
-    for (size_t i = 0; i < nmeta; i++)
-        grpc_slice_unref(meta[i].value);
-    if (meta != stack_meta)
-        free(meta);
-    grpc_byte_buffer_destroy(req);
-    if (resp)
-        grpc_byte_buffer_destroy(resp);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailers);
-    grpc_slice_unref(details);
-    if (error_string)
-        gpr_free((void *)error_string);
-    grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(cq);
+    pthread_mutex_unlock(&t->mu);
+    if (closing) {
+        grpc_call_unref(call);
+        attempt_release(c);
+        return keel_error_set(&c->err, KEEL_ECANCELLED, "%s: cancelled: the transport is closing",
+                              c->what);
+    }
+    int rc = KEEL_OK;
+    grpc_call_error ce = GRPC_CALL_OK;
+    if (!cancel_attach(c->cancel, call))
+        rc = keel_error_set(&c->err, KEEL_ECANCELLED, "%s: cancelled", c->what);
+    else if ((ce = grpc_call_start_batch(call, ops, 6, c, NULL)) != GRPC_CALL_OK) {
+        cancel_detach(c->cancel);
+        rc = keel_error_set(&c->err, KEEL_EINTERNAL,
+                            "%s: gRPC refused to start the call (error %d)", c->what, (int)ce);
+    }
+    if (rc != KEEL_OK) {
+        pthread_mutex_lock(&t->mu);
+        live_unlink(t, c);
+        pthread_mutex_unlock(&t->mu);
+        attempt_release(c);
+    }
     return rc;
 }
 
-static void sleep_ms(int64_t ms)
+static void waiting_push(keel_transport *t, call_ctx *c)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    c->prev = NULL;
+    c->next = t->waiting;
+    if (t->waiting)
+        t->waiting->prev = c;
+    t->waiting = c;
+}
+
+static void waiting_remove(keel_transport *t, call_ctx *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->waiting = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static bool transport_closing(keel_transport *t)
+{
+    pthread_mutex_lock(&t->mu);
+    bool closing = t->closing;
+    pthread_mutex_unlock(&t->mu);
+    return closing;
+}
+
+/* An attempt's batch completed (on the completion-queue thread): finish the call, or schedule the
+ * next attempt after a backoff. */
+static void attempt_done(call_ctx *c, bool success)
+{
+    keel_transport *t = c->t;
+    cancel_detach(c->cancel);
+    pthread_mutex_lock(&t->mu);
+    live_unlink(t, c);
+    pthread_mutex_unlock(&t->mu);
+
+    keel_error *e = &c->err;
+    int rc = KEEL_OK;
+    bool decode_later = false;
+    if (!success) {
+        rc = keel_error_set(e, KEEL_EINTERNAL, "%s: the gRPC batch did not complete", c->what);
+    } else if (c->status != GRPC_STATUS_OK) {
+        char *msg = grpc_slice_to_c_string(c->details);
+        rc = keel_error_set(e, keel_error_code_from_grpc(c->status), "%s failed: %s: %s", c->what,
+                            keel_grpc_status_name(c->status),
+                            msg[0] ? msg : (c->error_string ? c->error_string : "(no message)"));
+        e->grpc_status = c->status;
+        e->retryable = keel_grpc_status_retryable(c->status, msg, false);
+        read_status_details(&c->trailers, e);
+        gpr_free(msg);
+    } else if (c->recv == NULL) {
+        rc =
+            keel_error_set(e, KEEL_EPROTOCOL, "%s: the server sent OK without a response", c->what);
+    } else if (c->waiter) {
+        /* keel_transport_call() decodes on its own thread, and records the attempt then. */
+        c->waiter->reply = c->recv;
+        c->recv = NULL;
+        decode_later = true;
+    } else {
+        rc = decode(c->recv, c->response_type, &c->response, c->want_partial ? &c->partial : NULL,
+                    c->what, e);
+    }
+    if (!decode_later)
+        record_attempt(t, c->method, c->namespace, c->attempt_started, rc, e);
+    attempt_release(c);
+    if (rc == KEEL_OK) {
+        finish(c, KEEL_OK);
+        return;
+    }
+    if (c->cancel && keel_call_cancel_triggered(c->cancel)) {
+        /* However the call ended, it ended because it was abandoned. */
+        e->retryable = false;
+        finish(c, KEEL_ECANCELLED);
+        return;
+    }
+    if (!c->retry || !e->retryable || transport_closing(t)) {
+        finish(c, rc);
+        return;
+    }
+    int64_t delay = keel_transport_backoff_ms(c->attempt, c->budget_ms, next_jitter());
+    /* An attempt with almost no time left can only end in DEADLINE_EXCEEDED, which would hide
+     * the real cause: give up with the last real error instead. */
+    if (now_ms() + delay - c->start_ms >= c->budget_ms - MIN_ATTEMPT_MS) {
+        size_t len = strlen(e->message);
+        snprintf(e->message + len, sizeof e->message - len,
+                 " (gave up after %d attempts in %lld ms)", c->attempt,
+                 (long long)(now_ms() - c->start_ms));
+        finish(c, rc);
+        return;
+    }
+    c->retry_at_ms = now_ms() + delay;
+    waiting_push(t, c);
+}
+
+/* While calls wait to retry, the completion-queue thread wakes at least this often to see whether
+ * one was cancelled or the transport is closing (a cancel trigger cannot post to the queue). */
+#define WAITING_TICK_MS 20
+
+/* Retry the calls whose backoff is over; end those cancelled meanwhile. The delay until the next
+ * look, in ms. */
+static int64_t run_waiting(keel_transport *t)
+{
+    int64_t next = WAITING_TICK_MS;
+    bool closing = transport_closing(t);
+    call_ctx *c = t->waiting;
+    while (c) {
+        call_ctx *after = c->next;
+        int64_t now = now_ms();
+        if (closing || (c->cancel && keel_call_cancel_triggered(c->cancel))) {
+            waiting_remove(t, c);
+            c->err.retryable = false;
+            finish(c, KEEL_ECANCELLED);
+        } else if (now >= c->retry_at_ms) {
+            waiting_remove(t, c);
+            int rc = start_attempt(c);
+            if (rc != KEEL_OK) {
+                record_attempt(t, c->method, c->namespace, c->attempt_started, rc, &c->err);
+                finish(c, rc);
+            }
+        } else if (c->retry_at_ms - now < next) {
+            next = c->retry_at_ms - now;
+        }
+        c = after;
+    }
+    return next;
+}
+
+static void *cq_main(void *arg)
+{
+    keel_transport *t = arg;
+    prctl(PR_SET_NAME, "keel-cq", 0, 0, 0);
+    for (;;) {
+        gpr_timespec until = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+        if (t->waiting) {
+            int64_t ms = run_waiting(t);
+            if (t->waiting)
+                until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                     gpr_time_from_millis(ms > 0 ? ms : 1, GPR_TIMESPAN));
+        }
+        grpc_event ev = grpc_completion_queue_next(t->cq, until, NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE)
+            attempt_done(ev.tag, ev.success != 0);
+    }
+    return NULL;
+}
+
+/* The channel's handle for a method, registered on first use (under t->mu). NULL past
+ * KEEL_TRANSPORT_MAX_METHODS methods: calls to more name their method each time. */
+static void *registered_method(keel_transport *t, const char *path)
+{
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (const char *p = path; *p; p++)
+        hash = (hash ^ (uint8_t)*p) * 16777619u;
+    for (size_t i = 0; i < t->n_methods; i++)
+        if (t->methods[i].hash == hash && strcmp(t->methods[i].path, path) == 0)
+            return t->methods[i].handle;
+    if (t->n_methods == KEEL_TRANSPORT_MAX_METHODS)
+        return NULL;
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return NULL;
+    void *h = grpc_channel_register_call(t->channel, copy, NULL, NULL);
+    t->methods[t->n_methods++] = (struct registered_method){hash, copy, h};
+    return h;
+}
+
+/* Set a call up and start its first attempt. */
+static int start_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
+                      const ProtobufCMessageDescriptor *response_type, const keel_call_options *o,
+                      keel_transport_done_fn done, void *userdata, sync_waiter *waiter,
+                      keel_error *err)
+{
+    call_ctx *c = calloc(1, sizeof *c + (t->n_meta + 1) * sizeof c->meta[0]);
+    if (c == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory starting %s", rpc.method);
+    int n = snprintf(c->path, sizeof c->path, "/%s/%s", rpc.service, rpc.method);
+    if (n < 0 || (size_t)n >= sizeof c->path) {
+        free(c);
+        return keel_error_set(err, KEEL_EINVAL, "RPC name too long: %s", rpc.method);
+    }
+    snprintf(c->what, sizeof c->what, "%s to %s", rpc.method, t->address);
+    if (o->namespace && !keel_header_value_ok(o->namespace)) {
+        int rc = keel_error_set(err, KEEL_EINVAL,
+                                "%s: namespace '%s' has a character a gRPC header cannot carry "
+                                "(only printable ASCII)",
+                                c->what, o->namespace);
+        free(c);
+        return rc;
+    }
+    c->t = t;
+    c->method = rpc.method;
+    c->response_type = response_type;
+    c->want_partial = o->partial != NULL;
+    c->retry = o->retry;
+    c->cancel = o->cancel;
+    c->done = done;
+    c->userdata = userdata;
+    c->waiter = waiter;
+    c->budget_ms = o->timeout_ms > 0 ? o->timeout_ms : t->rpc_timeout_ms;
+    c->start_ms = now_ms();
+    c->details = grpc_empty_slice();
+    memcpy(c->meta, t->meta, t->n_meta * sizeof c->meta[0]);
+    c->nmeta = t->n_meta;
+    if (o->namespace) {
+        if ((c->namespace = strdup(o->namespace)) == NULL) {
+            free(c);
+            return keel_error_set(err, KEEL_ENOMEM, "out of memory starting %s", rpc.method);
+        }
+        c->meta[c->nmeta++] = md("temporal-namespace", c->namespace);
+    }
+    size_t len = protobuf_c_message_get_packed_size(request);
+    c->request = grpc_slice_malloc(len);
+    protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(c->request));
+
+    pthread_mutex_lock(&t->mu);
+    bool closing = t->closing;
+    if (!closing) {
+        c->registered = registered_method(t, c->path);
+        t->outstanding++;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (closing) {
+        int rc = keel_error_set(err, KEEL_ECANCELLED, "%s: cancelled: the transport is closing",
+                                c->what);
+        ctx_free(c);
+        return rc;
+    }
+    int rc = start_attempt(c);
+    if (rc == KEEL_OK)
+        return KEEL_OK; /* c belongs to the completion-queue thread now */
+    record_attempt(t, c->method, c->namespace, c->attempt_started, rc, &c->err);
+    if (err)
+        *err = c->err;
+    ctx_free(c);
+    pthread_mutex_lock(&t->mu);
+    if (--t->outstanding == 0 && t->closing)
+        pthread_cond_broadcast(&t->idle);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+int keel_transport_call_async(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
+                              const ProtobufCMessageDescriptor *response_type,
+                              const keel_call_options *opts, keel_transport_done_fn done,
+                              void *userdata, keel_error *err)
+{
+    keel_call_options o = {.retry = true};
+    if (opts)
+        o = *opts;
+    if (done == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s: no callback", rpc.method);
+    return start_call(t, rpc, request, response_type, &o, done, userdata, NULL, err);
 }
 
 int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
@@ -653,52 +1131,35 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
         o = *opts;
     if (o.partial)
         *o.partial = NULL;
-    int64_t budget = o.timeout_ms > 0 ? o.timeout_ms : t->rpc_timeout_ms;
-
-    char path[256], what[256];
-    int n = snprintf(path, sizeof path, "/%s/%s", rpc.service, rpc.method);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return keel_error_set(err, KEEL_EINVAL, "RPC name too long: %s", rpc.method);
-    snprintf(what, sizeof what, "%s to %s", rpc.method, t->address);
-    if (o.namespace && !keel_header_value_ok(o.namespace))
-        return keel_error_set(err, KEEL_EINVAL,
-                              "%s: namespace '%s' has a character a gRPC header cannot carry "
-                              "(only printable ASCII)",
-                              what, o.namespace);
-
-    int64_t start = now_ms();
-    keel_error local;
-    keel_error *e = err ? err : &local;
-    for (int attempt = 1;; attempt++) {
-        int64_t left = budget - (now_ms() - start);
-        if (left < 1)
-            left = 1;
-        double started = mono_s();
-        e->grpc_status = KEEL_NO_GRPC_STATUS;
-        int rc = call_once(t, path, what, request, response_type, response, o.partial, left,
-                           o.namespace, o.cancel, e);
-        record_attempt(t, rpc.method, o.namespace, started, rc, e);
-        if (rc == KEEL_OK)
-            return KEEL_OK;
-        if (o.cancel && keel_call_cancel_triggered(o.cancel)) {
-            /* However the call ended, it ended because it was abandoned. */
-            e->code = KEEL_ECANCELLED;
-            e->retryable = false;
-            return KEEL_ECANCELLED;
+    if (pthread_equal(pthread_self(), t->cq_thread))
+        return keel_error_set(err, KEEL_EINTERNAL,
+                              "%s: a blocking call from the transport's own thread (a callback) "
+                              "would never return",
+                              rpc.method);
+    sync_waiter w = {.rc = KEEL_OK};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    int rc = start_call(t, rpc, request, response_type, &o, NULL, NULL, &w, err);
+    if (rc == KEEL_OK) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = w.rc;
+        if (rc != KEEL_OK) {
+            if (err)
+                *err = w.err;
+        } else {
+            char what[256];
+            snprintf(what, sizeof what, "%s to %s", rpc.method, t->address);
+            keel_error local;
+            keel_error *e = err ? err : &local;
+            rc = decode(w.reply, response_type, response, o.partial, what, e);
+            record_attempt(t, rpc.method, o.namespace, w.attempt_started, rc, e);
+            grpc_byte_buffer_destroy(w.reply);
         }
-        if (!o.retry || !e->retryable)
-            return rc;
-        int64_t delay = keel_transport_backoff_ms(attempt, budget, next_jitter());
-        /* An attempt with almost no time left can only end in DEADLINE_EXCEEDED, which would
-         * hide the real cause: give up with the last real error instead. */
-        if (now_ms() + delay - start >= budget - MIN_ATTEMPT_MS) {
-            /* Out of time: say so, keeping the last status for the caller. */
-            size_t len = strlen(e->message);
-            snprintf(e->message + len, sizeof e->message - len,
-                     " (gave up after %d attempts in %lld ms)", attempt,
-                     (long long)(now_ms() - start));
-            return rc;
-        }
-        sleep_ms(delay);
     }
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return rc;
 }

@@ -6,8 +6,17 @@
  * client-version, temporal-namespace, authorization) and a deadline, and maps the gRPC status
  * into a keel_error whose message names the RPC, the address and the status.
  *
- * Thread safety: a transport may be used by many threads at once (the channel is thread-safe and
- * each call has its own completion queue). It must outlive every call made on it.
+ * Calls are asynchronous underneath: a transport owns one completion queue and one thread
+ * ("keel-cq") that drives every call made on it (gRPC's network polling happens on that thread
+ * too). keel_transport_call_async() starts a call and returns; its callback runs later on the
+ * completion-queue thread. keel_transport_call() is the same call waited for on a condition
+ * variable by the calling thread, which also decodes the answer (so large answers are not decoded
+ * on the shared thread). Methods are registered with the channel once, on first use; each attempt
+ * is one gRPC batch of six operations.
+ *
+ * Thread safety: a transport may be used by many threads at once. It must outlive every call
+ * made on it; keel_transport_free() cancels calls still in flight (their callbacks run, with
+ * KEEL_ECANCELLED) and waits for them.
  */
 #ifndef KEEL_TRANSPORT_H
 #define KEEL_TRANSPORT_H
@@ -32,8 +41,9 @@ typedef struct keel_transport keel_transport;
 
 /*
  * A way to abandon calls from another thread: keel_call_cancel_trigger() cancels the call in
- * flight (a long poll, say) and every later call made with the same handle fails at once with
- * KEEL_ECANCELLED, retries included. Create with _new, free with _free after no call uses it.
+ * flight (a long poll, say), or one waiting to retry, and every later call made with the same
+ * handle fails at once with KEEL_ECANCELLED, retries included. A handle serves one call at a time.
+ * Create with _new, free with _free after no call uses it.
  */
 typedef struct keel_call_cancel keel_call_cancel;
 keel_call_cancel *keel_call_cancel_new(void);
@@ -98,11 +108,46 @@ const char *keel_transport_namespace(const keel_transport *t);
  * what happened; a response the peer sent that does not decode, or that nests deeper than
  * KEEL_PROTO_MAX_DEPTH messages, is KEEL_EPROTOCOL (and is not retried).
  * opts may be NULL (defaults: transport timeout, retry on).
+ * The calling thread waits; it must not be the transport's completion-queue thread (a callback of
+ * keel_transport_call_async()): that is refused with KEEL_EINTERNAL.
  */
 int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
                         const ProtobufCMessageDescriptor *response_type,
                         ProtobufCMessage **response, const keel_call_options *opts,
                         keel_error *err);
+
+/*
+ * The asynchronous form of keel_transport_call(): the request is encoded before the function
+ * returns (the caller may free it at once), the call and its retries then run on the transport's
+ * completion-queue thread, and `done` runs exactly once on that thread when the call is over:
+ *
+ *   rc        KEEL_OK, or the error code of err
+ *   response  on KEEL_OK a new message of response_type, owned by the callback (free it with
+ *             protobuf_c_message_free_unpacked()); NULL otherwise
+ *   partial   NULL, or (only when opts->partial was non-NULL) what keel_call_options.partial
+ *             describes, owned by the callback; opts->partial itself is not written
+ *   err       what failed (rc != KEEL_OK), valid during the callback only
+ *
+ * Callbacks must be short and must not block (no keel_transport_call(), no waiting on locks held
+ * across I/O, no keel_transport_free()): every call on the transport waits while one runs. The
+ * answer is decoded on the completion-queue thread before the callback runs.
+ *
+ * Returns KEEL_OK when the call was started (done will run), or an error, with err set, when it
+ * could not be (done will not run): bad input, an already triggered cancel handle, a transport
+ * being freed, no memory. opts may be NULL; opts->cancel, when set, must outlive the call.
+ */
+typedef void (*keel_transport_done_fn)(void *userdata, int rc, ProtobufCMessage *response,
+                                       ProtobufCMessage *partial, const keel_error *err);
+int keel_transport_call_async(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
+                              const ProtobufCMessageDescriptor *response_type,
+                              const keel_call_options *opts, keel_transport_done_fn done,
+                              void *userdata, keel_error *err);
+
+/*
+ * Whether start-up switched off abseil's mutex deadlock detector (Debian builds abseil with it
+ * on; see keel_transport_new). Exposed for the tests.
+ */
+bool keel_transport_deadlock_detector_off(void);
 
 /*
  * The byte-level halves of a call, exposed for the fuzz target (tests/fuzz/fuzz_transport.c):
