@@ -1,10 +1,12 @@
 /* src/transport: backoff schedule and credential loading (no server needed). */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/proto.h"
 #include "transport/transport.h"
 
 START_TEST(backoff_doubles_to_a_tenth_of_the_budget_with_jitter)
@@ -93,6 +95,86 @@ START_TEST(transport_keeps_its_settings)
     ck_assert_ptr_eq(strstr(keel_transport_identity(t), pid), keel_transport_identity(t));
     keel_transport_free(t);
     keel_transport_free(NULL);
+    /* Debian's abseil has SetMutexDeadlockDetectionMode under the name keel looks for. */
+    ck_assert(keel_transport_deadlock_detector_off());
+}
+END_TEST
+
+/* An async call to a port where nothing listens: the callback runs once, on the transport's
+ * thread, with UNAVAILABLE; a blocking call from inside a callback is refused, not deadlocked. */
+typedef struct unreachable_result {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    int rc, nested_rc;
+    int grpc_status;
+    bool response_null;
+} unreachable_result;
+
+static keel_transport *unreachable_t;
+
+static void on_unreachable(void *userdata, int rc, ProtobufCMessage *response,
+                           ProtobufCMessage *partial, const keel_error *err)
+{
+    unreachable_result *r = userdata;
+    (void)partial;
+    Temporal__Api__Workflowservice__V1__GetSystemInfoRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_SYSTEM_INFO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    int nested = keel_transport_call(
+        unreachable_t, (keel_rpc){KEEL_WORKFLOW_SERVICE, "GetSystemInfo"}, (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__get_system_info_response__descriptor, &resp, NULL,
+        NULL);
+    pthread_mutex_lock(&r->mu);
+    r->calls++;
+    r->rc = rc;
+    r->nested_rc = nested;
+    r->grpc_status = err->grpc_status;
+    r->response_null = response == NULL;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+START_TEST(async_call_to_a_closed_port_reports_unavailable)
+{
+    keel_connect_options o;
+    keel_connect_options_init(&o, KEEL_CONNECT_OPTIONS_VERSION);
+    o.address = "127.0.0.1:1";
+    o.tls = KEEL_TLS_OFF;
+    ck_assert_int_eq(keel_transport_new(&unreachable_t, &o, NULL), KEEL_OK);
+    unreachable_result r = {.calls = 0};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    Temporal__Api__Workflowservice__V1__GetSystemInfoRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_SYSTEM_INFO_REQUEST__INIT;
+    keel_call_options co = {.timeout_ms = 5000, .retry = false};
+    keel_error err;
+    ck_assert_int_eq(keel_transport_call_async(
+                         unreachable_t, (keel_rpc){KEEL_WORKFLOW_SERVICE, "GetSystemInfo"},
+                         (ProtobufCMessage *)&req,
+                         &temporal__api__workflowservice__v1__get_system_info_response__descriptor,
+                         &co, on_unreachable, &r, &err),
+                     KEEL_OK);
+    pthread_mutex_lock(&r.mu);
+    while (r.calls == 0)
+        pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    ck_assert_int_eq(r.rc, KEEL_EUNAVAILABLE);
+    ck_assert_int_eq(r.grpc_status, 14);
+    ck_assert(r.response_null);
+    ck_assert_int_eq(r.nested_rc, KEEL_EINTERNAL);
+    /* A bad namespace is refused before anything starts: no callback. */
+    co.namespace = "bad\nname";
+    ck_assert_int_eq(keel_transport_call_async(
+                         unreachable_t, (keel_rpc){KEEL_WORKFLOW_SERVICE, "GetSystemInfo"},
+                         (ProtobufCMessage *)&req,
+                         &temporal__api__workflowservice__v1__get_system_info_response__descriptor,
+                         &co, on_unreachable, &r, &err),
+                     KEEL_EINVAL);
+    keel_transport_free(unreachable_t);
+    ck_assert_int_eq(r.calls, 1);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
 }
 END_TEST
 
@@ -104,6 +186,7 @@ Suite *transport_suite(void)
     tcase_add_test(tc, missing_ca_file_is_named);
     tcase_add_test(tc, non_pem_file_is_rejected);
     tcase_add_test(tc, transport_keeps_its_settings);
+    tcase_add_test(tc, async_call_to_a_closed_port_reports_unavailable);
     suite_add_tcase(s, tc);
     return s;
 }
