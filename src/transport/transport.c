@@ -654,6 +654,16 @@ static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
 
 /* ---- calls on the completion-queue thread ---- */
 
+/* An answer handed over undecoded (keel_transport_call_async_reply). */
+struct keel_transport_reply {
+    keel_transport *t;
+    grpc_byte_buffer *bb;
+    const char *method;
+    char *namespace; /* owned, or NULL */
+    double attempt_started;
+    char what[256];
+};
+
 /* What keel_transport_call() waits on: the completion-queue thread fills it and signals. */
 typedef struct sync_waiter {
     pthread_mutex_t mu;
@@ -682,6 +692,7 @@ struct call_ctx {
     bool retry;
     keel_call_cancel *cancel;
     keel_transport_done_fn done;
+    keel_transport_reply_fn reply_done; /* instead of done: the answer undecoded */
     void *userdata;
     sync_waiter *waiter; /* keel_transport_call(): decode on the waiting thread */
     int64_t start_ms, budget_ms, retry_at_ms;
@@ -696,6 +707,7 @@ struct call_ctx {
     const char *error_string;
     keel_error err;
     ProtobufCMessage *response, *partial;
+    bool namespace_owned_by_reply;
     size_t nmeta;
     grpc_metadata meta[]; /* the transport's headers, then temporal-namespace */
 };
@@ -752,7 +764,8 @@ static void ctx_free(call_ctx *c)
     grpc_slice_unref(c->request);
     if (c->namespace)
         grpc_slice_unref(c->meta[c->nmeta - 1].value);
-    free(c->namespace);
+    if (!c->namespace_owned_by_reply)
+        free(c->namespace);
     free(c);
 }
 
@@ -772,6 +785,24 @@ static void finish(call_ctx *c, int rc)
         w->done = true;
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu); /* w may be gone from here on */
+    } else if (c->reply_done) {
+        keel_transport_reply *r = NULL;
+        if (rc == KEEL_OK && (r = calloc(1, sizeof *r)) != NULL) {
+            r->t = t;
+            r->bb = c->recv;
+            r->method = c->method;
+            r->namespace = c->namespace; /* handed over */
+            c->namespace_owned_by_reply = true;
+            r->attempt_started = c->attempt_started;
+            memcpy(r->what, c->what, sizeof r->what);
+            c->recv = NULL;
+        } else if (rc == KEEL_OK) {
+            rc = keel_error_set(&c->err, KEEL_ENOMEM, "%s: out of memory for the answer", c->what);
+        }
+        if (c->recv)
+            grpc_byte_buffer_destroy(c->recv);
+        c->recv = NULL;
+        c->reply_done(c->userdata, rc, r, &c->err);
     } else {
         c->done(c->userdata, rc, rc == KEEL_OK ? c->response : NULL, c->partial, &c->err);
     }
@@ -923,13 +954,25 @@ static void attempt_done(call_ctx *c, bool success)
         c->waiter->reply = c->recv;
         c->recv = NULL;
         decode_later = true;
+    } else if (c->reply_done) {
+        decode_later = true; /* finish() hands c->recv over */
     } else {
         rc = decode(c->recv, c->response_type, &c->response, c->want_partial ? &c->partial : NULL,
                     c->what, e);
     }
     if (!decode_later)
         record_attempt(t, c->method, c->namespace, c->attempt_started, rc, e);
+    grpc_byte_buffer *answer = NULL;
+    if (decode_later && c->reply_done) {
+        answer = c->recv;
+        c->recv = NULL;
+    }
     attempt_release(c);
+    if (answer) {
+        c->recv = answer; /* for finish(), which hands it to the callback */
+        finish(c, KEEL_OK);
+        return;
+    }
     if (rc == KEEL_OK) {
         finish(c, KEEL_OK);
         return;
@@ -1036,8 +1079,8 @@ static void *registered_method(keel_transport *t, const char *path)
 /* Set a call up and start its first attempt. */
 static int start_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
                       const ProtobufCMessageDescriptor *response_type, const keel_call_options *o,
-                      keel_transport_done_fn done, void *userdata, sync_waiter *waiter,
-                      keel_error *err)
+                      keel_transport_done_fn done, keel_transport_reply_fn reply_done,
+                      void *userdata, sync_waiter *waiter, keel_error *err)
 {
     call_ctx *c = calloc(1, sizeof *c + (t->n_meta + 1) * sizeof c->meta[0]);
     if (c == NULL)
@@ -1063,6 +1106,7 @@ static int start_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *r
     c->retry = o->retry;
     c->cancel = o->cancel;
     c->done = done;
+    c->reply_done = reply_done;
     c->userdata = userdata;
     c->waiter = waiter;
     c->budget_ms = o->timeout_ms > 0 ? o->timeout_ms : t->rpc_timeout_ms;
@@ -1118,7 +1162,45 @@ int keel_transport_call_async(keel_transport *t, keel_rpc rpc, const ProtobufCMe
         o = *opts;
     if (done == NULL)
         return keel_error_set(err, KEEL_EINVAL, "%s: no callback", rpc.method);
-    return start_call(t, rpc, request, response_type, &o, done, userdata, NULL, err);
+    return start_call(t, rpc, request, response_type, &o, done, NULL, userdata, NULL, err);
+}
+
+int keel_transport_call_async_reply(keel_transport *t, keel_rpc rpc,
+                                    const ProtobufCMessage *request, const keel_call_options *opts,
+                                    keel_transport_reply_fn done, void *userdata, keel_error *err)
+{
+    keel_call_options o = {.retry = true};
+    if (opts)
+        o = *opts;
+    o.partial = NULL;
+    if (done == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s: no callback", rpc.method);
+    return start_call(t, rpc, request, NULL, &o, NULL, done, userdata, NULL, err);
+}
+
+int keel_transport_reply_decode(keel_transport_reply *r,
+                                const ProtobufCMessageDescriptor *response_type,
+                                ProtobufCMessage **response, ProtobufCMessage **partial,
+                                keel_error *err)
+{
+    *response = NULL;
+    if (partial)
+        *partial = NULL;
+    keel_error local;
+    keel_error *e = err ? err : &local;
+    int rc = decode(r->bb, response_type, response, partial, r->what, e);
+    record_attempt(r->t, r->method, r->namespace, r->attempt_started, rc, e);
+    keel_transport_reply_free(r);
+    return rc;
+}
+
+void keel_transport_reply_free(keel_transport_reply *r)
+{
+    if (r == NULL)
+        return;
+    grpc_byte_buffer_destroy(r->bb);
+    free(r->namespace);
+    free(r);
 }
 
 int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
@@ -1139,7 +1221,7 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
     sync_waiter w = {.rc = KEEL_OK};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    int rc = start_call(t, rpc, request, response_type, &o, NULL, NULL, &w, err);
+    int rc = start_call(t, rpc, request, response_type, &o, NULL, NULL, NULL, &w, err);
     if (rc == KEEL_OK) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)

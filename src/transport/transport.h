@@ -144,6 +144,32 @@ int keel_transport_call_async(keel_transport *t, keel_rpc rpc, const ProtobufCMe
                               void *userdata, keel_error *err);
 
 /*
+ * The same call, with the answer handed over undecoded, so that a large one (a workflow task's
+ * history) is decoded on the caller's own thread rather than on the completion-queue thread that
+ * every call shares. `done` runs as above; on KEEL_OK, reply is the callback's: pass it (from any
+ * thread, later) to keel_transport_reply_decode(), or drop it with keel_transport_reply_free().
+ * It must be used before the transport is freed. On failure reply is NULL.
+ */
+typedef struct keel_transport_reply keel_transport_reply;
+typedef void (*keel_transport_reply_fn)(void *userdata, int rc, keel_transport_reply *reply,
+                                        const keel_error *err);
+int keel_transport_call_async_reply(keel_transport *t, keel_rpc rpc,
+                                    const ProtobufCMessage *request, const keel_call_options *opts,
+                                    keel_transport_reply_fn done, void *userdata, keel_error *err);
+
+/*
+ * Decode reply as response_type and free it (also on failure): as keel_transport_call() would
+ * have (KEEL_EPROTOCOL for an answer that does not decode or nests too deep; partial as
+ * keel_call_options.partial says, may be NULL). Records the attempt's metrics. On success *response
+ * is a new message the caller frees with protobuf_c_message_free_unpacked().
+ */
+int keel_transport_reply_decode(keel_transport_reply *reply,
+                                const ProtobufCMessageDescriptor *response_type,
+                                ProtobufCMessage **response, ProtobufCMessage **partial,
+                                keel_error *err);
+void keel_transport_reply_free(keel_transport_reply *reply);
+
+/*
  * Whether start-up switched off abseil's mutex deadlock detector (Debian builds abseil with it
  * on; see keel_transport_new). Exposed for the tests.
  */

@@ -456,6 +456,64 @@ static int named_threads(const char *name, int want)
     return n;
 }
 
+/* Undecoded answers, decoded on the test's thread. */
+static keel_transport_reply *replies[20];
+static int reply_rcs[20];
+
+static void on_reply(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)
+{
+    int i = (int)(intptr_t)userdata;
+    (void)err;
+    pthread_mutex_lock(&async_mu);
+    replies[i] = reply;
+    reply_rcs[i] = rc;
+    async_done++;
+    pthread_cond_broadcast(&async_cv);
+    pthread_mutex_unlock(&async_mu);
+}
+
+START_TEST(undecoded_answers_are_decoded_by_the_caller)
+{
+    keel_transport *t = transport_to(NULL, 0);
+    async_reset();
+    memset(replies, 0, sizeof replies);
+    Temporal__Api__Workflowservice__V1__DescribeNamespaceRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__DESCRIBE_NAMESPACE_REQUEST__INIT;
+    req.namespace_ = "default";
+    keel_error err;
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(keel_transport_call_async_reply(t, WF("DescribeNamespace"),
+                                                         (ProtobufCMessage *)&req, NULL, on_reply,
+                                                         (void *)(intptr_t)i, &err),
+                         KEEL_OK);
+    ck_assert_int_eq(async_wait(20, 20000), 20);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(reply_rcs[i], KEEL_OK);
+        ck_assert_ptr_nonnull(replies[i]);
+        ProtobufCMessage *m = NULL;
+        if (i == 19) {
+            keel_transport_reply_free(replies[i]); /* dropped unread */
+            continue;
+        }
+        /* Decoded as the wrong type: refused, and the reply is freed all the same. */
+        const ProtobufCMessageDescriptor *type =
+            i == 18 ? &temporal__api__workflowservice__v1__get_system_info_response__descriptor
+                    : &temporal__api__workflowservice__v1__describe_namespace_response__descriptor;
+        int rc = keel_transport_reply_decode(replies[i], type, &m, NULL, &err);
+        if (i == 18) {
+            if (rc == KEEL_OK)
+                protobuf_c_message_free_unpacked(m, NULL);
+            continue;
+        }
+        ck_assert_msg(rc == KEEL_OK, "%s", err.message);
+        Temporal__Api__Workflowservice__V1__DescribeNamespaceResponse *r = (void *)m;
+        ck_assert_str_eq(r->namespace_info->name, "default");
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    keel_transport_free(t);
+}
+END_TEST
+
 START_TEST(each_transport_has_exactly_one_completion_queue_thread)
 {
     int before = count_threads("keel-cq");
@@ -718,6 +776,7 @@ Suite *rpc_suite(void)
     tcase_set_timeout(async, 60);
     tcase_add_test(async, many_concurrent_async_calls_get_their_own_replies);
     tcase_add_test(async, each_transport_has_exactly_one_completion_queue_thread);
+    tcase_add_test(async, undecoded_answers_are_decoded_by_the_caller);
     tcase_add_test(async, a_call_past_its_deadline_fails_with_deadline_exceeded);
     tcase_add_test(async, freeing_the_transport_cancels_long_polls_at_once);
     tcase_add_test(async, a_call_waiting_to_retry_is_cancelled_at_once);
