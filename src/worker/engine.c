@@ -1484,10 +1484,10 @@ static int resolve_local(keel_engine *e, keel_la *la, const keel_la_outcome *o, 
     if (rc != KEEL_OK)
         return rc;
     pb->user_metadata = new_summary(la->summary);
-    command *c = push_command(e, CMD_LOCAL_ACTIVITY, la->seq, pb);
+    command *c = push_command(e, CMD_LOCAL_ACTIVITY, la->wire_seq, pb);
     if (c == NULL)
         return oom(err);
-    snprintf(c->what, sizeof c->what, "RecordMarker (local activity %u, type %.100s)", la->seq,
+    snprintf(c->what, sizeof c->what, "RecordMarker (local activity %u, type %.100s)", la->wire_seq,
              la->type);
     if (o->complete_ms > 0)
         e->now_ms = o->complete_ms;
@@ -1539,12 +1539,12 @@ static int resolve_replayed_locals(keel_engine *e, bool *resolved, keel_error *e
         if (la == NULL || la->state != KEEL_LA_WAITING)
             continue; /* matching reports a marker nobody asked for */
         char want[16];
-        snprintf(want, sizeof want, "%u", la->seq);
+        snprintf(want, sizeof want, "%u", la->wire_seq);
         if (!same(r->la->activity_type, la->type) || !same(r->la->activity_id, want))
             return nondeterminism(e, err,
                                   "the workflow ran local activity %u of type %s, but history "
                                   "event %lld recorded local activity %s of type %s",
-                                  la->seq, la->type, (long long)r->event_id,
+                                  la->wire_seq, la->type, (long long)r->event_id,
                                   txt(r->la->activity_id), txt(r->la->activity_type));
         r->claimed = true;
         *resolved = true;
@@ -2351,6 +2351,7 @@ static int on_timer_fired(keel_engine *e, const keel_pb_event *ev, keel_error *e
         la->timer_seq = 0;
         la->sched_wf_ms = event_ms(ev);
         la->run_began_ms = 0;
+        la->wire_seq = e->next_activity_seq++; /* the retry is a new local activity on the wire */
         return KEEL_OK;
     }
     delivery *d = new_delivery(e, err);

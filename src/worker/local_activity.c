@@ -60,6 +60,7 @@ keel_la *keel_la_add(keel_la_table *t, uint32_t seq, const char *type, const cha
     keel_la *la = &t->v[t->n];
     memset(la, 0, sizeof *la);
     la->seq = seq;
+    la->wire_seq = seq;
     la->type = strdup(type);
     la->input = strdup(input_json ? input_json : "null");
     la->summary = o->summary ? strdup(o->summary) : NULL;
@@ -97,10 +98,10 @@ keel_la *keel_la_add(keel_la_table *t, uint32_t seq, const char *type, const cha
     return la;
 }
 
-keel_la *keel_la_find(keel_la_table *t, uint32_t seq)
+keel_la *keel_la_find(keel_la_table *t, uint32_t wire_seq)
 {
     for (size_t i = 0; i < t->n; i++)
-        if (t->v[i].seq == seq)
+        if (t->v[i].wire_seq == wire_seq)
             return &t->v[i];
     return NULL;
 }
@@ -463,9 +464,9 @@ static int resolve(drive *dv, keel_la *la, bool ok, char *result,
                    keel_error *err)
 {
     char id[16];
-    snprintf(id, sizeof id, "%u", la->seq);
+    snprintf(id, sizeof id, "%u", la->wire_seq);
     keel_la_outcome o = {
-        .seq = la->seq,
+        .seq = la->wire_seq,
         .attempt = la->attempt,
         .activity_id = strdup(id),
         .activity_type = strdup(la->type),
@@ -508,7 +509,7 @@ static bool start_attempt(drive *dv, keel_la_table *tab, keel_la *la, const keel
         return false;
     job *j = calloc(1, sizeof *j);
     char id[16];
-    snprintf(id, sizeof id, "%u", la->seq);
+    snprintf(id, sizeof id, "%u", la->wire_seq);
     const Temporal__Api__Common__V1__WorkflowExecution *x = dv->cur->workflow_execution;
     if (j) {
         atomic_init(&j->cancel, false);

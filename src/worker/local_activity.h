@@ -36,7 +36,9 @@ typedef enum { KEEL_LA_WAITING, KEEL_LA_RUNNING, KEEL_LA_BACKOFF, KEEL_LA_DONE }
 
 /* One local activity of a run. */
 typedef struct keel_la {
-    uint32_t seq;
+    uint32_t seq;      /* the workflow's number for it (its result's event.seq) */
+    uint32_t wire_seq; /* the marker's seq and activity id: seq, and after a timer backoff a new
+                          number from the activity counter, as the SDKs schedule a new one */
     char *type, *input, *summary;
     int64_t start_to_close_ms, schedule_to_close_ms, threshold_ms;
     keel_retry_policy retry; /* copied; non_retryable types owned below */
@@ -63,7 +65,8 @@ void keel_la_table_free(keel_la_table *t);
 /* Add a local activity (options copied). NULL when out of memory. */
 keel_la *keel_la_add(keel_la_table *t, uint32_t seq, const char *type, const char *input_json,
                      const keel_local_activity_options *o, int64_t wf_now_ms);
-keel_la *keel_la_find(keel_la_table *t, uint32_t seq);
+/* By the marker's seq (wire_seq). */
+keel_la *keel_la_find(keel_la_table *t, uint32_t wire_seq);
 keel_la *keel_la_by_timer(keel_la_table *t, uint32_t timer_seq);
 /* Whether any local activity is waiting, running or due to run in this task. */
 bool keel_la_outstanding(const keel_la_table *t);
