@@ -301,9 +301,27 @@ static void check_shape(const cJSON *data)
     ck_assert(cJSON_GetNumberValue(cJSON_GetObjectItem(ost, "seconds")) > 1.7e9);
 }
 
-static void replay_ok(const char *id)
+/* Replay the run with keel's replayer; with KEEL_LA_HISTORY_DIR set, also keep its history
+ * there as NAME.json for the TypeScript SDK's replayer (tests/interop/ts-replay/run). */
+static void replay_ok(const char *id, const char *name)
 {
     keel_test_replay_and_record(client, &la_type, id, NULL, NULL);
+    const char *dir = getenv("KEEL_LA_HISTORY_DIR");
+    if (name == NULL || dir == NULL || dir[0] == '\0')
+        return;
+    char *json;
+    size_t len;
+    keel_error err;
+    ck_assert_int_eq(
+        keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &json, &len, &err),
+        KEEL_OK);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.json", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_uint_eq(fwrite(json, 1, len, f), len);
+    fclose(f);
+    free(json);
 }
 
 /* ---- tests ---- */
@@ -344,7 +362,7 @@ START_TEST(a_local_activity_result_reaches_the_workflow_as_a_marker)
     cJSON_Delete(d);
     free(result);
     FREE_PB(h);
-    replay_ok(id);
+    replay_ok(id, "success");
     /* Code that runs another activity type there no longer matches its history. */
     char *json;
     size_t len;
@@ -398,7 +416,7 @@ START_TEST(a_failing_local_activity_is_retried_in_the_worker)
     ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "attempt")), 3);
     cJSON_Delete(d);
     FREE_PB(h);
-    replay_ok(id);
+    replay_ok(id, "local-retry");
     /* Out of attempts: the failure reaches the workflow. */
     start(queue,
           "{\"type\":\"la.flaky\",\"arg\":{\"fail_until\":9},\"stc\":5000,\"initial\":50,"
@@ -415,7 +433,7 @@ START_TEST(a_failing_local_activity_is_retried_in_the_worker)
     ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "attempt")), 2);
     cJSON_Delete(d);
     FREE_PB(h);
-    replay_ok(id);
+    replay_ok(id, "out-of-attempts");
     keel_worker_free(w);
 }
 END_TEST
@@ -457,7 +475,7 @@ START_TEST(a_long_backoff_records_the_failure_and_waits_on_a_timer)
                   cJSON_GetObjectItem(d, "original_schedule_time"), "seconds")) == first_sched);
     cJSON_Delete(d);
     FREE_PB(h);
-    replay_ok(id);
+    replay_ok(id, "timer-backoff");
     keel_worker_free(w);
 }
 END_TEST
@@ -473,7 +491,7 @@ START_TEST(a_local_activity_times_out_start_to_close)
     ck_assert_msg(strstr(r, "\"ok\":false") && strstr(r, "Timeout:START_TO_CLOSE"), "%s", r);
     ck_assert_int_lt(keel_test_now_ms() - began, 4000);
     free(r);
-    replay_ok(id);
+    replay_ok(id, "start-to-close");
     keel_worker_free(w);
 }
 END_TEST
@@ -497,7 +515,7 @@ START_TEST(a_long_local_activity_heartbeats_its_workflow_task)
     ck_assert_msg(completed >= 3, "%d workflow tasks completed: expected heartbeats", completed);
     ck_assert_int_eq(count(h, TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_MARKER_RECORDED), 1);
     FREE_PB(h);
-    replay_ok(id);
+    replay_ok(id, "wft-heartbeat");
     keel_worker_free(w);
 }
 END_TEST
@@ -525,7 +543,7 @@ START_TEST(a_local_activity_runs_again_after_its_worker_stops)
     ck_assert_int_ge(
         count(h, TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT), 1);
     FREE_PB(h);
-    replay_ok(id);
+    replay_ok(id, "worker-stopped");
     keel_worker_free(w);
 }
 END_TEST
