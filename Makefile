@@ -90,7 +90,7 @@ INTEROP_WORKER := $(OUT)/tests/interop-worker
 
 DEVSTACK := tools/devstack
 
-.PHONY: help all deps protos binaries test test-unit test-integration test-interop test-asan check \
+.PHONY: help all deps protos binaries test test-unit test-integration test-interop test-la-ts-replay test-asan check \
         test-model-server \
         run stop bench \
         worker devstack-up devstack-down devstack-status format format-check \
@@ -258,6 +258,11 @@ test-postgres-store: all ## Integration suites and the multi-worker test against
 
 test-model-server: ## Test the offline model server on its own (no build needed)
 	tests/model-server/run-tests
+
+# keel's local activity histories in the TypeScript SDK's replayer (tests/interop/ts-replay/run).
+test-la-ts-replay: all devstack-up ## Replay keel's local activity histories with @temporalio/worker
+	eval "$$($(DEVSTACK) env)" && KEELCTL=$(abspath $(KEELCTL)) \
+	  tests/interop/ts-replay/run $(abspath $(INTEGRATION))
 
 # The official TypeScript and Go clients against a keel worker (tests/interop/run).
 test-interop: all devstack-up ## Official TypeScript and Go clients start and signal runs on keel

@@ -148,6 +148,42 @@ typedef struct keel_activity_options {
 uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const char *input_json,
                                 const keel_activity_options *opts);
 
+/*
+ * Local activities: a registered activity (keel/activity.h) run by this worker, in-process, while
+ * the workflow task stays open, instead of being scheduled through the server. No
+ * ActivityTaskScheduled/Started/Completed events and no extra workflow task: the outcome is
+ * recorded once, as a MarkerRecorded event "core_local_activity" (the marker the core-based SDKs
+ * write; docs/local-activities.md). For short reads (a database lookup): an effect may run more
+ * than once, since the outcome is durable only when the task's completion reaches the server.
+ */
+typedef struct keel_local_activity_options {
+    int64_t schedule_to_close_ms;   /* across attempts and backoff timers; this or ... */
+    int64_t start_to_close_ms;      /* ... this (per attempt) must be set */
+    const keel_retry_policy *retry; /* NULL: initial 1 s, coefficient 2, max 100 s, unlimited */
+    /* A retry whose backoff is at most this long waits in the worker; a longer one records the
+     * failure with its backoff and waits on a durable timer. <= 0: 60 s (KEEL_LA_LOCAL_RETRY_MS).
+     */
+    int64_t local_retry_threshold_ms;
+    const char *summary; /* optional: shown with the marker in the Web UI (KEEL_SUMMARY_MAX) */
+} keel_local_activity_options;
+
+#define KEEL_LA_LOCAL_RETRY_MS 60000
+
+/* Zero the options (no timeouts set: set one before use). */
+void keel_local_activity_options_init(keel_local_activity_options *opts);
+
+/*
+ * Run activity `type` as a local activity with one JSON argument (NULL: none). Returns its
+ * sequence number, from the same counter as keel_workflow_activity (so switching a call between
+ * the two keeps the numbering); KEEL_EVENT_ACTIVITY_COMPLETED or _FAILED with it follows, as for a
+ * regular activity (a timeout's failure_type is "Timeout:START_TO_CLOSE" or
+ * "Timeout:SCHEDULE_TO_CLOSE"). Workflow time then reads the local activity's completion time. 0 on
+ * error (then the callback should return the error: see keel_workflow_error()).
+ */
+uint32_t keel_workflow_local_activity(keel_workflow_ctx *ctx, const char *type,
+                                      const char *input_json,
+                                      const keel_local_activity_options *opts);
+
 /* Ask the server to cancel a scheduled activity; a KEEL_EVENT_ACTIVITY_CANCELED (or its
  * completion, if it won the race) follows. */
 int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t activity_seq);

@@ -43,6 +43,7 @@ struct keel_activity_ctx {
     int64_t next_retry_delay_ms;
     bool non_retryable;
     bool failed;
+    atomic_bool *local_cancel; /* a local activity's: set when its attempt timed out */
 };
 
 /* Failure texts are proto3 strings, which the server refuses unless they are UTF-8: replace each
@@ -100,6 +101,8 @@ int keel_activity_complete_async(keel_activity_ctx *ctx, uint8_t **token, size_t
 
 bool keel_activity_cancel_requested(const keel_activity_ctx *ctx)
 {
+    if (ctx->local_cancel && atomic_load(ctx->local_cancel))
+        return true;
     return ctx->cancel_requested || ctx->worker_stopping;
 }
 
@@ -161,8 +164,8 @@ static int64_t mono_ms(void)
 int keel_activity_heartbeat(keel_activity_ctx *ctx, const char *details_json)
 {
     keel_activity_pool *p = ctx->pool;
-    if (p == NULL) /* an offline context (keel_activity_offline_new): nobody to tell */
-        return ctx->cancel_requested ? KEEL_ECANCELLED : KEEL_OK;
+    if (p == NULL) /* an offline or local context: nobody to tell */
+        return keel_activity_cancel_requested(ctx) ? KEEL_ECANCELLED : KEEL_OK;
     if (atomic_load(&p->abandon)) {
         ctx->worker_stopping = true; /* the worker is going: hand the attempt back */
         return KEEL_ECANCELLED;
@@ -478,4 +481,39 @@ const char *keel_activity_offline_failure(const keel_activity_ctx *ctx, bool *no
     if (next_retry_delay_ms)
         *next_retry_delay_ms = ctx->next_retry_delay_ms;
     return ctx->failed ? ctx->fail_type : NULL;
+}
+
+keel_activity_ctx *keel_activity_local_new(const char *namespace, const char *workflow_type,
+                                           const char *workflow_id, const char *run_id,
+                                           const char *activity_type, const char *activity_id,
+                                           int32_t attempt, atomic_bool *cancel)
+{
+    keel_activity_ctx *ctx = keel_activity_offline_new(workflow_type, activity_id);
+    if (ctx == NULL)
+        return NULL;
+    activity_task *t = (activity_task *)ctx->task;
+    t->attempt = attempt;
+    ctx->local_cancel = cancel;
+    Temporal__Api__Common__V1__WorkflowExecution *x = malloc(sizeof *x);
+    Temporal__Api__Common__V1__ActivityType *at = malloc(sizeof *at);
+    if (x)
+        temporal__api__common__v1__workflow_execution__init(x);
+    if (at)
+        temporal__api__common__v1__activity_type__init(at);
+    t->workflow_execution = x;
+    t->activity_type = at;
+    if (x == NULL || at == NULL || (x->workflow_id = strdup(workflow_id)) == NULL ||
+        (x->run_id = strdup(run_id)) == NULL || (at->name = strdup(activity_type)) == NULL ||
+        (t->workflow_namespace = strdup(namespace)) == NULL) {
+        keel_activity_offline_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+const char *keel_activity_local_failure(const keel_activity_ctx *ctx, const char **message,
+                                        bool *non_retryable, int64_t *next_retry_delay_ms)
+{
+    *message = ctx->fail_message;
+    return keel_activity_offline_failure(ctx, non_retryable, next_retry_delay_ms);
 }

@@ -58,4 +58,16 @@ void keel_activity_offline_free(keel_activity_ctx *ctx);
 const char *keel_activity_offline_failure(const keel_activity_ctx *ctx, bool *non_retryable,
                                           int64_t *next_retry_delay_ms);
 
+/* A context for a local activity's attempt (local_activity.c): the run's ids, the attempt, and
+ * a flag whose setting cancels it (keel_activity_cancel_requested and heartbeats report it). The
+ * strings are copied; free with keel_activity_offline_free. NULL when out of memory. */
+keel_activity_ctx *keel_activity_local_new(const char *namespace, const char *workflow_type,
+                                           const char *workflow_id, const char *run_id,
+                                           const char *activity_type, const char *activity_id,
+                                           int32_t attempt, atomic_bool *cancel);
+
+/* keel_activity_offline_failure() and the failure's message (borrowed). */
+const char *keel_activity_local_failure(const keel_activity_ctx *ctx, const char **message,
+                                        bool *non_retryable, int64_t *next_retry_delay_ms);
+
 #endif

@@ -21,6 +21,7 @@
 #include "converter/payload.h"
 #include "proto/proto.h"
 #include "temporal/api/enums/v1/event_type.pb-c.h"
+#include "worker/local_activity.h"
 #include "worker/protocol.h"
 #include "temporal/api/enums/v1/failed_cause.pb-c.h"
 #include "keel/json.h"
@@ -58,6 +59,7 @@ typedef enum cmd_kind {
     CMD_UPDATE_ACCEPT,
     CMD_UPDATE_COMPLETE,
     CMD_SIDE_EFFECT,
+    CMD_LOCAL_ACTIVITY, /* a core_local_activity marker (seq: the local activity's) */
 } cmd_kind;
 
 #define MAX_CHANGE_ID 128
@@ -99,7 +101,8 @@ typedef struct recorded {
     int64_t version; /* a version marker's version */
     bool claimed;    /* a version marker get_version has already read */
     char *data;      /* a side effect's recorded value (JSON) */
-    char seen[200];  /* how it reads in messages */
+    keel_la_outcome *la; /* a core_local_activity marker's content */
+    char seen[200];      /* how it reads in messages */
 } recorded;
 
 /* An ActivityTaskCanceled written among the command events: the server cancels an activity no
@@ -164,6 +167,8 @@ struct keel_engine {
     item_list activities, timers, children, signals_out, updates;
     uint32_t next_activity_seq, next_timer_seq, next_child_seq, next_signal_seq, next_update_seq;
     uint32_t next_side_effect_seq;
+    keel_la_table las;      /* local activities (local_activity.h) */
+    int64_t wft_timeout_ms; /* the run's workflow task timeout (0: unknown) */
 
     /* The SDK name and version the history last recorded (WorkflowTaskCompleted's sdk_metadata):
      * the worker sends its own only when they differ, as the official SDKs do. */
@@ -334,6 +339,10 @@ static void free_records(keel_engine *e)
         free(e->rec[i].id);
         free(e->rec[i].type);
         free(e->rec[i].data);
+        if (e->rec[i].la) {
+            keel_la_outcome_clear(e->rec[i].la);
+            free(e->rec[i].la);
+        }
     }
     e->n_rec = 0;
 }
@@ -377,6 +386,7 @@ void keel_engine_free(keel_engine *e)
         free(e->versions[i].change_id);
     free(e->versions);
     free(e->deferred);
+    keel_la_table_free(&e->las);
     keel_engine_trace_clear_signals(e);
     free(e->trace_signals);
     free(e);
@@ -1422,6 +1432,164 @@ int keel_workflow_side_effect(keel_workflow_ctx *ctx, keel_side_effect_fn fn, vo
     return KEEL_OK;
 }
 
+/* ---- local activities (local_activity.h has the rest) ---- */
+
+static int nondeterminism(keel_engine *e, keel_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int run_round(keel_engine *e, bool replaying, keel_error *err);
+
+void keel_local_activity_options_init(keel_local_activity_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+}
+
+uint32_t keel_workflow_local_activity(keel_workflow_ctx *ctx, const char *type,
+                                      const char *input_json,
+                                      const keel_local_activity_options *opts)
+{
+    keel_engine *e = ctx->engine;
+    if (!may_issue(e, "a local activity"))
+        return 0;
+    if (type == NULL || type[0] == '\0' || opts == NULL) {
+        engine_error(e, "keel_workflow_local_activity needs an activity type and options");
+        return 0;
+    }
+    if (opts->schedule_to_close_ms <= 0 && opts->start_to_close_ms <= 0) {
+        engine_error(e, "local activity %s needs schedule_to_close_ms or start_to_close_ms", type);
+        return 0;
+    }
+    keel_pb_payloads *check = NULL;
+    keel_error perr;
+    if (keel_payloads_new_json(input_json, "local activity input", &check, &perr) != KEEL_OK) {
+        engine_error(e, "%s", perr.message);
+        return 0;
+    }
+    FREE_PB(check);
+    uint32_t seq = e->next_activity_seq;
+    keel_la *la = keel_la_add(&e->las, seq, type, input_json, opts, e->now_ms);
+    if (la == NULL) {
+        engine_error(e, "out of memory scheduling local activity %s", type);
+        return 0;
+    }
+    e->next_activity_seq++;
+    return seq;
+}
+
+/* Record a local activity's outcome: its marker (and the timer of a backoff), and, unless it
+ * backs off, its result for the workflow's next round. */
+static int resolve_local(keel_engine *e, keel_la *la, const keel_la_outcome *o, keel_error *err)
+{
+    keel_pb_command *pb = NULL;
+    int rc = keel_la_marker_command(o, &pb, err);
+    if (rc != KEEL_OK)
+        return rc;
+    pb->user_metadata = new_summary(la->summary);
+    command *c = push_command(e, CMD_LOCAL_ACTIVITY, la->wire_seq, pb);
+    if (c == NULL)
+        return oom(err);
+    snprintf(c->what, sizeof c->what, "RecordMarker (local activity %u, type %.100s)", la->wire_seq,
+             la->type);
+    if (o->complete_ms > 0)
+        e->now_ms = o->complete_ms;
+    if (o->backoff_ms > 0) {
+        la->attempt = o->attempt + 1;
+        la->original_schedule_ms = o->original_schedule_ms;
+        bool was_closing = e->closing;
+        e->closing = false;
+        uint32_t t = keel_workflow_timer(&e->ctx, o->backoff_ms);
+        e->closing = was_closing;
+        if (t == 0)
+            return keel_error_set(err, KEEL_ENOMEM, "%s", e->error);
+        e->timers.v[e->timers.n - 1].state = OPEN;
+        la->timer_seq = t;
+        la->state = KEEL_LA_BACKOFF;
+        return KEEL_OK;
+    }
+    la->state = KEEL_LA_DONE;
+    delivery *d = new_delivery(e, err);
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->ev.seq = la->seq;
+    d->name = strdup(la->type);
+    if (o->ok) {
+        d->ev.kind = KEEL_EVENT_ACTIVITY_COMPLETED;
+        d->json = o->result_json ? strdup(o->result_json) : NULL;
+        if (o->result_json && d->json == NULL)
+            return oom(err);
+    } else {
+        d->ev.kind = KEEL_EVENT_ACTIVITY_FAILED;
+        d->failure_message = keel_failure_text(o->failure);
+        d->failure_type = keel_failure_type(o->failure);
+        if (d->failure_message == NULL || d->failure_type == NULL)
+            return oom(err);
+    }
+    return seal(d, err);
+}
+
+/* Replay: the first recorded local activity marker (in history order) for a local activity that
+ * waits resolves it, as it did live. */
+static int resolve_replayed_locals(keel_engine *e, bool *resolved, keel_error *err)
+{
+    *resolved = false;
+    for (size_t i = 0; i < e->n_rec; i++) {
+        recorded *r = &e->rec[i];
+        if (r->la == NULL || r->claimed)
+            continue;
+        keel_la *la = keel_la_find(&e->las, r->la->seq);
+        if (la == NULL || la->state != KEEL_LA_WAITING)
+            continue; /* matching reports a marker nobody asked for */
+        char want[16];
+        snprintf(want, sizeof want, "%u", la->wire_seq);
+        if (!same(r->la->activity_type, la->type) || !same(r->la->activity_id, want))
+            return nondeterminism(e, err,
+                                  "the workflow ran local activity %u of type %s, but history "
+                                  "event %lld recorded local activity %s of type %s",
+                                  la->wire_seq, la->type, (long long)r->event_id,
+                                  txt(r->la->activity_id), txt(r->la->activity_type));
+        r->claimed = true;
+        *resolved = true;
+        return resolve_local(e, la, r->la, err);
+    }
+    return KEEL_OK;
+}
+
+keel_la_table *keel_engine_local_activities(keel_engine *e)
+{
+    return &e->las;
+}
+
+int64_t keel_engine_wft_timeout_ms(const keel_engine *e)
+{
+    return e->wft_timeout_ms;
+}
+
+/* Rebuild the answer from the commands (after a live round). */
+static int rebuild_out(keel_engine *e, keel_error *err)
+{
+    free(e->out);
+    e->n_out = 0;
+    e->out = calloc(e->n_cmds ? e->n_cmds : 1, sizeof *e->out);
+    if (e->out == NULL)
+        return oom(err);
+    for (size_t i = 0; i < e->n_cmds; i++)
+        if (!e->cmds[i].dropped)
+            e->out[e->n_out++] = e->cmds[i].pb;
+    return KEEL_OK;
+}
+
+int keel_engine_local_resolve(keel_engine *e, const keel_la_outcome *o, keel_error *err)
+{
+    keel_la *la = keel_la_find(&e->las, o->seq);
+    if (la == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "no local activity %u in this run", o->seq);
+    int rc = resolve_local(e, la, o, err);
+    if (rc == KEEL_OK && e->n_deliveries > 0)
+        rc = run_round(e, false, err);
+    if (rc == KEEL_OK)
+        rc = rebuild_out(e, err);
+    return rc;
+}
+
 /* ---- the rest of the context ---- */
 
 int64_t keel_engine_run_started_ms(const keel_engine *e)
@@ -1533,10 +1701,10 @@ static int run_callback(keel_engine *e, delivery *d, keel_error *err)
 
 /* Run the workflow over the queued deliveries. Its commands replace the previous activation's
  * (which have all met their events by now). */
-static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *err)
+static int resolve_replayed_locals(keel_engine *e, bool *resolved, keel_error *err);
+
+static int run_round(keel_engine *e, bool replaying, keel_error *err)
 {
-    free_commands(e);
-    e->now_ms = now_ms;
     e->replaying = replaying;
     e->error[0] = '\0';
     int rc = KEEL_OK;
@@ -1567,6 +1735,21 @@ static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *
     for (size_t i = 0; i < e->signals_out.n; i++)
         if (e->signals_out.v[i].state == OPEN_UNSENT)
             e->signals_out.v[i].state = OPEN;
+    return rc;
+}
+
+static int activate(keel_engine *e, int64_t now_ms, bool replaying, keel_error *err)
+{
+    free_commands(e);
+    e->now_ms = now_ms;
+    int rc = run_round(e, replaying, err);
+    /* Local activities the recorded markers resolve, one per round, as they resolved live. */
+    bool resolved = replaying;
+    while (rc == KEEL_OK && resolved) {
+        rc = resolve_replayed_locals(e, &resolved, err);
+        if (rc == KEEL_OK && resolved && e->n_deliveries > 0)
+            rc = run_round(e, true, err);
+    }
     return rc;
 }
 
@@ -1774,6 +1957,19 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                                       (long long)ev->event_id);
             }
         }
+        if (same(type, KEEL_LA_MARKER)) {
+            if ((r->la = calloc(1, sizeof *r->la)) == NULL)
+                return oom(err);
+            int lrc = keel_la_marker_read(a, ev->event_id, r->la, err);
+            char sq[16];
+            snprintf(sq, sizeof sq, "%u", r->la->seq);
+            if (lrc != KEEL_OK || (r->id = strdup(sq)) == NULL) {
+                keel_la_outcome_clear(r->la);
+                free(r->la);
+                r->la = NULL;
+                return lrc != KEEL_OK ? lrc : oom(err);
+            }
+        }
         if (same(type, VERSION_MARKER)) {
             r->id = marker_detail(a->details, a->n_details, "change-id");
             char *v = marker_detail(a->details, a->n_details, "version");
@@ -1861,7 +2057,9 @@ static bool matches(keel_engine *e, const command *c, const recorded *r)
         return (c->kind == CMD_VERSION_MARKER && same(r->type, VERSION_MARKER) &&
                 same(r->id, c->key)) ||
                (c->kind == CMD_SIDE_EFFECT && same(r->type, SIDE_EFFECT_MARKER) &&
-                same(r->id, c->key));
+                same(r->id, c->key)) ||
+               (c->kind == CMD_LOCAL_ACTIVITY && same(r->type, KEEL_LA_MARKER) &&
+                same(r->id, want));
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_COMPLETED_EVENT_ATTRIBUTES:
         return c->kind == CMD_COMPLETE;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:
@@ -2025,6 +2223,7 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     snprintf(e->original_run, sizeof e->original_run, "%s", seed);
     e->now_ms = event_ms(ev);
     e->started_ms = e->now_ms;
+    e->wft_timeout_ms = keel_proto_duration_ms(a->workflow_task_timeout);
     if (keel_trace_enabled())
         keel_trace_from_header(a->header, &e->trace_parent); /* a bad one: no parent */
     if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
@@ -2146,6 +2345,15 @@ static int on_timer_fired(keel_engine *e, const keel_pb_event *ev, keel_error *e
                               "the workflow did not start or already cancelled",
                               (long long)ev->event_id, (long long)started);
     it->state = CLOSED;
+    keel_la *la = keel_la_by_timer(&e->las, it->seq);
+    if (la) { /* a local activity's backoff is over: its next attempt runs (or replays) */
+        la->state = KEEL_LA_WAITING;
+        la->timer_seq = 0;
+        la->sched_wf_ms = event_ms(ev);
+        la->run_began_ms = 0;
+        la->wire_seq = e->next_activity_seq++; /* the retry is a new local activity on the wire */
+        return KEEL_OK;
+    }
     delivery *d = new_delivery(e, err);
     if (d == NULL)
         return KEEL_ENOMEM;

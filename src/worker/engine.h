@@ -85,6 +85,14 @@ int64_t keel_engine_last_started_id(const keel_engine *e);
 /* When the run started (its WorkflowExecutionStarted event), ms since the epoch; 0: unknown. */
 int64_t keel_engine_run_started_ms(const keel_engine *e);
 
+/* Local activities (local_activity.h): the run's table; its workflow task timeout (0: unknown);
+ * resolve one live (its marker command, then a round of the workflow over its result, whose
+ * commands join the answer). */
+struct keel_la_table *keel_engine_local_activities(keel_engine *e);
+int64_t keel_engine_wft_timeout_ms(const keel_engine *e);
+struct keel_la_outcome;
+int keel_engine_local_resolve(keel_engine *e, const struct keel_la_outcome *o, keel_error *err);
+
 /* Whether the workflow issued a command that closes the run. */
 bool keel_engine_closing(const keel_engine *e);
 

@@ -27,6 +27,7 @@
 #include "worker/cache.h"
 #include "worker/engine.h"
 #include "worker/heartbeat.h"
+#include "worker/local_activity.h"
 #include "worker/worker_metrics.h"
 #include "worker/tracing.h"
 #include "keel/json.h"
@@ -563,6 +564,11 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     req.versioning_behavior = (Temporal__Api__Enums__V1__VersioningBehavior)behavior_of(
         w, t->workflow_type ? t->workflow_type->name : "");
     req.query_results = answer_attached_queries(t, e, &req.n_query_results);
+    Temporal__Api__Common__V1__MeteringMetadata meter =
+        TEMPORAL__API__COMMON__V1__METERING_METADATA__INIT;
+    meter.nonfirst_local_activity_execution_attempts = (uint32_t)keel_la_nonfirst_attempts(e);
+    if (meter.nonfirst_local_activity_execution_attempts > 0)
+        req.metering_metadata = &meter;
     keel_call_options co = {.retry = true, .namespace = w->namespace};
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
     keel_error err;
@@ -772,6 +778,19 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
         rc = keel_engine_take_messages(e, t->messages, t->n_messages, &err);
     if (rc == KEEL_OK)
         rc = keel_engine_finish(e, &err);
+    /* Local activities: run them here, while the task stays open (local_activity.h); a
+     * workflow task heartbeat moves the work onto a new task, answered below instead. */
+    workflow_task *la_task = NULL;
+    if (rc == KEEL_OK && keel_la_outstanding(keel_engine_local_activities(e))) {
+        keel_la_env env = {w->transport,    w->namespace,
+                           w->identity,     w->task_queue,
+                           w->sticky_queue, w->pool.types,
+                           w->pool.n_types, t->workflow_type ? t->workflow_type->name : "",
+                           &w->stopping};
+        rc = keel_la_drive(&env, e, t, &la_task, &err);
+        if (la_task)
+            t = la_task;
+    }
     if (rc != KEEL_OK) {
         if (rc == KEEL_EPRECONDITION)
             log_task(KEEL_LOG_INFO, "workflow task abandoned", t, err.message); /* it returns */
@@ -780,12 +799,16 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
         if (rc != KEEL_EPRECONDITION)
             *failure = rc == KEEL_ENONDETERMINISM ? "NonDeterminismError" : "WorkflowError";
         keel_engine_free(e);
+        if (la_task)
+            FREE_PB(la_task);
         return;
     }
     const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : NULL;
     if (keel_engine_closing(e) || w->sticky_queue == NULL || run_id == NULL || !run_id[0]) {
         respond_completed(w, t, e);
         keel_engine_free(e);
+        if (la_task)
+            FREE_PB(la_task);
         return;
     }
     /* Back in the cache before answering, pinned: the server may send the run's next task to
@@ -794,12 +817,16 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
     if (!keel_cache_put(w->cache, run_id, e, true)) {
         /* Out of memory: the engine is gone. The task times out and is retried from history. */
         log_task(KEEL_LOG_ERROR, "out of memory caching a run; its task will be retried", t, "");
+        if (la_task)
+            FREE_PB(la_task);
         return;
     }
     if (respond_completed(w, t, e))
         keel_cache_unpin(w->cache, run_id, e);
     else
         keel_cache_drop(w->cache, run_id, e); /* out of step with the server: rebuild it */
+    if (la_task)
+        FREE_PB(la_task);
 }
 
 /* process() with the workflow task metrics around it (not for legacy query tasks). */

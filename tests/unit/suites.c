@@ -9,6 +9,7 @@ Suite *proto_suite(void);
 Suite *client_suite(void);
 Suite *payload_suite(void);
 Suite *engine_suite(void);
+Suite *local_activity_suite(void);
 Suite *protojson_suite(void);
 Suite *cache_suite(void);
 Suite *replay_suite(void);
@@ -32,6 +33,7 @@ const keel_test_suite *keel_test_suites(void)
         {"client", client_suite},
         {"payload", payload_suite},
         {"engine", engine_suite},
+        {"local-activity", local_activity_suite},
         {"protojson", protojson_suite},
         {"cache", cache_suite},
         {"replay", replay_suite},
