@@ -298,7 +298,7 @@ test-deploy: ## Validate docker-compose.yml and its services with docker-compose
 # PGSTORE_IN_TEST=0 leaves the PostgreSQL-store pass out of `make test`: `make check` runs it in
 # the plain pass only (the store is the server's; the sanitizer pass would add ~6 minutes for it).
 PGSTORE_IN_TEST ?= 1
-test: test-unit test-model-server test-integration $(if $(filter 1,$(PGSTORE_IN_TEST)),test-postgres-store) test-interop test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
+test: test-unit test-model-server test-integration $(if $(filter 1,$(PGSTORE_IN_TEST)),test-postgres-store) test-interop test-la-ts-replay test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
