@@ -92,6 +92,13 @@ typedef enum step {
     STEP_TELL_REQUESTER /* tool.notify, then the run closes */
 } step;
 
+/* An activity started beside the awaited one (parallel steps): its answer is kept until the
+ * awaited step has resolved and needs it. */
+typedef enum side_state { SIDE_NONE, SIDE_RUNNING, SIDE_DONE, SIDE_FAILED } side_state;
+
+/* How a step's activity is started: awaited now, or beside the awaited one. */
+typedef enum how { AWAIT, BESIDE } how;
+
 typedef struct level {
     char role[16];
     char approver[NAME_SIZE]; /* who decides: the approver, or their delegate when absent */
@@ -110,6 +117,17 @@ typedef struct procurement {
     stage stage;
     step pending_step;
     uint32_t pending; /* the awaited activity's seq; 0: none */
+    int parallel;     /* PARALLEL_STEPS: 0 not asked yet, 1 one step at a time, 2 in parallel */
+
+    /* The activity running beside the awaited one (list_vendors beside the budget check,
+     * get_approvers beside the recheck, the requester's notification beside closing the
+     * requisition): the awaited step goes on with its answer once it resolves (use_side). */
+    uint32_t side;
+    step side_step;
+    side_state side_state;
+    cJSON *side_result;           /* SIDE_DONE: its answer */
+    char side_problem[TEXT_SIZE]; /* SIDE_FAILED: what failed, as on_failed words it */
+    bool side_refused;            /* SIDE_FAILED: the tool refused (ToolRefused, ...) */
 
     /* The request. */
     char request[REQUEST_SIZE];
@@ -462,10 +480,12 @@ static const char *const step_purpose[] = {
     [STEP_TELL_REQUESTER] = "tell the requester the outcome",
 };
 
-/* Schedule `type` with the object o (freed here) and options, and await it as step s. A model
- * call's summary names its tier and purpose ("strong model: read the request ..."). */
-static int await_with(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
-                      const keel_activity_options *options)
+/* Schedule `type` with the object o (freed here) and options as step s: awaited (the next
+ * step goes on from its answer) or beside the awaited one (its answer is kept, use_side). Every
+ * activity the run waits for starts here. A model call's summary names its tier and purpose
+ * ("strong model: read the request ..."). */
+static int start_step(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
+                      const keel_activity_options *options, how how)
 {
     char summary[160];
     const char *tier = text_of(o, "model_tier");
@@ -485,6 +505,12 @@ static int await_with(keel_workflow_ctx *ctx, procurement *p, step s, const char
     cJSON_free(json);
     if (seq == 0)
         return KEEL_EINVAL; /* the engine said why */
+    if (how == BESIDE) {
+        p->side = seq;
+        p->side_step = s;
+        p->side_state = SIDE_RUNNING;
+        return KEEL_OK;
+    }
     p->pending = seq;
     p->pending_step = s;
     return KEEL_OK;
@@ -493,7 +519,43 @@ static int await_with(keel_workflow_ctx *ctx, procurement *p, step s, const char
 static int await(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
                  bool model)
 {
-    return await_with(ctx, p, s, type, o, model ? &model_options : &tool_options);
+    return start_step(ctx, p, s, type, o, model ? &model_options : &tool_options, AWAIT);
+}
+
+/* A tool call started beside the awaited step. */
+static int beside(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o)
+{
+    return start_step(ctx, p, s, type, o, &tool_options, BESIDE);
+}
+
+/* Whatever runs beside no longer matters (the run concluded, or the step that needed it was
+ * skipped): a read still running finishes and its answer is ignored (on_activity), which is
+ * cheaper than asking the server to cancel it and has nothing to undo. */
+static void drop_side(procurement *p)
+{
+    cJSON_Delete(p->side_result);
+    p->side_result = NULL;
+    p->side = 0;
+    p->side_step = STEP_NONE;
+    p->side_state = SIDE_NONE;
+}
+
+/* Since this change, steps that do not depend on each other run at once: the budget check and
+ * the vendor list, the budget recheck and the approvers, closing the requisition and telling the
+ * requester. Runs that passed those points before the change replay one step at a time. */
+#define PARALLEL_STEPS "procurement.parallel-steps"
+
+static int parallel_steps(keel_workflow_ctx *ctx, procurement *p, bool *on)
+{
+    if (p->parallel == 0) {
+        int version;
+        int rc = keel_workflow_get_version(ctx, PARALLEL_STEPS, KEEL_DEFAULT_VERSION, 1, &version);
+        if (rc != KEEL_OK)
+            return rc;
+        p->parallel = version >= 1 ? 2 : 1;
+    }
+    *on = p->parallel == 2;
+    return KEEL_OK;
 }
 
 /* Not awaited (a reminder): the run goes on, and only counts it until it is delivered or fails
@@ -652,7 +714,7 @@ static int close_run(keel_workflow_ctx *ctx, procurement *p)
     return rc;
 }
 
-static int tell_requester(keel_workflow_ctx *ctx, procurement *p)
+static int tell_requester(keel_workflow_ctx *ctx, procurement *p, how how)
 {
     char text[2048], money[48];
     const cJSON *q = quote_at(p, p->chosen);
@@ -695,7 +757,7 @@ static int tell_requester(keel_workflow_ctx *ctx, procurement *p)
         cJSON_Delete(o);
         return keel_workflow_error(ctx, "out of memory writing a notification");
     }
-    return await_with(ctx, p, STEP_TELL_REQUESTER, "tool.notify", o, &notify_options);
+    return start_step(ctx, p, STEP_TELL_REQUESTER, "tool.notify", o, &notify_options, how);
 }
 
 /* Record the outcome and start closing: the requisition's status, then the requester. A
@@ -709,13 +771,14 @@ static int conclude(keel_workflow_ctx *ctx, procurement *p, stage outcome, const
     vsnprintf(p->reason, sizeof p->reason, fmt, ap);
     va_end(ap);
     p->outcome = outcome;
+    drop_side(p);
     int rc = cancel_timers(ctx, p);
     if (rc == KEEL_OK)
         rc = set_stage(ctx, p, outcome);
     if (rc != KEEL_OK)
         return rc;
     if (outcome == ST_ORDERED || !p->requisition_id[0])
-        return outcome == ST_CANCELLED ? close_run(ctx, p) : tell_requester(ctx, p);
+        return outcome == ST_CANCELLED ? close_run(ctx, p) : tell_requester(ctx, p, AWAIT);
     cJSON *o = cJSON_CreateObject();
     char note[1100];
     snprintf(note, sizeof note, "%s: %s", stage_names[outcome], p->reason);
@@ -726,7 +789,14 @@ static int conclude(keel_workflow_ctx *ctx, procurement *p, stage outcome, const
         cJSON_Delete(o);
         return keel_workflow_error(ctx, "out of memory closing the requisition");
     }
-    return await(ctx, p, STEP_CLOSE_REQ, "tool.set_requisition_status", o, false);
+    rc = await(ctx, p, STEP_CLOSE_REQ, "tool.set_requisition_status", o, false);
+    if (rc != KEEL_OK || outcome == ST_CANCELLED)
+        return rc;
+    /* The requester's message does not depend on the status change: both go out at once, and
+     * the run closes when both are settled (after_close_req). */
+    bool par;
+    rc = parallel_steps(ctx, p, &par);
+    return rc == KEEL_OK && par ? tell_requester(ctx, p, BESIDE) : rc;
 }
 
 /* ---- intake ---- */
@@ -954,6 +1024,7 @@ static int on_created(keel_workflow_ctx *ctx, procurement *p, const cJSON *r)
 
 static int check_budget(keel_workflow_ctx *ctx, procurement *p, step s, double usd)
 {
+    /* Awaited: the steps after it depend on whether the amount fits. */
     cJSON *o = cJSON_CreateObject();
     if (!o || !keel_wf_put(o, "cost_center", cJSON_CreateString(p->cost_center)) ||
         !keel_wf_put(o, "amount_usd", cJSON_CreateNumber(usd)) ||
@@ -974,6 +1045,21 @@ static int out_of_scope(keel_workflow_ctx *ctx, procurement *p, double usd)
                     money);
 }
 
+static int list_vendors(keel_workflow_ctx *ctx, procurement *p, how how)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o ||
+        !keel_wf_put(o, "category", cJSON_CreateString(text_of(p->requisition, "category")))) {
+        cJSON_Delete(o);
+        return keel_workflow_error(ctx, "out of memory");
+    }
+    return how == BESIDE ? beside(ctx, p, STEP_VENDORS, "tool.list_vendors", o)
+                         : await(ctx, p, STEP_VENDORS, "tool.list_vendors", o, false);
+}
+
+/* The estimate against the budget and, at the same time, the vendors for the category (a read
+ * that needs only the requisition): sourcing goes on from the list once the budget fits. Quotes
+ * are asked for only then, so a request the budget rejects never reaches a vendor. */
 static int start_budget(keel_workflow_ctx *ctx, procurement *p)
 {
     int rc = set_stage(ctx, p, ST_BUDGET);
@@ -981,7 +1067,11 @@ static int start_budget(keel_workflow_ctx *ctx, procurement *p)
         return rc;
     if (p->estimate > CFO_UP_TO)
         return out_of_scope(ctx, p, p->estimate);
-    return check_budget(ctx, p, STEP_BUDGET, p->estimate);
+    bool par;
+    if ((rc = parallel_steps(ctx, p, &par)) != KEEL_OK ||
+        (rc = check_budget(ctx, p, STEP_BUDGET, p->estimate)) != KEEL_OK)
+        return rc;
+    return par ? list_vendors(ctx, p, BESIDE) : KEEL_OK;
 }
 
 static int start_sourcing(keel_workflow_ctx *ctx, procurement *p);
@@ -1006,18 +1096,14 @@ static int on_budget(keel_workflow_ctx *ctx, procurement *p, const cJSON *r, boo
 
 /* ---- sourcing ---- */
 
+static int use_side(keel_workflow_ctx *ctx, procurement *p);
+
 static int start_sourcing(keel_workflow_ctx *ctx, procurement *p)
 {
     int rc = set_stage(ctx, p, ST_SOURCING);
     if (rc != KEEL_OK)
         return rc;
-    cJSON *o = cJSON_CreateObject();
-    if (!o ||
-        !keel_wf_put(o, "category", cJSON_CreateString(text_of(p->requisition, "category")))) {
-        cJSON_Delete(o);
-        return keel_workflow_error(ctx, "out of memory");
-    }
-    return await(ctx, p, STEP_VENDORS, "tool.list_vendors", o, false);
+    return p->side_step == STEP_VENDORS ? use_side(ctx, p) : list_vendors(ctx, p, AWAIT);
 }
 
 static int quotes_needed(const procurement *p)
@@ -1201,6 +1287,17 @@ static int start_recommendation(keel_workflow_ctx *ctx, procurement *p)
     return await(ctx, p, STEP_RECOMMEND, "llm.chat", o, true);
 }
 
+static int get_approvers(keel_workflow_ctx *ctx, procurement *p, how how)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !keel_wf_put(o, "cost_center", cJSON_CreateString(p->cost_center))) {
+        cJSON_Delete(o);
+        return keel_workflow_error(ctx, "out of memory");
+    }
+    return how == BESIDE ? beside(ctx, p, STEP_APPROVERS, "tool.get_approvers", o)
+                         : await(ctx, p, STEP_APPROVERS, "tool.get_approvers", o, false);
+}
+
 /* The policy's verdict on the model's choice. It can only ever pick among compliant quotes. */
 static void judge_recommendation(procurement *p)
 {
@@ -1275,8 +1372,14 @@ static int on_recommendation(keel_workflow_ctx *ctx, procurement *p, const cJSON
         return rc;
     if (p->amount > CFO_UP_TO)
         return out_of_scope(ctx, p, p->amount);
-    /* The estimate passed the budget; the quote may not. */
-    return check_budget(ctx, p, STEP_RECHECK, p->amount);
+    /* The estimate passed the budget; the quote may not. The approvers (a read of the cost
+     * centre's chain) are looked up meanwhile when the amount needs them: a recheck that drops
+     * the recommendation below USD 1,000 leaves their answer unused (start_approval). */
+    bool par;
+    if ((rc = parallel_steps(ctx, p, &par)) != KEEL_OK ||
+        (rc = check_budget(ctx, p, STEP_RECHECK, p->amount)) != KEEL_OK)
+        return rc;
+    return par && p->amount >= AUTO_APPROVE_BELOW ? get_approvers(ctx, p, BESIDE) : KEEL_OK;
 }
 
 /* ---- approval ---- */
@@ -1285,14 +1388,11 @@ static int start_ordering(keel_workflow_ctx *ctx, procurement *p);
 
 static int start_approval(keel_workflow_ctx *ctx, procurement *p)
 {
-    if (p->amount < AUTO_APPROVE_BELOW)
+    if (p->amount < AUTO_APPROVE_BELOW) {
+        drop_side(p);
         return start_ordering(ctx, p); /* auto-approved: within budget, under USD 1,000 */
-    cJSON *o = cJSON_CreateObject();
-    if (!o || !keel_wf_put(o, "cost_center", cJSON_CreateString(p->cost_center))) {
-        cJSON_Delete(o);
-        return keel_workflow_error(ctx, "out of memory");
     }
-    return await(ctx, p, STEP_APPROVERS, "tool.get_approvers", o, false);
+    return p->side_step == STEP_APPROVERS ? use_side(ctx, p) : get_approvers(ctx, p, AWAIT);
 }
 
 static const cJSON *holder_of(const cJSON *approvers, const char *role)
@@ -1649,39 +1749,51 @@ static int procurement_start(keel_workflow_ctx *ctx, void *state, const char *in
     return start_intake(ctx, p);
 }
 
-/* An activity the run awaits completed (r: its result) or failed for good (r NULL). */
-static int on_step(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev,
-                   const cJSON *r)
+/* What failed for good, as the outcome or the status words it; refused: the tool refused. */
+static void failure_problem(const keel_workflow_event *ev, char *problem, size_t n, bool *refused)
 {
-    step s = p->pending_step;
-    p->pending = 0;
-    p->pending_step = STEP_NONE;
-    if (r == NULL) {
-        char problem[TEXT_SIZE];
-        snprintf(problem, sizeof problem, "%s failed%s%s: %.400s", ev->name,
-                 ev->failure_type && ev->failure_type[0] ? " with " : "",
-                 ev->failure_type ? ev->failure_type : "",
-                 ev->failure_message ? ev->failure_message : "");
-        bool refused = ev->failure_type && (strcmp(ev->failure_type, "ToolRefused") == 0 ||
-                                            strcmp(ev->failure_type, "ToolInvalidArguments") == 0);
-        switch (s) {
-        case STEP_INTAKE:
-            p->model_calls++;
-            p->intake_output[0] = '\0';
-            return intake_failed(ctx, p, problem);
-        case STEP_RECOMMEND:
-            snprintf(p->rec_verdict, sizeof p->rec_verdict, "%s", problem);
-            return on_recommendation(ctx, p, NULL);
-        case STEP_CLOSE_REQ:
-        case STEP_TELL_REQUESTER:
-            /* The outcome stands; the status says what could not be done. */
-            snprintf(p->last_problem, sizeof p->last_problem, "%s", problem);
-            return s == STEP_CLOSE_REQ && p->outcome != ST_CANCELLED ? tell_requester(ctx, p)
-                                                                     : close_run(ctx, p);
-        default:
-            return conclude(ctx, p, refused ? ST_REJECTED : ST_FAILED, "%s", problem);
-        }
+    snprintf(problem, n, "%s failed%s%s: %.400s", ev->name,
+             ev->failure_type && ev->failure_type[0] ? " with " : "",
+             ev->failure_type ? ev->failure_type : "",
+             ev->failure_message ? ev->failure_message : "");
+    *refused = ev->failure_type && (strcmp(ev->failure_type, "ToolRefused") == 0 ||
+                                    strcmp(ev->failure_type, "ToolInvalidArguments") == 0);
+}
+
+/* After the requisition's status change (done or failed): the requester, whose message may
+ * have gone out beside it already. */
+static int after_close_req(keel_workflow_ctx *ctx, procurement *p)
+{
+    if (p->outcome == ST_CANCELLED)
+        return close_run(ctx, p);
+    return p->side_step == STEP_TELL_REQUESTER ? use_side(ctx, p) : tell_requester(ctx, p, AWAIT);
+}
+
+/* Step s's activity failed for good. */
+static int on_failed(keel_workflow_ctx *ctx, procurement *p, step s, const char *problem,
+                     bool refused)
+{
+    switch (s) {
+    case STEP_INTAKE:
+        p->model_calls++;
+        p->intake_output[0] = '\0';
+        return intake_failed(ctx, p, problem);
+    case STEP_RECOMMEND:
+        snprintf(p->rec_verdict, sizeof p->rec_verdict, "%s", problem);
+        return on_recommendation(ctx, p, NULL);
+    case STEP_CLOSE_REQ:
+    case STEP_TELL_REQUESTER:
+        /* The outcome stands; the status says what could not be done. */
+        snprintf(p->last_problem, sizeof p->last_problem, "%s", problem);
+        return s == STEP_CLOSE_REQ ? after_close_req(ctx, p) : close_run(ctx, p);
+    default:
+        return conclude(ctx, p, refused ? ST_REJECTED : ST_FAILED, "%s", problem);
     }
+}
+
+/* Step s's activity answered r. */
+static int on_answer(keel_workflow_ctx *ctx, procurement *p, step s, const cJSON *r)
+{
     switch (s) {
     case STEP_INTAKE:
         return on_intake(ctx, p, r);
@@ -1704,17 +1816,82 @@ static int on_step(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_e
     case STEP_ORDER:
         return on_order(ctx, p, r);
     case STEP_CLOSE_REQ:
-        return p->outcome == ST_CANCELLED ? close_run(ctx, p) : tell_requester(ctx, p);
+        return after_close_req(ctx, p);
     case STEP_TELL_REQUESTER:
         return close_run(ctx, p);
     case STEP_NONE:
         break;
     }
-    return keel_workflow_error(ctx, "activity %u answered no step", ev->seq);
+    return keel_workflow_error(ctx, "an activity answered no step");
+}
+
+/* The awaited step is done and the next one is the step that ran beside it: go on with its
+ * answer or failure as if it had been awaited just now, or await it while it still runs. */
+static int use_side(keel_workflow_ctx *ctx, procurement *p)
+{
+    step s = p->side_step;
+    side_state state = p->side_state;
+    uint32_t seq = p->side;
+    cJSON *r = p->side_result;
+    char problem[TEXT_SIZE];
+    bool refused = p->side_refused;
+    copy(problem, sizeof problem, p->side_problem);
+    p->side_result = NULL;
+    drop_side(p);
+    int rc;
+    switch (state) {
+    case SIDE_RUNNING:
+        p->pending = seq;
+        p->pending_step = s;
+        return KEEL_OK;
+    case SIDE_DONE:
+        rc = on_answer(ctx, p, s, r);
+        cJSON_Delete(r);
+        return rc;
+    case SIDE_FAILED:
+        return on_failed(ctx, p, s, problem, refused);
+    case SIDE_NONE:
+        break;
+    }
+    return keel_workflow_error(ctx, "no step ran beside the awaited one");
+}
+
+/* The activity running beside the awaited step ended: keep what it said for use_side. */
+static int on_side(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev)
+{
+    p->side = 0;
+    if (ev->kind == KEEL_EVENT_ACTIVITY_COMPLETED) {
+        p->side_result = keel_json_from(ev->json ? ev->json : "");
+        if (p->side_result == NULL)
+            return keel_workflow_error(ctx, "%s answered something that is not JSON", ev->name);
+        p->side_state = SIDE_DONE;
+        return KEEL_OK;
+    }
+    failure_problem(ev, p->side_problem, sizeof p->side_problem, &p->side_refused);
+    p->side_state = SIDE_FAILED;
+    return KEEL_OK;
+}
+
+/* An activity the run awaits completed (r: its result) or failed for good (r NULL). */
+static int on_step(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev,
+                   const cJSON *r)
+{
+    step s = p->pending_step;
+    p->pending = 0;
+    p->pending_step = STEP_NONE;
+    if (r == NULL) {
+        char problem[TEXT_SIZE];
+        bool refused;
+        failure_problem(ev, problem, sizeof problem, &refused);
+        return on_failed(ctx, p, s, problem, refused);
+    }
+    return on_answer(ctx, p, s, r);
 }
 
 static int on_activity(keel_workflow_ctx *ctx, procurement *p, const keel_workflow_event *ev)
 {
+    if (p->side && ev->seq == p->side)
+        return on_side(ctx, p, ev);
     if (ev->seq != p->pending) {
         /* A notification (not awaited) is settled: the last one lets a concluded run close. */
         if (strcmp(ev->name, "tool.notify") == 0 && p->notices > 0 && --p->notices == 0 &&
@@ -2074,7 +2251,8 @@ static void procurement_dispose(void *state)
     cJSON_Delete(p->requisition);
     cJSON_Delete(p->vendors);
     cJSON_Delete(p->quotes);
-    p->requisition = p->vendors = p->quotes = NULL;
+    cJSON_Delete(p->side_result);
+    p->requisition = p->vendors = p->quotes = p->side_result = NULL;
 }
 
 static const char *const procurement_queries[] = {"status", NULL};

@@ -296,6 +296,56 @@ static void expect_pos(const char *requisition, const char *count)
                requisition);
 }
 
+/* The run's history as a new object. */
+static cJSON *history_of(const char *id)
+{
+    char *history;
+    size_t len;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &history, &len,
+                                               &err) == KEEL_OK,
+                  "%s", err.message);
+    cJSON *h = cJSON_ParseWithLength(history, len);
+    free(history);
+    ck_assert_ptr_nonnull(h);
+    return h;
+}
+
+/* How many activities of type a the run scheduled; with b, how many of them went out in the
+ * same workflow task as an activity of type b (the steps that run in parallel). */
+static int scheduled(const char *id, const char *a, const char *b)
+{
+    cJSON *h = history_of(id);
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(h, "events"), *e, *f;
+    int n = 0;
+    cJSON_ArrayForEach(e, events)
+    {
+        const cJSON *at =
+            cJSON_GetObjectItemCaseSensitive(e, "activityTaskScheduledEventAttributes");
+        if (at == NULL ||
+            strcmp(str(cJSON_GetObjectItemCaseSensitive(at, "activityType"), "name"), a) != 0)
+            continue;
+        if (b == NULL) {
+            n++;
+            continue;
+        }
+        const char *task = str(at, "workflowTaskCompletedEventId");
+        cJSON_ArrayForEach(f, events)
+        {
+            const cJSON *bt =
+                cJSON_GetObjectItemCaseSensitive(f, "activityTaskScheduledEventAttributes");
+            if (f != e && bt &&
+                strcmp(str(cJSON_GetObjectItemCaseSensitive(bt, "activityType"), "name"), b) == 0 &&
+                strcmp(str(bt, "workflowTaskCompletedEventId"), task) == 0) {
+                n++;
+                break;
+            }
+        }
+    }
+    cJSON_Delete(h);
+    return n;
+}
+
 /* ---- the happy paths ---- */
 
 START_TEST(under_1000_is_auto_approved_and_ordered_once)
@@ -345,6 +395,11 @@ START_TEST(under_1000_is_auto_approved_and_ordered_once)
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         expect_in(history, types[i]);
     free(history);
+    /* The vendor list goes out with the budget check; under USD 1,000 nobody approves, so the
+     * approvers are never looked up. */
+    ck_assert_int_eq(scheduled(id, "tool.check_budget", "tool.list_vendors"), 1);
+    ck_assert_int_eq(scheduled(id, "tool.check_budget", NULL), 2);
+    ck_assert_int_eq(scheduled(id, "tool.get_approvers", NULL), 0);
     cJSON_Delete(r);
 }
 END_TEST
@@ -379,6 +434,10 @@ START_TEST(a_manager_approves_by_signal_and_others_are_ignored)
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "approvers"), 0)->valuestring,
         o.mgr);
     expect_pos(str(r, "requisition_id"), "1");
+    /* In parallel: the budget check and the vendors, the recheck and the approvers. */
+    ck_assert_int_eq(scheduled(id, "tool.check_budget", "tool.list_vendors"), 1);
+    ck_assert_int_eq(scheduled(id, "tool.check_budget", "tool.get_approvers"), 1);
+    ck_assert_int_eq(scheduled(id, "tool.get_approvers", NULL), 1);
     cJSON_Delete(r);
 }
 END_TEST
@@ -465,6 +524,11 @@ START_TEST(a_request_over_budget_is_rejected_with_the_reason)
     ck_assert_str_eq(str(r, "outcome"), "rejected");
     expect_in(str(r, "reason"), "budget: USD 5,995.00 exceeds the USD 2,000.00 available");
     ck_assert_int_eq((int)num(r, "model_calls"), 1); /* no recommendation was needed */
+    /* The vendors were listed beside the budget check, but none was asked for a quote; the
+     * requisition is closed and the requester told at once. */
+    ck_assert_int_eq(scheduled(id, "tool.list_vendors", NULL), 1);
+    ck_assert_int_eq(scheduled(id, "tool.request_quotes", NULL), 0);
+    ck_assert_int_eq(scheduled(id, "tool.set_requisition_status", "tool.notify"), 1);
     cJSON_Delete(r);
 }
 END_TEST

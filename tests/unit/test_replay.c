@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "keel/replayer.h"
 #include "workflows/registry.h"
 
@@ -86,6 +88,64 @@ START_TEST(the_registry_finds_its_types_by_name)
 }
 END_TEST
 
+/* Whether the history at path scheduled tool.check_budget and tool.list_vendors in the same
+ * workflow task (false when it listed no vendors). */
+static bool budget_and_vendors_together(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    cJSON *h = cJSON_Parse(text);
+    ck_assert_msg(h != NULL, "%s is not JSON", path);
+    const char *budget[8] = {0}, *vendors[8] = {0};
+    int nb = 0, nv = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(h, "events"))
+    {
+        const cJSON *a =
+            cJSON_GetObjectItemCaseSensitive(e, "activityTaskScheduledEventAttributes");
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(a, "activityType"), "name"));
+        const char *task = cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(a, "workflowTaskCompletedEventId"));
+        if (type && task && strcmp(type, "tool.check_budget") == 0 && nb < 8)
+            budget[nb++] = task;
+        if (type && task && strcmp(type, "tool.list_vendors") == 0 && nv < 8)
+            vendors[nv++] = task;
+    }
+    bool together = false;
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < nv; j++)
+            together = together || strcmp(budget[i], vendors[j]) == 0;
+    ck_assert_msg(nb > 0, "%s checks no budget", path); /* no vendors: rejected by the budget */
+    cJSON_Delete(h);
+    return together;
+}
+
+/* keel.Procurement's histories from before the change "procurement.parallel-steps" (one step at
+ * a time: sequential-*.json, recorded by the code before it) and after (parallel-*.json): both
+ * replay (every_workflow_replays_its_recorded_histories), and they are what they say. */
+START_TEST(procurement_has_histories_of_both_step_orders)
+{
+    static const char *const files[][2] = {
+        {"sequential-auto.json", "0"},   {"sequential-manager.json", "0"},
+        {"sequential-budget.json", "0"}, {"parallel-auto.json", "1"},
+        {"parallel-manager.json", "1"},  {"parallel-budget.json", "1"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/keel.Procurement/%s", replay_dir(), files[i][0]);
+        bool want = files[i][1][0] == '1';
+        ck_assert_msg(budget_and_vendors_together(path) == want,
+                      "%s: the budget check and the vendor list went out %s", path,
+                      want ? "one after the other" : "together");
+    }
+}
+END_TEST
+
 /* Hostile histories (tests/fixtures/hostile/, inputs that broke keel): replaying one is an
  * error naming what is wrong, never a crash. */
 static void replay_refused(const char *type_name, const char *file, const char *want)
@@ -130,6 +190,7 @@ Suite *replay_suite(void)
     TCase *tc = tcase_create("recorded");
     tcase_add_test(tc, every_workflow_replays_its_recorded_histories);
     tcase_add_test(tc, the_registry_finds_its_types_by_name);
+    tcase_add_test(tc, procurement_has_histories_of_both_step_orders);
     suite_add_tcase(s, tc);
     TCase *hostile = tcase_create("hostile");
     tcase_add_test(hostile, a_failure_nested_10000_deep_is_refused_naming_the_limit);
