@@ -642,7 +642,7 @@ func replay(cfg *config, impl, path string) ([]float64, error) {
 type rowDef struct {
 	key, label string
 	digits     int
-	target     string                  // the target, "" for none
+	target     string                         // the target, "" for none
 	met        func(keel, ratio float64) bool // ratio: keel/Go
 }
 
