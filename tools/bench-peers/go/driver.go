@@ -776,6 +776,13 @@ func drive(args []string) error {
 			}
 			fmt.Printf("bench-peers: round %d %s:%s\n", round, impl, b.String())
 		}
+		if round+1 < cfg.rounds { // the table so far, in case the run is cut short
+			part := *cfg
+			part.rounds, part.check = round+1, false
+			if err := report(&part, results, versions, time.Since(started)); err != nil {
+				return err
+			}
+		}
 	}
 	elapsed := time.Since(started)
 	return report(cfg, results, versions, elapsed)
