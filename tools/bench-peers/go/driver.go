@@ -357,10 +357,13 @@ type roundResult struct {
 	Queue    string             `json:"task_queue"`
 	Metrics  map[string]float64 `json:"metrics"`
 	Failures []string           `json:"failures"`
+	mu       *sync.Mutex        // fail is called from the starters' goroutines
 }
 
 func (r *roundResult) fail(format string, a ...any) {
 	msg := fmt.Sprintf(format, a...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.Failures = append(r.Failures, msg)
 	fmt.Fprintf(os.Stderr, "bench-peers: %s round %d: %s\n", r.Impl, r.Round, msg)
 }
@@ -406,7 +409,7 @@ func startAndWait(ctx context.Context, c client.Client, queue, wfType string, id
 }
 
 func runRound(cfg *config, c client.Client, impl string, round int, versions map[string]string) roundResult {
-	r := roundResult{Round: round, Impl: impl, Metrics: map[string]float64{}}
+	r := roundResult{Round: round, Impl: impl, Metrics: map[string]float64{}, mu: &sync.Mutex{}}
 	stamp := time.Now().UnixMilli()
 	r.Queue = fmt.Sprintf("%s-%s-%d-r%d", cfg.prefix, impl, stamp, round)
 	logPath := filepath.Join(cfg.out, "logs", fmt.Sprintf("%s-round%d.log", impl, round))
@@ -647,7 +650,7 @@ type rowDef struct {
 }
 
 var rows = []rowDef{
-	{"one_wf_per_s", "one-activity: workflows/s (starter-bound)", 1, "", nil},
+	{"one_wf_per_s", "one-activity: workflows/s", 1, "", nil},
 	{"one_cpu_per_1000_s", "worker CPU per 1,000 workflows (s)", 2, "≤ 0.25× Go",
 		func(_, r float64) bool { return r <= 0.25 }},
 	{"one_peak_rss_mib", "peak RSS during the batch (MiB)", 1, "", nil},
