@@ -298,7 +298,7 @@ test-deploy: ## Validate docker-compose.yml and its services with docker-compose
 # PGSTORE_IN_TEST=0 leaves the PostgreSQL-store pass out of `make test`: `make check` runs it in
 # the plain pass only (the store is the server's; the sanitizer pass would add ~6 minutes for it).
 PGSTORE_IN_TEST ?= 1
-test: test-unit test-model-server test-integration $(if $(filter 1,$(PGSTORE_IN_TEST)),test-postgres-store) test-interop test-la-ts-replay test-webui test-metrics test-trace test-deploy test-install determinism-check ## Build, start the stack, run all tests
+test: test-unit test-model-server test-integration $(if $(filter 1,$(PGSTORE_IN_TEST)),test-postgres-store) test-interop test-la-ts-replay test-webui test-metrics test-trace test-deploy test-install test-bench-peers determinism-check ## Build, start the stack, run all tests
 
 test-asan: ## Run all tests built with AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory SAN=1 test
@@ -393,6 +393,66 @@ ifeq ($(BENCH_STORE),postgres)
 else
 	eval "$$($(DEVSTACK) env)" && $(BENCH_RUN)
 endif
+
+# ---- the peer benchmark (tools/bench-peers; docs/performance.md) ----
+
+# keel, the Go SDK worker (go.temporal.io/sdk, the version tests/interop pins, from the Go module
+# proxy) and the TypeScript SDK worker (@temporalio/worker, the same release, from npm) run the same
+# workloads in rotating rounds, started and measured by one starter (the Go binary's `drive`):
+# worker CPU, RSS and threads from /proc, workflow-task latencies and sticky hits from the
+# histories, replay of one long history each. It writes build/bench-peers/results.{md,json}.
+# The Go and TypeScript workers are built once into build/bench-peers/ and rebuilt only when
+# their sources or pins change. Knobs: BENCH_PEERS_ROUNDS (3), BENCH_PEERS_N (1000 one-activity
+# workflows, and as many open runs for the signal burst: BENCH_PEERS_OPEN),
+# BENCH_PEERS_WORKLOADS (one,burst,chain,tool), BENCH_PEERS_IMPLS (keel,go,ts),
+# BENCH_PEERS_ARGS (more flags: -chain 300 -steps 20 -tool-runs 5 -replays 7 -concurrency 16).
+PEERS_OUT := $(BUILD)/bench-peers
+PEERS_KEEL := $(OUT)/bin/keel-bench-peers
+PEERS_GO := $(PEERS_OUT)/bin/bench-peers-go
+PEERS_TS := $(PEERS_OUT)/ts
+PEERS_TS_SRC := tools/bench-peers/ts
+BENCH_PEERS_ROUNDS ?= 3
+BENCH_PEERS_N ?= 1000
+BENCH_PEERS_OPEN ?= $(BENCH_PEERS_N)
+BENCH_PEERS_WORKLOADS ?= one,burst,chain,tool
+BENCH_PEERS_IMPLS ?= keel,go,ts
+BENCH_PEERS_ARGS ?=
+
+.PHONY: bench-peers test-bench-peers bench-peers-build
+
+$(PEERS_KEEL): $(call obj,$(wildcard tools/bench-peers/keel/*.c)) $(LIB)
+	@mkdir -p $(@D)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(PEERS_GO): $(wildcard tools/bench-peers/go/*.go) tools/bench-peers/go/go.mod tools/bench-peers/go/go.sum
+	@mkdir -p $(@D)
+	cd tools/bench-peers/go && PATH="$$PATH:/usr/local/go/bin" GOFLAGS="$${GOFLAGS:-} -buildvcs=false" \
+	  timeout 600 go build -o $(abspath $@) .
+
+$(PEERS_TS)/node_modules/.package-lock.json: $(PEERS_TS_SRC)/package.json $(PEERS_TS_SRC)/package-lock.json
+	@mkdir -p $(PEERS_TS)
+	cp $^ $(PEERS_TS)/
+	cd $(PEERS_TS) && timeout 300 npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(PEERS_TS)/workflow-bundle.js: $(PEERS_TS)/node_modules/.package-lock.json $(PEERS_TS_SRC)/workflows.js $(PEERS_TS_SRC)/worker.mjs
+	cp $(PEERS_TS_SRC)/workflows.js $(PEERS_TS_SRC)/worker.mjs $(PEERS_TS)/
+	cd $(PEERS_TS) && node worker.mjs bundle workflow-bundle.tmp >bundle.log 2>&1 && mv workflow-bundle.tmp workflow-bundle.js
+
+bench-peers-build: $(PEERS_KEEL) $(PEERS_GO) $(PEERS_TS)/workflow-bundle.js
+
+PEERS_DRIVE = eval "$$($(DEVSTACK) env)" && $(abspath $(PEERS_GO)) drive \
+  -keel '$(abspath $(PEERS_KEEL))' -go '$(abspath $(PEERS_GO))' -ts 'node $(abspath $(PEERS_TS))/worker.mjs'
+
+bench-peers: all devstack-up bench-peers-build ## keel vs the Go and TS SDK workers (BENCH_PEERS_ROUNDS, _N, _WORKLOADS, _IMPLS)
+	$(PEERS_DRIVE) -rounds $(BENCH_PEERS_ROUNDS) -n $(BENCH_PEERS_N) -open $(BENCH_PEERS_OPEN) \
+	  -workloads $(BENCH_PEERS_WORKLOADS) -impls $(BENCH_PEERS_IMPLS) -out $(PEERS_OUT) $(BENCH_PEERS_ARGS)
+
+# The smoke that make test runs: every workload once on every implementation at N=20; it checks
+# that each completed every workflow and that every number is finite, never what the numbers are.
+test-bench-peers: all devstack-up bench-peers-build ## The peer benchmark's smoke: N=20, 1 round, all workloads
+	$(PEERS_DRIVE) -rounds 1 -n 20 -open 20 -chain 30 -steps 5 -tool-runs 1 -replays 3 -check \
+	  -queue-prefix peers-smoke -out $(PEERS_OUT)/smoke
 
 # ---- chaos (tools/chaos/chaos.py; docs/operations.md, "Chaos") ----
 
