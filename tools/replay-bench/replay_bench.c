@@ -67,8 +67,10 @@ int main(int argc, char **argv)
     if (fread(data, 1, (size_t)len, f) != (size_t)len)
         return 1;
     fclose(f);
-    keel_workflow_type t = {.name = "keel.ReplayBenchChain", .state_size = sizeof(chain),
-                            .start = start, .on_event = on_event};
+    keel_workflow_type t = {.name = "keel.ReplayBenchChain",
+                            .state_size = sizeof(chain),
+                            .start = start,
+                            .on_event = on_event};
     double ms[1000];
     if (runs > 1000)
         runs = 1000;
