@@ -204,9 +204,10 @@ static bool json_number_text(const char *s)
 /* The path is kept as a stack of segments (a field name, a map key or a list index), borrowed
  * from the JSON or the descriptor for as long as they are on the stack, and written out as text
  * only when an error names it: the success path formats nothing. */
-#define PATH_TEXT_MAX 640 /* the longest path an error shows; longer ones end in "..." */
-#define PATH_SEGS_MAX 512 /* deeper segments are counted, not kept (the text is cut long before)   \
-                           */
+/* The longest path an error shows; longer ones end in "...". */
+#define PATH_TEXT_MAX 640
+/* Segments past this many are counted, not kept: the text is cut long before. */
+#define PATH_SEGS_MAX 512
 
 typedef enum { SEG_FIELD, SEG_INDEX, SEG_KEY } seg_kind;
 
