@@ -223,7 +223,8 @@ typedef struct pj {
     keel_error *err;
     int code; /* the code of the last failure, for callers that passed err == NULL */
     int depth;
-    size_t n_segs; /* segments pushed; the first PATH_SEGS_MAX are in segs */
+    bool utf8_checked; /* the tree is keel_json_parse's: its strings are valid UTF-8 already */
+    size_t n_segs;     /* segments pushed; the first PATH_SEGS_MAX are in segs */
     path_seg segs[PATH_SEGS_MAX];
 } pj;
 
@@ -234,6 +235,7 @@ static void pj_init(pj *c, const keel_protojson_options *opts, keel_error *err)
     c->err = err;
     c->code = KEEL_OK;
     c->depth = 0;
+    c->utf8_checked = false;
     c->n_segs = 0;
 }
 
@@ -1491,7 +1493,7 @@ static int dec_string(pj *c, const cJSON *j, void *dst, bool alloc_empty)
     if (!cJSON_IsString(j))
         return type_error(c, "a string", j);
     const char *s = json_text(j);
-    if (!utf8_valid(s))
+    if (!c->utf8_checked && !utf8_valid(s))
         return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
     if (*s == '\0' && !alloc_empty)
         return KEEL_OK;
@@ -1781,7 +1783,7 @@ static int dec_field_mask(pj *c, const cJSON *j, ProtobufCMessage *m)
     if (!cJSON_IsString(j))
         return type_error(c, "a string of comma-separated paths", j);
     const char *s = json_text(j);
-    if (!utf8_valid(s))
+    if (!c->utf8_checked && !utf8_valid(s))
         return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
     if (*s == '\0')
         return KEEL_OK;
@@ -1930,8 +1932,12 @@ int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *js
         return keel_error_set(err, KEEL_EINVAL, "protojson: missing descriptor, JSON or output");
     cJSON *root = NULL;
     int rc = keel_json_parse(json ? json : "", len, KEEL_JSON_STRICT, "the JSON text", &root, err);
-    if (rc == KEEL_OK)
-        rc = keel_protojson_from_cjson(desc, root, out, err);
+    if (rc == KEEL_OK) {
+        pj c;
+        pj_init(&c, NULL, err);
+        c.utf8_checked = true;
+        rc = dec_message(&c, desc, root, out);
+    }
     cJSON_Delete(root);
     return rc;
 }

@@ -220,6 +220,11 @@ static long scan_string(reader *r, bool *has_escapes, const char **close)
     *has_escapes = false;
     while (p < r->end && *p != '"') {
         unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c < 0x80 && c != '\\') { /* the common case, plain ASCII */
+            out++;
+            p++;
+            continue;
+        }
         if (c == '\\') {
             *has_escapes = true;
             if (p + 1 >= r->end) {
