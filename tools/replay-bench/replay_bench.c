@@ -93,8 +93,7 @@ int main(int argc, char **argv)
     qsort(ms, (size_t)runs, sizeof *ms, cmp);
     qsort(cpu, (size_t)runs, sizeof *cpu, cmp);
     printf("%s: %d runs, wall median %.3f ms (%.3f..%.3f), cpu median %.3f ms (%.3f..%.3f)\n",
-           argv[1], runs, ms[runs / 2], ms[0], ms[runs - 1], cpu[runs / 2], cpu[0],
-           cpu[runs - 1]);
+           argv[1], runs, ms[runs / 2], ms[0], ms[runs - 1], cpu[runs / 2], cpu[0], cpu[runs - 1]);
     free(data);
     return 0;
 }
