@@ -67,8 +67,8 @@ typedef struct command {
     uint32_t seq;            /* activity or timer sequence number */
     bool dropped;            /* cancelled in the activation that issued it: never sent */
     char key[MAX_CHANGE_ID]; /* a version marker's change id */
-    char what[160]; /* for non-determinism messages; "" for the kinds command_what() describes */
-    keel_pb_command *pb; /* what goes to the server */
+    char what[160];          /* for non-determinism messages; "" when command_what() builds it */
+    keel_pb_command *pb;     /* what goes to the server */
 } command;
 
 typedef enum { OPEN_UNSENT, OPEN, CLOSED } item_state;
@@ -92,14 +92,14 @@ typedef struct item_list {
  * been matched. Only what matching and messages need. */
 typedef struct recorded {
     int64_t event_id;
-    int kind;         /* the event's attributes case */
-    char *id;         /* activity id, timer id, a version marker's change id, a side effect's id */
-    char *type;       /* activity type, or marker name */
-    int64_t ref;      /* a cancel request's scheduled event id */
-    int64_t version;  /* a version marker's version */
-    bool claimed;     /* a version marker get_version has already read */
-    char *data;       /* a side effect's recorded value (JSON) */
-    const char *name; /* the event type's name (static), for recorded_seen() */
+    int kind;        /* the event's attributes case */
+    char *id;        /* activity id, timer id, a version marker's change id, a side effect's id */
+    char *type;      /* activity type, or marker name */
+    int64_t ref;     /* a cancel request's scheduled event id */
+    int64_t version; /* a version marker's version */
+    bool claimed;    /* a version marker get_version has already read */
+    char *data;      /* a side effect's recorded value (JSON) */
+    int event_type;  /* how it reads in messages: recorded_seen() */
 } recorded;
 
 /* An ActivityTaskCanceled written among the command events: the server cancels an activity no
@@ -204,12 +204,17 @@ static bool grow(void **v, size_t *cap, size_t need, size_t elem)
     return true;
 }
 
-static const char *event_name(const keel_pb_event *ev)
+static const char *event_type_name(int event_type)
 {
-    const char *n = keel_proto_enum_name(&temporal__api__enums__v1__event_type__descriptor,
-                                         (int)ev->event_type);
+    const char *n =
+        keel_proto_enum_name(&temporal__api__enums__v1__event_type__descriptor, event_type);
     const char *prefix = "EVENT_TYPE_";
     return n ? (strncmp(n, prefix, strlen(prefix)) == 0 ? n + strlen(prefix) : n) : "UNKNOWN";
+}
+
+static const char *event_name(const keel_pb_event *ev)
+{
+    return event_type_name((int)ev->event_type);
 }
 
 /* The engine's own misuse messages go where keel_workflow_error() puts the workflow's. */
@@ -1726,7 +1731,7 @@ static const char *recorded_seen(const recorded *r, char buf[200])
         snprintf(buf, 200, "WorkflowExecutionUpdateCompleted (update %.80s)", id);
         break;
     default:
-        snprintf(buf, 200, "%s", r->name);
+        snprintf(buf, 200, "%s", event_type_name(r->event_type));
         break;
     }
     return buf;
@@ -1741,7 +1746,7 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     memset(r, 0, sizeof *r);
     r->event_id = ev->event_id;
     r->kind = (int)ev->attributes_case;
-    r->name = event_name(ev);
+    r->event_type = (int)ev->event_type;
     const char *id = NULL, *type = NULL;
     switch (ev->attributes_case) {
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES: {
