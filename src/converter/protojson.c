@@ -201,14 +201,31 @@ static bool json_number_text(const char *s)
 /* ------------------------------------------------------------------------------------------ */
 /* one conversion's state: options, the error, the depth and the JSON path being worked on */
 
+/* The path is kept as a stack of segments (a field name, a map key or a list index), borrowed
+ * from the JSON or the descriptor for as long as they are on the stack, and written out as text
+ * only when an error names it: the success path formats nothing. */
+/* The longest path an error shows; longer ones end in "...". */
+#define PATH_TEXT_MAX 640
+/* Segments past this many are counted, not kept: the text is cut long before. */
+#define PATH_SEGS_MAX 512
+
+typedef enum { SEG_FIELD, SEG_INDEX, SEG_KEY } seg_kind;
+
+typedef struct path_seg {
+    seg_kind kind;
+    const char *name; /* SEG_FIELD, SEG_KEY */
+    size_t index;     /* SEG_INDEX */
+} path_seg;
+
 typedef struct pj {
     keel_protojson_resolver resolve;
     void *resolve_ctx;
     keel_error *err;
     int code; /* the code of the last failure, for callers that passed err == NULL */
     int depth;
-    size_t path_len;
-    char path[640];
+    bool utf8_checked; /* the tree is keel_json_parse's: its strings are valid UTF-8 already */
+    size_t n_segs;     /* segments pushed; the first PATH_SEGS_MAX are in segs */
+    path_seg segs[PATH_SEGS_MAX];
 } pj;
 
 static void pj_init(pj *c, const keel_protojson_options *opts, keel_error *err)
@@ -218,43 +235,56 @@ static void pj_init(pj *c, const keel_protojson_options *opts, keel_error *err)
     c->err = err;
     c->code = KEEL_OK;
     c->depth = 0;
-    c->path_len = 0;
-    c->path[0] = '\0';
+    c->utf8_checked = false;
+    c->n_segs = 0;
 }
 
-/* Append to the path; returns the length to give path_pop. A path too long for the buffer is
- * cut (the error then shows "..."). */
-__attribute__((format(printf, 2, 3))) static size_t path_push(pj *c, const char *fmt, ...)
+/* Push a segment; returns what to give path_pop. */
+static size_t path_push(pj *c, seg_kind kind, const char *name, size_t index)
 {
-    size_t saved = c->path_len, room = sizeof c->path - saved;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = room > 1 ? vsnprintf(c->path + saved, room, fmt, ap) : 0;
-    va_end(ap);
-    if (n > 0)
-        c->path_len = (size_t)n < room ? saved + (size_t)n : sizeof c->path - 1;
+    size_t saved = c->n_segs;
+    if (saved < PATH_SEGS_MAX)
+        c->segs[saved] = (path_seg){.kind = kind, .name = name, .index = index};
+    c->n_segs++;
     return saved;
 }
 
 static size_t path_field(pj *c, const char *name)
 {
-    return path_push(c, c->path_len ? ".%s" : "%s", name);
+    return path_push(c, SEG_FIELD, name, 0);
 }
 
 static size_t path_index(pj *c, size_t i)
 {
-    return path_push(c, "[%zu]", i);
+    return path_push(c, SEG_INDEX, NULL, i);
 }
 
 static size_t path_key(pj *c, const char *key)
 {
-    return path_push(c, "[\"%s\"]", key);
+    return path_push(c, SEG_KEY, key, 0);
 }
 
 static void path_pop(pj *c, size_t saved)
 {
-    c->path_len = saved;
-    c->path[saved] = '\0';
+    c->n_segs = saved;
+}
+
+/* The path as text ("events[3].activityTaskScheduledEventAttributes.input"), cut to fit buf;
+ * returns its length (buf's size - 1 when it was cut or just fits). */
+static size_t path_text(const pj *c, char *buf, size_t size)
+{
+    size_t len = 0, n = c->n_segs < PATH_SEGS_MAX ? c->n_segs : PATH_SEGS_MAX;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && len < size - 1; i++) {
+        const path_seg *s = &c->segs[i];
+        size_t room = size - len;
+        int w = s->kind == SEG_INDEX ? snprintf(buf + len, room, "[%zu]", s->index)
+                : s->kind == SEG_KEY ? snprintf(buf + len, room, "[\"%s\"]", s->name)
+                                     : snprintf(buf + len, room, len ? ".%s" : "%s", s->name);
+        if (w > 0)
+            len = (size_t)w < room ? len + (size_t)w : size - 1;
+    }
+    return len;
 }
 
 /* Fail with "path: what". Returns code. */
@@ -267,10 +297,12 @@ __attribute__((format(printf, 3, 4))) static int fail(pj *c, keel_error_code cod
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     c->code = code;
-    if (c->path_len == 0)
+    char path[PATH_TEXT_MAX];
+    size_t len = path_text(c, path, sizeof path);
+    if (len == 0)
         return keel_error_set(c->err, code, "%s", what);
-    const char *cut = c->path_len >= sizeof c->path - 1 ? "..." : "";
-    return keel_error_set(c->err, code, "%s%s: %s", c->path, cut, what);
+    const char *cut = len >= sizeof path - 1 ? "..." : "";
+    return keel_error_set(c->err, code, "%s%s: %s", path, cut, what);
 }
 
 static int nomem(pj *c)
@@ -333,15 +365,18 @@ static bool json_name_equals(const char *proto_name, const char *key)
     return *key == '\0';
 }
 
-/* The field a JSON key names: its .proto name first (a binary search), then its JSON name. */
+/* The field a JSON key names: by its JSON name, else by its .proto name (a binary search). */
 static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
-                                                  const char *key)
+                                                  const char *key, unsigned from)
 {
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
-    for (unsigned i = 0; f == NULL && i < d->n_fields; i++)
+    /* Writers put the members in field order, so the field after the last one found is the
+     * likeliest: look from there, round the list once. */
+    for (unsigned k = 0; k < d->n_fields; k++) {
+        unsigned i = from + k < d->n_fields ? from + k : from + k - d->n_fields;
         if (json_name_equals(d->fields[i].name, key))
-            f = &d->fields[i];
-    return f;
+            return &d->fields[i];
+    }
+    return protobuf_c_message_descriptor_get_field_by_name(d, key);
 }
 
 /* The size of one element of a repeated field, as protobuf-c lays out its arrays. */
@@ -1458,7 +1493,7 @@ static int dec_string(pj *c, const cJSON *j, void *dst, bool alloc_empty)
     if (!cJSON_IsString(j))
         return type_error(c, "a string", j);
     const char *s = json_text(j);
-    if (!utf8_valid(s))
+    if (!c->utf8_checked && !utf8_valid(s))
         return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
     if (*s == '\0' && !alloc_empty)
         return KEEL_OK;
@@ -1657,10 +1692,12 @@ static int dec_object(pj *c, const cJSON *j, ProtobufCMessage *m)
     if (d->n_fields > sizeof small && (seen = calloc(d->n_fields, 1)) == NULL)
         return nomem(c);
     int rc = KEEL_OK;
+    unsigned next = 0; /* where to look first: after the field found last */
     for (const cJSON *item = j->child; item != NULL && rc == KEEL_OK; item = item->next) {
-        const ProtobufCFieldDescriptor *f = item->string ? find_field(d, item->string) : NULL;
+        const ProtobufCFieldDescriptor *f = item->string ? find_field(d, item->string, next) : NULL;
         if (f == NULL)
             continue; /* a newer server's field, or an Any's "@type" */
+        next = (unsigned)(f - d->fields) + 1 < d->n_fields ? (unsigned)(f - d->fields) + 1 : 0;
         size_t saved = path_field(c, item->string);
         rc = dec_member(c, f, item, m, &seen[f - d->fields]);
         path_pop(c, saved);
@@ -1746,7 +1783,7 @@ static int dec_field_mask(pj *c, const cJSON *j, ProtobufCMessage *m)
     if (!cJSON_IsString(j))
         return type_error(c, "a string of comma-separated paths", j);
     const char *s = json_text(j);
-    if (!utf8_valid(s))
+    if (!c->utf8_checked && !utf8_valid(s))
         return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
     if (*s == '\0')
         return KEEL_OK;
@@ -1785,7 +1822,7 @@ static int dec_any_known(pj *c, const ProtobufCMessageDescriptor *d, const cJSON
     bool value_form = wkt_find(d) != NULL;
     if (value_form && value == NULL)
         return fail(c, KEEL_EINVAL, "missing \"value\" (the JSON of the %s)", d->name);
-    size_t saved = value_form ? path_field(c, "value") : c->path_len;
+    size_t saved = value_form ? path_field(c, "value") : c->n_segs;
     ProtobufCMessage *inner;
     int rc = dec_message(c, d, value_form ? value : j, &inner);
     path_pop(c, saved);
@@ -1895,8 +1932,12 @@ int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *js
         return keel_error_set(err, KEEL_EINVAL, "protojson: missing descriptor, JSON or output");
     cJSON *root = NULL;
     int rc = keel_json_parse(json ? json : "", len, KEEL_JSON_STRICT, "the JSON text", &root, err);
-    if (rc == KEEL_OK)
-        rc = keel_protojson_from_cjson(desc, root, out, err);
+    if (rc == KEEL_OK) {
+        pj c;
+        pj_init(&c, NULL, err);
+        c.utf8_checked = true;
+        rc = dec_message(&c, desc, root, out);
+    }
     cJSON_Delete(root);
     return rc;
 }

@@ -211,15 +211,20 @@ static long read_u_escape(reader *r, const char *p, size_t *len)
     return 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 }
 
-/* Check the string whose opening quote is at r->p, leaving r->p past its closing quote. Returns
- * the decoded length, or -1 after failing the read. */
-static long scan_string(reader *r, bool *has_escapes)
+/* Check the string whose opening quote is at r->p (r->p stays there; *close is set to its
+ * closing quote). Returns the decoded length, or -1 after failing the read. */
+static long scan_string(reader *r, bool *has_escapes, const char **close)
 {
     const char *p = r->p + 1;
     long out = 0;
     *has_escapes = false;
     while (p < r->end && *p != '"') {
         unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c < 0x80 && c != '\\') { /* the common case, plain ASCII */
+            out++;
+            p++;
+            continue;
+        }
         if (c == '\\') {
             *has_escapes = true;
             if (p + 1 >= r->end) {
@@ -267,6 +272,7 @@ static long scan_string(reader *r, bool *has_escapes)
         fail_at(r, r->p, "a string that is never closed");
         return -1;
     }
+    *close = p;
     return out;
 }
 
@@ -274,8 +280,8 @@ static long scan_string(reader *r, bool *has_escapes)
 static char *read_string(reader *r)
 {
     bool escapes;
-    const char *open = r->p;
-    long n = scan_string(r, &escapes);
+    const char *open = r->p, *close;
+    long n = scan_string(r, &escapes, &close);
     if (n < 0)
         return NULL;
     char *s = malloc((size_t)n + 1);
@@ -762,12 +768,301 @@ cJSON *keel_json_from(const char *text)
     return root;
 }
 
+/* ---- checking without a tree (keel_json_check): the same reads, the same errors ---- */
+
+/* A member name seen in the object being checked: its raw span, or its decoded text when it has
+ * escapes (then owned). */
+typedef struct seen_name {
+    const char *s;
+    size_t n;
+    char *owned;
+} seen_name;
+
+typedef struct seen_names {
+    seen_name few[NAMES_LINEAR];
+    seen_name *slot; /* open addressing once past NAMES_LINEAR; NULL before */
+    size_t cap, count;
+} seen_names;
+
+static uint64_t span_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static bool seen_equal(const seen_name *a, const char *s, size_t n)
+{
+    return a->n == n && memcmp(a->s, s, n) == 0;
+}
+
+static void seen_put(seen_name *slot, size_t cap, seen_name nm)
+{
+    size_t i = span_hash(nm.s, nm.n) & (cap - 1);
+    while (slot[i].s)
+        i = (i + 1) & (cap - 1);
+    slot[i] = nm;
+}
+
+static bool seen_find(const seen_names *t, const char *s, size_t n)
+{
+    if (t->slot == NULL) {
+        for (size_t i = 0; i < t->count; i++)
+            if (seen_equal(&t->few[i], s, n))
+                return true;
+        return false;
+    }
+    for (size_t i = span_hash(s, n) & (t->cap - 1); t->slot[i].s; i = (i + 1) & (t->cap - 1))
+        if (seen_equal(&t->slot[i], s, n))
+            return true;
+    return false;
+}
+
+/* Add a name not seen yet; false when out of memory (nm.owned is then the caller's). */
+static bool seen_add(seen_names *t, seen_name nm)
+{
+    if (t->slot == NULL && t->count < NAMES_LINEAR) {
+        t->few[t->count++] = nm;
+        return true;
+    }
+    if (t->slot == NULL || (t->count + 1) * 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        seen_name *slot = calloc(cap, sizeof *slot);
+        if (slot == NULL)
+            return false;
+        if (t->slot == NULL)
+            for (size_t i = 0; i < t->count; i++)
+                seen_put(slot, cap, t->few[i]);
+        else
+            for (size_t i = 0; i < t->cap; i++)
+                if (t->slot[i].s)
+                    seen_put(slot, cap, t->slot[i]);
+        free(t->slot);
+        t->slot = slot;
+        t->cap = cap;
+    }
+    seen_put(t->slot, t->cap, nm);
+    t->count++;
+    return true;
+}
+
+static void seen_free(seen_names *t)
+{
+    if (t->slot == NULL)
+        for (size_t i = 0; i < t->count; i++)
+            free(t->few[i].owned);
+    else
+        for (size_t i = 0; i < t->cap; i++)
+            free(t->slot[i].owned);
+    free(t->slot);
+}
+
+static bool check_value(reader *r);
+
+/* A string at r->p, moving past it; the decoded text in *owned when it has escapes and owned is
+ * not NULL. */
+static bool check_string(reader *r, seen_name *nm)
+{
+    bool escapes;
+    const char *close;
+    long n = scan_string(r, &escapes, &close);
+    if (n < 0)
+        return false;
+    if (nm != NULL) {
+        nm->owned = NULL;
+        if (escapes) {
+            if ((nm->owned = read_string(r)) == NULL)
+                return false;
+            nm->s = nm->owned;
+            nm->n = (size_t)n;
+            return true;
+        }
+        nm->s = r->p + 1;
+        nm->n = (size_t)n;
+    }
+    r->p = close + 1;
+    return true;
+}
+
+static bool check_number(reader *r)
+{
+    size_t n = number_length(r->p, r->end);
+    if (n == 0) {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "a malformed number (starting with %s)", b);
+        return false;
+    }
+    const char *digits = r->p + (*r->p == '-');
+    if (digits[0] == '0' && digits + 1 < r->end && digits[1] >= '0' && digits[1] <= '9') {
+        fail_at(r, r->p, "a number with a leading zero");
+        return false;
+    }
+    char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
+    if (copy == NULL) {
+        fail_oom(r);
+        return false;
+    }
+    memcpy(copy, r->p, n);
+    copy[n] = '\0';
+    bool finite = isfinite(strtod(copy, NULL));
+    if (copy != small)
+        free(copy);
+    if (!finite) {
+        fail_at(r, r->p, "the number %.*s is out of range (beyond +-1.8e308)", n > 40 ? 40 : (int)n,
+                r->p);
+        return false;
+    }
+    r->p += n;
+    return true;
+}
+
+static bool check_literal(reader *r)
+{
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i]);
+        if ((size_t)(r->end - r->p) >= n && memcmp(r->p, words[i], n) == 0) {
+            r->p += n;
+            return true;
+        }
+    }
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected a value but found %s", b);
+    return false;
+}
+
+static bool check_array(reader *r)
+{
+    r->p++;
+    if (!enter(r, NULL, 0))
+        return false;
+    skip_space(r);
+    if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        r->depth--;
+        return true;
+    }
+    for (bool more = true; more;) {
+        if (!check_value(r))
+            return false;
+        r->path[r->depth - 1].index++;
+        if (!next_or_close(r, ']', &more))
+            return false;
+    }
+    r->depth--;
+    return true;
+}
+
+/* One "name": value member; names are kept (unless KEEL_JSON_LAST_WINS) to refuse a repeat. */
+static bool check_member(reader *r, seen_names *seen)
+{
+    skip_space(r);
+    if (r->p >= r->end || *r->p != '"') {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+        return false;
+    }
+    const char *name_at = r->p;
+    bool keep = !(r->flags & KEEL_JSON_LAST_WINS);
+    seen_name nm = {0};
+    if (!check_string(r, keep ? &nm : NULL))
+        return false;
+    frame *f = &r->path[r->depth - 1];
+    f->name = name_at + 1;
+    f->name_len = (size_t)(r->p - name_at - 2);
+    skip_space(r);
+    if (r->p >= r->end || *r->p != ':') {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+        free(nm.owned);
+        return false;
+    }
+    r->p++;
+    if (keep && seen_find(seen, nm.s, nm.n)) {
+        fail_at(r, name_at, "the member name \"%.*s\" appears twice in one object",
+                nm.n > 60 ? 60 : (int)nm.n, nm.s);
+        free(nm.owned);
+        return false;
+    }
+    if (!check_value(r)) {
+        free(nm.owned);
+        return false;
+    }
+    if (keep && !seen_add(seen, nm)) {
+        free(nm.owned);
+        fail_oom(r);
+        return false;
+    }
+    return true;
+}
+
+static bool check_object(reader *r)
+{
+    r->p++;
+    if (!enter(r, "", 0))
+        return false;
+    skip_space(r);
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        r->depth--;
+        return true;
+    }
+    seen_names seen;
+    seen.slot = NULL;
+    seen.cap = seen.count = 0;
+    bool ok = true;
+    for (bool more = true; more && ok;)
+        ok = check_member(r, &seen) && next_or_close(r, '}', &more);
+    seen_free(&seen);
+    if (ok)
+        r->depth--;
+    return ok;
+}
+
+static bool check_value(reader *r)
+{
+    skip_space(r);
+    if (r->p >= r->end) {
+        fail_at(r, r->p, "the text ends where a value should be");
+        return false;
+    }
+    switch (*r->p) {
+    case '{':
+        return check_object(r);
+    case '[':
+        return check_array(r);
+    case '"':
+        return check_string(r, NULL);
+    default:
+        if (*r->p == '-' || (*r->p >= '0' && *r->p <= '9'))
+            return check_number(r);
+        return check_literal(r);
+    }
+}
+
 int keel_json_check(const char *text, size_t len, unsigned flags, const char *what, keel_error *err)
 {
-    cJSON *root;
-    int rc = keel_json_parse(text, len, flags, what, &root, err);
-    cJSON_Delete(root);
-    return rc;
+    reader r = {
+        .start = text, .p = text, .end = text + len, .flags = flags, .what = what, .err = err};
+    if (text == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s is missing (no JSON text)", what_of(&r));
+    if (len > KEEL_JSON_MAX_TEXT)
+        return keel_error_set(err, KEEL_EINVAL, "%s is %zu bytes, over keel's limit of %zu bytes",
+                              what_of(&r), len, KEEL_JSON_MAX_TEXT);
+    if (check_value(&r)) {
+        skip_space(&r);
+        if (r.p < r.end) {
+            char b[32];
+            describe_byte(&r, r.p, b);
+            fail_at(&r, r.p, "%s after the JSON value", b);
+        }
+    }
+    return r.failed ? (err ? err->code : KEEL_EINVAL) : KEEL_OK;
 }
 
 /* ---- numbers ---- */

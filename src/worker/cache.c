@@ -1,4 +1,5 @@
-/* cache - runs kept between workflow tasks, least recently used out first. */
+/* cache - runs kept between workflow tasks, least recently used out first, found by run id in a
+ * hash map (worker/runmap.h). */
 #include "worker/cache.h"
 
 #include <errno.h>
@@ -7,22 +8,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/runmap.h"
+
 /* How long take() waits for a pinned run before treating it as a miss. */
 #define PIN_WAIT_MS 2000
-
-typedef struct entry {
-    char *run_id;
-    keel_engine *engine;
-    uint64_t used; /* a tick: larger is more recent */
-    bool pinned;
-} entry;
 
 struct keel_cache {
     pthread_mutex_t mu;
     pthread_cond_t unpinned;
-    entry *v;
-    size_t n, cap, capacity;
-    uint64_t tick, evictions;
+    keel_runmap runs; /* run id -> keel_engine *, oldest put first */
+    size_t capacity;
+    uint64_t evictions;
 };
 
 keel_cache *keel_cache_new(size_t capacity)
@@ -31,6 +27,7 @@ keel_cache *keel_cache_new(size_t capacity)
     if (c == NULL)
         return NULL;
     c->capacity = capacity;
+    keel_runmap_init(&c->runs);
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -44,31 +41,12 @@ void keel_cache_free(keel_cache *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < c->n; i++) {
-        keel_engine_free(c->v[i].engine);
-        free(c->v[i].run_id);
-    }
-    free(c->v);
+    for (keel_runmap_entry *en = c->runs.oldest; en != NULL; en = en->newer)
+        keel_engine_free(en->value);
+    keel_runmap_clear(&c->runs);
     pthread_cond_destroy(&c->unpinned);
     pthread_mutex_destroy(&c->mu);
     free(c);
-}
-
-static entry *find(keel_cache *c, const char *run_id)
-{
-    for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->v[i].run_id, run_id) == 0)
-            return &c->v[i];
-    return NULL;
-}
-
-/* Remove an entry, keeping the array dense. Returns its engine. */
-static keel_engine *remove_entry(keel_cache *c, entry *en)
-{
-    keel_engine *e = en->engine;
-    free(en->run_id);
-    *en = c->v[--c->n];
-    return e;
 }
 
 keel_engine *keel_cache_take(keel_cache *c, const char *run_id)
@@ -77,81 +55,67 @@ keel_engine *keel_cache_take(keel_cache *c, const char *run_id)
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += PIN_WAIT_MS / 1000;
     pthread_mutex_lock(&c->mu);
-    entry *en;
-    while ((en = find(c, run_id)) != NULL && en->pinned)
+    keel_runmap_entry *en;
+    while ((en = keel_runmap_find(&c->runs, run_id)) != NULL && en->pinned)
         if (pthread_cond_timedwait(&c->unpinned, &c->mu, &until) == ETIMEDOUT)
             break;
-    /* Other threads may have moved entries while we waited: look again, never reuse a slot. */
-    en = find(c, run_id);
-    keel_engine *e = en && !en->pinned ? remove_entry(c, en) : NULL;
+    /* Other threads may have replaced the entry while we waited: look again. */
+    en = keel_runmap_find(&c->runs, run_id);
+    keel_engine *e = en && !en->pinned ? keel_runmap_remove(&c->runs, en) : NULL;
     pthread_mutex_unlock(&c->mu);
     return e;
 }
 
-/* The least recently used unpinned entry, or NULL. */
-static entry *lru(keel_cache *c)
+/* The least recently put unpinned entry, or NULL. */
+static keel_runmap_entry *lru(keel_cache *c)
 {
-    entry *best = NULL;
-    for (size_t i = 0; i < c->n; i++)
-        if (!c->v[i].pinned && (best == NULL || c->v[i].used < best->used))
-            best = &c->v[i];
-    return best;
+    for (keel_runmap_entry *en = c->runs.oldest; en != NULL; en = en->newer)
+        if (!en->pinned)
+            return en;
+    return NULL;
 }
 
 bool keel_cache_put(keel_cache *c, const char *run_id, keel_engine *e, bool pinned)
 {
-    char *id = c->capacity ? strdup(run_id) : NULL;
-    if (id == NULL) {
-        keel_engine_free(e); /* no room at all, or no memory: the run is rebuilt next time */
+    if (c->capacity == 0) {
+        keel_engine_free(e); /* no room at all: the run is rebuilt next time */
         return false;
     }
     keel_engine *evicted = NULL, *replaced = NULL;
     pthread_mutex_lock(&c->mu);
-    entry *old = find(c, run_id);
+    keel_runmap_entry *old = keel_runmap_find(&c->runs, run_id);
     if (old) {
         /* This state supersedes it. A pinned one is still its owner's to free (see unpin). */
         bool owned_elsewhere = old->pinned;
-        keel_engine *gone = remove_entry(c, old);
+        keel_engine *gone = keel_runmap_remove(&c->runs, old);
         if (!owned_elsewhere)
             replaced = gone;
     }
-    if (c->n >= c->capacity) {
-        entry *victim = lru(c);
+    if (c->runs.n >= c->capacity) {
+        keel_runmap_entry *victim = lru(c);
         if (victim) {
-            evicted = remove_entry(c, victim);
+            evicted = keel_runmap_remove(&c->runs, victim);
             c->evictions++;
         }
     }
-    bool ok = true;
-    if (c->n == c->cap) {
-        /* Room beyond the capacity only ever holds pinned runs. */
-        size_t cap = c->cap ? c->cap * 2 : (c->capacity < 16 ? c->capacity + 1 : 16);
-        entry *grown = realloc(c->v, cap * sizeof *grown);
-        if (grown == NULL)
-            ok = false;
-        else {
-            c->v = grown;
-            c->cap = cap;
-        }
-    }
-    if (ok)
-        c->v[c->n++] = (entry){id, e, ++c->tick, pinned};
+    /* Room beyond the capacity only ever holds pinned runs. */
+    keel_runmap_entry *en = keel_runmap_insert(&c->runs, run_id, e);
+    if (en)
+        en->pinned = pinned;
     pthread_mutex_unlock(&c->mu);
     /* Engines are freed outside the lock: a workflow's dispose may take its time. */
     keel_engine_free(replaced);
     keel_engine_free(evicted);
-    if (!ok) {
-        free(id);
-        keel_engine_free(e);
-    }
-    return ok;
+    if (en == NULL)
+        keel_engine_free(e); /* no memory: the run is rebuilt next time */
+    return en != NULL;
 }
 
 void keel_cache_unpin(keel_cache *c, const char *run_id, keel_engine *e)
 {
     pthread_mutex_lock(&c->mu);
-    entry *en = find(c, run_id);
-    bool held = en && en->engine == e;
+    keel_runmap_entry *en = keel_runmap_find(&c->runs, run_id);
+    bool held = en && en->value == e;
     if (held) {
         en->pinned = false;
         pthread_cond_broadcast(&c->unpinned);
@@ -164,9 +128,9 @@ void keel_cache_unpin(keel_cache *c, const char *run_id, keel_engine *e)
 void keel_cache_drop(keel_cache *c, const char *run_id, keel_engine *e)
 {
     pthread_mutex_lock(&c->mu);
-    entry *en = find(c, run_id);
-    if (en && en->engine == e) {
-        remove_entry(c, en);
+    keel_runmap_entry *en = keel_runmap_find(&c->runs, run_id);
+    if (en && en->value == e) {
+        keel_runmap_remove(&c->runs, en);
         pthread_cond_broadcast(&c->unpinned);
     }
     pthread_mutex_unlock(&c->mu);
@@ -176,7 +140,7 @@ void keel_cache_drop(keel_cache *c, const char *run_id, keel_engine *e)
 size_t keel_cache_size(keel_cache *c)
 {
     pthread_mutex_lock(&c->mu);
-    size_t n = c->n;
+    size_t n = c->runs.n;
     pthread_mutex_unlock(&c->mu);
     return n;
 }

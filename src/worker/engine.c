@@ -69,7 +69,7 @@ typedef struct command {
     uint32_t seq;            /* activity or timer sequence number */
     bool dropped;            /* cancelled in the activation that issued it: never sent */
     char key[MAX_CHANGE_ID]; /* a version marker's change id */
-    char what[160];          /* for non-determinism messages */
+    char what[160];          /* for non-determinism messages; "" when command_what() builds it */
     keel_pb_command *pb;     /* what goes to the server */
 } command;
 
@@ -102,7 +102,7 @@ typedef struct recorded {
     bool claimed;    /* a version marker get_version has already read */
     char *data;      /* a side effect's recorded value (JSON) */
     keel_la_outcome *la; /* a core_local_activity marker's content */
-    char seen[200];      /* how it reads in messages */
+    int event_type;      /* how it reads in messages: recorded_seen() */
 } recorded;
 
 /* An ActivityTaskCanceled written among the command events: the server cancels an activity no
@@ -209,12 +209,17 @@ static bool grow(void **v, size_t *cap, size_t need, size_t elem)
     return true;
 }
 
-static const char *event_name(const keel_pb_event *ev)
+static const char *event_type_name(int event_type)
 {
-    const char *n = keel_proto_enum_name(&temporal__api__enums__v1__event_type__descriptor,
-                                         (int)ev->event_type);
+    const char *n =
+        keel_proto_enum_name(&temporal__api__enums__v1__event_type__descriptor, event_type);
     const char *prefix = "EVENT_TYPE_";
     return n ? (strncmp(n, prefix, strlen(prefix)) == 0 ? n + strlen(prefix) : n) : "UNKNOWN";
+}
+
+static const char *event_name(const keel_pb_event *ev)
+{
+    return event_type_name((int)ev->event_type);
 }
 
 /* The engine's own misuse messages go where keel_workflow_error() puts the workflow's. */
@@ -671,7 +676,6 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
         engine_error(e, "out of memory scheduling activity %s", type);
         return 0;
     }
-    snprintf(c->what, sizeof c->what, "ScheduleActivityTask (activity %u, type %s)", seq, type);
     e->next_activity_seq++;
     return seq;
 }
@@ -734,8 +738,6 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
         engine_error(e, "out of memory starting child workflow %s", type);
         return 0;
     }
-    snprintf(c->what, sizeof c->what, "StartChildWorkflowExecution (workflow %.50s, type %.50s)",
-             id, type);
     e->next_child_seq++;
     return seq;
 }
@@ -787,8 +789,6 @@ uint32_t keel_workflow_signal_external(keel_workflow_ctx *ctx, const char *workf
         engine_error(e, "out of memory signalling %s", workflow_id);
         return 0;
     }
-    snprintf(c->what, sizeof c->what, "SignalExternalWorkflowExecution (%.50s to %.60s)",
-             signal_name, workflow_id);
     e->next_signal_seq++;
     return seq;
 }
@@ -828,8 +828,7 @@ int keel_workflow_cancel_activity(keel_workflow_ctx *ctx, uint32_t seq)
     }
     a->scheduled_event_id = it->event_id;
     it->cancel_requested = true;
-    return push_described(e, CMD_CANCEL_ACTIVITY, seq, pb,
-                          "RequestCancelActivityTask (activity %u)", seq);
+    return push_command(e, CMD_CANCEL_ACTIVITY, seq, pb) ? KEEL_OK : KEEL_ENOMEM;
 }
 
 uint32_t keel_workflow_timer(keel_workflow_ctx *ctx, int64_t duration_ms)
@@ -868,7 +867,6 @@ uint32_t keel_workflow_timer_with(keel_workflow_ctx *ctx, int64_t duration_ms,
         engine_error(e, "out of memory starting a timer");
         return 0;
     }
-    snprintf(c->what, sizeof c->what, "StartTimer (timer %u)", seq);
     e->next_timer_seq++;
     return seq;
 }
@@ -895,7 +893,6 @@ int keel_workflow_cancel_timer(keel_workflow_ctx *ctx, uint32_t seq)
     command *c = push_command(e, CMD_CANCEL_TIMER, seq, pb);
     if (c == NULL)
         return KEEL_ENOMEM;
-    snprintf(c->what, sizeof c->what, "CancelTimer (timer %u)", seq);
     it->state = CLOSED; /* no event will be delivered for it */
     return KEEL_OK;
 }
@@ -1886,6 +1883,43 @@ marker_detail(Temporal__Api__History__V1__MarkerRecordedEventAttributes__Details
     return NULL;
 }
 
+/* How a recorded command event reads in a non-determinism message, from what collect() kept:
+ * written only when a message needs it. */
+static const char *recorded_seen(const recorded *r, char buf[200])
+{
+    const char *id = r->id ? r->id : "", *type = r->type ? r->type : "";
+    switch (r->kind) {
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "ActivityTaskScheduled (activity %s, type %s)", id, type);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_START_CHILD_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "StartChildWorkflowExecutionInitiated (workflow %s, type %s)", id, type);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "SignalExternalWorkflowExecutionInitiated (%.60s to %.80s)", type, id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "TimerStarted (timer %s)", id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "TimerCanceled (timer %s)", id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "MarkerRecorded (%s%s%s)", type, r->id ? " " : "", id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_ACCEPTED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "WorkflowExecutionUpdateAccepted (update %.80s)", id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_COMPLETED_EVENT_ATTRIBUTES:
+        snprintf(buf, 200, "WorkflowExecutionUpdateCompleted (update %.80s)", id);
+        break;
+    default:
+        snprintf(buf, 200, "%s", event_type_name(r->event_type));
+        break;
+    }
+    return buf;
+}
+
 /* Keep what matching needs from a command event. */
 static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
 {
@@ -1895,7 +1929,7 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     memset(r, 0, sizeof *r);
     r->event_id = ev->event_id;
     r->kind = (int)ev->attributes_case;
-    snprintf(r->seen, sizeof r->seen, "%s", event_name(ev));
+    r->event_type = (int)ev->event_type;
     const char *id = NULL, *type = NULL;
     switch (ev->attributes_case) {
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES: {
@@ -1903,7 +1937,6 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
             ev->activity_task_scheduled_event_attributes;
         id = txt(a->activity_id);
         type = a->activity_type ? txt(a->activity_type->name) : "";
-        snprintf(r->seen, sizeof r->seen, "ActivityTaskScheduled (activity %s, type %s)", id, type);
         break;
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCEL_REQUESTED_EVENT_ATTRIBUTES:
@@ -1914,8 +1947,6 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
             ev->start_child_workflow_execution_initiated_event_attributes;
         id = txt(a->workflow_id);
         type = a->workflow_type ? txt(a->workflow_type->name) : "";
-        snprintf(r->seen, sizeof r->seen,
-                 "StartChildWorkflowExecutionInitiated (workflow %s, type %s)", id, type);
         break;
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED_EVENT_ATTRIBUTES: {
@@ -1923,17 +1954,13 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
             *a = ev->signal_external_workflow_execution_initiated_event_attributes;
         id = a->workflow_execution ? txt(a->workflow_execution->workflow_id) : "";
         type = txt(a->signal_name);
-        snprintf(r->seen, sizeof r->seen,
-                 "SignalExternalWorkflowExecutionInitiated (%.60s to %.80s)", type, id);
         break;
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
         id = txt(ev->timer_started_event_attributes->timer_id);
-        snprintf(r->seen, sizeof r->seen, "TimerStarted (timer %s)", id);
         break;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
         id = txt(ev->timer_canceled_event_attributes->timer_id);
-        snprintf(r->seen, sizeof r->seen, "TimerCanceled (timer %s)", id);
         break;
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES: {
         const Temporal__Api__History__V1__MarkerRecordedEventAttributes *a =
@@ -1988,14 +2015,10 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
                                                : "whose version is not an integer an int holds");
             }
         }
-        snprintf(r->seen, sizeof r->seen, "MarkerRecorded (%s%s%s)", type ? type : "",
-                 r->id ? " " : "", r->id ? r->id : "");
         break;
     }
     case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_UPDATE_ACCEPTED_EVENT_ATTRIBUTES: {
         id = ev->workflow_execution_update_accepted_event_attributes->protocol_instance_id;
-        snprintf(r->seen, sizeof r->seen, "WorkflowExecutionUpdateAccepted (update %.80s)",
-                 id ? id : "");
         if (e->activation_pending) {
             /* The replayed activation handles it: its request is only here. */
             keel_update_request req;
@@ -2011,7 +2034,6 @@ static int collect(keel_engine *e, const keel_pb_event *ev, keel_error *err)
         const Temporal__Api__Update__V1__Meta *m =
             ev->workflow_execution_update_completed_event_attributes->meta;
         id = m && m->update_id ? m->update_id : "";
-        snprintf(r->seen, sizeof r->seen, "WorkflowExecutionUpdateCompleted (update %.80s)", id);
         break;
     }
     default:
@@ -2103,6 +2125,42 @@ static void note_event(keel_engine *e, const command *c, int64_t event_id)
         it->event_id = event_id;
 }
 
+/* How command c reads in a non-determinism message. The frequent kinds are described here, from
+ * what the engine keeps of them, only when a message needs it; the rest were described when
+ * issued (c->what). */
+static const char *command_what(keel_engine *e, const command *c, char buf[160])
+{
+    const item *it;
+    switch (c->kind) {
+    case CMD_ACTIVITY:
+        it = find_seq(&e->activities, c->seq);
+        snprintf(buf, 160, "ScheduleActivityTask (activity %u, type %s)", c->seq,
+                 it && it->type ? it->type : "");
+        return buf;
+    case CMD_CANCEL_ACTIVITY:
+        snprintf(buf, 160, "RequestCancelActivityTask (activity %u)", c->seq);
+        return buf;
+    case CMD_CHILD:
+        it = find_seq(&e->children, c->seq);
+        snprintf(buf, 160, "StartChildWorkflowExecution (workflow %.50s, type %.50s)",
+                 it && it->id ? it->id : "", it && it->type ? it->type : "");
+        return buf;
+    case CMD_SIGNAL_EXTERNAL:
+        it = find_seq(&e->signals_out, c->seq);
+        snprintf(buf, 160, "SignalExternalWorkflowExecution (%.50s to %.60s)",
+                 it && it->type ? it->type : "", it && it->id ? it->id : "");
+        return buf;
+    case CMD_TIMER:
+        snprintf(buf, 160, "StartTimer (timer %u)", c->seq);
+        return buf;
+    case CMD_CANCEL_TIMER:
+        snprintf(buf, 160, "CancelTimer (timer %u)", c->seq);
+        return buf;
+    default:
+        return c->what;
+    }
+}
+
 /* Pair the last activation's commands with the recorded command events, in order. A version
  * marker the code no longer asks for is passed over: removing a get_version() once no run needs
  * the old branch must not break replay. */
@@ -2121,20 +2179,23 @@ static int match_recorded(keel_engine *e, keel_error *err)
         }
         if (is_version_marker(r))
             continue;
+        char what[160], seen[200];
         if (c == NULL)
             return nondeterminism(e, err,
                                   "history event %lld is %s, but the workflow issued no command "
                                   "for it",
-                                  (long long)r->event_id, r->seen);
+                                  (long long)r->event_id, recorded_seen(r, seen));
         return nondeterminism(e, err, "the workflow issued %s where history event %lld is %s",
-                              c->what, (long long)r->event_id, r->seen);
+                              command_what(e, c, what), (long long)r->event_id,
+                              recorded_seen(r, seen));
     }
     while (i < e->n_cmds && e->cmds[i].dropped)
         i++;
+    char what[160];
     if (i < e->n_cmds)
         return nondeterminism(
             e, err, "the workflow issued %s, but its history has no such command%s%lld",
-            e->cmds[i].what, e->n_rec ? " after event " : " after event ",
+            command_what(e, &e->cmds[i], what), e->n_rec ? " after event " : " after event ",
             (long long)(e->n_rec ? e->rec[e->n_rec - 1].event_id : e->last_event_id));
     return KEEL_OK;
 }

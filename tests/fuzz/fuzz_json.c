@@ -2,7 +2,8 @@
  * fuzz_json - keel's strict JSON reader and exact printer (include/keel/json.h, src/json/json.c).
  *
  * Properties, for strict parsing, KEEL_JSON_LAST_WINS and KEEL_JSON_KEEP_NUL:
- *   - keel_json_check accepts exactly what keel_json_parse accepts;
+ *   - keel_json_check accepts exactly what keel_json_parse accepts, and refuses the rest with
+ *     the same message;
  *   - every string in an accepted tree is valid UTF-8 (no NUL, no surrogates, nothing overlong;
  *     with KEEL_JSON_KEEP_NUL, C0 80 stands for U+0000);
  *   - no container nests deeper than KEEL_JSON_MAX_DEPTH;
@@ -80,12 +81,15 @@ static cJSON *reparse(const char *text, const cJSON *tree, unsigned flags, const
 static void one(const uint8_t *data, size_t size, unsigned flags)
 {
     cJSON *tree;
-    keel_error err;
+    keel_error err, cerr;
     int rc = keel_json_parse((const char *)data, size, flags, "fuzz", &tree, &err);
-    int checked = keel_json_check((const char *)data, size, flags, "fuzz", &err);
-    if ((rc == KEEL_OK) != (checked == KEEL_OK))
+    int checked = keel_json_check((const char *)data, size, flags, "fuzz", &cerr);
+    if (rc != checked)
         fuzz_fail("keel_json_parse says %d, keel_json_check says %d (flags %u)", rc, checked,
                   flags);
+    if (rc != KEEL_OK && strcmp(err.message, cerr.message) != 0)
+        fuzz_fail("keel_json_parse says '%s', keel_json_check says '%s' (flags %u)", err.message,
+                  cerr.message, flags);
     if (rc != KEEL_OK)
         return;
     if (inspect(tree, flags & KEEL_JSON_KEEP_NUL) > KEEL_JSON_MAX_DEPTH)

@@ -16,6 +16,11 @@ static void refuses_n(const char *text, size_t len, unsigned flags, const char *
     ck_assert_msg(rc == KEEL_EINVAL, "accepted %.*s", (int)len, text);
     ck_assert_ptr_null(j);
     ck_assert_msg(strstr(err.message, part), "message '%s' lacks '%s'", err.message, part);
+    /* keel_json_check, which builds no tree, refuses it with the same words. */
+    keel_error cerr;
+    keel_error_clear(&cerr);
+    ck_assert_int_eq(keel_json_check(text, len, flags, "input", &cerr), KEEL_EINVAL);
+    ck_assert_str_eq(cerr.message, err.message);
 }
 
 static void refuses(const char *text, const char *part)
@@ -183,6 +188,17 @@ START_TEST(names_once_unless_last_wins)
     ck_assert_int_eq(cJSON_GetObjectItem(j, "k199")->valueint, 199);
     cJSON_Delete(j);
     cJSON_free(s);
+
+    /* A name written with escapes is the same name. */
+    refuses("{\"ab\":1,\"\\u0061b\":2}", "(/\\u0061b): the member name \"ab\" appears twice");
+    refuses("{\"a\\/\":1,\"x\":[],\"a/\":2}", "the member name \"a/\" appears twice");
+    char esc[1024];
+    n = (size_t)snprintf(esc, sizeof esc, "{\"k\\u00e9\":0,");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(esc + n, sizeof esc - n, "\"k%d\":%d,", i, i);
+    snprintf(esc + n, sizeof esc - n, "\"k\xc3\xa9\":1}");
+    refuses(esc, "the member name \"k\xc3\xa9\" appears twice");
+    ck_assert_int_eq(keel_json_check(esc, strlen(esc), KEEL_JSON_LAST_WINS, NULL, NULL), KEEL_OK);
 }
 END_TEST
 

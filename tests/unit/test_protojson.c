@@ -652,6 +652,30 @@ START_TEST(decode_errors_name_the_json_path)
 }
 END_TEST
 
+/* A path longer than an error shows is cut at 639 characters and marked with "...". */
+START_TEST(long_paths_are_cut)
+{
+    char key[701], json[1024], want[700];
+    memset(key, 'k', 700);
+    key[700] = '\0';
+    snprintf(json, sizeof json,
+             "{\"events\":[{},{\"workflowExecutionStartedEventAttributes\":{\"memo\":{"
+             "\"fields\":{\"a\":{},\"%s\":5}}}}]}",
+             key);
+    int n = snprintf(want, sizeof want,
+                     "events[1].workflowExecutionStartedEventAttributes.memo.fields[\"%s", key);
+    ck_assert_int_gt(n, 639);
+    snprintf(want + 639, sizeof want - 639, "...: expected an object, got a number");
+    assert_decode_fails(HISTORY, json, want);
+    /* A short one is whole, with the index and the key. */
+    assert_decode_fails(HISTORY,
+                        "{\"events\":[{},{\"workflowExecutionStartedEventAttributes\":{\"memo\":{"
+                        "\"fields\":{\"a\":{},\"b\":5}}}}]}",
+                        "events[1].workflowExecutionStartedEventAttributes.memo.fields[\"b\"]: "
+                        "expected an object, got a number");
+}
+END_TEST
+
 START_TEST(encode_errors_name_the_field)
 {
     pb_history *h = rich_history();
@@ -1389,6 +1413,7 @@ Suite *protojson_suite(void)
     tcase_add_test(tc, short_enum_name_fixture_decodes);
     tcase_add_test(tc, decode_errors_name_the_json_path);
     tcase_add_test(tc, encode_errors_name_the_field);
+    tcase_add_test(tc, long_paths_are_cut);
     tcase_add_test(tc, nesting_is_limited_both_ways);
     tcase_add_test(tc, timestamps);
     tcase_add_test(tc, durations);
