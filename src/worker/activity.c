@@ -465,8 +465,7 @@ void keel_activity_dispatch(keel_activity_pool *p, activity_task *task)
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     if (task != NULL) {
-        log_line(KEEL_LOG_ERROR, "no room for an eager activity; it times out and is retried",
-                 "");
+        log_line(KEEL_LOG_ERROR, "no room for an eager activity; it times out and is retried", "");
         FREE_PB(task);
         keel_activity_release(p, 1);
     }
@@ -545,11 +544,12 @@ void *keel_activity_thread(void *arg)
         pthread_mutex_lock(&p->lock);
         p->polling--;
         if (rc == KEEL_OK)
-            keel_poll_scaler_result(&p->scaler, got, task && task->poller_scaling_decision,
-                                    task && task->poller_scaling_decision
-                                        ? task->poller_scaling_decision->poll_request_delta_suggestion
-                                        : 0,
-                                    mono_ms());
+            keel_poll_scaler_result(
+                &p->scaler, got, task && task->poller_scaling_decision,
+                task && task->poller_scaling_decision
+                    ? task->poller_scaling_decision->poll_request_delta_suggestion
+                    : 0,
+                mono_ms());
         else if (rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
             keel_poll_scaler_error(&p->scaler, rc);
         pthread_cond_broadcast(&p->cond);

@@ -64,8 +64,8 @@ bool keel_activity_try_reserve(keel_activity_pool *p);
 /* Give n unused reservations back. */
 void keel_activity_release(keel_activity_pool *p, int n);
 /* Run task (an eager activity; the pool owns it now) on the thread a reservation holds. */
-void keel_activity_dispatch(keel_activity_pool *p,
-                            Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse *task);
+void keel_activity_dispatch(
+    keel_activity_pool *p, Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse *task);
 
 /* The thread's argument: the pool, the thread's own poll-cancel handle, its number. */
 typedef struct keel_activity_thread_arg {

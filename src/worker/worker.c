@@ -242,10 +242,9 @@ static int check_options(const keel_worker_options *o, keel_error *err)
     if (o->sticky_schedule_to_start_timeout_ms != 0 &&
         (o->sticky_schedule_to_start_timeout_ms < MIN_STICKY_TIMEOUT_MS ||
          o->sticky_schedule_to_start_timeout_ms > MAX_STICKY_TIMEOUT_MS))
-        return keel_error_set(err, KEEL_EINVAL,
-                              "sticky_schedule_to_start_timeout_ms must be %d-%d (0: %d)",
-                              MIN_STICKY_TIMEOUT_MS, MAX_STICKY_TIMEOUT_MS,
-                              KEEL_DEFAULT_STICKY_TIMEOUT_MS);
+        return keel_error_set(
+            err, KEEL_EINVAL, "sticky_schedule_to_start_timeout_ms must be %d-%d (0: %d)",
+            MIN_STICKY_TIMEOUT_MS, MAX_STICKY_TIMEOUT_MS, KEEL_DEFAULT_STICKY_TIMEOUT_MS);
     for (size_t i = 0; i < o->n_workflows; i++) {
         const keel_workflow_type *t = o->workflows[i];
         if (t == NULL || t->name == NULL || t->start == NULL || t->on_event == NULL)
@@ -324,9 +323,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     w->workflows = opts->workflows;
     w->n_workflows = opts->n_workflows;
     bool cached = opts->max_cached_workflows > 0;
-    int wmin = opts->workflow_pollers_min ? opts->workflow_pollers_min
-               : cached                   ? 2
-                                          : 1;
+    int wmin = opts->workflow_pollers_min ? opts->workflow_pollers_min : cached ? 2 : 1;
     int wmax = opts->workflow_pollers_max ? opts->workflow_pollers_max
                : opts->workflow_pollers > KEEL_DEFAULT_WORKFLOW_POLLERS_MAX
                    ? opts->workflow_pollers
@@ -353,8 +350,8 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->wf_polls, 0);
     w->queue = calloc((size_t)w->n_slots, sizeof *w->queue);
     w->active_runs = calloc((size_t)w->n_slots, sizeof *w->active_runs);
-    int amax = opts->activity_pollers_max ? opts->activity_pollers_max
-                                          : opts->max_concurrent_activities;
+    int amax =
+        opts->activity_pollers_max ? opts->activity_pollers_max : opts->max_concurrent_activities;
     int ainit = opts->activity_pollers ? opts->activity_pollers : KEEL_DEFAULT_ACTIVITY_POLLERS;
     if (ainit > amax)
         ainit = amax;
@@ -714,7 +711,8 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     req.versioning_behavior = (Temporal__Api__Enums__V1__VersioningBehavior)behavior_of(
         w, t->workflow_type ? t->workflow_type->name : "");
     req.query_results = answer_attached_queries(t, e, &req.n_query_results);
-    /* The run's next task, when one is already due, comes back in the answer (saves a poll). */
+    /* The run's next task, when one is already due (a signal came while this one ran), comes
+     * back in the answer instead of through a poll: *next. */
     req.return_new_workflow_task = next != NULL;
     schedule_attrs *asked[KEEL_MAX_EAGER_ACTIVITIES_PER_TASK];
     int n_asked = ask_eager(w, cmds, n, asked);
@@ -747,10 +745,11 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
         if (resp)
             FREE_PB(resp);
         resp = NULL;
-        ok = keel_transport_call(
-                 w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
-                 &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-                 (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
+        ok =
+            keel_transport_call(
+                w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
+                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+                (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
     }
     for (int i = 0; i < n_asked; i++)
         asked[i]->request_eager_execution = 0; /* the engine's commands, as they were */
@@ -1135,9 +1134,14 @@ static void *poller_thread(void *arg)
     keel_worker *w = a->w;
     pthread_mutex_lock(&w->lock);
     while (!atomic_load(&w->stopping)) {
-        /* Poll only with a free slot, and only as many at once as the target says. */
-        if (a->index >= w->scaler.target || w->polling[0] + w->polling[1] >= w->scaler.target ||
-            w->slots_free <= 0) {
+        /* Poll only with a free slot, and only as many at once as the target says; but a
+         * queue with no poll in flight always gets one (the official SDKs' balancers do the
+         * same): a target lowered while the normal queue's long polls wait must not leave a
+         * sticky backlog without a poller until its tasks time out. */
+        bool under =
+            a->index < w->scaler.target && w->polling[0] + w->polling[1] < w->scaler.target;
+        bool lacking = w->sticky_queue && (w->polling[0] == 0 || w->polling[1] == 0);
+        if (w->slots_free <= 0 || (!under && !lacking)) {
             pthread_cond_wait(&w->cond, &w->lock);
             continue;
         }
@@ -1358,7 +1362,8 @@ void keel_worker_stop(keel_worker *w)
      * goes now, before the activities' grace period: a run cached here whose activity completes
      * during the grace (often one this worker runs) goes to the normal queue at once, instead
      * of waiting on a sticky queue nobody polls for the sticky schedule-to-start timeout. */
-    size_t n_pollers = (size_t)w->n_wf_pollers < w->n_threads ? (size_t)w->n_wf_pollers : w->n_threads;
+    size_t n_pollers =
+        (size_t)w->n_wf_pollers < w->n_threads ? (size_t)w->n_wf_pollers : w->n_threads;
     size_t n_wf = (size_t)w->n_wf_pollers + (w->n_wf_pollers ? (size_t)w->n_slots : 0);
     if (n_wf > w->n_threads)
         n_wf = w->n_threads;

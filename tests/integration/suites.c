@@ -17,6 +17,7 @@ Suite *agent_task_suite(void);
 Suite *batch_suite(void);
 Suite *hostile_suite(void);
 Suite *deployment_suite(void);
+Suite *slots_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -37,6 +38,7 @@ const keel_test_suite *keel_test_suites(void)
         {"batch", batch_suite},
         {"hostile", hostile_suite},
         {"deployment", deployment_suite},
+        {"slots", slots_suite},
         {NULL, NULL},
     };
     return suites;
