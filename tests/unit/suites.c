@@ -11,6 +11,7 @@ Suite *payload_suite(void);
 Suite *engine_suite(void);
 Suite *protojson_suite(void);
 Suite *cache_suite(void);
+Suite *poll_scaler_suite(void);
 Suite *replay_suite(void);
 Suite *schema_suite(void);
 Suite *llm_suite(void);
@@ -34,6 +35,7 @@ const keel_test_suite *keel_test_suites(void)
         {"engine", engine_suite},
         {"protojson", protojson_suite},
         {"cache", cache_suite},
+        {"poll_scaler", poll_scaler_suite},
         {"replay", replay_suite},
         {"schema", schema_suite},
         {"llm", llm_suite},
