@@ -217,6 +217,8 @@ static keel_worker *start_worker(void (*tune)(keel_worker_options *))
     return worker;
 }
 
+/* n runs of SlotsOne, one after the other: each workflow task finds the activity threads
+ * free (not taken by another run's activity at the same moment). */
 static void run_ones(int n, const char *prefix)
 {
     char ids[16][160];
@@ -224,8 +226,6 @@ static void run_ones(int n, const char *prefix)
     for (int i = 0; i < n; i++) {
         snprintf(ids[i], sizeof ids[i], "%s-%s-%d", queue, prefix, i);
         start_one("SlotsOne", ids[i], "{\"n\":1}");
-    }
-    for (int i = 0; i < n; i++) {
         keel_workflow_outcome out;
         keel_error err;
         ck_assert_msg(keel_client_workflow_result(client, ids[i], NULL, 60000, &out, &err) ==
