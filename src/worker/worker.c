@@ -78,7 +78,8 @@ struct keel_worker {
      * target, the polled tasks waiting for an executor (each holds a slot), the run each
      * executor is on. */
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;      /* pollers wait on it */
+    pthread_cond_t exec_cond; /* executors wait on it */
     bool locks_ready;
     int slots_free;
     int polling[2];
@@ -343,6 +344,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     w->eager = !opts->disable_eager_activities && opts->n_activities > 0;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
+    pthread_cond_init(&w->exec_cond, NULL);
     w->locks_ready = true;
     w->slots_free = w->n_slots;
     keel_poll_scaler_init(&w->scaler, wmin, opts->workflow_pollers, wmax);
@@ -1183,10 +1185,11 @@ static void *poller_thread(void *arg)
             /* The slot goes with the task to an executor. */
             w->queue[w->n_queue++] = t;
             t = NULL;
+            pthread_cond_signal(&w->exec_cond);
         } else {
             w->slots_free++;
         }
-        pthread_cond_broadcast(&w->cond);
+        pthread_cond_broadcast(&w->cond); /* a slot, a target or a kind's count changed */
         if (t)
             FREE_PB(t);
         if (rc != KEEL_OK && rc != KEEL_ETIMEOUT && rc != KEEL_ECANCELLED && partial == NULL) {
@@ -1229,7 +1232,7 @@ static void *executor_thread(void *arg)
         if (i < 0) {
             if (w->pollers_done && w->n_queue == 0)
                 break; /* stopping, and every polled task was answered */
-            pthread_cond_wait(&w->cond, &w->lock);
+            pthread_cond_wait(&w->exec_cond, &w->lock);
             continue;
         }
         workflow_task *t = w->queue[i];
@@ -1246,6 +1249,8 @@ static void *executor_thread(void *arg)
         w->active_runs[a->index] = NULL;
         w->slots_free++;
         pthread_cond_broadcast(&w->cond);
+        if (w->n_queue > 0) /* one of them may have waited for this run */
+            pthread_cond_broadcast(&w->exec_cond);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -1355,6 +1360,7 @@ void keel_worker_stop(keel_worker *w)
         keel_call_cancel_trigger(w->cancels[i]);
     pthread_mutex_lock(&w->lock);
     pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->exec_cond);
     pthread_mutex_unlock(&w->lock);
     keel_activity_pool_wake(&w->pool);
     /* The pollers stop (a task a poll brought meanwhile is queued), then the executors answer
@@ -1371,7 +1377,7 @@ void keel_worker_stop(keel_worker *w)
         pthread_join(w->threads[i], NULL);
     pthread_mutex_lock(&w->lock);
     w->pollers_done = true;
-    pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->exec_cond);
     pthread_mutex_unlock(&w->lock);
     for (size_t i = n_pollers; i < n_wf; i++)
         pthread_join(w->threads[i], NULL);
@@ -1423,6 +1429,7 @@ void keel_worker_free(keel_worker *w)
     if (w->locks_ready) {
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
+        pthread_cond_destroy(&w->exec_cond);
     }
     keel_cache_free(w->cache);
     keel_worker_metrics_free(w->wm);
