@@ -8,6 +8,15 @@
  * run's tasks to this worker's own sticky queue with only the new events; a run not in the cache
  * is rebuilt from its full history. Activities run on max_concurrent_activities threads, each
  * polling only when it is free to run what it gets.
+ *
+ * Workflow tasks run on max_concurrent_workflow_tasks executor threads (slots), apart from the
+ * pollers: a poller reserves a free slot before it polls, so a task never waits in the worker
+ * while its schedule-to-start clock runs, and one run is worked on by one thread at a time. The
+ * number of polls in flight scales between the configured bounds with what the server suggests
+ * (poller autoscaling, docs/operations.md). The sticky and normal queues are polled at once, the
+ * sticky one preferred while it has a backlog. An activity the workflow schedules on the worker's
+ * own queue is started at once on a free activity thread when the server allows it (eager
+ * activity dispatch: the server's system.enableActivityEagerExecution).
  */
 #ifndef KEEL_WORKER_H
 #define KEEL_WORKER_H
@@ -29,12 +38,21 @@ extern "C" {
 
 typedef struct keel_worker keel_worker;
 
-/* 2: the deployment fields (deployment_name ... n_versioning_overrides) were added. */
-#define KEEL_WORKER_OPTIONS_VERSION 2
+/* 2: the deployment fields (deployment_name ... n_versioning_overrides) were added.
+ * 3: the slot, poller and eager fields (max_concurrent_workflow_tasks ... disable_eager_activities)
+ *    were added. */
+#define KEEL_WORKER_OPTIONS_VERSION 3
 
-#define KEEL_DEFAULT_WORKFLOW_POLLERS          2
-#define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES 8
-#define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS      256
+#define KEEL_DEFAULT_WORKFLOW_POLLERS              2
+#define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES     8
+#define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS          256
+#define KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS 8
+#define KEEL_DEFAULT_WORKFLOW_POLLERS_MAX          4
+#define KEEL_DEFAULT_ACTIVITY_POLLERS              2
+#define KEEL_DEFAULT_STICKY_TIMEOUT_MS             10000
+/* At most this many ScheduleActivityTask commands of one workflow task ask for eager dispatch
+ * (the official SDKs' limit). */
+#define KEEL_MAX_EAGER_ACTIVITIES_PER_TASK 3
 
 /* At most this many versioning overrides (docs/limits.md). A deployment name and build id are
  * checked as keel_deployment_version_check() (keel/deployment.h) says. */
@@ -87,6 +105,26 @@ typedef struct keel_worker_options {
      * types; at most KEEL_MAX_VERSIONING_OVERRIDES, each naming a registered type). */
     const keel_versioning_override *versioning_overrides;
     size_t n_versioning_overrides;
+    /* Version 3. Each 0 takes its default. */
+    /* Workflow tasks worked on at once (executor threads), 2-512:
+     * KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS. */
+    int max_concurrent_workflow_tasks;
+    /* Workflow polls in flight: workflow_pollers at the start, then between min and max as the
+     * server's poller scaling decisions say, never more than the free slots. min default 2 (one
+     * sticky and one normal poll when runs are cached), max default
+     * max(KEEL_DEFAULT_WORKFLOW_POLLERS_MAX, workflow_pollers); min <= workflow_pollers <= max
+     * <= 64. */
+    int workflow_pollers_min, workflow_pollers_max;
+    /* Activity polls in flight, the same way: initial KEEL_DEFAULT_ACTIVITY_POLLERS (at most
+     * max_concurrent_activities), min 1, max max_concurrent_activities. Activity threads that do
+     * not poll stay free for eager activities. */
+    int activity_pollers, activity_pollers_min, activity_pollers_max;
+    /* How long the server holds a cached run's task on this worker's sticky queue before it
+     * hands it to the normal queue, where it is rebuilt from the full history, 1000-60000 ms:
+     * KEEL_DEFAULT_STICKY_TIMEOUT_MS. */
+    int64_t sticky_schedule_to_start_timeout_ms;
+    /* Never ask for eager activity dispatch. */
+    bool disable_eager_activities;
 } keel_worker_options;
 
 /* The defaults, as a static initializer: the same values keel_worker_options_init() sets. */
@@ -95,6 +133,7 @@ typedef struct keel_worker_options {
         .version = KEEL_WORKER_OPTIONS_VERSION, .workflow_pollers = KEEL_DEFAULT_WORKFLOW_POLLERS, \
         .max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES,                       \
         .max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS,                                 \
+        .max_concurrent_workflow_tasks = KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS,               \
         .default_versioning_behavior = KEEL_VERSIONING_UNSPECIFIED                                 \
     }
 
@@ -145,6 +184,14 @@ typedef struct keel_worker_stats {
     uint64_t cache_misses;    /* tasks that rebuilt their run from the full history */
     uint64_t cache_evictions; /* runs pushed out of a full cache */
     uint64_t cached_runs;     /* runs in the cache now */
+    /* Slots and pollers: activities the server handed over in a workflow task's answer (eager),
+     * workflow tasks that came in an answer instead of a poll, polls made, and the poll targets
+     * now and at their highest (poller autoscaling). */
+    uint64_t activities_eager;
+    uint64_t workflow_tasks_inline;
+    uint64_t workflow_polls, activity_polls;
+    int workflow_pollers, workflow_pollers_peak;
+    int activity_pollers, activity_pollers_peak;
 } keel_worker_stats;
 
 void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out);

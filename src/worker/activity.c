@@ -394,6 +394,111 @@ static void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
+int keel_activity_pool_init(keel_activity_pool *p, int n_threads, int pollers_min,
+                            int pollers_initial, int pollers_max)
+{
+    p->cap_eager = n_threads > 0 ? (size_t)n_threads : 1;
+    p->eager = calloc(p->cap_eager, sizeof *p->eager);
+    if (p->eager == NULL)
+        return KEEL_ENOMEM;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    p->locks_ready = true;
+    keel_poll_scaler_init(&p->scaler, pollers_min, pollers_initial, pollers_max);
+    atomic_init(&p->eager_count, 0);
+    atomic_init(&p->polls, 0);
+    return KEEL_OK;
+}
+
+void keel_activity_pool_destroy(keel_activity_pool *p)
+{
+    for (size_t i = 0; i < p->n_eager; i++)
+        FREE_PB(p->eager[i]);
+    free(p->eager);
+    p->eager = NULL;
+    p->n_eager = 0;
+    if (p->locks_ready) {
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->cond);
+        p->locks_ready = false;
+    }
+}
+
+void keel_activity_pool_wake(keel_activity_pool *p)
+{
+    if (!p->locks_ready)
+        return;
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+bool keel_activity_try_reserve(keel_activity_pool *p)
+{
+    if (!p->locks_ready)
+        return false;
+    pthread_mutex_lock(&p->lock);
+    bool ok = !atomic_load(p->stopping) && p->idle - p->reserved > 0;
+    if (ok)
+        p->reserved++;
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+void keel_activity_release(keel_activity_pool *p, int n)
+{
+    if (n <= 0)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->reserved -= n;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void keel_activity_dispatch(keel_activity_pool *p, activity_task *task)
+{
+    pthread_mutex_lock(&p->lock);
+    /* Room is certain: every queued task holds a reservation, and reservations never exceed
+     * the threads. */
+    if (p->n_eager < p->cap_eager) {
+        p->eager[p->n_eager++] = task;
+        task = NULL;
+    }
+    atomic_fetch_add(&p->eager_count, 1);
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    if (task != NULL) {
+        log_line(KEEL_LOG_ERROR, "no room for an eager activity; it times out and is retried", "");
+        FREE_PB(task);
+        keel_activity_release(p, 1);
+    }
+}
+
+static activity_task *poll_once(keel_activity_pool *p, keel_activity_thread_arg *a,
+                                const Temporal__Api__Taskqueue__V1__TaskQueue *tq, int *rc_out)
+{
+    Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_ACTIVITY_TASK_QUEUE_REQUEST__INIT;
+    req.namespace_ = (char *)p->namespace;
+    req.task_queue = (Temporal__Api__Taskqueue__V1__TaskQueue *)tq;
+    req.identity = (char *)p->identity;
+    req.worker_instance_key = (char *)(p->instance_key ? p->instance_key : "");
+    req.deployment_options = p->deployment_options;
+    keel_call_options co = {
+        .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = a->cancel};
+    activity_task *task = NULL;
+    keel_error err;
+    atomic_fetch_add(&p->polls, 1);
+    int rc = keel_transport_call(
+        p->transport, WF("PollActivityTaskQueue"), (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
+        (ProtobufCMessage **)&task, &co, &err);
+    *rc_out = rc;
+    if (rc != KEEL_OK && rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
+        log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
+    return rc == KEEL_OK ? task : NULL;
+}
+
 void *keel_activity_thread(void *arg)
 {
     keel_activity_thread_arg *a = arg;
@@ -401,40 +506,73 @@ void *keel_activity_thread(void *arg)
     Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
     tq.name = (char *)p->task_queue;
     tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
-    while (!atomic_load(p->stopping)) {
-        Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_ACTIVITY_TASK_QUEUE_REQUEST__INIT;
-        req.namespace_ = (char *)p->namespace;
-        req.task_queue = &tq;
-        req.identity = (char *)p->identity;
-        req.worker_instance_key = (char *)(p->instance_key ? p->instance_key : "");
-        req.deployment_options = p->deployment_options;
-        keel_call_options co = {
-            .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = a->cancel};
-        activity_task *task = NULL;
-        keel_error err;
-        int rc = keel_transport_call(
-            p->transport, WF("PollActivityTaskQueue"), (ProtobufCMessage *)&req,
-            &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
-            (ProtobufCMessage **)&task, &co, &err);
-        if (rc == KEEL_ECANCELLED)
-            break;
-        if (rc == KEEL_ETIMEOUT) {
-            keel_wm_activity_poll(p->wm, false);
-            continue; /* a long poll that outlived its deadline: poll again */
-        }
-        if (rc != KEEL_OK) {
-            log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
-            sleep_ms(POLL_ERROR_BACKOFF_MS);
+    pthread_mutex_lock(&p->lock);
+    p->idle++;
+    pthread_cond_broadcast(&p->cond);
+    for (;;) {
+        bool stopping = atomic_load(p->stopping);
+        if (p->n_eager > 0) {
+            /* An eager task: a reservation kept this thread (or another) free for it. */
+            activity_task *task = p->eager[0];
+            memmove(p->eager, p->eager + 1, (p->n_eager - 1) * sizeof *p->eager);
+            p->n_eager--;
+            p->reserved--;
+            p->idle--;
+            pthread_mutex_unlock(&p->lock);
+            atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
+            run_measured(p, task);
+            FREE_PB(task);
+            pthread_mutex_lock(&p->lock);
+            p->idle++;
+            pthread_cond_broadcast(&p->cond);
             continue;
         }
-        keel_wm_activity_poll(p->wm, task->task_token.len > 0);
-        if (task->task_token.len > 0) {
+        if (stopping) {
+            if (p->reserved <= 0)
+                break; /* nothing more can come to this pool */
+            pthread_cond_wait(&p->cond, &p->lock);
+            continue;
+        }
+        if (a->index >= p->scaler.target || p->polling >= p->scaler.target ||
+            p->idle - p->reserved <= 0) {
+            pthread_cond_wait(&p->cond, &p->lock);
+            continue;
+        }
+        p->idle--;
+        p->polling++;
+        pthread_mutex_unlock(&p->lock);
+        int rc;
+        activity_task *task = poll_once(p, a, &tq, &rc);
+        bool got = task && task->task_token.len > 0;
+        pthread_mutex_lock(&p->lock);
+        p->polling--;
+        if (rc == KEEL_OK)
+            keel_poll_scaler_result(
+                &p->scaler, got, task && task->poller_scaling_decision,
+                task && task->poller_scaling_decision
+                    ? task->poller_scaling_decision->poll_request_delta_suggestion
+                    : 0,
+                mono_ms());
+        else if (rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
+            keel_poll_scaler_error(&p->scaler, rc);
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        if (rc == KEEL_OK || rc == KEEL_ETIMEOUT)
+            keel_wm_activity_poll(p->wm, got);
+        if (got) {
             atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
             run_measured(p, task);
         }
-        FREE_PB(task);
+        if (task)
+            FREE_PB(task);
+        if (rc != KEEL_OK && rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
+            sleep_ms(POLL_ERROR_BACKOFF_MS);
+        pthread_mutex_lock(&p->lock);
+        p->idle++;
+        pthread_cond_broadcast(&p->cond);
     }
+    p->idle--;
+    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 

@@ -3,10 +3,15 @@
  *
  * Each thread polls the task queue only when it is free, runs what it gets and reports the
  * outcome, so max_concurrent_activities threads bound both the work in progress and the polls.
+ * Only as many threads poll as the poll target says (poll_scaler.h); the others wait, free for
+ * eager activities: a workflow task reserves one (keel_activity_try_reserve) before it asks the
+ * server to start an activity at once, and hands the task the answer brings to it
+ * (keel_activity_dispatch) or gives the reservation back (keel_activity_release).
  */
 #ifndef KEEL_WORKER_ACTIVITY_H
 #define KEEL_WORKER_ACTIVITY_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +19,7 @@
 #include "keel/activity.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
+#include "worker/poll_scaler.h"
 #include "worker/worker_metrics.h"
 
 /* What one executor thread needs; shared read-only except the counters. */
@@ -33,15 +39,43 @@ typedef struct keel_activity_pool {
     keel_worker_metrics *wm;     /* NULL: metrics off */
     /* The worker's deployment version, sent with polls and answers (NULL: none). Borrowed. */
     Temporal__Api__Deployment__V1__WorkerDeploymentOptions *deployment_options;
+    /* Under lock: threads neither polling nor running (idle), how many of them are reserved for
+     * eager tasks, the eager tasks handed over and not yet taken, the poll target. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool locks_ready;
+    int idle, reserved, polling;
+    Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse **eager;
+    size_t n_eager, cap_eager;
+    keel_poll_scaler scaler;
+    atomic_uint_fast64_t eager_count, polls;
 } keel_activity_pool;
 
-/* The thread's argument: the pool and the thread's own poll-cancel handle. */
+/* The lock, the eager queue (room for n_threads tasks) and the poll bounds; KEEL_ENOMEM. */
+int keel_activity_pool_init(keel_activity_pool *p, int n_threads, int pollers_min,
+                            int pollers_initial, int pollers_max);
+/* Free what init made (after the threads are joined; eager tasks left are freed). */
+void keel_activity_pool_destroy(keel_activity_pool *p);
+/* Wake the waiting threads (to see *stopping). */
+void keel_activity_pool_wake(keel_activity_pool *p);
+
+/* Reserve a free thread for an eager activity without waiting; false when none is free. */
+bool keel_activity_try_reserve(keel_activity_pool *p);
+/* Give n unused reservations back. */
+void keel_activity_release(keel_activity_pool *p, int n);
+/* Run task (an eager activity; the pool owns it now) on the thread a reservation holds. */
+void keel_activity_dispatch(
+    keel_activity_pool *p, Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse *task);
+
+/* The thread's argument: the pool, the thread's own poll-cancel handle, its number. */
 typedef struct keel_activity_thread_arg {
     keel_activity_pool *pool;
     keel_call_cancel *cancel;
+    int index;
 } keel_activity_thread_arg;
 
-/* pthread entry: poll, run, report, until *pool->stopping. */
+/* pthread entry: poll (while the thread's number is under the poll target) or take an eager
+ * task, run, report, until *pool->stopping and no eager task is reserved or waiting. */
 void *keel_activity_thread(void *arg);
 
 /*

@@ -30,6 +30,9 @@ typedef struct settings {
     const char *task_queue;
     const char *metrics_address; /* KEEL_METRICS_ADDRESS; NULL: no /metrics */
     int pollers, activities, cached;
+    int wf_tasks, pollers_min, pollers_max, act_pollers, act_pollers_min, act_pollers_max;
+    int64_t sticky_ms;
+    bool no_eager;
     int64_t grace_ms;
     int64_t heartbeat_ms; /* 0: the default; negative: off */
     char identity[512];
@@ -137,6 +140,35 @@ static int read_settings(settings *s)
         rc = env_int("KEEL_MAX_CONCURRENT_ACTIVITIES", 1, 512, &s->activities);
     if (rc == 0)
         rc = env_int("KEEL_MAX_CACHED_WORKFLOWS", 0, 1000000, &s->cached);
+    /* Slots and pollers: 0 (unset) takes the worker's default; keel_worker_new checks how the
+     * bounds relate. */
+    if (rc == 0)
+        rc = env_int("KEEL_MAX_CONCURRENT_WORKFLOW_TASKS", 2, 512, &s->wf_tasks);
+    if (rc == 0)
+        rc = env_int("KEEL_WORKFLOW_POLLERS_MIN", 1, 64, &s->pollers_min);
+    if (rc == 0)
+        rc = env_int("KEEL_WORKFLOW_POLLERS_MAX", 1, 64, &s->pollers_max);
+    if (rc == 0)
+        rc = env_int("KEEL_ACTIVITY_POLLERS", 1, 512, &s->act_pollers);
+    if (rc == 0)
+        rc = env_int("KEEL_ACTIVITY_POLLERS_MIN", 1, 512, &s->act_pollers_min);
+    if (rc == 0)
+        rc = env_int("KEEL_ACTIVITY_POLLERS_MAX", 1, 512, &s->act_pollers_max);
+    const char *eager = getenv("KEEL_EAGER_ACTIVITIES");
+    if (rc == 0 && eager && eager[0]) {
+        if (strcmp(eager, "0") == 0 || strcmp(eager, "false") == 0)
+            s->no_eager = true;
+        else if (strcmp(eager, "1") != 0 && strcmp(eager, "true") != 0)
+            rc = config_error("KEEL_EAGER_ACTIVITIES", "must be 1, true, 0 or false");
+    }
+    const char *sticky = getenv("KEEL_STICKY_SCHEDULE_TO_START_TIMEOUT");
+    keel_error serr;
+    if (rc == 0 && sticky && sticky[0]) {
+        if (keel_duration_parse(sticky, &s->sticky_ms, &serr) != KEEL_OK)
+            rc = config_error("KEEL_STICKY_SCHEDULE_TO_START_TIMEOUT", serr.message);
+        else if (s->sticky_ms < 1000 || s->sticky_ms > 60000)
+            rc = config_error("KEEL_STICKY_SCHEDULE_TO_START_TIMEOUT", "must be from 1s to 60s");
+    }
     const char *grace = getenv("KEEL_SHUTDOWN_GRACE");
     keel_error err;
     s->grace_ms = 10000;
@@ -186,6 +218,9 @@ static void usage(FILE *f)
         "client profile file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), KEEL_TASK_QUEUE (keel),\n"
         "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
         "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info),\n"
+        "KEEL_MAX_CONCURRENT_WORKFLOW_TASKS (8), KEEL_WORKFLOW_POLLERS_MIN (2) and _MAX (4),\n"
+        "KEEL_ACTIVITY_POLLERS (2), KEEL_ACTIVITY_POLLERS_MIN (1) and _MAX (activities),\n"
+        "KEEL_STICKY_SCHEDULE_TO_START_TIMEOUT (10s), KEEL_EAGER_ACTIVITIES (1; 0: off),\n"
         "KEEL_IDENTITY (<pid>@<host>@<build id>), KEEL_BUILD_ID (keel-<version>),\n"
         "KEEL_WORKER_HEARTBEAT_INTERVAL (60s; 0: none).\n"
         "KEEL_DEPLOYMENT_NAME (unset: unversioned; set: a versioned worker of version\n"
@@ -199,16 +234,19 @@ static void log_stats(keel_worker *w)
 {
     keel_worker_stats st;
     keel_worker_get_stats(w, &st);
-    char v[6][24];
+    char v[8][24];
     snprintf(v[0], sizeof v[0], "%llu", (unsigned long long)st.workflow_tasks_completed);
     snprintf(v[1], sizeof v[1], "%llu", (unsigned long long)st.workflow_tasks_failed);
     snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)st.activities_completed);
     snprintf(v[3], sizeof v[3], "%llu", (unsigned long long)st.activities_failed);
     snprintf(v[4], sizeof v[4], "%llu", (unsigned long long)st.cache_hits);
     snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)st.cache_misses);
+    snprintf(v[6], sizeof v[6], "%llu", (unsigned long long)st.activities_eager);
+    snprintf(v[7], sizeof v[7], "%llu", (unsigned long long)st.workflow_tasks_inline);
     keel_log(KEEL_LOG_INFO, "main", "stopped", "workflow_tasks_completed", v[0],
              "workflow_tasks_failed", v[1], "activities_completed", v[2], "activities_failed", v[3],
-             "cache_hits", v[4], "cache_misses", v[5], NULL);
+             "cache_hits", v[4], "cache_misses", v[5], "activities_eager", v[6],
+             "workflow_tasks_inline", v[7], NULL);
 }
 
 /* The agent activities, when there is a database for them. Their settings are checked and
@@ -318,6 +356,14 @@ static int serve(const settings *s, sigset_t *stop)
     w.workflow_pollers = s->pollers;
     w.max_concurrent_activities = s->activities;
     w.max_cached_workflows = s->cached;
+    w.max_concurrent_workflow_tasks = s->wf_tasks;
+    w.workflow_pollers_min = s->pollers_min;
+    w.workflow_pollers_max = s->pollers_max;
+    w.activity_pollers = s->act_pollers;
+    w.activity_pollers_min = s->act_pollers_min;
+    w.activity_pollers_max = s->act_pollers_max;
+    w.sticky_schedule_to_start_timeout_ms = s->sticky_ms;
+    w.disable_eager_activities = s->no_eager;
     w.shutdown_grace_ms = s->grace_ms;
     w.heartbeat_interval_ms = s->heartbeat_ms;
     w.identity = s->identity;

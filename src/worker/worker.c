@@ -1,6 +1,18 @@
 /*
- * worker - threads that poll a task queue: workflow pollers that drive the engine, and the
- * activity executors (activity.c).
+ * worker - threads that poll a task queue: workflow pollers, the workflow task executors (slots)
+ * that drive the engine, and the activity executors (activity.c).
+ *
+ * Slots: a workflow poller reserves a free slot before it polls (an empty poll gives it back),
+ * hands the task it gets to the executors' queue and polls again only when another slot is
+ * free; an executor takes the first queued task whose run no other executor is working on (one
+ * run, one thread: the cached engine is never shared) and frees the slot after the task's answer
+ * went out (run_workflow_task). So no task waits in keel's memory while its sticky
+ * schedule-to-start clock runs. The pollers poll the sticky and the normal queue at once, at
+ * least one poll of each while runs are cached, preferring the sticky queue while the server
+ * reports a backlog on it (choose_kind); how many polls are in flight follows the server's
+ * poller scaling decisions within the configured bounds (poll_scaler.h). Each poll is one
+ * blocking call on its own thread today; poll_workflow() is the one place to make it
+ * asynchronous.
  *
  * A workflow task is answered from the run's full history (first page in the poll response,
  * the rest from GetWorkflowExecutionHistory). A task the engine cannot answer is failed with the
@@ -28,6 +40,7 @@
 #include "worker/engine.h"
 #include "worker/heartbeat.h"
 #include "worker/local_activity.h"
+#include "worker/poll_scaler.h"
 #include "worker/worker_metrics.h"
 #include "worker/tracing.h"
 #include "keel/json.h"
@@ -39,9 +52,10 @@
 #define POLL_TIMEOUT_MS       70000
 #define POLL_ERROR_BACKOFF_MS 1000
 #define DEFAULT_GRACE_MS      10000
-/* How long the server holds a task for this worker's sticky queue before giving it to the normal
- * queue (the SDKs' default). */
-#define STICKY_SCHEDULE_TO_START_MS 5000
+#define MIN_STICKY_TIMEOUT_MS 1000
+#define MAX_STICKY_TIMEOUT_MS 60000
+#define MAX_WORKFLOW_TASKS    512
+#define MAX_POLLERS           64
 
 typedef Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse workflow_task;
 
@@ -54,8 +68,29 @@ struct keel_worker {
     keel_cache *cache;
     const keel_workflow_type *const *workflows;
     size_t n_workflows;
-    int n_wf_pollers, n_activity_threads;
-    int64_t grace_ms; /* negative: no limit */
+    int n_wf_pollers, n_activity_threads; /* poller threads (the poll maximum), activity threads */
+    int n_slots;                          /* workflow task executor threads */
+    int64_t grace_ms;                     /* negative: no limit */
+    int64_t sticky_timeout_ms;
+    bool eager; /* ask for eager activity dispatch */
+
+    /* Workflow task slots, under lock: free slots (neither polling nor holding a task), polls in
+     * flight by kind (0 normal, 1 sticky), the sticky backlog the server last reported, the poll
+     * target, the polled tasks waiting for an executor (each holds a slot), the run each
+     * executor is on. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;      /* pollers wait on it */
+    pthread_cond_t exec_cond; /* executors wait on it */
+    bool locks_ready;
+    int slots_free;
+    int polling[2];
+    int64_t sticky_backlog;
+    keel_poll_scaler scaler;
+    workflow_task **queue;
+    size_t n_queue;
+    char **active_runs;
+    bool pollers_done;
+    atomic_uint_fast64_t wf_inline, wf_polls;
 
     atomic_bool stopping;
     bool running;
@@ -80,8 +115,8 @@ struct keel_worker {
 
 typedef struct wf_thread_arg {
     keel_worker *w;
-    keel_call_cancel *cancel;
-    int index;
+    keel_call_cancel *cancel; /* pollers only */
+    int index;                /* among the pollers, or among the executors */
 } wf_thread_arg;
 
 static void log_line(keel_log_level level, const char *msg, const char *error)
@@ -112,6 +147,7 @@ int keel_worker_options_init(keel_worker_options *opts, unsigned int version)
     opts->workflow_pollers = KEEL_DEFAULT_WORKFLOW_POLLERS;
     opts->max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES;
     opts->max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS;
+    opts->max_concurrent_workflow_tasks = KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS;
     return KEEL_OK;
 }
 
@@ -183,6 +219,34 @@ static int check_options(const keel_worker_options *o, keel_error *err)
         return keel_error_set(err, KEEL_EINVAL,
                               "workflow_pollers must be 1-64, max_concurrent_activities 1-512 "
                               "and max_cached_workflows 0-1000000");
+    if (o->max_concurrent_workflow_tasks < 0 ||
+        o->max_concurrent_workflow_tasks > MAX_WORKFLOW_TASKS ||
+        o->max_concurrent_workflow_tasks == 1)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "max_concurrent_workflow_tasks must be 2-%d (0: %d)",
+                              MAX_WORKFLOW_TASKS, KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS);
+    int wmin = o->workflow_pollers_min, wmax = o->workflow_pollers_max;
+    if (wmin < 0 || wmax < 0 || wmin > MAX_POLLERS || wmax > MAX_POLLERS ||
+        (wmin > 0 && wmin > o->workflow_pollers) || (wmax > 0 && wmax < o->workflow_pollers))
+        return keel_error_set(err, KEEL_EINVAL,
+                              "workflow pollers: min <= workflow_pollers (%d) <= max <= %d "
+                              "(min %d, max %d given)",
+                              o->workflow_pollers, MAX_POLLERS, wmin, wmax);
+    int amin = o->activity_pollers_min, ainit = o->activity_pollers, amax = o->activity_pollers_max;
+    if (amin < 0 || ainit < 0 || amax < 0 || amin > o->max_concurrent_activities ||
+        ainit > o->max_concurrent_activities || amax > o->max_concurrent_activities ||
+        (amin > 0 && ainit > 0 && amin > ainit) || (ainit > 0 && amax > 0 && ainit > amax) ||
+        (amin > 0 && amax > 0 && amin > amax))
+        return keel_error_set(err, KEEL_EINVAL,
+                              "activity pollers: min <= activity_pollers <= max <= "
+                              "max_concurrent_activities (%d)",
+                              o->max_concurrent_activities);
+    if (o->sticky_schedule_to_start_timeout_ms != 0 &&
+        (o->sticky_schedule_to_start_timeout_ms < MIN_STICKY_TIMEOUT_MS ||
+         o->sticky_schedule_to_start_timeout_ms > MAX_STICKY_TIMEOUT_MS))
+        return keel_error_set(
+            err, KEEL_EINVAL, "sticky_schedule_to_start_timeout_ms must be %d-%d (0: %d)",
+            MIN_STICKY_TIMEOUT_MS, MAX_STICKY_TIMEOUT_MS, KEEL_DEFAULT_STICKY_TIMEOUT_MS);
     for (size_t i = 0; i < o->n_workflows; i++) {
         const keel_workflow_type *t = o->workflows[i];
         if (t == NULL || t->name == NULL || t->start == NULL || t->on_event == NULL)
@@ -211,21 +275,32 @@ static void worker_load(void *arg, keel_worker_load *l)
 {
     keel_worker *w = arg;
     bool sticky = w->sticky_queue != NULL;
-    l->wf_slots = w->n_wf_pollers;
+    l->wf_slots = w->n_wf_pollers ? w->n_slots : 0;
     l->wf_used = atomic_load(&w->wf_busy);
     l->wf_processed = atomic_load(&w->wf_completed) + atomic_load(&w->wf_failed);
     l->wf_failed = atomic_load(&w->wf_failed);
-    /* Odd pollers serve the sticky queue; a lone poller takes turns (workflow_thread). */
-    l->wf_pollers =
-        sticky && w->n_wf_pollers > 1 ? w->n_wf_pollers - w->n_wf_pollers / 2 : w->n_wf_pollers;
-    l->sticky_pollers = !sticky ? 0 : w->n_wf_pollers > 1 ? w->n_wf_pollers / 2 : 1;
+    /* The poll target split as choose_kind() splits it: one normal poll, the rest sticky. */
+    int target = 0;
+    if (w->locks_ready) {
+        pthread_mutex_lock(&w->lock);
+        target = w->n_wf_pollers ? w->scaler.target : 0;
+        pthread_mutex_unlock(&w->lock);
+    }
+    l->wf_pollers = sticky && target > 1 ? target / 2 : target;
+    l->sticky_pollers = sticky ? target - l->wf_pollers : 0;
     l->wf_poll_ms = atomic_load(&w->poll_ms[0]);
     l->sticky_poll_ms = atomic_load(&w->poll_ms[1]);
     l->activity_slots = w->n_activity_threads;
     l->activity_used = atomic_load(&w->pool.busy);
     l->activity_processed = atomic_load(&w->pool.completed) + atomic_load(&w->pool.failed);
     l->activity_failed = atomic_load(&w->pool.failed);
-    l->activity_pollers = w->n_activity_threads - l->activity_used;
+    int apoll = 0;
+    if (w->pool.locks_ready) {
+        pthread_mutex_lock(&w->pool.lock);
+        apoll = w->pool.scaler.target;
+        pthread_mutex_unlock(&w->pool.lock);
+    }
+    l->activity_pollers = w->n_activity_threads ? apoll : 0;
     l->activity_poll_ms = atomic_load(&w->pool.poll_ms);
     l->cache_hits = atomic_load(&w->cache_hits);
     l->cache_misses = atomic_load(&w->cache_misses);
@@ -249,9 +324,41 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     w->identity = strdup(opts->identity ? opts->identity : keel_transport_identity(w->transport));
     w->workflows = opts->workflows;
     w->n_workflows = opts->n_workflows;
-    w->n_wf_pollers = opts->n_workflows ? opts->workflow_pollers : 0;
+    bool cached = opts->max_cached_workflows > 0;
+    int wmin = opts->workflow_pollers_min ? opts->workflow_pollers_min : cached ? 2 : 1;
+    int wmax = opts->workflow_pollers_max ? opts->workflow_pollers_max
+               : opts->workflow_pollers > KEEL_DEFAULT_WORKFLOW_POLLERS_MAX
+                   ? opts->workflow_pollers
+                   : KEEL_DEFAULT_WORKFLOW_POLLERS_MAX;
+    if (wmin > wmax)
+        wmin = wmax;
+    w->n_slots = opts->max_concurrent_workflow_tasks ? opts->max_concurrent_workflow_tasks
+                                                     : KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS;
+    if (wmax > w->n_slots)
+        wmax = w->n_slots; /* every poll holds a slot */
+    w->n_wf_pollers = opts->n_workflows ? wmax : 0;
     w->n_activity_threads = opts->n_activities ? opts->max_concurrent_activities : 0;
     w->grace_ms = opts->shutdown_grace_ms ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
+    w->sticky_timeout_ms = opts->sticky_schedule_to_start_timeout_ms
+                               ? opts->sticky_schedule_to_start_timeout_ms
+                               : KEEL_DEFAULT_STICKY_TIMEOUT_MS;
+    w->eager = !opts->disable_eager_activities && opts->n_activities > 0;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    pthread_cond_init(&w->exec_cond, NULL);
+    w->locks_ready = true;
+    w->slots_free = w->n_slots;
+    keel_poll_scaler_init(&w->scaler, wmin, opts->workflow_pollers, wmax);
+    atomic_init(&w->wf_inline, 0);
+    atomic_init(&w->wf_polls, 0);
+    w->queue = calloc((size_t)w->n_slots, sizeof *w->queue);
+    w->active_runs = calloc((size_t)w->n_slots, sizeof *w->active_runs);
+    int amax =
+        opts->activity_pollers_max ? opts->activity_pollers_max : opts->max_concurrent_activities;
+    int ainit = opts->activity_pollers ? opts->activity_pollers : KEEL_DEFAULT_ACTIVITY_POLLERS;
+    if (ainit > amax)
+        ainit = amax;
+    int amin = opts->activity_pollers_min ? opts->activity_pollers_min : 1;
     atomic_init(&w->stopping, false);
     w->pool = (keel_activity_pool){.transport = w->transport,
                                    .namespace = w->namespace,
@@ -262,6 +369,12 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->pool.failed, 0);
     atomic_init(&w->pool.abandon, false);
     atomic_init(&w->pool.busy, 0);
+    if (w->queue == NULL || w->active_runs == NULL ||
+        keel_activity_pool_init(&w->pool, opts->max_concurrent_activities, amin, ainit, amax) !=
+            KEEL_OK) {
+        keel_worker_free(w);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the worker");
+    }
     atomic_init(&w->wf_completed, 0);
     atomic_init(&w->wf_failed, 0);
     atomic_init(&w->cache_hits, 0);
@@ -507,9 +620,46 @@ static keel_versioning_behavior behavior_of(const keel_worker *w, const char *ty
     return KEEL_VERSIONING_UNSPECIFIED;
 }
 
+/* Whether an activity type is registered on this worker. */
+static bool serves_activity(const keel_worker *w, const char *name)
+{
+    for (size_t i = 0; name && i < w->pool.n_types; i++)
+        if (strcmp(w->pool.types[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+typedef Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes schedule_attrs;
+
+/* Eager activity dispatch: for each ScheduleActivityTask command on this worker's own queue for
+ * an activity it runs, up to KEEL_MAX_EAGER_ACTIVITIES_PER_TASK, reserve a free activity thread
+ * without waiting and ask the server to start the activity at once. The commands so marked go
+ * to asked[]; their count is returned. */
+static int ask_eager(keel_worker *w, keel_pb_command *const *cmds, size_t n,
+                     schedule_attrs *asked[KEEL_MAX_EAGER_ACTIVITIES_PER_TASK])
+{
+    int k = 0;
+    for (size_t i = 0; w->eager && i < n && k < KEEL_MAX_EAGER_ACTIVITIES_PER_TASK; i++) {
+        if (cmds[i]->command_type !=
+            TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK)
+            continue;
+        schedule_attrs *a = cmds[i]->schedule_activity_task_command_attributes;
+        if (a == NULL || a->task_queue == NULL || a->task_queue->name == NULL ||
+            strcmp(a->task_queue->name, w->task_queue) != 0 || a->activity_type == NULL ||
+            !serves_activity(w, a->activity_type->name) || !keel_activity_try_reserve(&w->pool))
+            continue;
+        a->request_eager_execution = 1;
+        asked[k++] = a;
+    }
+    return k;
+}
+
 /* Returns whether the server accepted the completion and the run's state stays in step with it
- * (a speculative task that only rejected updates is discarded: the server forgets its events). */
-static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e)
+ * (a speculative task that only rejected updates is discarded: the server forgets its events).
+ * A workflow task the server hands back with the answer (the run's next one, already started)
+ * goes to *next (the caller frees it); eager activities go to the activity threads. */
+static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e,
+                              workflow_task **next)
 {
     keel_tracing_workflow_task(e, t); /* spans for what is new; trace context into headers */
     keel_pb_command *const *cmds;
@@ -534,7 +684,7 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
         sticky.name = w->sticky_queue;
         sticky.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
         sticky.normal_name = w->task_queue;
-        keel_proto_duration_set(&timeout, STICKY_SCHEDULE_TO_START_MS);
+        keel_proto_duration_set(&timeout, w->sticky_timeout_ms);
         attrs.worker_task_queue = &sticky;
         attrs.schedule_to_start_timeout = &timeout;
         req.sticky_attributes = &attrs;
@@ -569,7 +719,19 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     meter.nonfirst_local_activity_execution_attempts = (uint32_t)keel_la_nonfirst_attempts(e);
     if (meter.nonfirst_local_activity_execution_attempts > 0)
         req.metering_metadata = &meter;
-    keel_call_options co = {.retry = true, .namespace = w->namespace};
+    /* The run's next task, when one is already due (a signal came while this one ran), comes
+     * back in the answer instead of through a poll: *next. */
+    req.return_new_workflow_task = next != NULL;
+    schedule_attrs *asked[KEEL_MAX_EAGER_ACTIVITIES_PER_TASK];
+    int n_asked = ask_eager(w, cmds, n, asked);
+    /* An answer that asked for eager activities is never retried as it is: if a first attempt
+     * reached the server and only its response was lost, a retry would be refused (the task is
+     * completed) and the activities the server started for us would be gone, running only after
+     * their start-to-close timeout. So it goes once; if that fails, the reservations are given
+     * back and the answer is sent again without the eager flags, with retries. Only when the
+     * first attempt did reach the server are its eager activities lost (said in the log); its
+     * retry is refused, the cached run dropped and rebuilt at its next task. */
+    keel_call_options co = {.retry = n_asked == 0, .namespace = w->namespace};
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
     keel_error err;
     bool ok =
@@ -577,6 +739,51 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
             w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
             &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
             (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
+    if (!ok && n_asked > 0) {
+        log_task(KEEL_LOG_WARN,
+                 "a workflow task answer asking for eager activities failed; sending it again "
+                 "without (if the first did arrive, its eager activities start only after their "
+                 "start-to-close timeout)",
+                 t, err.message);
+        for (int i = 0; i < n_asked; i++)
+            asked[i]->request_eager_execution = 0;
+        keel_activity_release(&w->pool, n_asked);
+        n_asked = 0;
+        co.retry = true;
+        if (resp)
+            FREE_PB(resp);
+        resp = NULL;
+        ok =
+            keel_transport_call(
+                w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
+                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+                (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
+    }
+    for (int i = 0; i < n_asked; i++)
+        asked[i]->request_eager_execution = 0; /* the engine's commands, as they were */
+    int dispatched = 0;
+    if (ok) {
+        /* Eager activities: each runs on a thread one of our reservations kept free. */
+        for (size_t i = 0; i < resp->n_activity_tasks; i++) {
+            if (dispatched < n_asked && resp->activity_tasks[i] &&
+                resp->activity_tasks[i]->task_token.len > 0) {
+                keel_activity_dispatch(&w->pool, resp->activity_tasks[i]);
+                dispatched++;
+            } else {
+                log_task(KEEL_LOG_ERROR,
+                         "the server started more eager activities than asked; the extra one "
+                         "times out and is retried",
+                         t, "");
+                FREE_PB(resp->activity_tasks[i]);
+            }
+        }
+        resp->n_activity_tasks = 0; /* handed over or freed; the array goes with resp */
+        if (next && resp->workflow_task && resp->workflow_task->task_token.len > 0) {
+            *next = resp->workflow_task;
+            resp->workflow_task = NULL;
+        }
+    }
+    keel_activity_release(&w->pool, n_asked - dispatched);
     if (ok) {
         atomic_fetch_add(&w->wf_completed, 1);
         if (n > 0 && keel_engine_closing(e))
@@ -760,7 +967,8 @@ static void process_query(keel_worker *w, const workflow_task *t)
     keel_engine_free(e);
 }
 
-static void process(keel_worker *w, const workflow_task *t, const char **failure)
+static void process(keel_worker *w, const workflow_task *t, const char **failure,
+                    workflow_task **next)
 {
     if (t->query) {
         process_query(w, t);
@@ -805,7 +1013,7 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
     }
     const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : NULL;
     if (keel_engine_closing(e) || w->sticky_queue == NULL || run_id == NULL || !run_id[0]) {
-        respond_completed(w, t, e);
+        respond_completed(w, t, e, next);
         keel_engine_free(e);
         if (la_task)
             FREE_PB(la_task);
@@ -821,7 +1029,7 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
             FREE_PB(la_task);
         return;
     }
-    if (respond_completed(w, t, e))
+    if (respond_completed(w, t, e, next))
         keel_cache_unpin(w->cache, run_id, e);
     else
         keel_cache_drop(w->cache, run_id, e); /* out of step with the server: rebuild it */
@@ -830,11 +1038,11 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
 }
 
 /* process() with the workflow task metrics around it (not for legacy query tasks). */
-static void process_measured(keel_worker *w, const workflow_task *t)
+static void process_measured(keel_worker *w, const workflow_task *t, workflow_task **next)
 {
     if (w->wm == NULL || t->query) {
         const char *failure = NULL;
-        process(w, t, &failure);
+        process(w, t, &failure, next);
         return;
     }
     const char *type = t->workflow_type ? t->workflow_type->name : "";
@@ -842,7 +1050,7 @@ static void process_measured(keel_worker *w, const workflow_task *t)
     keel_wm_wft_begin(w->wm, type, keel_proto_timestamp_ms(t->scheduled_time),
                       keel_proto_timestamp_ms(t->started_time));
     const char *failure = NULL;
-    process(w, t, &failure);
+    process(w, t, &failure, next);
     keel_wm_wft_end(w->wm, type, keel_wm_now_s() - began, failure, keel_cache_size(w->cache),
                     keel_cache_evictions(w->cache));
 }
@@ -871,65 +1079,207 @@ static void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
-static void *workflow_thread(void *arg)
+/* ---- slots: pollers and executors ---- */
+
+/*
+ * One workflow task on an executor thread, holding its slot, then each task of the same run the
+ * server hands back with the answer (return_new_workflow_task), until none comes. This is the
+ * place a task that must stay open re-enters (local activities: run them here, heartbeat the
+ * task with an answer that asks for the next one inline, and go round again with it).
+ */
+static void run_workflow_task(keel_worker *w, workflow_task *t)
+{
+    while (t != NULL) {
+        workflow_task *next = NULL;
+        process_measured(w, t, t->query ? NULL : &next);
+        FREE_PB(t);
+        t = next;
+        if (t)
+            atomic_fetch_add(&w->wf_inline, 1);
+    }
+}
+
+/* Which queue the next poll serves (0 normal, 1 sticky), under lock: at least one poll of each
+ * while runs are cached, then the sticky queue while the server reports a backlog on it, else
+ * the kind with fewer polls in flight (the sticky one on a tie), as the official SDKs balance. */
+static int choose_kind(const keel_worker *w)
+{
+    if (w->sticky_queue == NULL)
+        return 0;
+    if (w->polling[1] == 0)
+        return 1;
+    if (w->polling[0] == 0)
+        return 0;
+    if (w->sticky_backlog > 0)
+        return 1;
+    return w->polling[0] < w->polling[1] ? 0 : 1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One long poll of the given kind. The task (NULL on failure, an empty one when none came) and
+ * the call's code; *partial as keel_call_options says. */
+static workflow_task *poll_workflow(keel_worker *w, keel_call_cancel *cancel, int kind, int *rc,
+                                    workflow_task **partial, keel_error *err)
+{
+    Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
+    if (kind == 1) {
+        tq.name = w->sticky_queue;
+        tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
+        tq.normal_name = w->task_queue;
+    } else {
+        tq.name = w->task_queue;
+        tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+    }
+    Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_WORKFLOW_TASK_QUEUE_REQUEST__INIT;
+    req.namespace_ = (char *)w->namespace;
+    req.task_queue = &tq;
+    req.identity = w->identity;
+    req.worker_instance_key = (char *)keel_heartbeat_instance_key(w->heartbeat);
+    req.deployment_options = w->deployment_options; /* sticky polls too */
+    workflow_task *t = NULL;
+    *partial = NULL;
+    keel_call_options co = {.timeout_ms = POLL_TIMEOUT_MS,
+                            .namespace = w->namespace,
+                            .cancel = cancel,
+                            .partial = (ProtobufCMessage **)partial};
+    atomic_fetch_add(&w->wf_polls, 1);
+    *rc = keel_transport_call(
+        w->transport, WF("PollWorkflowTaskQueue"), (ProtobufCMessage *)&req,
+        &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
+        (ProtobufCMessage **)&t, &co, err);
+    return *rc == KEEL_OK ? t : NULL;
+}
+
+static void *poller_thread(void *arg)
 {
     wf_thread_arg *a = arg;
     keel_worker *w = a->w;
-    Temporal__Api__Taskqueue__V1__TaskQueue normal = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
-    normal.name = w->task_queue;
-    normal.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
-    Temporal__Api__Taskqueue__V1__TaskQueue sticky = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
-    sticky.name = w->sticky_queue;
-    sticky.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
-    sticky.normal_name = w->task_queue;
-    /* Odd pollers serve the sticky queue; a lone poller takes turns. */
-    bool on_sticky = w->sticky_queue && a->index % 2 == 1;
+    pthread_mutex_lock(&w->lock);
     while (!atomic_load(&w->stopping)) {
-        if (w->sticky_queue && w->n_wf_pollers == 1)
-            on_sticky = !on_sticky;
-        Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueRequest req =
-            TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_WORKFLOW_TASK_QUEUE_REQUEST__INIT;
-        req.namespace_ = (char *)w->namespace;
-        req.task_queue = on_sticky ? &sticky : &normal;
-        req.identity = w->identity;
-        req.worker_instance_key = (char *)keel_heartbeat_instance_key(w->heartbeat);
-        req.deployment_options = w->deployment_options; /* sticky polls too */
-        workflow_task *t = NULL, *partial = NULL;
-        keel_call_options co = {.timeout_ms = POLL_TIMEOUT_MS,
-                                .namespace = w->namespace,
-                                .cancel = a->cancel,
-                                .partial = (ProtobufCMessage **)&partial};
+        /* Poll only with a free slot, and only as many at once as the target says; but a
+         * queue with no poll in flight always gets one (the official SDKs' balancers do the
+         * same): a target lowered while the normal queue's long polls wait must not leave a
+         * sticky backlog without a poller until its tasks time out. */
+        bool under =
+            a->index < w->scaler.target && w->polling[0] + w->polling[1] < w->scaler.target;
+        bool lacking = w->sticky_queue && (w->polling[0] == 0 || w->polling[1] == 0);
+        if (w->slots_free <= 0 || (!under && !lacking)) {
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        int kind = choose_kind(w);
+        w->slots_free--;
+        w->polling[kind]++;
+        pthread_mutex_unlock(&w->lock);
+
+        int rc;
+        workflow_task *partial;
         keel_error err;
-        int rc = keel_transport_call(
-            w->transport, WF("PollWorkflowTaskQueue"), (ProtobufCMessage *)&req,
-            &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
-            (ProtobufCMessage **)&t, &co, &err);
+        workflow_task *t = poll_workflow(w, a->cancel, kind, &rc, &partial, &err);
+        bool got = t && t->task_token.len > 0;
         if (partial != NULL) {
             /* A task came, but it nests too deep to be read: fail it and poll on. */
             refuse_task(w, partial, err.message);
             FREE_PB(partial);
-            continue;
-        }
-        if (rc == KEEL_ECANCELLED)
-            break;
-        if (rc == KEEL_ETIMEOUT) {
-            keel_wm_wf_poll(w->wm, false);
-            continue;
-        }
-        if (rc != KEEL_OK) {
+        } else if (rc == KEEL_OK || rc == KEEL_ETIMEOUT) {
+            keel_wm_wf_poll(w->wm, got);
+        } else if (rc != KEEL_ECANCELLED) {
             log_line(KEEL_LOG_WARN, "workflow poll failed", err.message);
+        }
+        if (got)
+            atomic_store(&w->poll_ms[kind], keel_heartbeat_clock_ms());
+
+        pthread_mutex_lock(&w->lock);
+        w->polling[kind]--;
+        if (rc == KEEL_OK) {
+            const Temporal__Api__Taskqueue__V1__PollerScalingDecision *d =
+                t->poller_scaling_decision;
+            keel_poll_scaler_result(&w->scaler, got, d != NULL,
+                                    d ? d->poll_request_delta_suggestion : 0, mono_ms());
+            if (kind == 1)
+                w->sticky_backlog = got ? t->backlog_count_hint : 0;
+        } else if (rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT && partial == NULL) {
+            keel_poll_scaler_error(&w->scaler, rc);
+        }
+        if (got) {
+            /* The slot goes with the task to an executor. */
+            w->queue[w->n_queue++] = t;
+            t = NULL;
+            pthread_cond_signal(&w->exec_cond);
+        } else {
+            w->slots_free++;
+        }
+        pthread_cond_broadcast(&w->cond); /* a slot, a target or a kind's count changed */
+        if (t)
+            FREE_PB(t);
+        if (rc != KEEL_OK && rc != KEEL_ETIMEOUT && rc != KEEL_ECANCELLED && partial == NULL) {
+            pthread_mutex_unlock(&w->lock);
             sleep_ms(POLL_ERROR_BACKOFF_MS);
+            pthread_mutex_lock(&w->lock);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static const char *run_of(const workflow_task *t)
+{
+    return t->workflow_execution && t->workflow_execution->run_id ? t->workflow_execution->run_id
+                                                                  : "";
+}
+
+/* Under lock: the first queued task whose run no executor is on (-1: none). */
+static ptrdiff_t next_runnable(const keel_worker *w)
+{
+    for (size_t i = 0; i < w->n_queue; i++) {
+        const char *run = run_of(w->queue[i]);
+        bool busy = false;
+        for (int j = 0; run[0] && !busy && j < w->n_slots; j++)
+            busy = w->active_runs[j] && strcmp(w->active_runs[j], run) == 0;
+        if (!busy)
+            return (ptrdiff_t)i;
+    }
+    return -1;
+}
+
+static void *executor_thread(void *arg)
+{
+    wf_thread_arg *a = arg;
+    keel_worker *w = a->w;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        ptrdiff_t i = next_runnable(w);
+        if (i < 0) {
+            if (w->pollers_done && w->n_queue == 0)
+                break; /* stopping, and every polled task was answered */
+            pthread_cond_wait(&w->exec_cond, &w->lock);
             continue;
         }
-        keel_wm_wf_poll(w->wm, t->task_token.len > 0);
-        if (t->task_token.len > 0) {
-            atomic_store(&w->poll_ms[on_sticky], keel_heartbeat_clock_ms());
-            atomic_fetch_add(&w->wf_busy, 1);
-            process_measured(w, t);
-            atomic_fetch_sub(&w->wf_busy, 1);
-        }
-        FREE_PB(t);
+        workflow_task *t = w->queue[i];
+        memmove(w->queue + i, w->queue + i + 1, (w->n_queue - (size_t)i - 1) * sizeof *w->queue);
+        w->n_queue--;
+        /* Out of memory: the run goes unmarked; its tasks still come one at a time. */
+        w->active_runs[a->index] = run_of(t)[0] ? strdup(run_of(t)) : NULL;
+        pthread_mutex_unlock(&w->lock);
+        atomic_fetch_add(&w->wf_busy, 1);
+        run_workflow_task(w, t);
+        atomic_fetch_sub(&w->wf_busy, 1);
+        pthread_mutex_lock(&w->lock);
+        free(w->active_runs[a->index]);
+        w->active_runs[a->index] = NULL;
+        w->slots_free++;
+        pthread_cond_broadcast(&w->cond);
+        if (w->n_queue > 0) /* one of them may have waited for this run */
+            pthread_cond_broadcast(&w->exec_cond);
     }
+    pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
@@ -939,7 +1289,9 @@ int keel_worker_start(keel_worker *w, keel_error *err)
 {
     if (w->running)
         return KEEL_OK;
-    size_t n = (size_t)w->n_wf_pollers + (size_t)w->n_activity_threads;
+    size_t n_exec = w->n_wf_pollers ? (size_t)w->n_slots : 0;
+    size_t n_wf = (size_t)w->n_wf_pollers + n_exec;
+    size_t n = n_wf + (size_t)w->n_activity_threads;
     w->threads = calloc(n, sizeof *w->threads);
     w->cancels = calloc(n, sizeof *w->cancels);
     w->wf_args = calloc(n, sizeof *w->wf_args);
@@ -947,9 +1299,12 @@ int keel_worker_start(keel_worker *w, keel_error *err)
     if (!w->threads || !w->cancels || !w->wf_args || !w->activity_args)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory starting the worker");
     atomic_store(&w->stopping, false);
+    w->pollers_done = false;
     w->running = true;
-    int sticky_pollers = w->sticky_queue && w->n_wf_pollers > 1 ? w->n_wf_pollers / 2 : 0;
-    keel_wm_started(w->wm, w->n_wf_pollers - sticky_pollers, sticky_pollers, w->n_activity_threads);
+    int target = w->n_wf_pollers ? w->scaler.target : 0;
+    int sticky_pollers = w->sticky_queue ? target - target / 2 : 0;
+    keel_wm_started(w->wm, target - sticky_pollers, sticky_pollers,
+                    w->n_activity_threads ? w->pool.scaler.target : 0);
     for (size_t i = 0; i < n; i++) {
         if ((w->cancels[i] = keel_call_cancel_new()) == NULL) {
             keel_worker_stop(w);
@@ -958,9 +1313,13 @@ int keel_worker_start(keel_worker *w, keel_error *err)
         int rc;
         if (i < (size_t)w->n_wf_pollers) {
             w->wf_args[i] = (wf_thread_arg){w, w->cancels[i], (int)i};
-            rc = pthread_create(&w->threads[i], NULL, workflow_thread, &w->wf_args[i]);
+            rc = pthread_create(&w->threads[i], NULL, poller_thread, &w->wf_args[i]);
+        } else if (i < n_wf) {
+            w->wf_args[i] = (wf_thread_arg){w, NULL, (int)(i - (size_t)w->n_wf_pollers)};
+            rc = pthread_create(&w->threads[i], NULL, executor_thread, &w->wf_args[i]);
         } else {
-            w->activity_args[i] = (keel_activity_thread_arg){&w->pool, w->cancels[i]};
+            w->activity_args[i] =
+                (keel_activity_thread_arg){&w->pool, w->cancels[i], (int)(i - n_wf)};
             rc = pthread_create(&w->threads[i], NULL, keel_activity_thread, &w->activity_args[i]);
         }
         if (rc != 0) {
@@ -1026,13 +1385,28 @@ void keel_worker_stop(keel_worker *w)
     atomic_store(&w->stopping, true);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_trigger(w->cancels[i]);
-    /* The workflow threads (the first n_wf_pollers) finish the workflow task in hand and stop.
-     * Then no answer of ours can name the sticky queue again, so it goes now, before the
-     * activities' grace period: a run cached here whose activity completes during the grace
-     * (often one this worker runs) goes to the normal queue at once, instead of waiting on a
-     * sticky queue nobody polls for the sticky schedule-to-start timeout. */
-    size_t n_wf = (size_t)w->n_wf_pollers < w->n_threads ? (size_t)w->n_wf_pollers : w->n_threads;
-    for (size_t i = 0; i < n_wf; i++)
+    pthread_mutex_lock(&w->lock);
+    pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->exec_cond);
+    pthread_mutex_unlock(&w->lock);
+    keel_activity_pool_wake(&w->pool);
+    /* The pollers stop (a task a poll brought meanwhile is queued), then the executors answer
+     * every queued task and stop. Then no answer of ours can name the sticky queue again, so it
+     * goes now, before the activities' grace period: a run cached here whose activity completes
+     * during the grace (often one this worker runs) goes to the normal queue at once, instead
+     * of waiting on a sticky queue nobody polls for the sticky schedule-to-start timeout. */
+    size_t n_pollers =
+        (size_t)w->n_wf_pollers < w->n_threads ? (size_t)w->n_wf_pollers : w->n_threads;
+    size_t n_wf = (size_t)w->n_wf_pollers + (w->n_wf_pollers ? (size_t)w->n_slots : 0);
+    if (n_wf > w->n_threads)
+        n_wf = w->n_threads;
+    for (size_t i = 0; i < n_pollers; i++)
+        pthread_join(w->threads[i], NULL);
+    pthread_mutex_lock(&w->lock);
+    w->pollers_done = true;
+    pthread_cond_broadcast(&w->exec_cond);
+    pthread_mutex_unlock(&w->lock);
+    for (size_t i = n_pollers; i < n_wf; i++)
         pthread_join(w->threads[i], NULL);
     keel_heartbeat_stop(w->heartbeat);
     shutdown_worker(w);
@@ -1045,6 +1419,7 @@ void keel_worker_stop(keel_worker *w)
                  NULL);
     /* Also for a task whose poll returned just now and has not started running yet. */
     atomic_store(&w->pool.abandon, true);
+    keel_activity_pool_wake(&w->pool);
     for (size_t i = n_wf; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
     atomic_store(&w->pool.abandon, false);
@@ -1073,6 +1448,16 @@ void keel_worker_free(keel_worker *w)
     free(w->wf_args);
     free(w->activity_args);
     keel_heartbeat_free(w->heartbeat);
+    for (size_t i = 0; w->queue && i < w->n_queue; i++)
+        FREE_PB(w->queue[i]);
+    free(w->queue);
+    free(w->active_runs);
+    keel_activity_pool_destroy(&w->pool);
+    if (w->locks_ready) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        pthread_cond_destroy(&w->exec_cond);
+    }
     keel_cache_free(w->cache);
     keel_worker_metrics_free(w->wm);
     free(w->deployment_name);
@@ -1094,4 +1479,16 @@ void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out)
     out->cache_misses = atomic_load(&w->cache_misses);
     out->cache_evictions = keel_cache_evictions(w->cache);
     out->cached_runs = keel_cache_size(w->cache);
+    out->activities_eager = atomic_load(&w->pool.eager_count);
+    out->workflow_tasks_inline = atomic_load(&w->wf_inline);
+    out->workflow_polls = atomic_load(&w->wf_polls);
+    out->activity_polls = atomic_load(&w->pool.polls);
+    pthread_mutex_lock(&w->lock);
+    out->workflow_pollers = w->n_wf_pollers ? w->scaler.target : 0;
+    out->workflow_pollers_peak = w->n_wf_pollers ? w->scaler.peak : 0;
+    pthread_mutex_unlock(&w->lock);
+    pthread_mutex_lock(&w->pool.lock);
+    out->activity_pollers = w->n_activity_threads ? w->pool.scaler.target : 0;
+    out->activity_pollers_peak = w->n_activity_threads ? w->pool.scaler.peak : 0;
+    pthread_mutex_unlock(&w->pool.lock);
 }

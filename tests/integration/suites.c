@@ -18,6 +18,7 @@ Suite *batch_suite(void);
 Suite *hostile_suite(void);
 Suite *deployment_suite(void);
 Suite *local_activity_suite(void);
+Suite *slots_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -39,6 +40,7 @@ const keel_test_suite *keel_test_suites(void)
         {"hostile", hostile_suite},
         {"deployment", deployment_suite},
         {"local-activity", local_activity_suite},
+        {"slots", slots_suite},
         {NULL, NULL},
     };
     return suites;

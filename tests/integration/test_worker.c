@@ -1602,7 +1602,7 @@ START_TEST(the_server_lists_the_worker_until_it_stops_and_history_names_keel)
     ck_assert_ptr_nonnull(hb->workflow_task_slots_info);
     ck_assert_int_eq(hb->workflow_task_slots_info->current_available_slots +
                          hb->workflow_task_slots_info->current_used_slots,
-                     2);
+                     KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS); /* slots, apart from pollers */
     ck_assert_ptr_nonnull(hb->activity_task_slots_info);
     ck_assert_int_eq(hb->activity_task_slots_info->current_available_slots +
                          hb->activity_task_slots_info->current_used_slots,

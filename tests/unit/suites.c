@@ -12,6 +12,7 @@ Suite *engine_suite(void);
 Suite *local_activity_suite(void);
 Suite *protojson_suite(void);
 Suite *cache_suite(void);
+Suite *poll_scaler_suite(void);
 Suite *replay_suite(void);
 Suite *schema_suite(void);
 Suite *llm_suite(void);
@@ -36,6 +37,7 @@ const keel_test_suite *keel_test_suites(void)
         {"local-activity", local_activity_suite},
         {"protojson", protojson_suite},
         {"cache", cache_suite},
+        {"poll_scaler", poll_scaler_suite},
         {"replay", replay_suite},
         {"schema", schema_suite},
         {"llm", llm_suite},
