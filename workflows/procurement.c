@@ -118,6 +118,7 @@ typedef struct procurement {
     step pending_step;
     uint32_t pending; /* the awaited activity's seq; 0: none */
     int parallel;     /* PARALLEL_STEPS: 0 not asked yet, 1 one step at a time, 2 in parallel */
+    int local_reads;  /* LOCAL_READS: 0 not asked yet, 1 regular activities, 2 local activities */
 
     /* The activity running beside the awaited one (list_vendors beside the budget check,
      * get_approvers beside the recheck, the requester's notification beside closing the
@@ -463,6 +464,15 @@ static const keel_activity_options notify_options = {
     .retry = &notify_retry,
 };
 
+/* The reads run as local activities (LOCAL_READS): in this worker, while the workflow task stays
+ * open. A read takes milliseconds; 5 s per attempt, and the same retries as a regular tool call
+ * (backoffs of 1 to 10 s, waited in the worker), within a minute in all. */
+static const keel_local_activity_options local_read_options = {
+    .schedule_to_close_ms = 60000,
+    .start_to_close_ms = 5000,
+    .retry = &tool_retry,
+};
+
 /* What each step's activity is for, as the Web UI shows it with the activity (its summary). */
 static const char *const step_purpose[] = {
     [STEP_NONE] = "",
@@ -484,9 +494,32 @@ static const char *const step_purpose[] = {
  * step goes on from its answer) or beside the awaited one (its answer is kept, use_side). Every
  * activity the run waits for starts here. A model call's summary names its tier and purpose
  * ("strong model: read the request ..."). */
+static int local_reads(keel_workflow_ctx *ctx, procurement *p, bool *on);
+
+/* The tools that only read (docs/local-activities.md): safe to run again after a crash. */
+static bool read_tool(const char *type)
+{
+    static const char *const reads[] = {
+        "tool.check_budget",       "tool.get_budget",    "tool.list_vendors",
+        "tool.get_catalog_prices", "tool.get_approvers", NULL,
+    };
+    for (const char *const *r = reads; *r; r++)
+        if (strcmp(*r, type) == 0)
+            return true;
+    return false;
+}
+
 static int start_step(keel_workflow_ctx *ctx, procurement *p, step s, const char *type, cJSON *o,
                       const keel_activity_options *options, how how)
 {
+    bool local = false;
+    if (read_tool(type)) {
+        int rc = local_reads(ctx, p, &local);
+        if (rc != KEEL_OK) {
+            cJSON_Delete(o);
+            return rc;
+        }
+    }
     char summary[160];
     const char *tier = text_of(o, "model_tier");
     if (strcmp(type, "llm.chat") == 0)
@@ -501,7 +534,14 @@ static int start_step(keel_workflow_ctx *ctx, procurement *p, step s, const char
     char *json = keel_wf_print(o, true);
     if (json == NULL)
         return keel_workflow_error(ctx, "out of memory writing the input of %s", type);
-    uint32_t seq = keel_workflow_activity(ctx, type, json, &with);
+    uint32_t seq;
+    if (local) {
+        keel_local_activity_options lo = local_read_options;
+        lo.summary = summary;
+        seq = keel_workflow_local_activity(ctx, type, json, &lo);
+    } else {
+        seq = keel_workflow_activity(ctx, type, json, &with);
+    }
     cJSON_free(json);
     if (seq == 0)
         return KEEL_EINVAL; /* the engine said why */
@@ -555,6 +595,24 @@ static int parallel_steps(keel_workflow_ctx *ctx, procurement *p, bool *on)
         p->parallel = version >= 1 ? 2 : 1;
     }
     *on = p->parallel == 2;
+    return KEEL_OK;
+}
+
+/* Since this change, the reads (budget checks, the vendor list, the approvers) run as local
+ * activities: one marker each in the history instead of three activity events and a workflow
+ * task. Runs whose first read went out before the change keep regular activities. */
+#define LOCAL_READS "procurement.local-reads"
+
+static int local_reads(keel_workflow_ctx *ctx, procurement *p, bool *on)
+{
+    if (p->local_reads == 0) {
+        int version;
+        int rc = keel_workflow_get_version(ctx, LOCAL_READS, KEEL_DEFAULT_VERSION, 1, &version);
+        if (rc != KEEL_OK)
+            return rc;
+        p->local_reads = version >= 1 ? 2 : 1;
+    }
+    *on = p->local_reads == 2;
     return KEEL_OK;
 }
 

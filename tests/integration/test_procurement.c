@@ -23,8 +23,10 @@
 #include "activities/agent.h"
 #include "harness.h"
 #include "activities/ledger.h"
+#include "converter/payload.h"
 #include "keel/keel.h"
 #include "keel/replayer.h"
+#include "temporal/api/history/v1/message.pb-c.h"
 #include "workflows/procurement.h"
 
 #define TEST_API_KEY "sk-keel-test-0123456789abcdef"
@@ -346,6 +348,58 @@ static int scheduled(const char *id, const char *a, const char *b)
     return n;
 }
 
+/* How many reads of type a the run made as local activities (core_local_activity markers,
+ * procurement.local-reads); with b, how many of them were recorded in the same workflow task as a
+ * local activity of type b. */
+static int ran_locally(const char *id, const char *a, const char *b)
+{
+    char *bin;
+    size_t len;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_BINARY, &bin, &len,
+                                               &err) == KEEL_OK,
+                  "%s", err.message);
+    Temporal__Api__History__V1__History *h =
+        temporal__api__history__v1__history__unpack(NULL, len, (const uint8_t *)bin);
+    free(bin);
+    ck_assert_ptr_nonnull(h);
+    /* Each marker's activity type and task, in history order. */
+    char types[64][64];
+    int64_t tasks[64];
+    int n = 0;
+    for (size_t i = 0; i < h->n_events && n < 64; i++) {
+        const Temporal__Api__History__V1__HistoryEvent *ev = h->events[i];
+        if (ev->event_type != TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_MARKER_RECORDED ||
+            strcmp(ev->marker_recorded_event_attributes->marker_name, "core_local_activity") != 0)
+            continue;
+        const Temporal__Api__History__V1__MarkerRecordedEventAttributes *m =
+            ev->marker_recorded_event_attributes;
+        for (size_t d = 0; d < m->n_details; d++) {
+            if (strcmp(m->details[d]->key, "data") != 0)
+                continue;
+            char *json = NULL;
+            ck_assert_int_eq(keel_payloads_to_json(m->details[d]->value, "d", &json, &err),
+                             KEEL_OK);
+            cJSON *data = cJSON_Parse(json);
+            free(json);
+            snprintf(types[n], sizeof types[n], "%s", str(data, "activity_type"));
+            tasks[n++] = m->workflow_task_completed_event_id;
+            cJSON_Delete(data);
+        }
+    }
+    temporal__api__history__v1__history__free_unpacked(h, NULL);
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(types[i], a) != 0)
+            continue;
+        bool with = b == NULL;
+        for (int j = 0; j < n && !with; j++)
+            with = j != i && strcmp(types[j], b) == 0 && tasks[j] == tasks[i];
+        count += with;
+    }
+    return count;
+}
+
 /* ---- the happy paths ---- */
 
 START_TEST(under_1000_is_auto_approved_and_ordered_once)
@@ -388,18 +442,33 @@ START_TEST(under_1000_is_auto_approved_and_ordered_once)
     ck_assert_int_eq(
         keel_client_workflow_history(client, id, NULL, KEEL_HISTORY_JSON, &history, &len, &err),
         KEEL_OK);
-    const char *types[] = {
-        "\"llm.chat\"",          "\"tool.create_requisition\"", "\"tool.check_budget\"",
-        "\"tool.list_vendors\"", "\"tool.request_quotes\"",     "\"tool.create_purchase_order\"",
-        "\"tool.notify\""};
+    const char *types[] = {"\"llm.chat\"",
+                           "\"tool.create_requisition\"",
+                           "\"tool.request_quotes\"",
+                           "\"tool.create_purchase_order\"",
+                           "\"tool.notify\"",
+                           "\"core_local_activity\""};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         expect_in(history, types[i]);
     free(history);
-    /* The vendor list goes out with the budget check; under USD 1,000 nobody approves, so the
-     * approvers are never looked up. */
-    ck_assert_int_eq(scheduled(id, "tool.check_budget", "tool.list_vendors"), 1);
-    ck_assert_int_eq(scheduled(id, "tool.check_budget", NULL), 2);
-    ck_assert_int_eq(scheduled(id, "tool.get_approvers", NULL), 0);
+    /* The vendor list goes out with the budget check, both reads run as local activities in the
+     * same workflow task; under USD 1,000 nobody approves, so the approvers are never looked up.
+     * The effects and the quote request stay regular activities. */
+    ck_assert_int_eq(ran_locally(id, "tool.check_budget", "tool.list_vendors"), 1);
+    ck_assert_int_eq(ran_locally(id, "tool.check_budget", NULL), 2);
+    ck_assert_int_eq(ran_locally(id, "tool.list_vendors", NULL), 1);
+    ck_assert_int_eq(ran_locally(id, "tool.get_approvers", NULL), 0);
+    const char *reads[] = {"tool.check_budget", "tool.list_vendors", "tool.get_approvers"};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
+        ck_assert_msg(scheduled(id, reads[i], NULL) == 0, "%s was scheduled", reads[i]);
+    const char *effects[] = {"tool.create_requisition", "tool.set_requisition_status",
+                             "tool.request_quotes", "tool.create_purchase_order", "tool.notify"};
+    for (size_t i = 0; i < sizeof effects / sizeof effects[0]; i++)
+        ck_assert_msg(scheduled(id, effects[i], NULL) >= 1, "%s was not scheduled", effects[i]);
+    ck_assert_int_eq(scheduled(id, "tool.create_purchase_order", NULL), 1);
+    ck_assert_int_eq(scheduled(id, "llm.chat", NULL), 2);
+    ck_assert_int_eq(ran_locally(id, "tool.request_quotes", NULL), 0);
+    ck_assert_int_eq(ran_locally(id, "tool.notify", NULL), 0);
     cJSON_Delete(r);
 }
 END_TEST
@@ -435,9 +504,11 @@ START_TEST(a_manager_approves_by_signal_and_others_are_ignored)
         o.mgr);
     expect_pos(str(r, "requisition_id"), "1");
     /* In parallel: the budget check and the vendors, the recheck and the approvers. */
-    ck_assert_int_eq(scheduled(id, "tool.check_budget", "tool.list_vendors"), 1);
-    ck_assert_int_eq(scheduled(id, "tool.check_budget", "tool.get_approvers"), 1);
-    ck_assert_int_eq(scheduled(id, "tool.get_approvers", NULL), 1);
+    ck_assert_int_eq(ran_locally(id, "tool.check_budget", "tool.list_vendors"), 1);
+    ck_assert_int_eq(ran_locally(id, "tool.check_budget", "tool.get_approvers"), 1);
+    ck_assert_int_eq(ran_locally(id, "tool.get_approvers", NULL), 1);
+    ck_assert_int_eq(scheduled(id, "tool.get_approvers", NULL), 0);
+    ck_assert_int_eq(scheduled(id, "tool.check_budget", NULL), 0);
     cJSON_Delete(r);
 }
 END_TEST
@@ -526,7 +597,7 @@ START_TEST(a_request_over_budget_is_rejected_with_the_reason)
     ck_assert_int_eq((int)num(r, "model_calls"), 1); /* no recommendation was needed */
     /* The vendors were listed beside the budget check, but none was asked for a quote; the
      * requisition is closed and the requester told at once. */
-    ck_assert_int_eq(scheduled(id, "tool.list_vendors", NULL), 1);
+    ck_assert_int_eq(ran_locally(id, "tool.list_vendors", NULL), 1);
     ck_assert_int_eq(scheduled(id, "tool.request_quotes", NULL), 0);
     ck_assert_int_eq(scheduled(id, "tool.set_requisition_status", "tool.notify"), 1);
     cJSON_Delete(r);

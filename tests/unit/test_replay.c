@@ -146,6 +146,52 @@ START_TEST(procurement_has_histories_of_both_step_orders)
 }
 END_TEST
 
+/* keel.Procurement's histories from after the change "procurement.local-reads" (local-*.json):
+ * the reads are core_local_activity markers, never scheduled activities; the effects are. */
+START_TEST(procurement_has_histories_with_local_reads)
+{
+    static const char *const files[] = {"local-auto.json", "local-manager.json",
+                                        "local-budget.json"};
+    static const char *const reads[] = {"tool.check_budget", "tool.get_budget", "tool.list_vendors",
+                                        "tool.get_catalog_prices", "tool.get_approvers"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/keel.Procurement/%s", replay_dir(), files[i]);
+        FILE *f = fopen(path, "rb");
+        ck_assert_msg(f != NULL, "cannot read %s", path);
+        static char text[1 << 20];
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        cJSON *h = cJSON_Parse(text);
+        ck_assert_msg(h != NULL, "%s is not JSON", path);
+        int markers = 0, effects = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(h, "events"))
+        {
+            const char *marker = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(e, "markerRecordedEventAttributes"),
+                "markerName"));
+            markers += marker && strcmp(marker, "core_local_activity") == 0;
+            const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(e, "activityTaskScheduledEventAttributes"),
+                    "activityType"),
+                "name"));
+            if (type == NULL)
+                continue;
+            effects++;
+            for (size_t r = 0; r < sizeof reads / sizeof reads[0]; r++)
+                ck_assert_msg(strcmp(type, reads[r]) != 0, "%s schedules %s", path, type);
+        }
+        /* The budget check and the vendor list at least; tool.create_requisition at least. */
+        ck_assert_msg(markers >= 2, "%s: %d local activity markers", path, markers);
+        ck_assert_msg(effects >= 1, "%s schedules no activity", path);
+        cJSON_Delete(h);
+    }
+}
+END_TEST
+
 /* Hostile histories (tests/fixtures/hostile/, inputs that broke keel): replaying one is an
  * error naming what is wrong, never a crash. */
 static void replay_refused(const char *type_name, const char *file, const char *want)
@@ -191,6 +237,7 @@ Suite *replay_suite(void)
     tcase_add_test(tc, every_workflow_replays_its_recorded_histories);
     tcase_add_test(tc, the_registry_finds_its_types_by_name);
     tcase_add_test(tc, procurement_has_histories_of_both_step_orders);
+    tcase_add_test(tc, procurement_has_histories_with_local_reads);
     suite_add_tcase(s, tc);
     TCase *hostile = tcase_create("hostile");
     tcase_add_test(hostile, a_failure_nested_10000_deep_is_refused_naming_the_limit);
