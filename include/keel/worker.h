@@ -192,6 +192,9 @@ typedef struct keel_worker_stats {
     uint64_t workflow_polls, activity_polls;
     int workflow_pollers, workflow_pollers_peak;
     int activity_pollers, activity_pollers_peak;
+    /* First workflow tasks that came in an eager start's answer (execution.h,
+     * keel_workflow_start_options.eager) instead of a poll. */
+    uint64_t workflow_tasks_eager;
 } keel_worker_stats;
 
 void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out);
