@@ -458,14 +458,9 @@ static int run_one(const params *p, const config *c, int round, long spid, long 
     pthread_t threads[256];
     starter st[256];
     for (int i = 0; i < p->conc; i++) {
-        st[i] = (starter){client,
-                          queue,
-                          prefix,
-                          p->n * i / p->conc,
-                          p->n * (i + 1) / p->conc,
-                          p->eager,
-                          &failures,
-                          &eager_starts};
+        st[i] = (starter){
+            client,   queue,     prefix,       p->n * i / p->conc, p->n * (i + 1) / p->conc,
+            p->eager, &failures, &eager_starts};
         pthread_create(&threads[i], NULL, start_and_wait, &st[i]);
     }
     for (int i = 0; i < p->conc; i++)
