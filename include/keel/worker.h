@@ -164,7 +164,10 @@ keel_versioning_behavior keel_worker_options_behavior(const keel_worker_options 
 int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_options *opts,
                     keel_error *err);
 
-/* Start polling. Fails if the threads cannot be started. */
+/* Start polling. Fails if the threads cannot be started. A started worker with workflows also
+ * offers its free workflow-task slots to eager starts made on the same keel_client
+ * (keel_workflow_start_options.eager) until keel_worker_stop(); the client borrows the worker for
+ * that, so free the worker before the client. */
 int keel_worker_start(keel_worker *w, keel_error *err);
 
 /* Stop polling, let the workflow tasks in progress finish, tell the server the sticky queue is
