@@ -62,7 +62,7 @@ typedef struct keel_search_attribute_value {
     const char *json;
 } keel_search_attribute_value;
 
-#define KEEL_WORKFLOW_START_OPTIONS_VERSION 1
+#define KEEL_WORKFLOW_START_OPTIONS_VERSION 2
 
 typedef struct keel_workflow_start_options {
     unsigned int version;
@@ -80,6 +80,15 @@ typedef struct keel_workflow_start_options {
     size_t n_search_attributes;
     const keel_retry_policy *retry_policy; /* NULL: none (a workflow runs once) */
     const char *request_id;                /* idempotency key; NULL: a new UUID */
+    /* Version 2. Wait this long before the first workflow task (0: none; not with cron). */
+    int64_t start_delay_ms;
+    /* Version 2. Eager start: ask the server to return the first workflow task in the start's
+     * answer and run it on a keel_worker of THIS client (same keel_client object) that serves
+     * task_queue, skipping the poll. Used only when such a worker is running and one of its
+     * workflow-task slots is free at that moment (never waits for one); otherwise, and always
+     * with start_delay_ms or cron_schedule, the start is a normal one. Ignored by
+     * signal-with-start. keel_client_workflow_start_ex() says whether it happened. */
+    bool eager;
 } keel_workflow_start_options;
 
 #define KEEL_WORKFLOW_START_OPTIONS_INIT                                                           \
@@ -96,6 +105,16 @@ int keel_workflow_start_options_init(keel_workflow_start_options *opts, unsigned
  */
 int keel_client_workflow_start(keel_client *client, const keel_workflow_start_options *opts,
                                char **run_id_out, keel_error *err);
+
+/*
+ * keel_client_workflow_start, and *eager_out (if not NULL) tells whether the start was eager: the
+ * server handed the first workflow task back in its answer and a local worker (opts->eager) took
+ * it, with the slot reserved for it, so no poll carried it. false: a normal start (no worker of
+ * this client serves the queue, none had a free slot, a start delay or cron schedule, the
+ * namespace has eager start off, or the run existed already).
+ */
+int keel_client_workflow_start_ex(keel_client *client, const keel_workflow_start_options *opts,
+                                  char **run_id_out, bool *eager_out, keel_error *err);
 
 /*
  * SignalWithStartWorkflowExecution: signal the workflow id's open run, or start it (with opts)

@@ -164,7 +164,10 @@ keel_versioning_behavior keel_worker_options_behavior(const keel_worker_options 
 int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_options *opts,
                     keel_error *err);
 
-/* Start polling. Fails if the threads cannot be started. */
+/* Start polling. Fails if the threads cannot be started. A started worker with workflows also
+ * offers its free workflow-task slots to eager starts made on the same keel_client
+ * (keel_workflow_start_options.eager) until keel_worker_stop(); the client borrows the worker for
+ * that, so free the worker before the client. */
 int keel_worker_start(keel_worker *w, keel_error *err);
 
 /* Stop polling, let the workflow tasks in progress finish, tell the server the sticky queue is
@@ -192,6 +195,9 @@ typedef struct keel_worker_stats {
     uint64_t workflow_polls, activity_polls;
     int workflow_pollers, workflow_pollers_peak;
     int activity_pollers, activity_pollers_peak;
+    /* First workflow tasks that came in an eager start's answer (execution.h,
+     * keel_workflow_start_options.eager) instead of a poll. */
+    uint64_t workflow_tasks_eager;
 } keel_worker_stats;
 
 void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out);

@@ -1,6 +1,7 @@
 /* client - system info, namespaces and search attributes over the transport. */
 #include "client/client.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,10 @@
 
 struct keel_client {
     keel_transport *transport;
+    /* Workers that take eager workflow starts (client.h), under eager_lock. */
+    pthread_mutex_t eager_lock;
+    keel_eager_target *eager;
+    size_t n_eager, cap_eager, eager_next;
 };
 
 #define WF(m)  ((keel_rpc){KEEL_WORKFLOW_SERVICE, m})
@@ -33,6 +38,7 @@ int keel_client_new(keel_client **out, const keel_connect_options *opts, keel_er
         free(c);
         return rc;
     }
+    pthread_mutex_init(&c->eager_lock, NULL);
     *out = c;
     return KEEL_OK;
 }
@@ -42,7 +48,58 @@ void keel_client_free(keel_client *client)
     if (client == NULL)
         return;
     keel_transport_free(client->transport);
+    pthread_mutex_destroy(&client->eager_lock);
+    free(client->eager);
     free(client);
+}
+
+/* ---- eager workflow start: the workers on this client ---- */
+
+int keel_client_eager_add(keel_client *client, const keel_eager_target *target)
+{
+    pthread_mutex_lock(&client->eager_lock);
+    if (client->n_eager == client->cap_eager) {
+        size_t cap = client->cap_eager ? client->cap_eager * 2 : 4;
+        keel_eager_target *t = realloc(client->eager, cap * sizeof *t);
+        if (t == NULL) {
+            pthread_mutex_unlock(&client->eager_lock);
+            return KEEL_ENOMEM;
+        }
+        client->eager = t;
+        client->cap_eager = cap;
+    }
+    client->eager[client->n_eager++] = *target;
+    pthread_mutex_unlock(&client->eager_lock);
+    return KEEL_OK;
+}
+
+void keel_client_eager_remove(keel_client *client, void *ctx)
+{
+    pthread_mutex_lock(&client->eager_lock);
+    for (size_t i = 0; i < client->n_eager; i++)
+        if (client->eager[i].ctx == ctx) {
+            client->eager[i] = client->eager[--client->n_eager];
+            break;
+        }
+    pthread_mutex_unlock(&client->eager_lock);
+}
+
+bool keel_client_eager_reserve(keel_client *client, const char *task_queue, keel_eager_target *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&client->eager_lock);
+    size_t n = client->n_eager;
+    for (size_t k = 0; k < n && !found; k++) {
+        size_t i = (client->eager_next + k) % n;
+        const keel_eager_target *t = &client->eager[i];
+        if (strcmp(t->task_queue, task_queue) == 0 && t->try_reserve(t->ctx)) {
+            *out = *t;
+            client->eager_next = i + 1;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&client->eager_lock);
+    return found;
 }
 
 keel_transport *keel_client_transport(const keel_client *client)

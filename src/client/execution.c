@@ -141,6 +141,10 @@ static int check_start(const keel_workflow_start_options *o, keel_error *err)
         return keel_error_set(err, KEEL_EINVAL, "a workflow start needs a task queue");
     if (o->execution_timeout_ms < 0 || o->run_timeout_ms < 0 || o->task_timeout_ms < 0)
         return keel_error_set(err, KEEL_EINVAL, "workflow timeouts cannot be negative");
+    if (o->start_delay_ms < 0)
+        return keel_error_set(err, KEEL_EINVAL, "a workflow start delay cannot be negative");
+    if (o->start_delay_ms > 0 && !empty(o->cron_schedule))
+        return keel_error_set(err, KEEL_EINVAL, "a start delay cannot go with a cron schedule");
     for (size_t i = 0; i < o->n_memo; i++)
         if (empty(o->memo[i].key))
             return keel_error_set(err, KEEL_EINVAL, "memo entry %zu has no key", i + 1);
@@ -187,6 +191,7 @@ static int build_start(keel_transport *t, const char *ns, const keel_workflow_st
     r->workflow_execution_timeout = new_duration(o->execution_timeout_ms, &ok);
     r->workflow_run_timeout = new_duration(o->run_timeout_ms, &ok);
     r->workflow_task_timeout = new_duration(o->task_timeout_ms, &ok);
+    r->workflow_start_delay = new_duration(o->start_delay_ms, &ok);
     if (!ok || r->workflow_type == NULL || r->task_queue == NULL)
         return oom(err);
     int rc = keel_payloads_new_json(o->input_json, "workflow input", &r->input, err);
@@ -206,8 +211,18 @@ static int build_start(keel_transport *t, const char *ns, const keel_workflow_st
 int keel_client_workflow_start(keel_client *client, const keel_workflow_start_options *opts,
                                char **run_id_out, keel_error *err)
 {
+    return keel_client_workflow_start_ex(client, opts, run_id_out, NULL, err);
+}
+
+typedef Temporal__Api__Deployment__V1__WorkerDeploymentOptions pb_deployment_options;
+
+int keel_client_workflow_start_ex(keel_client *client, const keel_workflow_start_options *opts,
+                                  char **run_id_out, bool *eager_out, keel_error *err)
+{
     if (run_id_out)
         *run_id_out = NULL;
+    if (eager_out)
+        *eager_out = false;
     keel_error local;
     err = err ? err : &local;
     int rc = check_start(opts, err);
@@ -217,6 +232,17 @@ int keel_client_workflow_start(keel_client *client, const keel_workflow_start_op
     const char *ns = keel_transport_namespace(t);
     start_request *req = NULL;
     rc = build_start(t, ns, opts, &req, err);
+    /* Eager: only with a slot reserved now on a worker of this client that serves the queue;
+     * the server would drop the request with a delay or cron anyway (first task backs off). */
+    keel_eager_target eager;
+    bool reserved = rc == KEEL_OK && opts->eager && opts->start_delay_ms == 0 &&
+                    empty(opts->cron_schedule) &&
+                    keel_client_eager_reserve(client, opts->task_queue, &eager);
+    if (reserved) {
+        req->request_eager_execution = true;
+        /* Borrowed from the worker (alive while it holds our reservation); unset before free. */
+        req->eager_worker_deployment_options = (pb_deployment_options *)eager.deployment_options;
+    }
     Temporal__Api__Workflowservice__V1__StartWorkflowExecutionResponse *resp = NULL;
     if (rc == KEEL_OK) {
         keel_call_options co = {.retry = true, .namespace = ns};
@@ -225,8 +251,23 @@ int keel_client_workflow_start(keel_client *client, const keel_workflow_start_op
             &temporal__api__workflowservice__v1__start_workflow_execution_response__descriptor,
             (ProtobufCMessage **)&resp, &co, err);
     }
-    if (req)
+    if (req) {
+        req->eager_worker_deployment_options = NULL;
         FREE_PB(req);
+    }
+    if (reserved) {
+        /* The task (already started server-side) goes to the worker with the slot, as a polled
+         * one would; without one, the slot goes back and a poll brings the first task. */
+        if (rc == KEEL_OK && resp->eager_workflow_task != NULL &&
+            resp->eager_workflow_task->task_token.len > 0) {
+            eager.deliver(eager.ctx, (ProtobufCMessage *)resp->eager_workflow_task);
+            resp->eager_workflow_task = NULL;
+            if (eager_out)
+                *eager_out = true;
+        } else {
+            eager.release(eager.ctx);
+        }
+    }
     if (rc != KEEL_OK)
         return rc;
     if (run_id_out && (*run_id_out = keel_proto_strdup(resp->run_id)) == NULL)
@@ -261,6 +302,7 @@ static void move_start(swS_request *to, start_request *from)
     MOVE(to, from, cron_schedule, NULL);
     MOVE(to, from, memo, NULL);
     MOVE(to, from, search_attributes, NULL);
+    MOVE(to, from, workflow_start_delay, NULL);
     to->workflow_id_reuse_policy = from->workflow_id_reuse_policy;
     to->workflow_id_conflict_policy = from->workflow_id_conflict_policy;
 }

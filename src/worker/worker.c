@@ -90,7 +90,9 @@ struct keel_worker {
     size_t n_queue;
     char **active_runs;
     bool pollers_done;
-    atomic_uint_fast64_t wf_inline, wf_polls;
+    int eager_reserved; /* slots reserved by eager starts (client.h), not yet handed a task */
+    bool eager_registered;
+    atomic_uint_fast64_t wf_inline, wf_polls, wf_eager;
 
     atomic_bool stopping;
     bool running;
@@ -351,6 +353,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     keel_poll_scaler_init(&w->scaler, wmin, opts->workflow_pollers, wmax);
     atomic_init(&w->wf_inline, 0);
     atomic_init(&w->wf_polls, 0);
+    atomic_init(&w->wf_eager, 0);
     w->queue = calloc((size_t)w->n_slots, sizeof *w->queue);
     w->active_runs = calloc((size_t)w->n_slots, sizeof *w->active_runs);
     int amax =
@@ -1257,8 +1260,8 @@ static void *executor_thread(void *arg)
     for (;;) {
         ptrdiff_t i = next_runnable(w);
         if (i < 0) {
-            if (w->pollers_done && w->n_queue == 0)
-                break; /* stopping, and every polled task was answered */
+            if (w->pollers_done && w->n_queue == 0 && w->eager_reserved == 0)
+                break; /* stopping, and every polled (or eager) task was answered */
             pthread_cond_wait(&w->exec_cond, &w->lock);
             continue;
         }
@@ -1281,6 +1284,68 @@ static void *executor_thread(void *arg)
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
+}
+
+/* ---- eager workflow start (client.h): the worker's side ---- */
+
+/* A slot for an eager start, now or never: free, and the worker not stopping. */
+static bool eager_try_reserve(void *ctx)
+{
+    keel_worker *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    bool ok = !atomic_load(&w->stopping) && !w->pollers_done && w->slots_free > 0;
+    if (ok) {
+        w->slots_free--;
+        w->eager_reserved++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return ok;
+}
+
+/* The start's first workflow task, with the reserved slot: queued for the executors as a polled
+ * normal-queue task is (its answer names the sticky queue, so later tasks go there). */
+static void eager_deliver(void *ctx, ProtobufCMessage *task)
+{
+    keel_worker *w = ctx;
+    atomic_fetch_add(&w->wf_eager, 1);
+    pthread_mutex_lock(&w->lock);
+    w->eager_reserved--;
+    w->queue[w->n_queue++] = (workflow_task *)task;
+    pthread_cond_signal(&w->exec_cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void eager_release(void *ctx)
+{
+    keel_worker *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    w->eager_reserved--;
+    w->slots_free++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->exec_cond); /* a stopping executor may wait for this */
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Offer the worker's slots to eager starts on its client (only a worker with workflows). An
+ * out-of-memory failure only means starts are not eager. */
+static void eager_register(keel_worker *w)
+{
+    if (w->n_wf_pollers == 0)
+        return;
+    keel_eager_target t = {.ctx = w,
+                           .task_queue = w->task_queue,
+                           .deployment_options = (const ProtobufCMessage *)w->deployment_options,
+                           .try_reserve = eager_try_reserve,
+                           .deliver = eager_deliver,
+                           .release = eager_release};
+    w->eager_registered = keel_client_eager_add(w->client, &t) == KEEL_OK;
+}
+
+static void eager_unregister(keel_worker *w)
+{
+    if (w->eager_registered)
+        keel_client_eager_remove(w->client, w);
+    w->eager_registered = false;
 }
 
 /* ---- starting and stopping ---- */
@@ -1334,6 +1399,8 @@ int keel_worker_start(keel_worker *w, keel_error *err)
     int rc = keel_heartbeat_start(w->heartbeat, &w->stopping, err);
     if (rc != KEEL_OK)
         keel_worker_stop(w);
+    else
+        eager_register(w);
     return rc;
 }
 
@@ -1381,6 +1448,7 @@ void keel_worker_stop(keel_worker *w)
 {
     if (w == NULL || !w->running)
         return;
+    eager_unregister(w);
     /* No new polls; polls in flight are cancelled; tasks being worked on finish first. */
     atomic_store(&w->stopping, true);
     for (size_t i = 0; i < w->n_threads; i++)
@@ -1482,6 +1550,7 @@ void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out)
     out->activities_eager = atomic_load(&w->pool.eager_count);
     out->workflow_tasks_inline = atomic_load(&w->wf_inline);
     out->workflow_polls = atomic_load(&w->wf_polls);
+    out->workflow_tasks_eager = atomic_load(&w->wf_eager);
     out->activity_polls = atomic_load(&w->pool.polls);
     pthread_mutex_lock(&w->lock);
     out->workflow_pollers = w->n_wf_pollers ? w->scaler.target : 0;

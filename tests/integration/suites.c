@@ -19,6 +19,7 @@ Suite *hostile_suite(void);
 Suite *deployment_suite(void);
 Suite *local_activity_suite(void);
 Suite *slots_suite(void);
+Suite *eager_start_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -41,6 +42,7 @@ const keel_test_suite *keel_test_suites(void)
         {"deployment", deployment_suite},
         {"local-activity", local_activity_suite},
         {"slots", slots_suite},
+        {"eager-start", eager_start_suite},
         {NULL, NULL},
     };
     return suites;

@@ -3,13 +3,19 @@
  * observability costs.
  *
  *   keel-bench [--workflows N] [--concurrency C] [--cache N] [--pollers P]
- *              [--configs off,metrics,tracing,both] [--rounds R]
+ *              [--configs off,metrics,tracing,both] [--rounds R] [--eager-start]
  *
  * Runs a worker in this process with a one-activity workflow (schedule "noop", complete with its
  * result), starts N runs from C starter threads, waits until every run has completed, and
  * prints the throughput, the CPU time the process used per 1,000 workflows, and its peak RSS.
  * The starters and the worker share the process, so the RSS is an upper bound for the worker
  * alone and the CPU includes the starters' (the same in every configuration).
+ *
+ * --eager-start asks for an eager start on every start (keel_workflow_start_options.eager): the
+ * worker shares the starters' client, so a start that finds a free workflow-task slot gets its
+ * first task in the start's answer instead of through a poll. Each round prints how many starts
+ * were eager and the first-task latency (from just before the start call to the moment the
+ * workflow's start callback runs in the worker, p50/p99 over the round's runs).
  *
  * Each configuration in --configs (default "off,metrics") runs the same benchmark with a client
  * and worker of its own, one after the other, R rounds in turn (so that drift in the server
@@ -59,9 +65,20 @@ static int noop(keel_activity_ctx *ctx, const char *input, char **result, void *
     return *result ? KEEL_OK : KEEL_ENOMEM;
 }
 
+/* First-task latency, per run index (the input's "n"): when its start call began and when its
+ * start callback first ran. Measurement only, outside what the workflow decides; a bench
+ * workflow, not one of workflows/. */
+static _Atomic int64_t *start_at, *first_at;
+static int latency_n;
+
 static int one_start(keel_workflow_ctx *ctx, void *state, const char *input)
 {
     (void)state;
+    int n = -1;
+    if (first_at && sscanf(input, "{\"n\":%d}", &n) == 1 && n >= 0 && n < latency_n) {
+        int64_t zero = 0;
+        atomic_compare_exchange_strong(&first_at[n], &zero, now_ms());
+    }
     keel_activity_options o = {.start_to_close_ms = 10000};
     return keel_workflow_activity(ctx, "noop", input, &o) ? KEEL_OK : KEEL_EINVAL;
 }
@@ -82,7 +99,8 @@ typedef struct starter {
     const char *queue;
     const char *prefix;
     int from, to;
-    atomic_int *failures;
+    bool eager;
+    atomic_int *failures, *eager_starts;
 } starter;
 
 /* Start runs [from, to) and wait for each to complete. */
@@ -99,11 +117,16 @@ static void *start_and_wait(void *arg)
         o.workflow_type = one_activity.name;
         o.task_queue = s->queue;
         o.input_json = input;
+        o.eager = s->eager;
         keel_error err;
-        if (keel_client_workflow_start(s->client, &o, NULL, &err) != KEEL_OK) {
+        bool eager = false;
+        atomic_store(&start_at[i], now_ms());
+        if (keel_client_workflow_start_ex(s->client, &o, NULL, &eager, &err) != KEEL_OK) {
             fprintf(stderr, "keel-bench: %s\n", err.message);
             atomic_fetch_add(s->failures, 1);
         }
+        if (eager)
+            atomic_fetch_add(s->eager_starts, 1);
     }
     for (int i = s->from; i < s->to; i++) {
         char id[128];
@@ -361,11 +384,13 @@ static double median(double *v, int n)
 
 typedef struct params {
     int n, conc, cache, pollers;
+    bool eager;
 } params;
 
 typedef struct measured {
     double seconds, cpu, server_cpu, db_cpu;
-    int failures, scrapes;
+    double first_p50, first_p99; /* first-task latency, ms */
+    int failures, scrapes, eager_starts;
     uint64_t spans_exported, spans_dropped;
     keel_worker_stats stats;
 } measured;
@@ -423,18 +448,35 @@ static int run_one(const params *p, const config *c, int round, long spid, long 
         return 1;
     }
 
-    atomic_int failures;
+    atomic_int failures, eager_starts;
     atomic_init(&failures, 0);
+    atomic_init(&eager_starts, 0);
+    for (int i = 0; i < p->n; i++) {
+        atomic_store(&start_at[i], 0);
+        atomic_store(&first_at[i], 0);
+    }
     pthread_t threads[256];
     starter st[256];
     for (int i = 0; i < p->conc; i++) {
-        st[i] = (starter){client,   queue, prefix, p->n * i / p->conc, p->n * (i + 1) / p->conc,
-                          &failures};
+        st[i] = (starter){
+            client,   queue,     prefix,       p->n * i / p->conc, p->n * (i + 1) / p->conc,
+            p->eager, &failures, &eager_starts};
         pthread_create(&threads[i], NULL, start_and_wait, &st[i]);
     }
     for (int i = 0; i < p->conc; i++)
         pthread_join(threads[i], NULL);
     m->seconds = (double)(now_ms() - t0) / 1000.0;
+    m->eager_starts = atomic_load(&eager_starts);
+    double *lat = malloc((size_t)p->n * sizeof *lat);
+    int n_lat = 0;
+    for (int i = 0; lat && i < p->n; i++)
+        if (atomic_load(&first_at[i]) > 0)
+            lat[n_lat++] = (double)(atomic_load(&first_at[i]) - atomic_load(&start_at[i]));
+    if (n_lat > 0) {
+        m->first_p50 = median(lat, n_lat); /* sorts lat */
+        m->first_p99 = lat[(n_lat * 99 - 1) / 100];
+    }
+    free(lat);
     keel_worker_get_stats(w, &m->stats);
     keel_worker_free(w);
     keel_client_free(client);
@@ -456,6 +498,9 @@ int main(int argc, char **argv)
                 .conc = arg_int(argc, argv, "--concurrency", 8),
                 .cache = arg_int(argc, argv, "--cache", 256),
                 .pollers = arg_int(argc, argv, "--pollers", 2)};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--eager-start") == 0)
+            p.eager = true;
     int rounds = arg_int(argc, argv, "--rounds", 1);
     const char *names = arg_str(argc, argv, "--configs", "off,metrics");
     const config *chosen[8];
@@ -473,7 +518,8 @@ int main(int argc, char **argv)
     if (bad || n_chosen == 0 || p.n < 1 || p.conc < 1 || p.conc > 256 || p.cache < 0 ||
         p.pollers < 1 || p.pollers > 64 || rounds < 1 || rounds > 20) {
         fprintf(stderr, "usage: keel-bench [--workflows N] [--concurrency 1-256] [--cache N] "
-                        "[--pollers 1-64] [--configs off,metrics] [--rounds 1-20]\n"
+                        "[--pollers 1-64] [--configs off,metrics] [--rounds 1-20] "
+                        "[--eager-start]\n"
                         "configurations:");
         for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
             fprintf(stderr, " %s", configs[i].name);
@@ -484,6 +530,13 @@ int main(int argc, char **argv)
     long dbpid = pid_from_file("KEEL_BENCH_DB_PID_FILE");
     if (spid < 0 || dbpid < 0)
         return 2;
+    start_at = calloc((size_t)p.n, sizeof *start_at);
+    first_at = calloc((size_t)p.n, sizeof *first_at);
+    latency_n = p.n;
+    if (start_at == NULL || first_at == NULL) {
+        fprintf(stderr, "keel-bench: out of memory\n");
+        return 1;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     double cpu[8] = {0}, secs[8] = {0}, per_round[8][20], server_round[8][20], db_round[8][20],
            wps_round[8][20];
@@ -505,14 +558,16 @@ int main(int argc, char **argv)
                    "seconds=%.2f workflows_per_second=%.1f cpu_seconds=%.2f "
                    "cpu_seconds_per_1000_workflows=%.2f workflow_tasks=%llu activities=%llu "
                    "cache_hits=%llu cache_misses=%llu scrapes=%d spans_exported=%llu "
-                   "spans_dropped=%llu\n",
+                   "spans_dropped=%llu eager_start=%s eager_starts=%d "
+                   "eager_workflow_tasks=%llu first_task_ms_p50=%.1f first_task_ms_p99=%.1f\n",
                    chosen[i]->name, r + 1, p.n, p.conc, p.cache, p.pollers, m.failures, m.seconds,
                    m.seconds > 0 ? p.n / m.seconds : 0.0, m.cpu, m.cpu * 1000.0 / p.n,
                    (unsigned long long)m.stats.workflow_tasks_completed,
                    (unsigned long long)m.stats.activities_completed,
                    (unsigned long long)m.stats.cache_hits, (unsigned long long)m.stats.cache_misses,
                    m.scrapes, (unsigned long long)m.spans_exported,
-                   (unsigned long long)m.spans_dropped);
+                   (unsigned long long)m.spans_dropped, p.eager ? "on" : "off", m.eager_starts,
+                   (unsigned long long)m.stats.workflow_tasks_eager, m.first_p50, m.first_p99);
             if (spid > 0)
                 printf("config=%s round=%d server_cpu_seconds=%.2f "
                        "server_cpu_seconds_per_1000_workflows=%.2f\n",
@@ -553,5 +608,7 @@ int main(int argc, char **argv)
                    median(db_round[i], rounds));
     printf("\n");
     curl_global_cleanup();
+    free(start_at);
+    free(first_at);
     return failed == 0 ? 0 : 1;
 }
