@@ -619,7 +619,7 @@ func runRound(cfg *config, c client.Client, impl string, round int, versions map
 		for _, kind := range []struct{ wfType, prefix string }{
 			{"BenchToolLoop", "tool_"}, {"BenchToolLoopLocal", "tool_local_"},
 		} {
-			var steps, histSteps, events []float64
+			var steps, histSteps, events, runMs []float64
 			m := beginMonitor(w.pid)
 			for k := 0; k < cfg.toolRuns; k++ {
 				list := ids(fmt.Sprintf("%s%d", kind.prefix, k), 1)
@@ -634,6 +634,7 @@ func runRound(cfg *config, c client.Client, impl string, round int, versions map
 					continue
 				}
 				events = append(events, float64(len(h)))
+				runMs = append(runMs, ms(h[len(h)-1].EventTime.AsTime().Sub(h[0].EventTime.AsTime())))
 				gaps, err := stampedGaps(h)
 				if err != nil {
 					r.fail("%s %d: %v", kind.wfType, k, err)
@@ -651,6 +652,7 @@ func runRound(cfg *config, c client.Client, impl string, round int, versions map
 			r.set(kind.prefix+"step_p50_ms", percentile(steps, 50))
 			r.set(kind.prefix+"step_p99_ms", percentile(steps, 99))
 			r.set(kind.prefix+"events", percentile(events, 50))
+			r.set(kind.prefix+"run_ms", percentile(runMs, 50))
 			r.set(kind.prefix+"cpu_per_step_ms", cpu*1000/float64(max(1, cfg.toolRuns*cfg.steps)))
 			if kind.prefix == "tool_" {
 				if len(histSteps) != cfg.toolRuns*(cfg.steps-1) {
@@ -725,11 +727,13 @@ var rows = []rowDef{
 	{"tool_hist_step_p50_ms", "tool loop, regular: ActivityTaskCompleted → next Started p50 (ms)", 1, "", nil},
 	{"tool_hist_step_p99_ms", "tool loop, regular: ActivityTaskCompleted → next Started p99 (ms)", 1, "", nil},
 	{"tool_events", "tool loop, regular activities: history events per run", 0, "", nil},
+	{"tool_run_ms", "tool loop, regular activities: run, started → completed, p50 (ms)", 0, "", nil},
 	{"tool_cpu_per_step_ms", "tool loop, regular activities: worker CPU per step (ms)", 2, "", nil},
 	{"tool_local_step_p50_ms", "tool loop, local activities: overhead per step p50 (ms)", 2, "", nil},
 	{"tool_local_step_p99_ms", "tool loop, local activities: overhead per step p99 (ms)", 2, "keel local < 25 ms",
 		func(k, _ float64) bool { return k < 25 }},
 	{"tool_local_events", "tool loop, local activities: history events per run", 0, "", nil},
+	{"tool_local_run_ms", "tool loop, local activities: run, started → completed, p50 (ms)", 0, "", nil},
 	{"tool_local_cpu_per_step_ms", "tool loop, local activities: worker CPU per step (ms)", 2, "", nil},
 }
 
