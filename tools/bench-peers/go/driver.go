@@ -317,6 +317,31 @@ func stepOverheads(h []*historypb.HistoryEvent) []float64 {
 	return out
 }
 
+// stampedGaps: the tool loop's result, {"end_us": E, "gaps_us": [...]}, from the history's
+// WorkflowExecutionCompleted event: each gap is a "toolstep" activity's start minus the previous
+// step's end (wall clock, microseconds, taken inside the activity), in ms.
+func stampedGaps(h []*historypb.HistoryEvent) ([]float64, error) {
+	if len(h) == 0 || h[len(h)-1].EventType != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED {
+		return nil, fmt.Errorf("the history does not end with WorkflowExecutionCompleted")
+	}
+	p := h[len(h)-1].GetWorkflowExecutionCompletedEventAttributes().GetResult().GetPayloads()
+	if len(p) != 1 {
+		return nil, fmt.Errorf("the result has %d payloads, expected 1", len(p))
+	}
+	var out struct {
+		EndUs  *int64  `json:"end_us"`
+		GapsUs []int64 `json:"gaps_us"`
+	}
+	if err := json.Unmarshal(p[0].Data, &out); err != nil || out.EndUs == nil || out.GapsUs == nil {
+		return nil, fmt.Errorf("the result %q is not {\"end_us\":E,\"gaps_us\":[...]} (%v)", p[0].Data, err)
+	}
+	gaps := make([]float64, len(out.GapsUs))
+	for i, g := range out.GapsUs {
+		gaps[i] = float64(g) / 1e3
+	}
+	return gaps, nil
+}
+
 // ---- statistics ----
 
 func percentile(xs []float64, p float64) float64 {
@@ -588,31 +613,55 @@ func runRound(cfg *config, c client.Client, impl string, round int, versions map
 		}
 	}
 
-	// 4. a tool loop: short activities one after the other, as an agent calls tools
+	// 4. a tool loop: short activities one after the other, as an agent calls tools; once with
+	// regular activities, once with local ones
 	if cfg.workloads["tool"] {
-		var steps []float64
-		m := beginMonitor(w.pid)
-		for k := 0; k < cfg.toolRuns; k++ {
-			list := ids(fmt.Sprintf("tool%d", k), 1)
-			if startAndWait(ctx, c, r.Queue, "BenchToolLoop", list,
-				func(int) any { return map[string]any{"n": cfg.steps} }, 1, &r) != 1 {
-				r.fail("tool loop %d: not completed", k)
-				continue
+		for _, kind := range []struct{ wfType, prefix string }{
+			{"BenchToolLoop", "tool_"}, {"BenchToolLoopLocal", "tool_local_"},
+		} {
+			var steps, histSteps, events, runMs []float64
+			m := beginMonitor(w.pid)
+			for k := 0; k < cfg.toolRuns; k++ {
+				list := ids(fmt.Sprintf("%s%d", kind.prefix, k), 1)
+				if startAndWait(ctx, c, r.Queue, kind.wfType, list,
+					func(int) any { return map[string]any{"n": cfg.steps} }, 1, &r) != 1 {
+					r.fail("%s %d: not completed", kind.wfType, k)
+					continue
+				}
+				h, err := fetchHistory(ctx, c, list[0])
+				if err != nil {
+					r.fail("%s history: %v", kind.wfType, err)
+					continue
+				}
+				events = append(events, float64(len(h)))
+				runMs = append(runMs, ms(h[len(h)-1].EventTime.AsTime().Sub(h[0].EventTime.AsTime())))
+				gaps, err := stampedGaps(h)
+				if err != nil {
+					r.fail("%s %d: %v", kind.wfType, k, err)
+					continue
+				}
+				steps = append(steps, gaps...)
+				if kind.prefix == "tool_" {
+					histSteps = append(histSteps, stepOverheads(h)...)
+				}
 			}
-			h, err := fetchHistory(ctx, c, list[0])
-			if err != nil {
-				r.fail("tool loop history: %v", err)
-				continue
+			cpu, _, _ := m.end()
+			if len(steps) != cfg.toolRuns*(cfg.steps-1) {
+				r.fail("%s: %d step gaps, expected %d", kind.wfType, len(steps), cfg.toolRuns*(cfg.steps-1))
 			}
-			steps = append(steps, stepOverheads(h)...)
+			r.set(kind.prefix+"step_p50_ms", percentile(steps, 50))
+			r.set(kind.prefix+"step_p99_ms", percentile(steps, 99))
+			r.set(kind.prefix+"events", percentile(events, 50))
+			r.set(kind.prefix+"run_ms", percentile(runMs, 50))
+			r.set(kind.prefix+"cpu_per_step_ms", cpu*1000/float64(max(1, cfg.toolRuns*cfg.steps)))
+			if kind.prefix == "tool_" {
+				if len(histSteps) != cfg.toolRuns*(cfg.steps-1) {
+					r.fail("%s: %d history gaps, expected %d", kind.wfType, len(histSteps), cfg.toolRuns*(cfg.steps-1))
+				}
+				r.set("tool_hist_step_p50_ms", percentile(histSteps, 50))
+				r.set("tool_hist_step_p99_ms", percentile(histSteps, 99))
+			}
 		}
-		cpu, _, _ := m.end()
-		if len(steps) != cfg.toolRuns*(cfg.steps-1) {
-			r.fail("tool loop: %d step gaps, expected %d", len(steps), cfg.toolRuns*(cfg.steps-1))
-		}
-		r.set("step_p50_ms", percentile(steps, 50))
-		r.set("step_p99_ms", percentile(steps, 99))
-		r.set("tool_cpu_per_step_ms", cpu*1000/float64(max(1, cfg.toolRuns*cfg.steps)))
 	}
 
 	if err := w.stopWorker(); err != nil {
@@ -673,10 +722,19 @@ var rows = []rowDef{
 	{"chain_events", "activity chain: history events", 0, "", nil},
 	{"replay_ms", "replay of the chain's history, JSON in (ms)", 2, "≤ 0.1× Go",
 		func(_, r float64) bool { return r <= 0.1 }},
-	{"step_p50_ms", "tool loop: overhead per step p50 (ms)", 1, "", nil},
-	{"step_p99_ms", "tool loop: overhead per step p99 (ms)", 1, "keel < 25 ms",
+	{"tool_step_p50_ms", "tool loop, regular activities: overhead per step p50 (ms)", 1, "", nil},
+	{"tool_step_p99_ms", "tool loop, regular activities: overhead per step p99 (ms)", 1, "", nil},
+	{"tool_hist_step_p50_ms", "tool loop, regular: ActivityTaskCompleted → next Started p50 (ms)", 1, "", nil},
+	{"tool_hist_step_p99_ms", "tool loop, regular: ActivityTaskCompleted → next Started p99 (ms)", 1, "", nil},
+	{"tool_events", "tool loop, regular activities: history events per run", 0, "", nil},
+	{"tool_run_ms", "tool loop, regular activities: run, started → completed, p50 (ms)", 0, "", nil},
+	{"tool_cpu_per_step_ms", "tool loop, regular activities: worker CPU per step (ms)", 2, "", nil},
+	{"tool_local_step_p50_ms", "tool loop, local activities: overhead per step p50 (ms)", 2, "", nil},
+	{"tool_local_step_p99_ms", "tool loop, local activities: overhead per step p99 (ms)", 2, "keel local < 25 ms",
 		func(k, _ float64) bool { return k < 25 }},
-	{"tool_cpu_per_step_ms", "tool loop: worker CPU per step (ms)", 2, "", nil},
+	{"tool_local_events", "tool loop, local activities: history events per run", 0, "", nil},
+	{"tool_local_run_ms", "tool loop, local activities: run, started → completed, p50 (ms)", 0, "", nil},
+	{"tool_local_cpu_per_step_ms", "tool loop, local activities: worker CPU per step (ms)", 2, "", nil},
 }
 
 type stat struct {

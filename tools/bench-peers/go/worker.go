@@ -1,5 +1,5 @@
-// The Go SDK side of the peer benchmark: the four workflow types and the noop activity, a worker
-// for them, and a replayer of one recorded history.
+// The Go SDK side of the peer benchmark: the five workflow types and the noop and toolstep
+// activities, a worker for them, and a replayer of one recorded history.
 package main
 
 import (
@@ -43,8 +43,50 @@ func BenchSignalWait(ctx workflow.Context, in map[string]any) (map[string]any, e
 	return in, nil
 }
 
-// BenchChain (and BenchToolLoop): in.N activities one after the other, each given the previous
-// one's result.
+// ToolStep is the tool loops' activity argument and result: the previous step's end stamp (0 in
+// the first step) and the gaps measured so far (microseconds, CLOCK_REALTIME).
+type ToolStep struct {
+	EndUs  int64   `json:"end_us"`
+	GapsUs []int64 `json:"gaps_us"`
+}
+
+// ToolStepActivity stamps the wall clock at its start and end: it appends start minus the previous
+// step's end (the orchestration between two steps) to the gaps and returns its end stamp.
+func ToolStepActivity(_ context.Context, in ToolStep) (ToolStep, error) {
+	start := time.Now().UnixMicro()
+	gaps := append(make([]int64, 0, len(in.GapsUs)+1), in.GapsUs...)
+	if in.EndUs > 0 {
+		gaps = append(gaps, start-in.EndUs)
+	}
+	return ToolStep{EndUs: time.Now().UnixMicro(), GapsUs: gaps}, nil
+}
+
+// BenchToolLoop: in.N "toolstep" activities one after the other, each given the previous one's
+// result; completes with the last one's (its gaps_us has in.N-1 entries).
+func BenchToolLoop(ctx workflow.Context, in Input) (ToolStep, error) {
+	ctx = workflow.WithActivityOptions(ctx, activityOptions)
+	out := ToolStep{GapsUs: []int64{}}
+	for i := 1; i <= in.N; i++ {
+		if err := workflow.ExecuteActivity(ctx, "toolstep", out).Get(ctx, &out); err != nil {
+			return ToolStep{}, err
+		}
+	}
+	return out, nil
+}
+
+// BenchToolLoopLocal: BenchToolLoop with the steps run as local activities.
+func BenchToolLoopLocal(ctx workflow.Context, in Input) (ToolStep, error) {
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	out := ToolStep{GapsUs: []int64{}}
+	for i := 1; i <= in.N; i++ {
+		if err := workflow.ExecuteLocalActivity(ctx, "toolstep", out).Get(ctx, &out); err != nil {
+			return ToolStep{}, err
+		}
+	}
+	return out, nil
+}
+
+// BenchChain: in.N activities one after the other, each given the previous one's result.
 func BenchChain(ctx workflow.Context, in Input) (map[string]any, error) {
 	ctx = workflow.WithActivityOptions(ctx, activityOptions)
 	out := map[string]any{"n": in.N, "step": 0}
@@ -63,7 +105,8 @@ func registerWorkflows(r interface {
 	r.RegisterWorkflowWithOptions(BenchOneActivity, workflow.RegisterOptions{Name: "BenchOneActivity"})
 	r.RegisterWorkflowWithOptions(BenchSignalWait, workflow.RegisterOptions{Name: "BenchSignalWait"})
 	r.RegisterWorkflowWithOptions(BenchChain, workflow.RegisterOptions{Name: "BenchChain"})
-	r.RegisterWorkflowWithOptions(BenchChain, workflow.RegisterOptions{Name: "BenchToolLoop"})
+	r.RegisterWorkflowWithOptions(BenchToolLoop, workflow.RegisterOptions{Name: "BenchToolLoop"})
+	r.RegisterWorkflowWithOptions(BenchToolLoopLocal, workflow.RegisterOptions{Name: "BenchToolLoopLocal"})
 }
 
 func quietLogger() log.Logger { return log.NewStructuredLogger(slog.New(slog.DiscardHandler)) }
@@ -90,6 +133,7 @@ func runWorker(queue string) error {
 	w := worker.New(c, queue, worker.Options{})
 	registerWorkflows(w)
 	w.RegisterActivityWithOptions(Noop, activity.RegisterOptions{Name: "noop"})
+	w.RegisterActivityWithOptions(ToolStepActivity, activity.RegisterOptions{Name: "toolstep"})
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -10,12 +10,19 @@
  *   BenchSignalWait    wait for signal "go", then complete with the input;
  *   BenchChain         {"n": N}: N activities "noop" one after the other, each given the
  *                      previous step's number ({"n": N, "step": i});
- *   BenchToolLoop      the same as BenchChain under its own name (the tool-loop workload).
+ *   BenchToolLoop      {"n": N}: N activities "toolstep" one after the other, each given the
+ *                      previous one's result; completes with the last one's (the tool loop);
+ *   BenchToolLoopLocal the same with the steps run as local activities.
+ * "toolstep" stamps the wall clock (CLOCK_REALTIME, microseconds) at its start and end: given
+ * {"end_us": E, "gaps_us": [...]} from the previous step, it returns {"end_us": its end,
+ * "gaps_us": [..., its start - E]} (no gap in the first step, whose end_us is 0): the
+ * orchestration between two steps, the steps' own run excluded (docs/performance.md).
  * The worker runs with keel's defaults, except the cache (KEEL_BENCH_CACHE, default 2000) so that
  * the 1,000 open runs of the signal burst all stay cached, as they do in the SDKs (Go: 10,000 by
  * default; the TypeScript worker is given 2,000). Connects with the TEMPORAL_* environment.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +39,47 @@ static int noop(keel_activity_ctx *ctx, const char *input, char **result, void *
     return *result ? KEEL_OK : KEEL_ENOMEM;
 }
 
+static long long realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* toolstep: reads only its own output's shape, {"end_us":E,"gaps_us":[g,...]}. */
+static int toolstep(keel_activity_ctx *ctx, const char *input, char **result, void *user)
+{
+    long long start = realtime_us();
+    (void)user;
+    long long prev = 0;
+    const char *p = strstr(input, "\"end_us\":");
+    if (p != NULL)
+        prev = strtoll(p + strlen("\"end_us\":"), NULL, 10);
+    const char *gaps = "";
+    size_t glen = 0;
+    p = strstr(input, "\"gaps_us\":[");
+    if (p != NULL) {
+        gaps = p + strlen("\"gaps_us\":[");
+        const char *end = strchr(gaps, ']');
+        if (end == NULL)
+            return keel_activity_fail(ctx, "BadInput", "gaps_us is not closed", false);
+        glen = (size_t)(end - gaps);
+    }
+    size_t cap = glen + 96;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return KEEL_ENOMEM;
+    char gap[32] = "";
+    if (prev > 0)
+        snprintf(gap, sizeof gap, "%s%lld", glen > 0 ? "," : "", start - prev);
+    snprintf(out, cap, "{\"end_us\":%lld,\"gaps_us\":[%.*s%s]}", realtime_us(), (int)glen, gaps,
+             gap);
+    *result = out;
+    return KEEL_OK;
+}
+
 static const keel_activity_options act_opts = {.start_to_close_ms = 10000};
+static const keel_local_activity_options local_opts = {.start_to_close_ms = 10000};
 
 /* ---- BenchOneActivity ---- */
 
@@ -78,7 +125,7 @@ static const keel_workflow_type wait_type = {.name = "BenchSignalWait",
                                              .on_event = wait_event,
                                              .signals = wait_signals};
 
-/* ---- BenchChain, BenchToolLoop ---- */
+/* ---- BenchChain ---- */
 
 typedef struct chain_state {
     int n, step;
@@ -118,13 +165,74 @@ static const keel_workflow_type chain_type = {.name = "BenchChain",
                                               .state_size = sizeof(chain_state),
                                               .start = chain_start,
                                               .on_event = chain_event};
+
+/* ---- BenchToolLoop, BenchToolLoopLocal ---- */
+
+typedef struct tool_state {
+    int n, step;
+} tool_state;
+
+static int tool_next(keel_workflow_ctx *ctx, tool_state *s, const char *arg, bool local)
+{
+    s->step++;
+    uint32_t seq = local ? keel_workflow_local_activity(ctx, "toolstep", arg, &local_opts)
+                         : keel_workflow_activity(ctx, "toolstep", arg, &act_opts);
+    return seq ? KEEL_OK : KEEL_EINVAL;
+}
+
+static int tool_begin(keel_workflow_ctx *ctx, void *state, const char *input, bool local)
+{
+    tool_state *s = state;
+    const char *p = strstr(input, "\"n\"");
+    if (p != NULL)
+        p = strchr(p, ':');
+    s->n = p != NULL ? atoi(p + 1) : 0;
+    if (s->n <= 0)
+        return keel_workflow_complete(ctx, "{\"end_us\":0,\"gaps_us\":[]}");
+    return tool_next(ctx, s, "{\"end_us\":0,\"gaps_us\":[]}", local);
+}
+
+static int tool_on(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev, bool local)
+{
+    tool_state *s = state;
+    if (ev->kind != KEEL_EVENT_ACTIVITY_COMPLETED)
+        return keel_workflow_fail(ctx, "ActivityFailed", ev->failure_message, true);
+    if (s->step >= s->n)
+        return keel_workflow_complete(ctx, ev->json);
+    return tool_next(ctx, s, ev->json, local);
+}
+
+static int tool_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    return tool_begin(ctx, state, input, false);
+}
+
+static int tool_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    return tool_on(ctx, state, ev, false);
+}
+
+static int tool_local_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    return tool_begin(ctx, state, input, true);
+}
+
+static int tool_local_event(keel_workflow_ctx *ctx, void *state, const keel_workflow_event *ev)
+{
+    return tool_on(ctx, state, ev, true);
+}
+
 static const keel_workflow_type tool_type = {.name = "BenchToolLoop",
-                                             .state_size = sizeof(chain_state),
-                                             .start = chain_start,
-                                             .on_event = chain_event};
+                                             .state_size = sizeof(tool_state),
+                                             .start = tool_start,
+                                             .on_event = tool_event};
+static const keel_workflow_type tool_local_type = {.name = "BenchToolLoopLocal",
+                                                   .state_size = sizeof(tool_state),
+                                                   .start = tool_local_start,
+                                                   .on_event = tool_local_event};
 
 static const keel_workflow_type *const workflows[] = {&one_type, &wait_type, &chain_type,
-                                                      &tool_type};
+                                                      &tool_local_type, &tool_type};
 
 /* ---- worker ---- */
 
@@ -151,14 +259,14 @@ static int run_worker(const char *queue)
         fprintf(stderr, "keel-bench-peers: %s\n", err.message);
         return 1;
     }
-    const keel_activity_type activities[] = {{"noop", noop, NULL}};
+    const keel_activity_type activities[] = {{"noop", noop, NULL}, {"toolstep", toolstep, NULL}};
     keel_worker_options wopts;
     keel_worker_options_init(&wopts, KEEL_WORKER_OPTIONS_VERSION);
     wopts.task_queue = queue;
     wopts.workflows = workflows;
     wopts.n_workflows = sizeof workflows / sizeof workflows[0];
     wopts.activities = activities;
-    wopts.n_activities = 1;
+    wopts.n_activities = sizeof activities / sizeof activities[0];
     const char *cache = getenv("KEEL_BENCH_CACHE");
     wopts.max_cached_workflows = cache != NULL && cache[0] != '\0' ? atoi(cache) : 2000;
     keel_worker *worker = NULL;

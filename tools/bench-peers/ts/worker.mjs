@@ -19,7 +19,18 @@ import { bundleWorkflowCode, NativeConnection, Runtime, Worker } from '@temporal
 const here = dirname(fileURLToPath(import.meta.url));
 const bundlePath = process.env.KEEL_BENCH_TS_BUNDLE || join(here, 'workflow-bundle.js');
 const version = createRequire(import.meta.url)('@temporalio/worker/package.json').version;
-const activities = { noop: async (input) => input };
+// Wall clock in microseconds (CLOCK_REALTIME at the process's start plus the monotonic clock).
+const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+const activities = {
+  noop: async (input) => input,
+  // The tool loops' step: start minus the previous step's end appended to the gaps (docs/performance.md).
+  toolstep: async (input) => {
+    const start = nowUs();
+    const gaps = [...(input?.gaps_us ?? [])];
+    if (input?.end_us > 0) gaps.push(start - input.end_us);
+    return { end_us: nowUs(), gaps_us: gaps };
+  },
+};
 
 function quiet() {
   Runtime.install({ logger: new (class { log() {} trace() {} debug() {} info() {} warn() {} error() {} })() });
