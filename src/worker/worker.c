@@ -1630,7 +1630,7 @@ void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out)
     out->activities_eager = atomic_load(&w->pool.eager_count);
     out->workflow_tasks_inline = atomic_load(&w->wf_inline);
     out->workflow_polls = atomic_load(&w->wf_polls);
-    out->activity_polls = atomic_load(&w->pool.polls);
+    out->activity_polls = atomic_load(&w->pool.polls_count);
     pthread_mutex_lock(&w->lock);
     out->workflow_pollers = w->n_wf_pollers ? w->scaler.target : 0;
     out->workflow_pollers_peak = w->n_wf_pollers ? w->scaler.peak : 0;
