@@ -438,6 +438,8 @@ void keel_activity_pool_wake(keel_activity_pool *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+static void pump_polls(keel_activity_pool *p);
+
 bool keel_activity_try_reserve(keel_activity_pool *p)
 {
     if (!p->locks_ready)
@@ -456,7 +458,9 @@ void keel_activity_release(keel_activity_pool *p, int n)
         return;
     pthread_mutex_lock(&p->lock);
     p->reserved -= n;
-    pthread_cond_broadcast(&p->cond);
+    pump_polls(p); /* the threads given back may poll */
+    if (atomic_load(p->stopping))
+        pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -556,7 +560,12 @@ static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const
             p->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
         }
         pump_polls(p);
-        pthread_cond_broadcast(&p->cond);
+        /* Threads waiting for the reservations to go at shutdown, or one to time the backoff;
+         * otherwise nobody waits for a reservation given back. */
+        if (atomic_load(p->stopping))
+            pthread_cond_broadcast(&p->cond);
+        else if (failed)
+            pthread_cond_signal(&p->cond);
     }
     pthread_mutex_unlock(&p->lock);
     if (reply)
@@ -646,8 +655,7 @@ void *keel_activity_thread(void *arg)
                 FREE_PB(task);
             pthread_mutex_lock(&p->lock);
             p->idle++;
-            pump_polls(p);
-            pthread_cond_broadcast(&p->cond);
+            pump_polls(p); /* this thread starts the polls its being free allows: no wake-ups */
             continue;
         }
         if (atomic_load(p->stopping)) {
