@@ -1,9 +1,10 @@
 /*
  * activity (internal) - the activity executor threads of a worker.
  *
- * Each thread polls the task queue only when it is free, runs what it gets and reports the
- * outcome, so max_concurrent_activities threads bound both the work in progress and the polls.
- * Only as many threads poll as the poll target says (poll_scaler.h); the others wait, free for
+ * A poll (asynchronous: no thread waits on it) reserves a free thread, which decodes and runs what
+ * it brings and reports the outcome, so max_concurrent_activities threads bound both the work in
+ * progress and the polls. Only as many polls are in flight as the poll target says
+ * (poll_scaler.h); the other free threads wait, free for
  * eager activities: a workflow task reserves one (keel_activity_try_reserve) before it asks the
  * server to start an activity at once, and hands the task the answer brings to it
  * (keel_activity_dispatch) or gives the reservation back (keel_activity_release).

@@ -10,9 +10,11 @@
  * schedule-to-start clock runs. The pollers poll the sticky and the normal queue at once, at
  * least one poll of each while runs are cached, preferring the sticky queue while the server
  * reports a backlog on it (choose_kind); how many polls are in flight follows the server's
- * poller scaling decisions within the configured bounds (poll_scaler.h). Each poll is one
- * blocking call on its own thread today; poll_workflow() is the one place to make it
- * asynchronous.
+ * poller scaling decisions within the configured bounds (poll_scaler.h). Polls are asynchronous
+ * (keel_transport_call_async_reply): no thread waits on one. pump_polls() starts them wherever
+ * a slot, a poll or the target changes; a poll's callback (on the transport's completion-queue
+ * thread) queues the undecoded answer for the executors, which decode it (finish_poll). One
+ * thread (poll_thread) only restarts polls after an error backoff and waits for them at stop.
  *
  * A workflow task is answered from the run's full history (first page in the poll response,
  * the rest from GetWorkflowExecutionHistory). A task the engine cannot answer is failed with the
@@ -291,7 +293,7 @@ static int check_options(const keel_worker_options *o, keel_error *err)
     return check_deployment(o, err);
 }
 
-/* What the worker heartbeats report (heartbeat.h). Workflow tasks run on the poller threads. */
+/* What the worker heartbeats report (heartbeat.h). */
 static void worker_load(void *arg, keel_worker_load *l)
 {
     keel_worker *w = arg;
