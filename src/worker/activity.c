@@ -388,25 +388,23 @@ static keel_wm_activity_outcome run_task(keel_activity_pool *p, const activity_t
     return outcome;
 }
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 int keel_activity_pool_init(keel_activity_pool *p, int n_threads, int pollers_min,
                             int pollers_initial, int pollers_max)
 {
     p->cap_eager = n_threads > 0 ? (size_t)n_threads : 1;
     p->eager = calloc(p->cap_eager, sizeof *p->eager);
-    if (p->eager == NULL)
+    p->replies = calloc(p->cap_eager, sizeof *p->replies);
+    p->polls = calloc(p->cap_eager, sizeof *p->polls);
+    if (p->eager == NULL || p->replies == NULL || p->polls == NULL)
         return KEEL_ENOMEM;
+    for (size_t i = 0; i < p->cap_eager; i++)
+        p->polls[i].pool = p;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->locks_ready = true;
     keel_poll_scaler_init(&p->scaler, pollers_min, pollers_initial, pollers_max);
     atomic_init(&p->eager_count, 0);
-    atomic_init(&p->polls, 0);
+    atomic_init(&p->polls_count, 0);
     return KEEL_OK;
 }
 
@@ -417,6 +415,13 @@ void keel_activity_pool_destroy(keel_activity_pool *p)
     free(p->eager);
     p->eager = NULL;
     p->n_eager = 0;
+    for (size_t i = 0; p->replies && i < p->n_replies; i++)
+        keel_transport_reply_free(p->replies[i]);
+    free(p->replies);
+    p->replies = NULL;
+    p->n_replies = 0;
+    free(p->polls);
+    p->polls = NULL;
     if (p->locks_ready) {
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
@@ -432,6 +437,8 @@ void keel_activity_pool_wake(keel_activity_pool *p)
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
+
+static void pump_polls(keel_activity_pool *p);
 
 bool keel_activity_try_reserve(keel_activity_pool *p)
 {
@@ -451,7 +458,9 @@ void keel_activity_release(keel_activity_pool *p, int n)
         return;
     pthread_mutex_lock(&p->lock);
     p->reserved -= n;
-    pthread_cond_broadcast(&p->cond);
+    pump_polls(p); /* the threads given back may poll */
+    if (atomic_load(p->stopping))
+        pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -474,104 +483,192 @@ void keel_activity_dispatch(keel_activity_pool *p, activity_task *task)
     }
 }
 
-static activity_task *poll_once(keel_activity_pool *p, keel_activity_thread_arg *a,
-                                const Temporal__Api__Taskqueue__V1__TaskQueue *tq, int *rc_out)
+static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err);
+
+/* Under lock: start polls (on the transport's completion-queue thread, none on a thread of its
+ * own) while the poll target allows and a thread is free for what each brings: the poll reserves
+ * it. Nothing starts while stopping or during the backoff after a failed poll. */
+static void pump_polls(keel_activity_pool *p)
 {
-    Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req =
-        TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_ACTIVITY_TASK_QUEUE_REQUEST__INIT;
-    req.namespace_ = (char *)p->namespace;
-    req.task_queue = (Temporal__Api__Taskqueue__V1__TaskQueue *)tq;
-    req.identity = (char *)p->identity;
-    req.worker_instance_key = (char *)(p->instance_key ? p->instance_key : "");
-    req.deployment_options = p->deployment_options;
-    keel_call_options co = {
-        .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = a->cancel};
-    activity_task *task = NULL;
-    keel_error err;
-    atomic_fetch_add(&p->polls, 1);
-    int rc = keel_transport_call(
-        p->transport, WF("PollActivityTaskQueue"), (ProtobufCMessage *)&req,
-        &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
-        (ProtobufCMessage **)&task, &co, &err);
-    *rc_out = rc;
-    if (rc != KEEL_OK && rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
-        log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
-    return rc == KEEL_OK ? task : NULL;
+    if (atomic_load(p->stopping))
+        return;
+    if (p->backoff_until_ms > 0) {
+        if (mono_ms() < p->backoff_until_ms)
+            return;
+        p->backoff_until_ms = 0;
+    }
+    while (p->polling < p->scaler.target && p->idle - p->reserved > 0) {
+        keel_activity_poll *slot = NULL;
+        for (size_t i = 0; slot == NULL && i < p->cap_eager; i++)
+            if (!p->polls[i].busy && p->polls[i].cancel)
+                slot = &p->polls[i];
+        if (slot == NULL)
+            return;
+        Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
+        tq.name = (char *)p->task_queue;
+        tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+        Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req =
+            TEMPORAL__API__WORKFLOWSERVICE__V1__POLL_ACTIVITY_TASK_QUEUE_REQUEST__INIT;
+        req.namespace_ = (char *)p->namespace;
+        req.task_queue = &tq;
+        req.identity = (char *)p->identity;
+        req.worker_instance_key = (char *)(p->instance_key ? p->instance_key : "");
+        req.deployment_options = p->deployment_options;
+        keel_call_options co = {
+            .timeout_ms = POLL_TIMEOUT_MS, .namespace = p->namespace, .cancel = slot->cancel};
+        keel_error err;
+        atomic_fetch_add(&p->polls_count, 1);
+        if (keel_transport_call_async_reply(p->transport, WF("PollActivityTaskQueue"),
+                                            (ProtobufCMessage *)&req, &co, poll_done, slot,
+                                            &err) != KEEL_OK) {
+            if (err.code != KEEL_ECANCELLED) {
+                log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
+                p->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
+                pthread_cond_broadcast(&p->cond);
+            }
+            return;
+        }
+        slot->busy = true;
+        p->polling++;
+        p->reserved++;
+    }
+}
+
+/* A poll is over (on the completion-queue thread: short, no I/O): its answer goes undecoded to
+ * the thread it reserved; a failed poll gives the reservation back, and an error holds new polls
+ * back for POLL_ERROR_BACKOFF_MS (an idle thread starts them after it). */
+static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)
+{
+    keel_activity_poll *slot = userdata;
+    keel_activity_pool *p = slot->pool;
+    bool failed = rc != KEEL_OK && rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT;
+    if (failed)
+        log_line(KEEL_LOG_WARN, "activity poll failed", err->message);
+    if (rc == KEEL_ETIMEOUT)
+        keel_wm_activity_poll(p->wm, false);
+    pthread_mutex_lock(&p->lock);
+    slot->busy = false;
+    p->polling--;
+    if (rc == KEEL_OK && p->n_replies < p->cap_eager) {
+        p->replies[p->n_replies++] = reply; /* the reservation goes with it */
+        reply = NULL;
+        pthread_cond_signal(&p->cond);
+    } else {
+        p->reserved--;
+        if (failed) {
+            keel_poll_scaler_error(&p->scaler, rc);
+            p->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
+        }
+        pump_polls(p);
+        /* Threads waiting for the reservations to go at shutdown, or one to time the backoff;
+         * otherwise nobody waits for a reservation given back. */
+        if (atomic_load(p->stopping))
+            pthread_cond_broadcast(&p->cond);
+        else if (failed)
+            pthread_cond_signal(&p->cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (reply)
+        keel_transport_reply_free(reply); /* cannot happen: each reply holds a reservation */
+}
+
+/* Wait on the pool's condition (under lock), until a backoff after a failed poll is over when one
+ * is on. */
+static void wait_pool(keel_activity_pool *p)
+{
+    if (p->backoff_until_ms <= 0 || atomic_load(p->stopping)) {
+        pthread_cond_wait(&p->cond, &p->lock);
+        return;
+    }
+    int64_t left = p->backoff_until_ms - mono_ms();
+    if (left < 1)
+        left = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 }
 
 void *keel_activity_thread(void *arg)
 {
     keel_activity_thread_arg *a = arg;
     keel_activity_pool *p = a->pool;
-    Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
-    tq.name = (char *)p->task_queue;
-    tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
     pthread_mutex_lock(&p->lock);
+    p->polls[a->index].cancel = a->cancel; /* the polls' handles: one per thread */
     p->idle++;
     pthread_cond_broadcast(&p->cond);
     for (;;) {
-        bool stopping = atomic_load(p->stopping);
-        if (p->n_eager > 0) {
-            /* An eager task: a reservation kept this thread (or another) free for it. */
-            activity_task *task = p->eager[0];
-            memmove(p->eager, p->eager + 1, (p->n_eager - 1) * sizeof *p->eager);
-            p->n_eager--;
+        if (p->n_eager > 0 || p->n_replies > 0) {
+            /* An eager task or a poll's answer: a reservation kept this thread (or another)
+             * free for it. */
+            bool eager = p->n_eager > 0;
+            activity_task *task = NULL;
+            keel_transport_reply *reply = NULL;
+            if (eager) {
+                task = p->eager[0];
+                memmove(p->eager, p->eager + 1, (p->n_eager - 1) * sizeof *p->eager);
+                p->n_eager--;
+            } else {
+                reply = p->replies[0];
+                memmove(p->replies, p->replies + 1, (p->n_replies - 1) * sizeof *p->replies);
+                p->n_replies--;
+            }
             p->reserved--;
             p->idle--;
             pthread_mutex_unlock(&p->lock);
-            atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
-            run_measured(p, task);
-            FREE_PB(task);
+            bool got = eager;
+            if (!eager) {
+                keel_error err;
+                int rc = keel_transport_reply_decode(
+                    reply,
+                    &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
+                    (ProtobufCMessage **)&task, NULL, &err);
+                got = rc == KEEL_OK && task->task_token.len > 0;
+                if (rc != KEEL_OK)
+                    log_line(KEEL_LOG_WARN, "activity poll failed", err.message);
+                else
+                    keel_wm_activity_poll(p->wm, got);
+                pthread_mutex_lock(&p->lock);
+                if (rc == KEEL_OK) {
+                    const Temporal__Api__Taskqueue__V1__PollerScalingDecision *d =
+                        task->poller_scaling_decision;
+                    keel_poll_scaler_result(&p->scaler, got, d != NULL,
+                                            d ? d->poll_request_delta_suggestion : 0, mono_ms());
+                } else {
+                    keel_poll_scaler_error(&p->scaler, rc);
+                    p->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
+                }
+                if (got) /* another poll while this one runs */
+                    pump_polls(p);
+                pthread_mutex_unlock(&p->lock);
+            }
+            if (got) {
+                atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
+                run_measured(p, task);
+            }
+            if (task)
+                FREE_PB(task);
             pthread_mutex_lock(&p->lock);
             p->idle++;
-            pthread_cond_broadcast(&p->cond);
+            pump_polls(p); /* this thread starts the polls its being free allows: no wake-ups */
             continue;
         }
-        if (stopping) {
+        if (atomic_load(p->stopping)) {
             if (p->reserved <= 0)
                 break; /* nothing more can come to this pool */
             pthread_cond_wait(&p->cond, &p->lock);
             continue;
         }
-        if (a->index >= p->scaler.target || p->polling >= p->scaler.target ||
-            p->idle - p->reserved <= 0) {
-            pthread_cond_wait(&p->cond, &p->lock);
-            continue;
-        }
-        p->idle--;
-        p->polling++;
-        pthread_mutex_unlock(&p->lock);
-        int rc;
-        activity_task *task = poll_once(p, a, &tq, &rc);
-        bool got = task && task->task_token.len > 0;
-        pthread_mutex_lock(&p->lock);
-        p->polling--;
-        if (rc == KEEL_OK)
-            keel_poll_scaler_result(
-                &p->scaler, got, task && task->poller_scaling_decision,
-                task && task->poller_scaling_decision
-                    ? task->poller_scaling_decision->poll_request_delta_suggestion
-                    : 0,
-                mono_ms());
-        else if (rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
-            keel_poll_scaler_error(&p->scaler, rc);
-        pthread_cond_broadcast(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-        if (rc == KEEL_OK || rc == KEEL_ETIMEOUT)
-            keel_wm_activity_poll(p->wm, got);
-        if (got) {
-            atomic_store(&p->poll_ms, keel_heartbeat_clock_ms());
-            run_measured(p, task);
-        }
-        if (task)
-            FREE_PB(task);
-        if (rc != KEEL_OK && rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT)
-            sleep_ms(POLL_ERROR_BACKOFF_MS);
-        pthread_mutex_lock(&p->lock);
-        p->idle++;
-        pthread_cond_broadcast(&p->cond);
+        pump_polls(p);
+        wait_pool(p);
     }
     p->idle--;
+    p->polls[a->index].cancel = NULL;
     pthread_mutex_unlock(&p->lock);
     return NULL;
 }

@@ -1,9 +1,10 @@
 /*
  * activity (internal) - the activity executor threads of a worker.
  *
- * Each thread polls the task queue only when it is free, runs what it gets and reports the
- * outcome, so max_concurrent_activities threads bound both the work in progress and the polls.
- * Only as many threads poll as the poll target says (poll_scaler.h); the others wait, free for
+ * A poll (asynchronous: no thread waits on it) reserves a free thread, which decodes and runs what
+ * it brings and reports the outcome, so max_concurrent_activities threads bound both the work in
+ * progress and the polls. Only as many polls are in flight as the poll target says
+ * (poll_scaler.h); the other free threads wait, free for
  * eager activities: a workflow task reserves one (keel_activity_try_reserve) before it asks the
  * server to start an activity at once, and hands the task the answer brings to it
  * (keel_activity_dispatch) or gives the reservation back (keel_activity_release).
@@ -22,8 +23,18 @@
 #include "worker/poll_scaler.h"
 #include "worker/worker_metrics.h"
 
+typedef struct keel_activity_pool keel_activity_pool;
+
+/* One activity poll: in flight (busy) or free; the cancel handle of the thread it is numbered
+ * after (NULL while that thread is not running). */
+typedef struct keel_activity_poll {
+    keel_activity_pool *pool;
+    keel_call_cancel *cancel;
+    bool busy;
+} keel_activity_poll;
+
 /* What one executor thread needs; shared read-only except the counters. */
-typedef struct keel_activity_pool {
+struct keel_activity_pool {
     keel_transport *transport;
     const char *namespace;
     const char *task_queue;
@@ -39,17 +50,23 @@ typedef struct keel_activity_pool {
     keel_worker_metrics *wm;     /* NULL: metrics off */
     /* The worker's deployment version, sent with polls and answers (NULL: none). Borrowed. */
     Temporal__Api__Deployment__V1__WorkerDeploymentOptions *deployment_options;
-    /* Under lock: threads neither polling nor running (idle), how many of them are reserved for
-     * eager tasks, the eager tasks handed over and not yet taken, the poll target. */
+    /* Under lock: threads not running an activity (idle), how many of them are reserved for
+     * eager tasks and for polls in flight (each poll reserves the thread that will run what it
+     * brings), the eager tasks handed over and not yet taken, the poll answers not yet decoded,
+     * the polls, the poll target, no new poll before backoff_until_ms (monotonic; 0: none). */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool locks_ready;
     int idle, reserved, polling;
     Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse **eager;
     size_t n_eager, cap_eager;
+    keel_transport_reply **replies;
+    size_t n_replies;
+    keel_activity_poll *polls; /* cap_eager, one per thread */
+    int64_t backoff_until_ms;
     keel_poll_scaler scaler;
-    atomic_uint_fast64_t eager_count, polls;
-} keel_activity_pool;
+    atomic_uint_fast64_t eager_count, polls_count;
+};
 
 /* The lock, the eager queue (room for n_threads tasks) and the poll bounds; KEEL_ENOMEM. */
 int keel_activity_pool_init(keel_activity_pool *p, int n_threads, int pollers_min,
@@ -74,8 +91,8 @@ typedef struct keel_activity_thread_arg {
     int index;
 } keel_activity_thread_arg;
 
-/* pthread entry: poll (while the thread's number is under the poll target) or take an eager
- * task, run, report, until *pool->stopping and no eager task is reserved or waiting. */
+/* pthread entry: start polls (asynchronous, while the poll target allows), take an eager task or
+ * a poll's answer, run, report, until *pool->stopping and nothing is reserved or waiting. */
 void *keel_activity_thread(void *arg);
 
 /*

@@ -10,9 +10,11 @@
  * schedule-to-start clock runs. The pollers poll the sticky and the normal queue at once, at
  * least one poll of each while runs are cached, preferring the sticky queue while the server
  * reports a backlog on it (choose_kind); how many polls are in flight follows the server's
- * poller scaling decisions within the configured bounds (poll_scaler.h). Each poll is one
- * blocking call on its own thread today; poll_workflow() is the one place to make it
- * asynchronous.
+ * poller scaling decisions within the configured bounds (poll_scaler.h). Polls are asynchronous
+ * (keel_transport_call_async_reply): no thread waits on one. pump_polls() starts them wherever
+ * a slot, a poll or the target changes; a poll's callback (on the transport's completion-queue
+ * thread) queues the undecoded answer for the executors, which decode it (finish_poll). One
+ * thread (poll_thread) only restarts polls after an error backoff and waits for them at stop.
  *
  * A workflow task is answered from the run's full history (first page in the poll response,
  * the rest from GetWorkflowExecutionHistory). A task the engine cannot answer is failed with the
@@ -59,6 +61,22 @@
 
 typedef Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse workflow_task;
 
+typedef struct keel_worker keel_worker;
+
+/* One workflow poll: in flight (busy) or free to start; its own cancel handle. */
+typedef struct wf_poll {
+    keel_worker *w;
+    keel_call_cancel *cancel;
+    int kind; /* 0 normal, 1 sticky */
+    bool busy;
+} wf_poll;
+
+/* A poll's answer, not decoded yet, waiting for an executor (it holds a slot). */
+typedef struct wf_reply {
+    keel_transport_reply *reply;
+    int kind;
+} wf_reply;
+
 struct keel_worker {
     keel_client *client;
     keel_transport *transport;
@@ -68,7 +86,7 @@ struct keel_worker {
     keel_cache *cache;
     const keel_workflow_type *const *workflows;
     size_t n_workflows;
-    int n_wf_pollers, n_activity_threads; /* poller threads (the poll maximum), activity threads */
+    int n_wf_pollers, n_activity_threads; /* the poll maximum, activity threads */
     int n_slots;                          /* workflow task executor threads */
     int64_t grace_ms;                     /* negative: no limit */
     int64_t sticky_timeout_ms;
@@ -79,7 +97,7 @@ struct keel_worker {
      * target, the polled tasks waiting for an executor (each holds a slot), the run each
      * executor is on. */
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* pollers wait on it */
+    pthread_cond_t cond;      /* the poll thread waits on it */
     pthread_cond_t exec_cond; /* executors wait on it */
     bool locks_ready;
     int slots_free;
@@ -88,6 +106,11 @@ struct keel_worker {
     keel_poll_scaler scaler;
     workflow_task **queue;
     size_t n_queue;
+    wf_reply *replies; /* poll answers to decode, oldest first */
+    size_t n_replies;
+    wf_poll *polls;           /* n_wf_pollers, while running */
+    int64_t backoff_until_ms; /* no new poll before (monotonic; 0: none) */
+    int gauge_target;         /* the poll target the pollers gauge shows */
     char **active_runs;
     bool pollers_done;
     int eager_reserved; /* slots reserved by eager starts (client.h), not yet handed a task */
@@ -272,7 +295,7 @@ static int check_options(const keel_worker_options *o, keel_error *err)
     return check_deployment(o, err);
 }
 
-/* What the worker heartbeats report (heartbeat.h). Workflow tasks run on the poller threads. */
+/* What the worker heartbeats report (heartbeat.h). */
 static void worker_load(void *arg, keel_worker_load *l)
 {
     keel_worker *w = arg;
@@ -355,6 +378,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->wf_polls, 0);
     atomic_init(&w->wf_eager, 0);
     w->queue = calloc((size_t)w->n_slots, sizeof *w->queue);
+    w->replies = calloc((size_t)w->n_slots, sizeof *w->replies);
     w->active_runs = calloc((size_t)w->n_slots, sizeof *w->active_runs);
     int amax =
         opts->activity_pollers_max ? opts->activity_pollers_max : opts->max_concurrent_activities;
@@ -372,7 +396,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->pool.failed, 0);
     atomic_init(&w->pool.abandon, false);
     atomic_init(&w->pool.busy, 0);
-    if (w->queue == NULL || w->active_runs == NULL ||
+    if (w->queue == NULL || w->replies == NULL || w->active_runs == NULL ||
         keel_activity_pool_init(&w->pool, opts->max_concurrent_activities, amin, ainit, amax) !=
             KEEL_OK) {
         keel_worker_free(w);
@@ -1125,10 +1149,24 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One long poll of the given kind. The task (NULL on failure, an empty one when none came) and
- * the call's code; *partial as keel_call_options says. */
-static workflow_task *poll_workflow(keel_worker *w, keel_call_cancel *cancel, int kind, int *rc,
-                                    workflow_task **partial, keel_error *err)
+/* The gauge of workflow pollers: the poll target split as choose_kind() splits it (under
+ * lock). */
+static void pollers_gauge(keel_worker *w)
+{
+    int target = w->scaler.target;
+    if (target == w->gauge_target)
+        return;
+    w->gauge_target = target;
+    int sticky = w->sticky_queue ? target - target / 2 : 0;
+    keel_wm_pollers(w->wm, target - sticky, sticky);
+}
+
+static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply,
+                         const keel_error *err);
+
+/* Start one long poll of the given kind on p (under lock); the answer comes to wf_poll_done on
+ * the transport's completion-queue thread. */
+static int poll_workflow(keel_worker *w, wf_poll *p, int kind, keel_error *err)
 {
     Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
     if (kind == 1) {
@@ -1146,88 +1184,167 @@ static workflow_task *poll_workflow(keel_worker *w, keel_call_cancel *cancel, in
     req.identity = w->identity;
     req.worker_instance_key = (char *)keel_heartbeat_instance_key(w->heartbeat);
     req.deployment_options = w->deployment_options; /* sticky polls too */
-    workflow_task *t = NULL;
-    *partial = NULL;
-    keel_call_options co = {.timeout_ms = POLL_TIMEOUT_MS,
-                            .namespace = w->namespace,
-                            .cancel = cancel,
-                            .partial = (ProtobufCMessage **)partial};
+    keel_call_options co = {
+        .timeout_ms = POLL_TIMEOUT_MS, .namespace = w->namespace, .cancel = p->cancel};
+    p->kind = kind;
     atomic_fetch_add(&w->wf_polls, 1);
-    *rc = keel_transport_call(
-        w->transport, WF("PollWorkflowTaskQueue"), (ProtobufCMessage *)&req,
-        &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
-        (ProtobufCMessage **)&t, &co, err);
-    return *rc == KEEL_OK ? t : NULL;
+    return keel_transport_call_async_reply(w->transport, WF("PollWorkflowTaskQueue"),
+                                           (ProtobufCMessage *)&req, &co, wf_poll_done, p, err);
 }
 
-static void *poller_thread(void *arg)
+/* Under lock: start polls while a slot is free and the target allows, or a queue has no poll in
+ * flight (the official SDKs' balancers do the same: a target lowered while the normal queue's
+ * long polls wait must not leave a sticky backlog without a poller until its tasks time out).
+ * Nothing starts while stopping or during the backoff after a failed poll. */
+static void pump_polls(keel_worker *w)
+{
+    if (w->n_wf_pollers == 0 || !w->polls || atomic_load(&w->stopping))
+        return;
+    if (w->backoff_until_ms > 0) {
+        if (mono_ms() < w->backoff_until_ms)
+            return;
+        w->backoff_until_ms = 0;
+    }
+    for (;;) {
+        bool under = w->polling[0] + w->polling[1] < w->scaler.target;
+        bool lacking = w->sticky_queue && (w->polling[0] == 0 || w->polling[1] == 0);
+        if (w->slots_free <= 0 || (!under && !lacking))
+            return;
+        wf_poll *p = NULL;
+        for (int i = 0; p == NULL && i < w->n_wf_pollers; i++)
+            if (!w->polls[i].busy)
+                p = &w->polls[i];
+        if (p == NULL)
+            return; /* as many in flight as the maximum */
+        int kind = choose_kind(w);
+        keel_error err;
+        if (poll_workflow(w, p, kind, &err) != KEEL_OK) {
+            if (err.code != KEEL_ECANCELLED) {
+                log_line(KEEL_LOG_WARN, "workflow poll failed", err.message);
+                w->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
+                pthread_cond_broadcast(&w->cond);
+            }
+            return;
+        }
+        p->busy = true;
+        w->slots_free--;
+        w->polling[kind]++;
+    }
+}
+
+/* A poll is over (on the completion-queue thread: short, no I/O). An answer goes undecoded, with
+ * its slot, to the executors, which decode it (finish_poll); a failed poll gives its slot back,
+ * and an error holds new polls back for POLL_ERROR_BACKOFF_MS (no hot loop while the server is
+ * down; the poll thread starts them again after it). */
+static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)
+{
+    wf_poll *p = userdata;
+    keel_worker *w = p->w;
+    bool failed = rc != KEEL_OK && rc != KEEL_ETIMEOUT && rc != KEEL_ECANCELLED;
+    if (failed)
+        log_line(KEEL_LOG_WARN, "workflow poll failed", err->message);
+    if (rc == KEEL_ETIMEOUT)
+        keel_wm_wf_poll(w->wm, false);
+    pthread_mutex_lock(&w->lock);
+    w->polling[p->kind]--;
+    p->busy = false;
+    if (rc == KEEL_OK && w->n_replies < (size_t)w->n_slots) {
+        w->replies[w->n_replies++] = (wf_reply){reply, p->kind};
+        reply = NULL;
+        pthread_cond_signal(&w->exec_cond);
+    } else {
+        w->slots_free++;
+        if (failed) {
+            keel_poll_scaler_error(&w->scaler, rc);
+            pollers_gauge(w);
+            w->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
+        }
+    }
+    pump_polls(w);
+    if (failed || (atomic_load(&w->stopping) && w->polling[0] + w->polling[1] == 0))
+        pthread_cond_broadcast(&w->cond); /* the poll thread: a backoff, or the last poll */
+    pthread_mutex_unlock(&w->lock);
+    if (reply)
+        keel_transport_reply_free(reply); /* cannot happen: each reply holds a slot */
+}
+
+/* An executor decodes a poll's answer (without the lock). A task is queued with its slot (the
+ * caller runs it, or another executor, one run on one thread); an empty poll gives the slot
+ * back. Either way the poll scaler hears of it. */
+static void finish_poll(keel_worker *w, wf_reply r)
+{
+    workflow_task *t = NULL, *partial = NULL;
+    keel_error err;
+    int rc = keel_transport_reply_decode(
+        r.reply, &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
+        (ProtobufCMessage **)&t, (ProtobufCMessage **)&partial, &err);
+    bool got = rc == KEEL_OK && t->task_token.len > 0;
+    if (partial != NULL) {
+        /* A task came, but it nests too deep to be read: fail it and poll on. */
+        refuse_task(w, partial, err.message);
+        FREE_PB(partial);
+    } else if (rc == KEEL_OK) {
+        keel_wm_wf_poll(w->wm, got);
+    } else {
+        log_line(KEEL_LOG_WARN, "workflow poll failed", err.message);
+    }
+    if (got)
+        atomic_store(&w->poll_ms[r.kind], keel_heartbeat_clock_ms());
+    pthread_mutex_lock(&w->lock);
+    if (rc == KEEL_OK) {
+        const Temporal__Api__Taskqueue__V1__PollerScalingDecision *d = t->poller_scaling_decision;
+        keel_poll_scaler_result(&w->scaler, got, d != NULL,
+                                d ? d->poll_request_delta_suggestion : 0, mono_ms());
+        pollers_gauge(w);
+        if (r.kind == 1)
+            w->sticky_backlog = got ? t->backlog_count_hint : 0;
+    } else if (partial == NULL) {
+        keel_poll_scaler_error(&w->scaler, rc);
+        pollers_gauge(w);
+        w->backoff_until_ms = mono_ms() + POLL_ERROR_BACKOFF_MS;
+        pthread_cond_broadcast(&w->cond);
+    }
+    if (got) {
+        w->queue[w->n_queue++] = t; /* the slot goes with the task */
+        t = NULL;
+    } else {
+        w->slots_free++;
+    }
+    pump_polls(w);
+    pthread_mutex_unlock(&w->lock);
+    if (t)
+        FREE_PB(t);
+}
+
+/* The one thread behind the polls: starts them when a backoff after a failed poll is over (every
+ * other change that allows a poll starts it where it happens), and at shutdown waits for the
+ * cancelled polls to come back. */
+static void *poll_thread(void *arg)
 {
     wf_thread_arg *a = arg;
     keel_worker *w = a->w;
     pthread_mutex_lock(&w->lock);
     while (!atomic_load(&w->stopping)) {
-        /* Poll only with a free slot, and only as many at once as the target says; but a
-         * queue with no poll in flight always gets one (the official SDKs' balancers do the
-         * same): a target lowered while the normal queue's long polls wait must not leave a
-         * sticky backlog without a poller until its tasks time out. */
-        bool under =
-            a->index < w->scaler.target && w->polling[0] + w->polling[1] < w->scaler.target;
-        bool lacking = w->sticky_queue && (w->polling[0] == 0 || w->polling[1] == 0);
-        if (w->slots_free <= 0 || (!under && !lacking)) {
-            pthread_cond_wait(&w->cond, &w->lock);
-            continue;
-        }
-        int kind = choose_kind(w);
-        w->slots_free--;
-        w->polling[kind]++;
-        pthread_mutex_unlock(&w->lock);
-
-        int rc;
-        workflow_task *partial;
-        keel_error err;
-        workflow_task *t = poll_workflow(w, a->cancel, kind, &rc, &partial, &err);
-        bool got = t && t->task_token.len > 0;
-        if (partial != NULL) {
-            /* A task came, but it nests too deep to be read: fail it and poll on. */
-            refuse_task(w, partial, err.message);
-            FREE_PB(partial);
-        } else if (rc == KEEL_OK || rc == KEEL_ETIMEOUT) {
-            keel_wm_wf_poll(w->wm, got);
-        } else if (rc != KEEL_ECANCELLED) {
-            log_line(KEEL_LOG_WARN, "workflow poll failed", err.message);
-        }
-        if (got)
-            atomic_store(&w->poll_ms[kind], keel_heartbeat_clock_ms());
-
-        pthread_mutex_lock(&w->lock);
-        w->polling[kind]--;
-        if (rc == KEEL_OK) {
-            const Temporal__Api__Taskqueue__V1__PollerScalingDecision *d =
-                t->poller_scaling_decision;
-            keel_poll_scaler_result(&w->scaler, got, d != NULL,
-                                    d ? d->poll_request_delta_suggestion : 0, mono_ms());
-            if (kind == 1)
-                w->sticky_backlog = got ? t->backlog_count_hint : 0;
-        } else if (rc != KEEL_ECANCELLED && rc != KEEL_ETIMEOUT && partial == NULL) {
-            keel_poll_scaler_error(&w->scaler, rc);
-        }
-        if (got) {
-            /* The slot goes with the task to an executor. */
-            w->queue[w->n_queue++] = t;
-            t = NULL;
-            pthread_cond_signal(&w->exec_cond);
+        pump_polls(w);
+        if (w->backoff_until_ms > 0) {
+            int64_t left = w->backoff_until_ms - mono_ms();
+            if (left < 1)
+                left = 1;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += left / 1000;
+            ts.tv_nsec += (left % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
         } else {
-            w->slots_free++;
-        }
-        pthread_cond_broadcast(&w->cond); /* a slot, a target or a kind's count changed */
-        if (t)
-            FREE_PB(t);
-        if (rc != KEEL_OK && rc != KEEL_ETIMEOUT && rc != KEEL_ECANCELLED && partial == NULL) {
-            pthread_mutex_unlock(&w->lock);
-            sleep_ms(POLL_ERROR_BACKOFF_MS);
-            pthread_mutex_lock(&w->lock);
+            pthread_cond_wait(&w->cond, &w->lock);
         }
     }
+    while (w->polling[0] + w->polling[1] > 0)
+        pthread_cond_wait(&w->cond, &w->lock);
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
@@ -1258,6 +1375,15 @@ static void *executor_thread(void *arg)
     keel_worker *w = a->w;
     pthread_mutex_lock(&w->lock);
     for (;;) {
+        if (w->n_replies > 0) {
+            wf_reply r = w->replies[0];
+            memmove(w->replies, w->replies + 1, (w->n_replies - 1) * sizeof *w->replies);
+            w->n_replies--;
+            pthread_mutex_unlock(&w->lock);
+            finish_poll(w, r);
+            pthread_mutex_lock(&w->lock);
+            continue;
+        }
         ptrdiff_t i = next_runnable(w);
         if (i < 0) {
             if (w->pollers_done && w->n_queue == 0 && w->eager_reserved == 0)
@@ -1278,7 +1404,7 @@ static void *executor_thread(void *arg)
         free(w->active_runs[a->index]);
         w->active_runs[a->index] = NULL;
         w->slots_free++;
-        pthread_cond_broadcast(&w->cond);
+        pump_polls(w);
         if (w->n_queue > 0) /* one of them may have waited for this run */
             pthread_cond_broadcast(&w->exec_cond);
     }
@@ -1321,7 +1447,8 @@ static void eager_release(void *ctx)
     pthread_mutex_lock(&w->lock);
     w->eager_reserved--;
     w->slots_free++;
-    pthread_cond_broadcast(&w->cond);
+    pump_polls(w);                         /* the slot goes back to polling */
+    pthread_cond_broadcast(&w->cond);      /* the poll thread, when stopping */
     pthread_cond_broadcast(&w->exec_cond); /* a stopping executor may wait for this */
     pthread_mutex_unlock(&w->lock);
 }
@@ -1354,20 +1481,31 @@ int keel_worker_start(keel_worker *w, keel_error *err)
 {
     if (w->running)
         return KEEL_OK;
+    /* One poll thread (backoffs, shutdown) and the executors; the polls themselves run on the
+     * transport's completion-queue thread. */
+    size_t n_poll = w->n_wf_pollers ? 1 : 0;
     size_t n_exec = w->n_wf_pollers ? (size_t)w->n_slots : 0;
-    size_t n_wf = (size_t)w->n_wf_pollers + n_exec;
+    size_t n_wf = n_poll + n_exec;
     size_t n = n_wf + (size_t)w->n_activity_threads;
     w->threads = calloc(n, sizeof *w->threads);
     w->cancels = calloc(n, sizeof *w->cancels);
     w->wf_args = calloc(n, sizeof *w->wf_args);
     w->activity_args = calloc(n, sizeof *w->activity_args);
-    if (!w->threads || !w->cancels || !w->wf_args || !w->activity_args)
+    w->polls = calloc((size_t)w->n_wf_pollers + 1, sizeof *w->polls);
+    if (!w->threads || !w->cancels || !w->wf_args || !w->activity_args || !w->polls)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory starting the worker");
+    for (int i = 0; i < w->n_wf_pollers; i++) {
+        w->polls[i] = (wf_poll){.w = w, .cancel = keel_call_cancel_new()};
+        if (w->polls[i].cancel == NULL)
+            return keel_error_set(err, KEEL_ENOMEM, "out of memory starting the worker");
+    }
+    w->backoff_until_ms = 0;
     atomic_store(&w->stopping, false);
     w->pollers_done = false;
     w->running = true;
     int target = w->n_wf_pollers ? w->scaler.target : 0;
     int sticky_pollers = w->sticky_queue ? target - target / 2 : 0;
+    w->gauge_target = target;
     keel_wm_started(w->wm, target - sticky_pollers, sticky_pollers,
                     w->n_activity_threads ? w->pool.scaler.target : 0);
     for (size_t i = 0; i < n; i++) {
@@ -1376,11 +1514,11 @@ int keel_worker_start(keel_worker *w, keel_error *err)
             return keel_error_set(err, KEEL_ENOMEM, "out of memory starting the worker");
         }
         int rc;
-        if (i < (size_t)w->n_wf_pollers) {
-            w->wf_args[i] = (wf_thread_arg){w, w->cancels[i], (int)i};
-            rc = pthread_create(&w->threads[i], NULL, poller_thread, &w->wf_args[i]);
+        if (i < n_poll) {
+            w->wf_args[i] = (wf_thread_arg){w, NULL, 0};
+            rc = pthread_create(&w->threads[i], NULL, poll_thread, &w->wf_args[i]);
         } else if (i < n_wf) {
-            w->wf_args[i] = (wf_thread_arg){w, NULL, (int)(i - (size_t)w->n_wf_pollers)};
+            w->wf_args[i] = (wf_thread_arg){w, NULL, (int)(i - n_poll)};
             rc = pthread_create(&w->threads[i], NULL, executor_thread, &w->wf_args[i]);
         } else {
             w->activity_args[i] =
@@ -1450,22 +1588,25 @@ void keel_worker_stop(keel_worker *w)
         return;
     eager_unregister(w);
     /* No new polls; polls in flight are cancelled; tasks being worked on finish first. */
+    pthread_mutex_lock(&w->lock);
     atomic_store(&w->stopping, true);
+    pthread_mutex_unlock(&w->lock);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_trigger(w->cancels[i]);
+    for (int i = 0; w->polls && i < w->n_wf_pollers; i++)
+        keel_call_cancel_trigger(w->polls[i].cancel);
     pthread_mutex_lock(&w->lock);
     pthread_cond_broadcast(&w->cond);
     pthread_cond_broadcast(&w->exec_cond);
     pthread_mutex_unlock(&w->lock);
     keel_activity_pool_wake(&w->pool);
-    /* The pollers stop (a task a poll brought meanwhile is queued), then the executors answer
+    /* The polls stop (a task a poll brought meanwhile is queued), then the executors answer
      * every queued task and stop. Then no answer of ours can name the sticky queue again, so it
      * goes now, before the activities' grace period: a run cached here whose activity completes
      * during the grace (often one this worker runs) goes to the normal queue at once, instead
      * of waiting on a sticky queue nobody polls for the sticky schedule-to-start timeout. */
-    size_t n_pollers =
-        (size_t)w->n_wf_pollers < w->n_threads ? (size_t)w->n_wf_pollers : w->n_threads;
-    size_t n_wf = (size_t)w->n_wf_pollers + (w->n_wf_pollers ? (size_t)w->n_slots : 0);
+    size_t n_pollers = w->n_wf_pollers && w->n_threads > 0 ? 1 : 0;
+    size_t n_wf = n_pollers + (w->n_wf_pollers ? (size_t)w->n_slots : 0);
     if (n_wf > w->n_threads)
         n_wf = w->n_threads;
     for (size_t i = 0; i < n_pollers; i++)
@@ -1493,6 +1634,10 @@ void keel_worker_stop(keel_worker *w)
     atomic_store(&w->pool.abandon, false);
     for (size_t i = 0; i < w->n_threads; i++)
         keel_call_cancel_free(w->cancels[i]);
+    for (int i = 0; w->polls && i < w->n_wf_pollers; i++)
+        keel_call_cancel_free(w->polls[i].cancel);
+    free(w->polls);
+    w->polls = NULL;
     free(w->threads);
     free(w->cancels);
     free(w->wf_args);
@@ -1515,10 +1660,16 @@ void keel_worker_free(keel_worker *w)
     free(w->cancels);
     free(w->wf_args);
     free(w->activity_args);
+    for (int i = 0; w->polls && i < w->n_wf_pollers; i++)
+        keel_call_cancel_free(w->polls[i].cancel);
+    free(w->polls);
     keel_heartbeat_free(w->heartbeat);
     for (size_t i = 0; w->queue && i < w->n_queue; i++)
         FREE_PB(w->queue[i]);
     free(w->queue);
+    for (size_t i = 0; w->replies && i < w->n_replies; i++)
+        keel_transport_reply_free(w->replies[i].reply);
+    free(w->replies);
     free(w->active_runs);
     keel_activity_pool_destroy(&w->pool);
     if (w->locks_ready) {
@@ -1551,7 +1702,7 @@ void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out)
     out->workflow_tasks_inline = atomic_load(&w->wf_inline);
     out->workflow_polls = atomic_load(&w->wf_polls);
     out->workflow_tasks_eager = atomic_load(&w->wf_eager);
-    out->activity_polls = atomic_load(&w->pool.polls);
+    out->activity_polls = atomic_load(&w->pool.polls_count);
     pthread_mutex_lock(&w->lock);
     out->workflow_pollers = w->n_wf_pollers ? w->scaler.target : 0;
     out->workflow_pollers_peak = w->n_wf_pollers ? w->scaler.peak : 0;

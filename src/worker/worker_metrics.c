@@ -173,6 +173,18 @@ static void slots(keel_worker_metrics *wm, bool workflow, int used)
     keel_metric_set(wm->slots_available, v, total - used > 0 ? total - used : 0);
 }
 
+void keel_wm_pollers(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers)
+{
+    if (wm == NULL)
+        return;
+    const char *types[] = {"workflow_task", "sticky_workflow_task"};
+    int counts[] = {wf_pollers, sticky_pollers};
+    for (int i = 0; i < 2; i++) {
+        const char *v[] = {wm->namespace, wm->task_queue, types[i]};
+        keel_metric_set(wm->num_pollers, v, counts[i]);
+    }
+}
+
 void keel_wm_started(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers,
                      int activity_slots)
 {

@@ -27,6 +27,10 @@ double keel_wm_now_s(void);
 int64_t keel_wm_wall_ms(void);
 
 /* Pollers and slots as the worker starts them. */
+/* The workflow pollers gauge (temporal_num_pollers) now: the poll target split into normal and
+ * sticky polls. */
+void keel_wm_pollers(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers);
+
 void keel_wm_started(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers,
                      int activity_slots);
 

@@ -15,6 +15,7 @@
  * Task queues are named slots-... so that nothing else polls them.
  */
 #include <check.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -354,6 +355,67 @@ START_TEST(pollers_scale_with_the_backlog_within_bounds)
 }
 END_TEST
 
+/* ---- threads and shutdown ---- */
+
+/* The threads of this process now (/proc/self/task). */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+#define MANY_POLLS 16
+
+static void many_polls(keel_worker_options *w)
+{
+    w->workflow_pollers = MANY_POLLS;
+    w->workflow_pollers_min = MANY_POLLS;
+    w->workflow_pollers_max = MANY_POLLS;
+    w->max_concurrent_workflow_tasks = MANY_POLLS;
+    w->max_concurrent_activities = 2;
+    w->activity_pollers = 1;
+}
+
+/* Polls run on the transport's completion-queue thread, not on threads of their own: with 16
+ * workflow polls in flight the worker adds its executors, its activity threads, one poll thread
+ * and the heartbeat thread (20), where a thread per poll made 35; some room is left for threads
+ * gRPC starts by itself. keel_worker_stop cancels the polls in flight at once. */
+START_TEST(polls_take_no_threads_and_stop_at_once)
+{
+    keel_test_unique(queue, sizeof queue, "apoll");
+    char warm[160];
+    snprintf(warm, sizeof warm, "%s-warm-up", queue);
+    start_one("SlotsOne", warm, "{\"n\":1}"); /* the channel is up; the worker runs it */
+    int before = thread_count();
+    keel_worker *worker = start_worker(many_polls);
+    run_ones(1, "threads");
+    sleep_ms(1000); /* every poll is in flight, waiting on an empty queue */
+    int during = thread_count();
+    keel_worker_stats st;
+    keel_worker_get_stats(worker, &st);
+    int64_t began = mono_ms();
+    keel_worker_stop(worker);
+    int64_t stop_ms = mono_ms() - began;
+    int after = thread_count();
+    keel_worker_free(worker);
+    printf("slots: threads %d before the worker, %d with %d workflow polls in flight (+%d), %d "
+           "after stop; stop took %lld ms\n",
+           before, during, MANY_POLLS, during - before, after, (long long)stop_ms);
+    fflush(stdout);
+    ck_assert_uint_ge(st.workflow_polls, MANY_POLLS); /* the polls were out */
+    int bound = MANY_POLLS /* executors */ + 2 /* activities */ + 2 + 6 /* gRPC's own */;
+    ck_assert_int_le(during - before, bound);
+    ck_assert_int_lt(bound, 2 * MANY_POLLS + 3); /* a thread per poll would exceed it */
+    ck_assert_int_lt(stop_ms, 2000);
+    ck_assert_int_le(after, before + 6);
+}
+END_TEST
+
 /* ---- options ---- */
 
 START_TEST(bad_bounds_are_refused)
@@ -392,6 +454,7 @@ Suite *slots_suite(void)
     tcase_add_test(tc, activities_on_the_own_queue_start_eagerly);
     tcase_add_test(tc, without_eager_activities_are_polled);
     tcase_add_test(tc, pollers_scale_with_the_backlog_within_bounds);
+    tcase_add_test(tc, polls_take_no_threads_and_stop_at_once);
     tcase_add_test(tc, signal_burst_is_answered_from_the_cache);
     suite_add_tcase(s, tc);
     return s;
