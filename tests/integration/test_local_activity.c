@@ -428,7 +428,8 @@ START_TEST(switching_to_a_regular_activity_is_one_line)
             RUNS, (long long)ms[0][RUNS / 2], events[0], (long long)ms[1][RUNS / 2], events[1]);
     ck_assert_uint_eq(events[1], 6); /* started, task x3, marker, completed */
     ck_assert_uint_eq(events[0], 11);
-    ck_assert_int_lt(ms[1][RUNS / 2], ms[0][RUNS / 2]);
+    /* The times are printed, never asserted: speed is for make bench-peers (a loaded machine
+     * once ran the local median slower than the regular one). */
     keel_worker_free(w);
 }
 END_TEST
