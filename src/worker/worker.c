@@ -1507,7 +1507,8 @@ int keel_worker_start(keel_worker *w, keel_error *err)
     int sticky_pollers = w->sticky_queue ? target - target / 2 : 0;
     w->gauge_target = target;
     keel_wm_started(w->wm, target - sticky_pollers, sticky_pollers,
-                    w->n_activity_threads ? w->pool.scaler.target : 0);
+                    w->n_activity_threads ? w->pool.scaler.target : 0,
+                    w->n_wf_pollers ? w->n_slots : 0, w->n_activity_threads);
     for (size_t i = 0; i < n; i++) {
         if ((w->cancels[i] = keel_call_cancel_new()) == NULL) {
             keel_worker_stop(w);

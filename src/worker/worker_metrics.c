@@ -1,6 +1,7 @@
 /* worker_metrics - Temporal's SDK worker metrics, recorded by the worker's hooks. */
 #include "worker/worker_metrics.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct keel_worker_metrics {
     keel_metric *slots_available, *slots_used, *num_pollers, *worker_start, *poller_start;
     int wf_slots, act_slots;
     atomic_int wf_used, act_used;
+    pthread_mutex_t slots_lock; /* the two slot gauges are written from the count at the time */
     atomic_uint_fast64_t evictions_seen;
 };
 
@@ -147,6 +149,7 @@ keel_worker_metrics *keel_worker_metrics_new(keel_metrics *m, const char *namesp
         keel_metrics_counter(m, "temporal_poller_start_total", "Pollers started.", TQ, N(TQ), &e);
     atomic_init(&w->wf_used, 0);
     atomic_init(&w->act_used, 0);
+    pthread_mutex_init(&w->slots_lock, NULL);
     atomic_init(&w->evictions_seen, 0);
     return w;
 }
@@ -155,6 +158,7 @@ void keel_worker_metrics_free(keel_worker_metrics *wm)
 {
     if (wm == NULL)
         return;
+    pthread_mutex_destroy(&wm->slots_lock);
     free(wm->namespace);
     free(wm->task_queue);
     free(wm);
@@ -165,12 +169,19 @@ static const char *str(const char *s)
     return s ? s : "";
 }
 
+/* The count is read again under the lock rather than taken from the caller's atomic update: two
+ * tasks ending at once could otherwise write their values in the wrong order and leave the gauges
+ * showing a busy slot after every task has ended. */
 static void slots(keel_worker_metrics *wm, bool workflow, int used)
 {
     const char *v[] = {wm->namespace, wm->task_queue, workflow ? WORKFLOW_WORKER : ACTIVITY_WORKER};
     int total = workflow ? wm->wf_slots : wm->act_slots;
+    pthread_mutex_lock(&wm->slots_lock);
+    (void)used;
+    used = atomic_load(workflow ? &wm->wf_used : &wm->act_used);
     keel_metric_set(wm->slots_used, v, used);
     keel_metric_set(wm->slots_available, v, total - used > 0 ? total - used : 0);
+    pthread_mutex_unlock(&wm->slots_lock);
 }
 
 void keel_wm_pollers(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers)
@@ -186,29 +197,29 @@ void keel_wm_pollers(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers
 }
 
 void keel_wm_started(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers,
-                     int activity_slots)
+                     int activity_pollers, int wf_slots, int activity_slots)
 {
     if (wm == NULL)
         return;
-    wm->wf_slots = wf_pollers + sticky_pollers;
+    wm->wf_slots = wf_slots;
     wm->act_slots = activity_slots;
     const char *types[] = {"workflow_task", "sticky_workflow_task", "activity_task"};
-    int counts[] = {wf_pollers, sticky_pollers, activity_slots};
+    int counts[] = {wf_pollers, sticky_pollers, activity_pollers};
     for (int i = 0; i < 3; i++) {
         const char *v[] = {wm->namespace, wm->task_queue, types[i]};
         keel_metric_set(wm->num_pollers, v, counts[i]);
     }
-    if (wm->wf_slots > 0) {
+    if (wf_slots > 0) {
         const char *v[] = {wm->namespace, wm->task_queue, WORKFLOW_WORKER};
         keel_metric_add(wm->worker_start, v, 1);
-        keel_metric_add(wm->poller_start, v, wm->wf_slots);
+        keel_metric_add(wm->poller_start, v, wf_pollers + sticky_pollers);
         slots(wm, true, 0);
         keel_metric_set(wm->cache_size, v, 0);
     }
     if (activity_slots > 0) {
         const char *v[] = {wm->namespace, wm->task_queue, ACTIVITY_WORKER};
         keel_metric_add(wm->worker_start, v, 1);
-        keel_metric_add(wm->poller_start, v, activity_slots);
+        keel_metric_add(wm->poller_start, v, activity_pollers);
         slots(wm, false, 0);
     }
 }

@@ -31,8 +31,10 @@ int64_t keel_wm_wall_ms(void);
  * sticky polls. */
 void keel_wm_pollers(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers);
 
+/* Pollers (the initial poll targets) and slots (executor and activity threads) are separate:
+ * a slot is free whether or not a poll waits for it. */
 void keel_wm_started(keel_worker_metrics *wm, int wf_pollers, int sticky_pollers,
-                     int activity_slots);
+                     int activity_pollers, int wf_slots, int activity_slots);
 
 /* A workflow poll's answer: a task, or an empty poll. */
 void keel_wm_wf_poll(keel_worker_metrics *wm, bool got_task);

@@ -270,7 +270,7 @@ START_TEST(worker_hooks_record_the_sdk_metrics)
     ck_assert_ptr_null(keel_worker_metrics_new(NULL, "default", "q"));
     keel_worker_metrics *wm = keel_worker_metrics_new(m, "default", "q");
     ck_assert_ptr_nonnull(wm);
-    keel_wm_started(wm, 1, 1, 4);
+    keel_wm_started(wm, 1, 1, 4, 2, 4);
     keel_wm_wf_poll(wm, true);
     keel_wm_wf_poll(wm, false);
     keel_wm_activity_poll(wm, false);
