@@ -372,21 +372,31 @@ static cJSON *number_item(const char *text, size_t n, double *value)
     return item;
 }
 
-static cJSON *read_number(reader *r)
+/* The length of the number at r->p, or 0 after naming what is wrong with it (parse and check
+ * refuse numbers in the same words). */
+static size_t number_at(reader *r)
 {
     size_t n = number_length(r->p, r->end);
     if (n == 0) {
         char b[32];
         describe_byte(r, r->p, b);
         fail_at(r, r->p, "a malformed number (starting with %s)", b);
-        return NULL;
+        return 0;
     }
     /* A leading zero followed by digits ("012") reads as "0" then junk: name it plainly. */
     const char *digits = r->p + (*r->p == '-');
     if (digits[0] == '0' && digits + 1 < r->end && digits[1] >= '0' && digits[1] <= '9') {
         fail_at(r, r->p, "a number with a leading zero");
-        return NULL;
+        return 0;
     }
+    return n;
+}
+
+static cJSON *read_number(reader *r)
+{
+    size_t n = number_at(r);
+    if (n == 0)
+        return NULL;
     double v;
     cJSON *item = number_item(r->p, n, &v);
     if (item == NULL) {
@@ -887,18 +897,9 @@ static bool check_string(reader *r, seen_name *nm)
 
 static bool check_number(reader *r)
 {
-    size_t n = number_length(r->p, r->end);
-    if (n == 0) {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "a malformed number (starting with %s)", b);
+    size_t n = number_at(r);
+    if (n == 0)
         return false;
-    }
-    const char *digits = r->p + (*r->p == '-');
-    if (digits[0] == '0' && digits + 1 < r->end && digits[1] >= '0' && digits[1] <= '9') {
-        fail_at(r, r->p, "a number with a leading zero");
-        return false;
-    }
     char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
     if (copy == NULL) {
         fail_oom(r);
