@@ -1,4 +1,5 @@
 /* activity - run activity tasks: poll, call the function, report completion or failure. */
+#include "util/condwait.h"
 #include "worker/activity.h"
 
 #include <stdio.h>
@@ -580,18 +581,7 @@ static void wait_pool(keel_activity_pool *p)
         pthread_cond_wait(&p->cond, &p->lock);
         return;
     }
-    int64_t left = p->backoff_until_ms - mono_ms();
-    if (left < 1)
-        left = 1;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    keel_cond_wait_ms(&p->cond, &p->lock, p->backoff_until_ms - mono_ms());
 }
 
 void *keel_activity_thread(void *arg)

@@ -37,6 +37,7 @@
 #include "converter/payload.h"
 #include "log/log.h"
 #include "proto/proto.h"
+#include "util/condwait.h"
 #include "worker/activity.h"
 #include "worker/cache.h"
 #include "worker/engine.h"
@@ -1327,18 +1328,7 @@ static void *poll_thread(void *arg)
     while (!atomic_load(&w->stopping)) {
         pump_polls(w);
         if (w->backoff_until_ms > 0) {
-            int64_t left = w->backoff_until_ms - mono_ms();
-            if (left < 1)
-                left = 1;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+            keel_cond_wait_ms(&w->cond, &w->lock, w->backoff_until_ms - mono_ms());
         } else {
             pthread_cond_wait(&w->cond, &w->lock);
         }
