@@ -1066,6 +1066,349 @@ int keel_json_check(const char *text, size_t len, unsigned flags, const char *wh
     return r.failed ? (err ? err->code : KEEL_EINVAL) : KEEL_OK;
 }
 
+/* ---- reading piece by piece (keel_json_reader): the same reads, the same errors ---- */
+
+/* One object or array the reader's caller has entered; objects keep their member names. */
+typedef struct pull_level {
+    bool object;
+    bool started; /* a member or element was read: the next one needs ',' first */
+    seen_names seen;
+} pull_level;
+
+struct keel_json_reader {
+    reader r;
+    int levels; /* entered by the caller (the outermost of r's levels) */
+    pull_level level[KEEL_JSON_MAX_DEPTH];
+    char *buf; /* the last string value, decoded */
+    size_t buf_cap;
+    char *name; /* the last member name, decoded */
+    size_t name_cap;
+};
+
+int keel_json_reader_open(const char *text, size_t len, const char *what, keel_json_reader **out,
+                          keel_error *err)
+{
+    *out = NULL;
+    reader probe = {.what = what};
+    if (text == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s is missing (no JSON text)", what_of(&probe));
+    if (len > KEEL_JSON_MAX_TEXT)
+        return keel_error_set(err, KEEL_EINVAL, "%s is %zu bytes, over keel's limit of %zu bytes",
+                              what_of(&probe), len, KEEL_JSON_MAX_TEXT);
+    keel_json_reader *jr = malloc(sizeof *jr);
+    if (jr == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory reading %s", what_of(&probe));
+    jr->r = (reader){.start = text, .p = text, .end = text + len, .what = what, .err = err};
+    jr->levels = 0;
+    jr->buf = jr->name = NULL;
+    jr->buf_cap = jr->name_cap = 0;
+    *out = jr;
+    return KEEL_OK;
+}
+
+void keel_json_reader_close(keel_json_reader *jr)
+{
+    if (jr == NULL)
+        return;
+    for (int i = 0; i < jr->levels; i++)
+        if (jr->level[i].object)
+            seen_free(&jr->level[i].seen);
+    free(jr->buf);
+    free(jr->name);
+    free(jr);
+}
+
+int keel_json_reader_code(const keel_json_reader *jr)
+{
+    if (!jr->r.failed)
+        return KEEL_OK;
+    return jr->r.err && jr->r.err->code != KEEL_OK ? jr->r.err->code : KEEL_EINVAL;
+}
+
+size_t keel_json_reader_offset(const keel_json_reader *jr)
+{
+    return (size_t)(jr->r.p - jr->r.start);
+}
+
+keel_json_kind keel_json_peek(keel_json_reader *jr)
+{
+    reader *r = &jr->r;
+    if (r->failed)
+        return KEEL_JSON_BAD;
+    skip_space(r);
+    if (r->p >= r->end) {
+        fail_at(r, r->p, "the text ends where a value should be");
+        return KEEL_JSON_BAD;
+    }
+    switch (*r->p) {
+    case '{':
+        return KEEL_JSON_OBJECT;
+    case '[':
+        return KEEL_JSON_ARRAY;
+    case '"':
+        return KEEL_JSON_STRING;
+    case 't':
+        if ((size_t)(r->end - r->p) >= 4 && memcmp(r->p, "true", 4) == 0)
+            return KEEL_JSON_TRUE;
+        break;
+    case 'f':
+        if ((size_t)(r->end - r->p) >= 5 && memcmp(r->p, "false", 5) == 0)
+            return KEEL_JSON_FALSE;
+        break;
+    case 'n':
+        if ((size_t)(r->end - r->p) >= 4 && memcmp(r->p, "null", 4) == 0)
+            return KEEL_JSON_NULL;
+        break;
+    default:
+        if (*r->p == '-' || (*r->p >= '0' && *r->p <= '9'))
+            return KEEL_JSON_NUMBER;
+    }
+    check_literal(r); /* names what is there instead */
+    return KEEL_JSON_BAD;
+}
+
+bool keel_json_skip(keel_json_reader *jr)
+{
+    return !jr->r.failed && check_value(&jr->r);
+}
+
+/* Decode the checked string at r->p into *buf (grown to fit); r->p moves past it. */
+static bool pull_string(reader *r, char **buf, size_t *cap, size_t *len)
+{
+    bool escapes;
+    const char *close;
+    long n = scan_string(r, &escapes, &close);
+    if (n < 0)
+        return false;
+    if ((size_t)n + 1 > *cap) {
+        size_t want = *cap ? *cap : 256;
+        while (want < (size_t)n + 1)
+            want *= 2;
+        char *grown = realloc(*buf, want);
+        if (grown == NULL) {
+            fail_oom(r);
+            return false;
+        }
+        *buf = grown;
+        *cap = want;
+    }
+    if (!escapes) {
+        memcpy(*buf, r->p + 1, (size_t)n);
+        (*buf)[n] = '\0';
+        r->p = close + 1;
+    } else {
+        char *s = read_string(r);
+        if (s == NULL)
+            return false;
+        memcpy(*buf, s, (size_t)n + 1);
+        free(s);
+    }
+    *len = (size_t)n;
+    return true;
+}
+
+bool keel_json_read_string(keel_json_reader *jr, const char **s, size_t *len)
+{
+    if (keel_json_peek(jr) != KEEL_JSON_STRING) {
+        if (!jr->r.failed)
+            fail_at(&jr->r, jr->r.p, "expected a string");
+        return false;
+    }
+    if (!pull_string(&jr->r, &jr->buf, &jr->buf_cap, len))
+        return false;
+    *s = jr->buf;
+    return true;
+}
+
+bool keel_json_read_number(keel_json_reader *jr, double *value, const char **text, size_t *len)
+{
+    reader *r = &jr->r;
+    if (keel_json_peek(jr) != KEEL_JSON_NUMBER) {
+        if (!r->failed)
+            fail_at(r, r->p, "expected a number");
+        return false;
+    }
+    const char *at = r->p;
+    size_t n = number_at(r);
+    if (n == 0)
+        return false;
+    char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
+    if (copy == NULL) {
+        fail_oom(r);
+        return false;
+    }
+    memcpy(copy, at, n);
+    copy[n] = '\0';
+    *value = strtod(copy, NULL);
+    if (copy != small)
+        free(copy);
+    if (!isfinite(*value)) {
+        fail_at(r, at, "the number %.*s is out of range (beyond +-1.8e308)", n > 40 ? 40 : (int)n,
+                at);
+        return false;
+    }
+    r->p += n;
+    *text = at;
+    *len = n;
+    return true;
+}
+
+/* Enter the object or array at r->p. */
+static bool pull_enter(keel_json_reader *jr, bool object)
+{
+    reader *r = &jr->r;
+    if (jr->levels != r->depth) {
+        fail_at(r, r->p, "the reader's caller left a level unread");
+        return false;
+    }
+    r->p++;
+    if (!enter(r, object ? "" : NULL, 0))
+        return false;
+    pull_level *l = &jr->level[jr->levels++];
+    l->object = object;
+    l->started = false;
+    if (object) {
+        l->seen.slot = NULL;
+        l->seen.cap = l->seen.count = 0;
+    }
+    return true;
+}
+
+bool keel_json_enter_object(keel_json_reader *jr)
+{
+    if (keel_json_peek(jr) != KEEL_JSON_OBJECT) {
+        if (!jr->r.failed)
+            fail_at(&jr->r, jr->r.p, "expected an object");
+        return false;
+    }
+    return pull_enter(jr, true);
+}
+
+bool keel_json_enter_array(keel_json_reader *jr)
+{
+    if (keel_json_peek(jr) != KEEL_JSON_ARRAY) {
+        if (!jr->r.failed)
+            fail_at(&jr->r, jr->r.p, "expected an array");
+        return false;
+    }
+    return pull_enter(jr, false);
+}
+
+/* Before the next member or element of the innermost level: ',' or the close (then the level is
+ * left and *more is false). */
+static bool pull_next(keel_json_reader *jr, char close, bool *more)
+{
+    reader *r = &jr->r;
+    pull_level *l = &jr->level[jr->levels - 1];
+    if (r->failed || jr->levels != r->depth)
+        return false;
+    if (l->started) {
+        if (!next_or_close(r, close, more))
+            return false;
+    } else {
+        skip_space(r);
+        *more = !(r->p < r->end && *r->p == close);
+        if (!*more)
+            r->p++;
+        l->started = true;
+    }
+    if (!*more) {
+        if (l->object)
+            seen_free(&l->seen);
+        jr->levels--;
+        r->depth--;
+    }
+    return true;
+}
+
+bool keel_json_next_element(keel_json_reader *jr, bool *more)
+{
+    if (jr->levels == 0 || jr->level[jr->levels - 1].object)
+        return false;
+    bool first = !jr->level[jr->levels - 1].started;
+    if (!pull_next(jr, ']', more))
+        return false;
+    if (*more && !first)
+        jr->r.path[jr->r.depth - 1].index++;
+    return true;
+}
+
+bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
+                           const char **raw, size_t *raw_len)
+{
+    if (jr->levels == 0 || !jr->level[jr->levels - 1].object || !pull_next(jr, '}', more))
+        return false;
+    if (!*more)
+        return true;
+    reader *r = &jr->r;
+    skip_space(r);
+    if (r->p >= r->end || *r->p != '"') {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+        return false;
+    }
+    const char *name_at = r->p;
+    size_t n;
+    if (!pull_string(r, &jr->name, &jr->name_cap, &n))
+        return false;
+    frame *f = &r->path[r->depth - 1];
+    f->name = name_at + 1;
+    f->name_len = (size_t)(r->p - name_at - 2);
+    skip_space(r);
+    if (r->p >= r->end || *r->p != ':') {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+        return false;
+    }
+    r->p++;
+    seen_names *seen = &jr->level[jr->levels - 1].seen;
+    bool escaped = f->name_len != n || memchr(f->name, '\\', n) != NULL;
+    if (seen_find(seen, escaped ? jr->name : f->name, n)) {
+        fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", jr->name);
+        return false;
+    }
+    seen_name nm = {.s = f->name, .n = n, .owned = NULL};
+    if (escaped) {
+        if ((nm.owned = malloc(n + 1)) == NULL) {
+            fail_oom(r);
+            return false;
+        }
+        memcpy(nm.owned, jr->name, n + 1);
+        nm.s = nm.owned;
+    }
+    if (!seen_add(seen, nm)) {
+        free(nm.owned);
+        fail_oom(r);
+        return false;
+    }
+    *name = jr->name;
+    *len = n;
+    *raw = f->name;
+    *raw_len = f->name_len;
+    return true;
+}
+
+bool keel_json_reader_finish(keel_json_reader *jr)
+{
+    reader *r = &jr->r;
+    if (r->failed)
+        return false;
+    if (jr->levels != 0) {
+        fail_at(r, r->p, "the reader's caller left a level unread");
+        return false;
+    }
+    skip_space(r);
+    if (r->p < r->end) {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "%s after the JSON value", b);
+        return false;
+    }
+    return true;
+}
+
 /* ---- numbers ---- */
 
 /* The shortest text that reads back as d: integers plainly, others in as few digits as work. */
