@@ -1565,6 +1565,20 @@ static int dec_value(pj *c, ProtobufCType type, const void *tdesc, const cJSON *
     }
 }
 
+/* Element i of a list, null or decoded by `value`, into arr[*count]; the count is raised when
+ * it was kept (not an unknown enum name). */
+static int list_element(pj *c, const ProtobufCFieldDescriptor *f, size_t i, bool null,
+                        value_decoder value, const cJSON *item, char *arr, size_t *count)
+{
+    size_t saved = path_index(c, i);
+    int rc = null ? fail(c, KEEL_EINVAL, "null is not allowed in a list")
+                  : value(c, f->type, f->descriptor, item, arr + *count * elem_size(f->type), true);
+    path_pop(c, saved);
+    if (rc == KEEL_OK)
+        (*count)++;
+    return rc < 0 ? rc : KEEL_OK;
+}
+
 /* A list: the array is allocated once at its full length and the count raised element by
  * element, so that the message can be freed at any point. */
 static int dec_list(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
@@ -1580,15 +1594,9 @@ static int dec_list(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, Pr
     memcpy(MEMBER(m, f->offset), &arr, sizeof arr);
     size_t *count = MEMBER(m, f->quantifier_offset);
     for (const cJSON *item = j->child; item != NULL; item = item->next, i++) {
-        size_t saved = path_index(c, i);
-        int rc = cJSON_IsNull(item)
-                     ? fail(c, KEEL_EINVAL, "null is not allowed in a list")
-                     : dec_value(c, f->type, f->descriptor, item, arr + *count * size, true);
-        path_pop(c, saved);
-        if (rc < 0)
+        int rc = list_element(c, f, i, cJSON_IsNull(item), dec_value, item, arr, count);
+        if (rc != KEEL_OK)
             return rc;
-        if (rc == KEEL_OK)
-            (*count)++;
     }
     return KEEL_OK;
 }
@@ -1715,70 +1723,91 @@ static int dec_member(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *ite
     return rc == KEEL_OK ? dec_field(c, f, item, m) : rc == PJ_SKIP ? KEEL_OK : rc;
 }
 
+/* The fields of one message's JSON object given so far, and where to look for the next. */
+typedef struct fields_given {
+    const ProtobufCMessageDescriptor *d;
+    unsigned char small[128], *seen; /* seen[i]: fields[i] was given */
+    unsigned next;                   /* where to look first: after the field found last */
+} fields_given;
+
+static int fields_begin(pj *c, const ProtobufCMessageDescriptor *d, fields_given *g)
+{
+    g->d = d;
+    g->next = 0;
+    g->seen = g->small;
+    memset(g->small, 0, sizeof g->small);
+    if (d->n_fields > sizeof g->small && (g->seen = calloc(d->n_fields, 1)) == NULL)
+        return nomem(c);
+    return KEEL_OK;
+}
+
+/* The field a member name names (NULL: unknown), with its seen flag in *seen. */
+static const ProtobufCFieldDescriptor *fields_find(fields_given *g, const char *key,
+                                                   unsigned char **seen)
+{
+    const ProtobufCFieldDescriptor *f = find_field(g->d, key, g->next);
+    if (f == NULL)
+        return NULL;
+    unsigned i = (unsigned)(f - g->d->fields);
+    g->next = i + 1 < g->d->n_fields ? i + 1 : 0;
+    *seen = &g->seen[i];
+    return f;
+}
+
+static void fields_end(fields_given *g)
+{
+    if (g->seen != g->small)
+        free(g->seen);
+}
+
 static int dec_object(pj *c, const cJSON *j, ProtobufCMessage *m)
 {
     if (!cJSON_IsObject(j))
         return type_error(c, "an object", j);
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    unsigned char small[128] = {0}, *seen = small;
-    if (d->n_fields > sizeof small && (seen = calloc(d->n_fields, 1)) == NULL)
-        return nomem(c);
-    int rc = KEEL_OK;
-    unsigned next = 0; /* where to look first: after the field found last */
+    fields_given g;
+    int rc = fields_begin(c, m->descriptor, &g);
     for (const cJSON *item = j->child; item != NULL && rc == KEEL_OK; item = item->next) {
-        const ProtobufCFieldDescriptor *f = item->string ? find_field(d, item->string, next) : NULL;
+        unsigned char *seen;
+        const ProtobufCFieldDescriptor *f =
+            item->string ? fields_find(&g, item->string, &seen) : NULL;
         if (f == NULL)
             continue; /* a newer server's field, or an Any's "@type" */
-        next = (unsigned)(f - d->fields) + 1 < d->n_fields ? (unsigned)(f - d->fields) + 1 : 0;
         size_t saved = path_field(c, item->string);
-        rc = dec_member(c, f, item, m, &seen[f - d->fields]);
+        rc = dec_member(c, f, item, m, seen);
         path_pop(c, saved);
     }
-    if (seen != small)
-        free(seen);
+    fields_end(&g);
     return rc;
 }
 
-/* A new, initialized message of type d one level deeper, after checking the depth; *out is set
- * to NULL for message_done. */
-static int message_new(pj *c, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
-                       ProtobufCMessage **m)
+static int s_body(pj *c, const struct wkt *w, ProtobufCMessage *m);
+
+/* A new message of type d from j, or from the text when decoding straight from it (c->jr). On
+ * failure *out is NULL and nothing is left allocated: the message is kept freeable at every step
+ * and freed with protobuf-c's own free_unpacked. */
+static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
+                       ProtobufCMessage **out)
 {
     *out = NULL;
     if (c->depth >= KEEL_PROTOJSON_MAX_DEPTH)
         return fail(c, KEEL_EINVAL, "messages nest deeper than %d levels",
                     KEEL_PROTOJSON_MAX_DEPTH);
-    if ((*m = malloc(d->sizeof_message)) == NULL)
+    ProtobufCMessage *m = malloc(d->sizeof_message);
+    if (m == NULL)
         return nomem(c);
-    d->message_init(*m);
-    return KEEL_OK;
-}
-
-/* Hands m out when rc is KEEL_OK, else frees it. */
-static int message_done(ProtobufCMessage *m, int rc, ProtobufCMessage **out)
-{
+    d->message_init(m);
+    const wkt *w = wkt_find(d);
+    c->depth++;
+    int rc = c->jr != NULL    ? s_body(c, w, m)
+             : w && w->decode ? w->decode(c, j, m)
+                              : dec_object(c, j, m);
+    c->depth--;
     if (rc != KEEL_OK) {
         protobuf_c_message_free_unpacked(m, NULL);
         return rc;
     }
     *out = m;
     return KEEL_OK;
-}
-
-/* A new message of type d from j. On failure *out is NULL and nothing is left allocated: the
- * message is kept freeable at every step and freed with protobuf-c's own free_unpacked. */
-static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
-                       ProtobufCMessage **out)
-{
-    ProtobufCMessage *m;
-    int rc = message_new(c, d, out, &m);
-    if (rc != KEEL_OK)
-        return rc;
-    const wkt *w = wkt_find(d);
-    c->depth++;
-    rc = w && w->decode ? w->decode(c, j, m) : dec_object(c, j, m);
-    c->depth--;
-    return message_done(m, rc, out);
 }
 
 static int dec_timestamp(pj *c, const cJSON *j, ProtobufCMessage *m)
@@ -1927,8 +1956,6 @@ static int dec_any(pj *c, const cJSON *j, ProtobufCMessage *m)
  * is read, through a cJSON node on the stack that borrows the reader's text. Only an Any is read
  * twice: its span is checked, then parsed into a tree for dec_any ("@type" may come last). */
 
-static int s_message(pj *c, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out);
-
 /* The reader failed: its message is in c->err already. */
 static int s_failed(pj *c)
 {
@@ -1941,39 +1968,26 @@ static int s_failed(pj *c)
  * comes back as an empty node of its kind, for a decoder to refuse by its type. */
 static int s_node(pj *c, cJSON *node)
 {
+    static const int types[] = {
+        [KEEL_JSON_OBJECT] = cJSON_Object, [KEEL_JSON_ARRAY] = cJSON_Array,
+        [KEEL_JSON_STRING] = cJSON_String, [KEEL_JSON_NUMBER] = cJSON_Number,
+        [KEEL_JSON_TRUE] = cJSON_True,     [KEEL_JSON_FALSE] = cJSON_False,
+        [KEEL_JSON_NULL] = cJSON_NULL,
+    };
     memset(node, 0, sizeof *node);
-    const char *text;
-    size_t len;
-    switch (keel_json_peek(c->jr)) {
-    case KEEL_JSON_OBJECT:
-        node->type = cJSON_Object;
-        break;
-    case KEEL_JSON_ARRAY:
-        node->type = cJSON_Array;
-        break;
-    case KEEL_JSON_STRING:
-        node->type = cJSON_String;
-        if (!keel_json_read_string(c->jr, &text, &len))
-            return s_failed(c);
-        node->valuestring = (char *)text;
-        return KEEL_OK;
-    case KEEL_JSON_NUMBER:
-        node->type = cJSON_Number;
-        return keel_json_read_number(c->jr, &node->valuedouble, &text, &len) ? KEEL_OK
-                                                                             : s_failed(c);
-    case KEEL_JSON_TRUE:
-        node->type = cJSON_True;
-        break;
-    case KEEL_JSON_FALSE:
-        node->type = cJSON_False;
-        break;
-    case KEEL_JSON_NULL:
-        node->type = cJSON_NULL;
-        break;
-    default:
+    keel_json_kind kind = keel_json_peek(c->jr);
+    if (kind == KEEL_JSON_BAD)
         return s_failed(c);
-    }
-    return keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
+    node->type = types[kind];
+    const char *text = NULL;
+    size_t len;
+    bool ok = kind == KEEL_JSON_STRING ? keel_json_read_string(c->jr, &text, &len)
+              : kind == KEEL_JSON_NUMBER
+                  ? keel_json_read_number(c->jr, &node->valuedouble, &text, &len)
+                  : keel_json_skip(c->jr);
+    if (kind == KEEL_JSON_STRING && ok)
+        node->valuestring = (char *)text;
+    return ok ? KEEL_OK : s_failed(c);
 }
 
 /* What a tree decoder said of a node from s_node: no decoder takes an empty object or array. */
@@ -1996,13 +2010,8 @@ static int s_value(pj *c, ProtobufCType type, const void *tdesc, const cJSON *un
                    bool alloc_empty)
 {
     (void)unused;
-    if (type == PROTOBUF_C_TYPE_MESSAGE) {
-        ProtobufCMessage *sub;
-        int rc = s_message(c, tdesc, &sub);
-        if (rc == KEEL_OK)
-            memcpy(dst, &sub, sizeof sub);
-        return rc;
-    }
+    if (type == PROTOBUF_C_TYPE_MESSAGE)
+        return dec_submessage(c, tdesc, NULL, dst);
     cJSON node;
     int rc = s_node(c, &node);
     return rc != KEEL_OK ? rc
@@ -2026,58 +2035,38 @@ static int s_grow(pj *c, char **arr, size_t *cap, size_t count, size_t size, voi
     return KEEL_OK;
 }
 
-static int s_list(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
+/* A list (a JSON array) or a map (a JSON object), element by element into the message's array. */
+static int s_repeated(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
 {
-    if (keel_json_peek(c->jr) != KEEL_JSON_ARRAY)
-        return s_type_error(c, "an array");
-    if (!keel_json_enter_array(c->jr))
+    bool map = is_map_entry(f);
+    if (keel_json_peek(c->jr) != (map ? KEEL_JSON_OBJECT : KEEL_JSON_ARRAY))
+        return s_type_error(c, map ? "an object (a map)" : "an array");
+    if (!(map ? keel_json_enter_object(c->jr) : keel_json_enter_array(c->jr)))
         return s_failed(c);
-    size_t size = elem_size(f->type), cap = 0, *count = MEMBER(m, f->quantifier_offset);
+    size_t size = map ? sizeof(ProtobufCMessage *) : elem_size(f->type), cap = 0;
+    size_t *count = MEMBER(m, f->quantifier_offset), len, raw_len = 0;
     char *arr = NULL;
+    const char *key = NULL, *raw = NULL;
     bool more;
     for (size_t i = 0;; i++) {
-        if (!keel_json_next_element(c->jr, &more))
+        if (!(map ? keel_json_next_member(c->jr, &more, &key, &len, &raw, &raw_len)
+                  : keel_json_next_element(c->jr, &more)))
             return s_failed(c);
         if (!more)
             return KEEL_OK;
         int rc = s_grow(c, &arr, &cap, *count, size, MEMBER(m, f->offset));
         if (rc != KEEL_OK)
             return rc;
-        size_t saved = path_index(c, i);
-        rc = keel_json_peek(c->jr) == KEEL_JSON_NULL
-                 ? fail(c, KEEL_EINVAL, "null is not allowed in a list")
-                 : s_value(c, f->type, f->descriptor, NULL, arr + *count * size, true);
-        path_pop(c, saved);
-        if (rc < 0)
-            return rc;
-        if (rc == KEEL_OK)
-            (*count)++;
-    }
-}
-
-static int s_map(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
-{
-    if (keel_json_peek(c->jr) != KEEL_JSON_OBJECT)
-        return s_type_error(c, "an object (a map)");
-    if (!keel_json_enter_object(c->jr))
-        return s_failed(c);
-    size_t cap = 0, *count = MEMBER(m, f->quantifier_offset);
-    char *arr = NULL;
-    bool more;
-    const char *key, *raw;
-    size_t len, raw_len;
-    for (;;) {
-        if (!keel_json_next_member(c->jr, &more, &key, &len, &raw, &raw_len))
-            return s_failed(c);
-        if (!more)
-            return KEEL_OK;
-        int rc = s_grow(c, &arr, &cap, *count, sizeof(ProtobufCMessage *), MEMBER(m, f->offset));
-        if (rc != KEEL_OK)
-            return rc;
+        bool null = keel_json_peek(c->jr) == KEEL_JSON_NULL;
+        if (!map) {
+            rc = list_element(c, f, i, null, s_value, NULL, arr, count);
+            if (rc != KEEL_OK)
+                return rc;
+            continue;
+        }
         size_t saved = path_push(c, SEG_KEY, raw, raw_len, 0);
         ProtobufCMessage *e;
-        rc = map_entry(c, f->descriptor, key, keel_json_peek(c->jr) == KEEL_JSON_NULL, s_value,
-                       NULL, &e);
+        rc = map_entry(c, f->descriptor, key, null, s_value, NULL, &e);
         path_pop(c, saved);
         if (rc != KEEL_OK)
             return rc;
@@ -2095,7 +2084,7 @@ static int s_member(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *
     if (rc != KEEL_OK)
         return rc;
     if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return is_map_entry(f) ? s_map(c, f, m) : s_list(c, f, m);
+        return s_repeated(c, f, m);
     return singular_field(c, f, s_value, NULL, m);
 }
 
@@ -2105,12 +2094,8 @@ static int s_object(pj *c, ProtobufCMessage *m)
         return s_type_error(c, "an object");
     if (!keel_json_enter_object(c->jr))
         return s_failed(c);
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    unsigned char small[128] = {0}, *seen = small;
-    if (d->n_fields > sizeof small && (seen = calloc(d->n_fields, 1)) == NULL)
-        return nomem(c);
-    int rc = KEEL_OK;
-    unsigned next = 0; /* where to look first: after the field found last */
+    fields_given g;
+    int rc = fields_begin(c, m->descriptor, &g);
     bool more;
     const char *key, *raw;
     size_t len, raw_len;
@@ -2121,18 +2106,17 @@ static int s_object(pj *c, ProtobufCMessage *m)
         }
         if (!more)
             break;
-        const ProtobufCFieldDescriptor *f = find_field(d, key, next);
+        unsigned char *seen;
+        const ProtobufCFieldDescriptor *f = fields_find(&g, key, &seen);
         if (f == NULL) { /* a newer server's field: checked and passed over */
             rc = keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
             continue;
         }
-        next = (unsigned)(f - d->fields) + 1 < d->n_fields ? (unsigned)(f - d->fields) + 1 : 0;
         size_t saved = path_push(c, SEG_FIELD, raw, raw_len, 0);
-        rc = s_member(c, f, m, &seen[f - d->fields]);
+        rc = s_member(c, f, m, seen);
         path_pop(c, saved);
     }
-    if (seen != small)
-        free(seen);
+    fields_end(&g);
     return rc;
 }
 
@@ -2150,31 +2134,24 @@ static int s_any(pj *c, ProtobufCMessage *m)
                              KEEL_JSON_STRICT, NULL, &tree, &e);
     if (rc != KEEL_OK) /* checked already: only memory can run out */
         return fail(c, rc, "%s", e.message);
+    keel_json_reader *jr = c->jr;
+    c->jr = NULL; /* the Any's own messages come from the tree */
     rc = dec_any(c, tree, m);
+    c->jr = jr;
     cJSON_Delete(tree);
     return rc;
 }
 
-static int s_message(pj *c, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
+/* The body of message m of well-known type w (or NULL) from the text. */
+static int s_body(pj *c, const wkt *w, ProtobufCMessage *m)
 {
-    ProtobufCMessage *m;
-    int rc = message_new(c, d, out, &m);
-    if (rc != KEEL_OK)
-        return rc;
-    const wkt *w = wkt_find(d);
-    c->depth++;
-    if (w == NULL || w->decode == NULL) {
-        rc = s_object(c, m);
-    } else if (w->decode == dec_any) {
-        rc = s_any(c, m);
-    } else { /* the well-known types written as one JSON scalar */
-        cJSON node;
-        rc = s_node(c, &node);
-        if (rc == KEEL_OK)
-            rc = s_decoded(c, &node, w->decode(c, &node, m));
-    }
-    c->depth--;
-    return message_done(m, rc, out);
+    if (w == NULL || w->decode == NULL)
+        return s_object(c, m);
+    if (w->decode == dec_any)
+        return s_any(c, m);
+    cJSON node; /* the well-known types written as one JSON scalar */
+    int rc = s_node(c, &node);
+    return rc != KEEL_OK ? rc : s_decoded(c, &node, w->decode(c, &node, m));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2245,7 +2222,7 @@ int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *js
     c.utf8_checked = true;
     c.jr = jr;
     c.text = text;
-    rc = s_message(&c, desc, out);
+    rc = dec_message(&c, desc, NULL, out);
     if (rc == KEEL_OK && !keel_json_reader_finish(jr)) {
         rc = s_failed(&c);
         protobuf_c_message_free_unpacked(*out, NULL);

@@ -622,32 +622,49 @@ static cJSON *read_array(reader *r)
     return array;
 }
 
-/* One "name": value member of object; false when the read failed. */
-static bool read_member(reader *r, cJSON *object, names *seen)
+/* After whitespace, the opening quote of a member name at r->p; false after failing. */
+static bool at_member_name(reader *r)
 {
     skip_space(r);
-    if (r->p >= r->end || *r->p != '"') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
-        return false;
-    }
-    const char *name_at = r->p;
-    char *name = read_string(r);
-    if (name == NULL)
-        return false;
+    if (r->p < r->end && *r->p == '"')
+        return true;
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+    return false;
+}
+
+/* After the member name read from name_at (its opening quote) to r->p: name the level after it
+ * and read the ':'; false after failing. */
+static bool member_colon(reader *r, const char *name_at)
+{
     frame *f = &r->path[r->depth - 1];
     f->name = name_at + 1;
     f->name_len = (size_t)(r->p - name_at - 2);
     skip_space(r);
-    if (r->p >= r->end || *r->p != ':') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    if (r->p < r->end && *r->p == ':') {
+        r->p++;
+        return true;
+    }
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    return false;
+}
+
+/* One "name": value member of object; false when the read failed. */
+static bool read_member(reader *r, cJSON *object, names *seen)
+{
+    if (!at_member_name(r))
+        return false;
+    const char *name_at = r->p;
+    char *name = read_string(r);
+    if (name == NULL)
+        return false;
+    if (!member_colon(r, name_at)) {
         free(name);
         return false;
     }
-    r->p++;
     cJSON *earlier = names_find(seen, object, name);
     if (earlier && !(r->flags & KEEL_JSON_LAST_WINS)) {
         fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", name);
@@ -703,13 +720,20 @@ static cJSON *read_object(reader *r)
     return object;
 }
 
-static cJSON *read_value(reader *r)
+/* After whitespace, whether a value can start at r->p (else the read fails). */
+static bool at_value(reader *r)
 {
     skip_space(r);
-    if (r->p >= r->end) {
-        fail_at(r, r->p, "the text ends where a value should be");
+    if (r->p < r->end)
+        return true;
+    fail_at(r, r->p, "the text ends where a value should be");
+    return false;
+}
+
+static cJSON *read_value(reader *r)
+{
+    if (!at_value(r))
         return NULL;
-    }
     switch (*r->p) {
     case '{':
         return read_object(r);
@@ -895,7 +919,8 @@ static bool check_string(reader *r, seen_name *nm)
     return true;
 }
 
-static bool check_number(reader *r)
+/* The number at r->p and its value; r->p moves past it. */
+static bool number_value(reader *r, double *value)
 {
     size_t n = number_at(r);
     if (n == 0)
@@ -907,16 +932,22 @@ static bool check_number(reader *r)
     }
     memcpy(copy, r->p, n);
     copy[n] = '\0';
-    bool finite = isfinite(strtod(copy, NULL));
+    *value = strtod(copy, NULL);
     if (copy != small)
         free(copy);
-    if (!finite) {
+    if (!isfinite(*value)) {
         fail_at(r, r->p, "the number %.*s is out of range (beyond +-1.8e308)", n > 40 ? 40 : (int)n,
                 r->p);
         return false;
     }
     r->p += n;
     return true;
+}
+
+static bool check_number(reader *r)
+{
+    double v;
+    return number_value(r, &v);
 }
 
 static bool check_literal(reader *r)
@@ -960,30 +991,17 @@ static bool check_array(reader *r)
 /* One "name": value member; names are kept (unless KEEL_JSON_LAST_WINS) to refuse a repeat. */
 static bool check_member(reader *r, seen_names *seen)
 {
-    skip_space(r);
-    if (r->p >= r->end || *r->p != '"') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+    if (!at_member_name(r))
         return false;
-    }
     const char *name_at = r->p;
     bool keep = !(r->flags & KEEL_JSON_LAST_WINS);
     seen_name nm = {0};
     if (!check_string(r, keep ? &nm : NULL))
         return false;
-    frame *f = &r->path[r->depth - 1];
-    f->name = name_at + 1;
-    f->name_len = (size_t)(r->p - name_at - 2);
-    skip_space(r);
-    if (r->p >= r->end || *r->p != ':') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    if (!member_colon(r, name_at)) {
         free(nm.owned);
         return false;
     }
-    r->p++;
     if (keep && seen_find(seen, nm.s, nm.n)) {
         fail_at(r, name_at, "the member name \"%.*s\" appears twice in one object",
                 nm.n > 60 ? 60 : (int)nm.n, nm.s);
@@ -1027,11 +1045,8 @@ static bool check_object(reader *r)
 
 static bool check_value(reader *r)
 {
-    skip_space(r);
-    if (r->p >= r->end) {
-        fail_at(r, r->p, "the text ends where a value should be");
+    if (!at_value(r))
         return false;
-    }
     switch (*r->p) {
     case '{':
         return check_object(r);
@@ -1133,13 +1148,8 @@ size_t keel_json_reader_offset(const keel_json_reader *jr)
 keel_json_kind keel_json_peek(keel_json_reader *jr)
 {
     reader *r = &jr->r;
-    if (r->failed)
+    if (r->failed || !at_value(r))
         return KEEL_JSON_BAD;
-    skip_space(r);
-    if (r->p >= r->end) {
-        fail_at(r, r->p, "the text ends where a value should be");
-        return KEEL_JSON_BAD;
-    }
     switch (*r->p) {
     case '{':
         return KEEL_JSON_OBJECT;
@@ -1229,25 +1239,9 @@ bool keel_json_read_number(keel_json_reader *jr, double *value, const char **tex
         return false;
     }
     const char *at = r->p;
-    size_t n = number_at(r);
-    if (n == 0)
+    if (!number_value(r, value))
         return false;
-    char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
-    if (copy == NULL) {
-        fail_oom(r);
-        return false;
-    }
-    memcpy(copy, at, n);
-    copy[n] = '\0';
-    *value = strtod(copy, NULL);
-    if (copy != small)
-        free(copy);
-    if (!isfinite(*value)) {
-        fail_at(r, at, "the number %.*s is out of range (beyond +-1.8e308)", n > 40 ? 40 : (int)n,
-                at);
-        return false;
-    }
-    r->p += n;
+    size_t n = (size_t)(r->p - at);
     *text = at;
     *len = n;
     return true;
@@ -1257,6 +1251,11 @@ bool keel_json_read_number(keel_json_reader *jr, double *value, const char **tex
 static bool pull_enter(keel_json_reader *jr, bool object)
 {
     reader *r = &jr->r;
+    if (keel_json_peek(jr) != (object ? KEEL_JSON_OBJECT : KEEL_JSON_ARRAY)) {
+        if (!r->failed)
+            fail_at(r, r->p, "expected %s", object ? "an object" : "an array");
+        return false;
+    }
     if (jr->levels != r->depth) {
         fail_at(r, r->p, "the reader's caller left a level unread");
         return false;
@@ -1276,21 +1275,11 @@ static bool pull_enter(keel_json_reader *jr, bool object)
 
 bool keel_json_enter_object(keel_json_reader *jr)
 {
-    if (keel_json_peek(jr) != KEEL_JSON_OBJECT) {
-        if (!jr->r.failed)
-            fail_at(&jr->r, jr->r.p, "expected an object");
-        return false;
-    }
     return pull_enter(jr, true);
 }
 
 bool keel_json_enter_array(keel_json_reader *jr)
 {
-    if (keel_json_peek(jr) != KEEL_JSON_ARRAY) {
-        if (!jr->r.failed)
-            fail_at(&jr->r, jr->r.p, "expected an array");
-        return false;
-    }
     return pull_enter(jr, false);
 }
 
@@ -1341,30 +1330,17 @@ bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, 
     if (!*more)
         return true;
     reader *r = &jr->r;
-    skip_space(r);
-    if (r->p >= r->end || *r->p != '"') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+    if (!at_member_name(r))
         return false;
-    }
     const char *name_at = r->p;
     size_t n;
     if (!pull_string(r, &jr->name, &jr->name_cap, &n))
         return false;
-    frame *f = &r->path[r->depth - 1];
-    f->name = name_at + 1;
-    f->name_len = (size_t)(r->p - name_at - 2);
-    skip_space(r);
-    if (r->p >= r->end || *r->p != ':') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    if (!member_colon(r, name_at))
         return false;
-    }
-    r->p++;
+    const frame *f = &r->path[r->depth - 1];
     seen_names *seen = &jr->level[jr->levels - 1].seen;
-    bool escaped = f->name_len != n || memchr(f->name, '\\', n) != NULL;
+    bool escaped = f->name_len != n; /* every escape is longer than what it stands for */
     if (seen_find(seen, escaped ? jr->name : f->name, n)) {
         fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", jr->name);
         return false;
