@@ -565,7 +565,7 @@ static const wkt wkts[] = {
 
 static const wkt *wkt_find(const ProtobufCMessageDescriptor *d)
 {
-    if (strncmp(d->name, "google.protobuf.", 16) != 0)
+    if (d->name[0] != 'g' || strncmp(d->name, "google.protobuf.", 16) != 0)
         return NULL;
     for (size_t i = 0; i < sizeof wkts / sizeof wkts[0]; i++)
         if (strcmp(d->name, wkts[i].name) == 0)

@@ -94,10 +94,34 @@ static void fail_oom(reader *r)
     r->failed = true;
 }
 
+/* Eight bytes at p as one word, in memory order (p + 8 <= end checked by the caller). */
+static uint64_t word_at(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+#define BYTES(b) (0x0101010101010101ull * (b))
+
 static void skip_space(reader *r)
 {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+    for (;;) { /* indented texts have long runs of spaces: pass them eight at a time */
+        while (r->end - r->p >= 8 && word_at(r->p) == BYTES(' '))
+            r->p += 8;
+        if (r->p >= r->end || (*r->p != ' ' && *r->p != '\t' && *r->p != '\n' && *r->p != '\r'))
+            return;
         r->p++;
+    }
+}
+
+/* Whether all eight bytes of w are printable ASCII other than '"' and '\\' (the bytes a string
+ * holds as they are): none below 0x20, none from 0x80, none equal to either. */
+static bool plain_word(uint64_t w)
+{
+    uint64_t q = w ^ BYTES('"'), b = w ^ BYTES('\\');
+    uint64_t special = ((w - BYTES(0x20)) & ~w) | ((q - BYTES(1)) & ~q) | ((b - BYTES(1)) & ~b);
+    return ((special | w) & BYTES(0x80)) == 0;
 }
 
 /* A short description of the byte at p, for "expected ... but found ...". */
@@ -219,8 +243,13 @@ static long scan_string(reader *r, bool *has_escapes, const char **close)
     long out = 0;
     *has_escapes = false;
     while (p < r->end && *p != '"') {
+        if (r->end - p >= 8 && plain_word(word_at(p))) { /* the common case, plain ASCII */
+            out += 8;
+            p += 8;
+            continue;
+        }
         unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c < 0x80 && c != '\\') { /* the common case, plain ASCII */
+        if (c >= 0x20 && c < 0x80 && c != '\\') {
             out++;
             p++;
             continue;
