@@ -2,8 +2,9 @@
  * keel/json.h - JSON from outside, read strictly and printed back unchanged.
  *
  * Every JSON text keel takes from outside (a payload, a history file, a model's answer, a tool's
- * result, a schema) goes through keel_json_parse or keel_json_check, and every tree keel prints
- * goes through keel_json_print. Together they guarantee:
+ * result, a schema) goes through keel_json_parse, keel_json_check or the pull reader
+ * (keel_json_reader, below), and every tree keel prints goes through keel_json_print. Together
+ * they guarantee:
  *
  *   - the text is RFC 8259 JSON and nothing more: one value, no comments, no trailing commas, no
  *     raw control characters inside strings, no leading zeros, no NaN;
