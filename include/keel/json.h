@@ -2,8 +2,9 @@
  * keel/json.h - JSON from outside, read strictly and printed back unchanged.
  *
  * Every JSON text keel takes from outside (a payload, a history file, a model's answer, a tool's
- * result, a schema) goes through keel_json_parse or keel_json_check, and every tree keel prints
- * goes through keel_json_print. Together they guarantee:
+ * result, a schema) goes through keel_json_parse, keel_json_check or the pull reader
+ * (keel_json_reader, below), and every tree keel prints goes through keel_json_print. Together
+ * they guarantee:
  *
  *   - the text is RFC 8259 JSON and nothing more: one value, no comments, no trailing commas, no
  *     raw control characters inside strings, no leading zeros, no NaN;
@@ -81,6 +82,62 @@ cJSON *keel_json_from(const char *text);
 /* Check text[0..len) by keel_json_parse's rules without building a tree. */
 int keel_json_check(const char *text, size_t len, unsigned flags, const char *what,
                     keel_error *err);
+
+/*
+ * Reading piece by piece: a pull reader over text[0..len) that enforces exactly the rules of
+ * keel_json_parse (KEEL_JSON_STRICT) and fails with the same messages, without building a tree,
+ * for decoders that fill their own structures as they read (protojson's keel_protojson_decode).
+ *
+ * The caller walks the value: keel_json_peek says what comes next; a string or number is read
+ * whole; an object or array is entered and then walked member by member (element by element)
+ * until next_* reports *more == false, which leaves it; keel_json_skip reads (and checks) one
+ * whole value of any kind, including true, false and null. Names repeated within one object are
+ * refused as keel_json_parse refuses them. After the top value, keel_json_reader_finish refuses
+ * anything but whitespace. Every call returns false (KEEL_JSON_BAD for peek) once the read has
+ * failed; err (given to open, borrowed until close) then holds the message and
+ * keel_json_reader_code the code. The text is borrowed until close.
+ */
+typedef struct keel_json_reader keel_json_reader;
+
+typedef enum keel_json_kind {
+    KEEL_JSON_BAD = 0, /* not a value: the read has failed */
+    KEEL_JSON_OBJECT,
+    KEEL_JSON_ARRAY,
+    KEEL_JSON_STRING,
+    KEEL_JSON_NUMBER,
+    KEEL_JSON_TRUE,
+    KEEL_JSON_FALSE,
+    KEEL_JSON_NULL,
+} keel_json_kind;
+
+/* A new reader (close it with keel_json_reader_close); refuses NULL and over-long texts. */
+int keel_json_reader_open(const char *text, size_t len, const char *what, keel_json_reader **out,
+                          keel_error *err);
+void keel_json_reader_close(keel_json_reader *jr);
+/* KEEL_OK while the read has not failed, else its code. */
+int keel_json_reader_code(const keel_json_reader *jr);
+/* The byte offset of the next character to read. */
+size_t keel_json_reader_offset(const keel_json_reader *jr);
+
+keel_json_kind keel_json_peek(keel_json_reader *jr);
+bool keel_json_skip(keel_json_reader *jr);
+/* The string's decoded text in *s (NUL-terminated, *len bytes), owned by the reader and valid
+ * until the next keel_json_read_string. */
+bool keel_json_read_string(keel_json_reader *jr, const char **s, size_t *len);
+/* The number's value, and its text as written (borrowed from the text, not NUL-terminated). */
+bool keel_json_read_number(keel_json_reader *jr, double *value, const char **text, size_t *len);
+bool keel_json_enter_object(keel_json_reader *jr);
+bool keel_json_enter_array(keel_json_reader *jr);
+/* The next element of the array entered last: *more is false when the array ended (and is left);
+ * else the element is to be read next. */
+bool keel_json_next_element(keel_json_reader *jr, bool *more);
+/* The next member of the object entered last: *more is false when the object ended (and is
+ * left); else *name is the decoded name (NUL-terminated, *len bytes, owned by the reader and
+ * valid until the next member name is read), *raw its text as written between the quotes
+ * (borrowed from the text), and its value is to be read next. */
+bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
+                           const char **raw, size_t *raw_len);
+bool keel_json_reader_finish(keel_json_reader *jr);
 
 /*
  * Print a tree compactly (keel_json_print) or indented by two spaces (keel_json_print_pretty).

@@ -213,9 +213,12 @@ typedef enum { SEG_FIELD, SEG_INDEX, SEG_KEY } seg_kind;
 
 typedef struct path_seg {
     seg_kind kind;
-    const char *name; /* SEG_FIELD, SEG_KEY */
-    size_t index;     /* SEG_INDEX */
+    const char *name; /* SEG_FIELD, SEG_KEY: len bytes, or up to its NUL when len is NAME_NUL */
+    size_t len;
+    size_t index; /* SEG_INDEX */
 } path_seg;
+
+#define NAME_NUL SIZE_MAX
 
 typedef struct pj {
     keel_protojson_resolver resolve;
@@ -223,8 +226,10 @@ typedef struct pj {
     keel_error *err;
     int code; /* the code of the last failure, for callers that passed err == NULL */
     int depth;
-    bool utf8_checked; /* the tree is keel_json_parse's: its strings are valid UTF-8 already */
-    size_t n_segs;     /* segments pushed; the first PATH_SEGS_MAX are in segs */
+    bool utf8_checked;    /* the tree is keel_json_parse's: its strings are valid UTF-8 already */
+    keel_json_reader *jr; /* decoding straight from text: the reader, and the text it reads */
+    const char *text;
+    size_t n_segs; /* segments pushed; the first PATH_SEGS_MAX are in segs */
     path_seg segs[PATH_SEGS_MAX];
 } pj;
 
@@ -236,32 +241,34 @@ static void pj_init(pj *c, const keel_protojson_options *opts, keel_error *err)
     c->code = KEEL_OK;
     c->depth = 0;
     c->utf8_checked = false;
+    c->jr = NULL;
+    c->text = NULL;
     c->n_segs = 0;
 }
 
 /* Push a segment; returns what to give path_pop. */
-static size_t path_push(pj *c, seg_kind kind, const char *name, size_t index)
+static size_t path_push(pj *c, seg_kind kind, const char *name, size_t len, size_t index)
 {
     size_t saved = c->n_segs;
     if (saved < PATH_SEGS_MAX)
-        c->segs[saved] = (path_seg){.kind = kind, .name = name, .index = index};
+        c->segs[saved] = (path_seg){.kind = kind, .name = name, .len = len, .index = index};
     c->n_segs++;
     return saved;
 }
 
 static size_t path_field(pj *c, const char *name)
 {
-    return path_push(c, SEG_FIELD, name, 0);
+    return path_push(c, SEG_FIELD, name, NAME_NUL, 0);
 }
 
 static size_t path_index(pj *c, size_t i)
 {
-    return path_push(c, SEG_INDEX, NULL, i);
+    return path_push(c, SEG_INDEX, NULL, 0, i);
 }
 
 static size_t path_key(pj *c, const char *key)
 {
-    return path_push(c, SEG_KEY, key, 0);
+    return path_push(c, SEG_KEY, key, NAME_NUL, 0);
 }
 
 static void path_pop(pj *c, size_t saved)
@@ -278,9 +285,12 @@ static size_t path_text(const pj *c, char *buf, size_t size)
     for (size_t i = 0; i < n && len < size - 1; i++) {
         const path_seg *s = &c->segs[i];
         size_t room = size - len;
+        size_t name_len = s->name == NULL ? 0 : s->len != NAME_NUL ? s->len : strlen(s->name);
+        int nl = (int)(name_len < size ? name_len : size);
         int w = s->kind == SEG_INDEX ? snprintf(buf + len, room, "[%zu]", s->index)
-                : s->kind == SEG_KEY ? snprintf(buf + len, room, "[\"%s\"]", s->name)
-                                     : snprintf(buf + len, room, len ? ".%s" : "%s", s->name);
+                : s->kind == SEG_KEY
+                    ? snprintf(buf + len, room, "[\"%.*s\"]", nl, s->name)
+                    : snprintf(buf + len, room, len ? ".%.*s" : "%.*s", nl, s->name);
         if (w > 0)
             len = (size_t)w < room ? len + (size_t)w : size - 1;
     }
@@ -555,7 +565,7 @@ static const wkt wkts[] = {
 
 static const wkt *wkt_find(const ProtobufCMessageDescriptor *d)
 {
-    if (strncmp(d->name, "google.protobuf.", 16) != 0)
+    if (d->name[0] != 'g' || strncmp(d->name, "google.protobuf.", 16) != 0)
         return NULL;
     for (size_t i = 0; i < sizeof wkts / sizeof wkts[0]; i++)
         if (strcmp(d->name, wkts[i].name) == 0)
@@ -1245,6 +1255,11 @@ static cJSON *enc_any(pj *c, const ProtobufCMessage *m)
 static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
                        ProtobufCMessage **out);
 
+/* Decodes one value into dst, from the tree (j) or from the text (c->jr; j unused): KEEL_OK,
+ * PJ_SKIP (leave it out) or a failure; on failure dst is unchanged. */
+typedef int (*value_decoder)(pj *c, ProtobufCType type, const void *tdesc, const cJSON *j,
+                             void *dst, bool alloc_empty);
+
 static const char *json_type_name(const cJSON *j)
 {
     if (cJSON_IsNull(j))
@@ -1550,6 +1565,20 @@ static int dec_value(pj *c, ProtobufCType type, const void *tdesc, const cJSON *
     }
 }
 
+/* Element i of a list, null or decoded by `value`, into arr[*count]; the count is raised when
+ * it was kept (not an unknown enum name). */
+static int list_element(pj *c, const ProtobufCFieldDescriptor *f, size_t i, bool null,
+                        value_decoder value, const cJSON *item, char *arr, size_t *count)
+{
+    size_t saved = path_index(c, i);
+    int rc = null ? fail(c, KEEL_EINVAL, "null is not allowed in a list")
+                  : value(c, f->type, f->descriptor, item, arr + *count * elem_size(f->type), true);
+    path_pop(c, saved);
+    if (rc == KEEL_OK)
+        (*count)++;
+    return rc < 0 ? rc : KEEL_OK;
+}
+
 /* A list: the array is allocated once at its full length and the count raised element by
  * element, so that the message can be freed at any point. */
 static int dec_list(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
@@ -1565,15 +1594,9 @@ static int dec_list(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, Pr
     memcpy(MEMBER(m, f->offset), &arr, sizeof arr);
     size_t *count = MEMBER(m, f->quantifier_offset);
     for (const cJSON *item = j->child; item != NULL; item = item->next, i++) {
-        size_t saved = path_index(c, i);
-        int rc = cJSON_IsNull(item)
-                     ? fail(c, KEEL_EINVAL, "null is not allowed in a list")
-                     : dec_value(c, f->type, f->descriptor, item, arr + *count * size, true);
-        path_pop(c, saved);
-        if (rc < 0)
+        int rc = list_element(c, f, i, cJSON_IsNull(item), dec_value, item, arr, count);
+        if (rc != KEEL_OK)
             return rc;
-        if (rc == KEEL_OK)
-            (*count)++;
     }
     return KEEL_OK;
 }
@@ -1606,23 +1629,24 @@ static int dec_map_key(pj *c, const ProtobufCFieldDescriptor *kf, const char *ke
     }
 }
 
-/* One map entry; *out stays NULL when the value is to be left out (an unknown enum name). */
-static int dec_map_entry(pj *c, const ProtobufCMessageDescriptor *ed, const cJSON *item,
-                         ProtobufCMessage **out)
+/* One map entry whose value is null or is decoded by `value`; *out stays NULL when the value is
+ * to be left out (an unknown enum name). */
+static int map_entry(pj *c, const ProtobufCMessageDescriptor *ed, const char *key, bool null,
+                     value_decoder value, const cJSON *item, ProtobufCMessage **out)
 {
     *out = NULL;
-    if (cJSON_IsNull(item))
+    if (null)
         return fail(c, KEEL_EINVAL, "null is not allowed as a map value");
     ProtobufCMessage *e = malloc(ed->sizeof_message);
     if (e == NULL)
         return nomem(c);
     ed->message_init(e);
     const ProtobufCFieldDescriptor *kf = &ed->fields[0], *vf = &ed->fields[1];
-    int rc = dec_map_key(c, kf, item->string, MEMBER(e, kf->offset));
+    int rc = dec_map_key(c, kf, key, MEMBER(e, kf->offset));
     if (rc == KEEL_OK) {
         mark_present(kf, e);
-        rc = dec_value(c, vf->type, vf->descriptor, item, MEMBER(e, vf->offset),
-                       vf->label != PROTOBUF_C_LABEL_NONE);
+        rc = value(c, vf->type, vf->descriptor, item, MEMBER(e, vf->offset),
+                   vf->label != PROTOBUF_C_LABEL_NONE);
     }
     if (rc != KEEL_OK) {
         protobuf_c_message_free_unpacked(e, NULL);
@@ -1648,7 +1672,8 @@ static int dec_map(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, Pro
     for (const cJSON *item = j->child; item != NULL; item = item->next) {
         size_t saved = path_key(c, item->string ? item->string : "");
         ProtobufCMessage *e;
-        int rc = dec_map_entry(c, f->descriptor, item, &e);
+        int rc = map_entry(c, f->descriptor, item->string ? item->string : "", cJSON_IsNull(item),
+                           dec_value, item, &e);
         path_pop(c, saved);
         if (rc != KEEL_OK)
             return rc;
@@ -1658,57 +1683,108 @@ static int dec_map(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, Pro
     return KEEL_OK;
 }
 
-static int dec_field(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
+/* A singular field's value, by `value`, marked present when it was set. */
+static int singular_field(pj *c, const ProtobufCFieldDescriptor *f, value_decoder value,
+                          const cJSON *j, ProtobufCMessage *m)
 {
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return is_map_entry(f) ? dec_map(c, f, j, m) : dec_list(c, f, j, m);
     bool implicit = f->label == PROTOBUF_C_LABEL_NONE && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
-    int rc = dec_value(c, f->type, f->descriptor, j, MEMBER(m, f->offset), !implicit);
+    int rc = value(c, f->type, f->descriptor, j, MEMBER(m, f->offset), !implicit);
     if (rc == KEEL_OK)
         mark_present(f, m);
     return rc == PJ_SKIP ? KEEL_OK : rc;
 }
 
-/* One JSON member naming field f; seen marks the fields already given. */
-static int dec_member(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *item,
-                      ProtobufCMessage *m, unsigned char *seen)
+static int dec_field(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, ProtobufCMessage *m)
+{
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        return is_map_entry(f) ? dec_map(c, f, j, m) : dec_list(c, f, j, m);
+    return singular_field(c, f, dec_value, j, m);
+}
+
+/* Before one JSON member naming field f (seen marks the fields already given): KEEL_OK when
+ * its value is to be decoded, PJ_SKIP when it is null (the default), or a failure. */
+static int member_check(pj *c, const ProtobufCFieldDescriptor *f, bool null,
+                        const ProtobufCMessage *m, unsigned char *seen)
 {
     if (*seen)
         return fail(c, KEEL_EINVAL, "field given more than once");
     *seen = 1;
-    if (cJSON_IsNull(item))
-        return KEEL_OK;
+    if (null)
+        return PJ_SKIP;
     if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && oneof_case(m, f) != 0)
         return fail(c, KEEL_EINVAL, "a second member of the same oneof (only one may be set)");
-    return dec_field(c, f, item, m);
+    return KEEL_OK;
+}
+
+static int dec_member(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *item,
+                      ProtobufCMessage *m, unsigned char *seen)
+{
+    int rc = member_check(c, f, cJSON_IsNull(item), m, seen);
+    return rc == KEEL_OK ? dec_field(c, f, item, m) : rc == PJ_SKIP ? KEEL_OK : rc;
+}
+
+/* The fields of one message's JSON object given so far, and where to look for the next. */
+typedef struct fields_given {
+    const ProtobufCMessageDescriptor *d;
+    unsigned char small[128], *seen; /* seen[i]: fields[i] was given */
+    unsigned next;                   /* where to look first: after the field found last */
+} fields_given;
+
+static int fields_begin(pj *c, const ProtobufCMessageDescriptor *d, fields_given *g)
+{
+    g->d = d;
+    g->next = 0;
+    g->seen = g->small;
+    memset(g->small, 0, sizeof g->small);
+    if (d->n_fields > sizeof g->small && (g->seen = calloc(d->n_fields, 1)) == NULL)
+        return nomem(c);
+    return KEEL_OK;
+}
+
+/* The field a member name names (NULL: unknown), with its seen flag in *seen. */
+static const ProtobufCFieldDescriptor *fields_find(fields_given *g, const char *key,
+                                                   unsigned char **seen)
+{
+    const ProtobufCFieldDescriptor *f = find_field(g->d, key, g->next);
+    if (f == NULL)
+        return NULL;
+    unsigned i = (unsigned)(f - g->d->fields);
+    g->next = i + 1 < g->d->n_fields ? i + 1 : 0;
+    *seen = &g->seen[i];
+    return f;
+}
+
+static void fields_end(fields_given *g)
+{
+    if (g->seen != g->small)
+        free(g->seen);
 }
 
 static int dec_object(pj *c, const cJSON *j, ProtobufCMessage *m)
 {
     if (!cJSON_IsObject(j))
         return type_error(c, "an object", j);
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    unsigned char small[128] = {0}, *seen = small;
-    if (d->n_fields > sizeof small && (seen = calloc(d->n_fields, 1)) == NULL)
-        return nomem(c);
-    int rc = KEEL_OK;
-    unsigned next = 0; /* where to look first: after the field found last */
+    fields_given g;
+    int rc = fields_begin(c, m->descriptor, &g);
     for (const cJSON *item = j->child; item != NULL && rc == KEEL_OK; item = item->next) {
-        const ProtobufCFieldDescriptor *f = item->string ? find_field(d, item->string, next) : NULL;
+        unsigned char *seen;
+        const ProtobufCFieldDescriptor *f =
+            item->string ? fields_find(&g, item->string, &seen) : NULL;
         if (f == NULL)
             continue; /* a newer server's field, or an Any's "@type" */
-        next = (unsigned)(f - d->fields) + 1 < d->n_fields ? (unsigned)(f - d->fields) + 1 : 0;
         size_t saved = path_field(c, item->string);
-        rc = dec_member(c, f, item, m, &seen[f - d->fields]);
+        rc = dec_member(c, f, item, m, seen);
         path_pop(c, saved);
     }
-    if (seen != small)
-        free(seen);
+    fields_end(&g);
     return rc;
 }
 
-/* A new message of type d from j. On failure *out is NULL and nothing is left allocated: the
- * message is kept freeable at every step and freed with protobuf-c's own free_unpacked. */
+static int s_body(pj *c, const struct wkt *w, ProtobufCMessage *m);
+
+/* A new message of type d from j, or from the text when decoding straight from it (c->jr). On
+ * failure *out is NULL and nothing is left allocated: the message is kept freeable at every step
+ * and freed with protobuf-c's own free_unpacked. */
 static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j,
                        ProtobufCMessage **out)
 {
@@ -1722,7 +1798,9 @@ static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *
     d->message_init(m);
     const wkt *w = wkt_find(d);
     c->depth++;
-    int rc = w && w->decode ? w->decode(c, j, m) : dec_object(c, j, m);
+    int rc = c->jr != NULL    ? s_body(c, w, m)
+             : w && w->decode ? w->decode(c, j, m)
+                              : dec_object(c, j, m);
     c->depth--;
     if (rc != KEEL_OK) {
         protobuf_c_message_free_unpacked(m, NULL);
@@ -1873,6 +1951,210 @@ static int dec_any(pj *c, const cJSON *j, ProtobufCMessage *m)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* decoding straight from the text (keel_protojson_decode): the reader (keel/json.h) checks the
+ * JSON as keel_json_parse would, and every conversion rule above is applied to each scalar as it
+ * is read, through a cJSON node on the stack that borrows the reader's text. Only an Any is read
+ * twice: its span is checked, then parsed into a tree for dec_any ("@type" may come last). */
+
+/* The reader failed: its message is in c->err already. */
+static int s_failed(pj *c)
+{
+    c->code = keel_json_reader_code(c->jr);
+    return c->code != KEEL_OK ? c->code : fail(c, KEEL_EINVAL, "the JSON reader lost its place");
+}
+
+/* The value at the reader as a node for the tree decoders: a scalar is read (a string's text
+ * is borrowed from the reader until the next string); an object or array is read (checked) and
+ * comes back as an empty node of its kind, for a decoder to refuse by its type. */
+static int s_node(pj *c, cJSON *node)
+{
+    static const int types[] = {
+        [KEEL_JSON_OBJECT] = cJSON_Object, [KEEL_JSON_ARRAY] = cJSON_Array,
+        [KEEL_JSON_STRING] = cJSON_String, [KEEL_JSON_NUMBER] = cJSON_Number,
+        [KEEL_JSON_TRUE] = cJSON_True,     [KEEL_JSON_FALSE] = cJSON_False,
+        [KEEL_JSON_NULL] = cJSON_NULL,
+    };
+    memset(node, 0, sizeof *node);
+    keel_json_kind kind = keel_json_peek(c->jr);
+    if (kind == KEEL_JSON_BAD)
+        return s_failed(c);
+    node->type = types[kind];
+    const char *text = NULL;
+    size_t len;
+    bool ok = kind == KEEL_JSON_STRING ? keel_json_read_string(c->jr, &text, &len)
+              : kind == KEEL_JSON_NUMBER
+                  ? keel_json_read_number(c->jr, &node->valuedouble, &text, &len)
+                  : keel_json_skip(c->jr);
+    if (kind == KEEL_JSON_STRING && ok)
+        node->valuestring = (char *)text;
+    return ok ? KEEL_OK : s_failed(c);
+}
+
+/* What a tree decoder said of a node from s_node: no decoder takes an empty object or array. */
+static int s_decoded(pj *c, const cJSON *node, int rc)
+{
+    if (rc >= 0 && (cJSON_IsObject(node) || cJSON_IsArray(node)))
+        return type_error(c, "a scalar", node);
+    return rc;
+}
+
+/* Fails on the value at the reader, which is not of the kind `expected` names. */
+static int s_type_error(pj *c, const char *expected)
+{
+    cJSON node;
+    int rc = s_node(c, &node);
+    return rc != KEEL_OK ? rc : type_error(c, expected, &node);
+}
+
+static int s_value(pj *c, ProtobufCType type, const void *tdesc, const cJSON *unused, void *dst,
+                   bool alloc_empty)
+{
+    (void)unused;
+    if (type == PROTOBUF_C_TYPE_MESSAGE)
+        return dec_submessage(c, tdesc, NULL, dst);
+    cJSON node;
+    int rc = s_node(c, &node);
+    return rc != KEEL_OK ? rc
+                         : s_decoded(c, &node, dec_value(c, type, tdesc, &node, dst, alloc_empty));
+}
+
+/* Makes room for one more element of size `size` in the array at *arr (cap elements, count
+ * used), kept in the message's member so that the message can be freed at any point. */
+static int s_grow(pj *c, char **arr, size_t *cap, size_t count, size_t size, void *member)
+{
+    if (count < *cap)
+        return KEEL_OK;
+    size_t want = *cap ? *cap * 2 : 4;
+    char *grown = want <= SIZE_MAX / size ? realloc(*arr, want * size) : NULL;
+    if (grown == NULL)
+        return nomem(c);
+    memset(grown + *cap * size, 0, (want - *cap) * size);
+    *arr = grown;
+    *cap = want;
+    memcpy(member, &grown, sizeof grown);
+    return KEEL_OK;
+}
+
+/* A list (a JSON array) or a map (a JSON object), element by element into the message's array. */
+static int s_repeated(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m)
+{
+    bool map = is_map_entry(f);
+    if (keel_json_peek(c->jr) != (map ? KEEL_JSON_OBJECT : KEEL_JSON_ARRAY))
+        return s_type_error(c, map ? "an object (a map)" : "an array");
+    if (!(map ? keel_json_enter_object(c->jr) : keel_json_enter_array(c->jr)))
+        return s_failed(c);
+    size_t size = map ? sizeof(ProtobufCMessage *) : elem_size(f->type), cap = 0;
+    size_t *count = MEMBER(m, f->quantifier_offset), len, raw_len = 0;
+    char *arr = NULL;
+    const char *key = NULL, *raw = NULL;
+    bool more;
+    for (size_t i = 0;; i++) {
+        if (!(map ? keel_json_next_member(c->jr, &more, &key, &len, &raw, &raw_len)
+                  : keel_json_next_element(c->jr, &more)))
+            return s_failed(c);
+        if (!more)
+            return KEEL_OK;
+        int rc = s_grow(c, &arr, &cap, *count, size, MEMBER(m, f->offset));
+        if (rc != KEEL_OK)
+            return rc;
+        bool null = keel_json_peek(c->jr) == KEEL_JSON_NULL;
+        if (!map) {
+            rc = list_element(c, f, i, null, s_value, NULL, arr, count);
+            if (rc != KEEL_OK)
+                return rc;
+            continue;
+        }
+        size_t saved = path_push(c, SEG_KEY, raw, raw_len, 0);
+        ProtobufCMessage *e;
+        rc = map_entry(c, f->descriptor, key, null, s_value, NULL, &e);
+        path_pop(c, saved);
+        if (rc != KEEL_OK)
+            return rc;
+        if (e != NULL)
+            memcpy(arr + (*count)++ * sizeof e, &e, sizeof e);
+    }
+}
+
+static int s_member(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
+                    unsigned char *seen)
+{
+    int rc = member_check(c, f, keel_json_peek(c->jr) == KEEL_JSON_NULL, m, seen);
+    if (rc == PJ_SKIP)
+        return keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
+    if (rc != KEEL_OK)
+        return rc;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        return s_repeated(c, f, m);
+    return singular_field(c, f, s_value, NULL, m);
+}
+
+static int s_object(pj *c, ProtobufCMessage *m)
+{
+    if (keel_json_peek(c->jr) != KEEL_JSON_OBJECT)
+        return s_type_error(c, "an object");
+    if (!keel_json_enter_object(c->jr))
+        return s_failed(c);
+    fields_given g;
+    int rc = fields_begin(c, m->descriptor, &g);
+    bool more;
+    const char *key, *raw;
+    size_t len, raw_len;
+    while (rc == KEEL_OK) {
+        if (!keel_json_next_member(c->jr, &more, &key, &len, &raw, &raw_len)) {
+            rc = s_failed(c);
+            break;
+        }
+        if (!more)
+            break;
+        unsigned char *seen;
+        const ProtobufCFieldDescriptor *f = fields_find(&g, key, &seen);
+        if (f == NULL) { /* a newer server's field: checked and passed over */
+            rc = keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
+            continue;
+        }
+        size_t saved = path_push(c, SEG_FIELD, raw, raw_len, 0);
+        rc = s_member(c, f, m, seen);
+        path_pop(c, saved);
+    }
+    fields_end(&g);
+    return rc;
+}
+
+/* An Any: its span is checked by the reader, then read as a tree by dec_any. */
+static int s_any(pj *c, ProtobufCMessage *m)
+{
+    if (keel_json_peek(c->jr) == KEEL_JSON_BAD)
+        return s_failed(c);
+    size_t from = keel_json_reader_offset(c->jr);
+    if (!keel_json_skip(c->jr))
+        return s_failed(c);
+    cJSON *tree;
+    keel_error e;
+    int rc = keel_json_parse(c->text + from, keel_json_reader_offset(c->jr) - from,
+                             KEEL_JSON_STRICT, NULL, &tree, &e);
+    if (rc != KEEL_OK) /* checked already: only memory can run out */
+        return fail(c, rc, "%s", e.message);
+    keel_json_reader *jr = c->jr;
+    c->jr = NULL; /* the Any's own messages come from the tree */
+    rc = dec_any(c, tree, m);
+    c->jr = jr;
+    cJSON_Delete(tree);
+    return rc;
+}
+
+/* The body of message m of well-known type w (or NULL) from the text. */
+static int s_body(pj *c, const wkt *w, ProtobufCMessage *m)
+{
+    if (w == NULL || w->decode == NULL)
+        return s_object(c, m);
+    if (w->decode == dec_any)
+        return s_any(c, m);
+    cJSON node; /* the well-known types written as one JSON scalar */
+    int rc = s_node(c, &node);
+    return rc != KEEL_OK ? rc : s_decoded(c, &node, w->decode(c, &node, m));
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* the API */
 
 cJSON *keel_protojson_to_cjson_with(const ProtobufCMessage *msg, const keel_protojson_options *opts,
@@ -1930,14 +2212,22 @@ int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *js
         *out = NULL;
     if (desc == NULL || (json == NULL && len > 0) || out == NULL)
         return keel_error_set(err, KEEL_EINVAL, "protojson: missing descriptor, JSON or output");
-    cJSON *root = NULL;
-    int rc = keel_json_parse(json ? json : "", len, KEEL_JSON_STRICT, "the JSON text", &root, err);
-    if (rc == KEEL_OK) {
-        pj c;
-        pj_init(&c, NULL, err);
-        c.utf8_checked = true;
-        rc = dec_message(&c, desc, root, out);
+    keel_json_reader *jr;
+    const char *text = json ? json : "";
+    int rc = keel_json_reader_open(text, len, "the JSON text", &jr, err);
+    if (rc != KEEL_OK)
+        return rc;
+    pj c;
+    pj_init(&c, NULL, err);
+    c.utf8_checked = true;
+    c.jr = jr;
+    c.text = text;
+    rc = dec_message(&c, desc, NULL, out);
+    if (rc == KEEL_OK && !keel_json_reader_finish(jr)) {
+        rc = s_failed(&c);
+        protobuf_c_message_free_unpacked(*out, NULL);
+        *out = NULL;
     }
-    cJSON_Delete(root);
+    keel_json_reader_close(jr);
     return rc;
 }

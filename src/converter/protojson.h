@@ -92,7 +92,10 @@ cJSON *keel_protojson_to_cjson_with(const ProtobufCMessage *msg, const keel_prot
  * message of type desc. On success *out is a message the caller frees with
  * protobuf_c_message_free_unpacked(*out, NULL); on failure *out is NULL and err names the JSON
  * path that was wrong. The text is read by keel_json_parse's strict rules (keel/json.h): no NUL
- * characters, valid UTF-8, no repeated field names, at most KEEL_JSON_MAX_DEPTH nested. */
+ * characters, valid UTF-8, no repeated field names, at most KEEL_JSON_MAX_DEPTH nested - by
+ * keel_json_reader, straight into the message without a cJSON tree (an Any's own span is read
+ * twice: checked, then parsed as a tree, since its "@type" may come last). It accepts exactly the
+ * texts keel_json_parse + keel_protojson_from_cjson accept, with the same result. */
 int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                           ProtobufCMessage **out, keel_error *err);
 

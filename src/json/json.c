@@ -94,10 +94,34 @@ static void fail_oom(reader *r)
     r->failed = true;
 }
 
+/* Eight bytes at p as one word, in memory order (p + 8 <= end checked by the caller). */
+static uint64_t word_at(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+#define BYTES(b) (0x0101010101010101ull * (b))
+
 static void skip_space(reader *r)
 {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+    for (;;) { /* indented texts have long runs of spaces: pass them eight at a time */
+        while (r->end - r->p >= 8 && word_at(r->p) == BYTES(' '))
+            r->p += 8;
+        if (r->p >= r->end || (*r->p != ' ' && *r->p != '\t' && *r->p != '\n' && *r->p != '\r'))
+            return;
         r->p++;
+    }
+}
+
+/* Whether all eight bytes of w are printable ASCII other than '"' and '\\' (the bytes a string
+ * holds as they are): none below 0x20, none from 0x80, none equal to either. */
+static bool plain_word(uint64_t w)
+{
+    uint64_t q = w ^ BYTES('"'), b = w ^ BYTES('\\');
+    uint64_t special = ((w - BYTES(0x20)) & ~w) | ((q - BYTES(1)) & ~q) | ((b - BYTES(1)) & ~b);
+    return ((special | w) & BYTES(0x80)) == 0;
 }
 
 /* A short description of the byte at p, for "expected ... but found ...". */
@@ -219,8 +243,13 @@ static long scan_string(reader *r, bool *has_escapes, const char **close)
     long out = 0;
     *has_escapes = false;
     while (p < r->end && *p != '"') {
+        if (r->end - p >= 8 && plain_word(word_at(p))) { /* the common case, plain ASCII */
+            out += 8;
+            p += 8;
+            continue;
+        }
         unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c < 0x80 && c != '\\') { /* the common case, plain ASCII */
+        if (c >= 0x20 && c < 0x80 && c != '\\') {
             out++;
             p++;
             continue;
@@ -622,32 +651,49 @@ static cJSON *read_array(reader *r)
     return array;
 }
 
-/* One "name": value member of object; false when the read failed. */
-static bool read_member(reader *r, cJSON *object, names *seen)
+/* After whitespace, the opening quote of a member name at r->p; false after failing. */
+static bool at_member_name(reader *r)
 {
     skip_space(r);
-    if (r->p >= r->end || *r->p != '"') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
-        return false;
-    }
-    const char *name_at = r->p;
-    char *name = read_string(r);
-    if (name == NULL)
-        return false;
+    if (r->p < r->end && *r->p == '"')
+        return true;
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+    return false;
+}
+
+/* After the member name read from name_at (its opening quote) to r->p: name the level after it
+ * and read the ':'; false after failing. */
+static bool member_colon(reader *r, const char *name_at)
+{
     frame *f = &r->path[r->depth - 1];
     f->name = name_at + 1;
     f->name_len = (size_t)(r->p - name_at - 2);
     skip_space(r);
-    if (r->p >= r->end || *r->p != ':') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    if (r->p < r->end && *r->p == ':') {
+        r->p++;
+        return true;
+    }
+    char b[32];
+    describe_byte(r, r->p, b);
+    fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    return false;
+}
+
+/* One "name": value member of object; false when the read failed. */
+static bool read_member(reader *r, cJSON *object, names *seen)
+{
+    if (!at_member_name(r))
+        return false;
+    const char *name_at = r->p;
+    char *name = read_string(r);
+    if (name == NULL)
+        return false;
+    if (!member_colon(r, name_at)) {
         free(name);
         return false;
     }
-    r->p++;
     cJSON *earlier = names_find(seen, object, name);
     if (earlier && !(r->flags & KEEL_JSON_LAST_WINS)) {
         fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", name);
@@ -703,13 +749,20 @@ static cJSON *read_object(reader *r)
     return object;
 }
 
-static cJSON *read_value(reader *r)
+/* After whitespace, whether a value can start at r->p (else the read fails). */
+static bool at_value(reader *r)
 {
     skip_space(r);
-    if (r->p >= r->end) {
-        fail_at(r, r->p, "the text ends where a value should be");
+    if (r->p < r->end)
+        return true;
+    fail_at(r, r->p, "the text ends where a value should be");
+    return false;
+}
+
+static cJSON *read_value(reader *r)
+{
+    if (!at_value(r))
         return NULL;
-    }
     switch (*r->p) {
     case '{':
         return read_object(r);
@@ -895,7 +948,8 @@ static bool check_string(reader *r, seen_name *nm)
     return true;
 }
 
-static bool check_number(reader *r)
+/* The number at r->p and its value; r->p moves past it. */
+static bool number_value(reader *r, double *value)
 {
     size_t n = number_at(r);
     if (n == 0)
@@ -907,16 +961,22 @@ static bool check_number(reader *r)
     }
     memcpy(copy, r->p, n);
     copy[n] = '\0';
-    bool finite = isfinite(strtod(copy, NULL));
+    *value = strtod(copy, NULL);
     if (copy != small)
         free(copy);
-    if (!finite) {
+    if (!isfinite(*value)) {
         fail_at(r, r->p, "the number %.*s is out of range (beyond +-1.8e308)", n > 40 ? 40 : (int)n,
                 r->p);
         return false;
     }
     r->p += n;
     return true;
+}
+
+static bool check_number(reader *r)
+{
+    double v;
+    return number_value(r, &v);
 }
 
 static bool check_literal(reader *r)
@@ -960,30 +1020,17 @@ static bool check_array(reader *r)
 /* One "name": value member; names are kept (unless KEEL_JSON_LAST_WINS) to refuse a repeat. */
 static bool check_member(reader *r, seen_names *seen)
 {
-    skip_space(r);
-    if (r->p >= r->end || *r->p != '"') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected a member name in double quotes but found %s", b);
+    if (!at_member_name(r))
         return false;
-    }
     const char *name_at = r->p;
     bool keep = !(r->flags & KEEL_JSON_LAST_WINS);
     seen_name nm = {0};
     if (!check_string(r, keep ? &nm : NULL))
         return false;
-    frame *f = &r->path[r->depth - 1];
-    f->name = name_at + 1;
-    f->name_len = (size_t)(r->p - name_at - 2);
-    skip_space(r);
-    if (r->p >= r->end || *r->p != ':') {
-        char b[32];
-        describe_byte(r, r->p, b);
-        fail_at(r, r->p, "expected ':' after the member name but found %s", b);
+    if (!member_colon(r, name_at)) {
         free(nm.owned);
         return false;
     }
-    r->p++;
     if (keep && seen_find(seen, nm.s, nm.n)) {
         fail_at(r, name_at, "the member name \"%.*s\" appears twice in one object",
                 nm.n > 60 ? 60 : (int)nm.n, nm.s);
@@ -1027,11 +1074,8 @@ static bool check_object(reader *r)
 
 static bool check_value(reader *r)
 {
-    skip_space(r);
-    if (r->p >= r->end) {
-        fail_at(r, r->p, "the text ends where a value should be");
+    if (!at_value(r))
         return false;
-    }
     switch (*r->p) {
     case '{':
         return check_object(r);
@@ -1064,6 +1108,310 @@ int keel_json_check(const char *text, size_t len, unsigned flags, const char *wh
         }
     }
     return r.failed ? (err ? err->code : KEEL_EINVAL) : KEEL_OK;
+}
+
+/* ---- reading piece by piece (keel_json_reader): the same reads, the same errors ---- */
+
+/* One object or array the reader's caller has entered; objects keep their member names. */
+typedef struct pull_level {
+    bool object;
+    bool started; /* a member or element was read: the next one needs ',' first */
+    seen_names seen;
+} pull_level;
+
+struct keel_json_reader {
+    reader r;
+    int levels; /* entered by the caller (the outermost of r's levels) */
+    pull_level level[KEEL_JSON_MAX_DEPTH];
+    char *buf; /* the last string value, decoded */
+    size_t buf_cap;
+    char *name; /* the last member name, decoded */
+    size_t name_cap;
+};
+
+int keel_json_reader_open(const char *text, size_t len, const char *what, keel_json_reader **out,
+                          keel_error *err)
+{
+    *out = NULL;
+    reader probe = {.what = what};
+    if (text == NULL)
+        return keel_error_set(err, KEEL_EINVAL, "%s is missing (no JSON text)", what_of(&probe));
+    if (len > KEEL_JSON_MAX_TEXT)
+        return keel_error_set(err, KEEL_EINVAL, "%s is %zu bytes, over keel's limit of %zu bytes",
+                              what_of(&probe), len, KEEL_JSON_MAX_TEXT);
+    keel_json_reader *jr = malloc(sizeof *jr);
+    if (jr == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory reading %s", what_of(&probe));
+    jr->r = (reader){.start = text, .p = text, .end = text + len, .what = what, .err = err};
+    jr->levels = 0;
+    jr->buf = jr->name = NULL;
+    jr->buf_cap = jr->name_cap = 0;
+    *out = jr;
+    return KEEL_OK;
+}
+
+void keel_json_reader_close(keel_json_reader *jr)
+{
+    if (jr == NULL)
+        return;
+    for (int i = 0; i < jr->levels; i++)
+        if (jr->level[i].object)
+            seen_free(&jr->level[i].seen);
+    free(jr->buf);
+    free(jr->name);
+    free(jr);
+}
+
+int keel_json_reader_code(const keel_json_reader *jr)
+{
+    if (!jr->r.failed)
+        return KEEL_OK;
+    return jr->r.err && jr->r.err->code != KEEL_OK ? jr->r.err->code : KEEL_EINVAL;
+}
+
+size_t keel_json_reader_offset(const keel_json_reader *jr)
+{
+    return (size_t)(jr->r.p - jr->r.start);
+}
+
+keel_json_kind keel_json_peek(keel_json_reader *jr)
+{
+    reader *r = &jr->r;
+    if (r->failed || !at_value(r))
+        return KEEL_JSON_BAD;
+    switch (*r->p) {
+    case '{':
+        return KEEL_JSON_OBJECT;
+    case '[':
+        return KEEL_JSON_ARRAY;
+    case '"':
+        return KEEL_JSON_STRING;
+    case 't':
+        if ((size_t)(r->end - r->p) >= 4 && memcmp(r->p, "true", 4) == 0)
+            return KEEL_JSON_TRUE;
+        break;
+    case 'f':
+        if ((size_t)(r->end - r->p) >= 5 && memcmp(r->p, "false", 5) == 0)
+            return KEEL_JSON_FALSE;
+        break;
+    case 'n':
+        if ((size_t)(r->end - r->p) >= 4 && memcmp(r->p, "null", 4) == 0)
+            return KEEL_JSON_NULL;
+        break;
+    default:
+        if (*r->p == '-' || (*r->p >= '0' && *r->p <= '9'))
+            return KEEL_JSON_NUMBER;
+    }
+    check_literal(r); /* names what is there instead */
+    return KEEL_JSON_BAD;
+}
+
+bool keel_json_skip(keel_json_reader *jr)
+{
+    return !jr->r.failed && check_value(&jr->r);
+}
+
+/* Decode the checked string at r->p into *buf (grown to fit); r->p moves past it. */
+static bool pull_string(reader *r, char **buf, size_t *cap, size_t *len)
+{
+    bool escapes;
+    const char *close;
+    long n = scan_string(r, &escapes, &close);
+    if (n < 0)
+        return false;
+    if ((size_t)n + 1 > *cap) {
+        size_t want = *cap ? *cap : 256;
+        while (want < (size_t)n + 1)
+            want *= 2;
+        char *grown = realloc(*buf, want);
+        if (grown == NULL) {
+            fail_oom(r);
+            return false;
+        }
+        *buf = grown;
+        *cap = want;
+    }
+    if (!escapes) {
+        memcpy(*buf, r->p + 1, (size_t)n);
+        (*buf)[n] = '\0';
+        r->p = close + 1;
+    } else {
+        char *s = read_string(r);
+        if (s == NULL)
+            return false;
+        memcpy(*buf, s, (size_t)n + 1);
+        free(s);
+    }
+    *len = (size_t)n;
+    return true;
+}
+
+bool keel_json_read_string(keel_json_reader *jr, const char **s, size_t *len)
+{
+    if (keel_json_peek(jr) != KEEL_JSON_STRING) {
+        if (!jr->r.failed)
+            fail_at(&jr->r, jr->r.p, "expected a string");
+        return false;
+    }
+    if (!pull_string(&jr->r, &jr->buf, &jr->buf_cap, len))
+        return false;
+    *s = jr->buf;
+    return true;
+}
+
+bool keel_json_read_number(keel_json_reader *jr, double *value, const char **text, size_t *len)
+{
+    reader *r = &jr->r;
+    if (keel_json_peek(jr) != KEEL_JSON_NUMBER) {
+        if (!r->failed)
+            fail_at(r, r->p, "expected a number");
+        return false;
+    }
+    const char *at = r->p;
+    if (!number_value(r, value))
+        return false;
+    size_t n = (size_t)(r->p - at);
+    *text = at;
+    *len = n;
+    return true;
+}
+
+/* Enter the object or array at r->p. */
+static bool pull_enter(keel_json_reader *jr, bool object)
+{
+    reader *r = &jr->r;
+    if (keel_json_peek(jr) != (object ? KEEL_JSON_OBJECT : KEEL_JSON_ARRAY)) {
+        if (!r->failed)
+            fail_at(r, r->p, "expected %s", object ? "an object" : "an array");
+        return false;
+    }
+    if (jr->levels != r->depth) {
+        fail_at(r, r->p, "the reader's caller left a level unread");
+        return false;
+    }
+    r->p++;
+    if (!enter(r, object ? "" : NULL, 0))
+        return false;
+    pull_level *l = &jr->level[jr->levels++];
+    l->object = object;
+    l->started = false;
+    if (object) {
+        l->seen.slot = NULL;
+        l->seen.cap = l->seen.count = 0;
+    }
+    return true;
+}
+
+bool keel_json_enter_object(keel_json_reader *jr)
+{
+    return pull_enter(jr, true);
+}
+
+bool keel_json_enter_array(keel_json_reader *jr)
+{
+    return pull_enter(jr, false);
+}
+
+/* Before the next member or element of the innermost level: ',' or the close (then the level is
+ * left and *more is false). */
+static bool pull_next(keel_json_reader *jr, char close, bool *more)
+{
+    reader *r = &jr->r;
+    pull_level *l = &jr->level[jr->levels - 1];
+    if (r->failed || jr->levels != r->depth)
+        return false;
+    if (l->started) {
+        if (!next_or_close(r, close, more))
+            return false;
+    } else {
+        skip_space(r);
+        *more = !(r->p < r->end && *r->p == close);
+        if (!*more)
+            r->p++;
+        l->started = true;
+    }
+    if (!*more) {
+        if (l->object)
+            seen_free(&l->seen);
+        jr->levels--;
+        r->depth--;
+    }
+    return true;
+}
+
+bool keel_json_next_element(keel_json_reader *jr, bool *more)
+{
+    if (jr->levels == 0 || jr->level[jr->levels - 1].object)
+        return false;
+    bool first = !jr->level[jr->levels - 1].started;
+    if (!pull_next(jr, ']', more))
+        return false;
+    if (*more && !first)
+        jr->r.path[jr->r.depth - 1].index++;
+    return true;
+}
+
+bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
+                           const char **raw, size_t *raw_len)
+{
+    if (jr->levels == 0 || !jr->level[jr->levels - 1].object || !pull_next(jr, '}', more))
+        return false;
+    if (!*more)
+        return true;
+    reader *r = &jr->r;
+    if (!at_member_name(r))
+        return false;
+    const char *name_at = r->p;
+    size_t n;
+    if (!pull_string(r, &jr->name, &jr->name_cap, &n))
+        return false;
+    if (!member_colon(r, name_at))
+        return false;
+    const frame *f = &r->path[r->depth - 1];
+    seen_names *seen = &jr->level[jr->levels - 1].seen;
+    bool escaped = f->name_len != n; /* every escape is longer than what it stands for */
+    if (seen_find(seen, escaped ? jr->name : f->name, n)) {
+        fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", jr->name);
+        return false;
+    }
+    seen_name nm = {.s = f->name, .n = n, .owned = NULL};
+    if (escaped) {
+        if ((nm.owned = malloc(n + 1)) == NULL) {
+            fail_oom(r);
+            return false;
+        }
+        memcpy(nm.owned, jr->name, n + 1);
+        nm.s = nm.owned;
+    }
+    if (!seen_add(seen, nm)) {
+        free(nm.owned);
+        fail_oom(r);
+        return false;
+    }
+    *name = jr->name;
+    *len = n;
+    *raw = f->name;
+    *raw_len = f->name_len;
+    return true;
+}
+
+bool keel_json_reader_finish(keel_json_reader *jr)
+{
+    reader *r = &jr->r;
+    if (r->failed)
+        return false;
+    if (jr->levels != 0) {
+        fail_at(r, r->p, "the reader's caller left a level unread");
+        return false;
+    }
+    skip_space(r);
+    if (r->p < r->end) {
+        char b[32];
+        describe_byte(r, r->p, b);
+        fail_at(r, r->p, "%s after the JSON value", b);
+        return false;
+    }
+    return true;
 }
 
 /* ---- numbers ---- */

@@ -2,14 +2,22 @@
  * fuzz_history_json - a History from JSON text (src/converter/protojson.h), as `keelctl replay`
  * and the replay tests read recorded histories.
  *
- * Property: what decodes encodes, and decodes again to the same message (same packed bytes),
- * compact and indented alike; encoding that again gives the same text.
+ * Properties: what decodes encodes, and decodes again to the same message (same packed bytes),
+ * compact and indented alike; encoding that again gives the same text. And the two decoders
+ * agree: keel_protojson_decode (reading the text straight into the message) and keel_json_parse
+ * + keel_protojson_from_cjson (through a tree) both refuse the input or both give the same packed
+ * bytes - as a History and as a few other types (Any, Failure with its cause chain, a Timestamp
+ * alone).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "converter/protojson.h"
 #include "fuzz.h"
+#include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/timestamp.pb-c.h"
+#include "keel/json.h"
+#include "temporal/api/failure/v1/message.pb-c.h"
 #include "temporal/api/history/v1/message.pb-c.h"
 
 #define MAX_LEN (256 * 1024)
@@ -47,10 +55,48 @@ static ProtobufCMessage *same(const char *text, const uint8_t *want, size_t want
     return m;
 }
 
+/* The streaming decoder and the tree decoder agree on text as type d. */
+static void decoders_agree(const ProtobufCMessageDescriptor *d, const char *text, size_t size)
+{
+    ProtobufCMessage *streamed = NULL, *treed = NULL;
+    keel_error e1, e2;
+    if (text == NULL)
+        text = "";
+    int rc1 = keel_protojson_decode(d, text, size, &streamed, &e1);
+    cJSON *tree = NULL;
+    int rc2 = keel_json_parse(text, size, KEEL_JSON_STRICT, NULL, &tree, &e2);
+    if (rc2 == KEEL_OK) {
+        rc2 = keel_protojson_from_cjson(d, tree, &treed, &e2);
+        cJSON_Delete(tree);
+    }
+    if ((rc1 == KEEL_OK) != (rc2 == KEEL_OK))
+        fuzz_fail("as %s the streaming decoder %s but the tree decoder %s: %s\n%.*s", d->name,
+                  rc1 == KEEL_OK ? "took it" : "refused it",
+                  rc2 == KEEL_OK ? "took it" : "refused it",
+                  rc1 == KEEL_OK ? e2.message : e1.message, (int)(size < 4096 ? size : 4096), text);
+    if ((rc1 == KEEL_OK) != (streamed != NULL) || (rc2 == KEEL_OK) != (treed != NULL))
+        fuzz_fail("as %s a decoder's result does not match its return code", d->name);
+    if (rc1 == KEEL_OK) {
+        size_t n1, n2;
+        uint8_t *b1 = packed(streamed, &n1), *b2 = packed(treed, &n2);
+        if (n1 != n2 || memcmp(b1, b2, n1) != 0)
+            fuzz_fail("as %s the two decoders gave different messages (%zu and %zu bytes)\n%.*s",
+                      d->name, n1, n2, (int)(size < 4096 ? size : 4096), text);
+        free(b1);
+        free(b2);
+        FREE_PB(streamed);
+        FREE_PB(treed);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > MAX_LEN)
         return 0;
+    decoders_agree(desc, (const char *)data, size);
+    decoders_agree(&google__protobuf__any__descriptor, (const char *)data, size);
+    decoders_agree(&temporal__api__failure__v1__failure__descriptor, (const char *)data, size);
+    decoders_agree(&google__protobuf__timestamp__descriptor, (const char *)data, size);
     ProtobufCMessage *m;
     keel_error err;
     if (keel_protojson_decode(desc, (const char *)data, size, &m, &err) != KEEL_OK)

@@ -19,6 +19,7 @@
 #include "google/protobuf/field_mask.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
+#include "keel/json.h"
 #include "temporal/api/errordetails/v1/message.pb-c.h"
 #include "temporal/api/history/v1/message.pb-c.h"
 #include "temporal/api/protocol/v1/message.pb-c.h"
@@ -744,15 +745,18 @@ START_TEST(nesting_is_limited_both_ways)
     free(back);
     free(ok);
 
-    /* 101 fail, naming the path. */
+    /* 101 fail, naming the path: the 101st message is refused before its object is entered (the
+     * tree decoder's reader refuses the 101st object first). */
     char *deep = deep_failure_json(KEEL_PROTOJSON_MAX_DEPTH + 1);
-    assert_decode_fails(
-        FAILURE, deep,
-        "the JSON text is nested deeper than 100 levels (at byte 2391, /cause/cause");
+    assert_decode_fails(FAILURE, deep, "cause.cause.cause.");
     ProtobufCMessage *m = (ProtobufCMessage *)1;
     keel_error err;
     ck_assert_int_eq(keel_protojson_decode(FAILURE, deep, strlen(deep), &m, &err), KEEL_EINVAL);
-    ck_assert_ptr_nonnull(strstr(err.message, "nested deeper than 100 levels"));
+    ck_assert_ptr_nonnull(strstr(err.message, "messages nest deeper than 100 levels"));
+    cJSON *tree = NULL;
+    ck_assert_int_eq(keel_json_parse(deep, strlen(deep), 0, NULL, &tree, &err), KEEL_EINVAL);
+    ck_assert_ptr_nonnull(
+        strstr(err.message, "nested deeper than 100 levels (at byte 2391, /cause/cause"));
     free(deep);
 
     keel_pb_failure *chain = keel_failure_new_application("T", "0", false, NULL), *last = chain;
@@ -1357,6 +1361,96 @@ START_TEST(protocol_message_carries_an_update_request)
 }
 END_TEST
 
+/* keel_protojson_decode reads the text straight into the message; keel_json_parse +
+ * keel_protojson_from_cjson go through a tree. Both take the same texts, with the same result,
+ * and refuse the same ones (fuzz_history_json checks the same on random inputs). */
+static void decoders_agree(const ProtobufCMessageDescriptor *d, const char *json, bool ok)
+{
+    ProtobufCMessage *a = NULL, *b = NULL;
+    keel_error e1, e2;
+    int rc1 = keel_protojson_decode(d, json, strlen(json), &a, &e1);
+    cJSON *tree = NULL;
+    int rc2 = keel_json_parse(json, strlen(json), 0, NULL, &tree, &e2);
+    if (rc2 == KEEL_OK)
+        rc2 = keel_protojson_from_cjson(d, tree, &b, &e2);
+    cJSON_Delete(tree);
+    ck_assert_msg((rc1 == KEEL_OK) == ok, "%s: streaming %s (%s)", json, rc1 ? "refused" : "took",
+                  rc1 ? e1.message : "");
+    ck_assert_msg((rc2 == KEEL_OK) == ok, "%s: tree %s (%s)", json, rc2 ? "refused" : "took",
+                  rc2 ? e2.message : "");
+    if (!ok)
+        return;
+    size_t n1, n2;
+    uint8_t *p1 = packed(a, &n1), *p2 = packed(b, &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_mem_eq(p1, p2, n1);
+    free(p1);
+    free(p2);
+    FREE_PB(a);
+    FREE_PB(b);
+}
+
+START_TEST(streaming_decoder_matches_the_tree)
+{
+    static const struct {
+        const char *json;
+        bool ok;
+    } cases[] = {
+        {"  {\"events\":[{\"eventId\":\"1\"},{\"eventId\":2,\"eventType\":\"TimerFired\"}]} ",
+         true},
+        {"{\"events\":[{\"\\u0065ventId\":\"5\"}]}", true},
+        {"{\"events\":[{\"eventId\":\"1\",\"\\u0065ventId\":\"2\"}]}", false},
+        {"{\"events\":[{\"eventId\":\"1\",\"event_id\":\"2\"}]}", false},
+        {"{\"events\":[{\"newField\":{\"a\":1,\"b\":[true,null,{\"c\":\"d\"}]}}]}", true},
+        {"{\"events\":[{\"newField\":{\"a\":1,\"a\":2}}]}", false},
+        {"{\"events\":[{\"newField\":{\"a\":1,\"\\u0061\":2}}]}", false},
+        {"{\"events\":[{\"newField\":[1,2,\"\\ud800\"]}]}", false},
+        {"{\"events\":[{\"newField\":01}]}", false},
+        {"{\"events\":[{\"newField\":1,\"newField\":1}]}", false},
+        {"{\"events\":null}", true},
+        {"{\"events\":[null]}", false},
+        {"{\"events\":[{\"eventType\":\"EVENT_TYPE_FROM_THE_FUTURE\",\"eventId\":\"3\"}]}", true},
+        {"{\"events\":[{\"eventId\":1e2,\"eventTime\":\"2026-11-23T09:42:09.123Z\"}]}", true},
+        {"{\"events\":[{\"workflowExecutionSignaledEventAttributes\":{\"input\":{\"payloads\":[{"
+         "\"metadata\":{\"encoding\":\"YQ==\",\"e\":\"\"},\"data\":\"e30=\"}]}}}]}",
+         true},
+        {"{\"events\":[{\"workflowExecutionSignaledEventAttributes\":{\"input\":{\"payloads\":[{"
+         "\"metadata\":{\"encoding\":\"YQ==\",\"\\u0065ncoding\":\"\"}}]}}}]}",
+         false},
+        {"{\"events\":[{\"timerStartedEventAttributes\":{\"startToFireTimeout\":\"1.5s\"}}]}",
+         true},
+        {"{\"events\":[{\"timerStartedEventAttributes\":{\"startToFireTimeout\":[1]}}]}", false},
+        {"{\"events\":[{\"timerStartedEventAttributes\":{\"startToFireTimeout\":[}}]}", false},
+        {"{\"events\":[]}x", false},
+        {"{\"events\":[],}", false},
+        {"{\"events\":[1,]}", false},
+        {"[", false},
+        {"{\"events\":[{}]", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        decoders_agree(HISTORY, cases[i].json, cases[i].ok);
+
+    /* An Any's "@type" may come after its fields, and its span is checked like the rest. */
+    const ProtobufCMessageDescriptor *pm = &temporal__api__protocol__v1__message__descriptor;
+    decoders_agree(
+        pm,
+        "{\"protocolInstanceId\":\"u1\",\"body\":{\"meta\":{\"updateId\":\"u1\"},"
+        "\"@type\":\"type.googleapis.com/temporal.api.update.v1.Request\"},\"id\":\"m\"}",
+        true);
+    decoders_agree(pm,
+                   "{\"body\":{\"meta\":{\"updateId\":\"u1\",\"updateId\":\"u2\"},"
+                   "\"@type\":\"type.googleapis.com/temporal.api.update.v1.Request\"}}",
+                   false);
+    decoders_agree(&google__protobuf__any__descriptor,
+                   "{\"@type\":\"type.googleapis.com/google.protobuf.Duration\",\"value\":\"2s\"}",
+                   true);
+    decoders_agree(TIMESTAMP, "\"2026-11-23T09:42:09Z\"", true);
+    decoders_agree(TIMESTAMP, "{}", false);
+    decoders_agree(&google__protobuf__int64_value__descriptor, "\"-9\"", true);
+    decoders_agree(&google__protobuf__int64_value__descriptor, "null", false);
+}
+END_TEST
+
 /* Every prefix of a valid history fails cleanly (no crash, no leak under ASan), and large
  * inputs take linear time. */
 START_TEST(truncated_and_large_inputs)
@@ -1427,6 +1521,7 @@ Suite *protojson_suite(void)
     tcase_add_test(tc, maps_with_integer_keys);
     tcase_add_test(tc, any_inline_value_form_and_opaque);
     tcase_add_test(tc, protocol_message_carries_an_update_request);
+    tcase_add_test(tc, streaming_decoder_matches_the_tree);
     tcase_add_test(tc, truncated_and_large_inputs);
     suite_add_tcase(s, tc);
     return s;
