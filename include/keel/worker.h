@@ -57,7 +57,7 @@ typedef struct keel_worker keel_worker;
 #define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES 8
 #define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS      256
 /* 64 tasks in hand: a burst of signals to cached runs finds a sticky poll for each while earlier
- * answers are still on their way (the official SDKs default to far more: 200 in Go). Each slot
+ * answers are still on their way (the official SDKs default to far more: 1000 in Go). Each slot
  * costs about 1.5 KB of memory, no thread. */
 #define KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS 64
 /* 4 executor threads: a task's own work takes well under a millisecond (the answer's round trip
