@@ -9,14 +9,21 @@
  * is rebuilt from its full history. Activities run on max_concurrent_activities threads, each
  * polling only when it is free to run what it gets.
  *
- * Workflow tasks run on max_concurrent_workflow_tasks executor threads (slots), apart from the
- * pollers: a poller reserves a free slot before it polls, so a task never waits in the worker
- * while its schedule-to-start clock runs, and one run is worked on by one thread at a time. The
- * number of polls in flight scales between the configured bounds with what the server suggests
- * (poller autoscaling, docs/operations.md). The sticky and normal queues are polled at once, the
- * sticky one preferred while it has a backlog. An activity the workflow schedules on the worker's
- * own queue is started at once on a free activity thread when the server allows it (eager
- * activity dispatch: the server's system.enableActivityEagerExecution).
+ * Workflow tasks: up to max_concurrent_workflow_tasks of them are in the worker's hands at once
+ * (slots: a poll in flight, a task waiting for an executor, a task being worked on, or its answer
+ * on the way to the server), worked on by workflow_task_threads executor threads. A poller
+ * reserves a free slot before it polls, so a task never waits in the worker while its
+ * schedule-to-start clock runs, and one run is worked on by one thread at a time. An executor
+ * sends a task's answer (RespondWorkflowTaskCompleted) and goes on at once to the next task; when
+ * the answer comes back an executor finishes the task (eager activities, the run's next task if
+ * the server returned one, the cache) and only then are the slot and the run given back. Failed
+ * tasks (RespondWorkflowTaskFailed), legacy query tasks, history pages and local activities still
+ * hold an executor thread while they wait on the server or on the activity. The number of polls
+ * in flight scales between the configured bounds with what the server suggests (poller
+ * autoscaling, docs/operations.md). The sticky and normal queues are polled at once, the sticky
+ * one preferred while it has a backlog. An activity the workflow schedules on the worker's own
+ * queue is started at once on a free activity thread when the server allows it (eager activity
+ * dispatch: the server's system.enableActivityEagerExecution).
  */
 #ifndef KEEL_WORKER_H
 #define KEEL_WORKER_H
@@ -40,16 +47,26 @@ typedef struct keel_worker keel_worker;
 
 /* 2: the deployment fields (deployment_name ... n_versioning_overrides) were added.
  * 3: the slot, poller and eager fields (max_concurrent_workflow_tasks ... disable_eager_activities)
- *    were added. */
-#define KEEL_WORKER_OPTIONS_VERSION 3
+ *    were added.
+ * 4: workflow_task_threads was added; max_concurrent_workflow_tasks now counts the tasks in hand
+ *    (answers in flight included), no longer the executor threads, and its default went from 8
+ *    to 64. */
+#define KEEL_WORKER_OPTIONS_VERSION 4
 
-#define KEEL_DEFAULT_WORKFLOW_POLLERS              2
-#define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES     8
-#define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS          256
-#define KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS 8
-#define KEEL_DEFAULT_WORKFLOW_POLLERS_MAX          4
-#define KEEL_DEFAULT_ACTIVITY_POLLERS              2
-#define KEEL_DEFAULT_STICKY_TIMEOUT_MS             10000
+#define KEEL_DEFAULT_WORKFLOW_POLLERS          2
+#define KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES 8
+#define KEEL_DEFAULT_MAX_CACHED_WORKFLOWS      256
+/* 64 tasks in hand: a burst of signals to cached runs finds a sticky poll for each while earlier
+ * answers are still on their way (the official SDKs default to far more: 1000 in Go). Each slot
+ * costs about 1.5 KB of memory, no thread. */
+#define KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS 64
+/* 4 executor threads: a task's own work takes well under a millisecond (the answer's round trip
+ * is no longer on the thread), so a few threads keep up with many slots; more only help while
+ * local activities or history pages hold threads. */
+#define KEEL_DEFAULT_WORKFLOW_TASK_THREADS 4
+#define KEEL_DEFAULT_WORKFLOW_POLLERS_MAX  4
+#define KEEL_DEFAULT_ACTIVITY_POLLERS      2
+#define KEEL_DEFAULT_STICKY_TIMEOUT_MS     10000
 /* At most this many ScheduleActivityTask commands of one workflow task ask for eager dispatch
  * (the official SDKs' limit). */
 #define KEEL_MAX_EAGER_ACTIVITIES_PER_TASK 3
@@ -106,8 +123,11 @@ typedef struct keel_worker_options {
     const keel_versioning_override *versioning_overrides;
     size_t n_versioning_overrides;
     /* Version 3. Each 0 takes its default. */
-    /* Workflow tasks worked on at once (executor threads), 2-512:
-     * KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS. */
+    /* Workflow tasks in the worker's hands at once, 2-512 (the official SDKs'
+     * MaxConcurrentWorkflowTaskExecutionSize / max_outstanding_workflow_tasks): polls in flight,
+     * tasks waiting for an executor thread, being worked on, and answers on their way to the
+     * server. KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS. (Up to version 3 this was also the
+     * number of executor threads.) */
     int max_concurrent_workflow_tasks;
     /* Workflow polls in flight: workflow_pollers at the start, then between min and max as the
      * server's poller scaling decisions say, never more than the free slots. min default 2 (one
@@ -125,6 +145,11 @@ typedef struct keel_worker_options {
     int64_t sticky_schedule_to_start_timeout_ms;
     /* Never ask for eager activity dispatch. */
     bool disable_eager_activities;
+    /* Version 4. */
+    /* Workflow task executor threads, 1-512 and at most max_concurrent_workflow_tasks (0:
+     * KEEL_DEFAULT_WORKFLOW_TASK_THREADS, or max_concurrent_workflow_tasks when that is less).
+     * They work on tasks, not on answers in flight: see the comment at the top. */
+    int workflow_task_threads;
 } keel_worker_options;
 
 /* The defaults, as a static initializer: the same values keel_worker_options_init() sets. */
@@ -170,9 +195,9 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
  * that, so free the worker before the client. */
 int keel_worker_start(keel_worker *w, keel_error *err);
 
-/* Stop polling, let the workflow tasks in progress finish, tell the server the sticky queue is
- * gone (ShutdownWorker, with the final heartbeat), then let running activities finish within
- * shutdown_grace_ms, join the threads. Safe to call twice. */
+/* Stop polling, let the workflow tasks in progress finish (their answers in flight included), tell
+ * the server the sticky queue is gone (ShutdownWorker, with the final heartbeat), then let running
+ * activities finish within shutdown_grace_ms, join the threads. Safe to call twice. */
 void keel_worker_stop(keel_worker *w);
 
 /* Stop if running, then free. NULL is allowed. */
@@ -198,6 +223,10 @@ typedef struct keel_worker_stats {
     /* First workflow tasks that came in an eager start's answer (execution.h,
      * keel_workflow_start_options.eager) instead of a poll. */
     uint64_t workflow_tasks_eager;
+    /* The most workflow task answers on their way to the server at once (asynchronous answers:
+     * it can exceed the executor threads), and the executor threads. */
+    int workflow_answers_peak;
+    int workflow_task_threads;
 } keel_worker_stats;
 
 void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out);

@@ -30,7 +30,8 @@ typedef struct settings {
     const char *task_queue;
     const char *metrics_address; /* KEEL_METRICS_ADDRESS; NULL: no /metrics */
     int pollers, activities, cached;
-    int wf_tasks, pollers_min, pollers_max, act_pollers, act_pollers_min, act_pollers_max;
+    int wf_tasks, wf_threads, pollers_min, pollers_max, act_pollers, act_pollers_min,
+        act_pollers_max;
     int64_t sticky_ms;
     bool no_eager;
     int64_t grace_ms;
@@ -145,6 +146,8 @@ static int read_settings(settings *s)
     if (rc == 0)
         rc = env_int("KEEL_MAX_CONCURRENT_WORKFLOW_TASKS", 2, 512, &s->wf_tasks);
     if (rc == 0)
+        rc = env_int("KEEL_WORKFLOW_TASK_THREADS", 1, 512, &s->wf_threads);
+    if (rc == 0)
         rc = env_int("KEEL_WORKFLOW_POLLERS_MIN", 1, 64, &s->pollers_min);
     if (rc == 0)
         rc = env_int("KEEL_WORKFLOW_POLLERS_MAX", 1, 64, &s->pollers_max);
@@ -218,7 +221,8 @@ static void usage(FILE *f)
         "client profile file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), KEEL_TASK_QUEUE (keel),\n"
         "KEEL_WORKFLOW_POLLERS (2), KEEL_MAX_CONCURRENT_ACTIVITIES (8),\n"
         "KEEL_MAX_CACHED_WORKFLOWS (256), KEEL_SHUTDOWN_GRACE (10s), KEEL_LOG_LEVEL (info),\n"
-        "KEEL_MAX_CONCURRENT_WORKFLOW_TASKS (8), KEEL_WORKFLOW_POLLERS_MIN (2) and _MAX (4),\n"
+        "KEEL_MAX_CONCURRENT_WORKFLOW_TASKS (64), KEEL_WORKFLOW_TASK_THREADS (4),\n"
+        "KEEL_WORKFLOW_POLLERS_MIN (2) and _MAX (4),\n"
         "KEEL_ACTIVITY_POLLERS (2), KEEL_ACTIVITY_POLLERS_MIN (1) and _MAX (activities),\n"
         "KEEL_STICKY_SCHEDULE_TO_START_TIMEOUT (10s), KEEL_EAGER_ACTIVITIES (1; 0: off),\n"
         "KEEL_IDENTITY (<pid>@<host>@<build id>), KEEL_BUILD_ID (keel-<version>),\n"
@@ -357,6 +361,7 @@ static int serve(const settings *s, sigset_t *stop)
     w.max_concurrent_activities = s->activities;
     w.max_cached_workflows = s->cached;
     w.max_concurrent_workflow_tasks = s->wf_tasks;
+    w.workflow_task_threads = s->wf_threads;
     w.workflow_pollers_min = s->pollers_min;
     w.workflow_pollers_max = s->pollers_max;
     w.activity_pollers = s->act_pollers;

@@ -4,17 +4,23 @@
  *
  * Slots: a workflow poller reserves a free slot before it polls (an empty poll gives it back),
  * hands the task it gets to the executors' queue and polls again only when another slot is
- * free; an executor takes the first queued task whose run no other executor is working on (one
- * run, one thread: the cached engine is never shared) and frees the slot after the task's answer
- * went out (run_workflow_task). So no task waits in keel's memory while its sticky
- * schedule-to-start clock runs. The pollers poll the sticky and the normal queue at once, at
- * least one poll of each while runs are cached, preferring the sticky queue while the server
- * reports a backlog on it (choose_kind); how many polls are in flight follows the server's
- * poller scaling decisions within the configured bounds (poll_scaler.h). Polls are asynchronous
- * (keel_transport_call_async_reply): no thread waits on one. pump_polls() starts them wherever
- * a slot, a poll or the target changes; a poll's callback (on the transport's completion-queue
- * thread) queues the undecoded answer for the executors, which decode it (finish_poll). One
- * thread (poll_thread) only restarts polls after an error backoff and waits for them at stop.
+ * free; an executor takes the first queued task whose run no other task in hand is on (one run,
+ * one task at a time: the cached engine is never shared), works on it and sends its answer
+ * asynchronously (send_answer), then goes on to other work. The answer's callback queues it for
+ * the executors like a poll's answer; an executor finishes the task (settle_answer: eager
+ * activities, the run's next task when the server returned one, the cache), and only then are
+ * the slot and the run's busy mark given back (a wf_job holds both meanwhile). So slots are
+ * tasks in hand, apart from the executor threads, and no task waits in keel's memory while its
+ * sticky schedule-to-start clock runs. Failures (respond_failed), legacy queries
+ * (respond_query), history pages and local activities stay synchronous on the executor. The pollers
+ * poll the sticky and the normal queue at once, at least one poll of each while runs are cached,
+ * preferring the sticky queue while the server reports a backlog on it (choose_kind); how many
+ * polls are in flight follows the server's poller scaling decisions within the configured bounds
+ * (poll_scaler.h). Polls are asynchronous (keel_transport_call_async_reply): no thread waits on
+ * one. pump_polls() starts them wherever a slot, a poll or the target changes; a poll's callback
+ * (on the transport's completion-queue thread) queues the undecoded answer for the executors, which
+ * decode it (finish_poll). One thread (poll_thread) only restarts polls after an error backoff and
+ * waits for them at stop.
  *
  * A workflow task is answered from the run's full history (first page in the poll response,
  * the rest from GetWorkflowExecutionHistory). A task the engine cannot answer is failed with the
@@ -78,6 +84,41 @@ typedef struct wf_reply {
     int kind;
 } wf_reply;
 
+typedef Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes schedule_attrs;
+
+/*
+ * A workflow task in hand, from the executor that takes it off the queue until its answer is
+ * settled (and the run's next tasks the server returned inline): it holds a slot and the run's
+ * busy mark. While the answer is in flight it holds everything the answer refers to and what
+ * follows it needs. One per slot, allocated with the worker (no allocation per task).
+ */
+typedef struct wf_job {
+    struct keel_worker *w;
+    bool in_use;
+    char *run;              /* the run's busy mark (NULL: unmarked; out of memory) */
+    workflow_task *task;    /* as polled (owned) */
+    workflow_task *la_task; /* the task local activities moved the work to (owned), or NULL */
+    keel_engine *e;         /* the run's engine, while its answer is in flight */
+    bool cached;            /* e is in the cache, pinned */
+    bool want_next;         /* the answer asks for the run's next task inline */
+    bool measured;          /* workflow task metrics: began */
+    double began;
+    /* The answer and what it points to (besides the engine's commands and messages). */
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest req;
+    Temporal__Api__Taskqueue__V1__TaskQueue sticky;
+    Temporal__Api__Taskqueue__V1__StickyExecutionAttributes attrs;
+    Google__Protobuf__Duration timeout;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest__Capabilities caps;
+    Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata sdk;
+    Temporal__Api__Common__V1__MeteringMetadata meter;
+    schedule_attrs *asked[KEEL_MAX_EAGER_ACTIVITIES_PER_TASK];
+    int n_asked;
+    /* The outcome, from the callback. */
+    int rc;
+    keel_transport_reply *reply;
+    keel_error err;
+} wf_job;
+
 struct keel_worker {
     keel_client *client;
     keel_transport *transport;
@@ -88,15 +129,16 @@ struct keel_worker {
     const keel_workflow_type *const *workflows;
     size_t n_workflows;
     int n_wf_pollers, n_activity_threads; /* the poll maximum, activity threads */
-    int n_slots;                          /* workflow task executor threads */
+    int n_slots;                          /* workflow tasks in hand at once */
+    int n_exec;                           /* workflow task executor threads */
     int64_t grace_ms;                     /* negative: no limit */
     int64_t sticky_timeout_ms;
     bool eager; /* ask for eager activity dispatch */
 
     /* Workflow task slots, under lock: free slots (neither polling nor holding a task), polls in
      * flight by kind (0 normal, 1 sticky), the sticky backlog the server last reported, the poll
-     * target, the polled tasks waiting for an executor (each holds a slot), the run each
-     * executor is on. */
+     * target, the polled tasks waiting for an executor (each holds a slot), the tasks in hand
+     * (jobs: each holds a slot and its run's busy mark) and their answers. */
     pthread_mutex_t lock;
     pthread_cond_t cond;      /* the poll thread waits on it */
     pthread_cond_t exec_cond; /* executors wait on it */
@@ -112,7 +154,12 @@ struct keel_worker {
     wf_poll *polls;           /* n_wf_pollers, while running */
     int64_t backoff_until_ms; /* no new poll before (monotonic; 0: none) */
     int gauge_target;         /* the poll target the pollers gauge shows */
-    char **active_runs;
+    wf_job *jobs;             /* n_slots */
+    int jobs_used;            /* tasks taken off the queue and not yet settled */
+    wf_job **answers;         /* answers back from the server, to settle, oldest first */
+    size_t n_answers;
+    int answers_flying; /* answers on their way */
+    int answers_peak;
     bool pollers_done;
     int eager_reserved; /* slots reserved by eager starts (client.h), not yet handed a task */
     bool eager_registered;
@@ -174,6 +221,7 @@ int keel_worker_options_init(keel_worker_options *opts, unsigned int version)
     opts->max_concurrent_activities = KEEL_DEFAULT_MAX_CONCURRENT_ACTIVITIES;
     opts->max_cached_workflows = KEEL_DEFAULT_MAX_CACHED_WORKFLOWS;
     opts->max_concurrent_workflow_tasks = KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS;
+    opts->workflow_task_threads = 0; /* KEEL_DEFAULT_WORKFLOW_TASK_THREADS, at most the slots */
     return KEEL_OK;
 }
 
@@ -251,6 +299,13 @@ static int check_options(const keel_worker_options *o, keel_error *err)
         return keel_error_set(err, KEEL_EINVAL,
                               "max_concurrent_workflow_tasks must be 2-%d (0: %d)",
                               MAX_WORKFLOW_TASKS, KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS);
+    int slots = o->max_concurrent_workflow_tasks ? o->max_concurrent_workflow_tasks
+                                                 : KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS;
+    if (o->workflow_task_threads < 0 || o->workflow_task_threads > slots)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "workflow_task_threads must be 1-max_concurrent_workflow_tasks "
+                              "(%d; 0: %d or fewer)",
+                              slots, KEEL_DEFAULT_WORKFLOW_TASK_THREADS);
     int wmin = o->workflow_pollers_min, wmax = o->workflow_pollers_max;
     if (wmin < 0 || wmax < 0 || wmin > MAX_POLLERS || wmax > MAX_POLLERS ||
         (wmin > 0 && wmin > o->workflow_pollers) || (wmax > 0 && wmax < o->workflow_pollers))
@@ -362,6 +417,10 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
                                                      : KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS;
     if (wmax > w->n_slots)
         wmax = w->n_slots; /* every poll holds a slot */
+    w->n_exec = opts->workflow_task_threads ? opts->workflow_task_threads
+                                            : KEEL_DEFAULT_WORKFLOW_TASK_THREADS;
+    if (w->n_exec > w->n_slots)
+        w->n_exec = w->n_slots;
     w->n_wf_pollers = opts->n_workflows ? wmax : 0;
     w->n_activity_threads = opts->n_activities ? opts->max_concurrent_activities : 0;
     w->grace_ms = opts->shutdown_grace_ms ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
@@ -380,7 +439,10 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->wf_eager, 0);
     w->queue = calloc((size_t)w->n_slots, sizeof *w->queue);
     w->replies = calloc((size_t)w->n_slots, sizeof *w->replies);
-    w->active_runs = calloc((size_t)w->n_slots, sizeof *w->active_runs);
+    w->jobs = calloc((size_t)w->n_slots, sizeof *w->jobs);
+    w->answers = calloc((size_t)w->n_slots, sizeof *w->answers);
+    for (int i = 0; w->jobs && i < w->n_slots; i++)
+        w->jobs[i].w = w;
     int amax =
         opts->activity_pollers_max ? opts->activity_pollers_max : opts->max_concurrent_activities;
     int ainit = opts->activity_pollers ? opts->activity_pollers : KEEL_DEFAULT_ACTIVITY_POLLERS;
@@ -397,7 +459,7 @@ int keel_worker_new(keel_worker **out, keel_client *client, const keel_worker_op
     atomic_init(&w->pool.failed, 0);
     atomic_init(&w->pool.abandon, false);
     atomic_init(&w->pool.busy, 0);
-    if (w->queue == NULL || w->replies == NULL || w->active_runs == NULL ||
+    if (w->queue == NULL || w->replies == NULL || w->jobs == NULL || w->answers == NULL ||
         keel_activity_pool_init(&w->pool, opts->max_concurrent_activities, amin, ainit, amax) !=
             KEEL_OK) {
         keel_worker_free(w);
@@ -657,8 +719,6 @@ static bool serves_activity(const keel_worker *w, const char *name)
     return false;
 }
 
-typedef Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes schedule_attrs;
-
 /* Eager activity dispatch: for each ScheduleActivityTask command on this worker's own queue for
  * an activity it runs, up to KEEL_MAX_EAGER_ACTIVITIES_PER_TASK, reserve a free activity thread
  * without waiting and ask the server to start the activity at once. The commands so marked go
@@ -682,113 +742,166 @@ static int ask_eager(keel_worker *w, keel_pb_command *const *cmds, size_t n,
     return k;
 }
 
-/* Returns whether the server accepted the completion and the run's state stays in step with it
- * (a speculative task that only rejected updates is discarded: the server forgets its events).
- * A workflow task the server hands back with the answer (the run's next one, already started)
- * goes to *next (the caller frees it); eager activities go to the activity threads. */
-static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engine *e,
-                              workflow_task **next)
+static bool send_answer(keel_worker *w, wf_job *j);
+static bool settle_answer(keel_worker *w, wf_job *j, workflow_task **next);
+
+/* Build the task's answer in the job (t: the task answered, j->e its run's engine) and send it
+ * (send_answer). Returns true while it is in flight: settle_answer() finishes the task when it
+ * comes back. False: it could not be sent, and the task is settled already (*next as there). */
+static bool start_answer(keel_worker *w, wf_job *j, const workflow_task *t, workflow_task **next)
 {
+    keel_engine *e = j->e;
     keel_tracing_workflow_task(e, t); /* spans for what is new; trace context into headers */
     keel_pb_command *const *cmds;
     size_t n = keel_engine_commands(e, &cmds);
     keel_pb_message *const *msgs;
     size_t n_msgs = keel_engine_messages(e, &msgs);
-    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest req =
-        TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_WORKFLOW_TASK_COMPLETED_REQUEST__INIT;
-    req.task_token = t->task_token;
-    req.commands = (keel_pb_command **)cmds;
-    req.n_commands = n;
-    req.messages = (keel_pb_message **)msgs;
-    req.n_messages = n_msgs;
-    req.identity = w->identity;
-    req.namespace_ = (char *)w->namespace;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest *req = &j->req;
+    temporal__api__workflowservice__v1__respond_workflow_task_completed_request__init(req);
+    req->task_token = t->task_token;
+    req->commands = (keel_pb_command **)cmds;
+    req->n_commands = n;
+    req->messages = (keel_pb_message **)msgs;
+    req->n_messages = n_msgs;
+    req->identity = w->identity;
+    req->namespace_ = (char *)w->namespace;
     /* Ask for this run's next task on our sticky queue, with only the new events. */
-    Temporal__Api__Taskqueue__V1__TaskQueue sticky = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
-    Temporal__Api__Taskqueue__V1__StickyExecutionAttributes attrs =
-        TEMPORAL__API__TASKQUEUE__V1__STICKY_EXECUTION_ATTRIBUTES__INIT;
-    Google__Protobuf__Duration timeout;
     if (w->sticky_queue) {
-        sticky.name = w->sticky_queue;
-        sticky.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
-        sticky.normal_name = w->task_queue;
-        keel_proto_duration_set(&timeout, w->sticky_timeout_ms);
-        attrs.worker_task_queue = &sticky;
-        attrs.schedule_to_start_timeout = &timeout;
-        req.sticky_attributes = &attrs;
+        temporal__api__taskqueue__v1__task_queue__init(&j->sticky);
+        temporal__api__taskqueue__v1__sticky_execution_attributes__init(&j->attrs);
+        j->sticky.name = w->sticky_queue;
+        j->sticky.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
+        j->sticky.normal_name = w->task_queue;
+        keel_proto_duration_set(&j->timeout, w->sticky_timeout_ms);
+        j->attrs.worker_task_queue = &j->sticky;
+        j->attrs.schedule_to_start_timeout = &j->timeout;
+        req->sticky_attributes = &j->attrs;
     }
     /* A speculative task (an update) that only rejected may be forgotten by the server even if
      * it carried events: the run is dropped from the cache then (reset_history_event_id), so
      * its next task rebuilds it, and history is not padded with empty tasks. */
-    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest__Capabilities caps =
-        TEMPORAL__API__WORKFLOWSERVICE__V1__RESPOND_WORKFLOW_TASK_COMPLETED_REQUEST__CAPABILITIES__INIT;
-    caps.discard_speculative_workflow_task_with_events = 1;
-    req.capabilities = &caps;
+    temporal__api__workflowservice__v1__respond_workflow_task_completed_request__capabilities__init(
+        &j->caps);
+    j->caps.discard_speculative_workflow_task_with_events = 1;
+    req->capabilities = &j->caps;
     /* Which SDK answered (the Web UI's "Workflow SDK"): its name and version go only with a task
      * whose history does not already say them, as the official SDKs send them. keel uses no SDK
      * flags: its engine's behaviour does not branch on them. */
-    Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata sdk =
-        TEMPORAL__API__SDK__V1__WORKFLOW_TASK_COMPLETED_METADATA__INIT;
+    temporal__api__sdk__v1__workflow_task_completed_metadata__init(&j->sdk);
     const char *sdk_name, *sdk_version;
     keel_engine_sdk_recorded(e, &sdk_name, &sdk_version);
     if (strcmp(sdk_name, KEEL_SDK_NAME) != 0)
-        sdk.sdk_name = KEEL_SDK_NAME;
+        j->sdk.sdk_name = KEEL_SDK_NAME;
     if (strcmp(sdk_version, KEEL_VERSION) != 0)
-        sdk.sdk_version = KEEL_VERSION;
-    req.sdk_metadata = &sdk;
+        j->sdk.sdk_version = KEEL_VERSION;
+    req->sdk_metadata = &j->sdk;
     /* The worker's version, and how this run moves between versions (versioned workers only;
      * the server records it on the run at its first task, then it follows the run). */
-    req.deployment_options = w->deployment_options;
-    req.versioning_behavior = (Temporal__Api__Enums__V1__VersioningBehavior)behavior_of(
+    req->deployment_options = w->deployment_options;
+    req->versioning_behavior = (Temporal__Api__Enums__V1__VersioningBehavior)behavior_of(
         w, t->workflow_type ? t->workflow_type->name : "");
-    req.query_results = answer_attached_queries(t, e, &req.n_query_results);
-    Temporal__Api__Common__V1__MeteringMetadata meter =
-        TEMPORAL__API__COMMON__V1__METERING_METADATA__INIT;
-    meter.nonfirst_local_activity_execution_attempts = (uint32_t)keel_la_nonfirst_attempts(e);
-    if (meter.nonfirst_local_activity_execution_attempts > 0)
-        req.metering_metadata = &meter;
+    req->query_results = answer_attached_queries(t, e, &req->n_query_results);
+    temporal__api__common__v1__metering_metadata__init(&j->meter);
+    j->meter.nonfirst_local_activity_execution_attempts = (uint32_t)keel_la_nonfirst_attempts(e);
+    if (j->meter.nonfirst_local_activity_execution_attempts > 0)
+        req->metering_metadata = &j->meter;
     /* The run's next task, when one is already due (a signal came while this one ran), comes
      * back in the answer instead of through a poll: *next. */
-    req.return_new_workflow_task = next != NULL;
-    schedule_attrs *asked[KEEL_MAX_EAGER_ACTIVITIES_PER_TASK];
-    int n_asked = ask_eager(w, cmds, n, asked);
-    /* An answer that asked for eager activities is never retried as it is: if a first attempt
-     * reached the server and only its response was lost, a retry would be refused (the task is
-     * completed) and the activities the server started for us would be gone, running only after
-     * their start-to-close timeout. So it goes once; if that fails, the reservations are given
-     * back and the answer is sent again without the eager flags, with retries. Only when the
-     * first attempt did reach the server are its eager activities lost (said in the log); its
-     * retry is refused, the cached run dropped and rebuilt at its next task. */
-    keel_call_options co = {.retry = n_asked == 0, .namespace = w->namespace};
-    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
+    req->return_new_workflow_task = j->want_next;
+    j->n_asked = ask_eager(w, cmds, n, j->asked);
+    if (send_answer(w, j))
+        return true;
+    return settle_answer(w, j, next);
+}
+
+static void answer_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err);
+
+/* Send the job's answer. An answer that asked for eager activities is never retried as it is: if
+ * a first attempt reached the server and only its response was lost, a retry would be refused
+ * (the task is completed) and the activities the server started for us would be gone, running
+ * only after their start-to-close timeout. So it goes once; if that fails, settle_answer() gives
+ * the reservations back and sends it again without the eager flags, with retries. Only when the
+ * first attempt did reach the server are its eager activities lost (said in the log); its retry
+ * is refused, the cached run dropped and rebuilt at its next task. Returns whether the call is
+ * in flight (answer_done runs); false with j->rc and j->err set when it could not start. */
+static bool send_answer(keel_worker *w, wf_job *j)
+{
+    keel_call_options co = {.retry = j->n_asked == 0, .namespace = w->namespace};
+    pthread_mutex_lock(&w->lock);
+    if (++w->answers_flying > w->answers_peak)
+        w->answers_peak = w->answers_flying;
+    pthread_mutex_unlock(&w->lock);
+    j->reply = NULL;
+    /* Nothing of j is written once the call started: answer_done may run at once. */
     keel_error err;
-    bool ok =
-        keel_transport_call(
-            w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
-            &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-            (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
-    if (!ok && n_asked > 0) {
+    int rc =
+        keel_transport_call_async_reply(w->transport, WF("RespondWorkflowTaskCompleted"),
+                                        (ProtobufCMessage *)&j->req, &co, answer_done, j, &err);
+    if (rc == KEEL_OK)
+        return true;
+    j->rc = rc;
+    j->err = err;
+    pthread_mutex_lock(&w->lock);
+    w->answers_flying--;
+    pthread_mutex_unlock(&w->lock);
+    return false;
+}
+
+/* The answer came back (on the completion-queue thread: short, no I/O): undecoded, to the
+ * executors, as a poll's answer goes (wf_poll_done). */
+static void answer_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)
+{
+    wf_job *j = userdata;
+    keel_worker *w = j->w;
+    j->rc = rc;
+    j->reply = reply;
+    if (rc != KEEL_OK)
+        j->err = *err;
+    pthread_mutex_lock(&w->lock);
+    w->answers_flying--;
+    w->answers[w->n_answers++] = j; /* at most one per job */
+    pthread_cond_signal(&w->exec_cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* On an executor: what follows the answer. Eager activities go to the activity threads, a
+ * workflow task the server handed back with it (the run's next one, already started) to *next
+ * (the caller frees it); the run stays cached if the server accepted the completion and the
+ * run's state stays in step with it (a speculative task that only rejected updates is
+ * discarded: the server forgets its events), else it is dropped. Returns true when the answer
+ * went again (without eager flags) and is in flight once more. */
+static bool settle_answer(keel_worker *w, wf_job *j, workflow_task **next)
+{
+    const workflow_task *t = j->la_task ? j->la_task : j->task;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
+    bool ok = j->rc == KEEL_OK;
+    if (ok)
+        ok =
+            keel_transport_reply_decode(
+                j->reply,
+                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+                (ProtobufCMessage **)&resp, NULL, &j->err) == KEEL_OK;
+    j->reply = NULL;
+    if (!ok && j->n_asked > 0) {
         log_task(KEEL_LOG_WARN,
                  "a workflow task answer asking for eager activities failed; sending it again "
                  "without (if the first did arrive, its eager activities start only after their "
                  "start-to-close timeout)",
-                 t, err.message);
-        for (int i = 0; i < n_asked; i++)
-            asked[i]->request_eager_execution = 0;
-        keel_activity_release(&w->pool, n_asked);
-        n_asked = 0;
-        co.retry = true;
+                 t, j->err.message);
+        for (int i = 0; i < j->n_asked; i++)
+            j->asked[i]->request_eager_execution = 0;
+        keel_activity_release(&w->pool, j->n_asked);
+        j->n_asked = 0;
         if (resp)
             FREE_PB(resp);
         resp = NULL;
-        ok =
-            keel_transport_call(
-                w->transport, WF("RespondWorkflowTaskCompleted"), (ProtobufCMessage *)&req,
-                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-                (ProtobufCMessage **)&resp, &co, &err) == KEEL_OK;
+        if (send_answer(w, j))
+            return true;
     }
+    int n_asked = j->n_asked;
+    j->n_asked = 0;
     for (int i = 0; i < n_asked; i++)
-        asked[i]->request_eager_execution = 0; /* the engine's commands, as they were */
+        j->asked[i]->request_eager_execution = 0; /* the engine's commands, as they were */
     int dispatched = 0;
     if (ok) {
         /* Eager activities: each runs on a thread one of our reservations kept free. */
@@ -806,7 +919,7 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
             }
         }
         resp->n_activity_tasks = 0; /* handed over or freed; the array goes with resp */
-        if (next && resp->workflow_task && resp->workflow_task->task_token.len > 0) {
+        if (j->want_next && resp->workflow_task && resp->workflow_task->task_token.len > 0) {
             *next = resp->workflow_task;
             resp->workflow_task = NULL;
         }
@@ -814,21 +927,37 @@ static bool respond_completed(keel_worker *w, const workflow_task *t, keel_engin
     keel_activity_release(&w->pool, n_asked - dispatched);
     if (ok) {
         atomic_fetch_add(&w->wf_completed, 1);
-        if (n > 0 && keel_engine_closing(e))
+        keel_pb_command *const *cmds;
+        size_t n = keel_engine_commands(j->e, &cmds);
+        if (n > 0 && keel_engine_closing(j->e))
             keel_wm_workflow_closed(w->wm, t->workflow_type ? t->workflow_type->name : "",
-                                    (int)cmds[n - 1]->command_type, keel_engine_run_started_ms(e));
+                                    (int)cmds[n - 1]->command_type,
+                                    keel_engine_run_started_ms(j->e));
         if (resp->reset_history_event_id > 0)
             ok = false; /* discarded: the run's next task replays it from history */
     } else {
         atomic_fetch_add(&w->wf_failed, 1);
-        log_task(KEEL_LOG_WARN, "the server refused a workflow task completion", t, err.message);
+        log_task(KEEL_LOG_WARN, "the server refused a workflow task completion", t, j->err.message);
     }
     if (resp)
         FREE_PB(resp);
-    for (size_t i = 0; i < req.n_query_results; i++)
-        FREE_PB(req.query_results[i]);
-    free(req.query_results);
-    return ok;
+    for (size_t i = 0; i < j->req.n_query_results; i++)
+        FREE_PB(j->req.query_results[i]);
+    free(j->req.query_results);
+    j->req.query_results = NULL;
+    j->req.n_query_results = 0;
+    /* The run: back in step in the cache, or dropped (out of step with the server: rebuilt at
+     * its next task), or not cached at all. */
+    const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : "";
+    if (!j->cached)
+        keel_engine_free(j->e);
+    else if (ok)
+        keel_cache_unpin(w->cache, run_id, j->e);
+    else
+        keel_cache_drop(w->cache, run_id, j->e);
+    j->e = NULL;
+    j->cached = false;
+    return false;
 }
 
 /* ---- queries (legacy query tasks: the Web UI's stack trace and user queries) ---- */
@@ -995,12 +1124,14 @@ static void process_query(keel_worker *w, const workflow_task *t)
     keel_engine_free(e);
 }
 
-static void process(keel_worker *w, const workflow_task *t, const char **failure,
-                    workflow_task **next)
+/* Work on the job's task. Returns true while its answer is in flight (settle_answer goes on);
+ * false when the task is over here (*next: the run's next task, if its answer brought one). */
+static bool process(keel_worker *w, wf_job *j, const char **failure, workflow_task **next)
 {
+    const workflow_task *t = j->task;
     if (t->query) {
         process_query(w, t);
-        return;
+        return false;
     }
     keel_engine *e = NULL;
     keel_error err;
@@ -1015,17 +1146,17 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
     if (rc == KEEL_OK)
         rc = keel_engine_finish(e, &err);
     /* Local activities: run them here, while the task stays open (local_activity.h); a
-     * workflow task heartbeat moves the work onto a new task, answered below instead. */
-    workflow_task *la_task = NULL;
+     * workflow task heartbeat moves the work onto a new task, answered below instead. This
+     * holds the executor thread. */
     if (rc == KEEL_OK && keel_la_outstanding(keel_engine_local_activities(e))) {
         keel_la_env env = {w->transport,    w->namespace,
                            w->identity,     w->task_queue,
                            w->sticky_queue, w->pool.types,
                            w->pool.n_types, t->workflow_type ? t->workflow_type->name : "",
                            &w->stopping};
-        rc = keel_la_drive(&env, e, t, &la_task, &err);
-        if (la_task)
-            t = la_task;
+        rc = keel_la_drive(&env, e, t, &j->la_task, &err);
+        if (j->la_task)
+            t = j->la_task;
     }
     if (rc != KEEL_OK) {
         if (rc == KEEL_EPRECONDITION)
@@ -1035,52 +1166,63 @@ static void process(keel_worker *w, const workflow_task *t, const char **failure
         if (rc != KEEL_EPRECONDITION)
             *failure = rc == KEEL_ENONDETERMINISM ? "NonDeterminismError" : "WorkflowError";
         keel_engine_free(e);
-        if (la_task)
-            FREE_PB(la_task);
-        return;
+        return false;
     }
     const char *run_id = t->workflow_execution ? t->workflow_execution->run_id : NULL;
-    if (keel_engine_closing(e) || w->sticky_queue == NULL || run_id == NULL || !run_id[0]) {
-        respond_completed(w, t, e, next);
-        keel_engine_free(e);
-        if (la_task)
-            FREE_PB(la_task);
-        return;
+    j->e = e;
+    j->cached = false;
+    if (!keel_engine_closing(e) && w->sticky_queue && run_id && run_id[0]) {
+        /* Back in the cache before answering, pinned: the server may send the run's next task
+         * to our sticky queue the moment it accepts the answer, and the executor that gets it
+         * must find the run (it waits while this task holds the run's busy mark); pinned, no
+         * other thread's eviction frees it while the answer is in flight. */
+        if (!keel_cache_put(w->cache, run_id, e, true)) {
+            /* Out of memory: the engine is gone. The task times out, retried from history. */
+            log_task(KEEL_LOG_ERROR, "out of memory caching a run; its task will be retried", t,
+                     "");
+            j->e = NULL;
+            return false;
+        }
+        j->cached = true;
     }
-    /* Back in the cache before answering, pinned: the server may send the run's next task to
-     * our sticky queue the moment it accepts the answer, and the poller that gets it must find
-     * the run; pinned, no other thread's eviction frees it while the answer is encoded. */
-    if (!keel_cache_put(w->cache, run_id, e, true)) {
-        /* Out of memory: the engine is gone. The task times out and is retried from history. */
-        log_task(KEEL_LOG_ERROR, "out of memory caching a run; its task will be retried", t, "");
-        if (la_task)
-            FREE_PB(la_task);
-        return;
-    }
-    if (respond_completed(w, t, e, next))
-        keel_cache_unpin(w->cache, run_id, e);
-    else
-        keel_cache_drop(w->cache, run_id, e); /* out of step with the server: rebuild it */
-    if (la_task)
-        FREE_PB(la_task);
+    return start_answer(w, j, t, next);
 }
 
-/* process() with the workflow task metrics around it (not for legacy query tasks). */
-static void process_measured(keel_worker *w, const workflow_task *t, workflow_task **next)
+/* The task is over: its metrics, and it is freed. */
+static void end_task(keel_worker *w, wf_job *j, const char *failure)
 {
-    if (w->wm == NULL || t->query) {
-        const char *failure = NULL;
-        process(w, t, &failure, next);
-        return;
+    if (j->measured)
+        keel_wm_wft_end(w->wm, j->task->workflow_type ? j->task->workflow_type->name : "",
+                        keel_wm_now_s() - j->began, failure, keel_cache_size(w->cache),
+                        keel_cache_evictions(w->cache));
+    if (j->la_task)
+        FREE_PB(j->la_task);
+    FREE_PB(j->task);
+    j->task = j->la_task = NULL;
+}
+
+/* Start on task t (the job owns it now), with the workflow task metrics around it (not for
+ * legacy query tasks). Returns true while its answer is in flight; false when it is over
+ * (*next as process() says). */
+static bool begin_task(keel_worker *w, wf_job *j, workflow_task *t, workflow_task **next)
+{
+    j->task = t;
+    j->la_task = NULL;
+    j->e = NULL;
+    j->cached = false;
+    j->want_next = t->query == NULL;
+    j->measured = w->wm != NULL && t->query == NULL;
+    if (j->measured) {
+        j->began = keel_wm_now_s();
+        keel_wm_wft_begin(w->wm, t->workflow_type ? t->workflow_type->name : "",
+                          keel_proto_timestamp_ms(t->scheduled_time),
+                          keel_proto_timestamp_ms(t->started_time));
     }
-    const char *type = t->workflow_type ? t->workflow_type->name : "";
-    double began = keel_wm_now_s();
-    keel_wm_wft_begin(w->wm, type, keel_proto_timestamp_ms(t->scheduled_time),
-                      keel_proto_timestamp_ms(t->started_time));
     const char *failure = NULL;
-    process(w, t, &failure, next);
-    keel_wm_wft_end(w->wm, type, keel_wm_now_s() - began, failure, keel_cache_size(w->cache),
-                    keel_cache_evictions(w->cache));
+    if (process(w, j, &failure, next))
+        return true;
+    end_task(w, j, failure);
+    return false;
 }
 
 /* A task whose poll response was refused for nesting too deep (proto/depth.h), as far as it
@@ -1110,21 +1252,37 @@ static void sleep_ms(int64_t ms)
 /* ---- slots: pollers and executors ---- */
 
 /*
- * One workflow task on an executor thread, holding its slot, then each task of the same run the
- * server hands back with the answer (return_new_workflow_task), until none comes. This is the
- * place a task that must stay open re-enters (local activities: run them here, heartbeat the
- * task with an answer that asks for the next one inline, and go round again with it).
+ * Workflow task t on an executor thread, for job j (its slot and its run's busy mark), then each
+ * task of the same run the server hands back with the answer (return_new_workflow_task), until
+ * none comes. Returns true when an answer is in flight: the job goes on where the answer is
+ * settled (executor_thread). This is the place a task that must stay open re-enters (local
+ * activities: run them here, heartbeat the task with an answer that asks for the next one
+ * inline, and go round again with it).
  */
-static void run_workflow_task(keel_worker *w, workflow_task *t)
+static bool run_workflow_task(keel_worker *w, wf_job *j, workflow_task *t)
 {
     while (t != NULL) {
         workflow_task *next = NULL;
-        process_measured(w, t, t->query ? NULL : &next);
-        FREE_PB(t);
+        if (begin_task(w, j, t, &next))
+            return true;
         t = next;
         if (t)
             atomic_fetch_add(&w->wf_inline, 1);
     }
+    return false;
+}
+
+/* An answer is back: settle it, then go on with the run's next task if it brought one. Returns
+ * true while an answer of the job is in flight again. */
+static bool resume_job(keel_worker *w, wf_job *j)
+{
+    workflow_task *next = NULL;
+    if (settle_answer(w, j, &next))
+        return true;
+    end_task(w, j, NULL);
+    if (next)
+        atomic_fetch_add(&w->wf_inline, 1);
+    return run_workflow_task(w, j, next);
 }
 
 /* Which queue the next poll serves (0 normal, 1 sticky), under lock: at least one poll of each
@@ -1345,26 +1503,70 @@ static const char *run_of(const workflow_task *t)
                                                                   : "";
 }
 
-/* Under lock: the first queued task whose run no executor is on (-1: none). */
+/* Under lock: the first queued task whose run no task in hand is on (-1: none). */
 static ptrdiff_t next_runnable(const keel_worker *w)
 {
     for (size_t i = 0; i < w->n_queue; i++) {
         const char *run = run_of(w->queue[i]);
         bool busy = false;
         for (int j = 0; run[0] && !busy && j < w->n_slots; j++)
-            busy = w->active_runs[j] && strcmp(w->active_runs[j], run) == 0;
+            busy = w->jobs[j].run && strcmp(w->jobs[j].run, run) == 0;
         if (!busy)
             return (ptrdiff_t)i;
     }
     return -1;
 }
 
+/* Under lock: a job for task t, with the run's busy mark. There is always a free one: every job
+ * in use holds a slot, and so does t. */
+static wf_job *job_take(keel_worker *w, const workflow_task *t)
+{
+    wf_job *j = NULL;
+    for (int i = 0; j == NULL && i < w->n_slots; i++)
+        if (!w->jobs[i].in_use)
+            j = &w->jobs[i];
+    j->in_use = true;
+    /* Out of memory: the run goes unmarked; its tasks still come one at a time. */
+    j->run = run_of(t)[0] ? strdup(run_of(t)) : NULL;
+    w->jobs_used++;
+    atomic_fetch_add(&w->wf_busy, 1);
+    return j;
+}
+
+/* Under lock: the job is over; its slot and its run go back. */
+static void job_release(keel_worker *w, wf_job *j)
+{
+    free(j->run);
+    j->run = NULL;
+    j->in_use = false;
+    w->jobs_used--;
+    atomic_fetch_sub(&w->wf_busy, 1);
+    w->slots_free++;
+    pump_polls(w);
+    /* A queued task may have waited for this run; a stopping executor for the last job. */
+    if (w->n_queue > 0 || (w->pollers_done && w->jobs_used == 0))
+        pthread_cond_broadcast(&w->exec_cond);
+}
+
+/* Executors settle answers first (so that a run's state is settled before its next task is
+ * looked at), then decode poll answers, then work on queued tasks. */
 static void *executor_thread(void *arg)
 {
     wf_thread_arg *a = arg;
     keel_worker *w = a->w;
     pthread_mutex_lock(&w->lock);
     for (;;) {
+        if (w->n_answers > 0) {
+            wf_job *j = w->answers[0];
+            memmove(w->answers, w->answers + 1, (w->n_answers - 1) * sizeof *w->answers);
+            w->n_answers--;
+            pthread_mutex_unlock(&w->lock);
+            bool flying = resume_job(w, j);
+            pthread_mutex_lock(&w->lock);
+            if (!flying)
+                job_release(w, j);
+            continue;
+        }
         if (w->n_replies > 0) {
             wf_reply r = w->replies[0];
             memmove(w->replies, w->replies + 1, (w->n_replies - 1) * sizeof *w->replies);
@@ -1376,27 +1578,20 @@ static void *executor_thread(void *arg)
         }
         ptrdiff_t i = next_runnable(w);
         if (i < 0) {
-            if (w->pollers_done && w->n_queue == 0 && w->eager_reserved == 0)
-                break; /* stopping, and every polled (or eager) task was answered */
+            if (w->pollers_done && w->n_queue == 0 && w->eager_reserved == 0 && w->jobs_used == 0)
+                break; /* stopping, and every polled (or eager) task was answered and settled */
             pthread_cond_wait(&w->exec_cond, &w->lock);
             continue;
         }
         workflow_task *t = w->queue[i];
         memmove(w->queue + i, w->queue + i + 1, (w->n_queue - (size_t)i - 1) * sizeof *w->queue);
         w->n_queue--;
-        /* Out of memory: the run goes unmarked; its tasks still come one at a time. */
-        w->active_runs[a->index] = run_of(t)[0] ? strdup(run_of(t)) : NULL;
+        wf_job *j = job_take(w, t);
         pthread_mutex_unlock(&w->lock);
-        atomic_fetch_add(&w->wf_busy, 1);
-        run_workflow_task(w, t);
-        atomic_fetch_sub(&w->wf_busy, 1);
+        bool flying = run_workflow_task(w, j, t);
         pthread_mutex_lock(&w->lock);
-        free(w->active_runs[a->index]);
-        w->active_runs[a->index] = NULL;
-        w->slots_free++;
-        pump_polls(w);
-        if (w->n_queue > 0) /* one of them may have waited for this run */
-            pthread_cond_broadcast(&w->exec_cond);
+        if (!flying)
+            job_release(w, j);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -1474,7 +1669,7 @@ int keel_worker_start(keel_worker *w, keel_error *err)
     /* One poll thread (backoffs, shutdown) and the executors; the polls themselves run on the
      * transport's completion-queue thread. */
     size_t n_poll = w->n_wf_pollers ? 1 : 0;
-    size_t n_exec = w->n_wf_pollers ? (size_t)w->n_slots : 0;
+    size_t n_exec = w->n_wf_pollers ? (size_t)w->n_exec : 0;
     size_t n_wf = n_poll + n_exec;
     size_t n = n_wf + (size_t)w->n_activity_threads;
     w->threads = calloc(n, sizeof *w->threads);
@@ -1592,12 +1787,13 @@ void keel_worker_stop(keel_worker *w)
     pthread_mutex_unlock(&w->lock);
     keel_activity_pool_wake(&w->pool);
     /* The polls stop (a task a poll brought meanwhile is queued), then the executors answer
-     * every queued task and stop. Then no answer of ours can name the sticky queue again, so it
-     * goes now, before the activities' grace period: a run cached here whose activity completes
-     * during the grace (often one this worker runs) goes to the normal queue at once, instead
-     * of waiting on a sticky queue nobody polls for the sticky schedule-to-start timeout. */
+     * every queued task, settle every answer in flight and stop. Then no answer of ours can name
+     * the sticky queue again, so it goes now, before the activities' grace period: a run cached
+     * here whose activity completes during the grace (often one this worker runs) goes to the
+     * normal queue at once, instead of waiting on a sticky queue nobody polls for the sticky
+     * schedule-to-start timeout. */
     size_t n_pollers = w->n_wf_pollers && w->n_threads > 0 ? 1 : 0;
-    size_t n_wf = n_pollers + (w->n_wf_pollers ? (size_t)w->n_slots : 0);
+    size_t n_wf = n_pollers + (w->n_wf_pollers ? (size_t)w->n_exec : 0);
     if (n_wf > w->n_threads)
         n_wf = w->n_threads;
     for (size_t i = 0; i < n_pollers; i++)
@@ -1661,7 +1857,8 @@ void keel_worker_free(keel_worker *w)
     for (size_t i = 0; w->replies && i < w->n_replies; i++)
         keel_transport_reply_free(w->replies[i].reply);
     free(w->replies);
-    free(w->active_runs);
+    free(w->jobs);
+    free(w->answers);
     keel_activity_pool_destroy(&w->pool);
     if (w->locks_ready) {
         pthread_mutex_destroy(&w->lock);
@@ -1697,6 +1894,8 @@ void keel_worker_get_stats(keel_worker *w, keel_worker_stats *out)
     pthread_mutex_lock(&w->lock);
     out->workflow_pollers = w->n_wf_pollers ? w->scaler.target : 0;
     out->workflow_pollers_peak = w->n_wf_pollers ? w->scaler.peak : 0;
+    out->workflow_answers_peak = w->answers_peak;
+    out->workflow_task_threads = w->n_wf_pollers ? w->n_exec : 0;
     pthread_mutex_unlock(&w->lock);
     pthread_mutex_lock(&w->pool.lock);
     out->activity_pollers = w->n_activity_threads ? w->pool.scaler.target : 0;

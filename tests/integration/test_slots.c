@@ -12,7 +12,10 @@
  * - poller autoscaling: a backlog raises the poll target above where it started, within the
  *   bounds; a trickle of tasks that each waited for a poll lowers it again.
  *
- * Task queues are named slots-... so that nothing else polls them.
+ * - asynchronous answers: with 16 slots and 2 executor threads more answers are in flight at
+ *   once than there are threads (an answer no longer holds its thread).
+ *
+ * Task queues are named slots-... (async-... for the last) so that nothing else polls them.
  */
 #include <check.h>
 #include <dirent.h>
@@ -382,9 +385,10 @@ static void many_polls(keel_worker_options *w)
 }
 
 /* Polls run on the transport's completion-queue thread, not on threads of their own: with 16
- * workflow polls in flight the worker adds its executors, its activity threads, one poll thread
- * and the heartbeat thread (20), where a thread per poll made 35; some room is left for threads
- * gRPC starts by itself. keel_worker_stop cancels the polls in flight at once. */
+ * workflow polls in flight the worker adds its executors (4, not one per slot), its activity
+ * threads, one poll thread and the heartbeat thread (8), where a thread per poll made 35; some room
+ * is left for threads gRPC starts by itself. keel_worker_stop cancels the polls in flight at once.
+ */
 START_TEST(polls_take_no_threads_and_stop_at_once)
 {
     keel_test_unique(queue, sizeof queue, "apoll");
@@ -408,11 +412,68 @@ START_TEST(polls_take_no_threads_and_stop_at_once)
            before, during, MANY_POLLS, during - before, after, (long long)stop_ms);
     fflush(stdout);
     ck_assert_uint_ge(st.workflow_polls, MANY_POLLS); /* the polls were out */
-    int bound = MANY_POLLS /* executors */ + 2 /* activities */ + 2 + 6 /* gRPC's own */;
+    int bound = KEEL_DEFAULT_WORKFLOW_TASK_THREADS /* executors */ + 2 /* activities */ + 2 +
+                6 /* gRPC's own */;
     ck_assert_int_le(during - before, bound);
-    ck_assert_int_lt(bound, 2 * MANY_POLLS + 3); /* a thread per poll would exceed it */
+    ck_assert_int_lt(bound, MANY_POLLS + 3); /* a thread per poll or per slot would exceed it */
     ck_assert_int_lt(stop_ms, 2000);
     ck_assert_int_le(after, before + 6);
+}
+END_TEST
+
+/* ---- asynchronous answers: slots apart from executor threads ---- */
+
+#define ASYNC_RUNS 32
+
+static void two_threads(keel_worker_options *w)
+{
+    w->max_concurrent_workflow_tasks = 16;
+    w->workflow_task_threads = 2;
+    w->workflow_pollers = 8;
+    w->workflow_pollers_min = 8;
+    w->workflow_pollers_max = 8;
+    w->max_concurrent_activities = 8;
+}
+
+/* A worker with 16 slots and 2 executor threads: an executor sends a task's answer and goes on,
+ * so more answers are in flight at once than there are threads (with an answer waited for on
+ * its thread, as before, there could never be more than 2). A backlog of 32 runs (64 tasks)
+ * waits before the worker starts, and 8 polls bring it in; every run completes. */
+START_TEST(answers_in_flight_exceed_the_executor_threads)
+{
+    keel_test_unique(queue, sizeof queue, "async");
+    static char ids[ASYNC_RUNS][160];
+    for (int i = 0; i < ASYNC_RUNS; i++) {
+        snprintf(ids[i], sizeof ids[i], "%s-%d", queue, i);
+        start_one("SlotsOne", ids[i], "{\"n\":1}");
+    }
+    int before = thread_count();
+    keel_worker *worker = start_worker(two_threads);
+    int during = thread_count();
+    for (int i = 0; i < ASYNC_RUNS; i++) {
+        keel_workflow_outcome out;
+        keel_error err;
+        ck_assert_msg(keel_client_workflow_result(client, ids[i], NULL, 120000, &out, &err) ==
+                          KEEL_OK,
+                      "%s", err.message);
+        ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+        ck_assert_str_eq(out.result_json, "{\"n\":1}");
+        keel_workflow_outcome_dispose(&out);
+    }
+    keel_worker_stats st;
+    keel_worker_get_stats(worker, &st);
+    keel_worker_free(worker);
+    printf("slots: asynchronous answers: %d at most in flight with %d executor threads and 16 "
+           "slots; %llu workflow tasks completed; worker threads +%d\n",
+           st.workflow_answers_peak, st.workflow_task_threads,
+           (unsigned long long)st.workflow_tasks_completed, during - before);
+    fflush(stdout);
+    ck_assert_int_eq(st.workflow_task_threads, 2);
+    ck_assert_uint_ge(st.workflow_tasks_completed, 2 * ASYNC_RUNS);
+    ck_assert_int_gt(st.workflow_answers_peak, st.workflow_task_threads);
+    ck_assert_int_le(st.workflow_answers_peak, 16);
+    /* 2 executors, 8 activity threads, the poll thread, the heartbeat thread: not one per slot. */
+    ck_assert_int_le(during - before, 2 + 8 + 2 + 6);
 }
 END_TEST
 
@@ -455,6 +516,7 @@ Suite *slots_suite(void)
     tcase_add_test(tc, without_eager_activities_are_polled);
     tcase_add_test(tc, pollers_scale_with_the_backlog_within_bounds);
     tcase_add_test(tc, polls_take_no_threads_and_stop_at_once);
+    tcase_add_test(tc, answers_in_flight_exceed_the_executor_threads);
     tcase_add_test(tc, signal_burst_is_answered_from_the_cache);
     suite_add_tcase(s, tc);
     return s;

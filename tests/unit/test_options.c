@@ -416,6 +416,66 @@ START_TEST(a_versioned_worker_resolves_and_needs_a_behaviour_per_type)
 }
 END_TEST
 
+/* Slots (tasks in hand) and executor threads are apart (options version 4): threads default to
+ * KEEL_DEFAULT_WORKFLOW_TASK_THREADS, at most the slots, and more threads than slots are
+ * refused. */
+START_TEST(workflow_task_threads_are_bounded_by_the_slots)
+{
+    keel_workflow_type plain = {.name = "t.Plain", .start = dummy_start, .on_event = dummy_event};
+    const keel_workflow_type *const types[] = {&plain};
+    keel_worker_options w;
+    ck_assert_int_eq(keel_worker_options_init(&w, KEEL_WORKER_OPTIONS_VERSION), KEEL_OK);
+    ck_assert_int_eq(KEEL_WORKER_OPTIONS_VERSION, 4);
+    /* A program built against version 3 (slots were threads) is refused. */
+    keel_worker_options old;
+    ck_assert_int_eq(keel_worker_options_init(&old, 3), KEEL_EINVAL);
+    ck_assert_int_eq(w.max_concurrent_workflow_tasks, KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS);
+    ck_assert_int_eq(w.workflow_task_threads, 0);
+    ck_assert_int_lt(KEEL_DEFAULT_WORKFLOW_TASK_THREADS,
+                     KEEL_DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS);
+    w.task_queue = "q";
+    w.workflows = types;
+    w.n_workflows = 1;
+    keel_connect_options co;
+    keel_connect_options_init(&co, KEEL_CONNECT_OPTIONS_VERSION);
+    keel_client *client;
+    keel_error err;
+    ck_assert_int_eq(keel_client_new(&client, &co, &err), KEEL_OK);
+    keel_worker *worker = NULL;
+    keel_worker_stats st;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    keel_worker_get_stats(worker, &st);
+    ck_assert_int_eq(st.workflow_task_threads, KEEL_DEFAULT_WORKFLOW_TASK_THREADS);
+    ck_assert_int_eq(st.workflow_answers_peak, 0);
+    keel_worker_free(worker);
+    /* Fewer slots than the default threads: as many threads as slots. */
+    w.max_concurrent_workflow_tasks = 2;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    keel_worker_get_stats(worker, &st);
+    ck_assert_int_eq(st.workflow_task_threads, 2);
+    keel_worker_free(worker);
+    w.workflow_task_threads = 3; /* over the slots */
+    worker = NULL;
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    ck_assert_ptr_null(worker);
+    ck_assert_msg(strstr(err.message, "workflow_task_threads must be 1-max_concurrent_workflow_"
+                                      "tasks (2;"),
+                  "%s", err.message);
+    w.workflow_task_threads = -1;
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    w.max_concurrent_workflow_tasks = 0; /* the default, 64 */
+    w.workflow_task_threads = 65;
+    ck_assert_int_eq(keel_worker_new(&worker, client, &w, &err), KEEL_EINVAL);
+    w.max_concurrent_workflow_tasks = 16;
+    w.workflow_task_threads = 2;
+    ck_assert_msg(keel_worker_new(&worker, client, &w, &err) == KEEL_OK, "%s", err.message);
+    keel_worker_get_stats(worker, &st);
+    ck_assert_int_eq(st.workflow_task_threads, 2);
+    keel_worker_free(worker);
+    keel_client_free(client);
+}
+END_TEST
+
 Suite *options_suite(void)
 {
     Suite *s = suite_create("options");
@@ -432,6 +492,7 @@ Suite *options_suite(void)
     tcase_add_test(tc, versioning_overrides_parse_and_refuse);
     tcase_add_test(tc, deployment_names_follow_the_servers_rules);
     tcase_add_test(tc, a_versioned_worker_resolves_and_needs_a_behaviour_per_type);
+    tcase_add_test(tc, workflow_task_threads_are_bounded_by_the_slots);
     suite_add_tcase(s, tc);
     return s;
 }
