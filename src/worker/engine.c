@@ -184,7 +184,7 @@ struct keel_engine {
     const char *error;
 
     /* for the worker's tracing, only while tracing is on (keel_engine_trace_info) */
-    keel_span_context trace_parent; /* (and started_ms, above) */
+    keel_span_context *trace_parent; /* (and started_ms, above); NULL: none (540 bytes a run) */
     keel_engine_signal *trace_signals;
     size_t n_trace_signals, cap_trace_signals;
 };
@@ -426,6 +426,7 @@ void keel_engine_free(keel_engine *e)
     keel_la_table_free(&e->las);
     keel_engine_trace_clear_signals(e);
     free(e->trace_signals);
+    free(e->trace_parent);
     clear_error(e);
     free(e);
 }
@@ -2315,8 +2316,12 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     e->now_ms = event_ms(ev);
     e->started_ms = e->now_ms;
     e->wft_timeout_ms = keel_proto_duration_ms(a->workflow_task_timeout);
-    if (keel_trace_enabled())
-        keel_trace_from_header(a->header, &e->trace_parent); /* a bad one: no parent */
+    if (keel_trace_enabled() && e->trace_parent == NULL) {
+        keel_span_context parent = {0};
+        keel_trace_from_header(a->header, &parent); /* a bad one: no parent */
+        if (parent.valid && (e->trace_parent = malloc(sizeof parent)) != NULL)
+            *e->trace_parent = parent; /* (out of memory: the run's spans have no parent) */
+    }
     if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
         char *q = strdup(a->task_queue->name);
         if (q == NULL)
@@ -2998,7 +3003,8 @@ void keel_engine_sdk_recorded(const keel_engine *e, const char **name, const cha
 
 keel_engine_trace keel_engine_trace_info(const keel_engine *e)
 {
-    keel_engine_trace t = {.parent = e->trace_parent,
+    static const keel_span_context none = {0};
+    keel_engine_trace t = {.parent = e->trace_parent ? *e->trace_parent : none,
                            .started_ms = e->started_ms,
                            .original_run_id = e->original_run[0] ? e->original_run : e->run_id,
                            .signals = e->trace_signals,
