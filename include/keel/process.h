@@ -17,8 +17,8 @@
  * Cap glibc's malloc arenas at KEEL_PROCESS_MALLOC_ARENAS, unless the environment already says
  * (MALLOC_ARENA_MAX or GLIBC_TUNABLES: the operator's choice wins). Each thread that allocates
  * otherwise gets an arena of its own (up to 8 per core), and each arena keeps the memory its
- * thread freed. Call before any thread starts. KEEL_OK, or KEEL_EUNIMPLEMENTED when the C library
- * has no such setting (not glibc): nothing changed then.
+ * thread freed. Call before any thread starts. KEEL_OK, or KEEL_EUNIMPLEMENTED when the allocator
+ * takes no such setting (not glibc's malloc; AddressSanitizer's, say): nothing changed then.
  */
 int keel_process_memory_setup(void);
 
