@@ -5,6 +5,7 @@
 #include "trace/trace.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -664,6 +665,19 @@ static struct {
     pthread_t thread;
     bool thread_started;
     atomic_uint_fast64_t dropped, exported;
+    /* libcurl's functions, loaded by the first keel_trace_start() (load_curl) */
+    struct {
+        void *lib;
+        CURLcode (*global_init)(long flags);
+        CURL *(*easy_init)(void);
+        CURLcode (*easy_setopt)(CURL *curl, CURLoption option, ...);
+        CURLcode (*easy_perform)(CURL *curl);
+        CURLcode (*easy_getinfo)(CURL *curl, CURLINFO info, ...);
+        const char *(*easy_strerror)(CURLcode code);
+        void (*easy_cleanup)(CURL *curl);
+        struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+        void (*slist_free_all)(struct curl_slist *list);
+    } http;
 } T = {.mu = PTHREAD_MUTEX_INITIALIZER,
        .wake = PTHREAD_COND_INITIALIZER,
        .idle = PTHREAD_COND_INITIALIZER};
@@ -1217,20 +1231,20 @@ static size_t discard_body(char *p, size_t size, size_t n, void *arg)
 static bool post(CURL *curl, struct curl_slist *headers, const uint8_t *body, size_t len, char *why,
                  size_t why_len)
 {
-    curl_easy_setopt(curl, CURLOPT_URL, T.cfg.endpoint);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, (const char *)body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)T.cfg.timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)T.cfg.timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    CURLcode cc = curl_easy_perform(curl);
+    T.http.easy_setopt(curl, CURLOPT_URL, T.cfg.endpoint);
+    T.http.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    T.http.easy_setopt(curl, CURLOPT_POSTFIELDS, (const char *)body);
+    T.http.easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    T.http.easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)T.cfg.timeout_ms);
+    T.http.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)T.cfg.timeout_ms);
+    T.http.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    T.http.easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+    T.http.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode cc = T.http.easy_perform(curl);
     long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    T.http.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (cc != CURLE_OK) {
-        snprintf(why, why_len, "%s", curl_easy_strerror(cc));
+        snprintf(why, why_len, "%s", T.http.easy_strerror(cc));
         return false;
     }
     if (status < 200 || status > 299) {
@@ -1259,15 +1273,15 @@ static void redact_url(const char *url, char *out, size_t n)
 static void *exporter(void *arg)
 {
     (void)arg;
-    CURL *curl = curl_easy_init();
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/x-protobuf");
+    CURL *curl = T.http.easy_init();
+    struct curl_slist *headers = T.http.slist_append(NULL, "Content-Type: application/x-protobuf");
     for (size_t i = 0; i < T.cfg.n_headers && headers; i++) {
         size_t n = strlen(T.cfg.headers[i].key) + strlen(T.cfg.headers[i].value) + 3;
         char *line = malloc(n);
         if (line == NULL)
             continue;
         snprintf(line, n, "%s: %s", T.cfg.headers[i].key, T.cfg.headers[i].value);
-        struct curl_slist *h = curl_slist_append(headers, line);
+        struct curl_slist *h = T.http.slist_append(headers, line);
         free(line);
         if (h)
             headers = h;
@@ -1326,9 +1340,9 @@ static void *exporter(void *arg)
     }
     pthread_mutex_unlock(&T.mu);
     free(batch);
-    curl_slist_free_all(headers);
+    T.http.slist_free_all(headers);
     if (curl)
-        curl_easy_cleanup(curl);
+        T.http.easy_cleanup(curl);
     return NULL;
 }
 
@@ -1343,6 +1357,41 @@ static int copy_kvs(keel_trace_kv *dst, const keel_trace_kv *src, size_t n)
     return KEEL_OK;
 }
 
+/* One of libcurl's functions into *fn (a function pointer's address). */
+static bool curl_symbol(void *lib, const char *name, void *fn)
+{
+    void *p = dlsym(lib, name);
+    memcpy(fn, &p, sizeof p);
+    return p != NULL;
+}
+
+/* libcurl, loaded the first time tracing starts: only the exporter needs HTTP, so a program that
+ * never traces never maps libcurl and the twenty-odd libraries it pulls in (about 4 MiB of a
+ * worker's RSS; docs/performance.md, "Memory"). Kept loaded once loaded. */
+static int load_curl(keel_error *err)
+{
+    if (T.http.lib != NULL)
+        return KEEL_OK;
+    void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL)
+        return keel_error_set(err, KEEL_EUNAVAILABLE, "tracing needs libcurl (libcurl.so.4): %s",
+                              dlerror());
+    if (!curl_symbol(lib, "curl_global_init", &T.http.global_init) ||
+        !curl_symbol(lib, "curl_easy_init", &T.http.easy_init) ||
+        !curl_symbol(lib, "curl_easy_setopt", &T.http.easy_setopt) ||
+        !curl_symbol(lib, "curl_easy_perform", &T.http.easy_perform) ||
+        !curl_symbol(lib, "curl_easy_getinfo", &T.http.easy_getinfo) ||
+        !curl_symbol(lib, "curl_easy_strerror", &T.http.easy_strerror) ||
+        !curl_symbol(lib, "curl_easy_cleanup", &T.http.easy_cleanup) ||
+        !curl_symbol(lib, "curl_slist_append", &T.http.slist_append) ||
+        !curl_symbol(lib, "curl_slist_free_all", &T.http.slist_free_all)) {
+        dlclose(lib);
+        return keel_error_set(err, KEEL_EUNAVAILABLE, "libcurl.so.4 lacks a function tracing uses");
+    }
+    T.http.lib = lib;
+    return KEEL_OK;
+}
+
 int keel_trace_start(const keel_trace_config *cfg, keel_error *err)
 {
     if (cfg == NULL || !cfg->enabled)
@@ -1351,7 +1400,10 @@ int keel_trace_start(const keel_trace_config *cfg, keel_error *err)
         return keel_error_set(err, KEEL_EPRECONDITION, "tracing is already started");
     if (cfg->endpoint == NULL || cfg->max_queue == 0 || cfg->max_batch == 0)
         return keel_error_set(err, KEEL_EINVAL, "a trace configuration without an endpoint");
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    int lrc = load_curl(err);
+    if (lrc != KEEL_OK)
+        return lrc;
+    if (T.http.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return keel_error_set(err, KEEL_EUNAVAILABLE, "libcurl could not start");
     keel_trace_config c = *cfg;
     c.endpoint = strdup(cfg->endpoint);

@@ -113,6 +113,8 @@ bool keel_cache_put(keel_cache *c, const char *run_id, keel_engine *e, bool pinn
 
 void keel_cache_unpin(keel_cache *c, const char *run_id, keel_engine *e)
 {
+    /* Still the pinner's alone (nobody takes a pinned run): trim it to what waiting needs. */
+    keel_engine_compact(e);
     pthread_mutex_lock(&c->mu);
     keel_runmap_entry *en = keel_runmap_find(&c->runs, run_id);
     bool held = en && en->value == e;

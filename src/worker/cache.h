@@ -34,8 +34,9 @@ keel_engine *keel_cache_take(keel_cache *c, const char *run_id);
  * memory. A pinned run stays until keel_cache_unpin() or keel_cache_drop(). */
 bool keel_cache_put(keel_cache *c, const char *run_id, keel_engine *e, bool pinned);
 
-/* Unpin the run's engine e. If another thread put a newer state of the run meanwhile, e was
- * left to its pinner: it is freed now. */
+/* Unpin the run's engine e, its task's answer sent: e is compacted first (keel_engine_compact:
+ * a cached run keeps only what its next task needs). If another thread put a newer state of the
+ * run meanwhile, e was left to its pinner: it is freed now. */
 void keel_cache_unpin(keel_cache *c, const char *run_id, keel_engine *e);
 
 /* Remove the run's engine e (its state no longer matches the server's) and free it. */

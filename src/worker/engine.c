@@ -179,10 +179,12 @@ struct keel_engine {
     int64_t started_ms;           /* the run's WorkflowExecutionStarted time */
     bool suggest_continue_as_new; /* the current workflow task's, from history */
     bool replaying, closing;
-    char error[KEEL_ERROR_MESSAGE_MAX]; /* set by keel_workflow_error() or API misuse */
+    /* Set by keel_workflow_error() or API misuse during an activation (KEEL_ERROR_MESSAGE_MAX
+     * bytes on the heap, or OOM_ERROR), NULL otherwise: a cached run holds no message. */
+    const char *error;
 
     /* for the worker's tracing, only while tracing is on (keel_engine_trace_info) */
-    keel_span_context trace_parent; /* (and started_ms, above) */
+    keel_span_context *trace_parent; /* (and started_ms, above); NULL: none (540 bytes a run) */
     keel_engine_signal *trace_signals;
     size_t n_trace_signals, cap_trace_signals;
 };
@@ -222,16 +224,46 @@ static const char *event_name(const keel_pb_event *ev)
     return event_type_name((int)ev->event_type);
 }
 
+/* What e->error says when there was no memory for the message itself. */
+static const char OOM_ERROR[] = "out of memory recording the workflow's error";
+
+/* Record the activation's error, keeping the first. */
+static void set_error(keel_engine *e, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void set_error(keel_engine *e, const char *fmt, va_list ap)
+{
+    if (e->error != NULL)
+        return; /* keep the first */
+    char *m = malloc(KEEL_ERROR_MESSAGE_MAX);
+    if (m == NULL) {
+        e->error = OOM_ERROR;
+        return;
+    }
+    vsnprintf(m, KEEL_ERROR_MESSAGE_MAX, fmt, ap);
+    e->error = m;
+}
+
+/* The error recorded, for an out-of-memory path that may have recorded none. */
+static const char *error_text(const keel_engine *e)
+{
+    return e->error ? e->error : "out of memory in the workflow engine";
+}
+
+static void clear_error(keel_engine *e)
+{
+    if (e->error != OOM_ERROR)
+        free((char *)e->error);
+    e->error = NULL;
+}
+
 /* The engine's own misuse messages go where keel_workflow_error() puts the workflow's. */
 static void engine_error(keel_engine *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void engine_error(keel_engine *e, const char *fmt, ...)
 {
-    if (e->error[0])
-        return; /* keep the first */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->error, sizeof e->error, fmt, ap);
+    set_error(e, fmt, ap);
     va_end(ap);
 }
 
@@ -394,6 +426,8 @@ void keel_engine_free(keel_engine *e)
     keel_la_table_free(&e->las);
     keel_engine_trace_clear_signals(e);
     free(e->trace_signals);
+    free(e->trace_parent);
+    clear_error(e);
     free(e);
 }
 
@@ -1020,11 +1054,11 @@ static int prepare_update(keel_engine *e, delivery *d, bool *skip, keel_error *e
         if (!admit_update(e, &d->req, reason, sizeof reason)) {
             *skip = true;
             if (push_message(e, keel_update_reject(&d->req, reason, &merr), &merr) != KEEL_OK)
-                return keel_error_set(err, KEEL_ENOMEM, "%s", e->error);
+                return keel_error_set(err, KEEL_ENOMEM, "%s", error_text(e));
             return KEEL_OK;
         }
         if (push_message(e, keel_update_accept(&d->req, &merr), &merr) != KEEL_OK)
-            return keel_error_set(err, KEEL_ENOMEM, "%s", e->error);
+            return keel_error_set(err, KEEL_ENOMEM, "%s", error_text(e));
     }
     item *u = add_item(&e->updates, e->next_update_seq++, d->req.name);
     if (u == NULL || (u->id = strdup(d->req.update_id)) == NULL)
@@ -1496,7 +1530,7 @@ static int resolve_local(keel_engine *e, keel_la *la, const keel_la_outcome *o, 
         uint32_t t = keel_workflow_timer(&e->ctx, o->backoff_ms);
         e->closing = was_closing;
         if (t == 0)
-            return keel_error_set(err, KEEL_ENOMEM, "%s", e->error);
+            return keel_error_set(err, KEEL_ENOMEM, "%s", error_text(e));
         e->timers.v[e->timers.n - 1].state = OPEN;
         la->timer_seq = t;
         la->state = KEEL_LA_BACKOFF;
@@ -1646,13 +1680,10 @@ const char *keel_workflow_task_queue(const keel_workflow_ctx *ctx)
 
 int keel_workflow_error(keel_workflow_ctx *ctx, const char *fmt, ...)
 {
-    keel_engine *e = ctx->engine;
-    if (e->error[0] == '\0') {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->error, sizeof e->error, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(ctx->engine, fmt, ap);
+    va_end(ap);
     return KEEL_EINVAL;
 }
 
@@ -1687,13 +1718,13 @@ static int run_callback(keel_engine *e, delivery *d, keel_error *err)
         rc = e->type->start(&e->ctx, e->state, d->json);
     else
         rc = e->type->on_event(&e->ctx, e->state, &d->ev);
-    if (rc == KEEL_OK && e->error[0] == '\0')
+    if (rc == KEEL_OK && e->error == NULL)
         return KEEL_OK;
     return keel_error_set(err, KEEL_EINVAL, "workflow %s (%s) %s: %s", e->type->name,
                           e->workflow_id, d->is_start ? "start" : "on_event",
-                          e->error[0] ? e->error
-                                      : "the callback failed without saying why "
-                                        "(use keel_workflow_error)");
+                          e->error ? e->error
+                                   : "the callback failed without saying why "
+                                     "(use keel_workflow_error)");
 }
 
 /* Run the workflow over the queued deliveries. Its commands replace the previous activation's
@@ -1703,7 +1734,7 @@ static int resolve_replayed_locals(keel_engine *e, bool *resolved, keel_error *e
 static int run_round(keel_engine *e, bool replaying, keel_error *err)
 {
     e->replaying = replaying;
-    e->error[0] = '\0';
+    clear_error(e);
     int rc = KEEL_OK;
     for (size_t i = 0; i < e->n_deliveries && rc == KEEL_OK; i++) {
         delivery *d = &e->deliveries[i];
@@ -2285,8 +2316,12 @@ static int on_started(keel_engine *e, const keel_pb_event *ev, keel_error *err)
     e->now_ms = event_ms(ev);
     e->started_ms = e->now_ms;
     e->wft_timeout_ms = keel_proto_duration_ms(a->workflow_task_timeout);
-    if (keel_trace_enabled())
-        keel_trace_from_header(a->header, &e->trace_parent); /* a bad one: no parent */
+    if (keel_trace_enabled() && e->trace_parent == NULL) {
+        keel_span_context parent = {0};
+        keel_trace_from_header(a->header, &parent); /* a bad one: no parent */
+        if (parent.valid && (e->trace_parent = malloc(sizeof parent)) != NULL)
+            *e->trace_parent = parent; /* (out of memory: the run's spans have no parent) */
+    }
     if (e->task_queue[0] == '\0' && a->task_queue && a->task_queue->name) {
         char *q = strdup(a->task_queue->name);
         if (q == NULL)
@@ -2900,6 +2935,41 @@ size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out)
     return e->n_out;
 }
 
+/* An emptied array's room, given back. */
+static void release(void **v, size_t n, size_t *cap)
+{
+    if (n == 0 && *cap > 0) {
+        free(*v);
+        *v = NULL;
+        *cap = 0;
+    }
+}
+
+void keel_engine_compact(keel_engine *e)
+{
+    /* The answer is the server's now: the commands' messages, the answer's arrays and the
+     * update answers go. Matching the command events later needs only kind, seq and key. */
+    for (size_t i = 0; i < e->n_cmds; i++)
+        if (e->cmds[i].pb) {
+            FREE_PB(e->cmds[i].pb);
+            e->cmds[i].pb = NULL;
+        }
+    free(e->out);
+    e->out = NULL;
+    e->n_out = 0;
+    for (size_t i = 0; i < e->n_msgs; i++)
+        FREE_PB(e->msgs[i]);
+    e->n_msgs = 0;
+    release((void **)&e->msgs, e->n_msgs, &e->cap_msgs);
+    /* Arrays that only fill and empty within a task. */
+    release((void **)&e->deliveries, e->n_deliveries, &e->cap_deliveries);
+    release((void **)&e->incoming, e->n_incoming, &e->cap_incoming);
+    release((void **)&e->rec, e->n_rec, &e->cap_rec);
+    release((void **)&e->deferred, e->n_deferred, &e->cap_deferred);
+    release((void **)&e->trace_signals, e->n_trace_signals, &e->cap_trace_signals);
+    clear_error(e);
+}
+
 int64_t keel_engine_last_event_id(const keel_engine *e)
 {
     return e->last_event_id;
@@ -2933,7 +3003,8 @@ void keel_engine_sdk_recorded(const keel_engine *e, const char **name, const cha
 
 keel_engine_trace keel_engine_trace_info(const keel_engine *e)
 {
-    keel_engine_trace t = {.parent = e->trace_parent,
+    static const keel_span_context none = {0};
+    keel_engine_trace t = {.parent = e->trace_parent ? *e->trace_parent : none,
                            .started_ms = e->started_ms,
                            .original_run_id = e->original_run[0] ? e->original_run : e->run_id,
                            .signals = e->trace_signals,

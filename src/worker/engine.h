@@ -78,6 +78,14 @@ size_t keel_engine_messages(const keel_engine *e, keel_pb_message *const **out);
  * valid until the next feed, finish or free. */
 size_t keel_engine_commands(const keel_engine *e, keel_pb_command *const **out);
 
+/*
+ * The current task's answer has been sent (or will not be): free what only the answer needed
+ * (the commands' messages, the answer's arrays, the update answers) and the room of arrays that
+ * are empty between tasks, so that a run waiting in the cache holds only its state. After it,
+ * keel_engine_commands() and keel_engine_messages() are empty until the next finish.
+ */
+void keel_engine_compact(keel_engine *e);
+
 /* Id of the last event fed; of the last WorkflowTaskStarted fed. */
 int64_t keel_engine_last_event_id(const keel_engine *e);
 int64_t keel_engine_last_started_id(const keel_engine *e);

@@ -19,6 +19,7 @@
 #include "activities/agent.h"
 #include "activities/http.h"
 #include "keel/keel.h"
+#include "keel/process.h"
 #include "keel/trace.h"
 #include "log/log.h"
 #include "workflows/registry.h"
@@ -467,6 +468,7 @@ int main(int argc, char **argv)
         usage(strcmp(argv[1], "--help") == 0 ? stdout : stderr);
         return strcmp(argv[1], "--help") == 0 ? 0 : EXIT_CONFIG;
     }
+    keel_process_memory_setup(); /* before any thread: docs/operations.md, "Memory" */
     /* Block the stop signals first, in every thread to come, so that none is lost. */
     sigset_t stop;
     sigemptyset(&stop);

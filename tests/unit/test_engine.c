@@ -403,6 +403,63 @@ START_TEST(feeding_in_pieces_is_the_same_as_at_once)
 }
 END_TEST
 
+START_TEST(a_compacted_run_goes_on_and_still_catches_non_determinism)
+{
+    /* As a cached run lives: each answer sent, then compacted (keel_cache_unpin does it). */
+    history h = {0};
+    happy(&h, false);
+    keel_engine *e;
+    keel_error err;
+    ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", &err), KEEL_OK);
+    size_t cut[] = {3, 8, h.n};
+    size_t from = 0;
+    keel_pb_command *const *cmds;
+    keel_pb_message *const *msgs;
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_msg(keel_engine_feed(e, h.ev + from, cut[i] - from, &err) == KEEL_OK, "%s",
+                      err.message);
+        ck_assert_msg(keel_engine_finish(e, &err) == KEEL_OK, "%s", err.message);
+        if (i == 0) /* the first task's ScheduleActivityTask; the second cut ends between tasks */
+            ck_assert_uint_eq(keel_engine_commands(e, &cmds), 1);
+        if (i < 2) {
+            keel_engine_compact(e);
+            ck_assert_uint_eq(keel_engine_commands(e, &cmds), 0);
+            ck_assert_uint_eq(keel_engine_messages(e, &msgs), 0);
+            keel_engine_compact(e); /* twice is harmless */
+        }
+        from = cut[i];
+    }
+    const keel_pb_command *c = only_command(e);
+    ck_assert_int_eq(
+        c->command_type,
+        TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION);
+    const order *o = keel_engine_state(e);
+    ck_assert_str_eq(o->charged, "{\"receipt\":\"r-9\"}");
+    keel_engine_free(e);
+    free_history(&h);
+
+    /* The compacted run's command (ScheduleActivityTask, its message gone) is still matched:
+     * history that recorded a timer instead is non-determinism, named as before. */
+    history h2 = {0};
+    started(&h2, "{\"amount\":10}");
+    task(&h2, true);
+    timer_started(&h2, "1");
+    task(&h2, false);
+    ck_assert_int_eq(keel_engine_new(&e, &order_type, "wf-1", "run-1", "q", &err), KEEL_OK);
+    ck_assert_int_eq(keel_engine_feed(e, h2.ev, 3, &err), KEEL_OK);
+    ck_assert_int_eq(keel_engine_finish(e, &err), KEEL_OK);
+    keel_engine_compact(e);
+    int rc = keel_engine_feed(e, h2.ev + 3, h2.n - 3, &err);
+    if (rc == KEEL_OK)
+        rc = keel_engine_finish(e, &err);
+    ck_assert_int_eq(rc, KEEL_ENONDETERMINISM);
+    ck_assert_ptr_nonnull(strstr(err.message, "ScheduleActivityTask (activity 1, type charge)"));
+    ck_assert_ptr_nonnull(strstr(err.message, "TimerStarted (timer 1)"));
+    keel_engine_free(e);
+    free_history(&h2);
+}
+END_TEST
+
 START_TEST(a_different_command_is_non_determinism)
 {
     /* History says the first task started a timer; the code schedules an activity. */
@@ -1472,6 +1529,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, replay_then_work_on_the_current_task);
     tcase_add_test(tc, a_closed_run_replays_with_nothing_to_send);
     tcase_add_test(tc, feeding_in_pieces_is_the_same_as_at_once);
+    tcase_add_test(tc, a_compacted_run_goes_on_and_still_catches_non_determinism);
     tcase_add_test(tc, a_different_command_is_non_determinism);
     tcase_add_test(tc, missing_and_extra_commands_are_non_determinism);
     tcase_add_test(tc, a_failed_task_attempt_is_folded_into_the_next);

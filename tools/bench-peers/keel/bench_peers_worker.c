@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "keel/keel.h"
+#include "keel/process.h"
 
 static int noop(keel_activity_ctx *ctx, const char *input, char **result, void *user)
 {
@@ -372,6 +373,7 @@ static int run_replay(const char *path, int n)
 
 int main(int argc, char **argv)
 {
+    keel_process_memory_setup(); /* what keel-worker runs with (docs/operations.md, "Memory") */
     if (argc == 3 && strcmp(argv[1], "worker") == 0)
         return run_worker(argv[2]);
     if (argc == 4 && strcmp(argv[1], "replay") == 0 && atoi(argv[3]) > 0)
