@@ -22,6 +22,7 @@ Suite *metrics_suite(void);
 Suite *trace_suite(void);
 Suite *toml_suite(void);
 Suite *profile_suite(void);
+Suite *arena_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -47,6 +48,7 @@ const keel_test_suite *keel_test_suites(void)
         {"trace", trace_suite},
         {"toml", toml_suite},
         {"profile", profile_suite},
+        {"arena", arena_suite},
         {NULL, NULL},
     };
     return suites;
