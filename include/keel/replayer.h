@@ -22,7 +22,9 @@ extern "C" {
  * Replay data[0..len) with `type`. KEEL_OK when the code reproduces the history (a history that
  * ends inside a workflow task replays up to it); KEEL_ENONDETERMINISM naming the first command
  * that differs; KEEL_EINVAL when the data is not a history, or is a history of another workflow
- * type; the callbacks' own errors as they report them.
+ * type; the callbacks' own errors as they report them. data is borrowed and not kept. The
+ * decoded history is held in an arena and released when the call returns; the calling thread
+ * keeps one block of it (at most 4 MiB) for its next replay, freed when the thread exits.
  */
 int keel_replay(const keel_workflow_type *type, const char *data, size_t len, keel_error *err);
 

@@ -19,6 +19,7 @@
 #include "proto/depth.h"
 #include "temporal/api/errordetails/v1/message.pb-c.h"
 #include "temporal/api/update/v1/message.pb-c.h"
+#include "util/arena.h"
 
 #define MEMBER(m, off)  ((void *)((char *)(m) + (off)))
 #define CMEMBER(m, off) ((const void *)((const char *)(m) + (off)))
@@ -83,32 +84,31 @@ static int b64_value(char ch)
     return -1;
 }
 
-int keel_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len,
-                       keel_error *err)
+/* The characters of text[0..len) that carry data (*n, without the padding) and the bytes they
+ * decode to (*bytes), or KEEL_EINVAL when no base64 text has that length. */
+static int b64_measure(const char *text, size_t len, size_t *n, size_t *bytes, keel_error *err)
 {
-    *out = NULL;
-    *out_len = 0;
-    size_t n = len;
-    while (n > 0 && len - n < 2 && text[n - 1] == '=')
-        n--;
+    *n = len;
+    while (*n > 0 && len - *n < 2 && text[*n - 1] == '=')
+        (*n)--;
     /* With padding the text is whole groups of four; without, a lone last character cannot
      * hold a byte. */
-    if ((n < len && len % 4 != 0) || n % 4 == 1)
+    if ((*n < len && len % 4 != 0) || *n % 4 == 1)
         return keel_error_set(err, KEEL_EINVAL, "not base64: %zu characters cannot be base64", len);
-    if (n == 0)
-        return KEEL_OK;
-    uint8_t *buf = malloc(n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0));
-    if (buf == NULL)
-        return keel_error_set(err, KEEL_ENOMEM, "out of memory decoding base64");
+    *bytes = *n / 4 * 3 + (*n % 4 ? *n % 4 - 1 : 0);
+    return KEEL_OK;
+}
+
+/* The n data characters of text into buf (b64_measure's byte count). */
+static int b64_fill(const char *text, size_t n, uint8_t *buf, keel_error *err)
+{
     uint32_t acc = 0;
     unsigned bits = 0;
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int v = b64_value(text[i]);
-        if (v < 0) {
-            free(buf);
+        if (v < 0)
             return keel_error_set(err, KEEL_EINVAL, "not base64: bad character at offset %zu", i);
-        }
         acc = (acc << 6 | (uint32_t)v) & 0xffffff;
         bits += 6;
         if (bits >= 8) {
@@ -116,8 +116,27 @@ int keel_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_
             buf[o++] = (uint8_t)(acc >> bits);
         }
     }
+    return KEEL_OK;
+}
+
+int keel_base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len,
+                       keel_error *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    size_t n, bytes;
+    int rc = b64_measure(text, len, &n, &bytes, err);
+    if (rc != KEEL_OK || n == 0)
+        return rc;
+    uint8_t *buf = malloc(bytes);
+    if (buf == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory decoding base64");
+    if ((rc = b64_fill(text, n, buf, err)) != KEEL_OK) {
+        free(buf);
+        return rc;
+    }
     *out = buf;
-    *out_len = o;
+    *out_len = bytes;
     return KEEL_OK;
 }
 
@@ -229,7 +248,8 @@ typedef struct pj {
     bool utf8_checked;    /* the tree is keel_json_parse's: its strings are valid UTF-8 already */
     keel_json_reader *jr; /* decoding straight from text: the reader, and the text it reads */
     const char *text;
-    size_t n_segs; /* segments pushed; the first PATH_SEGS_MAX are in segs */
+    keel_arena *arena; /* decoded messages are allocated here instead of with malloc */
+    size_t n_segs;     /* segments pushed; the first PATH_SEGS_MAX are in segs */
     path_seg segs[PATH_SEGS_MAX];
 } pj;
 
@@ -243,7 +263,32 @@ static void pj_init(pj *c, const keel_protojson_options *opts, keel_error *err)
     c->utf8_checked = false;
     c->jr = NULL;
     c->text = NULL;
+    c->arena = NULL;
     c->n_segs = 0;
+}
+
+/* The decoded message's memory: from the arena when there is one, else malloc'd as
+ * protobuf_c_message_unpack would. */
+static void *pj_alloc(pj *c, size_t size)
+{
+    return c->arena ? keel_arena_alloc(c->arena, size) : malloc(size);
+}
+
+static void *pj_calloc(pj *c, size_t n, size_t size)
+{
+    return c->arena ? keel_arena_calloc(c->arena, n, size) : calloc(n, size);
+}
+
+static char *pj_strdup(pj *c, const char *s)
+{
+    return c->arena ? keel_arena_strndup(c->arena, s, strlen(s)) : strdup(s);
+}
+
+/* Drops a decoded message that will not be kept (arena messages go with the arena). */
+static void pj_discard(pj *c, ProtobufCMessage *m)
+{
+    if (c->arena == NULL)
+        protobuf_c_message_free_unpacked(m, NULL);
 }
 
 /* Push a segment; returns what to give path_pop. */
@@ -1512,7 +1557,7 @@ static int dec_string(pj *c, const cJSON *j, void *dst, bool alloc_empty)
         return fail(c, KEEL_EINVAL, "string is not valid UTF-8");
     if (*s == '\0' && !alloc_empty)
         return KEEL_OK;
-    char *copy = strdup(s);
+    char *copy = pj_strdup(c, s);
     if (copy == NULL)
         return nomem(c);
     memcpy(dst, &copy, sizeof copy);
@@ -1525,8 +1570,22 @@ static int dec_bytes(pj *c, const cJSON *j, ProtobufCBinaryData *dst)
         return type_error(c, "a base64 string", j);
     keel_error e;
     const char *s = json_text(j);
-    int rc = keel_base64_decode(s, strlen(s), &dst->data, &dst->len, &e);
-    return rc == KEEL_OK ? KEEL_OK : fail(c, rc, "%s", e.message);
+    if (c->arena == NULL) {
+        int rc = keel_base64_decode(s, strlen(s), &dst->data, &dst->len, &e);
+        return rc == KEEL_OK ? KEEL_OK : fail(c, rc, "%s", e.message);
+    }
+    size_t n, bytes;
+    int rc = b64_measure(s, strlen(s), &n, &bytes, &e);
+    if (rc != KEEL_OK || n == 0)
+        return rc == KEEL_OK ? KEEL_OK : fail(c, rc, "%s", e.message);
+    uint8_t *buf = keel_arena_alloc(c->arena, bytes);
+    if (buf == NULL)
+        return nomem(c);
+    if ((rc = b64_fill(s, n, buf, &e)) != KEEL_OK)
+        return fail(c, rc, "%s", e.message);
+    dst->data = buf;
+    dst->len = bytes;
+    return KEEL_OK;
 }
 
 static int dec_submessage(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *j, void *dst)
@@ -1588,7 +1647,7 @@ static int dec_list(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, Pr
     size_t n = count_children(j), size = elem_size(f->type), i = 0;
     if (n == 0)
         return KEEL_OK;
-    char *arr = calloc(n, size);
+    char *arr = pj_calloc(c, n, size);
     if (arr == NULL)
         return nomem(c);
     memcpy(MEMBER(m, f->offset), &arr, sizeof arr);
@@ -1637,7 +1696,7 @@ static int map_entry(pj *c, const ProtobufCMessageDescriptor *ed, const char *ke
     *out = NULL;
     if (null)
         return fail(c, KEEL_EINVAL, "null is not allowed as a map value");
-    ProtobufCMessage *e = malloc(ed->sizeof_message);
+    ProtobufCMessage *e = pj_alloc(c, ed->sizeof_message);
     if (e == NULL)
         return nomem(c);
     ed->message_init(e);
@@ -1649,7 +1708,7 @@ static int map_entry(pj *c, const ProtobufCMessageDescriptor *ed, const char *ke
                    vf->label != PROTOBUF_C_LABEL_NONE);
     }
     if (rc != KEEL_OK) {
-        protobuf_c_message_free_unpacked(e, NULL);
+        pj_discard(c, e);
         return rc < 0 ? rc : KEEL_OK;
     }
     mark_present(vf, e);
@@ -1664,7 +1723,7 @@ static int dec_map(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, Pro
     size_t n = count_children(j);
     if (n == 0)
         return KEEL_OK;
-    ProtobufCMessage **arr = calloc(n, sizeof *arr);
+    ProtobufCMessage **arr = pj_calloc(c, n, sizeof *arr);
     if (arr == NULL)
         return nomem(c);
     memcpy(MEMBER(m, f->offset), &arr, sizeof arr);
@@ -1792,7 +1851,7 @@ static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *
     if (c->depth >= KEEL_PROTOJSON_MAX_DEPTH)
         return fail(c, KEEL_EINVAL, "messages nest deeper than %d levels",
                     KEEL_PROTOJSON_MAX_DEPTH);
-    ProtobufCMessage *m = malloc(d->sizeof_message);
+    ProtobufCMessage *m = pj_alloc(c, d->sizeof_message);
     if (m == NULL)
         return nomem(c);
     d->message_init(m);
@@ -1803,7 +1862,7 @@ static int dec_message(pj *c, const ProtobufCMessageDescriptor *d, const cJSON *
                               : dec_object(c, j, m);
     c->depth--;
     if (rc != KEEL_OK) {
-        protobuf_c_message_free_unpacked(m, NULL);
+        pj_discard(c, m);
         return rc;
     }
     *out = m;
@@ -1838,9 +1897,9 @@ static int dec_wrapper(pj *c, const cJSON *j, ProtobufCMessage *m)
 }
 
 /* One camelCase path into a new snake_case string. */
-static char *mask_path_snake(const char *from, size_t len)
+static char *mask_path_snake(pj *c, const char *from, size_t len)
 {
-    char *out = malloc(2 * len + 1), *o = out;
+    char *out = pj_alloc(c, 2 * len + 1), *o = out;
     if (out == NULL)
         return NULL;
     for (size_t i = 0; i < len; i++) {
@@ -1868,11 +1927,11 @@ static int dec_field_mask(pj *c, const cJSON *j, ProtobufCMessage *m)
     size_t n = 1;
     for (const char *p = s; *p; p++)
         n += *p == ',';
-    if ((fm->paths = calloc(n, sizeof *fm->paths)) == NULL)
+    if ((fm->paths = pj_calloc(c, n, sizeof *fm->paths)) == NULL)
         return nomem(c);
     for (const char *start = s;; start++) {
         size_t len = strcspn(start, ",");
-        if ((fm->paths[fm->n_paths] = mask_path_snake(start, len)) == NULL)
+        if ((fm->paths[fm->n_paths] = mask_path_snake(c, start, len)) == NULL)
             return nomem(c);
         fm->n_paths++;
         start += len;
@@ -1887,7 +1946,7 @@ static int pack_into(pj *c, const ProtobufCMessage *msg, ProtobufCBinaryData *ou
     size_t n = protobuf_c_message_get_packed_size(msg);
     if (n == 0)
         return KEEL_OK;
-    if ((out->data = malloc(n)) == NULL)
+    if ((out->data = pj_alloc(c, n)) == NULL)
         return nomem(c);
     out->len = protobuf_c_message_pack(msg, out->data);
     return KEEL_OK;
@@ -1907,7 +1966,7 @@ static int dec_any_known(pj *c, const ProtobufCMessageDescriptor *d, const cJSON
     if (rc != KEEL_OK)
         return rc;
     rc = pack_into(c, inner, &a->value);
-    protobuf_c_message_free_unpacked(inner, NULL);
+    pj_discard(c, inner);
     return rc;
 }
 
@@ -2025,7 +2084,9 @@ static int s_grow(pj *c, char **arr, size_t *cap, size_t count, size_t size, voi
     if (count < *cap)
         return KEEL_OK;
     size_t want = *cap ? *cap * 2 : 4;
-    char *grown = want <= SIZE_MAX / size ? realloc(*arr, want * size) : NULL;
+    char *grown = want > SIZE_MAX / size ? NULL
+                  : c->arena             ? keel_arena_grow(c->arena, *arr, *cap * size, want * size)
+                                         : realloc(*arr, want * size);
     if (grown == NULL)
         return nomem(c);
     memset(grown + *cap * size, 0, (want - *cap) * size);
@@ -2205,8 +2266,8 @@ int keel_protojson_from_cjson(const ProtobufCMessageDescriptor *desc, const cJSO
     return keel_protojson_from_cjson_with(desc, json, NULL, out, err);
 }
 
-int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
-                          ProtobufCMessage **out, keel_error *err)
+static int decode_text(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
+                       keel_arena *arena, ProtobufCMessage **out, keel_error *err)
 {
     if (out != NULL)
         *out = NULL;
@@ -2222,12 +2283,31 @@ int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *js
     c.utf8_checked = true;
     c.jr = jr;
     c.text = text;
+    c.arena = arena;
     rc = dec_message(&c, desc, NULL, out);
     if (rc == KEEL_OK && !keel_json_reader_finish(jr)) {
         rc = s_failed(&c);
-        protobuf_c_message_free_unpacked(*out, NULL);
+        pj_discard(&c, *out);
         *out = NULL;
     }
     keel_json_reader_close(jr);
     return rc;
+}
+
+int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
+                          ProtobufCMessage **out, keel_error *err)
+{
+    return decode_text(desc, json, len, NULL, out, err);
+}
+
+int keel_protojson_decode_arena(const ProtobufCMessageDescriptor *desc, const char *json,
+                                size_t len, keel_arena *arena, ProtobufCMessage **out,
+                                keel_error *err)
+{
+    if (arena == NULL) {
+        if (out != NULL)
+            *out = NULL;
+        return keel_error_set(err, KEEL_EINVAL, "protojson: no arena to decode into");
+    }
+    return decode_text(desc, json, len, arena, out, err);
 }

@@ -57,6 +57,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "keel/error.h"
+#include "util/arena.h"
 
 /* How deep messages may nest, in JSON and in protobuf messages being encoded. */
 #define KEEL_PROTOJSON_MAX_DEPTH 100
@@ -98,6 +99,18 @@ cJSON *keel_protojson_to_cjson_with(const ProtobufCMessage *msg, const keel_prot
  * texts keel_json_parse + keel_protojson_from_cjson accept, with the same result. */
 int keel_protojson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                           ProtobufCMessage **out, keel_error *err);
+
+/* Same, but every string, bytes buffer, array and submessage of the result (and anything a
+ * failed decode left behind) is allocated from `arena`: the message is owned by the arena and
+ * lives until keel_arena_free(arena). It must NOT be passed to
+ * protobuf_c_message_free_unpacked (that would free() arena memory). Accepts exactly the texts
+ * keel_protojson_decode accepts, with the same message (same layout: strings at their default
+ * still point at protobuf_c_empty_string) and the same errors; only where the memory comes from
+ * differs. For the replayer, which decodes a whole history and drops it at once. A NULL arena
+ * is KEEL_EINVAL. */
+int keel_protojson_decode_arena(const ProtobufCMessageDescriptor *desc, const char *json,
+                                size_t len, keel_arena *arena, ProtobufCMessage **out,
+                                keel_error *err);
 
 /* Same, from a parsed cJSON tree (borrowed; not modified). opts may be NULL (defaults). */
 int keel_protojson_from_cjson(const ProtobufCMessageDescriptor *desc, const cJSON *json,

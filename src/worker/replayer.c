@@ -9,6 +9,7 @@
 #include "converter/protojson.h"
 #include "proto/depth.h"
 #include "temporal/api/history/v1/message.pb-c.h"
+#include "util/arena.h"
 #include "worker/engine.h"
 
 #define MAX_HISTORY_FILE (512L * 1024 * 1024)
@@ -25,20 +26,24 @@ static bool looks_like_json(const char *data, size_t len)
     return false;
 }
 
-static int decode(const char *data, size_t len, pb_history **out, keel_error *err)
+/* The history, decoded into the arena: every event lives until the arena is freed, and all of
+ * them go at once (no free per string and message). */
+static int decode(const char *data, size_t len, keel_arena *arena, pb_history **out,
+                  keel_error *err)
 {
     *out = NULL;
     if (looks_like_json(data, len))
-        return keel_protojson_decode(&temporal__api__history__v1__history__descriptor, data, len,
-                                     (ProtobufCMessage **)out, err);
+        return keel_protojson_decode_arena(&temporal__api__history__v1__history__descriptor, data,
+                                           len, arena, (ProtobufCMessage **)out, err);
     keel_error why;
     bool too_deep = false;
     int rc = keel_proto_check(&temporal__api__history__v1__history__descriptor,
                               (const uint8_t *)data, len, KEEL_PROTO_MAX_DEPTH, &too_deep, &why);
     if (rc != KEEL_OK && too_deep)
         return keel_error_set(err, KEEL_EINVAL, "%s", why.message);
+    ProtobufCAllocator alloc = keel_arena_protobuf_allocator(arena);
     if (rc == KEEL_OK)
-        *out = temporal__api__history__v1__history__unpack(NULL, len, (const uint8_t *)data);
+        *out = temporal__api__history__v1__history__unpack(&alloc, len, (const uint8_t *)data);
     if (*out == NULL)
         return keel_error_set(err, KEEL_EINVAL,
                               "not a history: neither JSON nor a binary "
@@ -47,19 +52,30 @@ static int decode(const char *data, size_t len, pb_history **out, keel_error *er
     return KEEL_OK;
 }
 
+static int replay_history(const keel_workflow_type *type, const pb_history *h, keel_error *err);
+
 int keel_replay(const keel_workflow_type *type, const char *data, size_t len, keel_error *err)
 {
     if (type == NULL || data == NULL)
         return keel_error_set(err, KEEL_EINVAL, "replay needs a workflow type and a history");
+    keel_arena *arena = keel_arena_new();
+    if (arena == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory decoding the history");
     pb_history *h;
-    int rc = decode(data, len, &h, err);
-    if (rc != KEEL_OK)
-        return rc;
+    int rc = decode(data, len, arena, &h, err);
+    if (rc == KEEL_OK)
+        rc = replay_history(type, h, err);
+    keel_arena_free(arena); /* the history, after the engine that read it is gone */
+    return rc;
+}
+
+static int replay_history(const keel_workflow_type *type, const pb_history *h, keel_error *err)
+{
+    int rc;
     if (h->n_events == 0 || h->events[0] == NULL ||
         h->events[0]->attributes_case !=
             TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES ||
         h->events[0]->workflow_execution_started_event_attributes == NULL) {
-        protobuf_c_message_free_unpacked(&h->base, NULL);
         return keel_error_set(err, KEEL_EINVAL,
                               "the history does not begin with WorkflowExecutionStarted");
     }
@@ -67,10 +83,8 @@ int keel_replay(const keel_workflow_type *type, const char *data, size_t len, ke
         h->events[0]->workflow_execution_started_event_attributes;
     const char *recorded = a->workflow_type && a->workflow_type->name ? a->workflow_type->name : "";
     if (strcmp(recorded, type->name) != 0) {
-        rc = keel_error_set(err, KEEL_EINVAL, "the history is of workflow type '%s', not '%s'",
-                            recorded, type->name);
-        protobuf_c_message_free_unpacked(&h->base, NULL);
-        return rc;
+        return keel_error_set(err, KEEL_EINVAL, "the history is of workflow type '%s', not '%s'",
+                              recorded, type->name);
     }
     keel_engine *e;
     /* The run's own id: workflows derive ids (children's, say) from it. */
@@ -82,7 +96,6 @@ int keel_replay(const keel_workflow_type *type, const char *data, size_t len, ke
     if (rc == KEEL_OK)
         rc = keel_engine_finish(e, err);
     keel_engine_free(e);
-    protobuf_c_message_free_unpacked(&h->base, NULL);
     return rc;
 }
 

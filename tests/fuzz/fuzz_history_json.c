@@ -7,7 +7,9 @@
  * agree: keel_protojson_decode (reading the text straight into the message) and keel_json_parse
  * + keel_protojson_from_cjson (through a tree) both refuse the input or both give the same packed
  * bytes - as a History and as a few other types (Any, Failure with its cause chain, a Timestamp
- * alone).
+ * alone). The arena decode (keel_protojson_decode_arena, what the replayer uses) agrees with
+ * keel_protojson_decode too: the same return code, the same error text, the same packed bytes;
+ * one arena takes every decode of an input, failed ones included.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -55,14 +57,23 @@ static ProtobufCMessage *same(const char *text, const uint8_t *want, size_t want
     return m;
 }
 
-/* The streaming decoder and the tree decoder agree on text as type d. */
-static void decoders_agree(const ProtobufCMessageDescriptor *d, const char *text, size_t size)
+/* The streaming decoder, the tree decoder and the arena decoder (into arena) agree on text as
+ * type d. */
+static void decoders_agree(const ProtobufCMessageDescriptor *d, const char *text, size_t size,
+                           keel_arena *arena)
 {
-    ProtobufCMessage *streamed = NULL, *treed = NULL;
-    keel_error e1, e2;
+    ProtobufCMessage *streamed = NULL, *treed = NULL, *arenaed = NULL;
+    keel_error e1, e2, e3;
     if (text == NULL)
         text = "";
     int rc1 = keel_protojson_decode(d, text, size, &streamed, &e1);
+    int rc3 = keel_protojson_decode_arena(d, text, size, arena, &arenaed, &e3);
+    if (rc3 != rc1 || (rc3 == KEEL_OK) != (arenaed != NULL))
+        fuzz_fail("as %s the arena decoder returned %d, the streaming decoder %d\n%.*s", d->name,
+                  rc3, rc1, (int)(size < 4096 ? size : 4096), text);
+    if (rc1 != KEEL_OK && strcmp(e1.message, e3.message) != 0)
+        fuzz_fail("as %s the arena decoder said '%s', the streaming decoder '%s'", d->name,
+                  e3.message, e1.message);
     cJSON *tree = NULL;
     int rc2 = keel_json_parse(text, size, KEEL_JSON_STRICT, NULL, &tree, &e2);
     if (rc2 == KEEL_OK) {
@@ -82,8 +93,14 @@ static void decoders_agree(const ProtobufCMessageDescriptor *d, const char *text
         if (n1 != n2 || memcmp(b1, b2, n1) != 0)
             fuzz_fail("as %s the two decoders gave different messages (%zu and %zu bytes)\n%.*s",
                       d->name, n1, n2, (int)(size < 4096 ? size : 4096), text);
+        size_t n3;
+        uint8_t *b3 = packed(arenaed, &n3);
+        if (n1 != n3 || memcmp(b1, b3, n1) != 0)
+            fuzz_fail("as %s the arena decoder gave a different message (%zu and %zu bytes)\n%.*s",
+                      d->name, n1, n3, (int)(size < 4096 ? size : 4096), text);
         free(b1);
         free(b2);
+        free(b3);
         FREE_PB(streamed);
         FREE_PB(treed);
     }
@@ -93,10 +110,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > MAX_LEN)
         return 0;
-    decoders_agree(desc, (const char *)data, size);
-    decoders_agree(&google__protobuf__any__descriptor, (const char *)data, size);
-    decoders_agree(&temporal__api__failure__v1__failure__descriptor, (const char *)data, size);
-    decoders_agree(&google__protobuf__timestamp__descriptor, (const char *)data, size);
+    keel_arena *arena = keel_arena_new();
+    if (arena == NULL)
+        abort();
+    decoders_agree(desc, (const char *)data, size, arena);
+    decoders_agree(&google__protobuf__any__descriptor, (const char *)data, size, arena);
+    decoders_agree(&temporal__api__failure__v1__failure__descriptor, (const char *)data, size,
+                   arena);
+    decoders_agree(&google__protobuf__timestamp__descriptor, (const char *)data, size, arena);
+    keel_arena_free(arena);
     ProtobufCMessage *m;
     keel_error err;
     if (keel_protojson_decode(desc, (const char *)data, size, &m, &err) != KEEL_OK)

@@ -23,6 +23,7 @@ Suite *trace_suite(void);
 Suite *toml_suite(void);
 Suite *profile_suite(void);
 Suite *process_suite(void);
+Suite *arena_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -49,6 +50,7 @@ const keel_test_suite *keel_test_suites(void)
         {"toml", toml_suite},
         {"profile", profile_suite},
         {"process", process_suite},
+        {"arena", arena_suite},
         {NULL, NULL},
     };
     return suites;

@@ -368,6 +368,18 @@ static pb_history *decode_fixture(const char *name)
     keel_error err;
     ck_assert_msg(keel_protojson_decode(HISTORY, text, len, &m, &err) == KEEL_OK, "%s: %s", name,
                   err.message);
+    /* Decoded into an arena (as the replayer does), it is the same message. */
+    keel_arena *arena = keel_arena_new();
+    ProtobufCMessage *am = NULL;
+    ck_assert_msg(keel_protojson_decode_arena(HISTORY, text, len, arena, &am, &err) == KEEL_OK,
+                  "%s (arena): %s", name, err.message);
+    size_t n1, n2;
+    uint8_t *p1 = packed(m, &n1), *p2 = packed(am, &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_mem_eq(p1, p2, n1);
+    free(p1);
+    free(p2);
+    keel_arena_free(arena);
     free(text);
     return (pb_history *)m;
 }
@@ -1378,16 +1390,33 @@ static void decoders_agree(const ProtobufCMessageDescriptor *d, const char *json
                   rc1 ? e1.message : "");
     ck_assert_msg((rc2 == KEEL_OK) == ok, "%s: tree %s (%s)", json, rc2 ? "refused" : "took",
                   rc2 ? e2.message : "");
-    if (!ok)
+    /* The arena decode: the same answer, the same error text, the same message. */
+    keel_arena *arena = keel_arena_new();
+    ck_assert_ptr_nonnull(arena);
+    ProtobufCMessage *c = (ProtobufCMessage *)1;
+    keel_error e3;
+    int rc3 = keel_protojson_decode_arena(d, json, strlen(json), arena, &c, &e3);
+    ck_assert_int_eq(rc3, rc1);
+    if (rc1 != KEEL_OK) {
+        ck_assert_ptr_null(c);
+        ck_assert_str_eq(e3.message, e1.message);
+    }
+    if (!ok) {
+        keel_arena_free(arena);
         return;
-    size_t n1, n2;
-    uint8_t *p1 = packed(a, &n1), *p2 = packed(b, &n2);
+    }
+    size_t n1, n2, n3;
+    uint8_t *p1 = packed(a, &n1), *p2 = packed(b, &n2), *p3 = packed(c, &n3);
     ck_assert_uint_eq(n1, n2);
     ck_assert_mem_eq(p1, p2, n1);
+    ck_assert_uint_eq(n1, n3);
+    ck_assert_mem_eq(p1, p3, n1);
     free(p1);
     free(p2);
+    free(p3);
     FREE_PB(a);
     FREE_PB(b);
+    keel_arena_free(arena);
 }
 
 START_TEST(streaming_decoder_matches_the_tree)
