@@ -348,19 +348,28 @@ static void free_deliveries(keel_engine *e)
     e->n_deliveries = 0;
 }
 
-static void free_commands(keel_engine *e)
+/* The answer's part of the commands: their messages, the answer's array and the protocol
+ * messages. What matching needs (kind, seq, key) stays. */
+static void free_answer(keel_engine *e)
 {
     for (size_t i = 0; i < e->n_cmds; i++)
-        if (e->cmds[i].pb)
+        if (e->cmds[i].pb) {
             FREE_PB(e->cmds[i].pb);
-    e->n_cmds = 0;
-    e->matched = 0;
+            e->cmds[i].pb = NULL;
+        }
     free(e->out);
     e->out = NULL;
     e->n_out = 0;
     for (size_t i = 0; i < e->n_msgs; i++)
         FREE_PB(e->msgs[i]);
     e->n_msgs = 0;
+}
+
+static void free_commands(keel_engine *e)
+{
+    free_answer(e);
+    e->n_cmds = 0;
+    e->matched = 0;
 }
 
 static void free_requests(keel_update_request *v, size_t *n)
@@ -2949,17 +2958,7 @@ void keel_engine_compact(keel_engine *e)
 {
     /* The answer is the server's now: the commands' messages, the answer's arrays and the
      * update answers go. Matching the command events later needs only kind, seq and key. */
-    for (size_t i = 0; i < e->n_cmds; i++)
-        if (e->cmds[i].pb) {
-            FREE_PB(e->cmds[i].pb);
-            e->cmds[i].pb = NULL;
-        }
-    free(e->out);
-    e->out = NULL;
-    e->n_out = 0;
-    for (size_t i = 0; i < e->n_msgs; i++)
-        FREE_PB(e->msgs[i]);
-    e->n_msgs = 0;
+    free_answer(e);
     release((void **)&e->msgs, e->n_msgs, &e->cap_msgs);
     /* Arrays that only fill and empty within a task. */
     release((void **)&e->deliveries, e->n_deliveries, &e->cap_deliveries);

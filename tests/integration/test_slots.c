@@ -226,6 +226,18 @@ static keel_worker *start_worker(void (*tune)(keel_worker_options *))
     return worker;
 }
 
+/* Wait for a SlotsOne run started with {"n":1}: completed, with its input as result. */
+static void expect_one(const char *id, int64_t timeout_ms)
+{
+    keel_workflow_outcome out;
+    keel_error err;
+    ck_assert_msg(keel_client_workflow_result(client, id, NULL, timeout_ms, &out, &err) == KEEL_OK,
+                  "%s", err.message);
+    ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
+    ck_assert_str_eq(out.result_json, "{\"n\":1}");
+    keel_workflow_outcome_dispose(&out);
+}
+
 /* n runs of SlotsOne, one after the other: each workflow task finds the activity threads
  * free (not taken by another run's activity at the same moment). */
 static void run_ones(int n, const char *prefix)
@@ -235,14 +247,7 @@ static void run_ones(int n, const char *prefix)
     for (int i = 0; i < n; i++) {
         snprintf(ids[i], sizeof ids[i], "%s-%s-%d", queue, prefix, i);
         start_one("SlotsOne", ids[i], "{\"n\":1}");
-        keel_workflow_outcome out;
-        keel_error err;
-        ck_assert_msg(keel_client_workflow_result(client, ids[i], NULL, 60000, &out, &err) ==
-                          KEEL_OK,
-                      "%s", err.message);
-        ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
-        ck_assert_str_eq(out.result_json, "{\"n\":1}");
-        keel_workflow_outcome_dispose(&out);
+        expect_one(ids[i], 60000);
     }
 }
 
@@ -451,14 +456,7 @@ START_TEST(answers_in_flight_exceed_the_executor_threads)
     keel_worker *worker = start_worker(two_threads);
     int during = thread_count();
     for (int i = 0; i < ASYNC_RUNS; i++) {
-        keel_workflow_outcome out;
-        keel_error err;
-        ck_assert_msg(keel_client_workflow_result(client, ids[i], NULL, 120000, &out, &err) ==
-                          KEEL_OK,
-                      "%s", err.message);
-        ck_assert_int_eq(out.status, KEEL_WORKFLOW_STATUS_COMPLETED);
-        ck_assert_str_eq(out.result_json, "{\"n\":1}");
-        keel_workflow_outcome_dispose(&out);
+        expect_one(ids[i], 120000);
     }
     keel_worker_stats st;
     keel_worker_get_stats(worker, &st);
