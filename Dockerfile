@@ -1,7 +1,7 @@
 # keel-worker in a container (docker-compose.yml builds it as keel:local).
 #
 # The build stage is a plain Debian machine set up the way the README sets one up:
-# tools/install-deps (its "build" group: compiler, gRPC, protobuf-c, libraries, npm for the pinned
+# tools/install-deps (its "build" group: compiler, nghttp2, OpenSSL, protobuf-c, libraries, npm for the pinned
 # protos) and make. The runtime stage holds the two binaries and the shared libraries they link.
 # The context is the checkout (see .dockerignore: build/ and node_modules/ stay out).
 
@@ -17,7 +17,7 @@ RUN make all
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libgrpc29 libprotobuf-c1 libcjson1 libcurl4 libpq5 libmicrohttpd12 ca-certificates \
+      libnghttp2-14 libssl3 libprotobuf-c1 libcjson1 libcurl4 libpq5 libmicrohttpd12 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin keel
 COPY --from=build /src/keel/build/bin/keel-worker /src/keel/build/bin/keelctl /usr/local/bin/

@@ -32,7 +32,7 @@ endif
 
 CC ?= gcc
 # LIB_PKGS: what libkeel itself (src/) links; the rest is for the activities, keelctl and tests.
-LIB_PKGS := grpc libprotobuf-c libcjson libpcre2-8 libmicrohttpd libcurl
+LIB_PKGS := libnghttp2 libssl libcrypto libprotobuf-c libcjson libpcre2-8 libmicrohttpd libcurl
 PKGS := $(LIB_PKGS) libpq libcrypto
 TEST_PKGS := check
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -126,7 +126,7 @@ void keel_grpc_timeout(int64_t ms, char out[16])
         if (n <= 99999999 || i == sizeof units / sizeof units[0] - 1) {
             if (n > 99999999)
                 n = 99999999;
-            snprintf(out, 16, "%lld%c", (long long)n, units[i].unit);
+            snprintf(out, 16, "%u%c", (unsigned)n, units[i].unit);
             return;
         }
     }

@@ -1,60 +1,134 @@
-/* transport - unary gRPC calls to a Temporal frontend over gRPC C core. */
+/*
+ * transport - unary gRPC calls to a Temporal frontend over HTTP/2 (nghttp2) and, when asked for,
+ * TLS (OpenSSL), on one network thread per transport.
+ *
+ * Why not gRPC C core: keel makes only unary calls, and gRPC's machinery around them (its own
+ * thread pools, timer threads, combiners, 40 abseil libraries) was most of a busy worker's CPU and
+ * a third of its memory (issue 13's profile). What gRPC did is done here in the open:
+ *
+ *   - one connection at a time per transport, opened on demand. A connection the server sends
+ *     GOAWAY on keeps finishing its streams while new calls go to a new one;
+ *   - any thread writes its request to the socket itself (under t->mu), so a call costs no
+ *     hand-over to the network thread; the network thread ("keel-net") reads every answer, runs
+ *     deadlines, retries and keepalive pings, and runs the callbacks;
+ *   - the gRPC conventions themselves (framing, grpc-timeout, grpc-status, grpc-message,
+ *     -bin headers, target forms) are in grpcwire.h, as pure functions with their own fuzz target.
+ */
 #include "transport/transport.h"
 
-#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <arpa/inet.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/log.h>
-#include <grpc/support/time.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "client/options.h"
 #include "google/rpc/status.pb-c.h"
 #include "keel/version.h"
 #include "proto/depth.h"
+#include "transport/grpcwire.h"
 #include "util/strbuf.h"
 
-/* Methods registered with the channel (grpc_channel_register_call) at most; calls to others name
- * their method each time. keel uses about 40. */
-#define KEEL_TRANSPORT_MAX_METHODS 128
+/* Keepalive as the Go SDK does it: a ping every 30 s of silence, 15 s to answer, also when idle.
+ * The server sends GOAWAY to clients that ping more often than every 10 s. */
+#define KEEPALIVE_TIME_MS    30000
+#define KEEPALIVE_TIMEOUT_MS 15000
+
+/* A connection (TCP and TLS handshake) that takes longer than this is given up. */
+#define CONNECT_TIMEOUT_MS 20000
+
+#define PEM_MAX_BYTES (1024 * 1024)
+
+/* A retry is not started with less time than this left. */
+#define MIN_ATTEMPT_MS 100
+
+/* What one answer's headers and trailers may hold together (names and values); more resets the
+ * stream. gRPC's own default is 16 KiB; Temporal's error details stay far below this. */
+#define MAX_RESPONSE_HEADER_BYTES (256 * 1024)
+/* grpc-status-details-bin, decoded. */
+#define MAX_STATUS_DETAILS_BYTES (64 * 1024)
+/* Flow-control windows keel grants the server: a history page of several MiB arrives without
+ * waiting for window updates. They bound nothing keel allocates (answers are capped by
+ * KEEL_MAX_RECEIVE_BYTES). */
+#define STREAM_WINDOW_BYTES     (8 * 1024 * 1024)
+#define CONNECTION_WINDOW_BYTES (32 * 1024 * 1024)
+
+/* The network thread reads this much from the socket at a time. */
+#define READ_CHUNK (64 * 1024)
 
 typedef struct call_ctx call_ctx;
+typedef struct conn conn;
 
-struct registered_method {
-    uint32_t hash;
-    char *path;
-    void *handle;
+typedef enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY, CONN_DEAD } conn_state;
+
+/* One connection to the frontend. Everything in it is under t->mu; only the network thread frees
+ * it (reap_conns), so that an epoll event naming it can never outlive it. */
+struct conn {
+    keel_transport *t;
+    conn *next; /* in t->conns */
+    conn_state state;
+    int fd;
+    SSL *ssl;
+    nghttp2_session *session;
+    bool goaway;   /* the server said GOAWAY, or stream ids ran out: no new streams here */
+    bool want_out; /* EPOLLOUT armed */
+    struct addrinfo *addrs, *next_addr;
+    int64_t connect_deadline_ms;
+    int64_t last_read_ms, ping_sent_ms;
+    bool ping_out;
+    size_t streams; /* calls submitted here and not yet closed */
+    uint8_t *out;   /* bytes nghttp2 produced that the socket did not take yet */
+    size_t out_len, out_off, out_cap;
 };
 
 struct keel_transport {
-    grpc_channel *channel;
-    grpc_completion_queue *cq; /* one for every call, driven by cq_thread */
-    pthread_t cq_thread;
-    bool cq_thread_started;
     pthread_mutex_t mu;
     pthread_cond_t idle; /* outstanding dropped to 0 while closing */
+    pthread_t loop_thread;
+    bool loop_started;
+    int epfd, evfd;
+    SSL_CTX *tls; /* NULL: plaintext */
+    keel_grpc_target target;
+    char *tls_name;  /* the name the certificate must carry, and SNI (NULL: target's host) */
+    char *authority; /* :authority */
+    char scheme[6];  /* "http" or "https" */
     /* Under mu: */
-    bool closing;
+    bool closing, stop;
+    bool wake_pending; /* an eventfd write not yet read */
+    bool sleeping;     /* the network thread is in epoll_wait until sleep_until */
+    int64_t sleep_until;
     size_t outstanding; /* calls started whose callback has not yet returned */
-    call_ctx *live;     /* attempts with a batch in flight (or about to be) */
-    struct registered_method methods[KEEL_TRANSPORT_MAX_METHODS];
-    size_t n_methods;
-    /* The completion-queue thread's alone: calls waiting to retry. */
-    call_ctx *waiting;
-    /* The headers every call sends, built once: a profile's grpc_meta first, then keel's own
-     * (client-name, client-version, authorization), which validate keeps out of it. */
-    grpc_metadata *meta;
+    call_ctx *live;     /* attempts in flight: submitted to a connection, or waiting for one */
+    call_ctx *waiting;  /* calls waiting to retry */
+    call_ctx *done;     /* attempts over, for the network thread to finish (singly linked) */
+    int64_t next_deadline; /* no live attempt's deadline is earlier (a hint: may be early) */
+    conn *conns;        /* every connection not yet freed */
+    conn *current;      /* where new calls go, or NULL */
+    atomic_bool cancel_pending; /* a keel_call_cancel was triggered */
+    /* Fixed at creation: the headers every call sends (a profile's grpc_meta first, then keel's
+     * own), as nghttp2 wants them. */
+    nghttp2_nv *meta;
     size_t n_meta;
     char *address;
     char *namespace;
@@ -71,21 +145,13 @@ struct keel_transport {
  * Seeded lazily from the clock, the pid and the state's own address (which differs per thread). */
 static _Thread_local uint32_t jitter_state;
 
-/* Keepalive as the Go SDK does it: a ping every 30 s, 15 s to answer, also when idle. The server
- * sends GOAWAY to clients that ping more often than every 10 s. */
-#define KEEPALIVE_TIME_MS    30000
-#define KEEPALIVE_TIMEOUT_MS 15000
-
-#define PEM_MAX_BYTES (1024 * 1024)
-
-/* A retry is not started with less time than this left. */
-#define MIN_ATTEMPT_MS 100
-
 struct keel_call_cancel {
     pthread_mutex_t mu;
-    grpc_call *call; /* the call in flight, or NULL */
+    keel_transport *t; /* the transport of the attempt in flight, or NULL */
     bool triggered;
 };
+
+static void wake(keel_transport *t);
 
 keel_call_cancel *keel_call_cancel_new(void)
 {
@@ -95,12 +161,18 @@ keel_call_cancel *keel_call_cancel_new(void)
     return c;
 }
 
+/* The network thread notices through cancel_pending. It is woken while c->mu is held, so that the
+ * attempt (and with it the transport) cannot end meanwhile: cancel_detach() waits for c->mu. */
 void keel_call_cancel_trigger(keel_call_cancel *c)
 {
     pthread_mutex_lock(&c->mu);
     c->triggered = true;
-    if (c->call)
-        grpc_call_cancel(c->call, NULL);
+    if (c->t) {
+        atomic_store(&c->t->cancel_pending, true);
+        uint64_t one = 1;
+        ssize_t w = write(c->t->evfd, &one, sizeof one);
+        (void)w; /* a full counter already wakes it */
+    }
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -120,15 +192,15 @@ void keel_call_cancel_free(keel_call_cancel *c)
     free(c);
 }
 
-/* Register the call so that a trigger can reach it; false when already triggered. */
-static bool cancel_attach(keel_call_cancel *c, grpc_call *call)
+/* Register the attempt so that a trigger can reach it; false when already triggered. */
+static bool cancel_attach(keel_call_cancel *c, keel_transport *t)
 {
     if (c == NULL)
         return true;
     pthread_mutex_lock(&c->mu);
     bool ok = !c->triggered;
     if (ok)
-        c->call = call;
+        c->t = t;
     pthread_mutex_unlock(&c->mu);
     return ok;
 }
@@ -138,7 +210,7 @@ static void cancel_detach(keel_call_cancel *c)
     if (c == NULL)
         return;
     pthread_mutex_lock(&c->mu);
-    c->call = NULL;
+    c->t = NULL;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -199,13 +271,75 @@ static int read_pem(const char *path, const char *what, char **out, keel_error *
     return KEEL_OK;
 }
 
-static int make_credentials(const keel_connect_options *opts, grpc_channel_credentials **out,
-                            keel_error *err)
+/* The first reason OpenSSL has queued, as text ("" when none), and the queue emptied. */
+static const char *ssl_reason(char *buf, size_t n)
 {
-    if (!keel_connect_options_use_tls(opts)) {
-        *out = grpc_insecure_credentials_create();
-        return KEEL_OK;
+    unsigned long e = ERR_get_error();
+    buf[0] = '\0';
+    if (e != 0)
+        ERR_error_string_n(e, buf, n);
+    ERR_clear_error();
+    return buf;
+}
+
+/* Every certificate in a PEM text into the store (server roots). */
+static int load_roots(SSL_CTX *ctx, const char *pem, keel_error *err)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int added = 0;
+    X509 *x;
+    while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (X509_STORE_add_cert(store, x) == 1)
+            added++;
+        X509_free(x);
     }
+    BIO_free(bio);
+    ERR_clear_error(); /* the end of the text reads as an error */
+    if (added == 0)
+        return keel_error_set(err, KEEL_EINVAL, "the server CA certificate holds no certificate");
+    return KEEL_OK;
+}
+
+/* The client certificate (with any chain after it) and its key, for mTLS. */
+static int load_client_pair(SSL_CTX *ctx, const char *cert, const char *key, keel_error *err)
+{
+    char why[256];
+    BIO *bio = BIO_new_mem_buf(cert, -1);
+    X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    int rc = KEEL_OK;
+    if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1) {
+        rc = keel_error_set(err, KEEL_EINVAL, "the client certificate cannot be used: %s",
+                            ssl_reason(why, sizeof why));
+    } else {
+        X509 *extra;
+        while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+            if (SSL_CTX_add0_chain_cert(ctx, extra) != 1)
+                X509_free(extra);
+        ERR_clear_error();
+    }
+    X509_free(leaf);
+    BIO_free(bio);
+    if (rc != KEEL_OK)
+        return rc;
+    bio = BIO_new_mem_buf(key, -1);
+    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1)
+        rc = keel_error_set(err, KEEL_EINVAL, "the client key cannot be used: %s",
+                            ssl_reason(why, sizeof why));
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        rc = keel_error_set(err, KEEL_EINVAL,
+                            "the client key does not belong to the client certificate");
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+/* The TLS context of a transport: TLS 1.2 or later, the server verified against the given roots
+ * (or the system's), HTTP/2 offered by ALPN, the client pair for mTLS. */
+static int make_tls(const keel_connect_options *opts, SSL_CTX **out, keel_error *err)
+{
+    *out = NULL;
     char *ca = NULL, *cert = NULL, *key = NULL;
     int rc = KEEL_OK;
     if (opts->tls_ca_path)
@@ -220,17 +354,32 @@ static int make_credentials(const keel_connect_options *opts, grpc_channel_crede
         rc = read_pem(opts->tls_key_path, "client key", &key, err);
     else if (rc == KEEL_OK && opts->tls_key_data)
         rc = copy_pem(opts->tls_key_data, "client key", &key, err);
+    SSL_CTX *ctx = NULL;
+    if (rc == KEEL_OK && (ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+        rc = keel_error_set(err, KEEL_ENOMEM, "cannot create a TLS context");
     if (rc == KEEL_OK) {
-        grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-        /* NULL roots: gRPC's default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH or its bundle). */
-        *out = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
-        if (*out == NULL)
-            rc = keel_error_set(err, KEEL_EINVAL, "gRPC refused the TLS credentials");
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
+        static const unsigned char alpn[] = {2, 'h', '2'};
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn);
+        if (ca)
+            rc = load_roots(ctx, ca, err);
+        else if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            rc = keel_error_set(err, KEEL_EIO, "cannot load the system's CA certificates");
     }
+    if (rc == KEEL_OK && cert)
+        rc = load_client_pair(ctx, cert, key, err);
     free(ca);
     free(cert);
     keel_secret_free(key);
-    return rc;
+    if (rc != KEEL_OK) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return KEEL_OK;
 }
 
 static char *default_identity(void)
@@ -242,246 +391,6 @@ static char *default_identity(void)
     char buf[300];
     snprintf(buf, sizeof buf, "%ld@%s", (long)getpid(), host);
     return strdup(buf);
-}
-
-/* gRPC core logs connection trouble to stderr on its own (hpack errors, handshake failures).
- * keel reports the outcome of every call in its keel_error, so that output is noise to a user of
- * keelctl or the worker; it stays on when the user asked gRPC for it (GRPC_VERBOSITY or
- * GRPC_TRACE). The log function is process-wide, so it is installed once. */
-static void drop_grpc_log(gpr_log_func_args *args)
-{
-    (void)args;
-}
-
-static void quiet_grpc_logs(void)
-{
-    if (getenv("GRPC_VERBOSITY") == NULL && getenv("GRPC_TRACE") == NULL)
-        gpr_set_log_function(drop_grpc_log);
-}
-
-/* Debian builds abseil without NDEBUG, so absl::Mutex (which gRPC's locks are) starts in deadlock
- * detection mode kAbort and keeps a lock-order graph up to date on every Lock and Unlock: about 3 %
- * of a busy worker's CPU (issue 13's profile), for a check meant for debugging. No environment
- * variable turns it off; absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore) is the
- * supported switch. It is C++ (and keel has no C++ in its build), so it is found by its mangled
- * name, Debian's inline namespace debian3 included, among the libraries already loaded (gRPC pulls
- * libabsl_synchronization in), and called with kIgnore (0; the enum class is int-sized). Another
- * abseil build names it otherwise: then nothing is done. It runs once, before the first
- * grpc_init(), so that no lock is tracked at all. */
-#define ABSL_SET_DEADLOCK_MODE                                                                     \
-    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE"
-static bool deadlock_detector_off;
-
-static void absl_deadlock_detection_off(void)
-{
-    void *self = dlopen(NULL, RTLD_LAZY);
-    void *sym = self ? dlsym(self, ABSL_SET_DEADLOCK_MODE) : NULL;
-    if (sym == NULL) {
-        /* keel loaded with RTLD_LOCAL (a language binding): look in gRPC's abseil itself. */
-        void *lib = dlopen("libabsl_synchronization.so.20220623", RTLD_LAZY | RTLD_NOLOAD);
-        if (lib) {
-            sym = dlsym(lib, ABSL_SET_DEADLOCK_MODE);
-            dlclose(lib);
-        }
-    }
-    if (sym) {
-        void (*set_mode)(int);
-        memcpy(&set_mode, &sym, sizeof set_mode);
-        set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
-        deadlock_detector_off = true;
-    }
-    if (self)
-        dlclose(self);
-}
-
-bool keel_transport_deadlock_detector_off(void)
-{
-    return deadlock_detector_off;
-}
-
-static void *cq_main(void *arg);
-static void cancel_live(keel_transport *t);
-static grpc_metadata md(const char *key, const char *value);
-
-static void process_setup(void)
-{
-    quiet_grpc_logs();
-    absl_deadlock_detection_off();
-}
-
-int keel_transport_new(keel_transport **out, const keel_connect_options *given, keel_error *err)
-{
-    /* Before the first grpc_init(): see absl_deadlock_detection_off(). */
-    static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
-    pthread_once(&setup_once, process_setup);
-    *out = NULL;
-    int rc = keel_connect_options_validate(given, err);
-    if (rc != KEEL_OK)
-        return rc;
-    keel_connect_options copy;
-    keel_connect_options_upgrade(given, &copy); /* validate accepted its version */
-    const keel_connect_options *opts = &copy;
-
-    grpc_init();
-    keel_transport *t = calloc(1, sizeof *t);
-    if (t == NULL) {
-        grpc_shutdown();
-        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
-    }
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->idle, NULL);
-    t->address = strdup(opts->address);
-    t->namespace = strdup(opts->namespace_);
-    t->identity = opts->identity ? strdup(opts->identity) : default_identity();
-    t->rpc_timeout_ms = opts->rpc_timeout_ms;
-    if (opts->api_key) {
-        size_t n = strlen(opts->api_key) + sizeof "Bearer ";
-        t->authorization = malloc(n);
-        if (t->authorization)
-            snprintf(t->authorization, n, "Bearer %s", opts->api_key);
-    }
-    bool headers_ok = true;
-    if (opts->n_headers > 0) {
-        t->headers = calloc(opts->n_headers, sizeof *t->headers);
-        headers_ok = t->headers != NULL;
-        for (size_t i = 0; headers_ok && i < opts->n_headers; i++) {
-            t->headers[i].name = strdup(opts->headers[i].name);
-            t->headers[i].value = strdup(opts->headers[i].value);
-            t->n_headers = i + 1;
-            headers_ok = t->headers[i].name && t->headers[i].value;
-        }
-    }
-    if (!t->address || !t->namespace || !t->identity || (opts->api_key && !t->authorization) ||
-        !headers_ok) {
-        keel_transport_free(t);
-        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
-    }
-
-    grpc_channel_credentials *creds = NULL;
-    rc = make_credentials(opts, &creds, err);
-    if (rc != KEEL_OK) {
-        keel_transport_free(t);
-        return rc;
-    }
-
-    char user_agent[] = KEEL_CLIENT_NAME "/" KEEL_VERSION;
-    grpc_arg args[8];
-    size_t nargs = 0;
-    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                               .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                               .value.integer = KEEL_MAX_RECEIVE_BYTES};
-    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                               .key = GRPC_ARG_KEEPALIVE_TIME_MS,
-                               .value.integer = KEEPALIVE_TIME_MS};
-    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                               .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                               .value.integer = KEEPALIVE_TIMEOUT_MS};
-    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                               .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-                               .value.integer = 1};
-    args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
-                               .key = GRPC_ARG_PRIMARY_USER_AGENT_STRING,
-                               .value.string = user_agent};
-    /* keel retries by itself (keel_transport_call's backoff): gRPC's retry filter would only
-     * buffer every request (up to 256 KiB) in case it retries. Channelz bookkeeping is unused. */
-    args[nargs++] =
-        (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_RETRIES, .value.integer = 0};
-    args[nargs++] =
-        (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0};
-    if (opts->tls_server_name && keel_connect_options_use_tls(opts))
-        args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
-                                   .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
-                                   .value.string = (char *)opts->tls_server_name};
-    grpc_channel_args channel_args = {.num_args = nargs, .args = args};
-
-    t->channel = grpc_channel_create(t->address, creds, &channel_args);
-    grpc_channel_credentials_release(creds);
-    if (t->channel == NULL) {
-        keel_transport_free(t);
-        return keel_error_set(err, KEEL_EINVAL, "cannot create a gRPC channel to '%s'",
-                              opts->address);
-    }
-    t->meta = calloc(t->n_headers + 3, sizeof *t->meta);
-    if (t->meta == NULL) {
-        keel_transport_free(t);
-        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
-    }
-    for (size_t i = 0; i < t->n_headers; i++)
-        t->meta[t->n_meta++] = md(t->headers[i].name, t->headers[i].value);
-    t->meta[t->n_meta++] = md("client-name", KEEL_CLIENT_NAME);
-    t->meta[t->n_meta++] = md("client-version", KEEL_VERSION);
-    if (t->authorization)
-        t->meta[t->n_meta++] = md("authorization", t->authorization);
-    t->cq = grpc_completion_queue_create_for_next(NULL);
-    int prc = pthread_create(&t->cq_thread, NULL, cq_main, t);
-    if (prc != 0) {
-        keel_transport_free(t);
-        return keel_error_set(err, KEEL_EIO, "cannot start the transport's thread: %s",
-                              strerror(prc));
-    }
-    t->cq_thread_started = true;
-    *out = t;
-    return KEEL_OK;
-}
-
-void keel_transport_free(keel_transport *t)
-{
-    if (t == NULL)
-        return;
-    if (t->cq) {
-        /* Cancel what is in flight; calls waiting to retry end on the thread's next look; then
-         * every callback has run and nothing more can post to the queue. */
-        pthread_mutex_lock(&t->mu);
-        t->closing = true;
-        cancel_live(t);
-        while (t->outstanding > 0)
-            pthread_cond_wait(&t->idle, &t->mu);
-        pthread_mutex_unlock(&t->mu);
-        grpc_completion_queue_shutdown(t->cq);
-        if (t->cq_thread_started)
-            pthread_join(t->cq_thread, NULL);
-        else /* no thread: drain here */
-            while (
-                grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-                GRPC_QUEUE_SHUTDOWN)
-                ;
-        grpc_completion_queue_destroy(t->cq);
-    }
-    for (size_t i = 0; i < t->n_meta; i++)
-        grpc_slice_unref(t->meta[i].value);
-    free(t->meta);
-    for (size_t i = 0; i < t->n_methods; i++)
-        free(t->methods[i].path);
-    if (t->channel)
-        grpc_channel_destroy(t->channel);
-    free(t->address);
-    free(t->namespace);
-    free(t->identity);
-    keel_secret_free(t->authorization);
-    for (size_t i = 0; i < t->n_headers; i++) {
-        free((char *)t->headers[i].name);
-        keel_secret_free((char *)t->headers[i].value);
-    }
-    free(t->headers);
-    pthread_cond_destroy(&t->idle);
-    pthread_mutex_destroy(&t->mu);
-    free(t);
-    grpc_shutdown();
-}
-
-const char *keel_transport_address(const keel_transport *t)
-{
-    return t->address;
-}
-
-const char *keel_transport_identity(const keel_transport *t)
-{
-    return t->identity;
-}
-
-const char *keel_transport_namespace(const keel_transport *t)
-{
-    return t->namespace;
 }
 
 void keel_transport_set_metrics(keel_transport *t, keel_metrics *m)
@@ -562,17 +471,6 @@ static uint32_t next_jitter(void)
     return x;
 }
 
-/* ---- one attempt ---- */
-
-static grpc_metadata md(const char *key, const char *value)
-{
-    grpc_metadata m;
-    memset(&m, 0, sizeof m);
-    m.key = grpc_slice_from_static_string(key);
-    m.value = grpc_slice_from_copied_string(value);
-    return m;
-}
-
 /* The short name of a typed error detail: "type.googleapis.com/a.b.NotFoundFailure" ->
  * "NotFoundFailure". */
 static void detail_type(const char *type_url, char *out, size_t outsz)
@@ -594,19 +492,6 @@ void keel_transport_status_detail(const uint8_t *data, size_t n, keel_error *err
     google__rpc__status__free_unpacked(st, NULL);
 }
 
-/* Pull the typed error detail out of grpc-status-details-bin, if the server sent one. */
-static void read_status_details(const grpc_metadata_array *trailers, keel_error *err)
-{
-    for (size_t i = 0; i < trailers->count; i++) {
-        const grpc_metadata *m = &trailers->metadata[i];
-        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") != 0)
-            continue;
-        keel_transport_status_detail(GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value),
-                                     err);
-        return;
-    }
-}
-
 int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageDescriptor *type,
                           ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
                           keel_error *err)
@@ -626,67 +511,48 @@ int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageD
     return KEEL_OK;
 }
 
-/* The response's bytes, through keel_transport_decode(). A response that arrived as one slice (an
- * uncompressed message read in one piece) is decoded where it lies; only a message in several
- * slices is first copied into one. */
-static int decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *type,
-                  ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
-                  keel_error *err)
-{
-    grpc_byte_buffer_reader reader;
-    if (!grpc_byte_buffer_reader_init(&reader, bb))
-        return keel_error_set(err, KEEL_EPROTOCOL, "%s: cannot read the response", what);
-    int rc;
-    grpc_slice *first = NULL;
-    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-        bb->data.raw.slice_buffer.count == 1 && grpc_byte_buffer_reader_peek(&reader, &first)) {
-        rc = keel_transport_decode(GRPC_SLICE_START_PTR(*first), GRPC_SLICE_LENGTH(*first), type,
-                                   out, partial, what, err);
-    } else {
-        grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
-        rc = keel_transport_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), type, out,
-                                   partial, what, err);
-        grpc_slice_unref(s);
-    }
-    grpc_byte_buffer_reader_destroy(&reader);
-    return rc;
-}
-
-/* ---- calls on the completion-queue thread ---- */
+/* ---- calls ---- */
 
 /* An answer handed over undecoded (keel_transport_call_async_reply). */
 struct keel_transport_reply {
     keel_transport *t;
-    grpc_byte_buffer *bb;
+    uint8_t *bytes;
+    size_t len;
     const char *method;
     char *namespace; /* owned, or NULL */
     double attempt_started;
     char what[256];
 };
 
-/* What keel_transport_call() waits on: the completion-queue thread fills it and signals. */
+/* What keel_transport_call() waits on: the network thread fills it and signals. */
 typedef struct sync_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
     int rc;
     keel_error err;
-    grpc_byte_buffer *reply; /* on KEEL_OK: the undecoded answer, the waiter's to decode */
-    double attempt_started;  /* of the last attempt, for its metrics once decoded */
+    uint8_t *reply; /* on KEEL_OK: the undecoded answer, the waiter's to decode and free */
+    size_t reply_len;
+    double attempt_started; /* of the last attempt, for its metrics once decoded */
 } sync_waiter;
 
-/* One call, from keel_transport_call_async() until its callback has run: the tag of its batches.
- * Owned by the caller's thread until its first batch starts, then by the completion-queue
- * thread. */
+/* How an attempt ended, before attempt_done() makes a keel_error of it. */
+typedef enum attempt_end {
+    END_STATUS, /* a gRPC status: the server's, or one standing for what happened on the way */
+    END_LOCAL,  /* keel refused the answer (err says why, local_rc is the code) */
+} attempt_end;
+
+/* One call, from start_call() until its callback has run. Under t->mu while it is in t->live,
+ * t->waiting or t->done; the network thread's alone in attempt_done(). */
 struct call_ctx {
     keel_transport *t;
-    call_ctx *prev, *next; /* in t->live (under t->mu) or t->waiting (CQ thread only) */
-    void *registered;      /* the channel's handle for the method, or NULL */
+    call_ctx *prev, *next; /* in t->live or t->waiting; next alone in t->done */
     char path[192];
     char what[256];
     const char *method; /* rpc.method, for metrics: the caller's string (a literal) */
     char *namespace;    /* copied, or NULL */
-    grpc_slice request; /* encoded once, sent by every attempt */
+    uint8_t *request;   /* the framed request (prefix and message), sent by every attempt */
+    size_t request_len;
     const ProtobufCMessageDescriptor *response_type;
     bool want_partial;
     bool retry;
@@ -698,18 +564,28 @@ struct call_ctx {
     int64_t start_ms, budget_ms, retry_at_ms;
     int attempt;
     double attempt_started;
+    bool namespace_owned_by_reply;
     /* The attempt in flight. */
-    grpc_call *call;
-    grpc_byte_buffer *send, *recv;
-    grpc_metadata_array initial, trailers;
-    grpc_status_code status;
-    grpc_slice details;
-    const char *error_string;
+    int64_t deadline_ms;
+    conn *conn;        /* NULL until submitted */
+    int32_t stream_id; /* 0 until submitted */
+    size_t sent;       /* request bytes nghttp2 has taken */
+    size_t header_bytes;
+    int http_status;
+    bool grpc_body;  /* content-type application/grpc: the body is gRPC messages */
+    int grpc_status; /* -1 until one came */
+    char grpc_message[512];
+    uint8_t *details; /* grpc-status-details-bin, decoded */
+    size_t details_len;
+    keel_grpc_deframer deframer;
+    attempt_end end;
+    bool decided;   /* the outcome is set: what else arrives is ignored */
+    bool abandoned; /* cancelled while waiting to retry: no attempt to judge */
+    int local_rc;
+    uint8_t *answer; /* on status 0: the message */
+    size_t answer_len;
     keel_error err;
     ProtobufCMessage *response, *partial;
-    bool namespace_owned_by_reply;
-    size_t nmeta;
-    grpc_metadata meta[]; /* the transport's headers, then temporal-namespace */
 };
 
 static void live_link(keel_transport *t, call_ctx *c)
@@ -721,13 +597,6 @@ static void live_link(keel_transport *t, call_ctx *c)
     t->live = c;
 }
 
-/* Cancel every attempt in flight (under t->mu). */
-static void cancel_live(keel_transport *t)
-{
-    for (call_ctx *c = t->live; c; c = c->next)
-        grpc_call_cancel(c->call, NULL);
-}
-
 static void live_unlink(keel_transport *t, call_ctx *c)
 {
     if (c->prev)
@@ -737,161 +606,6 @@ static void live_unlink(keel_transport *t, call_ctx *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-}
-
-/* Free what one attempt used; the call is out of t->live already. */
-static void attempt_release(call_ctx *c)
-{
-    if (c->send)
-        grpc_byte_buffer_destroy(c->send);
-    if (c->recv)
-        grpc_byte_buffer_destroy(c->recv);
-    c->send = c->recv = NULL;
-    grpc_metadata_array_destroy(&c->initial);
-    grpc_metadata_array_destroy(&c->trailers);
-    grpc_slice_unref(c->details);
-    c->details = grpc_empty_slice();
-    if (c->error_string)
-        gpr_free((void *)c->error_string);
-    c->error_string = NULL;
-    if (c->call)
-        grpc_call_unref(c->call);
-    c->call = NULL;
-}
-
-static void ctx_free(call_ctx *c)
-{
-    grpc_slice_unref(c->request);
-    if (c->namespace)
-        grpc_slice_unref(c->meta[c->nmeta - 1].value);
-    if (!c->namespace_owned_by_reply)
-        free(c->namespace);
-    free(c);
-}
-
-/* The call is over: hand the outcome over, then free the context. */
-static void finish(call_ctx *c, int rc)
-{
-    keel_transport *t = c->t;
-    if (rc != KEEL_OK)
-        c->err.code = rc;
-    if (c->waiter) {
-        sync_waiter *w = c->waiter;
-        pthread_mutex_lock(&w->mu);
-        w->rc = rc;
-        if (rc != KEEL_OK)
-            w->err = c->err;
-        w->attempt_started = c->attempt_started;
-        w->done = true;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu); /* w may be gone from here on */
-    } else if (c->reply_done) {
-        keel_transport_reply *r = NULL;
-        if (rc == KEEL_OK && (r = calloc(1, sizeof *r)) != NULL) {
-            r->t = t;
-            r->bb = c->recv;
-            r->method = c->method;
-            r->namespace = c->namespace; /* handed over */
-            c->namespace_owned_by_reply = true;
-            r->attempt_started = c->attempt_started;
-            memcpy(r->what, c->what, sizeof r->what);
-            c->recv = NULL;
-        } else if (rc == KEEL_OK) {
-            rc = keel_error_set(&c->err, KEEL_ENOMEM, "%s: out of memory for the answer", c->what);
-        }
-        if (c->recv)
-            grpc_byte_buffer_destroy(c->recv);
-        c->recv = NULL;
-        c->reply_done(c->userdata, rc, r, &c->err);
-    } else {
-        c->done(c->userdata, rc, rc == KEEL_OK ? c->response : NULL, c->partial, &c->err);
-    }
-    ctx_free(c);
-    pthread_mutex_lock(&t->mu);
-    if (--t->outstanding == 0 && t->closing)
-        pthread_cond_broadcast(&t->idle);
-    pthread_mutex_unlock(&t->mu);
-}
-
-/* Start one attempt. On failure nothing of the attempt is left and c->err says why. Once the
- * batch has started, the completion-queue thread may finish and free c at any moment. */
-static int start_attempt(call_ctx *c)
-{
-    keel_transport *t = c->t;
-    int64_t left = c->budget_ms - (now_ms() - c->start_ms);
-    if (left < 1)
-        left = 1;
-    c->attempt++;
-    c->attempt_started = mono_s();
-    c->err.grpc_status = KEEL_NO_GRPC_STATUS;
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(left, GPR_TIMESPAN));
-    grpc_call *call;
-    if (c->registered) {
-        call = grpc_channel_create_registered_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq,
-                                                   c->registered, deadline, NULL);
-    } else {
-        grpc_slice method = grpc_slice_from_copied_string(c->path);
-        call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq, method,
-                                        NULL, deadline, NULL);
-        grpc_slice_unref(method);
-    }
-    c->send = grpc_raw_byte_buffer_create(&c->request, 1);
-    c->recv = NULL;
-    grpc_metadata_array_init(&c->initial);
-    grpc_metadata_array_init(&c->trailers);
-    c->status = GRPC_STATUS_UNKNOWN;
-    c->details = grpc_empty_slice();
-    c->error_string = NULL;
-
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = c->nmeta;
-    ops[0].data.send_initial_metadata.metadata = c->meta;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = c->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &c->recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &c->trailers;
-    ops[5].data.recv_status_on_client.status = &c->status;
-    ops[5].data.recv_status_on_client.status_details = &c->details;
-    ops[5].data.recv_status_on_client.error_string = &c->error_string;
-
-    /* In t->live before anything can cancel it, so that keel_transport_free() reaches it. */
-    pthread_mutex_lock(&t->mu);
-    bool closing = t->closing;
-    if (!closing) {
-        c->call = call;
-        live_link(t, c);
-    }
-    pthread_mutex_unlock(&t->mu);
-    if (closing) {
-        grpc_call_unref(call);
-        attempt_release(c);
-        return keel_error_set(&c->err, KEEL_ECANCELLED, "%s: cancelled: the transport is closing",
-                              c->what);
-    }
-    int rc = KEEL_OK;
-    grpc_call_error ce = GRPC_CALL_OK;
-    if (!cancel_attach(c->cancel, call))
-        rc = keel_error_set(&c->err, KEEL_ECANCELLED, "%s: cancelled", c->what);
-    else if ((ce = grpc_call_start_batch(call, ops, 6, c, NULL)) != GRPC_CALL_OK) {
-        cancel_detach(c->cancel);
-        rc = keel_error_set(&c->err, KEEL_EINTERNAL,
-                            "%s: gRPC refused to start the call (error %d)", c->what, (int)ce);
-    }
-    if (rc != KEEL_OK) {
-        pthread_mutex_lock(&t->mu);
-        live_unlink(t, c);
-        pthread_mutex_unlock(&t->mu);
-        attempt_release(c);
-    }
-    return rc;
 }
 
 static void waiting_push(keel_transport *t, call_ctx *c)
@@ -914,76 +628,986 @@ static void waiting_remove(keel_transport *t, call_ctx *c)
     c->prev = c->next = NULL;
 }
 
-static bool transport_closing(keel_transport *t)
+/* Free what one attempt used. */
+static void attempt_release(call_ctx *c)
 {
-    pthread_mutex_lock(&t->mu);
-    bool closing = t->closing;
-    pthread_mutex_unlock(&t->mu);
-    return closing;
+    keel_grpc_deframer_free(&c->deframer);
+    free(c->details);
+    free(c->answer);
+    c->details = c->answer = NULL;
+    c->details_len = c->answer_len = 0;
 }
 
-/* An attempt's batch completed (on the completion-queue thread): finish the call, or schedule the
- * next attempt after a backoff. */
-static void attempt_done(call_ctx *c, bool success)
+static bool on_loop_thread(const keel_transport *t)
+{
+    return t->loop_started && pthread_equal(pthread_self(), t->loop_thread);
+}
+
+/* Wake the network thread (under t->mu): it recomputes its deadline and runs t->done. */
+static void wake(keel_transport *t)
+{
+    if (t->wake_pending || on_loop_thread(t))
+        return;
+    t->wake_pending = true;
+    uint64_t one = 1;
+    ssize_t w = write(t->evfd, &one, sizeof one);
+    (void)w;
+}
+
+/* The attempt is over (under t->mu): out of t->live, off its stream, onto t->done. */
+static void end_attempt(call_ctx *c)
+{
+    keel_transport *t = c->t;
+    if (c->conn && c->stream_id > 0) {
+        conn *k = c->conn;
+        if (k->state != CONN_DEAD) {
+            nghttp2_session_set_stream_user_data(k->session, c->stream_id, NULL);
+            k->streams--;
+        }
+    }
+    c->conn = NULL;
+    c->stream_id = 0;
+    live_unlink(t, c);
+    c->next = t->done;
+    t->done = c;
+    wake(t);
+}
+
+/* End an attempt with a gRPC status keel gives it itself (a deadline, a lost connection). */
+static void end_with_status(call_ctx *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void end_with_status(call_ctx *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->grpc_message, sizeof c->grpc_message, fmt, ap);
+    va_end(ap);
+    c->end = END_STATUS;
+    c->grpc_status = status;
+    end_attempt(c);
+}
+
+/* A stream's attempt that keel cut short: reset the stream, then end it. */
+static void reset_stream(call_ctx *c)
+{
+    conn *k = c->conn;
+    if (k && c->stream_id > 0 && k->state == CONN_READY)
+        nghttp2_submit_rst_stream(k->session, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_CANCEL);
+}
+
+/* ---- one connection ---- */
+
+static void conn_flush(conn *k);
+
+static void conn_watch(conn *k, bool out)
+{
+    if (k->fd < 0 || k->want_out == out)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = k};
+    epoll_ctl(k->t->epfd, EPOLL_CTL_MOD, k->fd, &ev);
+    k->want_out = out;
+}
+
+/* The connection is lost (under t->mu): every attempt on it, and every one waiting for it while it
+ * was the current one, ends UNAVAILABLE with why. The network thread frees it later. */
+static void conn_fail(conn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_fail(conn *k, const char *fmt, ...)
+{
+    keel_transport *t = k->t;
+    if (k->state == CONN_DEAD)
+        return;
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    bool was_current = t->current == k;
+    k->state = CONN_DEAD;
+    if (was_current)
+        t->current = NULL;
+    if (k->fd >= 0)
+        epoll_ctl(t->epfd, EPOLL_CTL_DEL, k->fd, NULL);
+    call_ctx *c = t->live;
+    while (c) {
+        call_ctx *after = c->next;
+        if (c->conn == k || (was_current && c->conn == NULL)) {
+            c->stream_id = 0; /* the session goes with the connection */
+            c->conn = NULL;
+            end_with_status(c, 14, "%s", why);
+        }
+        c = after;
+    }
+    k->streams = 0;
+}
+
+static ssize_t io_read(conn *k, uint8_t *buf, size_t n)
+{
+    if (k->ssl == NULL) {
+        ssize_t r = read(k->fd, buf, n);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            return -EAGAIN;
+        return r < 0 ? -errno : r;
+    }
+    ERR_clear_error();
+    int r = SSL_read(k->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return -EAGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    return -EPROTO;
+}
+
+static ssize_t io_write(conn *k, const uint8_t *buf, size_t n)
+{
+    if (k->ssl == NULL) {
+        ssize_t w = send(k->fd, buf, n, MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EINTR))
+            return -EAGAIN;
+        return w < 0 ? -errno : w;
+    }
+    ERR_clear_error();
+    int w = SSL_write(k->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+    if (w > 0)
+        return w;
+    int e = SSL_get_error(k->ssl, w);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return -EAGAIN;
+    return -EPIPE;
+}
+
+/* Keep what the socket did not take (nghttp2's buffer is only valid until its next call). */
+static bool out_keep(conn *k, const uint8_t *data, size_t n)
+{
+    if (n > k->out_cap) {
+        uint8_t *b = realloc(k->out, n);
+        if (b == NULL)
+            return false;
+        k->out = b;
+        k->out_cap = n;
+    }
+    memcpy(k->out, data, n);
+    k->out_len = n;
+    k->out_off = 0;
+    return true;
+}
+
+/* Write what nghttp2 has to send, until it has nothing more or the socket is full (then EPOLLOUT
+ * brings the network thread back). Any thread, under t->mu. */
+static void conn_flush(conn *k)
+{
+    if (k->state != CONN_READY)
+        return;
+    for (;;) {
+        if (k->out_off < k->out_len) {
+            ssize_t w = io_write(k, k->out + k->out_off, k->out_len - k->out_off);
+            if (w == -EAGAIN) {
+                conn_watch(k, true);
+                return;
+            }
+            if (w < 0) {
+                conn_fail(k, "connection to %s lost: %s", k->t->address, strerror((int)-w));
+                return;
+            }
+            k->out_off += (size_t)w;
+            continue;
+        }
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(k->session, &data);
+        if (n < 0) {
+            conn_fail(k, "HTTP/2 session with %s failed: %s", k->t->address,
+                      nghttp2_strerror((int)n));
+            return;
+        }
+        if (n == 0)
+            break;
+        ssize_t w = io_write(k, data, (size_t)n);
+        if (w == -EAGAIN)
+            w = 0;
+        if (w < 0) {
+            conn_fail(k, "connection to %s lost: %s", k->t->address, strerror((int)-w));
+            return;
+        }
+        if (w < n && !out_keep(k, data + w, (size_t)(n - w))) {
+            conn_fail(k, "out of memory writing to %s", k->t->address);
+            return;
+        }
+    }
+    conn_watch(k, false);
+    /* A connection the server is closing goes once its last stream has. */
+    if (k->goaway && k->streams == 0 && !nghttp2_session_want_read(k->session) &&
+        !nghttp2_session_want_write(k->session))
+        k->state = CONN_DEAD;
+}
+
+/* ---- nghttp2's callbacks (on the thread that feeds or drains the session, under t->mu) ---- */
+
+static call_ctx *stream_call(nghttp2_session *s, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(s, id);
+}
+
+/* Refuse the answer: the attempt ends with err, and the stream is reset. */
+static int refuse(call_ctx *c, int rc)
+{
+    c->local_rc = rc;
+    c->end = END_LOCAL;
+    c->decided = true;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+static bool name_is(const uint8_t *name, size_t n, const char *want)
+{
+    return n == strlen(want) && memcmp(name, want, n) == 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user)
+{
+    (void)flags;
+    (void)user;
+    call_ctx *c = stream_call(s, frame->hd.stream_id);
+    if (c == NULL || c->decided)
+        return 0;
+    c->header_bytes += namelen + valuelen;
+    if (c->header_bytes > MAX_RESPONSE_HEADER_BYTES)
+        return refuse(c, keel_error_set(&c->err, KEEL_EPROTOCOL,
+                                        "%s: the answer's headers pass %d bytes", c->what,
+                                        MAX_RESPONSE_HEADER_BYTES));
+    if (name_is(name, namelen, ":status")) {
+        int st = 0;
+        for (size_t i = 0; i < valuelen && i < 3; i++)
+            st = st * 10 + (value[i] >= '0' && value[i] <= '9' ? value[i] - '0' : 0);
+        c->http_status = st;
+    } else if (name_is(name, namelen, "content-type")) {
+        c->grpc_body = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                       (valuelen == 16 || value[16] == '+' || value[16] == ';');
+    } else if (name_is(name, namelen, "grpc-status")) {
+        int st = keel_grpc_parse_status(value, valuelen);
+        if (st < 0)
+            return refuse(c, keel_error_set(&c->err, KEEL_EPROTOCOL,
+                                            "%s: the server sent a grpc-status that is not a "
+                                            "number",
+                                            c->what));
+        c->grpc_status = st;
+    } else if (name_is(name, namelen, "grpc-message")) {
+        keel_grpc_percent_decode(value, valuelen, c->grpc_message, sizeof c->grpc_message);
+    } else if (name_is(name, namelen, "grpc-status-details-bin") && c->details == NULL) {
+        size_t cap = valuelen / 4 * 3 + 3;
+        if (cap > MAX_STATUS_DETAILS_BYTES)
+            cap = MAX_STATUS_DETAILS_BYTES;
+        c->details = malloc(cap);
+        if (c->details != NULL &&
+            keel_grpc_base64_decode(value, valuelen, c->details, cap, &c->details_len) != KEEL_OK) {
+            /* Ignored like an undecodable detail: the status already says what failed. */
+            free(c->details);
+            c->details = NULL;
+        }
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                   void *user)
+{
+    (void)flags;
+    (void)user;
+    call_ctx *c = stream_call(s, id);
+    /* The body of an answer that is not gRPC (an HTTP error page from a proxy) is not read. */
+    if (c == NULL || c->decided || c->http_status != 200 || !c->grpc_body)
+        return 0;
+    keel_error why;
+    int rc = keel_grpc_deframer_feed(&c->deframer, data, len, KEEL_MAX_RECEIVE_BYTES, &why);
+    if (rc == KEEL_EEXHAUSTED) {
+        /* As gRPC: RESOURCE_EXHAUSTED, which a retry would not change. */
+        snprintf(c->grpc_message, sizeof c->grpc_message, "%.500s", why.message);
+        c->grpc_status = 8;
+        c->end = END_STATUS;
+        c->decided = true;
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+        return 0;
+    }
+    if (rc != KEEL_OK)
+        return refuse(c, keel_error_set(&c->err, rc, "%s: %s", c->what, why.message));
+    return 0;
+}
+
+/* How the stream's answer ended, from what came (under t->mu). */
+static void judge_stream(call_ctx *c, uint32_t h2_error)
+{
+    if (c->decided)
+        return; /* refused, or cut short, already */
+    c->end = END_STATUS;
+    if (c->grpc_status == 0) {
+        keel_error why;
+        int rc = keel_grpc_deframer_take(&c->deframer, &c->answer, &c->answer_len, &why);
+        if (rc != KEEL_OK) {
+            c->end = END_LOCAL;
+            c->local_rc = keel_error_set(&c->err, rc, "%s: %s", c->what, why.message);
+        }
+    } else if (c->grpc_status > 0) {
+        /* the server's status and message */
+    } else if (h2_error != NGHTTP2_NO_ERROR) {
+        c->grpc_status = keel_grpc_status_from_h2(h2_error);
+        snprintf(c->grpc_message, sizeof c->grpc_message, "the server reset the stream (%s)",
+                 nghttp2_http2_strerror(h2_error));
+    } else if (c->http_status != 200) {
+        c->grpc_status = keel_grpc_status_from_http(c->http_status);
+        snprintf(c->grpc_message, sizeof c->grpc_message,
+                 "the server answered HTTP status %d, not gRPC", c->http_status);
+    } else if (!c->grpc_body) {
+        c->grpc_status = 2; /* UNKNOWN */
+        snprintf(c->grpc_message, sizeof c->grpc_message,
+                 "the server's answer is not gRPC (its content-type is not application/grpc)");
+    } else {
+        c->grpc_status = 13;
+        snprintf(c->grpc_message, sizeof c->grpc_message, "the answer ended without a grpc-status");
+    }
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
+{
+    (void)user;
+    call_ctx *c = stream_call(s, id);
+    if (c == NULL)
+        return 0;
+    judge_stream(c, error_code);
+    end_attempt(c);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
+{
+    (void)s;
+    conn *k = user;
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+        k->goaway = true;
+        if (k->t->current == k)
+            k->t->current = NULL;
+    } else if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        k->ping_out = false;
+    }
+    return 0;
+}
+
+/* The request body of a stream: the call's framed request, from where the last read stopped. */
+static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    (void)src;
+    (void)user;
+    call_ctx *c = stream_call(s, id);
+    if (c == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    size_t n = c->request_len - c->sent;
+    if (n > len)
+        n = len;
+    memcpy(buf, c->request + c->sent, n);
+    c->sent += n;
+    if (c->sent == c->request_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static nghttp2_session_callbacks *callbacks;
+
+static void make_callbacks(void)
+{
+    if (nghttp2_session_callbacks_new(&callbacks) != 0)
+        return;
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+}
+
+/* ---- opening a connection ---- */
+
+static void conn_ready(conn *k);
+
+/* Start a TCP connect to the next address (under t->mu). false when none is left. */
+static bool connect_next(conn *k, int *last_errno)
+{
+    keel_transport *t = k->t;
+    while (k->next_addr) {
+        struct addrinfo *a = k->next_addr;
+        k->next_addr = a->ai_next;
+        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            *last_errno = errno;
+            continue;
+        }
+        if (a->ai_family != AF_UNIX) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            *last_errno = errno;
+            close(fd);
+            continue;
+        }
+        if (k->fd >= 0) {
+            epoll_ctl(t->epfd, EPOLL_CTL_DEL, k->fd, NULL);
+            close(k->fd);
+        }
+        k->fd = fd;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = k};
+        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            *last_errno = errno;
+            close(fd);
+            k->fd = -1;
+            continue;
+        }
+        k->want_out = true;
+        return true;
+    }
+    return false;
+}
+
+/* The addresses of the target: the system resolver for a name, sockaddr_un for a socket. */
+static int resolve(keel_transport *t, struct addrinfo **out, char *why, size_t whysz)
+{
+    *out = NULL;
+    if (t->target.kind == KEEL_GRPC_TARGET_UNIX) {
+        struct addrinfo *a = calloc(1, sizeof *a + sizeof(struct sockaddr_un));
+        if (a == NULL) {
+            snprintf(why, whysz, "out of memory");
+            return -1;
+        }
+        struct sockaddr_un *un = (struct sockaddr_un *)(a + 1);
+        un->sun_family = AF_UNIX;
+        size_t n = strlen(t->target.host);
+        memcpy(un->sun_path + (t->target.abstract ? 1 : 0), t->target.host, n);
+        a->ai_family = AF_UNIX;
+        a->ai_addr = (struct sockaddr *)un;
+        a->ai_addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+                                    (t->target.abstract ? 1 : 0));
+        *out = a;
+        return 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = getaddrinfo(t->target.host, t->target.port, &hints, out);
+    if (rc != 0) {
+        snprintf(why, whysz, "cannot resolve '%s': %s", t->target.host, gai_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void free_addrs(keel_transport *t, struct addrinfo *a)
+{
+    if (a == NULL)
+        return;
+    if (t->target.kind == KEEL_GRPC_TARGET_UNIX)
+        free(a);
+    else
+        freeaddrinfo(a);
+}
+
+/* A new connection, made the current one (under t->mu). It may be dead at once (nothing to
+ * connect to): the calls waiting for it have ended then. */
+static conn *conn_open(keel_transport *t)
+{
+    conn *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return NULL;
+    k->t = t;
+    k->fd = -1;
+    k->state = CONN_CONNECTING;
+    k->connect_deadline_ms = now_ms() + CONNECT_TIMEOUT_MS;
+    k->next = t->conns;
+    t->conns = k;
+    t->current = k;
+    char why[300];
+    if (resolve(t, &k->addrs, why, sizeof why) != 0) {
+        conn_fail(k, "cannot connect to %s: %s", t->address, why);
+        return k;
+    }
+    k->next_addr = k->addrs;
+    int e = 0;
+    if (!connect_next(k, &e))
+        conn_fail(k, "cannot connect to %s: %s", t->address, strerror(e ? e : ECONNREFUSED));
+    return k;
+}
+
+/* The TCP connect finished: on to TLS, or straight to HTTP/2. */
+static void connected(conn *k)
+{
+    keel_transport *t = k->t;
+    int e = 0;
+    socklen_t len = sizeof e;
+    if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+        e = errno;
+    if (e != 0) {
+        int last = e;
+        if (!connect_next(k, &last))
+            conn_fail(k, "cannot connect to %s: %s", t->address, strerror(last));
+        return;
+    }
+    if (t->tls == NULL) {
+        conn_ready(k);
+        return;
+    }
+    k->ssl = SSL_new(t->tls);
+    if (k->ssl == NULL || SSL_set_fd(k->ssl, k->fd) != 1) {
+        conn_fail(k, "cannot start TLS with %s", t->address);
+        return;
+    }
+    SSL_set_connect_state(k->ssl);
+    const char *name = t->tls_name ? t->tls_name : t->target.host;
+    struct in6_addr ip;
+    bool literal = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
+    if (!literal)
+        SSL_set_tlsext_host_name(k->ssl, name);
+    if (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), name) != 1
+                : SSL_set1_host(k->ssl, name) != 1) {
+        conn_fail(k, "cannot check the name '%s' in %s's certificate", name, t->address);
+        return;
+    }
+    k->state = CONN_HANDSHAKE;
+}
+
+static void handshake(conn *k)
+{
+    keel_transport *t = k->t;
+    ERR_clear_error();
+    int r = SSL_do_handshake(k->ssl);
+    if (r == 1) {
+        const unsigned char *proto = NULL;
+        unsigned int plen = 0;
+        SSL_get0_alpn_selected(k->ssl, &proto, &plen);
+        if (plen != 2 || memcmp(proto, "h2", 2) != 0) {
+            conn_fail(k, "TLS with %s: the server did not agree to HTTP/2 (ALPN)", t->address);
+            return;
+        }
+        conn_ready(k);
+        return;
+    }
+    int e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        conn_watch(k, false);
+        return;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        conn_watch(k, true);
+        return;
+    }
+    long verify = SSL_get_verify_result(k->ssl);
+    char reason[256];
+    ssl_reason(reason, sizeof reason);
+    if (verify != X509_V_OK)
+        conn_fail(k, "TLS handshake with %s failed: the peer certificate was refused: %s",
+                  t->address, X509_verify_cert_error_string(verify));
+    else
+        conn_fail(k, "TLS handshake with %s failed: %s", t->address,
+                  reason[0] ? reason : "the connection closed");
+}
+
+static void submit(call_ctx *c, conn *k);
+
+/* HTTP/2 is up: the session, keel's settings, then every call that waited for it. */
+static void conn_ready(conn *k)
+{
+    keel_transport *t = k->t;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_callbacks);
+    if (callbacks == NULL || nghttp2_session_client_new(&k->session, callbacks, k) != 0) {
+        k->session = NULL;
+        conn_fail(k, "out of memory starting HTTP/2 with %s", t->address);
+        return;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW_BYTES},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_RESPONSE_HEADER_BYTES},
+    };
+    if (nghttp2_submit_settings(k->session, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
+        nghttp2_session_set_local_window_size(k->session, NGHTTP2_FLAG_NONE, 0,
+                                              CONNECTION_WINDOW_BYTES) != 0) {
+        conn_fail(k, "cannot start HTTP/2 with %s", t->address);
+        return;
+    }
+    k->state = CONN_READY;
+    k->last_read_ms = now_ms();
+    if (t->current == k)
+        for (call_ctx *c = t->live, *after; c; c = after) {
+            after = c->next;
+            if (c->conn == NULL)
+                submit(c, k);
+        }
+    conn_flush(k);
+}
+
+/* Read what the server sent and hand it to nghttp2. */
+static void conn_read(conn *k)
+{
+    static _Thread_local uint8_t buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = io_read(k, buf, sizeof buf);
+        if (n == -EAGAIN)
+            break;
+        if (n <= 0) {
+            conn_fail(k, "connection to %s lost: %s", k->t->address,
+                      n == 0 ? "the server closed it" : strerror((int)-n));
+            return;
+        }
+        k->last_read_ms = now_ms();
+        ssize_t used = nghttp2_session_mem_recv(k->session, buf, (size_t)n);
+        if (used < 0) {
+            conn_fail(k, "HTTP/2 from %s refused: %s", k->t->address,
+                      nghttp2_strerror((int)used));
+            return;
+        }
+        if (k->state != CONN_READY)
+            return;
+    }
+    conn_flush(k);
+}
+
+/* An epoll event for k (network thread, under t->mu). */
+static void conn_event(conn *k, uint32_t events)
+{
+    if (k->state == CONN_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        connected(k);
+    if (k->state == CONN_HANDSHAKE)
+        handshake(k);
+    else if (k->state == CONN_READY) {
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            conn_read(k);
+        if (k->state == CONN_READY && (events & EPOLLOUT))
+            conn_flush(k);
+    }
+}
+
+static void conn_free(conn *k)
+{
+    if (k->session)
+        nghttp2_session_del(k->session);
+    if (k->ssl)
+        SSL_free(k->ssl);
+    if (k->fd >= 0) {
+        epoll_ctl(k->t->epfd, EPOLL_CTL_DEL, k->fd, NULL);
+        close(k->fd);
+    }
+    free_addrs(k->t, k->addrs);
+    free(k->out);
+    free(k);
+}
+
+/* Free the connections that are over (network thread, under t->mu). */
+static void reap_conns(keel_transport *t)
+{
+    conn **p = &t->conns;
+    while (*p) {
+        conn *k = *p;
+        if (k->state == CONN_DEAD) {
+            *p = k->next;
+            if (t->current == k)
+                t->current = NULL;
+            conn_free(k);
+        } else {
+            p = &k->next;
+        }
+    }
+}
+
+/* Keepalive pings and connect timeouts; the next time anything is due (network thread). */
+static int64_t conn_timers(keel_transport *t, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (conn *k = t->conns; k; k = k->next) {
+        if (k->state == CONN_CONNECTING || k->state == CONN_HANDSHAKE) {
+            if (now >= k->connect_deadline_ms)
+                conn_fail(k, "cannot connect to %s: no connection in %d ms", t->address,
+                          CONNECT_TIMEOUT_MS);
+            else if (k->connect_deadline_ms < next)
+                next = k->connect_deadline_ms;
+            continue;
+        }
+        if (k->state != CONN_READY)
+            continue;
+        if (k->ping_out) {
+            if (now - k->ping_sent_ms >= KEEPALIVE_TIMEOUT_MS) {
+                conn_fail(k, "connection to %s lost: no answer to a keepalive ping in %d ms",
+                          t->address, KEEPALIVE_TIMEOUT_MS);
+                continue;
+            }
+            if (k->ping_sent_ms + KEEPALIVE_TIMEOUT_MS < next)
+                next = k->ping_sent_ms + KEEPALIVE_TIMEOUT_MS;
+        } else if (now - k->last_read_ms >= KEEPALIVE_TIME_MS) {
+            if (nghttp2_submit_ping(k->session, NGHTTP2_FLAG_NONE, NULL) == 0) {
+                k->ping_out = true;
+                k->ping_sent_ms = now;
+                conn_flush(k);
+            }
+            if (now + KEEPALIVE_TIMEOUT_MS < next)
+                next = now + KEEPALIVE_TIMEOUT_MS;
+        } else if (k->last_read_ms + KEEPALIVE_TIME_MS < next) {
+            next = k->last_read_ms + KEEPALIVE_TIME_MS;
+        }
+    }
+    return next;
+}
+
+/* ---- attempts ---- */
+
+/* Put the attempt's stream on k (under t->mu); it ends at once if nghttp2 refuses. */
+static void submit(call_ctx *c, conn *k)
+{
+    keel_transport *t = c->t;
+    char timeout[16];
+    int64_t left = c->deadline_ms - now_ms();
+    keel_grpc_timeout(left, timeout);
+    size_t n = 0;
+    nghttp2_nv nv[t->n_meta + 10];
+#define NV(n_, v_)                                                                                 \
+    ((nghttp2_nv){(uint8_t *)(n_), (uint8_t *)(v_), strlen(n_), strlen(v_), NGHTTP2_NV_FLAG_NONE})
+    nv[n++] = NV(":method", "POST");
+    nv[n++] = NV(":scheme", t->scheme);
+    nv[n++] = NV(":path", c->path);
+    nv[n++] = NV(":authority", t->authority);
+    nv[n++] = NV("te", "trailers");
+    nv[n++] = NV("content-type", "application/grpc");
+    nv[n++] = NV("user-agent", KEEL_CLIENT_NAME "/" KEEL_VERSION);
+    nv[n++] = NV("grpc-timeout", timeout);
+    if (c->namespace)
+        nv[n++] = NV("temporal-namespace", c->namespace);
+#undef NV
+    memcpy(nv + n, t->meta, t->n_meta * sizeof nv[0]);
+    n += t->n_meta;
+    nghttp2_data_provider body = {.read_callback = read_request};
+    c->sent = 0;
+    int32_t id = nghttp2_submit_request(k->session, NULL, nv, n, &body, c);
+    if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
+        /* This connection has used every stream id: the next one takes the call. */
+        k->goaway = true;
+        if (t->current == k)
+            t->current = NULL;
+        conn *fresh = conn_open(t);
+        if (fresh == NULL)
+            end_with_status(c, 14, "out of memory connecting to %s", t->address);
+        else if (fresh->state == CONN_READY)
+            submit(c, fresh);
+        return;
+    }
+    if (id < 0) {
+        end_with_status(c, 13, "HTTP/2 refused the request: %s", nghttp2_strerror(id));
+        return;
+    }
+    c->conn = k;
+    c->stream_id = id;
+    k->streams++;
+}
+
+/* Start the next attempt of c (under t->mu). It ends up in t->live, or (refused at once) on
+ * t->done. */
+static void start_attempt(call_ctx *c)
+{
+    keel_transport *t = c->t;
+    int64_t now = now_ms();
+    int64_t left = c->budget_ms - (now - c->start_ms);
+    if (left < 1)
+        left = 1;
+    c->attempt++;
+    c->attempt_started = mono_s();
+    c->deadline_ms = now + left;
+    c->conn = NULL;
+    c->stream_id = 0;
+    c->header_bytes = 0;
+    c->http_status = 0;
+    c->grpc_body = false;
+    c->grpc_status = -1;
+    c->grpc_message[0] = '\0';
+    c->end = END_STATUS;
+    c->decided = false;
+    c->local_rc = KEEL_OK;
+    c->err.grpc_status = KEEL_NO_GRPC_STATUS;
+    live_link(t, c);
+    if (!cancel_attach(c->cancel, t)) {
+        c->end = END_LOCAL;
+        c->local_rc = keel_error_set(&c->err, KEEL_ECANCELLED, "%s: cancelled", c->what);
+        end_attempt(c);
+        return;
+    }
+    if (c->deadline_ms < t->next_deadline) {
+        t->next_deadline = c->deadline_ms;
+        if (t->sleeping && c->deadline_ms < t->sleep_until)
+            wake(t);
+    }
+    conn *k = t->current;
+    if (k == NULL || k->goaway || k->state == CONN_DEAD) {
+        k = conn_open(t);
+        if (k == NULL) {
+            end_with_status(c, 14, "out of memory connecting to %s", t->address);
+            return;
+        }
+    }
+    if (k->state == CONN_READY) {
+        submit(c, k);
+        conn_flush(k);
+    }
+}
+
+/* Live attempts past their deadline, or whose cancel handle fired (network thread, under t->mu).
+ * Returns the earliest deadline still ahead. */
+static int64_t run_deadlines(keel_transport *t, int64_t now, bool cancels)
+{
+    int64_t next = INT64_MAX;
+    call_ctx *c = t->live;
+    while (c) {
+        call_ctx *after = c->next;
+        if (cancels && c->cancel && keel_call_cancel_triggered(c->cancel)) {
+            reset_stream(c);
+            c->end = END_LOCAL;
+            c->local_rc = keel_error_set(&c->err, KEEL_ECANCELLED, "%s: cancelled", c->what);
+            end_attempt(c);
+        } else if (now >= c->deadline_ms) {
+            reset_stream(c);
+            end_with_status(c, 4, "Deadline Exceeded");
+        } else if (c->deadline_ms < next) {
+            next = c->deadline_ms;
+        }
+        c = after;
+    }
+    return next;
+}
+
+/* While calls wait to retry, the network thread wakes at least this often to see whether one was
+ * cancelled (a cancel handle reaches only an attempt in flight). */
+#define WAITING_TICK_MS 20
+
+/* Retry the calls whose backoff is over; end those cancelled meanwhile (under t->mu). The time of
+ * the next look. */
+static int64_t run_waiting(keel_transport *t, int64_t now)
+{
+    if (t->waiting == NULL)
+        return INT64_MAX;
+    int64_t next = now + WAITING_TICK_MS;
+    call_ctx *c = t->waiting;
+    while (c) {
+        call_ctx *after = c->next;
+        if (t->closing || (c->cancel && keel_call_cancel_triggered(c->cancel))) {
+            /* Its error stays the last attempt's: what it was retrying for. */
+            waiting_remove(t, c);
+            c->abandoned = true;
+            c->next = t->done;
+            t->done = c;
+        } else if (now >= c->retry_at_ms) {
+            waiting_remove(t, c);
+            start_attempt(c);
+        } else if (c->retry_at_ms < next) {
+            next = c->retry_at_ms;
+        }
+        c = after;
+    }
+    return next;
+}
+
+static void ctx_free(call_ctx *c)
+{
+    attempt_release(c);
+    free(c->request);
+    if (!c->namespace_owned_by_reply)
+        free(c->namespace);
+    free(c);
+}
+
+/* The call is over: hand the outcome over, then free the context (network thread, no lock). */
+static void finish(call_ctx *c, int rc)
+{
+    keel_transport *t = c->t;
+    if (rc != KEEL_OK)
+        c->err.code = rc;
+    if (c->waiter) {
+        sync_waiter *w = c->waiter;
+        pthread_mutex_lock(&w->mu);
+        w->rc = rc;
+        if (rc != KEEL_OK)
+            w->err = c->err;
+        w->reply = c->answer;
+        w->reply_len = c->answer_len;
+        c->answer = NULL;
+        w->attempt_started = c->attempt_started;
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu); /* w may be gone from here on */
+    } else if (c->reply_done) {
+        keel_transport_reply *r = NULL;
+        if (rc == KEEL_OK && (r = calloc(1, sizeof *r)) != NULL) {
+            r->t = t;
+            r->bytes = c->answer;
+            r->len = c->answer_len;
+            c->answer = NULL;
+            r->method = c->method;
+            r->namespace = c->namespace; /* handed over */
+            c->namespace_owned_by_reply = true;
+            r->attempt_started = c->attempt_started;
+            memcpy(r->what, c->what, sizeof r->what);
+        } else if (rc == KEEL_OK) {
+            rc = keel_error_set(&c->err, KEEL_ENOMEM, "%s: out of memory for the answer", c->what);
+        }
+        c->reply_done(c->userdata, rc, r, &c->err);
+    } else {
+        c->done(c->userdata, rc, rc == KEEL_OK ? c->response : NULL, c->partial, &c->err);
+    }
+    ctx_free(c);
+    pthread_mutex_lock(&t->mu);
+    if (--t->outstanding == 0 && t->closing)
+        pthread_cond_broadcast(&t->idle);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* An attempt is over (network thread, no lock): finish the call, or schedule its next attempt
+ * after a backoff. */
+static void attempt_done(call_ctx *c)
 {
     keel_transport *t = c->t;
     cancel_detach(c->cancel);
-    pthread_mutex_lock(&t->mu);
-    live_unlink(t, c);
-    pthread_mutex_unlock(&t->mu);
-
     keel_error *e = &c->err;
+    if (c->abandoned) {
+        e->retryable = false;
+        finish(c, KEEL_ECANCELLED);
+        return;
+    }
     int rc = KEEL_OK;
     bool decode_later = false;
-    if (!success) {
-        rc = keel_error_set(e, KEEL_EINTERNAL, "%s: the gRPC batch did not complete", c->what);
-    } else if (c->status != GRPC_STATUS_OK) {
-        char *msg = grpc_slice_to_c_string(c->details);
-        rc = keel_error_set(e, keel_error_code_from_grpc(c->status), "%s failed: %s: %s", c->what,
-                            keel_grpc_status_name(c->status),
-                            msg[0] ? msg : (c->error_string ? c->error_string : "(no message)"));
-        e->grpc_status = c->status;
-        e->retryable = keel_grpc_status_retryable(c->status, msg, false);
-        read_status_details(&c->trailers, e);
-        gpr_free(msg);
-    } else if (c->recv == NULL) {
-        rc =
-            keel_error_set(e, KEEL_EPROTOCOL, "%s: the server sent OK without a response", c->what);
-    } else if (c->waiter) {
-        /* keel_transport_call() decodes on its own thread, and records the attempt then. */
-        c->waiter->reply = c->recv;
-        c->recv = NULL;
-        decode_later = true;
-    } else if (c->reply_done) {
-        decode_later = true; /* finish() hands c->recv over */
+    if (c->end == END_LOCAL) {
+        rc = c->local_rc;
+        e->retryable = false;
+    } else if (c->grpc_status != 0) {
+        const char *msg = c->grpc_message[0] ? c->grpc_message : "(no message)";
+        rc = keel_error_set(e, keel_error_code_from_grpc(c->grpc_status), "%s failed: %s: %s",
+                            c->what, keel_grpc_status_name(c->grpc_status), msg);
+        e->grpc_status = c->grpc_status;
+        e->retryable = keel_grpc_status_retryable(c->grpc_status, c->grpc_message, false);
+        if (c->details)
+            keel_transport_status_detail(c->details, c->details_len, e);
+    } else if (c->waiter || c->reply_done) {
+        decode_later = true; /* finish() hands c->answer over */
     } else {
-        rc = decode(c->recv, c->response_type, &c->response, c->want_partial ? &c->partial : NULL,
-                    c->what, e);
+        rc = keel_transport_decode(c->answer, c->answer_len, c->response_type, &c->response,
+                                   c->want_partial ? &c->partial : NULL, c->what, e);
     }
     if (!decode_later)
         record_attempt(t, c->method, c->namespace, c->attempt_started, rc, e);
-    grpc_byte_buffer *answer = NULL;
-    if (decode_later && c->reply_done) {
-        answer = c->recv;
-        c->recv = NULL;
-    }
-    attempt_release(c);
-    if (answer) {
-        c->recv = answer; /* for finish(), which hands it to the callback */
-        finish(c, KEEL_OK);
-        return;
-    }
     if (rc == KEEL_OK) {
         finish(c, KEEL_OK);
         return;
     }
+    attempt_release(c);
     if (c->cancel && keel_call_cancel_triggered(c->cancel)) {
         /* However the call ended, it ended because it was abandoned. */
         e->retryable = false;
         finish(c, KEEL_ECANCELLED);
         return;
     }
-    if (!c->retry || !e->retryable || transport_closing(t)) {
+    pthread_mutex_lock(&t->mu);
+    bool closing = t->closing;
+    pthread_mutex_unlock(&t->mu);
+    if (!c->retry || !e->retryable || closing) {
         finish(c, rc);
         return;
     }
@@ -999,81 +1623,248 @@ static void attempt_done(call_ctx *c, bool success)
         return;
     }
     c->retry_at_ms = now_ms() + delay;
+    pthread_mutex_lock(&t->mu);
     waiting_push(t, c);
+    pthread_mutex_unlock(&t->mu);
 }
 
-/* While calls wait to retry, the completion-queue thread wakes at least this often to see whether
- * one was cancelled or the transport is closing (a cancel trigger cannot post to the queue). */
-#define WAITING_TICK_MS 20
+/* ---- the network thread ---- */
 
-/* Retry the calls whose backoff is over; end those cancelled meanwhile. The delay until the next
- * look, in ms. */
-static int64_t run_waiting(keel_transport *t)
-{
-    int64_t next = WAITING_TICK_MS;
-    bool closing = transport_closing(t);
-    call_ctx *c = t->waiting;
-    while (c) {
-        call_ctx *after = c->next;
-        int64_t now = now_ms();
-        if (closing || (c->cancel && keel_call_cancel_triggered(c->cancel))) {
-            waiting_remove(t, c);
-            c->err.retryable = false;
-            finish(c, KEEL_ECANCELLED);
-        } else if (now >= c->retry_at_ms) {
-            waiting_remove(t, c);
-            int rc = start_attempt(c);
-            if (rc != KEEL_OK) {
-                record_attempt(t, c->method, c->namespace, c->attempt_started, rc, &c->err);
-                finish(c, rc);
-            }
-        } else if (c->retry_at_ms - now < next) {
-            next = c->retry_at_ms - now;
-        }
-        c = after;
-    }
-    return next;
-}
+#define MAX_EVENTS 16
 
-static void *cq_main(void *arg)
+static void *loop_main(void *arg)
 {
     keel_transport *t = arg;
-    prctl(PR_SET_NAME, "keel-cq", 0, 0, 0);
+    prctl(PR_SET_NAME, "keel-net", 0, 0, 0);
+    struct epoll_event evs[MAX_EVENTS];
+    pthread_mutex_lock(&t->mu);
     for (;;) {
-        gpr_timespec until = gpr_inf_future(GPR_CLOCK_MONOTONIC);
-        if (t->waiting) {
-            int64_t ms = run_waiting(t);
-            if (t->waiting)
-                until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                     gpr_time_from_millis(ms > 0 ? ms : 1, GPR_TIMESPAN));
+        int64_t now = now_ms();
+        bool cancels = atomic_exchange(&t->cancel_pending, false);
+        if (cancels || now >= t->next_deadline)
+            t->next_deadline = run_deadlines(t, now, cancels);
+        int64_t due = t->next_deadline;
+        int64_t w = run_waiting(t, now);
+        if (w < due)
+            due = w;
+        w = conn_timers(t, now);
+        if (w < due)
+            due = w;
+        reap_conns(t);
+        call_ctx *done = t->done;
+        t->done = NULL;
+        if (done) {
+            pthread_mutex_unlock(&t->mu);
+            while (done) {
+                call_ctx *c = done;
+                done = c->next;
+                c->next = NULL;
+                attempt_done(c);
+            }
+            pthread_mutex_lock(&t->mu);
+            continue; /* callbacks may have started calls, with deadlines of their own */
         }
-        grpc_event ev = grpc_completion_queue_next(t->cq, until, NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+        if (t->stop)
             break;
-        if (ev.type == GRPC_OP_COMPLETE)
-            attempt_done(ev.tag, ev.success != 0);
+        now = now_ms();
+        int timeout = due == INT64_MAX ? -1 : due <= now ? 0 : (int)(due - now > 60000 ? 60000 : due - now);
+        t->sleeping = true;
+        t->sleep_until = due;
+        pthread_mutex_unlock(&t->mu);
+        int n = epoll_wait(t->epfd, evs, MAX_EVENTS, timeout);
+        pthread_mutex_lock(&t->mu);
+        t->sleeping = false;
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL) {
+                uint64_t count;
+                ssize_t r = read(t->evfd, &count, sizeof count);
+                (void)r;
+                t->wake_pending = false;
+                continue;
+            }
+            conn *k = evs[i].data.ptr;
+            if (k->state != CONN_DEAD)
+                conn_event(k, evs[i].events);
+        }
     }
+    pthread_mutex_unlock(&t->mu);
     return NULL;
 }
 
-/* The channel's handle for a method, registered on first use (under t->mu). NULL past
- * KEEL_TRANSPORT_MAX_METHODS methods: calls to more name their method each time. */
-static void *registered_method(keel_transport *t, const char *path)
+/* ---- the transport ---- */
+
+static void process_setup(void)
 {
-    uint32_t hash = 2166136261u; /* FNV-1a */
-    for (const char *p = path; *p; p++)
-        hash = (hash ^ (uint8_t)*p) * 16777619u;
-    for (size_t i = 0; i < t->n_methods; i++)
-        if (t->methods[i].hash == hash && strcmp(t->methods[i].path, path) == 0)
-            return t->methods[i].handle;
-    if (t->n_methods == KEEL_TRANSPORT_MAX_METHODS)
-        return NULL;
-    char *copy = strdup(path);
-    if (copy == NULL)
-        return NULL;
-    void *h = grpc_channel_register_call(t->channel, copy, NULL, NULL);
-    t->methods[t->n_methods++] = (struct registered_method){hash, copy, h};
-    return h;
+    /* A peer that closes the connection must not kill the process with SIGPIPE: plain sockets
+     * use MSG_NOSIGNAL, but OpenSSL writes with write(2). */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static nghttp2_nv header_nv(const char *name, const char *value)
+{
+    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
+                        NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+}
+
+int keel_transport_new(keel_transport **out, const keel_connect_options *given, keel_error *err)
+{
+    static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+    pthread_once(&setup_once, process_setup);
+    *out = NULL;
+    int rc = keel_connect_options_validate(given, err);
+    if (rc != KEEL_OK)
+        return rc;
+    keel_connect_options copy;
+    keel_connect_options_upgrade(given, &copy); /* validate accepted its version */
+    const keel_connect_options *opts = &copy;
+
+    keel_transport *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->idle, NULL);
+    t->epfd = t->evfd = -1;
+    t->next_deadline = INT64_MAX;
+    atomic_init(&t->cancel_pending, false);
+    rc = keel_grpc_parse_target(opts->address, &t->target, err);
+    if (rc != KEEL_OK) {
+        keel_transport_free(t);
+        return rc;
+    }
+    bool use_tls = keel_connect_options_use_tls(opts);
+    strcpy(t->scheme, use_tls ? "https" : "http");
+    t->address = strdup(opts->address);
+    t->namespace = strdup(opts->namespace_);
+    t->identity = opts->identity ? strdup(opts->identity) : default_identity();
+    t->rpc_timeout_ms = opts->rpc_timeout_ms;
+    /* As gRPC does with a target name override: it is the authority too. */
+    t->authority = strdup(use_tls && opts->tls_server_name ? opts->tls_server_name
+                                                           : t->target.authority);
+    if (use_tls && opts->tls_server_name)
+        t->tls_name = strdup(opts->tls_server_name);
+    if (opts->api_key) {
+        size_t n = strlen(opts->api_key) + sizeof "Bearer ";
+        t->authorization = malloc(n);
+        if (t->authorization)
+            snprintf(t->authorization, n, "Bearer %s", opts->api_key);
+    }
+    bool headers_ok = true;
+    if (opts->n_headers > 0) {
+        t->headers = calloc(opts->n_headers, sizeof *t->headers);
+        headers_ok = t->headers != NULL;
+        for (size_t i = 0; headers_ok && i < opts->n_headers; i++) {
+            t->headers[i].name = strdup(opts->headers[i].name);
+            t->headers[i].value = strdup(opts->headers[i].value);
+            t->n_headers = i + 1;
+            headers_ok = t->headers[i].name && t->headers[i].value;
+        }
+    }
+    t->meta = calloc(t->n_headers + 3, sizeof *t->meta);
+    if (!t->address || !t->namespace || !t->identity || !t->authority ||
+        (opts->api_key && !t->authorization) || (use_tls && opts->tls_server_name && !t->tls_name) ||
+        !headers_ok || !t->meta) {
+        keel_transport_free(t);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
+    }
+    for (size_t i = 0; i < t->n_headers; i++)
+        t->meta[t->n_meta++] = header_nv(t->headers[i].name, t->headers[i].value);
+    t->meta[t->n_meta++] = header_nv("client-name", KEEL_CLIENT_NAME);
+    t->meta[t->n_meta++] = header_nv("client-version", KEEL_VERSION);
+    if (t->authorization)
+        t->meta[t->n_meta++] = header_nv("authorization", t->authorization);
+
+    if (use_tls) {
+        rc = make_tls(opts, &t->tls, err);
+        if (rc != KEEL_OK) {
+            keel_transport_free(t);
+            return rc;
+        }
+    }
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    t->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (t->epfd < 0 || t->evfd < 0 || epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->evfd, &ev) != 0) {
+        rc = keel_error_set(err, KEEL_EIO, "cannot set up the transport's event loop: %s",
+                            strerror(errno));
+        keel_transport_free(t);
+        return rc;
+    }
+    int prc = pthread_create(&t->loop_thread, NULL, loop_main, t);
+    if (prc != 0) {
+        keel_transport_free(t);
+        return keel_error_set(err, KEEL_EIO, "cannot start the transport's thread: %s",
+                              strerror(prc));
+    }
+    t->loop_started = true;
+    *out = t;
+    return KEEL_OK;
+}
+
+void keel_transport_free(keel_transport *t)
+{
+    if (t == NULL)
+        return;
+    if (t->loop_started) {
+        pthread_mutex_lock(&t->mu);
+        t->closing = true;
+        for (call_ctx *c = t->live, *after; c; c = after) {
+            after = c->next;
+            reset_stream(c);
+            c->end = END_LOCAL;
+            c->local_rc = keel_error_set(&c->err, KEEL_ECANCELLED,
+                                         "%s: cancelled: the transport is closing", c->what);
+            end_attempt(c);
+        }
+        for (conn *k = t->conns; k; k = k->next)
+            conn_flush(k);
+        wake(t);
+        while (t->outstanding > 0)
+            pthread_cond_wait(&t->idle, &t->mu);
+        t->stop = true;
+        wake(t);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->loop_thread, NULL);
+    }
+    while (t->conns) {
+        conn *k = t->conns;
+        t->conns = k->next;
+        conn_free(k);
+    }
+    if (t->evfd >= 0)
+        close(t->evfd);
+    if (t->epfd >= 0)
+        close(t->epfd);
+    SSL_CTX_free(t->tls);
+    pthread_cond_destroy(&t->idle);
+    pthread_mutex_destroy(&t->mu);
+    free(t->meta);
+    free(t->address);
+    free(t->namespace);
+    free(t->identity);
+    free(t->authority);
+    free(t->tls_name);
+    keel_secret_free(t->authorization);
+    for (size_t i = 0; i < t->n_headers; i++) {
+        free((char *)t->headers[i].name);
+        free((char *)t->headers[i].value);
+    }
+    free(t->headers);
+    free(t);
+}
+
+const char *keel_transport_address(const keel_transport *t)
+{
+    return t->address;
+}
+
+const char *keel_transport_identity(const keel_transport *t)
+{
+    return t->identity;
+}
+
+const char *keel_transport_namespace(const keel_transport *t)
+{
+    return t->namespace;
 }
 
 /* Set a call up and start its first attempt. */
@@ -1082,7 +1873,7 @@ static int start_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *r
                       keel_transport_done_fn done, keel_transport_reply_fn reply_done,
                       void *userdata, sync_waiter *waiter, keel_error *err)
 {
-    call_ctx *c = calloc(1, sizeof *c + (t->n_meta + 1) * sizeof c->meta[0]);
+    call_ctx *c = calloc(1, sizeof *c);
     if (c == NULL)
         return keel_error_set(err, KEEL_ENOMEM, "out of memory starting %s", rpc.method);
     int n = snprintf(c->path, sizeof c->path, "/%s/%s", rpc.service, rpc.method);
@@ -1111,45 +1902,40 @@ static int start_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *r
     c->waiter = waiter;
     c->budget_ms = o->timeout_ms > 0 ? o->timeout_ms : t->rpc_timeout_ms;
     c->start_ms = now_ms();
-    c->details = grpc_empty_slice();
-    memcpy(c->meta, t->meta, t->n_meta * sizeof c->meta[0]);
-    c->nmeta = t->n_meta;
-    if (o->namespace) {
-        if ((c->namespace = strdup(o->namespace)) == NULL) {
-            free(c);
-            return keel_error_set(err, KEEL_ENOMEM, "out of memory starting %s", rpc.method);
-        }
-        c->meta[c->nmeta++] = md("temporal-namespace", c->namespace);
+    if (o->namespace && (c->namespace = strdup(o->namespace)) == NULL) {
+        free(c);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory starting %s", rpc.method);
     }
     size_t len = protobuf_c_message_get_packed_size(request);
-    c->request = grpc_slice_malloc(len);
-    protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(c->request));
+    if (len > UINT32_MAX - KEEL_GRPC_PREFIX_BYTES ||
+        (c->request = malloc(KEEL_GRPC_PREFIX_BYTES + len)) == NULL) {
+        int rc = keel_error_set(err, KEEL_ENOMEM, "out of memory for a %zu-byte %s request", len,
+                                rpc.method);
+        ctx_free(c);
+        return rc;
+    }
+    keel_grpc_prefix(c->request, (uint32_t)len);
+    protobuf_c_message_pack(request, c->request + KEEL_GRPC_PREFIX_BYTES);
+    c->request_len = KEEL_GRPC_PREFIX_BYTES + len;
 
     pthread_mutex_lock(&t->mu);
-    bool closing = t->closing;
-    if (!closing) {
-        c->registered = registered_method(t, c->path);
-        t->outstanding++;
-    }
-    pthread_mutex_unlock(&t->mu);
-    if (closing) {
+    if (t->closing) {
+        pthread_mutex_unlock(&t->mu);
         int rc = keel_error_set(err, KEEL_ECANCELLED, "%s: cancelled: the transport is closing",
                                 c->what);
         ctx_free(c);
         return rc;
     }
-    int rc = start_attempt(c);
-    if (rc == KEEL_OK)
-        return KEEL_OK; /* c belongs to the completion-queue thread now */
-    record_attempt(t, c->method, c->namespace, c->attempt_started, rc, &c->err);
-    if (err)
-        *err = c->err;
-    ctx_free(c);
-    pthread_mutex_lock(&t->mu);
-    if (--t->outstanding == 0 && t->closing)
-        pthread_cond_broadcast(&t->idle);
+    if (c->cancel && keel_call_cancel_triggered(c->cancel)) {
+        pthread_mutex_unlock(&t->mu);
+        int rc = keel_error_set(err, KEEL_ECANCELLED, "%s: cancelled", c->what);
+        ctx_free(c);
+        return rc;
+    }
+    t->outstanding++;
+    start_attempt(c); /* c belongs to the network thread once it is on t->done */
     pthread_mutex_unlock(&t->mu);
-    return rc;
+    return KEEL_OK;
 }
 
 int keel_transport_call_async(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
@@ -1188,7 +1974,7 @@ int keel_transport_reply_decode(keel_transport_reply *r,
         *partial = NULL;
     keel_error local;
     keel_error *e = err ? err : &local;
-    int rc = decode(r->bb, response_type, response, partial, r->what, e);
+    int rc = keel_transport_decode(r->bytes, r->len, response_type, response, partial, r->what, e);
     record_attempt(r->t, r->method, r->namespace, r->attempt_started, rc, e);
     keel_transport_reply_free(r);
     return rc;
@@ -1198,7 +1984,7 @@ void keel_transport_reply_free(keel_transport_reply *r)
 {
     if (r == NULL)
         return;
-    grpc_byte_buffer_destroy(r->bb);
+    free(r->bytes);
     free(r->namespace);
     free(r);
 }
@@ -1213,7 +1999,7 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
         o = *opts;
     if (o.partial)
         *o.partial = NULL;
-    if (pthread_equal(pthread_self(), t->cq_thread))
+    if (on_loop_thread(t))
         return keel_error_set(err, KEEL_EINTERNAL,
                               "%s: a blocking call from the transport's own thread (a callback) "
                               "would never return",
@@ -1236,10 +2022,11 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
             snprintf(what, sizeof what, "%s to %s", rpc.method, t->address);
             keel_error local;
             keel_error *e = err ? err : &local;
-            rc = decode(w.reply, response_type, response, o.partial, what, e);
+            rc = keel_transport_decode(w.reply, w.reply_len, response_type, response, o.partial,
+                                       what, e);
             record_attempt(t, rpc.method, o.namespace, w.attempt_started, rc, e);
-            grpc_byte_buffer_destroy(w.reply);
         }
+        free(w.reply);
     }
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);

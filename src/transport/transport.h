@@ -1,18 +1,18 @@
 /*
- * transport - one gRPC channel to a Temporal frontend, and unary calls over it.
+ * transport - unary gRPC calls to a Temporal frontend, over HTTP/2 (nghttp2) and TLS (OpenSSL).
  *
- * A transport owns a gRPC C core channel built from keel_connect_options (plaintext, TLS, mTLS,
- * API key). Every call carries the metadata the official SDKs send (client-name,
- * client-version, temporal-namespace, authorization) and a deadline, and maps the gRPC status
- * into a keel_error whose message names the RPC, the address and the status.
+ * A transport keeps one connection (opened on the first call, reopened when lost or when the
+ * server sends GOAWAY) built from keel_connect_options (plaintext, TLS, mTLS, API key). Every
+ * call carries the metadata the official SDKs send (client-name, client-version,
+ * temporal-namespace, authorization) and a deadline (also sent as grpc-timeout), and maps the gRPC
+ * status into a keel_error whose message names the RPC, the address and the status.
  *
- * Calls are asynchronous underneath: a transport owns one completion queue and one thread
- * ("keel-cq") that drives every call made on it (gRPC's network polling happens on that thread
- * too). keel_transport_call_async() starts a call and returns; its callback runs later on the
- * completion-queue thread. keel_transport_call() is the same call waited for on a condition
- * variable by the calling thread, which also decodes the answer (so large answers are not decoded
- * on the shared thread). Methods are registered with the channel once, on first use; each attempt
- * is one gRPC batch of six operations.
+ * Calls are asynchronous underneath: the thread that starts a call writes it to the socket
+ * itself, and one thread per transport ("keel-net") reads every answer, keeps deadlines, retries
+ * and keepalive pings, and runs the callbacks. keel_transport_call_async() starts a call and
+ * returns; its callback runs later on the network thread. keel_transport_call() is the same call
+ * waited for on a condition variable by the calling thread, which also decodes the answer (so
+ * large answers are not decoded on the shared thread).
  *
  * Thread safety: a transport may be used by many threads at once. It must outlive every call
  * made on it; keel_transport_free() cancels calls still in flight (their callbacks run, with
@@ -108,7 +108,7 @@ const char *keel_transport_namespace(const keel_transport *t);
  * what happened; a response the peer sent that does not decode, or that nests deeper than
  * KEEL_PROTO_MAX_DEPTH messages, is KEEL_EPROTOCOL (and is not retried).
  * opts may be NULL (defaults: transport timeout, retry on).
- * The calling thread waits; it must not be the transport's completion-queue thread (a callback of
+ * The calling thread waits; it must not be the transport's network thread (a callback of
  * keel_transport_call_async()): that is refused with KEEL_EINTERNAL.
  */
 int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage *request,
@@ -119,7 +119,7 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
 /*
  * The asynchronous form of keel_transport_call(): the request is encoded before the function
  * returns (the caller may free it at once), the call and its retries then run on the transport's
- * completion-queue thread, and `done` runs exactly once on that thread when the call is over:
+ * network thread, and `done` runs exactly once on that thread when the call is over:
  *
  *   rc        KEEL_OK, or the error code of err
  *   response  on KEEL_OK a new message of response_type, owned by the callback (free it with
@@ -130,7 +130,7 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
  *
  * Callbacks must be short and must not block (no keel_transport_call(), no waiting on locks held
  * across I/O, no keel_transport_free()): every call on the transport waits while one runs. The
- * answer is decoded on the completion-queue thread before the callback runs.
+ * answer is decoded on the network thread before the callback runs.
  *
  * Returns KEEL_OK when the call was started (done will run), or an error, with err set, when it
  * could not be (done will not run): bad input, an already triggered cancel handle, a transport
@@ -145,7 +145,7 @@ int keel_transport_call_async(keel_transport *t, keel_rpc rpc, const ProtobufCMe
 
 /*
  * The same call, with the answer handed over undecoded, so that a large one (a workflow task's
- * history) is decoded on the caller's own thread rather than on the completion-queue thread that
+ * history) is decoded on the caller's own thread rather than on the network thread that
  * every call shares. `done` runs as above; on KEEL_OK, reply is the callback's: pass it (from any
  * thread, later) to keel_transport_reply_decode(), or drop it with keel_transport_reply_free().
  * It must be used before the transport is freed. On failure reply is NULL.
@@ -168,12 +168,6 @@ int keel_transport_reply_decode(keel_transport_reply *reply,
                                 ProtobufCMessage **response, ProtobufCMessage **partial,
                                 keel_error *err);
 void keel_transport_reply_free(keel_transport_reply *reply);
-
-/*
- * Whether start-up switched off abseil's mutex deadlock detector (Debian builds abseil with it
- * on; see keel_transport_new). Exposed for the tests.
- */
-bool keel_transport_deadlock_detector_off(void);
 
 /*
  * The byte-level halves of a call, exposed for the fuzz target (tests/fuzz/fuzz_transport.c):

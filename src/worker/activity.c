@@ -486,7 +486,7 @@ void keel_activity_dispatch(keel_activity_pool *p, activity_task *task)
 
 static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err);
 
-/* Under lock: start polls (on the transport's completion-queue thread, none on a thread of its
+/* Under lock: start polls (on the transport's network thread, none on a thread of its
  * own) while the poll target allows and a thread is free for what each brings: the poll reserves
  * it. Nothing starts while stopping or during the backoff after a failed poll. */
 static void pump_polls(keel_activity_pool *p)
@@ -535,7 +535,7 @@ static void pump_polls(keel_activity_pool *p)
     }
 }
 
-/* A poll is over (on the completion-queue thread: short, no I/O): its answer goes undecoded to
+/* A poll is over (on the transport's network thread: short, no I/O): its answer goes undecoded to
  * the thread it reserved; a failed poll gives the reservation back, and an error holds new polls
  * back for POLL_ERROR_BACKOFF_MS (an idle thread starts them after it). */
 static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)

@@ -18,7 +18,7 @@
  * polls are in flight follows the server's poller scaling decisions within the configured bounds
  * (poll_scaler.h). Polls are asynchronous (keel_transport_call_async_reply): no thread waits on
  * one. pump_polls() starts them wherever a slot, a poll or the target changes; a poll's callback
- * (on the transport's completion-queue thread) queues the undecoded answer for the executors, which
+ * (on the transport's network thread) queues the undecoded answer for the executors, which
  * decode it (finish_poll). One thread (poll_thread) only restarts polls after an error backoff and
  * waits for them at stop.
  *
@@ -847,7 +847,7 @@ static bool send_answer(keel_worker *w, wf_job *j)
     return false;
 }
 
-/* The answer came back (on the completion-queue thread: short, no I/O): undecoded, to the
+/* The answer came back (on the transport's network thread: short, no I/O): undecoded, to the
  * executors, as a poll's answer goes (wf_poll_done). */
 static void answer_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)
 {
@@ -1324,7 +1324,7 @@ static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply,
                          const keel_error *err);
 
 /* Start one long poll of the given kind on p (under lock); the answer comes to wf_poll_done on
- * the transport's completion-queue thread. */
+ * the transport's network thread. */
 static int poll_workflow(keel_worker *w, wf_poll *p, int kind, keel_error *err)
 {
     Temporal__Api__Taskqueue__V1__TaskQueue tq = TEMPORAL__API__TASKQUEUE__V1__TASK_QUEUE__INIT;
@@ -1391,7 +1391,7 @@ static void pump_polls(keel_worker *w)
     }
 }
 
-/* A poll is over (on the completion-queue thread: short, no I/O). An answer goes undecoded, with
+/* A poll is over (on the transport's network thread: short, no I/O). An answer goes undecoded, with
  * its slot, to the executors, which decode it (finish_poll); a failed poll gives its slot back,
  * and an error holds new polls back for POLL_ERROR_BACKOFF_MS (no hot loop while the server is
  * down; the poll thread starts them again after it). */
@@ -1667,7 +1667,7 @@ int keel_worker_start(keel_worker *w, keel_error *err)
     if (w->running)
         return KEEL_OK;
     /* One poll thread (backoffs, shutdown) and the executors; the polls themselves run on the
-     * transport's completion-queue thread. */
+     * transport's network thread. */
     size_t n_poll = w->n_wf_pollers ? 1 : 0;
     size_t n_exec = w->n_wf_pollers ? (size_t)w->n_exec : 0;
     size_t n_wf = n_poll + n_exec;
