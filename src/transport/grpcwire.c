@@ -118,15 +118,16 @@ void keel_grpc_timeout(int64_t ms, char out[16])
         ms = 1;
     /* At most 8 digits, in the finest unit that fits. */
     static const struct {
-        int64_t ms;
+        uint64_t ms;
         char unit;
     } units[] = {{1, 'm'}, {1000, 'S'}, {60000, 'M'}, {3600000, 'H'}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        int64_t n = (ms + units[i].ms - 1) / units[i].ms;
+        /* Rounded up, without ms + unit - 1, which overflows near INT64_MAX. */
+        uint64_t n = (uint64_t)ms / units[i].ms + ((uint64_t)ms % units[i].ms != 0);
         if (n <= 99999999 || i == sizeof units / sizeof units[0] - 1) {
             if (n > 99999999)
                 n = 99999999;
-            snprintf(out, 16, "%lld%c", (long long)n, units[i].unit);
+            snprintf(out, 16, "%llu%c", (unsigned long long)n, units[i].unit);
             return;
         }
     }
