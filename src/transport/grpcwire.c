@@ -92,7 +92,16 @@ int keel_grpc_deframer_take(keel_grpc_deframer *d, uint8_t **msg, size_t *len, k
     *msg = NULL;
     *len = 0;
     if (d->messages == 0 || d->prefix_have != 0) {
-        if (d->prefix_have > 0 || d->have > 0)
+        /* Bytes after the message: the start of a second one, which feed() refuses once its
+         * prefix is whole. */
+        if (d->messages > 0)
+            return keel_error_set(err, KEEL_EPROTOCOL,
+                                  "the server sent more than one message for a unary call");
+        if (d->prefix_have > 0 && d->prefix_have < KEEL_GRPC_PREFIX_BYTES)
+            return keel_error_set(err, KEEL_EPROTOCOL,
+                                  "the response ended inside a message's prefix (%zu of %d bytes)",
+                                  d->prefix_have, KEEL_GRPC_PREFIX_BYTES);
+        if (d->prefix_have > 0)
             return keel_error_set(err, KEEL_EPROTOCOL,
                                   "the response ended inside a message (%zu of %zu bytes)",
                                   d->have, d->length);
