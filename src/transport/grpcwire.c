@@ -30,15 +30,14 @@ static int deframer_reserve(keel_grpc_deframer *d, size_t want, keel_error *err)
         cap = d->length;
     uint8_t *b = realloc(d->buf, cap ? cap : 1);
     if (b == NULL)
-        return keel_error_set(err, KEEL_ENOMEM, "out of memory for a %zu-byte response",
-                              d->length);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory for a %zu-byte response", d->length);
     d->buf = b;
     d->cap = cap;
     return KEEL_OK;
 }
 
-int keel_grpc_deframer_feed(keel_grpc_deframer *d, const uint8_t *data, size_t n,
-                            size_t max_bytes, keel_error *err)
+int keel_grpc_deframer_feed(keel_grpc_deframer *d, const uint8_t *data, size_t n, size_t max_bytes,
+                            keel_error *err)
 {
     while (n > 0) {
         if (d->prefix_have < KEEL_GRPC_PREFIX_BYTES) {
@@ -103,8 +102,8 @@ int keel_grpc_deframer_take(keel_grpc_deframer *d, uint8_t **msg, size_t *len, k
                                   d->prefix_have, KEEL_GRPC_PREFIX_BYTES);
         if (d->prefix_have > 0)
             return keel_error_set(err, KEEL_EPROTOCOL,
-                                  "the response ended inside a message (%zu of %zu bytes)",
-                                  d->have, d->length);
+                                  "the response ended inside a message (%zu of %zu bytes)", d->have,
+                                  d->length);
         return keel_error_set(err, KEEL_EPROTOCOL, "the server sent OK without a response");
     }
     if (d->buf == NULL && (d->buf = malloc(1)) == NULL)
@@ -208,8 +207,7 @@ static int b64val(uint8_t c)
     return -1;
 }
 
-int keel_grpc_base64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outsz,
-                            size_t *outlen)
+int keel_grpc_base64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outsz, size_t *outlen)
 {
     *outlen = 0;
     /* Padding only at the end, and only to a whole quantum. */
