@@ -298,6 +298,11 @@ static int parse_host_port(const char *hp, const char *address, keel_grpc_target
 {
     const char *host = hp, *colon;
     size_t hostlen;
+    /* First: "a:1,b:1" is a list, whatever its parts look like. */
+    if (strchr(hp, ',') != NULL)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "Temporal address '%s' lists several addresses; keel connects to one",
+                              address);
     if (hp[0] == '[') {
         const char *close = strchr(hp, ']');
         if (close == NULL || close[1] != ':')
@@ -316,10 +321,6 @@ static int parse_host_port(const char *hp, const char *address, keel_grpc_target
                                   "Temporal address '%s': an IPv6 address needs [brackets]",
                                   address);
     }
-    if (strchr(hp, ',') != NULL)
-        return keel_error_set(err, KEEL_EINVAL,
-                              "Temporal address '%s' lists several addresses; keel connects to one",
-                              address);
     int rc = copy_part(out->host, sizeof out->host, host, hostlen, "host", address, err);
     if (rc != KEEL_OK)
         return rc;
