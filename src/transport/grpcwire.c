@@ -30,15 +30,14 @@ static int deframer_reserve(keel_grpc_deframer *d, size_t want, keel_error *err)
         cap = d->length;
     uint8_t *b = realloc(d->buf, cap ? cap : 1);
     if (b == NULL)
-        return keel_error_set(err, KEEL_ENOMEM, "out of memory for a %zu-byte response",
-                              d->length);
+        return keel_error_set(err, KEEL_ENOMEM, "out of memory for a %zu-byte response", d->length);
     d->buf = b;
     d->cap = cap;
     return KEEL_OK;
 }
 
-int keel_grpc_deframer_feed(keel_grpc_deframer *d, const uint8_t *data, size_t n,
-                            size_t max_bytes, keel_error *err)
+int keel_grpc_deframer_feed(keel_grpc_deframer *d, const uint8_t *data, size_t n, size_t max_bytes,
+                            keel_error *err)
 {
     while (n > 0) {
         if (d->prefix_have < KEEL_GRPC_PREFIX_BYTES) {
@@ -92,10 +91,19 @@ int keel_grpc_deframer_take(keel_grpc_deframer *d, uint8_t **msg, size_t *len, k
     *msg = NULL;
     *len = 0;
     if (d->messages == 0 || d->prefix_have != 0) {
-        if (d->prefix_have > 0 || d->have > 0)
+        /* Bytes after the message: the start of a second one, which feed() refuses once its
+         * prefix is whole. */
+        if (d->messages > 0)
             return keel_error_set(err, KEEL_EPROTOCOL,
-                                  "the response ended inside a message (%zu of %zu bytes)",
-                                  d->have, d->length);
+                                  "the server sent more than one message for a unary call");
+        if (d->prefix_have > 0 && d->prefix_have < KEEL_GRPC_PREFIX_BYTES)
+            return keel_error_set(err, KEEL_EPROTOCOL,
+                                  "the response ended inside a message's prefix (%zu of %d bytes)",
+                                  d->prefix_have, KEEL_GRPC_PREFIX_BYTES);
+        if (d->prefix_have > 0)
+            return keel_error_set(err, KEEL_EPROTOCOL,
+                                  "the response ended inside a message (%zu of %zu bytes)", d->have,
+                                  d->length);
         return keel_error_set(err, KEEL_EPROTOCOL, "the server sent OK without a response");
     }
     if (d->buf == NULL && (d->buf = malloc(1)) == NULL)
@@ -118,15 +126,16 @@ void keel_grpc_timeout(int64_t ms, char out[16])
         ms = 1;
     /* At most 8 digits, in the finest unit that fits. */
     static const struct {
-        int64_t ms;
+        uint64_t ms;
         char unit;
     } units[] = {{1, 'm'}, {1000, 'S'}, {60000, 'M'}, {3600000, 'H'}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        int64_t n = (ms + units[i].ms - 1) / units[i].ms;
+        /* Rounded up, without ms + unit - 1, which overflows near INT64_MAX. */
+        uint64_t n = (uint64_t)ms / units[i].ms + ((uint64_t)ms % units[i].ms != 0);
         if (n <= 99999999 || i == sizeof units / sizeof units[0] - 1) {
             if (n > 99999999)
                 n = 99999999;
-            snprintf(out, 16, "%u%c", (unsigned)n, units[i].unit);
+            snprintf(out, 16, "%llu%c", (unsigned long long)n, units[i].unit);
             return;
         }
     }
@@ -198,8 +207,7 @@ static int b64val(uint8_t c)
     return -1;
 }
 
-int keel_grpc_base64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outsz,
-                            size_t *outlen)
+int keel_grpc_base64_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outsz, size_t *outlen)
 {
     *outlen = 0;
     /* Padding only at the end, and only to a whole quantum. */
@@ -290,6 +298,11 @@ static int parse_host_port(const char *hp, const char *address, keel_grpc_target
 {
     const char *host = hp, *colon;
     size_t hostlen;
+    /* First: "a:1,b:1" is a list, whatever its parts look like. */
+    if (strchr(hp, ',') != NULL)
+        return keel_error_set(err, KEEL_EINVAL,
+                              "Temporal address '%s' lists several addresses; keel connects to one",
+                              address);
     if (hp[0] == '[') {
         const char *close = strchr(hp, ']');
         if (close == NULL || close[1] != ':')
@@ -308,10 +321,6 @@ static int parse_host_port(const char *hp, const char *address, keel_grpc_target
                                   "Temporal address '%s': an IPv6 address needs [brackets]",
                                   address);
     }
-    if (strchr(hp, ',') != NULL)
-        return keel_error_set(err, KEEL_EINVAL,
-                              "Temporal address '%s' lists several addresses; keel connects to one",
-                              address);
     int rc = copy_part(out->host, sizeof out->host, host, hostlen, "host", address, err);
     if (rc != KEEL_OK)
         return rc;

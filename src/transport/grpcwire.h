@@ -41,10 +41,11 @@ typedef struct keel_grpc_deframer {
 /*
  * Feed n bytes. KEEL_OK, or, with err naming why: KEEL_EPROTOCOL (compressed, or more than one
  * message), KEEL_EEXHAUSTED (a message longer than max_bytes, known from its prefix before its
- * bytes come, as gRPC's RESOURCE_EXHAUSTED), KEEL_ENOMEM. After an error the deframer must only be freed.
+ * bytes come, as gRPC's RESOURCE_EXHAUSTED), KEEL_ENOMEM. After an error the deframer must only be
+ * freed.
  */
-int keel_grpc_deframer_feed(keel_grpc_deframer *d, const uint8_t *data, size_t n,
-                            size_t max_bytes, keel_error *err);
+int keel_grpc_deframer_feed(keel_grpc_deframer *d, const uint8_t *data, size_t n, size_t max_bytes,
+                            keel_error *err);
 
 /* The answer is over: exactly one whole message must have arrived. On KEEL_OK *msg (malloc'ed,
  * the caller's to free; never NULL, also for an empty message) and *len are the message, and the

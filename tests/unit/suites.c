@@ -24,6 +24,7 @@ Suite *toml_suite(void);
 Suite *profile_suite(void);
 Suite *process_suite(void);
 Suite *arena_suite(void);
+Suite *grpcwire_suite(void);
 
 const keel_test_suite *keel_test_suites(void)
 {
@@ -51,6 +52,7 @@ const keel_test_suite *keel_test_suites(void)
         {"profile", profile_suite},
         {"process", process_suite},
         {"arena", arena_suite},
+        {"grpcwire", grpcwire_suite},
         {NULL, NULL},
     };
     return suites;
