@@ -76,11 +76,18 @@
 
 /* The network thread reads this much from the socket at a time. */
 #define READ_CHUNK (64 * 1024)
+#define READ_BURST (1024 * 1024)
 
 typedef struct call_ctx call_ctx;
 typedef struct conn conn;
 
-typedef enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY, CONN_DEAD } conn_state;
+typedef enum conn_state {
+    CONN_RESOLVING, /* a name is being looked up, on a thread of its own */
+    CONN_CONNECTING,
+    CONN_HANDSHAKE,
+    CONN_READY,
+    CONN_DEAD
+} conn_state;
 
 /* One connection to the frontend. Everything in it is under t->mu; only the network thread frees
  * it (reap_conns), so that an epoll event naming it can never outlive it. */
@@ -91,8 +98,10 @@ struct conn {
     int fd;
     SSL *ssl;
     nghttp2_session *session;
-    bool goaway;   /* the server said GOAWAY, or stream ids ran out: no new streams here */
-    bool want_out; /* EPOLLOUT armed */
+    bool goaway;         /* the server said GOAWAY, or stream ids ran out: no new streams here */
+    bool resolving;      /* a resolver thread holds it: not freed until that thread is done */
+    char tls_error[160]; /* OpenSSL's reason for the last failed read or write */
+    bool want_out;       /* EPOLLOUT armed */
     struct addrinfo *addrs, *next_addr;
     int64_t connect_deadline_ms;
     int64_t last_read_ms, ping_sent_ms;
@@ -115,16 +124,19 @@ struct keel_transport {
     char scheme[6];  /* "http" or "https" */
     /* Under mu: */
     bool closing, stop;
-    bool wake_pending; /* an eventfd write not yet read */
-    bool sleeping;     /* the network thread is in epoll_wait until sleep_until */
+    bool wake_pending;    /* an eventfd write not yet read */
+    bool sleeping;        /* the network thread is in epoll_wait until sleep_until */
+    bool unsent;          /* a live attempt lost its stream before the server saw it: place it */
+    int resolvers;        /* resolver threads running */
+    int64_t keepalive_ms; /* KEEPALIVE_TIME_MS, doubled each time the server says too many pings */
     int64_t sleep_until;
-    size_t outstanding; /* calls started whose callback has not yet returned */
-    call_ctx *live;     /* attempts in flight: submitted to a connection, or waiting for one */
-    call_ctx *waiting;  /* calls waiting to retry */
-    call_ctx *done;     /* attempts over, for the network thread to finish (singly linked) */
+    size_t outstanding;    /* calls started whose callback has not yet returned */
+    call_ctx *live;        /* attempts in flight: submitted to a connection, or waiting for one */
+    call_ctx *waiting;     /* calls waiting to retry */
+    call_ctx *done;        /* attempts over, for the network thread to finish (singly linked) */
     int64_t next_deadline; /* no live attempt's deadline is earlier (a hint: may be early) */
-    conn *conns;        /* every connection not yet freed */
-    conn *current;      /* where new calls go, or NULL */
+    conn *conns;           /* every connection not yet freed */
+    conn *current;         /* where new calls go, or NULL */
     atomic_bool cancel_pending; /* a keel_call_cancel was triggered */
     /* Fixed at creation: the headers every call sends (a profile's grpc_meta first, then keel's
      * own), as nghttp2 wants them. */
@@ -359,6 +371,8 @@ static int make_tls(const keel_connect_options *opts, SSL_CTX **out, keel_error 
         rc = keel_error_set(err, KEEL_ENOMEM, "cannot create a TLS context");
     if (rc == KEEL_OK) {
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        /* A renegotiation would need reads and writes in directions keel's loop does not track. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
@@ -580,6 +594,8 @@ struct call_ctx {
     keel_grpc_deframer deframer;
     attempt_end end;
     bool decided;   /* the outcome is set: what else arrives is ignored */
+    bool no_retry;  /* its status is one a retry would not change (an answer over the cap) */
+    bool replaced;  /* its stream was refused before the server saw it, and sent again once */
     bool abandoned; /* cancelled while waiting to retry: no attempt to judge */
     int local_rc;
     uint8_t *answer; /* on status 0: the message */
@@ -740,6 +756,14 @@ static void conn_fail(conn *k, const char *fmt, ...)
     k->streams = 0;
 }
 
+/* The connection broke while reading or writing: errno_ is what the system (or OpenSSL) said. */
+static void conn_lost(conn *k, int errno_)
+{
+    conn_fail(k, "connection to %s lost: %s%s%s", k->t->address,
+              errno_ == 0 ? "the server closed it" : strerror(errno_), k->tls_error[0] ? ": " : "",
+              k->tls_error);
+}
+
 static ssize_t io_read(conn *k, uint8_t *buf, size_t n)
 {
     if (k->ssl == NULL) {
@@ -757,7 +781,8 @@ static ssize_t io_read(conn *k, uint8_t *buf, size_t n)
         return -EAGAIN;
     if (e == SSL_ERROR_ZERO_RETURN)
         return 0;
-    return -EPROTO;
+    ssl_reason(k->tls_error, sizeof k->tls_error);
+    return e == SSL_ERROR_SYSCALL && errno ? -errno : -EPROTO;
 }
 
 static ssize_t io_write(conn *k, const uint8_t *buf, size_t n)
@@ -775,7 +800,8 @@ static ssize_t io_write(conn *k, const uint8_t *buf, size_t n)
     int e = SSL_get_error(k->ssl, w);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return -EAGAIN;
-    return -EPIPE;
+    ssl_reason(k->tls_error, sizeof k->tls_error);
+    return e == SSL_ERROR_SYSCALL && errno ? -errno : -EPIPE;
 }
 
 /* Keep what the socket did not take (nghttp2's buffer is only valid until its next call). */
@@ -808,7 +834,7 @@ static void conn_flush(conn *k)
                 return;
             }
             if (w < 0) {
-                conn_fail(k, "connection to %s lost: %s", k->t->address, strerror((int)-w));
+                conn_lost(k, (int)-w);
                 return;
             }
             k->out_off += (size_t)w;
@@ -827,7 +853,7 @@ static void conn_flush(conn *k)
         if (w == -EAGAIN)
             w = 0;
         if (w < 0) {
-            conn_fail(k, "connection to %s lost: %s", k->t->address, strerror((int)-w));
+            conn_lost(k, (int)-w);
             return;
         }
         if (w < n && !out_keep(k, data + w, (size_t)(n - w))) {
@@ -837,8 +863,7 @@ static void conn_flush(conn *k)
     }
     conn_watch(k, false);
     /* A connection the server is closing goes once its last stream has. */
-    if (k->goaway && k->streams == 0 && !nghttp2_session_want_read(k->session) &&
-        !nghttp2_session_want_write(k->session))
+    if (k->goaway && k->streams == 0 && !nghttp2_session_want_write(k->session))
         k->state = CONN_DEAD;
 }
 
@@ -927,11 +952,15 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
         c->grpc_status = 8;
         c->end = END_STATUS;
         c->decided = true;
+        c->no_retry = true;
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
         return 0;
     }
-    if (rc != KEEL_OK)
-        return refuse(c, keel_error_set(&c->err, rc, "%s: %s", c->what, why.message));
+    if (rc != KEEL_OK) {
+        /* nghttp2 ignores a failure returned from this callback: reset the stream here. */
+        refuse(c, keel_error_set(&c->err, rc, "%s: %s", c->what, why.message));
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    }
     return 0;
 }
 
@@ -968,14 +997,73 @@ static void judge_stream(call_ctx *c, uint32_t h2_error)
     }
 }
 
+/* The stream never reached the server's application (refused, or past a GOAWAY's last stream
+ * id): take the attempt off it, to be sent again on the current connection without counting as an
+ * attempt, as gRPC does. Once per attempt; then it ends like any other. */
+static bool replace_stream(call_ctx *c, bool reset)
+{
+    conn *k = c->conn;
+    if (c->replaced || c->http_status != 0 || k == NULL)
+        return false;
+    nghttp2_session_set_stream_user_data(k->session, c->stream_id, NULL);
+    if (reset)
+        nghttp2_submit_rst_stream(k->session, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_CANCEL);
+    k->streams--;
+    c->conn = NULL;
+    c->stream_id = 0;
+    c->replaced = true;
+    c->t->unsent = true;
+    wake(c->t);
+    return true;
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
 {
     (void)user;
     call_ctx *c = stream_call(s, id);
     if (c == NULL)
         return 0;
+    if (error_code == NGHTTP2_REFUSED_STREAM && !c->decided && replace_stream(c, false))
+        return 0;
     judge_stream(c, error_code);
     end_attempt(c);
+    return 0;
+}
+
+/* GOAWAY: no new streams here. Those the server will not process (above its last stream id,
+ * queued ones included: nghttp2 would hold those until a slot frees) go to the next connection. */
+static void goaway(conn *k, const nghttp2_goaway *g)
+{
+    keel_transport *t = k->t;
+    k->goaway = true;
+    if (t->current == k)
+        t->current = NULL;
+    /* The server's complaint about keepalive pings: ping half as often from now on. */
+    if (g->error_code == NGHTTP2_ENHANCE_YOUR_CALM && t->keepalive_ms < 3600 * 1000)
+        t->keepalive_ms *= 2;
+    for (call_ctx *c = t->live, *after; c; c = after) {
+        after = c->next;
+        if (c->conn == k && c->stream_id > g->last_stream_id && !replace_stream(c, true)) {
+            nghttp2_session_set_stream_user_data(k->session, c->stream_id, NULL);
+            nghttp2_submit_rst_stream(k->session, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_CANCEL);
+            k->streams--;
+            c->conn = NULL;
+            c->stream_id = 0;
+            end_with_status(c, 14, "the server closed the connection (GOAWAY) before the call");
+        }
+    }
+}
+
+/* A request nghttp2 could not send at all (a header block too large, say): keel's own failure,
+ * which a retry would repeat. */
+static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
+                             void *user)
+{
+    (void)user;
+    call_ctx *c = frame->hd.type == NGHTTP2_HEADERS ? stream_call(s, frame->hd.stream_id) : NULL;
+    if (c != NULL && !c->decided)
+        refuse(c, keel_error_set(&c->err, KEEL_EINVAL, "%s: HTTP/2 could not send the request: %s",
+                                 c->what, nghttp2_strerror(lib_error)));
     return 0;
 }
 
@@ -984,9 +1072,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     (void)s;
     conn *k = user;
     if (frame->hd.type == NGHTTP2_GOAWAY) {
-        k->goaway = true;
-        if (k->t->current == k)
-            k->t->current = NULL;
+        goaway(k, &frame->goaway);
     } else if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
         k->ping_out = false;
     }
@@ -1022,6 +1108,7 @@ static void make_callbacks(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, on_frame_not_send);
 }
 
 /* ---- opening a connection ---- */
@@ -1067,7 +1154,8 @@ static bool connect_next(conn *k, int *last_errno)
     return false;
 }
 
-/* The addresses of the target: the system resolver for a name, sockaddr_un for a socket. */
+/* The addresses of the target, where no lookup is needed: sockaddr_un for a socket, the address
+ * itself for a numeric host. EAI_NONAME for a name (resolve_main() looks it up). */
 static int resolve(keel_transport *t, struct addrinfo **out, char *why, size_t whysz)
 {
     *out = NULL;
@@ -1075,7 +1163,7 @@ static int resolve(keel_transport *t, struct addrinfo **out, char *why, size_t w
         struct addrinfo *a = calloc(1, sizeof *a + sizeof(struct sockaddr_un));
         if (a == NULL) {
             snprintf(why, whysz, "out of memory");
-            return -1;
+            return EAI_MEMORY;
         }
         struct sockaddr_un *un = (struct sockaddr_un *)(a + 1);
         un->sun_family = AF_UNIX;
@@ -1083,18 +1171,18 @@ static int resolve(keel_transport *t, struct addrinfo **out, char *why, size_t w
         memcpy(un->sun_path + (t->target.abstract ? 1 : 0), t->target.host, n);
         a->ai_family = AF_UNIX;
         a->ai_addr = (struct sockaddr *)un;
-        a->ai_addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
-                                    (t->target.abstract ? 1 : 0));
+        a->ai_addrlen =
+            (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (t->target.abstract ? 1 : 0));
         *out = a;
         return 0;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     int rc = getaddrinfo(t->target.host, t->target.port, &hints, out);
-    if (rc != 0) {
-        snprintf(why, whysz, "cannot resolve '%s': %s", t->target.host, gai_strerror(rc));
-        return -1;
-    }
-    return 0;
+    if (rc != 0 && rc != EAI_NONAME)
+        snprintf(why, whysz, "bad address '%s': %s", t->target.host, gai_strerror(rc));
+    return rc;
 }
 
 static void free_addrs(keel_transport *t, struct addrinfo *a)
@@ -1105,6 +1193,45 @@ static void free_addrs(keel_transport *t, struct addrinfo *a)
         free(a);
     else
         freeaddrinfo(a);
+}
+
+/* Connect to what the lookup found (under t->mu). */
+static void connect_first(conn *k)
+{
+    k->next_addr = k->addrs;
+    k->state = CONN_CONNECTING;
+    int e = 0;
+    if (!connect_next(k, &e))
+        conn_fail(k, "cannot connect to %s: %s", k->t->address, strerror(e ? e : ECONNREFUSED));
+}
+
+/* A name's lookup, on a thread of its own: getaddrinfo() blocks (for seconds when DNS is slow or
+ * down), and nothing may block under t->mu. The connection is not freed meanwhile (resolving),
+ * and keel_transport_free() waits for this thread. */
+static void *resolve_main(void *arg)
+{
+    conn *k = arg;
+    keel_transport *t = k->t;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(t->target.host, t->target.port, &hints, &res);
+    pthread_mutex_lock(&t->mu);
+    k->resolving = false;
+    if (k->state == CONN_DEAD) {
+        if (rc == 0)
+            freeaddrinfo(res);
+    } else if (rc != 0) {
+        conn_fail(k, "cannot connect to %s: cannot resolve '%s': %s", t->address, t->target.host,
+                  gai_strerror(rc));
+    } else {
+        k->addrs = res;
+        connect_first(k);
+    }
+    if (--t->resolvers == 0)
+        pthread_cond_broadcast(&t->idle);
+    wake(t);
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
 }
 
 /* A new connection, made the current one (under t->mu). It may be dead at once (nothing to
@@ -1121,15 +1248,30 @@ static conn *conn_open(keel_transport *t)
     k->next = t->conns;
     t->conns = k;
     t->current = k;
+    /* Its connect timeout must be in the network thread's reckoning. */
+    wake(t);
     char why[300];
-    if (resolve(t, &k->addrs, why, sizeof why) != 0) {
+    int rc = resolve(t, &k->addrs, why, sizeof why);
+    if (rc == EAI_NONAME) {
+        k->state = CONN_RESOLVING;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t th;
+        k->resolving = pthread_create(&th, &attr, resolve_main, k) == 0;
+        pthread_attr_destroy(&attr);
+        if (k->resolving)
+            t->resolvers++;
+        else
+            conn_fail(k, "cannot connect to %s: cannot start a thread to resolve '%s'", t->address,
+                      t->target.host);
+        return k;
+    }
+    if (rc != 0) {
         conn_fail(k, "cannot connect to %s: %s", t->address, why);
         return k;
     }
-    k->next_addr = k->addrs;
-    int e = 0;
-    if (!connect_next(k, &e))
-        conn_fail(k, "cannot connect to %s: %s", t->address, strerror(e ? e : ECONNREFUSED));
+    connect_first(k);
     return k;
 }
 
@@ -1157,7 +1299,9 @@ static void connected(conn *k)
         return;
     }
     SSL_set_connect_state(k->ssl);
-    const char *name = t->tls_name ? t->tls_name : t->target.host;
+    const char *name = t->tls_name                               ? t->tls_name
+                       : t->target.kind == KEEL_GRPC_TARGET_UNIX ? "localhost"
+                                                                 : t->target.host;
     struct in6_addr ip;
     bool literal = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
     if (!literal)
@@ -1245,20 +1389,21 @@ static void conn_ready(conn *k)
 static void conn_read(conn *k)
 {
     static _Thread_local uint8_t buf[READ_CHUNK];
-    for (;;) {
+    /* At most READ_BURST at a time: a large answer must not keep t->mu from callers, deadlines
+     * and cancels for long; epoll (level-triggered) brings the thread back for the rest. */
+    for (size_t got = 0; got < READ_BURST;) {
         ssize_t n = io_read(k, buf, sizeof buf);
         if (n == -EAGAIN)
             break;
         if (n <= 0) {
-            conn_fail(k, "connection to %s lost: %s", k->t->address,
-                      n == 0 ? "the server closed it" : strerror((int)-n));
+            conn_lost(k, (int)-n);
             return;
         }
+        got += (size_t)n;
         k->last_read_ms = now_ms();
         ssize_t used = nghttp2_session_mem_recv(k->session, buf, (size_t)n);
         if (used < 0) {
-            conn_fail(k, "HTTP/2 from %s refused: %s", k->t->address,
-                      nghttp2_strerror((int)used));
+            conn_fail(k, "HTTP/2 from %s refused: %s", k->t->address, nghttp2_strerror((int)used));
             return;
         }
         if (k->state != CONN_READY)
@@ -1303,7 +1448,7 @@ static void reap_conns(keel_transport *t)
     conn **p = &t->conns;
     while (*p) {
         conn *k = *p;
-        if (k->state == CONN_DEAD) {
+        if (k->state == CONN_DEAD && !k->resolving) {
             *p = k->next;
             if (t->current == k)
                 t->current = NULL;
@@ -1319,7 +1464,8 @@ static int64_t conn_timers(keel_transport *t, int64_t now)
 {
     int64_t next = INT64_MAX;
     for (conn *k = t->conns; k; k = k->next) {
-        if (k->state == CONN_CONNECTING || k->state == CONN_HANDSHAKE) {
+        if (k->state == CONN_RESOLVING || k->state == CONN_CONNECTING ||
+            k->state == CONN_HANDSHAKE) {
             if (now >= k->connect_deadline_ms)
                 conn_fail(k, "cannot connect to %s: no connection in %d ms", t->address,
                           CONNECT_TIMEOUT_MS);
@@ -1337,7 +1483,7 @@ static int64_t conn_timers(keel_transport *t, int64_t now)
             }
             if (k->ping_sent_ms + KEEPALIVE_TIMEOUT_MS < next)
                 next = k->ping_sent_ms + KEEPALIVE_TIMEOUT_MS;
-        } else if (now - k->last_read_ms >= KEEPALIVE_TIME_MS) {
+        } else if (now - k->last_read_ms >= t->keepalive_ms) {
             if (nghttp2_submit_ping(k->session, NGHTTP2_FLAG_NONE, NULL) == 0) {
                 k->ping_out = true;
                 k->ping_sent_ms = now;
@@ -1345,8 +1491,8 @@ static int64_t conn_timers(keel_transport *t, int64_t now)
             }
             if (now + KEEPALIVE_TIMEOUT_MS < next)
                 next = now + KEEPALIVE_TIMEOUT_MS;
-        } else if (k->last_read_ms + KEEPALIVE_TIME_MS < next) {
-            next = k->last_read_ms + KEEPALIVE_TIME_MS;
+        } else if (k->last_read_ms + t->keepalive_ms < next) {
+            next = k->last_read_ms + t->keepalive_ms;
         }
     }
     return next;
@@ -1423,6 +1569,8 @@ static void start_attempt(call_ctx *c)
     c->grpc_message[0] = '\0';
     c->end = END_STATUS;
     c->decided = false;
+    c->no_retry = false;
+    c->replaced = false;
     c->local_rc = KEEL_OK;
     c->err.grpc_status = KEEL_NO_GRPC_STATUS;
     live_link(t, c);
@@ -1534,6 +1682,10 @@ static void finish(call_ctx *c, int rc)
         w->done = true;
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu); /* w may be gone from here on */
+        /* The waiting thread still reads t (the address, the metrics): it gives the call back to
+         * t->outstanding itself, so that keel_transport_free() waits for it. */
+        ctx_free(c);
+        return;
     } else if (c->reply_done) {
         keel_transport_reply *r = NULL;
         if (rc == KEEL_OK && (r = calloc(1, sizeof *r)) != NULL) {
@@ -1582,7 +1734,8 @@ static void attempt_done(call_ctx *c)
         rc = keel_error_set(e, keel_error_code_from_grpc(c->grpc_status), "%s failed: %s: %s",
                             c->what, keel_grpc_status_name(c->grpc_status), msg);
         e->grpc_status = c->grpc_status;
-        e->retryable = keel_grpc_status_retryable(c->grpc_status, c->grpc_message, false);
+        e->retryable =
+            !c->no_retry && keel_grpc_status_retryable(c->grpc_status, c->grpc_message, false);
         if (c->details)
             keel_transport_status_detail(c->details, c->details_len, e);
     } else if (c->waiter || c->reply_done) {
@@ -1628,6 +1781,27 @@ static void attempt_done(call_ctx *c)
     pthread_mutex_unlock(&t->mu);
 }
 
+/* Live attempts without a stream (refused before the server saw them): onto the current
+ * connection, opened if there is none (network thread, under t->mu). Those waiting for a
+ * connection that is still being made are placed by conn_ready(). */
+static void place_unsent(keel_transport *t)
+{
+    conn *k = t->current;
+    if (k == NULL || k->goaway || k->state == CONN_DEAD)
+        k = conn_open(t);
+    for (call_ctx *c = t->live, *after; c; c = after) {
+        after = c->next;
+        if (c->conn != NULL)
+            continue;
+        if (k == NULL)
+            end_with_status(c, 14, "out of memory connecting to %s", t->address);
+        else if (k->state == CONN_READY)
+            submit(c, k);
+    }
+    if (k != NULL)
+        conn_flush(k);
+}
+
 /* ---- the network thread ---- */
 
 #define MAX_EVENTS 16
@@ -1641,8 +1815,16 @@ static void *loop_main(void *arg)
     for (;;) {
         int64_t now = now_ms();
         bool cancels = atomic_exchange(&t->cancel_pending, false);
-        if (cancels || now >= t->next_deadline)
+        if (cancels || now >= t->next_deadline) {
             t->next_deadline = run_deadlines(t, now, cancels);
+            /* The resets of the calls it ended go out now, not with the next write. */
+            for (conn *k = t->conns; k; k = k->next)
+                conn_flush(k);
+        }
+        if (t->unsent) {
+            t->unsent = false;
+            place_unsent(t);
+        }
         int64_t due = t->next_deadline;
         int64_t w = run_waiting(t, now);
         if (w < due)
@@ -1667,7 +1849,9 @@ static void *loop_main(void *arg)
         if (t->stop)
             break;
         now = now_ms();
-        int timeout = due == INT64_MAX ? -1 : due <= now ? 0 : (int)(due - now > 60000 ? 60000 : due - now);
+        int timeout = due == INT64_MAX ? -1
+                      : due <= now     ? 0
+                                       : (int)(due - now > 60000 ? 60000 : due - now);
         t->sleeping = true;
         t->sleep_until = due;
         pthread_mutex_unlock(&t->mu);
@@ -1697,7 +1881,9 @@ static void process_setup(void)
 {
     /* A peer that closes the connection must not kill the process with SIGPIPE: plain sockets
      * use MSG_NOSIGNAL, but OpenSSL writes with write(2). */
-    signal(SIGPIPE, SIG_IGN);
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
 }
 
 static nghttp2_nv header_nv(const char *name, const char *value)
@@ -1725,6 +1911,7 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
     pthread_cond_init(&t->idle, NULL);
     t->epfd = t->evfd = -1;
     t->next_deadline = INT64_MAX;
+    t->keepalive_ms = KEEPALIVE_TIME_MS;
     atomic_init(&t->cancel_pending, false);
     rc = keel_grpc_parse_target(opts->address, &t->target, err);
     if (rc != KEEL_OK) {
@@ -1738,8 +1925,8 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
     t->identity = opts->identity ? strdup(opts->identity) : default_identity();
     t->rpc_timeout_ms = opts->rpc_timeout_ms;
     /* As gRPC does with a target name override: it is the authority too. */
-    t->authority = strdup(use_tls && opts->tls_server_name ? opts->tls_server_name
-                                                           : t->target.authority);
+    t->authority =
+        strdup(use_tls && opts->tls_server_name ? opts->tls_server_name : t->target.authority);
     if (use_tls && opts->tls_server_name)
         t->tls_name = strdup(opts->tls_server_name);
     if (opts->api_key) {
@@ -1761,8 +1948,8 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
     }
     t->meta = calloc(t->n_headers + 3, sizeof *t->meta);
     if (!t->address || !t->namespace || !t->identity || !t->authority ||
-        (opts->api_key && !t->authorization) || (use_tls && opts->tls_server_name && !t->tls_name) ||
-        !headers_ok || !t->meta) {
+        (opts->api_key && !t->authorization) ||
+        (use_tls && opts->tls_server_name && !t->tls_name) || !headers_ok || !t->meta) {
         keel_transport_free(t);
         return keel_error_set(err, KEEL_ENOMEM, "out of memory creating the transport");
     }
@@ -1789,13 +1976,16 @@ int keel_transport_new(keel_transport **out, const keel_connect_options *given, 
         keel_transport_free(t);
         return rc;
     }
+    /* Under t->mu, which the thread takes first: it sees loop_thread and loop_started set. */
+    pthread_mutex_lock(&t->mu);
     int prc = pthread_create(&t->loop_thread, NULL, loop_main, t);
+    t->loop_started = prc == 0;
+    pthread_mutex_unlock(&t->mu);
     if (prc != 0) {
         keel_transport_free(t);
         return keel_error_set(err, KEEL_EIO, "cannot start the transport's thread: %s",
                               strerror(prc));
     }
-    t->loop_started = true;
     *out = t;
     return KEEL_OK;
 }
@@ -1818,7 +2008,7 @@ void keel_transport_free(keel_transport *t)
         for (conn *k = t->conns; k; k = k->next)
             conn_flush(k);
         wake(t);
-        while (t->outstanding > 0)
+        while (t->outstanding > 0 || t->resolvers > 0)
             pthread_cond_wait(&t->idle, &t->mu);
         t->stop = true;
         wake(t);
@@ -2027,6 +2217,10 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
             record_attempt(t, rpc.method, o.namespace, w.attempt_started, rc, e);
         }
         free(w.reply);
+        pthread_mutex_lock(&t->mu);
+        if (--t->outstanding == 0 && t->closing)
+            pthread_cond_broadcast(&t->idle);
+        pthread_mutex_unlock(&t->mu);
     }
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
