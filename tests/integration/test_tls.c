@@ -1,12 +1,14 @@
 /*
  * Credentials over real TLS: tests/support/tls-proxy puts nginx in front of the dev stack's
- * Temporal frontend (TLS on 7443, mutual TLS on 7444, TLS plus an API key check on 7445), so a
+ * Temporal frontend (TLS on 7443, mutual TLS on 7444, TLS plus an API key check on 7445, TLS with
+ * a GOAWAY after every third request on 7446), so a
  * call that gets through is answered by the real server. KEEL_TLS_PROXY_DIR names the proxy's
  * directory, which holds the certificates.
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -261,6 +263,101 @@ START_TEST(profile_file_with_inline_pem_for_mtls_and_an_api_key)
 }
 END_TEST
 
+/* ---- GOAWAY: nginx on 7446 ends every connection after its third request ---- */
+
+typedef struct goaway_caller {
+    keel_client *client;
+    int ok, failed;
+    keel_error last;
+} goaway_caller;
+
+static void *goaway_calls(void *arg)
+{
+    goaway_caller *g = arg;
+    for (int i = 0; i < 5; i++) {
+        keel_system_info info;
+        if (keel_client_system_info(g->client, &info, &g->last) == KEEL_OK) {
+            keel_system_info_dispose(&info);
+            g->ok++;
+        } else {
+            g->failed++;
+        }
+    }
+    return NULL;
+}
+
+/* The distinct connections the proxy's access log shows on port 7446 from line `from` on. */
+static int connections_on_7446(long from)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/access.log", getenv("KEEL_TLS_PROXY_DIR"));
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    long seen[256];
+    int n = 0;
+    char line[2048];
+    for (long i = 0; fgets(line, sizeof line, f); i++) {
+        const char *p = strstr(line, "port=7446 conn=");
+        if (i < from || p == NULL)
+            continue;
+        long id = atol(p + strlen("port=7446 conn="));
+        bool dup = false;
+        for (int j = 0; j < n; j++)
+            dup |= seen[j] == id;
+        if (!dup && n < 256)
+            seen[n++] = id;
+    }
+    fclose(f);
+    return n;
+}
+
+static long access_log_lines(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/access.log", getenv("KEEL_TLS_PROXY_DIR"));
+    FILE *f = fopen(path, "r");
+    long n = 0;
+    int ch;
+    while (f && (ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+START_TEST(calls_move_to_a_new_connection_after_goaway)
+{
+    keel_connect_options o = tls_to("127.0.0.1:7446");
+    o.rpc_timeout_ms = 10000;
+    long from = access_log_lines();
+    keel_client *c;
+    keel_error err;
+    ck_assert_msg(keel_client_new(&c, &o, &err) == KEEL_OK, "%s", err.message);
+    /* One after another: a GOAWAY after every third, each next call on a new connection. */
+    goaway_caller one = {.client = c};
+    goaway_calls(&one);
+    goaway_calls(&one);
+    ck_assert_msg(one.failed == 0, "%d calls failed: %s", one.failed, one.last.message);
+    /* Eight threads at once: streams past a GOAWAY's last stream go to the next connection. */
+    goaway_caller many[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        many[i] = (goaway_caller){.client = c};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, goaway_calls, &many[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(many[i].failed == 0, "%d calls failed: %s", many[i].failed,
+                      many[i].last.message);
+        ck_assert_int_eq(many[i].ok, 5);
+    }
+    keel_client_free(c);
+    /* 50 calls, at most three per connection. */
+    int conns = connections_on_7446(from);
+    ck_assert_msg(conns >= 17, "50 calls used only %d connections", conns);
+}
+END_TEST
+
 Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -276,6 +373,7 @@ Suite *tls_suite(void)
     tcase_add_test(tc, wrong_or_missing_api_key_is_unauthenticated);
     tcase_add_test(tc, environment_configures_api_key_and_tls);
     tcase_add_test(tc, profile_file_with_inline_pem_for_mtls_and_an_api_key);
+    tcase_add_test(tc, calls_move_to_a_new_connection_after_goaway);
     suite_add_tcase(s, tc);
     return s;
 }
