@@ -2087,6 +2087,10 @@ int keel_transport_answer_bytes(keel_rpc rpc, const uint8_t *server, size_t n, s
     char address[] = "the server", authority[] = "localhost:7233";
     keel_transport t;
     memset(&t, 0, sizeof t);
+    nghttp2_nv meta[] = {header_nv("client-name", KEEL_CLIENT_NAME),
+                         header_nv("client-version", KEEL_VERSION)};
+    t.meta = meta;
+    t.n_meta = sizeof meta / sizeof meta[0];
     t.address = address;
     t.authority = authority;
     strcpy(t.scheme, "http");

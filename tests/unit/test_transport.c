@@ -193,7 +193,8 @@ enum { H2_END_STREAM = 0x1, H2_END_HEADERS = 0x4 };
 static void put(h2out *o, const void *p, size_t n)
 {
     ck_assert_uint_le(o->n + n, sizeof o->b);
-    memcpy(o->b + o->n, p, n);
+    if (n > 0)
+        memcpy(o->b + o->n, p, n);
     o->n += n;
 }
 
