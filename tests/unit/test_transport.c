@@ -201,9 +201,15 @@ static void put(h2out *o, const void *p, size_t n)
 static void h2_frame(h2out *o, uint8_t type, uint8_t flags, uint32_t stream, const void *payload,
                      size_t n)
 {
-    uint8_t hd[9] = {(uint8_t)(n >> 16),      (uint8_t)(n >> 8),      (uint8_t)n,
-                     type,                    flags,                  (uint8_t)(stream >> 24),
-                     (uint8_t)(stream >> 16), (uint8_t)(stream >> 8), (uint8_t)stream};
+    uint8_t hd[9] = {(uint8_t)(n >> 16),
+                     (uint8_t)(n >> 8),
+                     (uint8_t)n,
+                     type,
+                     flags,
+                     (uint8_t)(stream >> 24),
+                     (uint8_t)(stream >> 16),
+                     (uint8_t)(stream >> 8),
+                     (uint8_t)stream};
     put(o, hd, sizeof hd);
     put(o, payload, n);
 }
