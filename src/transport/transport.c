@@ -678,12 +678,16 @@ static void end_with_status(call_ctx *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void end_with_status(call_ctx *c, int status, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->grpc_message, sizeof c->grpc_message, fmt, ap);
-    va_end(ap);
-    c->end = END_STATUS;
-    c->grpc_status = status;
+    /* An answer keel already judged (refused, or too large) keeps that outcome: the stream it
+     * reset may end with the connection or the deadline before the reset goes out. */
+    if (!c->decided) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->grpc_message, sizeof c->grpc_message, fmt, ap);
+        va_end(ap);
+        c->end = END_STATUS;
+        c->grpc_status = status;
+    }
     end_attempt(c);
 }
 
