@@ -798,6 +798,22 @@ static bool out_keep(conn *k, const uint8_t *data, size_t n)
     return true;
 }
 
+/* After a flush: a session that wants neither to read nor to write is over. A connection the
+ * server is closing goes once its last stream has; one that nghttp2 ended because the server
+ * broke HTTP/2 (it sent GOAWAY and reads nothing more) fails its calls now, not at their
+ * deadlines, and new calls go to a new connection. */
+static void conn_over(conn *k)
+{
+    if (k->state != CONN_READY || nghttp2_session_want_read(k->session) ||
+        nghttp2_session_want_write(k->session))
+        return;
+    if (k->goaway && k->streams == 0)
+        k->state = CONN_DEAD;
+    else
+        conn_fail(k, "HTTP/2 from %s refused: the server broke the protocol; connection closed",
+                  k->t->address);
+}
+
 /* Write what nghttp2 has to send, until it has nothing more or the socket is full (then EPOLLOUT
  * brings the network thread back). Any thread, under t->mu. */
 static void conn_flush(conn *k)
@@ -840,10 +856,7 @@ static void conn_flush(conn *k)
         }
     }
     conn_watch(k, false);
-    /* A connection the server is closing goes once its last stream has. */
-    if (k->goaway && k->streams == 0 && !nghttp2_session_want_read(k->session) &&
-        !nghttp2_session_want_write(k->session))
-        k->state = CONN_DEAD;
+    conn_over(k);
 }
 
 /* ---- nghttp2's callbacks (on the thread that feeds or drains the session, under t->mu) ---- */
@@ -2067,7 +2080,7 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
 
 /* ---- the answer path without a socket (for the fuzz target and the unit tests) ---- */
 
-/* Take what the session would write (discarded: nobody reads it), as conn_flush() would. */
+/* Take what the session would write (discarded: nobody reads it), as conn_flush() does. */
 static void drain_discard(conn *k)
 {
     const uint8_t *data;
@@ -2076,6 +2089,7 @@ static void drain_discard(conn *k)
         if (n < 0)
             conn_fail(k, "HTTP/2 session with %s failed: %s", k->t->address,
                       nghttp2_strerror((int)n));
+    conn_over(k);
 }
 
 int keel_transport_answer_bytes(keel_rpc rpc, const uint8_t *server, size_t n, size_t chunk,

@@ -390,6 +390,26 @@ START_TEST(answer_compressed_message_is_refused)
 }
 END_TEST
 
+/* A frame that breaks HTTP/2 (DATA on a stream nobody opened): nghttp2 answers GOAWAY and reads
+ * no more, so the call in flight ends now, UNAVAILABLE (retried on a new connection), rather than
+ * at its deadline. */
+START_TEST(answer_broken_http2_ends_the_call_at_once)
+{
+    h2out o = {.n = 0};
+    h2_frame(&o, H2_SETTINGS, 0, 0, NULL, 0);
+    h2_headers(&o, 0, ":status", "200", "content-type", "application/grpc", NULL);
+    h2_frame(&o, H2_DATA, 0, 2, "x", 1);
+    uint8_t *msg;
+    size_t len;
+    keel_error err;
+    ck_assert_int_eq(answer(&o, &msg, &len, &err), KEEL_EUNAVAILABLE);
+    ck_assert_int_eq(err.grpc_status, 14);
+    ck_assert(err.retryable);
+    ck_assert_ptr_nonnull(strstr(err.message, "GetSystemInfo"));
+    ck_assert_ptr_nonnull(strstr(err.message, "HTTP/2"));
+}
+END_TEST
+
 Suite *transport_suite(void)
 {
     Suite *s = suite_create("transport");
@@ -403,6 +423,7 @@ Suite *transport_suite(void)
     tcase_add_test(tc, answer_trailers_only_not_found_names_the_failure);
     tcase_add_test(tc, answer_http_401_page_is_unauthenticated);
     tcase_add_test(tc, answer_compressed_message_is_refused);
+    tcase_add_test(tc, answer_broken_http2_ends_the_call_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
