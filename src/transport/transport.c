@@ -1010,6 +1010,23 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return 0;
 }
 
+/* nghttp2 found a frame of the answer broken and resets the stream (or ends the connection): the
+ * call ends with that reason, whether the reset or the end of the connection comes first. */
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
+                            void *user)
+{
+    (void)user;
+    call_ctx *c = frame->hd.stream_id > 0 ? stream_call(s, frame->hd.stream_id) : NULL;
+    if (c == NULL || c->decided)
+        return 0;
+    snprintf(c->grpc_message, sizeof c->grpc_message, "the server's answer broke HTTP/2: %s",
+             nghttp2_strerror(lib_error));
+    c->grpc_status = 13; /* INTERNAL, as for the reset it stands for */
+    c->end = END_STATUS;
+    c->decided = true;
+    return 0;
+}
+
 /* The request body of a stream: the call's framed request, from where the last read stopped. */
 static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                             uint32_t *flags, nghttp2_data_source *src, void *user)
@@ -1039,6 +1056,7 @@ static void make_callbacks(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
 }
 
 /* ---- opening a connection ---- */

@@ -9,15 +9,16 @@
  * RST_STREAM) and for the connection (SETTINGS, PING, GOAWAY, WINDOW_UPDATE). The same bytes are
  * fed twice: all at once, and in pieces of 1-16 bytes (1 + the last byte % 16).
  *
- * Properties: the outcome is the same both ways (code, message, status, failure type, bytes);
- * it is exactly one of KEEL_OK with a message, or an error with no message, whose code is the
- * error's, whose text starts with the RPC ("GetSystemInfo to the server"), whose grpc_status
- * is none or 1-99, and whose failure type is a short name (NUL-terminated, no '/' or '.'), set
- * only with a status. On KEEL_OK the bytes are what stream 1's DATA frames carried (padding
- * removed) up to the end of the stream, after the 5-byte prefix that announced them: a
- * reference walk of the frames here gives those; nothing over KEEL_MAX_RECEIVE_BYTES is kept.
- * FUZZ_VERBOSE=1 prints each outcome.
+ * Properties: the outcome is the same both ways (code, message, status, failure type, bytes):
+ * how reads split the bytes changes nothing; it is exactly one of KEEL_OK with a message, or an
+ * error with no message, whose code is the error's, whose text starts with the RPC
+ * ("GetSystemInfo to the server"), whose grpc_status is none or 1-99, and whose failure type is a
+ * short name (NUL-terminated, no '/' or '.'), set only with a status. On KEEL_OK the bytes are what
+ * stream 1's DATA frames carried (padding removed) up to the end of the stream, after the 5-byte
+ * prefix that announced them: a reference walk of the frames here gives those; nothing over
+ * KEEL_MAX_RECEIVE_BYTES is kept. FUZZ_VERBOSE=1 prints each outcome.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,18 +130,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run(data, size, 0, &whole);
     size_t chunk = size ? 1 + data[size - 1] % 16u : 1;
     run(data, size, chunk, &pieces);
-    if (whole.rc != pieces.rc || whole.len != pieces.len ||
-        (whole.rc == KEEL_OK && memcmp(whole.msg, pieces.msg, whole.len) != 0))
-        fuzz_fail("fed whole: %d, %zu bytes (%s); in pieces of %zu: %d, %zu bytes (%s)", whole.rc,
-                  whole.len, whole.rc ? whole.err.message : "ok", chunk, pieces.rc, pieces.len,
-                  pieces.rc ? pieces.err.message : "ok");
-    if (whole.rc != KEEL_OK && (strcmp(whole.err.message, pieces.err.message) != 0 ||
-                                whole.err.grpc_status != pieces.err.grpc_status ||
-                                strcmp(whole.err.failure_type, pieces.err.failure_type) != 0 ||
-                                whole.err.retryable != pieces.err.retryable))
-        fuzz_fail("fed whole: '%s' (%d, '%s'); in pieces of %zu: '%s' (%d, '%s')",
-                  whole.err.message, whole.err.grpc_status, whole.err.failure_type, chunk,
-                  pieces.err.message, pieces.err.grpc_status, pieces.err.failure_type);
+    bool same =
+        whole.rc == pieces.rc && whole.len == pieces.len &&
+        (whole.rc == KEEL_OK ? memcmp(whole.msg, pieces.msg, whole.len) == 0
+                             : strcmp(whole.err.message, pieces.err.message) == 0 &&
+                                   whole.err.grpc_status == pieces.err.grpc_status &&
+                                   strcmp(whole.err.failure_type, pieces.err.failure_type) == 0 &&
+                                   whole.err.retryable == pieces.err.retryable);
+    if (!same)
+        fuzz_fail("fed whole: %d, %zu bytes ('%s', %d, '%s'); in pieces of %zu: %d, %zu bytes "
+                  "('%s', %d, '%s')",
+                  whole.rc, whole.len, whole.rc ? whole.err.message : "ok", whole.err.grpc_status,
+                  whole.rc ? whole.err.failure_type : "", chunk, pieces.rc, pieces.len,
+                  pieces.rc ? pieces.err.message : "ok", pieces.err.grpc_status,
+                  pieces.rc ? pieces.err.failure_type : "");
     if (whole.rc == KEEL_OK) {
         size_t rlen;
         uint8_t *ref = reference(data, size, &rlen);
