@@ -10,7 +10,8 @@
  * fed twice: all at once, and in pieces of 1-16 bytes (1 + the last byte % 16).
  *
  * Properties: the outcome is the same both ways (code, message, status, failure type, bytes):
- * how reads split the bytes changes nothing; it is exactly one of KEEL_OK with a message, or an
+ * how reads split the bytes changes nothing (but for one case inside nghttp2, where both are
+ * errors: continuation_flood() below); it is exactly one of KEEL_OK with a message, or an
  * error with no message, whose code is the error's, whose text starts with the RPC
  * ("GetSystemInfo to the server"), whose grpc_status is none or 1-99, and whose failure type is a
  * short name (NUL-terminated, no '/' or '.'), set only with a status. On KEEL_OK the bytes are what
@@ -122,6 +123,14 @@ static void run(const uint8_t *data, size_t size, size_t chunk, outcome *o)
         fuzz_fail("failure_type '%s' without a grpc status (%s)", e->failure_type, e->message);
 }
 
+/* The one outcome that may depend on the split, inside nghttp2 1.52: a header block over more
+ * than 8 CONTINUATION frames (its flood limit, a fatal error) that also holds an invalid field is
+ * refused for the one or the other depending on the pieces it arrives in. Both are errors. */
+static bool continuation_flood(const outcome *o)
+{
+    return strstr(o->err.message, "Too many CONTINUATION frames") != NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > MAX_LEN)
@@ -137,7 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                    whole.err.grpc_status == pieces.err.grpc_status &&
                                    strcmp(whole.err.failure_type, pieces.err.failure_type) == 0 &&
                                    whole.err.retryable == pieces.err.retryable);
-    if (!same)
+    if (!same && !(whole.rc != KEEL_OK && pieces.rc != KEEL_OK &&
+                   (continuation_flood(&whole) || continuation_flood(&pieces))))
         fuzz_fail("fed whole: %d, %zu bytes ('%s', %d, '%s'); in pieces of %zu: %d, %zu bytes "
                   "('%s', %d, '%s')",
                   whole.rc, whole.len, whole.rc ? whole.err.message : "ok", whole.err.grpc_status,
