@@ -12,12 +12,12 @@
  * Properties: the outcome is the same both ways (code, message, status, failure type, bytes):
  * how reads split the bytes changes nothing (but two errors may race: may_race() below); it is
  * exactly one of KEEL_OK with a message, or an error with no message, whose code is the error's,
- * whose text starts with the RPC
- * ("GetSystemInfo to the server"), whose grpc_status is none or 1-99, and whose failure type is a
- * short name (NUL-terminated, no '/' or '.'), set only with a status. On KEEL_OK the bytes are what
- * stream 1's DATA frames carried (padding removed) up to the end of the stream, after the 5-byte
- * prefix that announced them: a reference walk of the frames here gives those; nothing over
- * KEEL_MAX_RECEIVE_BYTES is kept. FUZZ_VERBOSE=1 prints each outcome.
+ * whose text starts with the RPC ("GetSystemInfo to the server"), whose grpc_status is none or
+ * 1-99, and whose failure type is a short name (NUL-terminated, no '/' or '.'), set only with a
+ * status. On KEEL_OK the bytes are what stream 1's DATA frames carried (padding removed) up to
+ * the end of the stream, after the 5-byte prefix that announced them: a reference walk of the
+ * frames here gives those; nothing over KEEL_MAX_RECEIVE_BYTES is kept. FUZZ_VERBOSE=1 prints
+ * each outcome.
  */
 #include <stdbool.h>
 #include <stdio.h>
