@@ -407,6 +407,27 @@ START_TEST(answer_broken_http2_ends_the_call_at_once)
     ck_assert(err.retryable);
     ck_assert_ptr_nonnull(strstr(err.message, "GetSystemInfo"));
     ck_assert_ptr_nonnull(strstr(err.message, "HTTP/2"));
+
+    /* A header field HTTP/2 forbids (an upper-case name): nghttp2 resets the stream, and the call
+     * says why, also when the connection breaks in the same read. */
+    o.n = 0;
+    h2_frame(&o, H2_SETTINGS, 0, 0, NULL, 0);
+    h2_headers(&o, 0, ":status", "200", "Content-Type", "application/grpc", NULL);
+    h2_frame(&o, H2_DATA, 0, 2, "x", 1);
+    ck_assert_int_eq(answer(&o, &msg, &len, &err), KEEL_EINTERNAL);
+    ck_assert_int_eq(err.grpc_status, 13);
+    ck_assert_ptr_nonnull(strstr(err.message, "the server's answer broke HTTP/2"));
+
+    /* An answer keel refused (a message over KEEL_MAX_RECEIVE_BYTES) stays refused when the
+     * connection breaks before its reset goes out. */
+    o.n = 0;
+    h2_frame(&o, H2_SETTINGS, 0, 0, NULL, 0);
+    h2_headers(&o, 0, ":status", "200", "content-type", "application/grpc", NULL);
+    h2_frame(&o, H2_DATA, 0, 1, "\x00\x08\x00\x00\x01" "abc", 8);
+    h2_frame(&o, H2_DATA, 0, 2, "x", 1);
+    ck_assert_int_eq(answer(&o, &msg, &len, &err), KEEL_EEXHAUSTED);
+    ck_assert_int_eq(err.grpc_status, 8);
+    ck_assert_ptr_nonnull(strstr(err.message, "134217729"));
 }
 END_TEST
 
