@@ -423,7 +423,10 @@ START_TEST(answer_broken_http2_ends_the_call_at_once)
     o.n = 0;
     h2_frame(&o, H2_SETTINGS, 0, 0, NULL, 0);
     h2_headers(&o, 0, ":status", "200", "content-type", "application/grpc", NULL);
-    h2_frame(&o, H2_DATA, 0, 1, "\x00\x08\x00\x00\x01" "abc", 8);
+    h2_frame(&o, H2_DATA, 0, 1,
+             "\x00\x08\x00\x00\x01"
+             "abc",
+             8);
     h2_frame(&o, H2_DATA, 0, 2, "x", 1);
     ck_assert_int_eq(answer(&o, &msg, &len, &err), KEEL_EEXHAUSTED);
     ck_assert_int_eq(err.grpc_status, 8);
