@@ -694,12 +694,16 @@ static void end_with_status(call_ctx *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void end_with_status(call_ctx *c, int status, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->grpc_message, sizeof c->grpc_message, fmt, ap);
-    va_end(ap);
-    c->end = END_STATUS;
-    c->grpc_status = status;
+    /* An answer keel already judged (refused, or too large) keeps that outcome: the stream it
+     * reset may end with the connection or the deadline before the reset goes out. */
+    if (!c->decided) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->grpc_message, sizeof c->grpc_message, fmt, ap);
+        va_end(ap);
+        c->end = END_STATUS;
+        c->grpc_status = status;
+    }
     end_attempt(c);
 }
 
@@ -820,6 +824,23 @@ static bool out_keep(conn *k, const uint8_t *data, size_t n)
     return true;
 }
 
+/* After a flush: a session that wants neither to read nor to write is over. A connection the
+ * server is closing goes once its last stream has; one that nghttp2 ended because the server
+ * broke HTTP/2 (it sent GOAWAY and reads nothing more) fails its calls now, not at their
+ * deadlines, and new calls go to a new connection. */
+static void conn_over(conn *k)
+{
+    if (k->state != CONN_READY || nghttp2_session_want_write(k->session))
+        return;
+    /* GOAWAY either way (the server's, or keel's own when stream ids ran out): nothing is left to
+     * read for once the last stream is over. */
+    if (k->goaway && k->streams == 0)
+        k->state = CONN_DEAD;
+    else if (!nghttp2_session_want_read(k->session))
+        conn_fail(k, "HTTP/2 from %s refused: the server broke the protocol; connection closed",
+                  k->t->address);
+}
+
 /* Write what nghttp2 has to send, until it has nothing more or the socket is full (then EPOLLOUT
  * brings the network thread back). Any thread, under t->mu. */
 static void conn_flush(conn *k)
@@ -862,9 +883,7 @@ static void conn_flush(conn *k)
         }
     }
     conn_watch(k, false);
-    /* A connection the server is closing goes once its last stream has. */
-    if (k->goaway && k->streams == 0 && !nghttp2_session_want_write(k->session))
-        k->state = CONN_DEAD;
+    conn_over(k);
 }
 
 /* ---- nghttp2's callbacks (on the thread that feeds or drains the session, under t->mu) ---- */
@@ -1079,6 +1098,23 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return 0;
 }
 
+/* nghttp2 found a frame of the answer broken and resets the stream (or ends the connection): the
+ * call ends with that reason, whether the reset or the end of the connection comes first. */
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
+                            void *user)
+{
+    (void)user;
+    call_ctx *c = frame->hd.stream_id > 0 ? stream_call(s, frame->hd.stream_id) : NULL;
+    if (c == NULL || c->decided)
+        return 0;
+    snprintf(c->grpc_message, sizeof c->grpc_message, "the server's answer broke HTTP/2: %s",
+             nghttp2_strerror(lib_error));
+    c->grpc_status = 13; /* INTERNAL, as for the reset it stands for */
+    c->end = END_STATUS;
+    c->decided = true;
+    return 0;
+}
+
 /* The request body of a stream: the call's framed request, from where the last read stopped. */
 static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                             uint32_t *flags, nghttp2_data_source *src, void *user)
@@ -1109,6 +1145,7 @@ static void make_callbacks(void)
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, on_frame_not_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
 }
 
 /* ---- opening a connection ---- */
@@ -1352,16 +1389,15 @@ static void handshake(conn *k)
 
 static void submit(call_ctx *c, conn *k);
 
-/* HTTP/2 is up: the session, keel's settings, then every call that waited for it. */
-static void conn_ready(conn *k)
+/* k's client session with keel's callbacks, and keel's settings queued. NULL, or what failed
+ * ("cannot start HTTP/2"; k->session may be set then, conn_free() frees it). */
+static const char *session_new(conn *k)
 {
-    keel_transport *t = k->t;
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, make_callbacks);
     if (callbacks == NULL || nghttp2_session_client_new(&k->session, callbacks, k) != 0) {
         k->session = NULL;
-        conn_fail(k, "out of memory starting HTTP/2 with %s", t->address);
-        return;
+        return "out of memory starting HTTP/2";
     }
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
@@ -1370,8 +1406,18 @@ static void conn_ready(conn *k)
     };
     if (nghttp2_submit_settings(k->session, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
         nghttp2_session_set_local_window_size(k->session, NGHTTP2_FLAG_NONE, 0,
-                                              CONNECTION_WINDOW_BYTES) != 0) {
-        conn_fail(k, "cannot start HTTP/2 with %s", t->address);
+                                              CONNECTION_WINDOW_BYTES) != 0)
+        return "cannot start HTTP/2";
+    return NULL;
+}
+
+/* HTTP/2 is up: the session, keel's settings, then every call that waited for it. */
+static void conn_ready(conn *k)
+{
+    keel_transport *t = k->t;
+    const char *failed = session_new(k);
+    if (failed) {
+        conn_fail(k, "%s with %s", failed, t->address);
         return;
     }
     k->state = CONN_READY;
@@ -1383,6 +1429,18 @@ static void conn_ready(conn *k)
                 submit(c, k);
         }
     conn_flush(k);
+}
+
+/* Hand n bytes the server sent to nghttp2 (its callbacks run). false when k is over. */
+static bool conn_feed(conn *k, const uint8_t *buf, size_t n)
+{
+    k->last_read_ms = now_ms();
+    ssize_t used = nghttp2_session_mem_recv(k->session, buf, n);
+    if (used < 0) {
+        conn_fail(k, "HTTP/2 from %s refused: %s", k->t->address, nghttp2_strerror((int)used));
+        return false;
+    }
+    return k->state == CONN_READY;
 }
 
 /* Read what the server sent and hand it to nghttp2. */
@@ -1400,13 +1458,7 @@ static void conn_read(conn *k)
             return;
         }
         got += (size_t)n;
-        k->last_read_ms = now_ms();
-        ssize_t used = nghttp2_session_mem_recv(k->session, buf, (size_t)n);
-        if (used < 0) {
-            conn_fail(k, "HTTP/2 from %s refused: %s", k->t->address, nghttp2_strerror((int)used));
-            return;
-        }
-        if (k->state != CONN_READY)
+        if (!conn_feed(k, buf, (size_t)n))
             return;
     }
     conn_flush(k);
@@ -1548,18 +1600,9 @@ static void submit(call_ctx *c, conn *k)
     k->streams++;
 }
 
-/* Start the next attempt of c (under t->mu). It ends up in t->live, or (refused at once) on
- * t->done. */
-static void start_attempt(call_ctx *c)
+/* Nothing of an attempt's answer yet: no stream, no headers, no status. */
+static void attempt_reset(call_ctx *c)
 {
-    keel_transport *t = c->t;
-    int64_t now = now_ms();
-    int64_t left = c->budget_ms - (now - c->start_ms);
-    if (left < 1)
-        left = 1;
-    c->attempt++;
-    c->attempt_started = mono_s();
-    c->deadline_ms = now + left;
     c->conn = NULL;
     c->stream_id = 0;
     c->header_bytes = 0;
@@ -1573,6 +1616,21 @@ static void start_attempt(call_ctx *c)
     c->replaced = false;
     c->local_rc = KEEL_OK;
     c->err.grpc_status = KEEL_NO_GRPC_STATUS;
+}
+
+/* Start the next attempt of c (under t->mu). It ends up in t->live, or (refused at once) on
+ * t->done. */
+static void start_attempt(call_ctx *c)
+{
+    keel_transport *t = c->t;
+    int64_t now = now_ms();
+    int64_t left = c->budget_ms - (now - c->start_ms);
+    if (left < 1)
+        left = 1;
+    c->attempt++;
+    c->attempt_started = mono_s();
+    c->deadline_ms = now + left;
+    attempt_reset(c);
     live_link(t, c);
     if (!cancel_attach(c->cancel, t)) {
         c->end = END_LOCAL;
@@ -1712,6 +1770,28 @@ static void finish(call_ctx *c, int rc)
     pthread_mutex_unlock(&t->mu);
 }
 
+/* What an attempt that is over came to: KEEL_OK with the message in c->answer, or the error,
+ * in c->err (the server's status, or why keel refused the answer). */
+static int attempt_outcome(call_ctx *c)
+{
+    keel_error *e = &c->err;
+    if (c->end == END_LOCAL) {
+        e->retryable = false;
+        return c->local_rc;
+    }
+    if (c->grpc_status == 0)
+        return KEEL_OK;
+    const char *msg = c->grpc_message[0] ? c->grpc_message : "(no message)";
+    int rc = keel_error_set(e, keel_error_code_from_grpc(c->grpc_status), "%s failed: %s: %s",
+                            c->what, keel_grpc_status_name(c->grpc_status), msg);
+    e->grpc_status = c->grpc_status;
+    e->retryable =
+        !c->no_retry && keel_grpc_status_retryable(c->grpc_status, c->grpc_message, false);
+    if (c->details)
+        keel_transport_status_detail(c->details, c->details_len, e);
+    return rc;
+}
+
 /* An attempt is over (network thread, no lock): finish the call, or schedule its next attempt
  * after a backoff. */
 static void attempt_done(call_ctx *c)
@@ -1724,26 +1804,12 @@ static void attempt_done(call_ctx *c)
         finish(c, KEEL_ECANCELLED);
         return;
     }
-    int rc = KEEL_OK;
-    bool decode_later = false;
-    if (c->end == END_LOCAL) {
-        rc = c->local_rc;
-        e->retryable = false;
-    } else if (c->grpc_status != 0) {
-        const char *msg = c->grpc_message[0] ? c->grpc_message : "(no message)";
-        rc = keel_error_set(e, keel_error_code_from_grpc(c->grpc_status), "%s failed: %s: %s",
-                            c->what, keel_grpc_status_name(c->grpc_status), msg);
-        e->grpc_status = c->grpc_status;
-        e->retryable =
-            !c->no_retry && keel_grpc_status_retryable(c->grpc_status, c->grpc_message, false);
-        if (c->details)
-            keel_transport_status_detail(c->details, c->details_len, e);
-    } else if (c->waiter || c->reply_done) {
-        decode_later = true; /* finish() hands c->answer over */
-    } else {
+    int rc = attempt_outcome(c);
+    /* finish() hands c->answer over undecoded */
+    bool decode_later = rc == KEEL_OK && (c->waiter || c->reply_done);
+    if (rc == KEEL_OK && !decode_later)
         rc = keel_transport_decode(c->answer, c->answer_len, c->response_type, &c->response,
                                    c->want_partial ? &c->partial : NULL, c->what, e);
-    }
     if (!decode_later)
         record_attempt(t, c->method, c->namespace, c->attempt_started, rc, e);
     if (rc == KEEL_OK) {
@@ -2224,5 +2290,96 @@ int keel_transport_call(keel_transport *t, keel_rpc rpc, const ProtobufCMessage 
     }
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
+    return rc;
+}
+
+/* ---- the answer path without a socket (for the fuzz target and the unit tests) ---- */
+
+/* Take what the session would write (discarded: nobody reads it), as conn_flush() does. */
+static void drain_discard(conn *k)
+{
+    const uint8_t *data;
+    ssize_t n;
+    while (k->state == CONN_READY && (n = nghttp2_session_mem_send(k->session, &data)) != 0)
+        if (n < 0)
+            conn_fail(k, "HTTP/2 session with %s failed: %s", k->t->address,
+                      nghttp2_strerror((int)n));
+    conn_over(k);
+}
+
+int keel_transport_answer_bytes(keel_rpc rpc, const uint8_t *server, size_t n, size_t chunk,
+                                uint8_t **msg, size_t *len, keel_error *err)
+{
+    *msg = NULL;
+    *len = 0;
+    keel_error local;
+    if (err == NULL)
+        err = &local;
+    /* A transport with no network thread (wake() has nothing to wake) and a connection with no
+     * socket (fd -1: nothing to unwatch). */
+    char address[] = "the server", authority[] = "localhost:7233";
+    keel_transport t;
+    memset(&t, 0, sizeof t);
+    nghttp2_nv meta[] = {header_nv("client-name", KEEL_CLIENT_NAME),
+                         header_nv("client-version", KEEL_VERSION)};
+    t.meta = meta;
+    t.n_meta = sizeof meta / sizeof meta[0];
+    t.address = address;
+    t.authority = authority;
+    strcpy(t.scheme, "http");
+    t.wake_pending = true;
+    t.next_deadline = INT64_MAX;
+    conn k;
+    memset(&k, 0, sizeof k);
+    k.t = &t;
+    k.fd = -1;
+    t.conns = t.current = &k;
+    call_ctx *c = calloc(1, sizeof *c);
+    uint8_t *request = malloc(KEEL_GRPC_PREFIX_BYTES);
+    const char *failed = c && request ? session_new(&k) : "out of memory";
+    if (failed) {
+        if (k.session)
+            nghttp2_session_del(k.session);
+        free(c);
+        free(request);
+        return keel_error_set(err, KEEL_ENOMEM, "%s: %s", rpc.method, failed);
+    }
+    k.state = CONN_READY;
+    /* The call, as start_call() and start_attempt() set it up: an empty request. */
+    snprintf(c->path, sizeof c->path, "/%s/%s", rpc.service, rpc.method);
+    snprintf(c->what, sizeof c->what, "%s to %s", rpc.method, t.address);
+    c->t = &t;
+    c->method = rpc.method;
+    keel_grpc_prefix(request, 0);
+    c->request = request;
+    c->request_len = KEEL_GRPC_PREFIX_BYTES;
+    c->budget_ms = 60000;
+    c->start_ms = now_ms();
+    c->attempt = 1;
+    c->deadline_ms = c->start_ms + c->budget_ms;
+    attempt_reset(c);
+    live_link(&t, c);
+    submit(c, &k);
+    drain_discard(&k);
+    if (chunk == 0)
+        chunk = n > 0 ? n : 1;
+    for (size_t off = 0; off < n && k.state == CONN_READY; off += chunk) {
+        if (conn_feed(&k, server + off, n - off < chunk ? n - off : chunk))
+            drain_discard(&k);
+    }
+    /* An answer the bytes leave unfinished ends as its deadline would end it. */
+    run_deadlines(&t, INT64_MAX, false);
+    drain_discard(&k);
+    int rc = attempt_outcome(c);
+    if (rc == KEEL_OK) {
+        *msg = c->answer;
+        *len = c->answer_len;
+        c->answer = NULL;
+    } else {
+        c->err.code = rc;
+        *err = c->err;
+    }
+    nghttp2_session_del(k.session);
+    ctx_free(c);
     return rc;
 }

@@ -170,7 +170,8 @@ int keel_transport_reply_decode(keel_transport_reply *reply,
 void keel_transport_reply_free(keel_transport_reply *reply);
 
 /*
- * The byte-level halves of a call, exposed for the fuzz target (tests/fuzz/fuzz_transport.c):
+ * The byte-level halves of a call, exposed for the fuzz targets (tests/fuzz/fuzz_transport.c,
+ * tests/fuzz/fuzz_h2answer.c):
  *
  * keel_transport_decode() reads n bytes of a response as `type`: refused (KEEL_EPROTOCOL, the
  * message naming `what` and the reason) when they nest deeper than KEEL_PROTO_MAX_DEPTH or do
@@ -185,6 +186,26 @@ int keel_transport_decode(const uint8_t *data, size_t n, const ProtobufCMessageD
                           ProtobufCMessage **out, ProtobufCMessage **partial, const char *what,
                           keel_error *err);
 void keel_transport_status_detail(const uint8_t *data, size_t n, keel_error *err);
+
+/*
+ * The answer path of one call without a socket or a thread (tests/fuzz/fuzz_h2answer.c and the
+ * unit tests): a client HTTP/2 session with the callbacks and settings every connection uses
+ * sends one `rpc` request (an empty message) on stream 1, as a call's attempt does; then
+ * server[0..n), what the server sent on the connection from its preface on, is fed to it in
+ * pieces of `chunk` bytes (0: all at once), what the client would write back being dropped. The
+ * attempt is then judged as a call's is, before any retry or decoding:
+ *
+ *   KEEL_OK    *msg (malloc'ed, the caller's to free; never NULL) and *len are the one message
+ *              the answer's DATA carried, after its 5-byte prefix;
+ *   an error   err as the call's callback would get it: the message names the RPC, grpc_status
+ *              is the server's status or the one keel gives what happened (a reset stream, an
+ *              HTTP error, a cut connection: UNAVAILABLE), failure_type the detail's type.
+ *
+ * An answer the bytes leave unfinished ends as its deadline would (DEADLINE_EXCEEDED). err may
+ * be NULL. Nothing is kept between calls; any thread may call it.
+ */
+int keel_transport_answer_bytes(keel_rpc rpc, const uint8_t *server, size_t n, size_t chunk,
+                                uint8_t **msg, size_t *len, keel_error *err);
 
 /*
  * The delay before retry number `attempt` (1-based) with a budget of budget_ms: 200 ms doubling

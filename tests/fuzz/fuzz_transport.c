@@ -1,9 +1,10 @@
 /*
- * fuzz_transport - what src/transport reads off the wire besides the gRPC framing, which gRPC C
- * core parses: a response's bytes (keel_transport_decode: the depth check, protobuf-c's unpack,
- * and the partial read of a response nested too deep), the google.rpc.Status in
- * grpc-status-details-bin (keel_transport_status_detail), and a status message's text
- * (keel_grpc_status_retryable reads it for the server's "retry" hints).
+ * fuzz_transport - what src/transport makes of an answer's parts once HTTP/2 and the gRPC
+ * framing are read (fuzz_h2answer and fuzz_grpcwire feed those): a response's bytes
+ * (keel_transport_decode: the depth check, protobuf-c's unpack, and the partial read of a response
+ * nested too deep), the google.rpc.Status in grpc-status-details-bin
+ * (keel_transport_status_detail), and a status message's text (keel_grpc_status_retryable reads it
+ * for the server's "retry" hints).
  *
  * Input: one selector byte, then the body. selector % 4: 0 the body is grpc-status-details-bin;
  * 1 a PollWorkflowTaskQueueResponse; 2 a PollActivityTaskQueueResponse; 3 a status message, with
