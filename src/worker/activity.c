@@ -475,7 +475,9 @@ void keel_activity_dispatch(keel_activity_pool *p, activity_task *task)
         task = NULL;
     }
     atomic_fetch_add(&p->eager_count, 1);
-    pthread_cond_broadcast(&p->cond);
+    /* One task, one thread: every waiter on p->cond is an activity thread in the same loop,
+     * and any of them takes it. A broadcast woke all the idle ones for each eager activity. */
+    pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     if (task != NULL) {
         log_line(KEEL_LOG_ERROR, "no room for an eager activity; it times out and is retried", "");

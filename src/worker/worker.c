@@ -1543,9 +1543,12 @@ static void job_release(keel_worker *w, wf_job *j)
     atomic_fetch_sub(&w->wf_busy, 1);
     w->slots_free++;
     pump_polls(w);
-    /* A queued task may have waited for this run; a stopping executor for the last job. */
-    if (w->n_queue > 0 || (w->pollers_done && w->jobs_used == 0))
+    /* A stopping executor waits for the last job: all of them go. A queued task may have
+     * waited for this run: one executor is enough, and it takes every runnable task in turn. */
+    if (w->pollers_done && w->jobs_used == 0)
         pthread_cond_broadcast(&w->exec_cond);
+    else if (w->n_queue > 0)
+        pthread_cond_signal(&w->exec_cond);
 }
 
 /* Executors settle answers first (so that a run's state is settled before its next task is
