@@ -15,8 +15,9 @@
  * reserves a free slot before it polls, so a task never waits in the worker while its
  * schedule-to-start clock runs, and one run is worked on by one thread at a time. An executor
  * sends a task's answer (RespondWorkflowTaskCompleted) and goes on at once to the next task; when
- * the answer comes back an executor finishes the task (eager activities, the run's next task if
- * the server returned one, the cache) and only then are the slot and the run given back. Failed
+ * the answer comes back the task is finished (eager activities, the run's next task if the server
+ * returned one, the cache: on the transport's network thread when the answer is small and brings
+ * no next task, else on an executor) and only then are the slot and the run given back. Failed
  * tasks (RespondWorkflowTaskFailed), legacy query tasks, history pages and local activities still
  * hold an executor thread while they wait on the server or on the activity. The number of polls
  * in flight scales between the configured bounds with what the server suggests (poller

@@ -76,6 +76,9 @@
 
 /* The network thread reads this much from the socket at a time. */
 #define READ_CHUNK (64 * 1024)
+/* Frames gathered before a write (conn_flush); what waits to be written is at most this plus one
+ * frame. */
+#define OUT_GATHER (32 * 1024)
 #define READ_BURST (1024 * 1024)
 
 typedef struct call_ctx call_ctx;
@@ -808,19 +811,25 @@ static ssize_t io_write(conn *k, const uint8_t *buf, size_t n)
     return e == SSL_ERROR_SYSCALL && errno ? -errno : -EPIPE;
 }
 
-/* Keep what the socket did not take (nghttp2's buffer is only valid until its next call). */
-static bool out_keep(conn *k, const uint8_t *data, size_t n)
+/* Append a frame nghttp2 serialised to what waits to be written (nghttp2's buffer is only valid
+ * until its next call). What was written already is dropped first. */
+static bool out_append(conn *k, const uint8_t *data, size_t n)
 {
-    if (n > k->out_cap) {
-        uint8_t *b = realloc(k->out, n);
+    if (k->out_off > 0) {
+        memmove(k->out, k->out + k->out_off, k->out_len - k->out_off);
+        k->out_len -= k->out_off;
+        k->out_off = 0;
+    }
+    if (k->out_len + n > k->out_cap) {
+        size_t cap = k->out_len + n;
+        uint8_t *b = realloc(k->out, cap);
         if (b == NULL)
             return false;
         k->out = b;
-        k->out_cap = n;
+        k->out_cap = cap;
     }
-    memcpy(k->out, data, n);
-    k->out_len = n;
-    k->out_off = 0;
+    memcpy(k->out + k->out_len, data, n);
+    k->out_len += n;
     return true;
 }
 
@@ -842,45 +851,43 @@ static void conn_over(conn *k)
 }
 
 /* Write what nghttp2 has to send, until it has nothing more or the socket is full (then EPOLLOUT
- * brings the network thread back). Any thread, under t->mu. */
+ * brings the network thread back). Frames are gathered up to OUT_GATHER bytes and written with
+ * one system call: a request's HEADERS and DATA go out together, not as two writes. Any thread,
+ * under t->mu. */
 static void conn_flush(conn *k)
 {
     if (k->state != CONN_READY)
         return;
     for (;;) {
-        if (k->out_off < k->out_len) {
-            ssize_t w = io_write(k, k->out + k->out_off, k->out_len - k->out_off);
-            if (w == -EAGAIN) {
-                conn_watch(k, true);
+        while (k->out_len - k->out_off < OUT_GATHER) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(k->session, &data);
+            if (n < 0) {
+                conn_fail(k, "HTTP/2 session with %s failed: %s", k->t->address,
+                          nghttp2_strerror((int)n));
                 return;
             }
-            if (w < 0) {
-                conn_lost(k, (int)-w);
+            if (n == 0)
+                break;
+            if (!out_append(k, data, (size_t)n)) {
+                conn_fail(k, "out of memory writing to %s", k->t->address);
                 return;
             }
-            k->out_off += (size_t)w;
-            continue;
         }
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(k->session, &data);
-        if (n < 0) {
-            conn_fail(k, "HTTP/2 session with %s failed: %s", k->t->address,
-                      nghttp2_strerror((int)n));
+        if (k->out_off == k->out_len)
+            break;
+        ssize_t w = io_write(k, k->out + k->out_off, k->out_len - k->out_off);
+        if (w == -EAGAIN) {
+            conn_watch(k, true);
             return;
         }
-        if (n == 0)
-            break;
-        ssize_t w = io_write(k, data, (size_t)n);
-        if (w == -EAGAIN)
-            w = 0;
         if (w < 0) {
             conn_lost(k, (int)-w);
             return;
         }
-        if (w < n && !out_keep(k, data + w, (size_t)(n - w))) {
-            conn_fail(k, "out of memory writing to %s", k->t->address);
-            return;
-        }
+        k->out_off += (size_t)w;
+        if (k->out_off == k->out_len)
+            k->out_off = k->out_len = 0;
     }
     conn_watch(k, false);
     conn_over(k);
@@ -1460,6 +1467,10 @@ static void conn_read(conn *k)
         got += (size_t)n;
         if (!conn_feed(k, buf, (size_t)n))
             return;
+        /* A plain socket that gave less than asked for is empty: no read just to hear EAGAIN
+         * (epoll is level-triggered). TLS gives a record at a time, so it reads on. */
+        if (k->ssl == NULL && (size_t)n < sizeof buf)
+            break;
     }
     conn_flush(k);
 }
@@ -2234,6 +2245,11 @@ int keel_transport_reply_decode(keel_transport_reply *r,
     record_attempt(r->t, r->method, r->namespace, r->attempt_started, rc, e);
     keel_transport_reply_free(r);
     return rc;
+}
+
+size_t keel_transport_reply_len(const keel_transport_reply *r)
+{
+    return r->len;
 }
 
 void keel_transport_reply_free(keel_transport_reply *r)

@@ -168,6 +168,8 @@ int keel_transport_reply_decode(keel_transport_reply *reply,
                                 ProtobufCMessage **response, ProtobufCMessage **partial,
                                 keel_error *err);
 void keel_transport_reply_free(keel_transport_reply *reply);
+/* The answer's size in bytes (its message, without the gRPC frame). reply is borrowed. */
+size_t keel_transport_reply_len(const keel_transport_reply *reply);
 
 /*
  * The byte-level halves of a call, exposed for the fuzz targets (tests/fuzz/fuzz_transport.c,

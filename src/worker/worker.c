@@ -113,9 +113,11 @@ typedef struct wf_job {
     Temporal__Api__Common__V1__MeteringMetadata meter;
     schedule_attrs *asked[KEEL_MAX_EAGER_ACTIVITIES_PER_TASK];
     int n_asked;
-    /* The outcome, from the callback. */
+    /* The outcome, from the callback: the answer undecoded (reply), or decoded already on the
+     * network thread (resp), or neither when rc says it failed. */
     int rc;
     keel_transport_reply *reply;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp;
     keel_error err;
 } wf_job;
 
@@ -847,21 +849,51 @@ static bool send_answer(keel_worker *w, wf_job *j)
     return false;
 }
 
-/* The answer came back (on the transport's network thread: short, no I/O): undecoded, to the
- * executors, as a poll's answer goes (wf_poll_done). */
+static bool resume_job(keel_worker *w, wf_job *j);
+static void job_release(keel_worker *w, wf_job *j);
+
+/* An answer up to this size is decoded on the network thread, and settled there when it brings
+ * no next task (settle_answer: the eager activities handed over, the run unpinned). A larger one
+ * (eager activities with big inputs) goes to an executor undecoded, so that one answer does not
+ * hold up every other call's. */
+#define SETTLE_ON_NET_MAX (64 * 1024)
+
+/* The answer came back (on the transport's network thread). Most answers bring no next task:
+ * settled here, with no executor woken for them. One that brings the run's next task, a failure
+ * and a large answer go to the executors, as a poll's answer goes (wf_poll_done). */
 static void answer_done(void *userdata, int rc, keel_transport_reply *reply, const keel_error *err)
 {
     wf_job *j = userdata;
     keel_worker *w = j->w;
     j->rc = rc;
     j->reply = reply;
-    if (rc != KEEL_OK)
+    j->resp = NULL;
+    if (rc != KEEL_OK) {
         j->err = *err;
+    } else if (keel_transport_reply_len(reply) <= SETTLE_ON_NET_MAX) {
+        j->reply = NULL;
+        j->rc = keel_transport_reply_decode(
+            reply,
+            &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+            (ProtobufCMessage **)&j->resp, NULL, &j->err);
+        const workflow_task *next = j->rc == KEEL_OK ? j->resp->workflow_task : NULL;
+        if (j->rc == KEEL_OK && !(j->want_next && next && next->task_token.len > 0)) {
+            /* No next task: nothing of the workflow's code runs, and nothing goes out again
+             * (only a failed answer is sent again). */
+            resume_job(w, j);
+            pthread_mutex_lock(&w->lock);
+            w->answers_flying--;
+            job_release(w, j);
+            pthread_mutex_unlock(&w->lock);
+            return;
+        }
+    }
     pthread_mutex_lock(&w->lock);
     w->answers_flying--;
     w->answers[w->n_answers++] = j; /* at most one per job */
-    pthread_cond_signal(&w->exec_cond);
     pthread_mutex_unlock(&w->lock);
+    /* Signalled after the unlock: the executor it wakes takes the lock at once. */
+    pthread_cond_signal(&w->exec_cond);
 }
 
 /* On an executor: what follows the answer. Eager activities go to the activity threads, a
@@ -873,9 +905,10 @@ static void answer_done(void *userdata, int rc, keel_transport_reply *reply, con
 static bool settle_answer(keel_worker *w, wf_job *j, workflow_task **next)
 {
     const workflow_task *t = j->la_task ? j->la_task : j->task;
-    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = NULL;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = j->resp;
+    j->resp = NULL;
     bool ok = j->rc == KEEL_OK;
-    if (ok)
+    if (ok && resp == NULL)
         ok =
             keel_transport_reply_decode(
                 j->reply,
@@ -1404,13 +1437,14 @@ static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply, co
         log_line(KEEL_LOG_WARN, "workflow poll failed", err->message);
     if (rc == KEEL_ETIMEOUT)
         keel_wm_wf_poll(w->wm, false);
+    bool wake = false;
     pthread_mutex_lock(&w->lock);
     w->polling[p->kind]--;
     p->busy = false;
     if (rc == KEEL_OK && w->n_replies < (size_t)w->n_slots) {
         w->replies[w->n_replies++] = (wf_reply){reply, p->kind};
         reply = NULL;
-        pthread_cond_signal(&w->exec_cond);
+        wake = true;
     } else {
         w->slots_free++;
         if (failed) {
@@ -1423,6 +1457,8 @@ static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply, co
     if (failed || (atomic_load(&w->stopping) && w->polling[0] + w->polling[1] == 0))
         pthread_cond_broadcast(&w->cond); /* the poll thread: a backoff, or the last poll */
     pthread_mutex_unlock(&w->lock);
+    if (wake) /* after the unlock: the executor it wakes takes the lock at once */
+        pthread_cond_signal(&w->exec_cond);
     if (reply)
         keel_transport_reply_free(reply); /* cannot happen: each reply holds a slot */
 }
@@ -1625,8 +1661,8 @@ static void eager_deliver(void *ctx, ProtobufCMessage *task)
     pthread_mutex_lock(&w->lock);
     w->eager_reserved--;
     w->queue[w->n_queue++] = (workflow_task *)task;
-    pthread_cond_signal(&w->exec_cond);
     pthread_mutex_unlock(&w->lock);
+    pthread_cond_signal(&w->exec_cond);
 }
 
 static void eager_release(void *ctx)
