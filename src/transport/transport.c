@@ -1095,9 +1095,19 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *frame, int
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
 {
-    (void)s;
     conn *k = user;
-    if (frame->hd.type == NGHTTP2_GOAWAY) {
+    if (frame->hd.type == NGHTTP2_HEADERS && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        /* A final answer that is not gRPC (a proxy's error page) and carries no grpc-status is
+         * judged by its headers alone: nothing in its body would change the verdict, so the
+         * stream is reset rather than its body read to the end, however long it is. */
+        call_ctx *c = stream_call(s, frame->hd.stream_id);
+        if (c != NULL && !c->decided && c->http_status >= 200 && c->grpc_status < 0 &&
+            (c->http_status != 200 || !c->grpc_body)) {
+            judge_stream(c, NGHTTP2_NO_ERROR);
+            c->decided = true;
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_CANCEL);
+        }
+    } else if (frame->hd.type == NGHTTP2_GOAWAY) {
         goaway(k, &frame->goaway);
     } else if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
         k->ping_out = false;

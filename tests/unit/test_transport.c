@@ -372,6 +372,34 @@ START_TEST(answer_http_401_page_is_unauthenticated)
 }
 END_TEST
 
+/* A page that never ends (a body without END_STREAM) is not read to the end, nor waited for
+ * until the deadline: the headers decide, and the stream is reset. */
+START_TEST(answer_endless_error_page_is_judged_by_its_headers)
+{
+    h2out o = {.n = 0};
+    h2_frame(&o, H2_SETTINGS, 0, 0, NULL, 0);
+    h2_headers(&o, 0, ":status", "401", "content-type", "text/html", NULL);
+    const char *page = "<html><body>";
+    for (int i = 0; i < 4; i++)
+        h2_frame(&o, H2_DATA, 0, 1, page, strlen(page));
+    uint8_t *msg;
+    size_t len;
+    keel_error err;
+    ck_assert_int_eq(answer(&o, &msg, &len, &err), KEEL_EDENIED);
+    ck_assert_int_eq(err.grpc_status, 16);
+    ck_assert_ptr_nonnull(strstr(err.message, "HTTP status 401"));
+
+    /* 200, but not gRPC: UNKNOWN, also without the rest of the body. */
+    o.n = 0;
+    h2_frame(&o, H2_SETTINGS, 0, 0, NULL, 0);
+    h2_headers(&o, 0, ":status", "200", "content-type", "text/html", NULL);
+    h2_frame(&o, H2_DATA, 0, 1, page, strlen(page));
+    ck_assert_int_eq(answer(&o, &msg, &len, &err), KEEL_EINTERNAL);
+    ck_assert_int_eq(err.grpc_status, 2);
+    ck_assert_ptr_nonnull(strstr(err.message, "not gRPC"));
+}
+END_TEST
+
 START_TEST(answer_compressed_message_is_refused)
 {
     h2out o = {.n = 0};
@@ -446,6 +474,7 @@ Suite *transport_suite(void)
     tcase_add_test(tc, answer_ok_gives_the_message);
     tcase_add_test(tc, answer_trailers_only_not_found_names_the_failure);
     tcase_add_test(tc, answer_http_401_page_is_unauthenticated);
+    tcase_add_test(tc, answer_endless_error_page_is_judged_by_its_headers);
     tcase_add_test(tc, answer_compressed_message_is_refused);
     tcase_add_test(tc, answer_broken_http2_ends_the_call_at_once);
     suite_add_tcase(s, tc);
