@@ -558,6 +558,27 @@ static bool may_issue(keel_engine *e, const char *what)
     return true;
 }
 
+/* A command's input as payloads. Its description in an error message ("activity T input") is
+ * written only when the input is refused: the message says `generic` in its place, which is
+ * swapped for the description then, so that nothing is formatted for the inputs that are fine
+ * (every command on every replay). false with the engine's error set. */
+static bool input_payloads(keel_engine *e, const char *json, const char *generic,
+                           keel_pb_payloads **out, const char *fmt, const char *name)
+{
+    keel_error perr;
+    if (keel_payloads_new_json(json, generic, out, &perr) == KEEL_OK)
+        return true;
+    size_t n = strlen(generic);
+    if (strncmp(perr.message, generic, n) != 0) {
+        engine_error(e, "%s", perr.message);
+        return false;
+    }
+    char what[160];
+    snprintf(what, sizeof what, fmt, name);
+    engine_error(e, "%s%s", what, perr.message + n);
+    return false;
+}
+
 static char *seq_str(uint32_t seq)
 {
     char buf[16];
@@ -706,12 +727,8 @@ uint32_t keel_workflow_activity(keel_workflow_ctx *ctx, const char *type, const 
     if (opts->retry)
         a->retry_policy = new_retry(opts->retry);
     pb->user_metadata = new_summary(opts->summary);
-    char what[160];
-    snprintf(what, sizeof what, "activity %s input", type);
-    keel_error perr;
-    if (keel_payloads_new_json(input_json, what, &a->input, &perr) != KEEL_OK) {
+    if (!input_payloads(e, input_json, "activity input", &a->input, "activity %s input", type)) {
         FREE_PB(pb);
-        engine_error(e, "%s", perr.message);
         return 0;
     }
     command *c = push_command(e, CMD_ACTIVITY, seq, pb);
@@ -767,12 +784,9 @@ uint32_t keel_workflow_child(keel_workflow_ctx *ctx, const char *type, const cha
     a->workflow_run_timeout = dur(opts->run_timeout_ms);
     a->parent_close_policy = (Temporal__Api__Enums__V1__ParentClosePolicy)opts->parent_close_policy;
     pb->user_metadata = new_summary(opts->summary);
-    char what[160];
-    snprintf(what, sizeof what, "child workflow %s input", type);
-    keel_error perr;
-    if (keel_payloads_new_json(input_json, what, &a->input, &perr) != KEEL_OK) {
+    if (!input_payloads(e, input_json, "child workflow input", &a->input, "child workflow %s input",
+                        type)) {
         FREE_PB(pb);
-        engine_error(e, "%s", perr.message);
         return 0;
     }
     command *c = push_command(e, CMD_CHILD, seq, pb);
@@ -818,12 +832,9 @@ uint32_t keel_workflow_signal_external(keel_workflow_ctx *ctx, const char *workf
     x->workflow_id = strdup(workflow_id);
     x->run_id = strdup(run_id ? run_id : "");
     a->signal_name = strdup(signal_name);
-    char what[160];
-    snprintf(what, sizeof what, "argument of signal %.60s", signal_name);
-    keel_error perr;
-    if (keel_payloads_new_json(input_json, what, &a->input, &perr) != KEEL_OK) {
+    if (!input_payloads(e, input_json, "argument of signal", &a->input, "argument of signal %.60s",
+                        signal_name)) {
         FREE_PB(pb);
-        engine_error(e, "%s", perr.message);
         return 0;
     }
     command *c = push_command(e, CMD_SIGNAL_EXTERNAL, seq, pb);

@@ -1194,6 +1194,35 @@ START_TEST(side_effects_run_once_and_replay_their_value)
 }
 END_TEST
 
+/* A command input that is not JSON: the task fails, and the message names the command's type
+ * (the description is written only then). */
+static int bad_input_start(keel_workflow_ctx *ctx, void *state, const char *input)
+{
+    (void)state;
+    (void)input;
+    keel_activity_options o = {.start_to_close_ms = 1000};
+    return keel_workflow_activity(ctx, "use", "{bad", &o) ? KEEL_OK : KEEL_EINVAL;
+}
+
+static const keel_workflow_type bad_input_type = {
+    .name = "BadInput", .state_size = 16, .start = bad_input_start, .on_event = no_event};
+
+START_TEST(a_command_input_that_is_not_json_names_the_command)
+{
+    int rc;
+    keel_error err;
+    history h = {0};
+    started(&h, "{}");
+    task(&h, false);
+    keel_engine *e = run_type(&bad_input_type, &h, &rc, &err);
+    ck_assert_int_ne(rc, KEEL_OK);
+    ck_assert_msg(strstr(err.message, "activity use input is not valid JSON: at byte ") != NULL,
+                  "%s", err.message);
+    keel_engine_free(e);
+    free_history(&h);
+}
+END_TEST
+
 /* ---- the server's continue-as-new suggestion ---- */
 
 /* Notes what keel_workflow_continue_as_new_suggested() said at start and at each signal. */
@@ -1544,6 +1573,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, events_without_their_attributes_are_errors);
     tcase_add_test(tc, update_messages_that_are_not_usable_are_rejected);
     tcase_add_test(tc, side_effects_run_once_and_replay_their_value);
+    tcase_add_test(tc, a_command_input_that_is_not_json_names_the_command);
     tcase_add_test(tc, the_continue_as_new_suggestion_comes_from_each_task);
     tcase_add_test(tc, every_event_type_with_another_types_attributes_is_refused);
     tcase_add_test(tc, attributes_named_but_missing_or_left_out_are_refused);

@@ -3,7 +3,8 @@
  * time (steadier on a busy machine), in ms. Not part of the build:
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Ibuild/proto/gen \
  *      tools/replay-bench/replay_bench.c build/libkeel.a -o build/replay-bench \
- *      $(pkg-config --libs grpc libprotobuf-c libcjson libpcre2-8 libmicrohttpd libcurl) -lm
+ *      $(pkg-config --libs libnghttp2 libssl libcrypto libprotobuf-c libcjson libpcre2-8 \
+ *      libmicrohttpd libcurl) -lm -lpthread
  *   python3 tools/replay-bench/gen_history.py 300 build/chain300.json
  *   build/replay-bench build/chain300.json 15 */
 #include <stdio.h>
