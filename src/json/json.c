@@ -115,13 +115,29 @@ static void skip_space(reader *r)
     }
 }
 
-/* Whether all eight bytes of w are printable ASCII other than '"' and '\\' (the bytes a string
- * holds as they are): none below 0x20, none from 0x80, none equal to either. */
-static bool plain_word(uint64_t w)
+/* The bytes of w that a string does not hold as they are (below 0x20, from 0x80, '"' and
+ * '\\'), as the top bit of each such byte; 0 when all eight are plain printable ASCII. The
+ * subtractions may also mark a byte after a marked one (a borrow), never one before it: the
+ * lowest mark is always a real one. */
+static uint64_t special_bytes(uint64_t w)
 {
     uint64_t q = w ^ BYTES('"'), b = w ^ BYTES('\\');
     uint64_t special = ((w - BYTES(0x20)) & ~w) | ((q - BYTES(1)) & ~q) | ((b - BYTES(1)) & ~b);
-    return ((special | w) & BYTES(0x80)) == 0;
+    return (special | w) & BYTES(0x80);
+}
+
+/* How many plain bytes the word at p starts with (0..8): on a little-endian machine the lowest
+ * mark is the first special byte in memory order; elsewhere only a whole plain word counts. */
+static size_t plain_prefix(const char *p)
+{
+    uint64_t m = special_bytes(word_at(p));
+    if (m == 0)
+        return 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) >> 3;
+#else
+    return 0;
+#endif
 }
 
 /* A short description of the byte at p, for "expected ... but found ...". */
@@ -243,10 +259,12 @@ static long scan_string(reader *r, bool *has_escapes, const char **close)
     long out = 0;
     *has_escapes = false;
     while (p < r->end && *p != '"') {
-        if (r->end - p >= 8 && plain_word(word_at(p))) { /* the common case, plain ASCII */
-            out += 8;
-            p += 8;
-            continue;
+        if (r->end - p >= 8) { /* the common case, plain ASCII: up to the next special byte */
+            size_t k = plain_prefix(p);
+            out += (long)k;
+            p += k;
+            if (k > 0)
+                continue;
         }
         unsigned char c = (unsigned char)*p;
         if (c >= 0x20 && c < 0x80 && c != '\\') {

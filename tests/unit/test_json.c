@@ -146,6 +146,49 @@ START_TEST(reads_escapes_and_utf8)
 }
 END_TEST
 
+/* Strings are scanned a word (eight bytes) at a time up to the first special byte: an escape,
+ * a UTF-8 sequence, a refused byte and the closing quote at every offset in a word read the same
+ * as at the start, and a refusal names the right byte. */
+START_TEST(special_bytes_at_every_offset_in_a_word)
+{
+    static const struct {
+        const char *tail, *value;
+    } ok[] = {{"\\n\"", "\n"}, {"\xc3\xa9\"", "\xc3\xa9"}, {"\\u00e9\"", "\xc3\xa9"},
+              {"\"", ""},      {"\\\"x\"", "\"x"},         {"\xe6\x97\xa5z\"", "\xe6\x97\xa5z"}};
+    for (size_t k = 0; k < 18; k++) {
+        for (size_t t = 0; t < sizeof ok / sizeof ok[0]; t++) {
+            char text[64], want[64];
+            memset(want, 'a', k);
+            snprintf(want + k, sizeof want - k, "%s", ok[t].value);
+            text[0] = '"';
+            memset(text + 1, 'a', k);
+            snprintf(text + 1 + k, sizeof text - 1 - k, "%s", ok[t].tail);
+            cJSON *j = NULL;
+            keel_error err;
+            ck_assert_msg(keel_json_parse_str(text, 0, NULL, &j, &err) == KEEL_OK, "%s: %s", text,
+                          err.message);
+            ck_assert_str_eq(j->valuestring, want);
+            cJSON_Delete(j);
+        }
+        char bad[64], part[64];
+        bad[0] = '"';
+        memset(bad + 1, 'a', k);
+        snprintf(bad + 1 + k, sizeof bad - 1 - k,
+                 "\x01"
+                 "aaaaaaaaa\"");
+        snprintf(part, sizeof part, "at byte %zu (the top level): a raw control character (0x01)",
+                 k + 1);
+        refuses(bad, part);
+        snprintf(bad + 1 + k, sizeof bad - 1 - k,
+                 "\xff"
+                 "aaaaaaaaa\"");
+        snprintf(part, sizeof part, "at byte %zu (the top level): invalid UTF-8 (byte 0xff)",
+                 k + 1);
+        refuses(bad, part);
+    }
+}
+END_TEST
+
 START_TEST(refuses_what_rfc8259_refuses)
 {
     refuses("", "the text ends where a value should be");
@@ -254,6 +297,7 @@ Suite *json_suite(void)
     Suite *s = suite_create("json");
     TCase *t = tcase_create("json");
     tcase_add_test(t, numbers_keep_their_text);
+    tcase_add_test(t, special_bytes_at_every_offset_in_a_word);
     tcase_add_test(t, changed_and_made_numbers_print_their_value);
     tcase_add_test(t, refuses_nul_and_bad_utf8);
     tcase_add_test(t, reads_escapes_and_utf8);
