@@ -16,14 +16,14 @@
  * schedule-to-start clock runs, and one run is worked on by one thread at a time. An executor
  * sends a task's answer (RespondWorkflowTaskCompleted) and goes on at once to the next task; when
  * the answer comes back the task is finished (eager activities, the run's next task if the server
- * returned one, the cache: on the transport's network thread when the answer is small and brings
- * no next task, else on an executor) and only then are the slot and the run given back. Failed
- * tasks (RespondWorkflowTaskFailed), legacy query tasks, history pages and local activities still
- * hold an executor thread while they wait on the server or on the activity. The number of polls
- * in flight scales between the configured bounds with what the server suggests (poller
- * autoscaling, docs/operations.md). The sticky and normal queues are polled at once, the sticky
- * one preferred while it has a backlog. An activity the workflow schedules on the worker's own
- * queue is started at once on a free activity thread when the server allows it (eager activity
+ * returned one, the cache: on the transport's network thread when the answer and the task were
+ * small and the answer brings no next task, else on an executor) and only then are the slot and the
+ * run given back. Failed tasks (RespondWorkflowTaskFailed), legacy query tasks, history pages and
+ * local activities still hold an executor thread while they wait on the server or on the activity.
+ * The number of polls in flight scales between the configured bounds with what the server suggests
+ * (poller autoscaling, docs/operations.md). The sticky and normal queues are polled at once, the
+ * sticky one preferred while it has a backlog. An activity the workflow schedules on the worker's
+ * own queue is started at once on a free activity thread when the server allows it (eager activity
  * dispatch: the server's system.enableActivityEagerExecution).
  */
 #ifndef KEEL_WORKER_H

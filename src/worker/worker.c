@@ -855,8 +855,20 @@ static void job_release(keel_worker *w, wf_job *j);
 /* An answer up to this size is decoded on the network thread, and settled there when it brings
  * no next task (settle_answer: the eager activities handed over, the run unpinned). A larger one
  * (eager activities with big inputs) goes to an executor undecoded, so that one answer does not
- * hold up every other call's. */
-#define SETTLE_ON_NET_MAX (64 * 1024)
+ * hold up every other call's. So does the answer to a task that brought more than
+ * SETTLE_ON_NET_EVENTS events (a run rebuilt from its history): settling frees the task, and
+ * freeing a long history is not for the network thread either. */
+#define SETTLE_ON_NET_MAX    (64 * 1024)
+#define SETTLE_ON_NET_EVENTS 64
+
+/* The events the job's task (and the task local activities moved it to) brought. */
+static size_t job_events(const wf_job *j)
+{
+    size_t n = j->task && j->task->history ? j->task->history->n_events : 0;
+    if (j->la_task && j->la_task->history)
+        n += j->la_task->history->n_events;
+    return n;
+}
 
 /* The answer came back (on the transport's network thread). Most answers bring no next task:
  * settled here, with no executor woken for them. One that brings the run's next task, a failure
@@ -870,7 +882,8 @@ static void answer_done(void *userdata, int rc, keel_transport_reply *reply, con
     j->resp = NULL;
     if (rc != KEEL_OK) {
         j->err = *err;
-    } else if (keel_transport_reply_len(reply) <= SETTLE_ON_NET_MAX) {
+    } else if (keel_transport_reply_len(reply) <= SETTLE_ON_NET_MAX &&
+               job_events(j) <= SETTLE_ON_NET_EVENTS) {
         j->reply = NULL;
         j->rc = keel_transport_reply_decode(
             reply,
