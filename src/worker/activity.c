@@ -477,8 +477,8 @@ void keel_activity_dispatch(keel_activity_pool *p, activity_task *task)
     atomic_fetch_add(&p->eager_count, 1);
     /* One task, one thread: every waiter on p->cond is an activity thread in the same loop,
      * and any of them takes it. A broadcast woke all the idle ones for each eager activity. */
+    pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
-    pthread_cond_signal(&p->cond); /* after the unlock: the thread it wakes takes the lock */
     if (task != NULL) {
         log_line(KEEL_LOG_ERROR, "no room for an eager activity; it times out and is retried", "");
         FREE_PB(task);
@@ -549,14 +549,13 @@ static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const
         log_line(KEEL_LOG_WARN, "activity poll failed", err->message);
     if (rc == KEEL_ETIMEOUT)
         keel_wm_activity_poll(p->wm, false);
-    bool wake = false;
     pthread_mutex_lock(&p->lock);
     slot->busy = false;
     p->polling--;
     if (rc == KEEL_OK && p->n_replies < p->cap_eager) {
         p->replies[p->n_replies++] = reply; /* the reservation goes with it */
         reply = NULL;
-        wake = true;
+        pthread_cond_signal(&p->cond);
     } else {
         p->reserved--;
         if (failed) {
@@ -572,8 +571,6 @@ static void poll_done(void *userdata, int rc, keel_transport_reply *reply, const
             pthread_cond_signal(&p->cond);
     }
     pthread_mutex_unlock(&p->lock);
-    if (wake) /* after the unlock: the thread it wakes takes the lock at once */
-        pthread_cond_signal(&p->cond);
     if (reply)
         keel_transport_reply_free(reply); /* cannot happen: each reply holds a reservation */
 }

@@ -904,9 +904,10 @@ static void answer_done(void *userdata, int rc, keel_transport_reply *reply, con
     pthread_mutex_lock(&w->lock);
     w->answers_flying--;
     w->answers[w->n_answers++] = j; /* at most one per job */
-    pthread_mutex_unlock(&w->lock);
-    /* Signalled after the unlock: the executor it wakes takes the lock at once. */
+    /* Signalled under the lock: once it is released an executor may settle j, the worker stop
+     * and w be gone. */
     pthread_cond_signal(&w->exec_cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 /* On an executor: what follows the answer. Eager activities go to the activity threads, a
@@ -1450,14 +1451,13 @@ static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply, co
         log_line(KEEL_LOG_WARN, "workflow poll failed", err->message);
     if (rc == KEEL_ETIMEOUT)
         keel_wm_wf_poll(w->wm, false);
-    bool wake = false;
     pthread_mutex_lock(&w->lock);
     w->polling[p->kind]--;
     p->busy = false;
     if (rc == KEEL_OK && w->n_replies < (size_t)w->n_slots) {
         w->replies[w->n_replies++] = (wf_reply){reply, p->kind};
         reply = NULL;
-        wake = true;
+        pthread_cond_signal(&w->exec_cond);
     } else {
         w->slots_free++;
         if (failed) {
@@ -1470,8 +1470,6 @@ static void wf_poll_done(void *userdata, int rc, keel_transport_reply *reply, co
     if (failed || (atomic_load(&w->stopping) && w->polling[0] + w->polling[1] == 0))
         pthread_cond_broadcast(&w->cond); /* the poll thread: a backoff, or the last poll */
     pthread_mutex_unlock(&w->lock);
-    if (wake) /* after the unlock: the executor it wakes takes the lock at once */
-        pthread_cond_signal(&w->exec_cond);
     if (reply)
         keel_transport_reply_free(reply); /* cannot happen: each reply holds a slot */
 }
@@ -1674,8 +1672,8 @@ static void eager_deliver(void *ctx, ProtobufCMessage *task)
     pthread_mutex_lock(&w->lock);
     w->eager_reserved--;
     w->queue[w->n_queue++] = (workflow_task *)task;
-    pthread_mutex_unlock(&w->lock);
     pthread_cond_signal(&w->exec_cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void eager_release(void *ctx)
