@@ -861,6 +861,23 @@ static void job_release(keel_worker *w, wf_job *j);
 #define SETTLE_ON_NET_MAX    (64 * 1024)
 #define SETTLE_ON_NET_EVENTS 64
 
+/* Decode the answer's reply (consumed) into j->resp; on failure j->rc and j->err say why. */
+static void answer_decode(wf_job *j)
+{
+    j->rc = keel_transport_reply_decode(
+        j->reply,
+        &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+        (ProtobufCMessage **)&j->resp, NULL, &j->err);
+    j->reply = NULL;
+}
+
+/* Whether the decoded answer hands back the run's next task (asked for, and a real one). */
+static bool brings_next(const wf_job *j)
+{
+    const workflow_task *next = j->resp ? j->resp->workflow_task : NULL;
+    return j->want_next && next && next->task_token.len > 0;
+}
+
 /* The events the job's task (and the task local activities moved it to) brought. */
 static size_t job_events(const wf_job *j)
 {
@@ -884,13 +901,8 @@ static void answer_done(void *userdata, int rc, keel_transport_reply *reply, con
         j->err = *err;
     } else if (keel_transport_reply_len(reply) <= SETTLE_ON_NET_MAX &&
                job_events(j) <= SETTLE_ON_NET_EVENTS) {
-        j->reply = NULL;
-        j->rc = keel_transport_reply_decode(
-            reply,
-            &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-            (ProtobufCMessage **)&j->resp, NULL, &j->err);
-        const workflow_task *next = j->rc == KEEL_OK ? j->resp->workflow_task : NULL;
-        if (j->rc == KEEL_OK && !(j->want_next && next && next->task_token.len > 0)) {
+        answer_decode(j);
+        if (j->rc == KEEL_OK && !brings_next(j)) {
             /* No next task: nothing of the workflow's code runs, and nothing goes out again
              * (only a failed answer is sent again). */
             resume_job(w, j);
@@ -919,15 +931,12 @@ static void answer_done(void *userdata, int rc, keel_transport_reply *reply, con
 static bool settle_answer(keel_worker *w, wf_job *j, workflow_task **next)
 {
     const workflow_task *t = j->la_task ? j->la_task : j->task;
+    if (j->rc == KEEL_OK && j->resp == NULL)
+        answer_decode(j);
+    bool ok = j->rc == KEEL_OK;
+    bool next_task = ok && brings_next(j);
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp = j->resp;
     j->resp = NULL;
-    bool ok = j->rc == KEEL_OK;
-    if (ok && resp == NULL)
-        ok =
-            keel_transport_reply_decode(
-                j->reply,
-                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-                (ProtobufCMessage **)&resp, NULL, &j->err) == KEEL_OK;
     j->reply = NULL;
     if (!ok && j->n_asked > 0) {
         log_task(KEEL_LOG_WARN,
@@ -966,7 +975,7 @@ static bool settle_answer(keel_worker *w, wf_job *j, workflow_task **next)
             }
         }
         resp->n_activity_tasks = 0; /* handed over or freed; the array goes with resp */
-        if (j->want_next && resp->workflow_task && resp->workflow_task->task_token.len > 0) {
+        if (next_task) {
             *next = resp->workflow_task;
             resp->workflow_task = NULL;
         }

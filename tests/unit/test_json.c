@@ -170,21 +170,19 @@ START_TEST(special_bytes_at_every_offset_in_a_word)
             ck_assert_str_eq(j->valuestring, want);
             cJSON_Delete(j);
         }
-        char bad[64], part[64];
-        bad[0] = '"';
-        memset(bad + 1, 'a', k);
-        snprintf(bad + 1 + k, sizeof bad - 1 - k,
-                 "\x01"
-                 "aaaaaaaaa\"");
-        snprintf(part, sizeof part, "at byte %zu (the top level): a raw control character (0x01)",
-                 k + 1);
-        refuses(bad, part);
-        snprintf(bad + 1 + k, sizeof bad - 1 - k,
-                 "\xff"
-                 "aaaaaaaaa\"");
-        snprintf(part, sizeof part, "at byte %zu (the top level): invalid UTF-8 (byte 0xff)",
-                 k + 1);
-        refuses(bad, part);
+        static const struct {
+            char byte;
+            const char *why;
+        } refused[] = {{'\x01', "a raw control character (0x01)"},
+                       {'\xff', "invalid UTF-8 (byte 0xff)"}};
+        for (size_t b = 0; b < sizeof refused / sizeof refused[0]; b++) {
+            char bad[64], part[96];
+            bad[0] = '"';
+            memset(bad + 1, 'a', k);
+            snprintf(bad + 1 + k, sizeof bad - 1 - k, "%caaaaaaaaa\"", refused[b].byte);
+            snprintf(part, sizeof part, "at byte %zu (the top level): %s", k + 1, refused[b].why);
+            refuses(bad, part);
+        }
     }
 }
 END_TEST
@@ -297,10 +295,10 @@ Suite *json_suite(void)
     Suite *s = suite_create("json");
     TCase *t = tcase_create("json");
     tcase_add_test(t, numbers_keep_their_text);
-    tcase_add_test(t, special_bytes_at_every_offset_in_a_word);
     tcase_add_test(t, changed_and_made_numbers_print_their_value);
     tcase_add_test(t, refuses_nul_and_bad_utf8);
     tcase_add_test(t, reads_escapes_and_utf8);
+    tcase_add_test(t, special_bytes_at_every_offset_in_a_word);
     tcase_add_test(t, keep_nul_reads_and_prints_u0000);
     tcase_add_test(t, refuses_what_rfc8259_refuses);
     tcase_add_test(t, names_once_unless_last_wins);
