@@ -137,6 +137,17 @@ bool keel_json_next_element(keel_json_reader *jr, bool *more);
  * (borrowed from the text), and its value is to be read next. */
 bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
                            const char **raw, size_t *raw_len);
+/* Like keel_json_enter_object, for a caller that refuses repeated member names itself, as a
+ * decoder that marks the fields it has filled can for nothing: the reader keeps no set of this
+ * object's names. Right after keel_json_next_member gives a name, the caller either hands it to
+ * keel_json_member_unclaimed (a name it keeps no mark for: the reader records it and refuses it
+ * if it came before) or, when its own marks show the name repeated, fails the read with
+ * keel_json_member_repeated. Both return false when the read has failed, or when the caller is
+ * no longer at that member (something besides whitespace was read since). */
+bool keel_json_enter_object_unchecked(keel_json_reader *jr);
+bool keel_json_member_unclaimed(keel_json_reader *jr);
+/* Fails the read with keel_json_enter_object's words for a repeated name; returns false. */
+bool keel_json_member_repeated(keel_json_reader *jr);
 bool keel_json_reader_finish(keel_json_reader *jr);
 
 /*

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "converter/fieldnames.h"
 #include "google/protobuf/any.pb-c.h"
 #include "keel/json.h"
 #include "google/protobuf/duration.pb-c.h"
@@ -404,34 +405,34 @@ static const char *jname_make(jname *n, const char *proto_name)
     return dst;
 }
 
-/* Whether key is the JSON name of the field called proto_name, without building it. */
-static bool json_name_equals(const char *proto_name, const char *key)
+/* Whether key[0..len) is the JSON name of the field called proto_name, without building it. */
+static bool json_name_equals(const char *proto_name, const char *key, size_t len)
 {
     bool upper = false;
+    const char *end = key + len;
     for (const char *p = proto_name; *p; p++) {
         if (*p == '_') {
             upper = true;
             continue;
         }
-        if (*key++ != (upper ? ascii_upper(*p) : *p))
+        if (key == end || *key++ != (upper ? ascii_upper(*p) : *p))
             return false;
         upper = false;
     }
-    return *key == '\0';
+    return key == end;
 }
 
-/* The field a JSON key names: by its JSON name, else by its .proto name (a binary search). */
-static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
-                                                  const char *key, unsigned from)
+/* The index of the field whose JSON name is key, or -1. Writers put the members in field order,
+ * so the field after the last one found is the likeliest: look from there, round the list once. */
+static long find_json_name(const ProtobufCMessageDescriptor *d, const char *key, size_t len,
+                           unsigned from)
 {
-    /* Writers put the members in field order, so the field after the last one found is the
-     * likeliest: look from there, round the list once. */
     for (unsigned k = 0; k < d->n_fields; k++) {
         unsigned i = from + k < d->n_fields ? from + k : from + k - d->n_fields;
-        if (json_name_equals(d->fields[i].name, key))
-            return &d->fields[i];
+        if (json_name_equals(d->fields[i].name, key, len))
+            return i;
     }
-    return protobuf_c_message_descriptor_get_field_by_name(d, key);
+    return -1;
 }
 
 /* The size of one element of a repeated field, as protobuf-c lays out its arrays. */
@@ -590,7 +591,8 @@ static int dec_wrapper(pj *c, const cJSON *j, ProtobufCMessage *m);
 static int dec_field_mask(pj *c, const cJSON *j, ProtobufCMessage *m);
 static int dec_any(pj *c, const cJSON *j, ProtobufCMessage *m);
 
-/* Matched by name, so that descriptors generated elsewhere (the same protobuf-c) work too. */
+/* Matched by name, so that descriptors generated elsewhere (the same protobuf-c) work too.
+ * Timestamp and Duration stay first: wkt_find gives them by address before any name. */
 static const wkt wkts[] = {
     {"google.protobuf.Timestamp", enc_timestamp, dec_timestamp},
     {"google.protobuf.Duration", enc_duration, dec_duration},
@@ -610,6 +612,11 @@ static const wkt wkts[] = {
 
 static const wkt *wkt_find(const ProtobufCMessageDescriptor *d)
 {
+    /* Every history event has a Timestamp, many a Duration: those two by address first. */
+    if (d == &google__protobuf__timestamp__descriptor)
+        return &wkts[0];
+    if (d == &google__protobuf__duration__descriptor)
+        return &wkts[1];
     if (d->name[0] != 'g' || strncmp(d->name, "google.protobuf.", 16) != 0)
         return NULL;
     for (size_t i = 0; i < sizeof wkts / sizeof wkts[0]; i++)
@@ -1763,11 +1770,11 @@ static int dec_field(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *j, P
 /* Before one JSON member naming field f (seen marks the fields already given): KEEL_OK when
  * its value is to be decoded, PJ_SKIP when it is null (the default), or a failure. */
 static int member_check(pj *c, const ProtobufCFieldDescriptor *f, bool null,
-                        const ProtobufCMessage *m, unsigned char *seen)
+                        const ProtobufCMessage *m, unsigned char *seen, unsigned char how)
 {
     if (*seen)
         return fail(c, KEEL_EINVAL, "field given more than once");
-    *seen = 1;
+    *seen = how;
     if (null)
         return PJ_SKIP;
     if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && oneof_case(m, f) != 0)
@@ -1776,41 +1783,81 @@ static int member_check(pj *c, const ProtobufCFieldDescriptor *f, bool null,
 }
 
 static int dec_member(pj *c, const ProtobufCFieldDescriptor *f, const cJSON *item,
-                      ProtobufCMessage *m, unsigned char *seen)
+                      ProtobufCMessage *m, unsigned char *seen, unsigned char how)
 {
-    int rc = member_check(c, f, cJSON_IsNull(item), m, seen);
+    int rc = member_check(c, f, cJSON_IsNull(item), m, seen, how);
     return rc == KEEL_OK ? dec_field(c, f, item, m) : rc == PJ_SKIP ? KEEL_OK : rc;
 }
 
 /* The fields of one message's JSON object given so far, and where to look for the next. */
 typedef struct fields_given {
     const ProtobufCMessageDescriptor *d;
-    unsigned char small[128], *seen; /* seen[i]: fields[i] was given */
+    const keel_fieldnames *names;    /* NULL: compare names one by one */
+    unsigned char small[128], *seen; /* seen[i]: fields[i] was given, by which name (SEEN_*) */
     unsigned next;                   /* where to look first: after the field found last */
 } fields_given;
+
+/* How a field was named: by its JSON name, or by its .proto name where that differs. */
+enum { SEEN_JSON_NAME = 1, SEEN_PROTO_NAME = 2 };
 
 static int fields_begin(pj *c, const ProtobufCMessageDescriptor *d, fields_given *g)
 {
     g->d = d;
+    g->names = keel_fieldnames_of(d);
     g->next = 0;
     g->seen = g->small;
-    memset(g->small, 0, sizeof g->small);
-    if (d->n_fields > sizeof g->small && (g->seen = calloc(d->n_fields, 1)) == NULL)
+    if (d->n_fields <= sizeof g->small)
+        memset(g->small, 0, d->n_fields);
+    else if ((g->seen = calloc(d->n_fields, 1)) == NULL)
         return nomem(c);
     return KEEL_OK;
 }
 
-/* The field a member name names (NULL: unknown), with its seen flag in *seen. */
-static const ProtobufCFieldDescriptor *fields_find(fields_given *g, const char *key,
-                                                   unsigned char **seen)
+/* The index of the field key[0..len) names by its JSON name, or -1. */
+static long json_name_index(const fields_given *g, const char *key, size_t len)
 {
-    const ProtobufCFieldDescriptor *f = find_field(g->d, key, g->next);
-    if (f == NULL)
+    const keel_fieldnames *fn = g->names; /* the field after the last one found first, too */
+    if (fn != NULL) {
+        if (g->next < g->d->n_fields && keel_fieldnames_is(fn, g->next, key, len))
+            return g->next;
+        return keel_fieldnames_find(fn, key, len);
+    }
+    return find_json_name(g->d, key, len, g->next);
+}
+
+/* The field whose .proto name is key[0..len) (not NUL-terminated), or NULL. */
+static const ProtobufCFieldDescriptor *by_proto_name(const ProtobufCMessageDescriptor *d,
+                                                     const char *key, size_t len)
+{
+    char name[128];
+    if (len >= sizeof name) { /* a long one, one by one */
+        for (unsigned i = 0; i < d->n_fields; i++)
+            if (strncmp(d->fields[i].name, key, len) == 0 && d->fields[i].name[len] == '\0')
+                return &d->fields[i];
         return NULL;
-    unsigned i = (unsigned)(f - g->d->fields);
-    g->next = i + 1 < g->d->n_fields ? i + 1 : 0;
+    }
+    memcpy(name, key, len);
+    name[len] = '\0';
+    return protobuf_c_message_descriptor_get_field_by_name(d, name);
+}
+
+/* The field a member name key[0..len) (not NUL-terminated) names (NULL: unknown), with its seen
+ * mark in *seen and how it was named this time in *how (SEEN_*). */
+static const ProtobufCFieldDescriptor *fields_find(fields_given *g, const char *key, size_t len,
+                                                   unsigned char **seen, unsigned char *how)
+{
+    long i = json_name_index(g, key, len);
+    *how = SEEN_JSON_NAME;
+    if (i < 0) {
+        const ProtobufCFieldDescriptor *f = by_proto_name(g->d, key, len);
+        if (f == NULL)
+            return NULL;
+        i = f - g->d->fields;
+        *how = SEEN_PROTO_NAME;
+    }
+    g->next = (unsigned)i + 1 < g->d->n_fields ? (unsigned)i + 1 : 0;
     *seen = &g->seen[i];
-    return f;
+    return &g->d->fields[i];
 }
 
 static void fields_end(fields_given *g)
@@ -1826,13 +1873,13 @@ static int dec_object(pj *c, const cJSON *j, ProtobufCMessage *m)
     fields_given g;
     int rc = fields_begin(c, m->descriptor, &g);
     for (const cJSON *item = j->child; item != NULL && rc == KEEL_OK; item = item->next) {
-        unsigned char *seen;
+        unsigned char *seen, how;
         const ProtobufCFieldDescriptor *f =
-            item->string ? fields_find(&g, item->string, &seen) : NULL;
+            item->string ? fields_find(&g, item->string, strlen(item->string), &seen, &how) : NULL;
         if (f == NULL)
             continue; /* a newer server's field, or an Any's "@type" */
         size_t saved = path_field(c, item->string);
-        rc = dec_member(c, f, item, m, seen);
+        rc = dec_member(c, f, item, m, seen, how);
         path_pop(c, saved);
     }
     fields_end(&g);
@@ -2137,9 +2184,9 @@ static int s_repeated(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage
 }
 
 static int s_member(pj *c, const ProtobufCFieldDescriptor *f, ProtobufCMessage *m,
-                    unsigned char *seen)
+                    unsigned char *seen, unsigned char how)
 {
-    int rc = member_check(c, f, keel_json_peek(c->jr) == KEEL_JSON_NULL, m, seen);
+    int rc = member_check(c, f, keel_json_peek(c->jr) == KEEL_JSON_NULL, m, seen, how);
     if (rc == PJ_SKIP)
         return keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
     if (rc != KEEL_OK)
@@ -2153,7 +2200,7 @@ static int s_object(pj *c, ProtobufCMessage *m)
 {
     if (keel_json_peek(c->jr) != KEEL_JSON_OBJECT)
         return s_type_error(c, "an object");
-    if (!keel_json_enter_object(c->jr))
+    if (!keel_json_enter_object_unchecked(c->jr))
         return s_failed(c);
     fields_given g;
     int rc = fields_begin(c, m->descriptor, &g);
@@ -2167,14 +2214,21 @@ static int s_object(pj *c, ProtobufCMessage *m)
         }
         if (!more)
             break;
-        unsigned char *seen;
-        const ProtobufCFieldDescriptor *f = fields_find(&g, key, &seen);
+        unsigned char *seen, how;
+        const ProtobufCFieldDescriptor *f = fields_find(&g, key, len, &seen, &how);
         if (f == NULL) { /* a newer server's field: checked and passed over */
-            rc = keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
+            rc = keel_json_member_unclaimed(c->jr) && keel_json_skip(c->jr) ? KEEL_OK : s_failed(c);
             continue;
         }
+        /* The reader leaves repeats to the seen marks: the same name twice is its own error,
+         * a field named once by each name the mapping's. */
+        if (*seen == how) {
+            (void)keel_json_member_repeated(c->jr); /* fails the read */
+            rc = s_failed(c);
+            break;
+        }
         size_t saved = path_push(c, SEG_FIELD, raw, raw_len, 0);
-        rc = s_member(c, f, m, seen);
+        rc = s_member(c, f, m, seen, how);
         path_pop(c, saved);
     }
     fields_end(&g);

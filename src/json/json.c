@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "util/strbuf.h"
 
@@ -104,7 +107,7 @@ static uint64_t word_at(const char *p)
 
 #define BYTES(b) (0x0101010101010101ull * (b))
 
-static void skip_space(reader *r)
+static void skip_space_run(reader *r)
 {
     for (;;) { /* indented texts have long runs of spaces: pass them eight at a time */
         while (r->end - r->p >= 8 && word_at(r->p) == BYTES(' '))
@@ -113,6 +116,14 @@ static void skip_space(reader *r)
             return;
         r->p++;
     }
+}
+
+/* Compact texts have no space at all: most calls find a token at once. */
+static inline void skip_space(reader *r)
+{
+    if (r->p < r->end && (unsigned char)*r->p > ' ')
+        return;
+    skip_space_run(r);
 }
 
 /* The bytes of w that a string does not hold as they are (below 0x20, from 0x80, '"' and
@@ -138,6 +149,31 @@ static size_t plain_prefix(const char *p)
 #else
     return 0;
 #endif
+}
+
+#if defined(__SSE2__)
+/* How many plain bytes the 16 at p start with (0..16), as plain_prefix does for eight: a signed
+ * compare below 0x20 also marks every byte from 0x80. */
+static unsigned plain_prefix16(const char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i special = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+        _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+    unsigned m = (unsigned)_mm_movemask_epi8(special);
+    return m ? (unsigned)__builtin_ctz(m) : 16;
+}
+#endif
+
+/* How many plain bytes start at p, looking at sixteen or eight at once (0 when fewer than eight
+ * remain: the caller goes byte by byte). */
+static size_t plain_run(const char *p, const char *end)
+{
+#if defined(__SSE2__)
+    if (end - p >= 16)
+        return plain_prefix16(p);
+#endif
+    return end - p >= 8 ? plain_prefix(p) : 0;
 }
 
 /* A short description of the byte at p, for "expected ... but found ...". */
@@ -259,12 +295,11 @@ static long scan_string(reader *r, bool *has_escapes, const char **close)
     long out = 0;
     *has_escapes = false;
     while (p < r->end && *p != '"') {
-        if (r->end - p >= 8) { /* the common case, plain ASCII: up to the next special byte */
-            size_t k = plain_prefix(p);
+        size_t k = plain_run(p, r->end); /* the common case, plain ASCII: a run at a time */
+        if (k > 0) {
             out += (long)k;
             p += k;
-            if (k > 0)
-                continue;
+            continue;
         }
         unsigned char c = (unsigned char)*p;
         if (c >= 0x20 && c < 0x80 && c != '\\') {
@@ -966,12 +1001,32 @@ static bool check_string(reader *r, seen_name *nm)
     return true;
 }
 
+/* The value of a plain integer text of at most 15 digits (exact: below 2^53), else false. */
+static bool small_integer(const char *p, size_t n, double *value)
+{
+    bool minus = *p == '-';
+    if (n - minus > 15 || n == (size_t)minus)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = minus; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *value = minus ? -(double)v : (double)v; /* "-0" is -0.0, as strtod reads it */
+    return true;
+}
+
 /* The number at r->p and its value; r->p moves past it. */
 static bool number_value(reader *r, double *value)
 {
     size_t n = number_at(r);
     if (n == 0)
         return false;
+    if (small_integer(r->p, n, value)) { /* most numbers: counts, attempts, sizes */
+        r->p += n;
+        return true;
+    }
     char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
     if (copy == NULL) {
         fail_oom(r);
@@ -1133,7 +1188,8 @@ int keel_json_check(const char *text, size_t len, unsigned flags, const char *wh
 /* One object or array the reader's caller has entered; objects keep their member names. */
 typedef struct pull_level {
     bool object;
-    bool started; /* a member or element was read: the next one needs ',' first */
+    bool started;   /* a member or element was read: the next one needs ',' first */
+    bool unchecked; /* the caller refuses repeated names (keel_json_enter_object_unchecked) */
     seen_names seen;
 } pull_level;
 
@@ -1145,6 +1201,10 @@ struct keel_json_reader {
     size_t buf_cap;
     char *name; /* the last member name, decoded */
     size_t name_cap;
+    const char *name_text; /* the last member name: as written in the text, or jr->name */
+    size_t name_len;
+    const char *name_at;  /* where it was read: its opening quote */
+    const char *value_at; /* and where its value starts, after the ':' */
 };
 
 int keel_json_reader_open(const char *text, size_t len, const char *what, keel_json_reader **out,
@@ -1163,7 +1223,8 @@ int keel_json_reader_open(const char *text, size_t len, const char *what, keel_j
     jr->r = (reader){.start = text, .p = text, .end = text + len, .what = what, .err = err};
     jr->levels = 0;
     jr->buf = jr->name = NULL;
-    jr->buf_cap = jr->name_cap = 0;
+    jr->buf_cap = jr->name_cap = jr->name_len = 0;
+    jr->name_at = jr->value_at = jr->name_text = NULL;
     *out = jr;
     return KEEL_OK;
 }
@@ -1229,38 +1290,62 @@ bool keel_json_skip(keel_json_reader *jr)
     return !jr->r.failed && check_value(&jr->r);
 }
 
-/* Decode the checked string at r->p into *buf (grown to fit); r->p moves past it. */
-static bool pull_string(reader *r, char **buf, size_t *cap, size_t *len)
+/* Room for n + 1 bytes in *buf; false after failing the read. */
+static bool room(reader *r, char **buf, size_t *cap, size_t n)
+{
+    if (n + 1 <= *cap)
+        return true;
+    size_t want = *cap ? *cap : 256;
+    while (want < n + 1)
+        want *= 2;
+    char *grown = realloc(*buf, want);
+    if (grown == NULL) {
+        fail_oom(r);
+        return false;
+    }
+    *buf = grown;
+    *cap = want;
+    return true;
+}
+
+/* The checked string at r->p, r->p moved past it: *text is where it is written when it has no
+ * escapes (not NUL-terminated), else its decoded copy in *buf (grown to fit, NUL-terminated). */
+static bool pull_span(reader *r, char **buf, size_t *cap, const char **text, size_t *len)
 {
     bool escapes;
     const char *close;
     long n = scan_string(r, &escapes, &close);
     if (n < 0)
         return false;
-    if ((size_t)n + 1 > *cap) {
-        size_t want = *cap ? *cap : 256;
-        while (want < (size_t)n + 1)
-            want *= 2;
-        char *grown = realloc(*buf, want);
-        if (grown == NULL) {
-            fail_oom(r);
-            return false;
-        }
-        *buf = grown;
-        *cap = want;
-    }
-    if (!escapes) {
-        memcpy(*buf, r->p + 1, (size_t)n);
-        (*buf)[n] = '\0';
-        r->p = close + 1;
-    } else {
-        char *s = read_string(r);
-        if (s == NULL)
-            return false;
-        memcpy(*buf, s, (size_t)n + 1);
-        free(s);
-    }
     *len = (size_t)n;
+    if (!escapes) {
+        *text = r->p + 1;
+        r->p = close + 1;
+        return true;
+    }
+    char *s = read_string(r);
+    if (s == NULL)
+        return false;
+    bool ok = room(r, buf, cap, (size_t)n);
+    if (ok)
+        memcpy(*buf, s, (size_t)n + 1);
+    free(s);
+    *text = *buf;
+    return ok;
+}
+
+/* Decode the checked string at r->p into *buf (grown to fit); r->p moves past it. */
+static bool pull_string(reader *r, char **buf, size_t *cap, size_t *len)
+{
+    const char *text;
+    if (!pull_span(r, buf, cap, &text, len))
+        return false;
+    if (text != *buf) {
+        if (!room(r, buf, cap, *len))
+            return false;
+        memcpy(*buf, text, *len);
+        (*buf)[*len] = '\0';
+    }
     return true;
 }
 
@@ -1294,8 +1379,9 @@ bool keel_json_read_number(keel_json_reader *jr, double *value, const char **tex
     return true;
 }
 
-/* Enter the object or array at r->p. */
-static bool pull_enter(keel_json_reader *jr, bool object)
+/* Enter the object or array at r->p (an object whose repeated names the caller refuses itself
+ * when unchecked). */
+static bool pull_enter(keel_json_reader *jr, bool object, bool unchecked)
 {
     reader *r = &jr->r;
     if (keel_json_peek(jr) != (object ? KEEL_JSON_OBJECT : KEEL_JSON_ARRAY)) {
@@ -1313,6 +1399,7 @@ static bool pull_enter(keel_json_reader *jr, bool object)
     pull_level *l = &jr->level[jr->levels++];
     l->object = object;
     l->started = false;
+    l->unchecked = unchecked;
     if (object) {
         l->seen.slot = NULL;
         l->seen.cap = l->seen.count = 0;
@@ -1322,12 +1409,17 @@ static bool pull_enter(keel_json_reader *jr, bool object)
 
 bool keel_json_enter_object(keel_json_reader *jr)
 {
-    return pull_enter(jr, true);
+    return pull_enter(jr, true, false);
+}
+
+bool keel_json_enter_object_unchecked(keel_json_reader *jr)
+{
+    return pull_enter(jr, true, true);
 }
 
 bool keel_json_enter_array(keel_json_reader *jr)
 {
-    return pull_enter(jr, false);
+    return pull_enter(jr, false, false);
 }
 
 /* Before the next member or element of the innermost level: ',' or the close (then the level is
@@ -1369,31 +1461,17 @@ bool keel_json_next_element(keel_json_reader *jr, bool *more)
     return true;
 }
 
-bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
-                           const char **raw, size_t *raw_len)
+/* The member name just read (jr->name_text, n bytes) against the earlier names of its object:
+ * refused when it came before, else recorded. */
+static bool check_name(keel_json_reader *jr, size_t n)
 {
-    if (jr->levels == 0 || !jr->level[jr->levels - 1].object || !pull_next(jr, '}', more))
-        return false;
-    if (!*more)
-        return true;
     reader *r = &jr->r;
-    if (!at_member_name(r))
-        return false;
-    const char *name_at = r->p;
-    size_t n;
-    if (!pull_string(r, &jr->name, &jr->name_cap, &n))
-        return false;
-    if (!member_colon(r, name_at))
-        return false;
-    const frame *f = &r->path[r->depth - 1];
     seen_names *seen = &jr->level[jr->levels - 1].seen;
-    bool escaped = f->name_len != n; /* every escape is longer than what it stands for */
-    if (seen_find(seen, escaped ? jr->name : f->name, n)) {
-        fail_at(r, name_at, "the member name \"%.60s\" appears twice in one object", jr->name);
-        return false;
-    }
-    seen_name nm = {.s = f->name, .n = n, .owned = NULL};
-    if (escaped) {
+    if (seen_find(seen, jr->name_text, n))
+        return keel_json_member_repeated(jr);
+    /* A name as written lives as long as the text; a decoded one gets its own copy. */
+    seen_name nm = {.s = jr->name_text, .n = n, .owned = NULL};
+    if (jr->name_text == jr->name) {
         if ((nm.owned = malloc(n + 1)) == NULL) {
             fail_oom(r);
             return false;
@@ -1406,11 +1484,87 @@ bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, 
         fail_oom(r);
         return false;
     }
+    return true;
+}
+
+/* The next member's name and ':' (checked against the object's names unless the caller checks
+ * them): in jr->name_text, decoded into jr->name only when written with escapes. *more as for
+ * keel_json_next_member. */
+static bool pull_member(keel_json_reader *jr, bool *more)
+{
+    if (jr->levels == 0 || !jr->level[jr->levels - 1].object || !pull_next(jr, '}', more))
+        return false;
+    if (!*more)
+        return true;
+    reader *r = &jr->r;
+    if (!at_member_name(r))
+        return false;
+    const char *name_at = r->p;
+    if (!pull_span(r, &jr->name, &jr->name_cap, &jr->name_text, &jr->name_len))
+        return false;
+    if (!member_colon(r, name_at))
+        return false;
+    jr->name_at = name_at;
+    jr->value_at = r->p;
+    return jr->level[jr->levels - 1].unchecked || check_name(jr, jr->name_len);
+}
+
+bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
+                           const char **raw, size_t *raw_len)
+{
+    if (!pull_member(jr, more))
+        return false;
+    if (!*more)
+        return true;
+    if (jr->name_text != jr->name) {
+        if (!room(&jr->r, &jr->name, &jr->name_cap, jr->name_len))
+            return false;
+        memcpy(jr->name, jr->name_text, jr->name_len); /* name_text stays the text's */
+        jr->name[jr->name_len] = '\0';
+    }
+    const frame *f = &jr->r.path[jr->r.depth - 1];
     *name = jr->name;
-    *len = n;
+    *len = jr->name_len;
     *raw = f->name;
     *raw_len = f->name_len;
     return true;
+}
+
+/* Nothing but whitespace was read since the last member name: the caller is still at that
+ * member, in that object. */
+static bool at_named_member(const keel_json_reader *jr)
+{
+    const reader *r = &jr->r;
+    if (r->failed || jr->value_at == NULL || jr->levels == 0 || jr->levels != r->depth ||
+        r->p < jr->value_at)
+        return false;
+    for (const char *p = jr->value_at; p < r->p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return false;
+    return true;
+}
+
+/* False after failing the read unless the caller is at the member named last. */
+static bool need_named_member(keel_json_reader *jr)
+{
+    if (at_named_member(jr))
+        return true;
+    if (!jr->r.failed)
+        fail_at(&jr->r, jr->r.p, "the reader's caller is not at the member it names");
+    return false;
+}
+
+bool keel_json_member_unclaimed(keel_json_reader *jr)
+{
+    return need_named_member(jr) && check_name(jr, jr->name_len);
+}
+
+bool keel_json_member_repeated(keel_json_reader *jr)
+{
+    if (need_named_member(jr))
+        fail_at(&jr->r, jr->name_at, "the member name \"%.*s\" appears twice in one object",
+                jr->name_len > 60 ? 60 : (int)jr->name_len, jr->name_text);
+    return false;
 }
 
 bool keel_json_reader_finish(keel_json_reader *jr)

@@ -11,6 +11,7 @@ Suite *payload_suite(void);
 Suite *engine_suite(void);
 Suite *local_activity_suite(void);
 Suite *protojson_suite(void);
+Suite *fieldnames_suite(void);
 Suite *cache_suite(void);
 Suite *poll_scaler_suite(void);
 Suite *replay_suite(void);
@@ -39,6 +40,7 @@ const keel_test_suite *keel_test_suites(void)
         {"engine", engine_suite},
         {"local-activity", local_activity_suite},
         {"protojson", protojson_suite},
+        {"fieldnames", fieldnames_suite},
         {"cache", cache_suite},
         {"poll_scaler", poll_scaler_suite},
         {"replay", replay_suite},

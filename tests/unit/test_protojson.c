@@ -649,6 +649,25 @@ START_TEST(decode_errors_name_the_json_path)
          "events[0].timerFiredEventAttributes: a second member of the same oneof"},
         {"{\"events\":[{\"eventId\":\"1\",\"event_id\":\"2\"}]}",
          "events[0].event_id: field given more than once"},
+        {"{\"events\":[{\"event_id\":\"1\",\"eventId\":\"2\"}]}",
+         "events[0].eventId: field given more than once"},
+        /* The same name twice is the JSON reader's error, whether the field is known, named by
+         * its .proto name, written with an escape, or unknown (a newer server's). */
+        {"{\"events\":[{\"eventId\":\"1\",\"version\":\"1\",\"eventId\":\"2\"}]}",
+         "the JSON text is not valid JSON: at byte 40 (/events/0/eventId): the member name "
+         "\"eventId\" appears twice in one object"},
+        {"{\"events\":[{\"event_id\":\"1\",\"event_id\":\"2\"}]}",
+         "the JSON text is not valid JSON: at byte 27 (/events/0/event_id): the member name "
+         "\"event_id\" appears twice"},
+        {"{\"events\":[{\"eventId\":\"1\",\"\\u0065ventId\":\"2\"}]}",
+         "the JSON text is not valid JSON: at byte 26 (/events/0/\\u0065ventId): the member name "
+         "\"eventId\" appears twice"},
+        {"{\"events\":[{\"newField\":1,\"eventId\":\"1\",\"newField\":{}}]}",
+         "the JSON text is not valid JSON: at byte 39 (/events/0/newField): the member name "
+         "\"newField\" appears twice"},
+        {"{\"events\":[],\"events\":[]}",
+         "the JSON text is not valid JSON: at byte 13 (/events): the member name \"events\" "
+         "appears twice"},
         {"{\"events\":[{\"timerStartedEventAttributes\":[]}]}",
          "events[0].timerStartedEventAttributes: expected an object, got an array"},
         {"[]", "expected an object, got an array"},
