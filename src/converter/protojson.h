@@ -44,7 +44,8 @@
  * protobuf_c_message_free_unpacked(msg, NULL). As protobuf-c strings are NUL-terminated, a string
  * holding "\u0000" ends there.
  *
- * Thread safety: no global state; calls on different messages may run concurrently.
+ * Thread safety: calls on different messages may run concurrently. The only shared state is
+ * fieldnames' process-wide table of JSON field names per message type, which is lock-free.
  */
 #ifndef KEEL_CONVERTER_PROTOJSON_H
 #define KEEL_CONVERTER_PROTOJSON_H
