@@ -33,8 +33,7 @@ static uint64_t name_hash(const char *s, size_t n)
     return h ^ (h >> 29);
 }
 
-/* "event_id" -> "eventId" into out (room for strlen(proto) + 1); returns the length. */
-static size_t camel(const char *proto, char *out)
+size_t keel_fieldnames_json_name(const char *proto, char *out)
 {
     size_t n = 0;
     int upper = 0;
@@ -70,7 +69,7 @@ static keel_fieldnames *build(const ProtobufCMessageDescriptor *d)
     fn->mask = (uint32_t)(slots - 1);
     char *text = (char *)(fn->slot + slots);
     for (size_t i = 0; i < n; i++) {
-        size_t len = camel(d->fields[i].name, text);
+        size_t len = keel_fieldnames_json_name(d->fields[i].name, text);
         fn->json[i] = text;
         fn->json_len[i] = (uint32_t)len;
         text += len + 1;

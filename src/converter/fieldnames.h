@@ -33,6 +33,11 @@ typedef struct keel_fieldnames {
     uint32_t mask;
 } keel_fieldnames;
 
+/* protoc's JSON name for the .proto field name proto (protobuf-c 1.4 does not record json_name):
+ * each underscore dropped and the letter after it upper-cased, "event_id" -> "eventId". Written
+ * to out (room for strlen(proto) + 1 bytes), NUL-terminated; returns its length. */
+size_t keel_fieldnames_json_name(const char *proto, char *out);
+
 /* The names of d's fields, built on first use and kept until the process ends (never free
  * them); NULL when memory ran out or the table is full. */
 const keel_fieldnames *keel_fieldnames_of(const ProtobufCMessageDescriptor *d);

@@ -377,8 +377,7 @@ static cJSON *made(pj *c, cJSON *j)
 /* ------------------------------------------------------------------------------------------ */
 /* descriptors: names, sizes, presence */
 
-/* A field's JSON name by protoc's rule (protobuf-c 1.4 does not record json_name): drop each
- * underscore and upper-case the character after it. Kept on the stack when short. */
+/* A field's JSON name (keel_fieldnames_json_name), kept on the stack when short. */
 typedef struct jname {
     char small[96];
     char *heap;
@@ -391,17 +390,7 @@ static const char *jname_make(jname *n, const char *proto_name)
     char *dst = n->heap ? n->heap : n->small;
     if (len >= sizeof n->small && n->heap == NULL)
         return NULL;
-    size_t o = 0;
-    bool upper = false;
-    for (const char *p = proto_name; *p; p++) {
-        if (*p == '_') {
-            upper = true;
-            continue;
-        }
-        dst[o++] = upper ? ascii_upper(*p) : *p;
-        upper = false;
-    }
-    dst[o] = '\0';
+    keel_fieldnames_json_name(proto_name, dst);
     return dst;
 }
 
@@ -1825,23 +1814,7 @@ static long json_name_index(const fields_given *g, const char *key, size_t len)
     return find_json_name(g->d, key, len, g->next);
 }
 
-/* The field whose .proto name is key[0..len) (not NUL-terminated), or NULL. */
-static const ProtobufCFieldDescriptor *by_proto_name(const ProtobufCMessageDescriptor *d,
-                                                     const char *key, size_t len)
-{
-    char name[128];
-    if (len >= sizeof name) { /* a long one, one by one */
-        for (unsigned i = 0; i < d->n_fields; i++)
-            if (strncmp(d->fields[i].name, key, len) == 0 && d->fields[i].name[len] == '\0')
-                return &d->fields[i];
-        return NULL;
-    }
-    memcpy(name, key, len);
-    name[len] = '\0';
-    return protobuf_c_message_descriptor_get_field_by_name(d, name);
-}
-
-/* The field a member name key[0..len) (not NUL-terminated) names (NULL: unknown), with its seen
+/* The field a member name key (NUL-terminated, len bytes) names (NULL: unknown), with its seen
  * mark in *seen and how it was named this time in *how (SEEN_*). */
 static const ProtobufCFieldDescriptor *fields_find(fields_given *g, const char *key, size_t len,
                                                    unsigned char **seen, unsigned char *how)
@@ -1849,7 +1822,8 @@ static const ProtobufCFieldDescriptor *fields_find(fields_given *g, const char *
     long i = json_name_index(g, key, len);
     *how = SEEN_JSON_NAME;
     if (i < 0) {
-        const ProtobufCFieldDescriptor *f = by_proto_name(g->d, key, len);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(g->d, key);
         if (f == NULL)
             return NULL;
         i = f - g->d->fields;

@@ -1201,10 +1201,8 @@ struct keel_json_reader {
     size_t buf_cap;
     char *name; /* the last member name, decoded */
     size_t name_cap;
-    const char *name_text; /* the last member name: as written in the text, or jr->name */
     size_t name_len;
-    const char *name_at;  /* where it was read: its opening quote */
-    const char *value_at; /* and where its value starts, after the ':' */
+    const char *value_at; /* where the last member's value starts, after the ':' */
 };
 
 int keel_json_reader_open(const char *text, size_t len, const char *what, keel_json_reader **out,
@@ -1224,7 +1222,7 @@ int keel_json_reader_open(const char *text, size_t len, const char *what, keel_j
     jr->levels = 0;
     jr->buf = jr->name = NULL;
     jr->buf_cap = jr->name_cap = jr->name_len = 0;
-    jr->name_at = jr->value_at = jr->name_text = NULL;
+    jr->value_at = NULL;
     *out = jr;
     return KEEL_OK;
 }
@@ -1308,44 +1306,26 @@ static bool room(reader *r, char **buf, size_t *cap, size_t n)
     return true;
 }
 
-/* The checked string at r->p, r->p moved past it: *text is where it is written when it has no
- * escapes (not NUL-terminated), else its decoded copy in *buf (grown to fit, NUL-terminated). */
-static bool pull_span(reader *r, char **buf, size_t *cap, const char **text, size_t *len)
+/* Decode the checked string at r->p into *buf (grown to fit); r->p moves past it. */
+static bool pull_string(reader *r, char **buf, size_t *cap, size_t *len)
 {
     bool escapes;
     const char *close;
     long n = scan_string(r, &escapes, &close);
-    if (n < 0)
+    if (n < 0 || !room(r, buf, cap, (size_t)n))
         return false;
-    *len = (size_t)n;
     if (!escapes) {
-        *text = r->p + 1;
+        memcpy(*buf, r->p + 1, (size_t)n);
+        (*buf)[n] = '\0';
         r->p = close + 1;
-        return true;
-    }
-    char *s = read_string(r);
-    if (s == NULL)
-        return false;
-    bool ok = room(r, buf, cap, (size_t)n);
-    if (ok)
-        memcpy(*buf, s, (size_t)n + 1);
-    free(s);
-    *text = *buf;
-    return ok;
-}
-
-/* Decode the checked string at r->p into *buf (grown to fit); r->p moves past it. */
-static bool pull_string(reader *r, char **buf, size_t *cap, size_t *len)
-{
-    const char *text;
-    if (!pull_span(r, buf, cap, &text, len))
-        return false;
-    if (text != *buf) {
-        if (!room(r, buf, cap, *len))
+    } else {
+        char *s = read_string(r);
+        if (s == NULL)
             return false;
-        memcpy(*buf, text, *len);
-        (*buf)[*len] = '\0';
+        memcpy(*buf, s, (size_t)n + 1);
+        free(s);
     }
+    *len = (size_t)n;
     return true;
 }
 
@@ -1461,17 +1441,19 @@ bool keel_json_next_element(keel_json_reader *jr, bool *more)
     return true;
 }
 
-/* The member name just read (jr->name_text, n bytes) against the earlier names of its object:
- * refused when it came before, else recorded. */
-static bool check_name(keel_json_reader *jr, size_t n)
+/* The member name just read (decoded in jr->name, its text in the innermost frame) against the
+ * earlier names of its object: refused when it came before, else recorded. */
+static bool check_name(keel_json_reader *jr)
 {
     reader *r = &jr->r;
+    const frame *f = &r->path[r->depth - 1];
     seen_names *seen = &jr->level[jr->levels - 1].seen;
-    if (seen_find(seen, jr->name_text, n))
+    size_t n = jr->name_len;
+    bool escaped = f->name_len != n; /* every escape is longer than what it stands for */
+    if (seen_find(seen, escaped ? jr->name : f->name, n))
         return keel_json_member_repeated(jr);
-    /* A name as written lives as long as the text; a decoded one gets its own copy. */
-    seen_name nm = {.s = jr->name_text, .n = n, .owned = NULL};
-    if (jr->name_text == jr->name) {
+    seen_name nm = {.s = f->name, .n = n, .owned = NULL};
+    if (escaped) {
         if ((nm.owned = malloc(n + 1)) == NULL) {
             fail_oom(r);
             return false;
@@ -1487,10 +1469,8 @@ static bool check_name(keel_json_reader *jr, size_t n)
     return true;
 }
 
-/* The next member's name and ':' (checked against the object's names unless the caller checks
- * them): in jr->name_text, decoded into jr->name only when written with escapes. *more as for
- * keel_json_next_member. */
-static bool pull_member(keel_json_reader *jr, bool *more)
+bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
+                           const char **raw, size_t *raw_len)
 {
     if (jr->levels == 0 || !jr->level[jr->levels - 1].object || !pull_next(jr, '}', more))
         return false;
@@ -1500,29 +1480,14 @@ static bool pull_member(keel_json_reader *jr, bool *more)
     if (!at_member_name(r))
         return false;
     const char *name_at = r->p;
-    if (!pull_span(r, &jr->name, &jr->name_cap, &jr->name_text, &jr->name_len))
+    if (!pull_string(r, &jr->name, &jr->name_cap, &jr->name_len))
         return false;
     if (!member_colon(r, name_at))
         return false;
-    jr->name_at = name_at;
     jr->value_at = r->p;
-    return jr->level[jr->levels - 1].unchecked || check_name(jr, jr->name_len);
-}
-
-bool keel_json_next_member(keel_json_reader *jr, bool *more, const char **name, size_t *len,
-                           const char **raw, size_t *raw_len)
-{
-    if (!pull_member(jr, more))
+    if (!jr->level[jr->levels - 1].unchecked && !check_name(jr))
         return false;
-    if (!*more)
-        return true;
-    if (jr->name_text != jr->name) {
-        if (!room(&jr->r, &jr->name, &jr->name_cap, jr->name_len))
-            return false;
-        memcpy(jr->name, jr->name_text, jr->name_len); /* name_text stays the text's */
-        jr->name[jr->name_len] = '\0';
-    }
-    const frame *f = &jr->r.path[jr->r.depth - 1];
+    const frame *f = &r->path[r->depth - 1];
     *name = jr->name;
     *len = jr->name_len;
     *raw = f->name;
@@ -1556,14 +1521,16 @@ static bool need_named_member(keel_json_reader *jr)
 
 bool keel_json_member_unclaimed(keel_json_reader *jr)
 {
-    return need_named_member(jr) && check_name(jr, jr->name_len);
+    return need_named_member(jr) && check_name(jr);
 }
 
 bool keel_json_member_repeated(keel_json_reader *jr)
 {
-    if (need_named_member(jr))
-        fail_at(&jr->r, jr->name_at, "the member name \"%.*s\" appears twice in one object",
-                jr->name_len > 60 ? 60 : (int)jr->name_len, jr->name_text);
+    if (need_named_member(jr)) {
+        const frame *f = &jr->r.path[jr->r.depth - 1];
+        fail_at(&jr->r, f->name - 1, "the member name \"%.60s\" appears twice in one object",
+                jr->name); /* at its opening quote */
+    }
     return false;
 }
 
